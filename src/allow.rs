@@ -1,0 +1,1 @@
+//! Per-route client allowlists, checked against the real client address.

@@ -1,0 +1,1 @@
+//! Pure TLS ClientHello parser: bytes in, SNI out. No I/O.

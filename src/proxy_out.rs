@@ -1,0 +1,1 @@
+//! PROXY protocol header we send to upstreams.
