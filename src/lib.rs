@@ -1,13 +1,27 @@
 //! ch-edge-proxy: an L4 edge proxy for ClickHouse on Kubernetes.
 //!
 //! The modules follow one connection through the proxy:
-//! accept → proxy_in → client_hello → route → allow → connect → proxy_out → relay.
+//! accept → preamble (proxy_in + client_hello) → route → allow → connect →
+//! proxy_out → relay; around them: config, server (state, drain), admin,
+//! metrics/telemetry, access_log.
 
+pub mod accept;
+pub mod access_log;
+pub mod admin;
 pub mod allow;
+pub mod cli;
 pub mod client_hello;
 pub mod config;
+pub mod connect;
+pub mod connection;
 pub mod metrics;
+pub mod outcome;
+pub mod preamble;
 pub mod proxy_in;
 pub mod proxy_out;
+pub mod relay;
 pub mod resolve;
 pub mod route;
+pub mod server;
+pub mod telemetry;
+pub mod tls_alert;

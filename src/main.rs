@@ -1,1 +1,120 @@
-fn main() {}
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use ch_edge_proxy::cli::{Cli, Command};
+use ch_edge_proxy::{config, resolve, route, server, telemetry};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => check(&config),
+        Command::Run { config } => run(&config),
+    }
+}
+
+fn check(path: &std::path::Path) -> ExitCode {
+    let result = config::load(path).and_then(|cfg| {
+        // Build the table too: it is what `run` would do with this config.
+        route::RouteTable::build(&cfg.routes, &cfg.defaults, &resolve::Resolver::default())?;
+        Ok(cfg)
+    });
+    match result {
+        Ok(cfg) => {
+            print!("{}", config::summary(&cfg));
+            println!("config OK");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {}: {error:#}", path.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(path: &std::path::Path) -> ExitCode {
+    telemetry::init_logging();
+    telemetry::metrics_handle();
+    let cfg = match config::load(path) {
+        Ok(cfg) => cfg,
+        Err(error) => {
+            tracing::error!(config = %path.display(), error = format!("{error:#}"), "invalid configuration");
+            eprintln!("error: {}: {error:#}", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(error) => {
+            eprintln!("error: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let server = match server::Server::bind(cfg).await {
+            Ok(s) => s,
+            Err(error) => {
+                tracing::error!(error = format!("{error:#}"), "cannot start");
+                eprintln!("error: {error:#}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let (first_signal, mut more_signals) = signals();
+        let run = server.run(first_signal);
+        tokio::pin!(run);
+        tokio::select! {
+            result = &mut run => match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    tracing::error!(error = format!("{error:#}"), "proxy failed");
+                    ExitCode::FAILURE
+                }
+            },
+            _ = more_signals.recv() => {
+                tracing::warn!("second signal: exiting without waiting for the drain");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// The first SIGTERM/SIGINT starts the drain; a second one arrives on the
+/// channel and ends the process at once.
+fn signals() -> (
+    impl std::future::Future<Output = ()>,
+    tokio::sync::mpsc::Receiver<()>,
+) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (first_tx, first_rx) = tokio::sync::oneshot::channel();
+    let (more_tx, more_rx) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        let (Ok(mut term), Ok(mut int)) =
+            (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+        else {
+            tracing::error!("cannot install signal handlers");
+            return;
+        };
+        let mut first = Some(first_tx);
+        loop {
+            let name = tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            };
+            match first.take() {
+                Some(tx) => {
+                    tracing::info!(signal = name, "shutting down: draining connections");
+                    let _ = tx.send(());
+                }
+                None => {
+                    let _ = more_tx.try_send(());
+                }
+            }
+        }
+    });
+    (
+        async move {
+            let _ = first_rx.await;
+        },
+        more_rx,
+    )
+}

@@ -1,0 +1,106 @@
+//! Accept phase: bind listeners, accept connections, enforce the connection
+//! limit, and hand each connection to the pipeline.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use socket2::{SockRef, TcpKeepalive};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::watch;
+
+use crate::config::ListenerConfig;
+use crate::connection;
+use crate::server::{ActiveGuard, Shared};
+
+/// TCP keepalive: well under the AWS NLB's 350 s flow idle timeout, so
+/// silent ClickHouse sessions (long queries, idle pools) stay mapped.
+const KEEPALIVE_TIME: Duration = Duration::from_secs(60);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
+const KEEPALIVE_RETRIES: u32 = 4;
+const LISTEN_BACKLOG: u32 = 4096;
+/// Back-off bounds when accept fails for lack of resources (EMFILE…).
+const BACKOFF_MIN: Duration = Duration::from_millis(5);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// A listener's identity as every connection on it sees it.
+#[derive(Debug)]
+pub struct ListenerCtx {
+    pub name: Arc<str>,
+    pub config: ListenerConfig,
+}
+
+/// Binds `config.address` with SO_REUSEADDR and a deep backlog.
+pub fn bind(config: &ListenerConfig) -> io::Result<TcpListener> {
+    let socket = match config.address {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(config.address)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// NODELAY (TLS handshakes are latency-bound) and keepalive on every leg.
+pub fn tune(stream: &TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let keepalive = TcpKeepalive::new()
+        .with_time(KEEPALIVE_TIME)
+        .with_interval(KEEPALIVE_INTERVAL)
+        .with_retries(KEEPALIVE_RETRIES);
+    let _ = SockRef::from(stream).set_tcp_keepalive(&keepalive);
+}
+
+/// Accepts until `stop` turns true.
+pub async fn run(
+    listener: TcpListener,
+    ctx: Arc<ListenerCtx>,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s) => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                backoff = BACKOFF_MIN;
+                let Some(guard) = ActiveGuard::try_new(&shared) else {
+                    // Over the limit: close at once (no reset storm, no queueing).
+                    drop(stream);
+                    connection::record_over_limit(&ctx, peer);
+                    continue;
+                };
+                tune(&stream);
+                tokio::spawn(connection::handle(stream, peer, ctx.clone(), shared.clone(), guard));
+            }
+            Err(error) => {
+                metrics::counter!(crate::metrics::ACCEPT_ERRORS, "listener" => metrics::SharedString::from_shared(ctx.name.clone()))
+                    .increment(1);
+                if is_resource_exhaustion(&error) {
+                    // Spinning on EMFILE burns a core and starves the
+                    // connections that would free descriptors; wait instead.
+                    tracing::warn!(listener = %ctx.name, %error, backoff_ms = backoff.as_millis() as u64, "accept failed; backing off");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                } else {
+                    tracing::debug!(listener = %ctx.name, %error, "accept error");
+                }
+            }
+        }
+    }
+    let active = shared.active.load(Ordering::Relaxed);
+    tracing::info!(listener = %ctx.name, active, "listener stopped accepting");
+}
+
+fn is_resource_exhaustion(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}

@@ -1,0 +1,116 @@
+//! Admin endpoint: `/metrics` (Prometheus), `/healthz`, `/readyz`, `/routes`.
+//!
+//! Served by hyper on its own listener, separate from the data path.
+
+use std::convert::Infallible;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::server::Shared;
+
+/// Slow or silent admin clients cannot hold a connection open.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Serves admin requests until `stop` turns true.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(address = %addr, "admin listening");
+    }
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.wait_for(|s| *s) => break,
+            accepted = listener.accept() => accepted,
+        };
+        let Ok((stream, _)) = accepted else { continue };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let shared = shared.clone();
+                async move { Ok::<_, Infallible>(respond(&req, &shared)) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+fn respond(req: &Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n");
+    }
+    match req.uri().path() {
+        "/metrics" => {
+            let body = crate::telemetry::render_metrics();
+            let mut resp = Response::new(Full::new(Bytes::from(body)));
+            resp.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            resp
+        }
+        "/healthz" => text(StatusCode::OK, "ok\n"),
+        "/readyz" => {
+            if shared.ready.load(Ordering::Acquire) {
+                text(StatusCode::OK, "ready\n")
+            } else if shared.draining.load(Ordering::Acquire) {
+                text(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+            } else {
+                text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+            }
+        }
+        "/routes" => {
+            let mut resp = Response::new(Full::new(Bytes::from(routes_json(shared))));
+            resp.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("application/json"),
+            );
+            resp
+        }
+        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *resp.status_mut() = status;
+    resp
+}
+
+/// The live route table as JSON.
+fn routes_json(shared: &Shared) -> String {
+    let state = shared.state.load();
+    let routes: Vec<serde_json::Value> = state
+        .routes
+        .routes()
+        .map(|r| {
+            serde_json::json!({
+                "name": &*r.name,
+                "sni": r.patterns.iter().map(|p| &**p).collect::<Vec<_>>(),
+                "upstreams": r.upstreams.iter().map(|u| serde_json::json!({
+                    "host": &*u.host,
+                    "port": u.port,
+                    "addresses": u.addrs.current().iter().map(|ip| ip.to_string()).collect::<Vec<_>>(),
+                })).collect::<Vec<_>>(),
+                "proxy_protocol": format!("{:?}", r.proxy_protocol).to_lowercase(),
+                "source": &*r.source,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "generation": state.generation,
+        "route_count": state.routes.len(),
+        "routes": routes,
+    })
+    .to_string()
+}

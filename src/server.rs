@@ -1,0 +1,219 @@
+//! The running proxy: shared state, listeners, admin endpoint, drain.
+//!
+//! `Server::bind` does everything that can fail (route table, sockets) so a
+//! bad config never half-starts; `Server::run` serves until shutdown, then
+//! drains (mini-redis style: stop accepting, wait for live connections up to
+//! `timeouts.drain`).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Notify};
+
+use crate::accept::{self, ListenerCtx};
+use crate::config::{Config, Defaults, Limits, Timeouts};
+use crate::resolve::Resolver;
+use crate::route::RouteTable;
+
+/// One consistent snapshot of everything a new connection needs. Loaded
+/// once per connection, so a reload never changes a connection mid-way.
+#[derive(Debug)]
+pub struct State {
+    pub routes: RouteTable,
+    pub timeouts: Timeouts,
+    pub limits: Limits,
+    pub defaults: Defaults,
+    pub generation: u64,
+}
+
+/// State shared by every task of the proxy.
+#[derive(Debug)]
+pub struct Shared {
+    pub state: ArcSwap<State>,
+    pub resolver: Arc<Resolver>,
+    /// Connections accepted and not yet closed, over all listeners.
+    pub active: AtomicUsize,
+    /// Notified whenever a connection closes (drain waits on it).
+    pub closed: Notify,
+    pub ready: AtomicBool,
+    pub draining: AtomicBool,
+    pub generation: AtomicU64,
+}
+
+/// Counts one live connection; enforces `limits.max_connections`.
+#[derive(Debug)]
+pub struct ActiveGuard {
+    shared: Arc<Shared>,
+}
+
+impl ActiveGuard {
+    /// `None` when the proxy is at its connection limit.
+    pub fn try_new(shared: &Arc<Shared>) -> Option<Self> {
+        let limit = shared.state.load().limits.max_connections;
+        let before = shared.active.fetch_add(1, Ordering::AcqRel);
+        if before >= limit {
+            shared.active.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        metrics::gauge!(crate::metrics::ACTIVE_CONNECTIONS).increment(1.0);
+        Some(ActiveGuard {
+            shared: shared.clone(),
+        })
+    }
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.shared.active.fetch_sub(1, Ordering::AcqRel);
+        metrics::gauge!(crate::metrics::ACTIVE_CONNECTIONS).decrement(1.0);
+        self.shared.closed.notify_waiters();
+    }
+}
+
+/// A bound, not yet running proxy.
+pub struct Server {
+    shared: Arc<Shared>,
+    listeners: Vec<(TcpListener, Arc<ListenerCtx>)>,
+    admin: Option<TcpListener>,
+}
+
+impl Server {
+    /// Builds the route table and binds every socket.
+    pub async fn bind(config: Config) -> anyhow::Result<Server> {
+        let resolver = Arc::new(Resolver::default());
+        let routes = RouteTable::build(&config.routes, &config.defaults, &resolver)
+            .context("building the route table")?;
+        metrics::gauge!(crate::metrics::ROUTES).set(routes.len() as f64);
+        let state = State {
+            routes,
+            timeouts: config.timeouts.clone(),
+            limits: config.limits.clone(),
+            defaults: config.defaults.clone(),
+            generation: 1,
+        };
+        let mut listeners = Vec::new();
+        for lc in &config.listeners {
+            let listener = accept::bind(lc)
+                .with_context(|| format!("listener {:?}: cannot bind {}", lc.name, lc.address))?;
+            let ctx = Arc::new(ListenerCtx {
+                name: lc.name.as_str().into(),
+                config: lc.clone(),
+            });
+            listeners.push((listener, ctx));
+        }
+        let admin = match &config.admin {
+            Some(a) => Some(
+                TcpListener::bind(a.address)
+                    .await
+                    .with_context(|| format!("admin: cannot bind {}", a.address))?,
+            ),
+            None => None,
+        };
+        let shared = Arc::new(Shared {
+            state: ArcSwap::from_pointee(state),
+            resolver,
+            active: AtomicUsize::new(0),
+            closed: Notify::new(),
+            ready: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+            generation: AtomicU64::new(1),
+        });
+        Ok(Server {
+            shared,
+            listeners,
+            admin,
+        })
+    }
+
+    /// Bound listener addresses by name (port 0 in the config resolves here).
+    pub fn listener_addrs(&self) -> Vec<(String, SocketAddr)> {
+        self.listeners
+            .iter()
+            .filter_map(|(l, ctx)| Some((ctx.name.to_string(), l.local_addr().ok()?)))
+            .collect()
+    }
+
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then drains and returns.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let Server {
+            shared,
+            listeners,
+            admin,
+        } = self;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let resolver = tokio::spawn(shared.resolver.clone().run());
+        let upkeep = tokio::spawn(async {
+            let mut every = tokio::time::interval(crate::telemetry::UPKEEP_EVERY);
+            loop {
+                every.tick().await;
+                crate::telemetry::metrics_handle().run_upkeep();
+            }
+        });
+        let admin_task = admin.map(|l| {
+            tokio::spawn(crate::admin::serve(l, shared.clone(), stop_rx.clone()))
+        });
+        let mut accepting = Vec::new();
+        for (listener, ctx) in listeners {
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(listener = %ctx.name, address = %addr, "listening");
+            }
+            accepting.push(tokio::spawn(accept::run(
+                listener,
+                ctx,
+                shared.clone(),
+                stop_rx.clone(),
+            )));
+        }
+        shared.ready.store(true, Ordering::Release);
+        shutdown.await;
+
+        // Not ready first, so load balancers stop sending; then stop accepting.
+        shared.ready.store(false, Ordering::Release);
+        shared.draining.store(true, Ordering::Release);
+        let _ = stop_tx.send(true);
+        for task in accepting {
+            let _ = task.await;
+        }
+        let drain = shared.state.load().timeouts.drain;
+        let active = shared.active.load(Ordering::Acquire);
+        tracing::info!(active, drain_secs = drain.as_secs_f64(), "draining");
+        let drained = tokio::time::timeout(drain, async {
+            loop {
+                let closed = shared.closed.notified();
+                tokio::pin!(closed);
+                closed.as_mut().enable();
+                if shared.active.load(Ordering::Acquire) == 0 {
+                    break;
+                }
+                closed.await;
+            }
+        })
+        .await;
+        match drained {
+            Ok(()) => tracing::info!("drained; exiting"),
+            Err(_) => tracing::warn!(
+                remaining = shared.active.load(Ordering::Acquire),
+                "drain deadline passed; closing remaining connections"
+            ),
+        }
+        resolver.abort();
+        upkeep.abort();
+        if let Some(task) = admin_task {
+            task.abort();
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,135 @@
+//! Admin endpoint and command line, driven through the binary.
+
+mod support;
+
+use std::process::Command;
+
+use support::peers::RawBackend;
+use support::*;
+
+#[tokio::test]
+async fn health_readiness_metrics_and_routes() {
+    let backend = RawBackend::start(false).await;
+    let mut proxy = Proxy::start(&format!(
+        "listeners:\n  - name: native\n    address: \"127.0.0.1:0\"\n  - name: https\n    address: \"127.0.0.1:0\"\n\
+         admin:\n  address: \"127.0.0.1:0\"\nroutes:\n  - sni: demo.ch.test\n    upstream: \"{}\"\n",
+        backend.addr
+    ));
+    assert_eq!(proxy.admin_get("/healthz").0, 200);
+    assert_eq!(proxy.admin_get("/readyz").0, 200);
+    assert_eq!(proxy.admin_get("/nope").0, 404);
+    let (status, routes) = proxy.admin_get("/routes");
+    assert_eq!(status, 200);
+    let routes: serde_json::Value = serde_json::from_str(&routes).unwrap();
+    assert_eq!(routes["route_count"], 1);
+    assert_eq!(routes["routes"][0]["name"], "demo.ch.test");
+
+    // One relayed connection on each listener shows up by listener and route.
+    for listener in ["native", "https"] {
+        let mut tcp = tokio::net::TcpStream::connect(proxy.addr(listener)).await.unwrap();
+        let hello = support::peers::client_hello("demo.ch.test");
+        tokio::io::AsyncWriteExt::write_all(&mut tcp, &hello).await.unwrap();
+        tokio::io::AsyncWriteExt::shutdown(&mut tcp).await.unwrap();
+        let mut back = Vec::new();
+        tokio::time::timeout(WAIT, tokio::io::AsyncReadExt::read_to_end(&mut tcp, &mut back))
+            .await
+            .unwrap()
+            .unwrap();
+        let line = proxy.access();
+        assert_eq!(line["listener"], listener);
+        for field in ["client", "peer", "sni", "route", "upstream", "outcome", "bytes_from_client", "bytes_from_upstream", "duration_ms", "client_hello_us", "connect_us"] {
+            assert!(!line[field].is_null(), "access log lacks {field}: {line}");
+        }
+    }
+    let (_, m) = proxy.admin_get("/metrics");
+    for listener in ["native", "https"] {
+        assert_eq!(
+            metric(&m, "ch_edge_proxy_connections_total", &[&format!("listener=\"{listener}\""), "route=\"demo.ch.test\"", "outcome=\"relayed\""]),
+            1.0,
+            "{m}"
+        );
+    }
+    assert!(metric(&m, "ch_edge_proxy_client_bytes_total", &["route=\"demo.ch.test\""]) > 0.0, "{m}");
+    assert!(metric(&m, "ch_edge_proxy_upstream_bytes_total", &["route=\"demo.ch.test\""]) > 0.0, "{m}");
+    assert!(metric(&m, "ch_edge_proxy_client_hello_seconds_count", &[]) >= 2.0, "{m}");
+    assert!(metric(&m, "ch_edge_proxy_upstream_connect_seconds_count", &[]) >= 2.0, "{m}");
+    assert_eq!(metric(&m, "ch_edge_proxy_active_connections", &[]), 0.0, "{m}");
+    assert_eq!(metric(&m, "ch_edge_proxy_routes", &[]), 1.0, "{m}");
+}
+
+#[tokio::test]
+async fn sigterm_turns_unready_drains_and_exits_zero() {
+    let backend = RawBackend::start(false).await;
+    let mut proxy = Proxy::start(&format!(
+        "listeners:\n  - name: native\n    address: \"127.0.0.1:0\"\nadmin:\n  address: \"127.0.0.1:0\"\n\
+         timeouts:\n  drain: 30s\nroutes:\n  - sni: demo.ch.test\n    upstream: \"{}\"\n",
+        backend.addr
+    ));
+    let hello = support::peers::client_hello("demo.ch.test");
+    let mut tcp = tokio::net::TcpStream::connect(proxy.addr("native")).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut tcp, &hello).await.unwrap();
+    let mut echoed = vec![0u8; hello.len()];
+    tokio::io::AsyncReadExt::read_exact(&mut tcp, &mut echoed).await.unwrap();
+    proxy.signal("TERM");
+    proxy.wait_log(|l| l["message"] == "draining");
+    // Stopped accepting, yet the live connection still relays.
+    assert_eq!(proxy.admin_get("/readyz").0, 503);
+    assert!(tokio::net::TcpStream::connect(proxy.addr("native")).await.is_err());
+    tokio::io::AsyncWriteExt::write_all(&mut tcp, b"still here").await.unwrap();
+    let mut more = [0u8; 10];
+    tokio::io::AsyncReadExt::read_exact(&mut tcp, &mut more).await.unwrap();
+    assert_eq!(&more, b"still here");
+    drop(tcp);
+    assert!(proxy.wait_exit().success());
+}
+
+fn check(yaml: &str) -> (bool, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ch-edge-proxy"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_accepts_the_example_config_and_prints_a_summary() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ch-edge-proxy"))
+        .args(["check", "--config", concat!(env!("CARGO_MANIFEST_DIR"), "/config/ch-edge-proxy.yaml")])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("native") && stdout.contains("https"), "{stdout}");
+}
+
+#[test]
+fn check_rejects_each_kind_of_bad_config_with_a_precise_message() {
+    let base = "listeners:\n  - name: native\n    address: \"127.0.0.1:9440\"\n";
+    let cases = [
+        (format!("{base}bogus: 1\n"), "bogus"),
+        (format!("{base}routes:\n  - sni: a.test\n    upstream: x\n    allow: [\"10.0.0.0/33\"]\n"), "10.0.0.0/33"),
+        (
+            format!("{base}routes:\n  - sni: a.test\n    upstream: x\n  - sni: A.test.\n    upstream: y\n"),
+            "a.test",
+        ),
+        (
+            "listeners:\n  - name: nlb\n    address: \"127.0.0.1:9440\"\n    proxy_protocol:\n      mode: required\n".to_string(),
+            "trusted",
+        ),
+        (format!("{base}include: [\"/nonexistent/routes.d\"]\n"), "/nonexistent/routes.d"),
+        (format!("{base}timeouts:\n  idle: 5 parsecs\n"), "idle"),
+    ];
+    for (yaml, needle) in cases {
+        let (ok, _, stderr) = check(&yaml);
+        assert!(!ok, "accepted:\n{yaml}");
+        assert!(stderr.contains(needle), "message for\n{yaml}\nlacks {needle:?}: {stderr}");
+    }
+}

@@ -1,0 +1,193 @@
+//! PROXY protocol in (trust policy, v1/v2, LOCAL) and out (v1/v2), checked
+//! with our own clients and with Debian's haproxy and nginx as real peers.
+
+mod support;
+
+use std::net::SocketAddr;
+
+use ch_edge_proxy::config::ProxyVersion;
+use ch_edge_proxy::proxy_out;
+use rustls::AlertDescription;
+use support::peers::{self, RawBackend};
+use support::*;
+
+fn v2(src: &str, dst: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    proxy_out::encode(ProxyVersion::V2, src.parse().unwrap(), dst.parse().unwrap(), &[], &mut out);
+    out
+}
+
+fn v1(src: &str, dst: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    proxy_out::encode(ProxyVersion::V1, src.parse().unwrap(), dst.parse().unwrap(), &[], &mut out);
+    out
+}
+
+fn config(mode: &str, trusted: &str, routes: &str) -> String {
+    format!(
+        "listeners:\n  - name: nlb\n    address: \"127.0.0.1:0\"\n    proxy_protocol:\n      mode: {mode}\n      trusted: [{trusted}]\n\
+         admin:\n  address: \"127.0.0.1:0\"\nroutes:\n{routes}"
+    )
+}
+
+#[tokio::test]
+async fn trusted_v2_header_sets_the_client_for_allowlist_and_proxy_out() {
+    let mut backend = TlsBackend::start(true).await;
+    let mut proxy = Proxy::start(&config(
+        "required",
+        "\"127.0.0.1/32\"",
+        &format!(
+            "  - sni: demo.ch.test\n    upstream: \"{}\"\n    allow: [\"198.51.100.0/24\"]\n    proxy_protocol: v1\n",
+            backend.addr
+        ),
+    ));
+    let addr = proxy.addr("nlb");
+    // Allowed by the address in the header, not by the socket peer (127.0.0.1).
+    let mut tls = tls_connect(addr, &v2("198.51.100.7:50000", "10.0.0.5:9440"), Some("demo.ch.test"))
+        .await
+        .unwrap();
+    echo(&mut tls, b"select 1").await;
+    let seen = backend.next().await;
+    let header = seen.proxy.expect("v1 header upstream");
+    assert_eq!(header.version, 1);
+    assert_eq!(header.source, Some("198.51.100.7:50000".parse().unwrap()));
+    assert_eq!(header.destination, Some("10.0.0.5:9440".parse().unwrap()));
+    let line = proxy.access();
+    assert_eq!(line["client"], "198.51.100.7:50000");
+    assert_eq!(line["proxy_version"], 2);
+
+    // Same route, a client outside the allowlist per its header.
+    let denied = tls_connect(addr, &v2("203.0.113.9:1234", "10.0.0.5:9440"), Some("demo.ch.test")).await;
+    assert_eq!(alert_of(denied), AlertDescription::AccessDenied);
+    assert_eq!(proxy.access()["outcome"], "access_denied");
+}
+
+#[tokio::test]
+async fn header_from_untrusted_peer_is_refused() {
+    let backend = TlsBackend::start(false).await;
+    let routes = format!("  - sni: demo.ch.test\n    upstream: \"{}\"\n", backend.addr);
+    // We connect from 127.0.0.1; only 127.0.0.2 is trusted.
+    let mut proxy = Proxy::start(&config("optional", "\"127.0.0.2/32\"", &routes));
+    let addr = proxy.addr("nlb");
+    let forged = tls_connect(addr, &v1("198.51.100.7:1", "10.0.0.5:9440"), Some("demo.ch.test")).await;
+    assert!(forged.is_err());
+    assert_eq!(proxy.access()["outcome"], "proxy_untrusted");
+    // Optional: no header from an untrusted peer is fine (the socket peer is the client).
+    let mut plain = tls_connect(addr, b"", Some("demo.ch.test")).await.unwrap();
+    echo(&mut plain, b"ok").await;
+    let line = proxy.access();
+    assert_eq!(line["outcome"], "relayed");
+    assert!(line["client"].as_str().unwrap().starts_with("127.0.0.1:"));
+}
+
+#[tokio::test]
+async fn required_mode_refuses_missing_header_and_v2_local_is_a_quiet_health_check() {
+    let backend = TlsBackend::start(false).await;
+    let routes = format!("  - sni: demo.ch.test\n    upstream: \"{}\"\n", backend.addr);
+    let mut proxy = Proxy::start(&config("required", "\"127.0.0.0/8\"", &routes));
+    let addr = proxy.addr("nlb");
+    assert!(tls_connect(addr, b"", Some("demo.ch.test")).await.is_err());
+    assert_eq!(proxy.access()["outcome"], "proxy_missing");
+
+    // v2 LOCAL, as an NLB health check sends it: closed without error noise.
+    let local: [u8; 16] = [
+        0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A, 0x20, 0x00, 0x00, 0x00,
+    ];
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut tcp, &local).await.unwrap();
+    let mut rest = Vec::new();
+    let n = tokio::time::timeout(WAIT, tokio::io::AsyncReadExt::read_to_end(&mut tcp, &mut rest))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(n, 0, "health check gets no bytes back");
+    assert_eq!(proxy.access()["outcome"], "health_check");
+    let (_, metrics) = proxy.admin_get("/metrics");
+    assert_eq!(metric(&metrics, "ch_edge_proxy_connections_total", &["outcome=\"health_check\""]), 1.0);
+}
+
+#[tokio::test]
+async fn v2_out_carries_client_authority_and_aws_vpce_tlv() {
+    let mut backend = RawBackend::start(true).await;
+    let mut proxy = Proxy::start(&config(
+        "optional",
+        "\"127.0.0.1/32\"",
+        &format!("  - sni: demo.ch.test\n    upstream: \"{}\"\n    proxy_protocol: v2\n", backend.addr),
+    ));
+    // Inbound v2 with the AWS VPC-endpoint TLV, as an NLB sends for PrivateLink.
+    let mut vpce_tlv = vec![0x01];
+    vpce_tlv.extend_from_slice(b"vpce-08d2bf15fac5001c9");
+    let mut header = Vec::new();
+    proxy_out::encode(
+        ProxyVersion::V2,
+        "[2001:db8::7]:4000".parse().unwrap(),
+        "[2001:db8::1]:9440".parse().unwrap(),
+        &[(0xEA, &vpce_tlv)],
+        &mut header,
+    );
+    let hello = peers::client_hello("demo.ch.test");
+    let mut tcp = tokio::net::TcpStream::connect(proxy.addr("nlb")).await.unwrap();
+    let mut first = header.clone();
+    first.extend_from_slice(&hello);
+    tokio::io::AsyncWriteExt::write_all(&mut tcp, &first).await.unwrap();
+    tokio::io::AsyncWriteExt::shutdown(&mut tcp).await.unwrap();
+    let seen = backend.next().await;
+    let out = seen.proxy.expect("v2 header upstream");
+    assert_eq!(out.version, 2);
+    assert_eq!(out.source, Some("[2001:db8::7]:4000".parse().unwrap()));
+    assert_eq!(out.aws_vpce_id(), Some("vpce-08d2bf15fac5001c9"));
+    assert!(out.tlvs.iter().any(|(t, v)| *t == 0x02 && v == b"demo.ch.test"), "{:?}", out.tlvs);
+    assert_eq!(seen.bytes, hello, "ClientHello replayed byte for byte");
+    let line = proxy.access();
+    assert_eq!(line["vpce"], "vpce-08d2bf15fac5001c9");
+    assert_eq!(line["client"], "[2001:db8::7]:4000");
+}
+
+/// haproxy `send-proxy-v2` as the NLB stand-in → proxy → nginx stream
+/// reading our PROXY header and answering with the address it learnt.
+#[tokio::test]
+async fn haproxy_in_front_and_nginx_behind_see_the_real_client() {
+    let (Some(haproxy), Some(nginx)) = (tool("haproxy"), tool("nginx")) else { return };
+    for (version, tag) in [("v1", "v1"), ("v2", "v2")] {
+        let nginx_addr: SocketAddr = format!("127.0.0.1:{}", peers::free_port()).parse().unwrap();
+        let _nginx = peers::nginx(
+            &nginx,
+            &format!(
+                "stream {{ server {{ listen {nginx_addr} proxy_protocol; return \"client=$proxy_protocol_addr:$proxy_protocol_port {tag}\\n\"; }} }}"
+            ),
+            nginx_addr,
+        );
+        let mut proxy = Proxy::start(&config(
+            "required",
+            "\"127.0.0.1/32\"",
+            &format!("  - sni: demo.ch.test\n    upstream: \"{nginx_addr}\"\n    proxy_protocol: {version}\n"),
+        ));
+        let front: SocketAddr = format!("127.0.0.1:{}", peers::free_port()).parse().unwrap();
+        let _haproxy = peers::haproxy(
+            &haproxy,
+            &format!(
+                "defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n\
+                 listen nlb\n  bind {front}\n  server edge {} send-proxy-v2\n",
+                proxy.addr("nlb")
+            ),
+            front,
+        );
+        // The client connects from 127.0.0.3 so its address differs from every hop's.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.3:0".parse().unwrap()).unwrap();
+        let mut tcp = socket.connect(front).await.unwrap();
+        let me = tcp.local_addr().unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut tcp, &peers::client_hello("demo.ch.test")).await.unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(WAIT, tokio::io::AsyncReadExt::read_to_end(&mut tcp, &mut answer))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&answer), format!("client={}:{} {tag}\n", me.ip(), me.port()));
+        // The wait_log for the "listening" line already happened; the health
+        // checks haproxy does not send (no `check`), so the next access line is ours.
+        let line = proxy.access();
+        assert_eq!(line["client"], me.to_string(), "{line}");
+        assert_eq!(line["proxy_version"], 2);
+    }
+}

@@ -1,0 +1,225 @@
+//! Shared test harness: runs the real binary on loopback with port 0,
+//! TLS backends and clients with certificates made at test time, and the
+//! access log / metrics as observable output. Every wait is bounded.
+#![allow(dead_code)]
+
+pub mod peers;
+pub mod tls;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub use tls::*;
+
+/// Upper bound for any single wait in these tests.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// A running `ch-edge-proxy run` with its parsed JSON log lines.
+pub struct Proxy {
+    child: Child,
+    pub listeners: HashMap<String, SocketAddr>,
+    pub admin: Option<SocketAddr>,
+    lines: mpsc::Receiver<serde_json::Value>,
+    /// Lines already read while waiting for another one.
+    seen: Vec<serde_json::Value>,
+    _dir: tempfile::TempDir,
+}
+
+impl Proxy {
+    /// Writes `yaml` to a temp dir and starts the proxy on it; returns once
+    /// every listener (and the admin endpoint, if configured) is bound.
+    pub fn start(yaml: &str) -> Proxy {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        Self::start_file(&path, dir)
+    }
+
+    pub fn start_file(path: &std::path::Path, dir: tempfile::TempDir) -> Proxy {
+        let expected_listeners = yaml_listener_count(&std::fs::read_to_string(path).unwrap());
+        let wants_admin = std::fs::read_to_string(path).unwrap().contains("admin:");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ch-edge-proxy"))
+            .args(["run", "--config"])
+            .arg(path)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn ch-edge-proxy");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                match serde_json::from_str::<serde_json::Value>(&line) {
+                    Ok(v) => {
+                        if tx.send(v).is_err() {
+                            break;
+                        }
+                    }
+                    Err(_) => eprintln!("proxy (non-JSON): {line}"),
+                }
+            }
+        });
+        let mut proxy = Proxy {
+            child,
+            listeners: HashMap::new(),
+            admin: None,
+            lines: rx,
+            seen: Vec::new(),
+            _dir: dir,
+        };
+        let deadline = Instant::now() + WAIT;
+        while proxy.listeners.len() < expected_listeners || (wants_admin && proxy.admin.is_none()) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = proxy
+                .lines
+                .recv_timeout(left)
+                .expect("proxy did not report its listeners in time");
+            match line["message"].as_str() {
+                Some("listening") => {
+                    let name = line["listener"].as_str().unwrap().to_string();
+                    let addr = line["address"].as_str().unwrap().parse().unwrap();
+                    proxy.listeners.insert(name, addr);
+                }
+                Some("admin listening") => {
+                    proxy.admin = Some(line["address"].as_str().unwrap().parse().unwrap());
+                }
+                _ => proxy.seen.push(line),
+            }
+        }
+        proxy
+    }
+
+    pub fn addr(&self, listener: &str) -> SocketAddr {
+        self.listeners[listener]
+    }
+
+    /// The next log line (in order) that matches `pred`, waiting up to WAIT.
+    pub fn wait_log(&mut self, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        if let Some(i) = self.seen.iter().position(&pred) {
+            return self.seen.remove(i);
+        }
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no matching log line; seen: {:#?}", self.seen));
+            if pred(&line) {
+                return line;
+            }
+            self.seen.push(line);
+        }
+    }
+
+    /// The next access-log line (one per connection).
+    pub fn access(&mut self) -> serde_json::Value {
+        self.wait_log(|l| l["target"] == "access")
+    }
+
+    /// GET on the admin endpoint: (status, body).
+    pub fn admin_get(&self, path: &str) -> (u16, String) {
+        http_get(self.admin.expect("admin configured"), path)
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        signal(&self.child, "TERM");
+        wait_exit(&mut self.child)
+    }
+
+    pub fn signal(&self, name: &str) {
+        signal(&self.child, name);
+    }
+
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        wait_exit(&mut self.child)
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "proxy did not exit in time");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn yaml_listener_count(yaml: &str) -> usize {
+    // Every listener has exactly one `address:` under `listeners:`; admin's
+    // `address:` is the only other one.
+    let total = yaml.matches("address:").count();
+    if yaml.contains("admin:") {
+        total - 1
+    } else {
+        total
+    }
+}
+
+/// Minimal HTTP/1.0 GET (the admin endpoint is ours; no client crate needed).
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect_timeout(&addr, WAIT).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let status = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+/// The value of one Prometheus sample whose line contains every `parts`.
+pub fn metric(text: &str, name: &str, parts: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && parts.iter().all(|p| l.contains(p)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// True when running in CI, where a missing peer binary is a failure, not a skip.
+pub fn in_ci() -> bool {
+    std::env::var("CI").map(|v| v == "true" || v == "1").unwrap_or(false)
+}
+
+/// The path of an external tool, or None (skip) outside CI; panics in CI.
+pub fn tool(name: &str) -> Option<std::path::PathBuf> {
+    for dir in ["/usr/sbin", "/usr/bin", "/usr/local/bin", "/usr/local/sbin"] {
+        let p = std::path::Path::new(dir).join(name);
+        if p.exists() {
+            return Some(p);
+        }
+    }
+    if in_ci() {
+        panic!("{name} is required in CI (installed by .ci/run)");
+    }
+    eprintln!("skipping: {name} not installed");
+    None
+}
