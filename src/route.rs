@@ -1,3 +1,415 @@
 //! The route table: SNI → route, as one immutable snapshot shared by `Arc`.
 //!
-//! Lookup cost depends on the length of the name, never on the number of routes.
+//! Lookup cost depends on the length of the name, never on the number of routes:
+//! one hash probe for the exact name, then one per suffix that could match a
+//! wildcard (longest first), then the catch-all.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+
+use crate::allow::AllowList;
+use crate::config::{Defaults, ProxyVersion, RouteSpec};
+use crate::resolve::{Addrs, Resolver};
+
+/// Longest name we route (RFC 1035: 253 characters, plus one trailing dot).
+const MAX_NAME: usize = 255;
+
+/// One immutable snapshot of all routes.
+#[derive(Debug, Default)]
+pub struct RouteTable {
+    /// Exact names.
+    exact: HashMap<Box<str>, Arc<Route>>,
+    /// `*.suffix` patterns, keyed by `suffix`.
+    wildcards: HashMap<Box<str>, Arc<Route>>,
+    /// The `*` route.
+    catch_all: Option<Arc<Route>>,
+    /// Most labels in any wildcard suffix: longer suffixes need no probe.
+    max_wildcard_labels: usize,
+    /// Every route once, in spec order.
+    routes: Vec<Arc<Route>>,
+}
+
+#[derive(Debug)]
+pub struct Route {
+    pub name: Box<str>,
+    pub upstreams: Vec<Upstream>,
+    pub allow: AllowList,
+    pub proxy_protocol: ProxyVersion,
+    pub source: Box<str>,
+    /// Round-robin cursor over the route's resolved addresses (used by the connect phase).
+    pub cursor: AtomicUsize,
+}
+
+#[derive(Debug)]
+pub struct Upstream {
+    pub host: Box<str>,
+    /// `None`: the listener's `upstream_port`.
+    pub port: Option<u16>,
+    pub addrs: Arc<Addrs>,
+}
+
+/// Why a lookup found no route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Miss {
+    /// A name was sent and nothing matches it (TLS alert `unrecognized_name`).
+    UnknownName,
+    /// No SNI was sent and there is no `*` route (TLS alert `missing_extension`).
+    NoSni,
+}
+
+/// A route as named in error messages: `route "demo" (#2) in routes.d/a.yaml`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteRef {
+    pub name: String,
+    /// 1-based position among the routes of `source`.
+    pub index: usize,
+    pub source: String,
+}
+
+impl std::fmt::Display for RouteRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "route {:?} (#{}) in {}",
+            self.name, self.index, self.source
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    #[error("SNI {pattern:?} is claimed twice: {first} and {second}")]
+    DuplicateClaim {
+        pattern: String,
+        first: RouteRef,
+        second: RouteRef,
+    },
+    #[error("{route}: invalid SNI pattern {pattern:?}: {reason}")]
+    InvalidPattern {
+        route: RouteRef,
+        pattern: String,
+        reason: PatternError,
+    },
+    #[error("{route}: no SNI pattern")]
+    NoSni { route: RouteRef },
+    #[error("{route}: no upstream")]
+    NoUpstream { route: RouteRef },
+}
+
+/// Why an SNI pattern or name is invalid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PatternError {
+    #[error("empty")]
+    Empty,
+    #[error("longer than 253 characters")]
+    TooLong,
+    #[error("empty label (leading dot or two dots in a row)")]
+    EmptyLabel,
+    #[error("a label is longer than 63 characters")]
+    LabelTooLong,
+    #[error("not ASCII (write internationalised names in their xn-- form)")]
+    NotAscii,
+    #[error("invalid character {0:?} (names hold letters, digits, '-', '_' and '.')")]
+    BadChar(char),
+    #[error("'*' is allowed only alone or as the whole leftmost label (\"*.example.com\")")]
+    MisplacedWildcard,
+}
+
+/// Normalises an SNI pattern: lower-case, one trailing dot removed. Valid
+/// patterns are `*`, `*.name` and `name`, where a name is dot-separated
+/// non-empty labels of letters, digits, `-` and `_`.
+pub fn normalize_pattern(raw: &str) -> Result<String, PatternError> {
+    let lower = raw.to_ascii_lowercase();
+    let s = lower.strip_suffix('.').unwrap_or(&lower).to_owned();
+    if s == "*" {
+        return Ok(s);
+    }
+    check_name(s.strip_prefix("*.").unwrap_or(&s))?;
+    Ok(s)
+}
+
+/// Checks a normalised DNS-ish name (no wildcard, no trailing dot).
+pub fn check_name(name: &str) -> Result<(), PatternError> {
+    if name.is_empty() {
+        return Err(PatternError::Empty);
+    }
+    if name.len() > 253 {
+        return Err(PatternError::TooLong);
+    }
+    for label in name.split('.') {
+        if label.is_empty() {
+            return Err(PatternError::EmptyLabel);
+        }
+        if label.len() > 63 {
+            return Err(PatternError::LabelTooLong);
+        }
+        if let Some(c) = label.chars().find(|c| !is_name_char(*c)) {
+            return Err(match c {
+                '*' => PatternError::MisplacedWildcard,
+                c if !c.is_ascii() => PatternError::NotAscii,
+                c => PatternError::BadChar(c),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '-' || c == '_'
+}
+
+/// Rejects a pattern claimed by two routes (or twice by one). `specs` hold
+/// normalised patterns, as [`crate::config::load`] produces them.
+pub fn check_claims(specs: &[RouteSpec]) -> Result<(), RouteError> {
+    match duplicate_claims(specs).into_iter().next() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Every duplicate claim in `specs` (normalised patterns), in spec order.
+pub fn duplicate_claims(specs: &[RouteSpec]) -> Vec<RouteError> {
+    let patterns: Vec<&[String]> = specs.iter().map(|s| s.sni.as_slice()).collect();
+    duplicates(specs, &patterns)
+}
+
+/// `patterns[i]` are the normalised patterns of `specs[i]`.
+fn duplicates<P: AsRef<str>>(specs: &[RouteSpec], patterns: &[&[P]]) -> Vec<RouteError> {
+    let refs = route_refs(specs);
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    let mut errors = Vec::new();
+    for (i, (pats, this)) in patterns.iter().zip(&refs).enumerate() {
+        for p in pats.iter() {
+            if let Some(&first) = seen.get(p.as_ref()) {
+                errors.push(RouteError::DuplicateClaim {
+                    pattern: p.as_ref().to_owned(),
+                    first: refs.get(first).unwrap_or(this).clone(),
+                    second: this.clone(),
+                });
+            } else {
+                seen.insert(p.as_ref(), i);
+            }
+        }
+    }
+    errors
+}
+
+/// Names each spec as `route "name" (#n) in source`, `n` counted per source.
+fn route_refs(specs: &[RouteSpec]) -> Vec<RouteRef> {
+    let mut per_source: HashMap<&str, usize> = HashMap::new();
+    specs
+        .iter()
+        .map(|s| {
+            let n = per_source.entry(&s.source).or_insert(0);
+            *n += 1;
+            RouteRef {
+                name: s.name.clone(),
+                index: *n,
+                source: s.source.clone(),
+            }
+        })
+        .collect()
+}
+
+/// [`RouteRef`] of `specs[i]` (error path only).
+fn route_ref(specs: &[RouteSpec], i: usize) -> RouteRef {
+    let spec = specs.get(i);
+    let source = spec.map_or("", |s| s.source.as_str());
+    RouteRef {
+        name: spec.map_or_else(String::new, |s| s.name.clone()),
+        index: specs
+            .iter()
+            .take(i + 1)
+            .filter(|s| s.source == source)
+            .count(),
+        source: source.to_owned(),
+    }
+}
+
+impl RouteTable {
+    /// Compiles `specs` (routes without `allow`/`proxy_protocol` take them
+    /// from `defaults`). Patterns are normalised again, so specs from other
+    /// producers (discovery) are safe. Fails on an invalid pattern, a route
+    /// without SNI or upstream, or a duplicate claim (naming both routes).
+    pub fn build(
+        specs: &[RouteSpec],
+        defaults: &Defaults,
+        resolver: &Resolver,
+    ) -> Result<RouteTable, RouteError> {
+        let normalised = normalise_all(specs)?;
+        let borrowed: Vec<&[Cow<'_, str>]> = normalised.iter().map(Vec::as_slice).collect();
+        if let Some(e) = duplicates(specs, &borrowed).into_iter().next() {
+            return Err(e);
+        }
+
+        let default_allow = AllowList::new(&defaults.allow);
+        let mut table = RouteTable {
+            routes: Vec::with_capacity(specs.len()),
+            ..RouteTable::default()
+        };
+        for (spec, patterns) in specs.iter().zip(&normalised) {
+            let route = Arc::new(Route {
+                name: spec.name.as_str().into(),
+                upstreams: spec
+                    .upstreams
+                    .iter()
+                    .map(|u| Upstream {
+                        host: u.host.as_str().into(),
+                        port: u.port,
+                        addrs: resolver.handle(&u.host),
+                    })
+                    .collect(),
+                allow: match &spec.allow {
+                    Some(nets) => AllowList::new(nets),
+                    None => default_allow.clone(),
+                },
+                proxy_protocol: spec.proxy_protocol.unwrap_or(defaults.proxy_protocol),
+                source: spec.source.as_str().into(),
+                cursor: AtomicUsize::new(0),
+            });
+            for p in patterns {
+                table.insert(p, &route);
+            }
+            table.routes.push(route);
+        }
+        Ok(table)
+    }
+
+    fn insert(&mut self, pattern: &str, route: &Arc<Route>) {
+        if pattern == "*" {
+            self.catch_all = Some(route.clone());
+        } else if let Some(suffix) = pattern.strip_prefix("*.") {
+            let labels = suffix.split('.').count();
+            self.max_wildcard_labels = self.max_wildcard_labels.max(labels);
+            self.wildcards.insert(suffix.into(), route.clone());
+        } else {
+            self.exact.insert(pattern.into(), route.clone());
+        }
+    }
+
+    /// `sni`: raw bytes from the ClientHello (may be any bytes).
+    /// Case-insensitive; one trailing dot ignored. Exact beats wildcard beats
+    /// `*`; among wildcards the longest suffix wins, at any depth
+    /// (`*.ch.example.com` matches `a.b.ch.example.com`, not `ch.example.com`).
+    /// A name that is not a valid host name (non-ASCII, overlong, empty labels)
+    /// matches only `*`. No SNI → the `*` route if any, else [`Miss::NoSni`].
+    pub fn lookup(&self, sni: Option<&[u8]>) -> Result<&Arc<Route>, Miss> {
+        let Some(raw) = sni else {
+            return self.catch_all.as_ref().ok_or(Miss::NoSni);
+        };
+        let mut buf = [0u8; MAX_NAME];
+        if let Some((name, labels)) = normalise_name(raw, &mut buf) {
+            if let Some(r) = self.exact.get(name) {
+                return Ok(r);
+            }
+            if self.max_wildcard_labels > 0 {
+                // Suffixes after each dot, longest first; `remaining` is the
+                // number of labels in the suffix after this dot.
+                let mut remaining = labels;
+                for (i, b) in name.bytes().enumerate() {
+                    if b != b'.' {
+                        continue;
+                    }
+                    remaining -= 1;
+                    if remaining > self.max_wildcard_labels {
+                        continue;
+                    }
+                    if let Some(r) = name.get(i + 1..).and_then(|s| self.wildcards.get(s)) {
+                        return Ok(r);
+                    }
+                }
+            }
+        }
+        self.catch_all.as_ref().ok_or(Miss::UnknownName)
+    }
+
+    /// Number of routes.
+    pub fn len(&self) -> usize {
+        self.routes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+
+    /// Every route once, in configuration order.
+    pub fn routes(&self) -> impl Iterator<Item = &Arc<Route>> {
+        self.routes.iter()
+    }
+}
+
+fn normalise_all(specs: &[RouteSpec]) -> Result<Vec<Vec<Cow<'_, str>>>, RouteError> {
+    let mut out = Vec::with_capacity(specs.len());
+    for (i, spec) in specs.iter().enumerate() {
+        if spec.sni.is_empty() {
+            return Err(RouteError::NoSni {
+                route: route_ref(specs, i),
+            });
+        }
+        if spec.upstreams.is_empty() {
+            return Err(RouteError::NoUpstream {
+                route: route_ref(specs, i),
+            });
+        }
+        let mut patterns = Vec::with_capacity(spec.sni.len());
+        for p in &spec.sni {
+            let already =
+                p != "*" && !p.ends_with('.') && !p.bytes().any(|b| b.is_ascii_uppercase());
+            let checked = if already {
+                check_name(p.strip_prefix("*.").unwrap_or(p)).map(|()| Cow::Borrowed(p.as_str()))
+            } else if p == "*" {
+                Ok(Cow::Borrowed(p.as_str()))
+            } else {
+                normalize_pattern(p).map(Cow::Owned)
+            };
+            match checked {
+                Ok(c) => patterns.push(c),
+                Err(reason) => {
+                    return Err(RouteError::InvalidPattern {
+                        route: route_ref(specs, i),
+                        pattern: p.clone(),
+                        reason,
+                    })
+                }
+            }
+        }
+        out.push(patterns);
+    }
+    Ok(out)
+}
+
+/// Lower-cases `raw` into `buf` and strips one trailing dot. Returns the name
+/// and its label count, or `None` if it is not a plausible host name.
+fn normalise_name<'b>(raw: &[u8], buf: &'b mut [u8; MAX_NAME]) -> Option<(&'b str, usize)> {
+    let raw = raw.strip_suffix(b".").unwrap_or(raw);
+    if raw.is_empty() || raw.len() > buf.len() {
+        return None;
+    }
+    let mut labels = 1;
+    let mut label_len = 0;
+    for (dst, &b) in buf.iter_mut().zip(raw) {
+        let lower = b.to_ascii_lowercase();
+        match lower {
+            b'.' => {
+                if label_len == 0 {
+                    return None;
+                }
+                labels += 1;
+                label_len = 0;
+            }
+            b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => label_len += 1,
+            _ => return None,
+        }
+        *dst = lower;
+    }
+    if label_len == 0 {
+        return None;
+    }
+    let name = std::str::from_utf8(buf.get(..raw.len())?).ok()?;
+    Some((name, labels))
+}
+
+#[cfg(test)]
+mod tests;

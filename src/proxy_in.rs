@@ -1,1 +1,0 @@
-//! PROXY protocol header sent to us (by the NLB): pure parsing and trust policy.

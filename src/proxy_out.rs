@@ -1,1 +1,0 @@
-//! PROXY protocol header we send to upstreams.

@@ -1,0 +1,304 @@
+use super::*;
+use crate::config::UpstreamAddr;
+use proptest::prelude::*;
+
+fn spec(name: &str, sni: &[&str], source: &str) -> RouteSpec {
+    RouteSpec {
+        name: name.to_owned(),
+        sni: sni.iter().map(|s| s.to_string()).collect(),
+        upstreams: vec![UpstreamAddr {
+            host: "127.0.0.1".into(),
+            port: Some(9440),
+        }],
+        allow: None,
+        proxy_protocol: None,
+        source: source.to_owned(),
+    }
+}
+
+fn table(specs: &[RouteSpec]) -> RouteTable {
+    RouteTable::build(specs, &Defaults::default(), &Resolver::default()).expect("valid table")
+}
+
+fn hit<'a>(t: &'a RouteTable, sni: &str) -> Result<&'a str, Miss> {
+    t.lookup(Some(sni.as_bytes())).map(|r| &*r.name)
+}
+
+fn sample() -> RouteTable {
+    table(&[
+        spec("chi", &["demo.ch.example.com"], "c.yaml"),
+        spec("pod", &["chi-demo-cluster-0-0.ch.example.com"], "c.yaml"),
+        spec("wild", &["*.ch.example.com"], "c.yaml"),
+        spec("deeper", &["*.eu.ch.example.com"], "c.yaml"),
+        spec("other", &["*.example.org", "example.org"], "c.yaml"),
+    ])
+}
+
+#[test]
+fn exact_beats_wildcard_beats_catch_all() {
+    let mut specs = vec![
+        spec("exact", &["a.ch.example.com"], "c.yaml"),
+        spec("wild", &["*.ch.example.com"], "c.yaml"),
+    ];
+    let t = table(&specs);
+    assert_eq!(hit(&t, "a.ch.example.com"), Ok("exact"));
+    assert_eq!(hit(&t, "b.ch.example.com"), Ok("wild"));
+    assert_eq!(hit(&t, "elsewhere.net"), Err(Miss::UnknownName));
+    specs.push(spec("all", &["*"], "c.yaml"));
+    let t = table(&specs);
+    assert_eq!(hit(&t, "a.ch.example.com"), Ok("exact"));
+    assert_eq!(hit(&t, "b.ch.example.com"), Ok("wild"));
+    assert_eq!(hit(&t, "elsewhere.net"), Ok("all"));
+}
+
+#[test]
+fn longest_suffix_wins_at_any_depth() {
+    let t = sample();
+    assert_eq!(hit(&t, "x.eu.ch.example.com"), Ok("deeper"));
+    assert_eq!(hit(&t, "a.b.c.eu.ch.example.com"), Ok("deeper"));
+    assert_eq!(hit(&t, "a.b.ch.example.com"), Ok("wild"));
+    // The wildcard needs at least one label in front of its suffix.
+    assert_eq!(hit(&t, "eu.ch.example.com"), Ok("wild"));
+    assert_eq!(hit(&t, "ch.example.com"), Err(Miss::UnknownName));
+    assert_eq!(hit(&t, "example.org"), Ok("other"));
+    assert_eq!(hit(&t, "www.example.org"), Ok("other"));
+}
+
+#[test]
+fn case_and_one_trailing_dot_are_ignored() {
+    let t = sample();
+    assert_eq!(hit(&t, "DEMO.Ch.Example.COM"), Ok("chi"));
+    assert_eq!(hit(&t, "demo.ch.example.com."), Ok("chi"));
+    assert_eq!(hit(&t, "X.CH.EXAMPLE.COM."), Ok("wild"));
+    assert_eq!(hit(&t, "demo.ch.example.com.."), Err(Miss::UnknownName));
+}
+
+#[test]
+fn malformed_names_are_unknown() {
+    let t = sample();
+    for bad in [
+        &b"d\xc3\xa9mo.ch.example.com"[..],
+        b"\xff\xfe",
+        b"",
+        b".",
+        b".ch.example.com",
+        b"a..ch.example.com",
+        b"a b.ch.example.com",
+        b"a\0.ch.example.com",
+    ] {
+        assert_eq!(
+            t.lookup(Some(bad)).map(|r| &*r.name),
+            Err(Miss::UnknownName),
+            "{bad:?}"
+        );
+    }
+    let long = format!("{}.ch.example.com", "a".repeat(300));
+    assert_eq!(hit(&t, &long), Err(Miss::UnknownName));
+    // Malformed names still reach the catch-all, which takes everything.
+    let with_all = table(&[spec("all", &["*"], "c.yaml")]);
+    assert_eq!(with_all.lookup(Some(b"\xff")).map(|r| &*r.name), Ok("all"));
+    assert_eq!(hit(&with_all, &long), Ok("all"));
+}
+
+#[test]
+fn longest_acceptable_name_routes() {
+    // 253 characters plus the trailing dot fill the whole buffer.
+    let label = "a".repeat(61);
+    let name = format!("{label}.{label}.{label}.{label}.ch.example.com");
+    let name = &name[name.len() - 253..];
+    let t = table(&[spec("n", &[name], "c.yaml")]);
+    assert_eq!(hit(&t, name), Ok("n"));
+    assert_eq!(hit(&t, &format!("{name}.")), Ok("n"));
+}
+
+#[test]
+fn no_sni_goes_to_catch_all_only() {
+    let t = sample();
+    assert_eq!(t.lookup(None).map(|r| &*r.name), Err(Miss::NoSni));
+    let t = table(&[spec("all", &["*"], "c.yaml"), spec("w", &["*.a"], "c.yaml")]);
+    assert_eq!(t.lookup(None).map(|r| &*r.name), Ok("all"));
+}
+
+#[test]
+fn patterns_are_normalised_on_build() {
+    let t = table(&[spec("x", &["Demo.CH.example.com."], "c.yaml")]);
+    assert_eq!(hit(&t, "demo.ch.example.com"), Ok("x"));
+}
+
+#[test]
+fn duplicate_claims_name_both_routes() {
+    let specs = [
+        spec("a", &["x.example.com"], "main.yaml"),
+        spec("b", &["y.example.com"], "routes.d/r.yaml"),
+        spec("c", &["X.example.com."], "routes.d/r.yaml"),
+    ];
+    let err = RouteTable::build(&specs, &Defaults::default(), &Resolver::default()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "SNI \"x.example.com\" is claimed twice: route \"a\" (#1) in main.yaml and route \"c\" (#2) in routes.d/r.yaml"
+    );
+    let normalised = [spec("a", &["*.e"], "m"), spec("b", &["*.e"], "m")];
+    assert!(matches!(
+        check_claims(&normalised),
+        Err(RouteError::DuplicateClaim { .. })
+    ));
+    assert_eq!(check_claims(&specs[..2]), Ok(()));
+}
+
+#[test]
+fn build_rejects_invalid_specs() {
+    let d = Defaults::default();
+    let r = Resolver::default();
+    let bad = [spec("w", &["a.*.b"], "s.yaml")];
+    let e = RouteTable::build(&bad, &d, &r).unwrap_err().to_string();
+    assert!(
+        e.contains("route \"w\" (#1) in s.yaml: invalid SNI pattern \"a.*.b\""),
+        "{e}"
+    );
+    let mut none = spec("n", &["a"], "s.yaml");
+    none.upstreams.clear();
+    let e = RouteTable::build(&[none], &d, &r).unwrap_err();
+    assert!(matches!(e, RouteError::NoUpstream { .. }), "{e}");
+    let e = RouteTable::build(&[spec("n", &[], "s.yaml")], &d, &r).unwrap_err();
+    assert!(matches!(e, RouteError::NoSni { .. }), "{e}");
+}
+
+#[test]
+fn pattern_rules() {
+    assert_eq!(normalize_pattern("*").as_deref(), Ok("*"));
+    assert_eq!(normalize_pattern("*.A.b.").as_deref(), Ok("*.a.b"));
+    assert_eq!(
+        normalize_pattern("chi-x_1.Ch.Example.com").as_deref(),
+        Ok("chi-x_1.ch.example.com")
+    );
+    assert_eq!(
+        normalize_pattern("a.*.b"),
+        Err(PatternError::MisplacedWildcard)
+    );
+    assert_eq!(
+        normalize_pattern("*a.b"),
+        Err(PatternError::MisplacedWildcard)
+    );
+    assert_eq!(
+        normalize_pattern("**"),
+        Err(PatternError::MisplacedWildcard)
+    );
+    assert_eq!(
+        normalize_pattern("*.").as_deref(),
+        Ok("*"),
+        "one trailing dot is dropped"
+    );
+    assert_eq!(normalize_pattern("*.."), Err(PatternError::Empty));
+    assert_eq!(normalize_pattern(""), Err(PatternError::Empty));
+    assert_eq!(normalize_pattern("a..b"), Err(PatternError::EmptyLabel));
+    assert_eq!(normalize_pattern(".a"), Err(PatternError::EmptyLabel));
+    assert_eq!(normalize_pattern("a b"), Err(PatternError::BadChar(' ')));
+    assert_eq!(normalize_pattern("dé.com"), Err(PatternError::NotAscii));
+    assert_eq!(
+        normalize_pattern(&"a".repeat(64)),
+        Err(PatternError::LabelTooLong)
+    );
+    assert_eq!(
+        normalize_pattern(&"a.".repeat(128)),
+        Err(PatternError::TooLong)
+    );
+}
+
+#[test]
+fn routes_take_defaults_and_overrides() {
+    let mut own = spec("own", &["own.example.com"], "c.yaml");
+    own.allow = Some(vec!["10.0.0.0/8".parse().unwrap()]);
+    own.proxy_protocol = Some(ProxyVersion::V1);
+    let defaults = Defaults {
+        allow: vec!["192.0.2.0/24".parse().unwrap()],
+        proxy_protocol: ProxyVersion::V2,
+    };
+    let specs = [own, spec("dflt", &["dflt.example.com"], "c.yaml")];
+    let t = RouteTable::build(&specs, &defaults, &Resolver::default()).unwrap();
+    assert_eq!(t.len(), 2);
+    assert!(!t.is_empty());
+    let own = t.lookup(Some(b"own.example.com")).unwrap();
+    assert_eq!(own.proxy_protocol, ProxyVersion::V1);
+    assert!(own.allow.allows("10.1.1.1".parse().unwrap()));
+    assert!(!own.allow.allows("192.0.2.1".parse().unwrap()));
+    let d = t.lookup(Some(b"dflt.example.com")).unwrap();
+    assert_eq!(d.proxy_protocol, ProxyVersion::V2);
+    assert!(d.allow.allows("192.0.2.1".parse().unwrap()));
+    assert_eq!(&*d.upstreams[0].host, "127.0.0.1");
+    assert_eq!(
+        *d.upstreams[0].addrs.current(),
+        vec!["127.0.0.1".parse::<std::net::IpAddr>().unwrap()]
+    );
+    let names: Vec<&str> = t.routes().map(|r| &*r.name).collect();
+    assert_eq!(names, ["own", "dflt"]);
+}
+
+/// Brute-force reference: scan every pattern.
+fn reference<'a>(patterns: &'a [String], query: &str) -> Option<&'a str> {
+    let q = query.to_ascii_lowercase();
+    let q = q.strip_suffix('.').unwrap_or(&q);
+    if let Some(p) = patterns.iter().find(|p| *p == q) {
+        return Some(p);
+    }
+    let wild = patterns
+        .iter()
+        .filter_map(|p| p.strip_prefix("*.").map(|s| (p, s)))
+        .filter(|(_, s)| q.len() > s.len() + 1 && q.ends_with(&format!(".{s}")))
+        .max_by_key(|(_, s)| s.len());
+    if let Some((p, _)) = wild {
+        return Some(p);
+    }
+    patterns.iter().find(|p| *p == "*").map(|p| p.as_str())
+}
+
+fn name_strategy() -> impl Strategy<Value = String> {
+    prop::collection::vec(prop::sample::select(vec!["a", "b", "ch", "x-1"]), 1..5)
+        .prop_map(|l| l.join("."))
+}
+
+fn pattern_strategy() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => name_strategy(),
+        3 => name_strategy().prop_map(|n| format!("*.{n}")),
+        1 => Just("*".to_owned()),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn lookup_matches_brute_force(
+        patterns in prop::collection::btree_set(pattern_strategy(), 0..24),
+        queries in prop::collection::vec((name_strategy(), any::<bool>(), any::<bool>()), 1..16),
+    ) {
+        let patterns: Vec<String> = patterns.into_iter().collect();
+        // One route per pattern, named by its pattern.
+        let specs: Vec<RouteSpec> = patterns.iter().map(|p| spec(p, &[p], "p.yaml")).collect();
+        let t = table(&specs);
+        for (q, upper, dot) in queries {
+            let mut q = if upper { q.to_ascii_uppercase() } else { q };
+            if dot { q.push('.'); }
+            let got = t.lookup(Some(q.as_bytes())).ok().map(|r| &*r.name);
+            prop_assert_eq!(got, reference(&patterns, &q), "query {}", q);
+        }
+    }
+
+    #[test]
+    fn exact_always_beats_wildcard(name in name_strategy(), wild_depth in 0usize..4) {
+        let labels: Vec<&str> = name.split('.').collect();
+        let suffix = labels[labels.len().saturating_sub(wild_depth + 1)..].join(".");
+        let specs = [spec("wild", &[&format!("*.{suffix}")], "p"), spec("exact", &[&name], "p")];
+        let t = table(&specs);
+        prop_assert_eq!(hit(&t, &name), Ok("exact"));
+    }
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_bytes_never_panic_and_never_say_no_sni(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+        let t = sample();
+        match t.lookup(Some(&bytes)) {
+            Ok(r) => prop_assert!(bytes.is_ascii(), "routed non-ASCII to {}", r.name),
+            Err(miss) => prop_assert_eq!(miss, Miss::UnknownName),
+        }
+    }
+}
