@@ -12,24 +12,22 @@ use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 use crate::server::Shared;
 
 /// Slow or silent admin clients cannot hold a connection open.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Serves admin requests until `stop` turns true.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+/// Serves admin requests; keeps serving while the proxy drains, so
+/// `/readyz` can report it (the task is aborted when the proxy exits).
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(address = %addr, "admin listening");
     }
     loop {
-        let accepted = tokio::select! {
-            _ = stop.wait_for(|s| *s) => break,
-            accepted = listener.accept() => accepted,
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
         };
-        let Ok((stream, _)) = accepted else { continue };
         let shared = shared.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {

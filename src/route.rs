@@ -33,7 +33,10 @@ pub struct RouteTable {
 
 #[derive(Debug)]
 pub struct Route {
-    pub name: Box<str>,
+    /// Shared so metric labels and log records take it without copying.
+    pub name: Arc<str>,
+    /// The route's SNI patterns, normalised (for `/routes`).
+    pub patterns: Vec<Box<str>>,
     pub upstreams: Vec<Upstream>,
     pub allow: AllowList,
     pub proxy_protocol: ProxyVersion,
@@ -252,6 +255,7 @@ impl RouteTable {
         for (spec, patterns) in specs.iter().zip(&normalised) {
             let route = Arc::new(Route {
                 name: spec.name.as_str().into(),
+                patterns: patterns.iter().map(|p| p.as_ref().into()).collect(),
                 upstreams: spec
                     .upstreams
                     .iter()

@@ -163,7 +163,7 @@ impl Server {
             }
         });
         let admin_task = admin.map(|l| {
-            tokio::spawn(crate::admin::serve(l, shared.clone(), stop_rx.clone()))
+            tokio::spawn(crate::admin::serve(l, shared.clone()))
         });
         let mut accepting = Vec::new();
         for (listener, ctx) in listeners {

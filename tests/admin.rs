@@ -7,11 +7,11 @@ use std::process::Command;
 use support::peers::RawBackend;
 use support::*;
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_readiness_metrics_and_routes() {
     let backend = RawBackend::start(false).await;
     let mut proxy = Proxy::start(&format!(
-        "listeners:\n  - name: native\n    address: \"127.0.0.1:0\"\n  - name: https\n    address: \"127.0.0.1:0\"\n\
+        "listeners:\n  - name: native\n    address: \"127.0.0.1:0\"\n    upstream_port: 9440\n  - name: https\n    address: \"127.0.0.1:0\"\n    upstream_port: 9440\n\
          admin:\n  address: \"127.0.0.1:0\"\nroutes:\n  - sni: demo.ch.test\n    upstream: \"{}\"\n",
         backend.addr
     ));
@@ -57,11 +57,11 @@ async fn health_readiness_metrics_and_routes() {
     assert_eq!(metric(&m, "ch_edge_proxy_routes", &[]), 1.0, "{m}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_turns_unready_drains_and_exits_zero() {
     let backend = RawBackend::start(false).await;
     let mut proxy = Proxy::start(&format!(
-        "listeners:\n  - name: native\n    address: \"127.0.0.1:0\"\nadmin:\n  address: \"127.0.0.1:0\"\n\
+        "listeners:\n  - name: native\n    address: \"127.0.0.1:0\"\n    upstream_port: 9440\nadmin:\n  address: \"127.0.0.1:0\"\n\
          timeouts:\n  drain: 30s\nroutes:\n  - sni: demo.ch.test\n    upstream: \"{}\"\n",
         backend.addr
     ));
@@ -115,9 +115,9 @@ fn check_rejects_each_kind_of_bad_config_with_a_precise_message() {
     let base = "listeners:\n  - name: native\n    address: \"127.0.0.1:9440\"\n";
     let cases = [
         (format!("{base}bogus: 1\n"), "bogus"),
-        (format!("{base}routes:\n  - sni: a.test\n    upstream: x\n    allow: [\"10.0.0.0/33\"]\n"), "10.0.0.0/33"),
+        (format!("{base}routes:\n  - sni: a.test\n    upstream: up1\n    allow: [\"10.0.0.0/33\"]\n"), "10.0.0.0/33"),
         (
-            format!("{base}routes:\n  - sni: a.test\n    upstream: x\n  - sni: A.test.\n    upstream: y\n"),
+            format!("{base}routes:\n  - sni: a.test\n    upstream: up1\n  - sni: A.test.\n    upstream: up2\n"),
             "a.test",
         ),
         (

@@ -25,12 +25,12 @@ fn v1(src: &str, dst: &str) -> Vec<u8> {
 
 fn config(mode: &str, trusted: &str, routes: &str) -> String {
     format!(
-        "listeners:\n  - name: nlb\n    address: \"127.0.0.1:0\"\n    proxy_protocol:\n      mode: {mode}\n      trusted: [{trusted}]\n\
+        "listeners:\n  - name: nlb\n    address: \"127.0.0.1:0\"\n    upstream_port: 9440\n    proxy_protocol:\n      mode: {mode}\n      trusted: [{trusted}]\n\
          admin:\n  address: \"127.0.0.1:0\"\nroutes:\n{routes}"
     )
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trusted_v2_header_sets_the_client_for_allowlist_and_proxy_out() {
     let mut backend = TlsBackend::start(true).await;
     let mut proxy = Proxy::start(&config(
@@ -48,6 +48,7 @@ async fn trusted_v2_header_sets_the_client_for_allowlist_and_proxy_out() {
         .unwrap();
     echo(&mut tls, b"select 1").await;
     let seen = backend.next().await;
+    drop(tls);
     let header = seen.proxy.expect("v1 header upstream");
     assert_eq!(header.version, 1);
     assert_eq!(header.source, Some("198.51.100.7:50000".parse().unwrap()));
@@ -62,7 +63,7 @@ async fn trusted_v2_header_sets_the_client_for_allowlist_and_proxy_out() {
     assert_eq!(proxy.access()["outcome"], "access_denied");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn header_from_untrusted_peer_is_refused() {
     let backend = TlsBackend::start(false).await;
     let routes = format!("  - sni: demo.ch.test\n    upstream: \"{}\"\n", backend.addr);
@@ -75,12 +76,13 @@ async fn header_from_untrusted_peer_is_refused() {
     // Optional: no header from an untrusted peer is fine (the socket peer is the client).
     let mut plain = tls_connect(addr, b"", Some("demo.ch.test")).await.unwrap();
     echo(&mut plain, b"ok").await;
+    drop(plain);
     let line = proxy.access();
     assert_eq!(line["outcome"], "relayed");
     assert!(line["client"].as_str().unwrap().starts_with("127.0.0.1:"));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn required_mode_refuses_missing_header_and_v2_local_is_a_quiet_health_check() {
     let backend = TlsBackend::start(false).await;
     let routes = format!("  - sni: demo.ch.test\n    upstream: \"{}\"\n", backend.addr);
@@ -106,7 +108,7 @@ async fn required_mode_refuses_missing_header_and_v2_local_is_a_quiet_health_che
     assert_eq!(metric(&metrics, "ch_edge_proxy_connections_total", &["outcome=\"health_check\""]), 1.0);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn v2_out_carries_client_authority_and_aws_vpce_tlv() {
     let mut backend = RawBackend::start(true).await;
     let mut proxy = Proxy::start(&config(
@@ -145,7 +147,7 @@ async fn v2_out_carries_client_authority_and_aws_vpce_tlv() {
 
 /// haproxy `send-proxy-v2` as the NLB stand-in → proxy → nginx stream
 /// reading our PROXY header and answering with the address it learnt.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn haproxy_in_front_and_nginx_behind_see_the_real_client() {
     let (Some(haproxy), Some(nginx)) = (tool("haproxy"), tool("nginx")) else { return };
     for (version, tag) in [("v1", "v1"), ("v2", "v2")] {
@@ -184,9 +186,10 @@ async fn haproxy_in_front_and_nginx_behind_see_the_real_client() {
             .unwrap()
             .unwrap();
         assert_eq!(String::from_utf8_lossy(&answer), format!("client={}:{} {tag}\n", me.ip(), me.port()));
-        // The wait_log for the "listening" line already happened; the health
-        // checks haproxy does not send (no `check`), so the next access line is ours.
-        let line = proxy.access();
+        // Skip the readiness probe that went through haproxy; ours is from 127.0.0.3.
+        let line = proxy.wait_log(|l| {
+            l["target"] == "access" && l["client"].as_str().is_some_and(|c| c.starts_with("127.0.0.3:"))
+        });
         assert_eq!(line["client"], me.to_string(), "{line}");
         assert_eq!(line["proxy_version"], 2);
     }

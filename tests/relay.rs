@@ -10,7 +10,7 @@ use tokio::net::TcpStream;
 
 fn config(extra: &str, upstream: std::net::SocketAddr) -> String {
     format!(
-        "listeners:\n  - name: native\n    address: \"127.0.0.1:0\"\nadmin:\n  address: \"127.0.0.1:0\"\n{extra}\
+        "listeners:\n  - name: native\n    address: \"127.0.0.1:0\"\n    upstream_port: 9440\nadmin:\n  address: \"127.0.0.1:0\"\n{extra}\
          routes:\n  - sni: demo.ch.test\n    upstream: \"{upstream}\"\n"
     )
 }
@@ -28,7 +28,7 @@ fn payload(len: usize) -> Vec<u8> {
         .collect()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_transfer_with_half_close_loses_no_byte() {
     let mut backend = RawBackend::start(false).await;
     let mut proxy = Proxy::start(&config("", backend.addr));
@@ -60,7 +60,7 @@ async fn large_transfer_with_half_close_loses_no_byte() {
     assert_eq!(line["bytes_from_upstream"], sent.len() as u64);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_hello_in_one_byte_segments_and_many_records_is_routed() {
     let mut backend = RawBackend::start(false).await;
     let mut proxy = Proxy::start(&config("", backend.addr));
@@ -82,7 +82,7 @@ async fn client_hello_in_one_byte_segments_and_many_records_is_routed() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_post_quantum_sized_hello_is_routed() {
     // A real rustls hello grown to ~16 KiB total by re-framing into tiny
     // records (5-byte header per 3 bytes): size and record count both large.
@@ -99,7 +99,7 @@ async fn large_post_quantum_sized_hello_is_routed() {
     assert_eq!(backend.next().await.bytes, hello);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_client_is_closed_at_the_client_hello_deadline() {
     let backend = RawBackend::start(false).await;
     let mut proxy = Proxy::start(&config("timeouts:\n  client_hello: 300ms\n", backend.addr));
@@ -113,7 +113,7 @@ async fn silent_client_is_closed_at_the_client_hello_deadline() {
     assert_eq!(proxy.access()["outcome"], "client_hello_timeout");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn non_tls_bytes_are_closed() {
     let backend = RawBackend::start(false).await;
     let mut proxy = Proxy::start(&config("", backend.addr));
@@ -125,7 +125,7 @@ async fn non_tls_bytes_are_closed() {
     assert_eq!(proxy.access()["outcome"], "not_tls");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_hello_gets_decode_error_alert() {
     let backend = RawBackend::start(false).await;
     let mut proxy = Proxy::start(&config("", backend.addr));
@@ -138,7 +138,7 @@ async fn malformed_hello_gets_decode_error_alert() {
     assert_eq!(proxy.access()["outcome"], "bad_client_hello");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_are_closed_after_the_idle_timeout() {
     let mut backend = RawBackend::start(false).await;
     let mut proxy = Proxy::start(&config("timeouts:\n  idle: 400ms\n", backend.addr));
@@ -156,7 +156,7 @@ async fn idle_connections_are_closed_after_the_idle_timeout() {
     assert_eq!(backend.next().await.bytes, hello);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_over_the_limit_are_closed_and_counted() {
     let backend = RawBackend::start(false).await;
     let mut proxy = Proxy::start(&config("limits:\n  max_connections: 2\n", backend.addr));

@@ -7,16 +7,16 @@ use support::*;
 
 fn config(routes: &str) -> String {
     format!(
-        "listeners:\n  - name: native\n    address: \"127.0.0.1:0\"\nadmin:\n  address: \"127.0.0.1:0\"\nroutes:\n{routes}"
+        "listeners:\n  - name: native\n    address: \"127.0.0.1:0\"\n    upstream_port: 9440\nadmin:\n  address: \"127.0.0.1:0\"\nroutes:\n{routes}"
     )
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_exact_wildcard_and_catch_all_to_their_upstreams() {
-    let mut exact = TlsBackend::start(false).await;
-    let mut wildcard = TlsBackend::start(false).await;
-    let mut deeper = TlsBackend::start(false).await;
-    let mut fallback = TlsBackend::start(false).await;
+    let exact = TlsBackend::start(false).await;
+    let wildcard = TlsBackend::start(false).await;
+    let deeper = TlsBackend::start(false).await;
+    let fallback = TlsBackend::start(false).await;
     let mut proxy = Proxy::start(&config(&format!(
         "  - sni: chi-demo-cluster-0-0.ch.test\n    upstream: \"{}\"\n\
          \x20 - sni: \"*.ch.test\"\n    upstream: \"{}\"\n\
@@ -26,19 +26,20 @@ async fn routes_exact_wildcard_and_catch_all_to_their_upstreams() {
     )));
     let addr = proxy.addr("native");
 
-    let cases: [(&str, &mut TlsBackend, &str); 5] = [
-        ("chi-demo-cluster-0-0.ch.test", &mut exact, "chi-demo-cluster-0-0.ch.test"),
+    let mut backends = [exact, wildcard, deeper, fallback];
+    let cases = [
+        ("chi-demo-cluster-0-0.ch.test", 0, "chi-demo-cluster-0-0.ch.test"),
         // Case-insensitive.
-        ("CHI-Demo-Cluster-0-0.CH.test", &mut exact, "chi-demo-cluster-0-0.ch.test"),
-        ("demo.ch.test", &mut wildcard, "*.ch.test"),
+        ("CHI-Demo-Cluster-0-0.CH.test", 0, "chi-demo-cluster-0-0.ch.test"),
+        ("demo.ch.test", 1, "*.ch.test"),
         // Longest suffix wins, at any depth.
-        ("a.b.eu.ch.test", &mut deeper, "*.eu.ch.test"),
-        ("unrelated.other.test", &mut fallback, "default"),
+        ("a.b.eu.ch.test", 2, "*.eu.ch.test"),
+        ("unrelated.other.test", 3, "default"),
     ];
     for (sni, backend, route) in cases {
         let mut tls = tls_connect(addr, b"", Some(sni)).await.unwrap();
         echo(&mut tls, format!("hello {sni}").as_bytes()).await;
-        let seen = backend.next().await;
+        let seen = backends[backend].next().await;
         assert_eq!(seen.sni.map(|s| s.to_ascii_lowercase()), Some(sni.to_ascii_lowercase()));
         drop(tls);
         let line = proxy.access();
@@ -49,10 +50,10 @@ async fn routes_exact_wildcard_and_catch_all_to_their_upstreams() {
     // No SNI goes to the catch-all too.
     let mut tls = tls_connect(addr, b"", None).await.unwrap();
     echo(&mut tls, b"no sni").await;
-    assert_eq!(fallback.next().await.sni, None);
+    assert_eq!(backends[3].next().await.sni, None);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_name_gets_unrecognized_name_alert() {
     let backend = TlsBackend::start(false).await;
     let mut proxy = Proxy::start(&config(&format!(
@@ -72,7 +73,7 @@ async fn unknown_name_gets_unrecognized_name_alert() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_sni_without_catch_all_gets_missing_extension_alert() {
     let backend = TlsBackend::start(false).await;
     let mut proxy = Proxy::start(&config(&format!(
@@ -84,7 +85,7 @@ async fn missing_sni_without_catch_all_gets_missing_extension_alert() {
     assert_eq!(proxy.access()["outcome"], "no_sni");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn allowlist_refuses_outside_clients_with_access_denied() {
     let backend = TlsBackend::start(false).await;
     let mut proxy = Proxy::start(&config(&format!(
@@ -102,7 +103,7 @@ async fn allowlist_refuses_outside_clients_with_access_denied() {
     echo(&mut ok, b"inside").await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_list_fails_over_and_spreads_connections() {
     let mut a = TlsBackend::start(false).await;
     let mut b = TlsBackend::start(false).await;
@@ -117,6 +118,7 @@ async fn upstream_list_fails_over_and_spreads_connections() {
     for i in 0..6 {
         let mut tls = tls_connect(addr, b"", Some("pool.ch.test")).await.unwrap();
         echo(&mut tls, format!("n{i}").as_bytes()).await;
+        drop(tls);
         assert_eq!(proxy.access()["outcome"], "relayed");
     }
     // Both live upstreams got connections (rotation), none failed.
@@ -132,7 +134,7 @@ async fn upstream_list_fails_over_and_spreads_connections() {
     assert!(got_a > 0 && got_b > 0, "a={got_a} b={got_b}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unavailable_upstream_is_counted_and_closed() {
     let dead = peers::free_port();
     let mut proxy = Proxy::start(&config(&format!(

@@ -13,6 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+#[allow(unused_imports)]
 pub use tls::*;
 
 /// Upper bound for any single wait in these tests.
@@ -131,7 +132,7 @@ impl Proxy {
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         signal(&self.child, "TERM");
-        wait_exit(&mut self.child)
+        self.wait_exit()
     }
 
     pub fn signal(&self, name: &str) {
@@ -139,7 +140,17 @@ impl Proxy {
     }
 
     pub fn wait_exit(&mut self) -> std::process::ExitStatus {
-        wait_exit(&mut self.child)
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                let rest: Vec<_> = self.lines.try_iter().collect();
+                panic!("proxy did not exit in time; log: {:#?} {rest:#?}", self.seen);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
@@ -156,17 +167,6 @@ fn signal(child: &Child, name: &str) {
         .status()
         .unwrap();
     assert!(status.success());
-}
-
-fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "proxy did not exit in time");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn yaml_listener_count(yaml: &str) -> usize {
