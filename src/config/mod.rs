@@ -11,6 +11,7 @@ use ipnet::IpNet;
 
 mod include;
 mod raw;
+mod routes;
 mod summary;
 mod validate;
 
@@ -221,7 +222,7 @@ fn routes_from_text(text: &str, source: &str, errs: &mut Errors) -> Vec<RouteSpe
         return Vec::new();
     }
     match raw::parse::<raw::RawRoutesFile>(text, source) {
-        Ok(file) => validate::routes(file.routes, source, errs),
+        Ok(file) => routes::routes(file.routes, source, errs),
         Err(e) => {
             errs.push(e);
             Vec::new()

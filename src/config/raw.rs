@@ -15,21 +15,21 @@ pub(crate) type S<T> = Spanned<T>;
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawConfig {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub listeners: Vec<S<RawListener>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub admin: Option<RawAdmin>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub timeouts: RawTimeouts,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub limits: RawLimits,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub defaults: RawDefaults,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub routes: Vec<S<RawRoute>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub include: Vec<S<String>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub discovery: RawDiscovery,
 }
 
@@ -37,6 +37,7 @@ pub(crate) struct RawConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawRoutesFile {
+    #[serde(deserialize_with = "nullable")]
     pub routes: Vec<S<RawRoute>>,
 }
 
@@ -46,16 +47,16 @@ pub(crate) struct RawListener {
     pub name: Option<S<String>>,
     pub address: Option<S<String>>,
     pub upstream_port: Option<S<u16>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub proxy_protocol: Option<RawProxyIn>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawProxyIn {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub mode: Option<S<ProxyInMode>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub trusted: Vec<S<String>>,
 }
 
@@ -100,20 +101,29 @@ pub(crate) struct RawRoute {
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawDiscovery {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub kubernetes: RawKubernetes,
 }
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawKubernetes {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub enabled: bool,
     pub domain: Option<S<String>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub namespaces: Vec<S<String>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub label_selector: String,
+}
+
+/// An empty value (`routes:` with every entry commented out) means the default.
+fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Option::<T>::deserialize(d).map(Option::unwrap_or_default)
 }
 
 /// `key: value` or `key: [value, ...]`.

@@ -421,7 +421,7 @@ fn upstream_syntax() {
     ];
     for (text, host, port) in ok {
         assert_eq!(
-            validate::parse_upstream(text),
+            routes::parse_upstream(text),
             Ok(UpstreamAddr {
                 host: host.into(),
                 port
@@ -445,7 +445,7 @@ fn upstream_syntax() {
         ("https://host", "invalid"),
     ];
     for (text, why) in bad {
-        let e = validate::parse_upstream(text).unwrap_err();
+        let e = routes::parse_upstream(text).unwrap_err();
         assert!(e.contains(why), "{text}: {e}");
     }
     let e = error(&with_listener(
@@ -751,19 +751,26 @@ fn summary_describes_the_config() {
 }
 
 #[test]
-fn large_route_files_fit_the_parser_budget() {
-    // serde-saphyr's default budget refuses ~50k routes in one file.
-    let n = 60_000;
-    let mut yaml = String::from("routes:\n");
-    for i in 0..n {
-        yaml.push_str(&format!(
-            "  - sni: chi-d-c-{i}.ch.example.com\n    upstream: chi-d-c-{i}.ns.svc.cluster.local\n"
-        ));
-    }
-    let routes = parse_routes_file(&yaml, "big.yaml").unwrap();
-    assert_eq!(routes.len(), n);
-    assert_eq!(
-        routes[n - 1].name,
-        format!("chi-d-c-{}.ch.example.com", n - 1)
-    );
+fn large_files_fit_the_parser_budget() {
+    // serde-saphyr's default budget stops at 250k nodes (~50k routes in one
+    // file); ours must take more. A flat list keeps this fast in debug builds.
+    let n = 255_000;
+    let yaml = format!("[{}0]", "0,".repeat(n - 1));
+    let v: Vec<u8> = raw::parse(&yaml, "big.yaml").unwrap();
+    assert_eq!(v.len(), n);
+}
+
+#[test]
+fn empty_sections_mean_defaults() {
+    // Every route commented out leaves `routes:` empty: that is no routes, not an error.
+    let c = parse(&with_listener(
+        "routes:\n#  - sni: a\ninclude:\ntimeouts:\ndefaults:\ndiscovery:\n  kubernetes:\n",
+    ))
+    .unwrap();
+    assert!(c.routes.is_empty() && c.includes.is_empty());
+    assert_eq!(c.timeouts, Timeouts::default());
+    assert_eq!(c.defaults, Defaults::default());
+    assert_eq!(parse_routes_file("routes:\n", "r.yaml").unwrap(), vec![]);
+    let e = error("listeners:\n");
+    assert_eq!(e, "cfg.yaml: listeners: at least one listener is required");
 }
