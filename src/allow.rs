@@ -5,6 +5,7 @@
 //! common "everyone" list) and never allocates.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 use ipnet::{IpNet, Ipv4Net};
 
@@ -12,8 +13,9 @@ use ipnet::{IpNet, Ipv4Net};
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AllowList {
     /// Inclusive `(first, last)` ranges, sorted, disjoint and non-adjacent.
-    v4: Box<[(u32, u32)]>,
-    v6: Box<[(u128, u128)]>,
+    /// `Arc` so that routes sharing `defaults.allow` clone it without allocating.
+    v4: Arc<[(u32, u32)]>,
+    v6: Arc<[(u128, u128)]>,
 }
 
 impl AllowList {
@@ -29,16 +31,16 @@ impl AllowList {
             }
         }
         AllowList {
-            v4: merge(v4).into_boxed_slice(),
-            v6: merge(v6).into_boxed_slice(),
+            v4: merge(v4).into(),
+            v6: merge(v6).into(),
         }
     }
 
     /// `0.0.0.0/0` and `::/0`.
     pub fn everyone() -> Self {
         AllowList {
-            v4: Box::new([(0, u32::MAX)]),
-            v6: Box::new([(0, u128::MAX)]),
+            v4: Arc::from([(0, u32::MAX)]),
+            v6: Arc::from([(0, u128::MAX)]),
         }
     }
 

@@ -5,6 +5,7 @@
 //! wildcard (longest first), then the catch-all.
 
 use std::borrow::Cow;
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
@@ -86,8 +87,8 @@ pub enum RouteError {
     #[error("SNI {pattern:?} is claimed twice: {first} and {second}")]
     DuplicateClaim {
         pattern: String,
-        first: RouteRef,
-        second: RouteRef,
+        first: Box<RouteRef>,
+        second: Box<RouteRef>,
     },
     #[error("{route}: invalid SNI pattern {pattern:?}: {reason}")]
     InvalidPattern {
@@ -180,23 +181,33 @@ pub fn duplicate_claims(specs: &[RouteSpec]) -> Vec<RouteError> {
 
 /// `patterns[i]` are the normalised patterns of `specs[i]`.
 fn duplicates<P: AsRef<str>>(specs: &[RouteSpec], patterns: &[&[P]]) -> Vec<RouteError> {
-    let refs = route_refs(specs);
-    let mut seen: HashMap<&str, usize> = HashMap::new();
-    let mut errors = Vec::new();
-    for (i, (pats, this)) in patterns.iter().zip(&refs).enumerate() {
+    let mut seen: HashMap<&str, usize> = HashMap::with_capacity(specs.len());
+    let mut clashes = Vec::new();
+    for (i, pats) in patterns.iter().enumerate() {
         for p in pats.iter() {
-            if let Some(&first) = seen.get(p.as_ref()) {
-                errors.push(RouteError::DuplicateClaim {
-                    pattern: p.as_ref().to_owned(),
-                    first: refs.get(first).unwrap_or(this).clone(),
-                    second: this.clone(),
-                });
-            } else {
-                seen.insert(p.as_ref(), i);
+            match seen.entry(p.as_ref()) {
+                Entry::Occupied(first) => clashes.push((p.as_ref(), *first.get(), i)),
+                Entry::Vacant(v) => {
+                    v.insert(i);
+                }
             }
         }
     }
-    errors
+    if clashes.is_empty() {
+        return Vec::new();
+    }
+    // Error path: number the routes per source.
+    let refs = route_refs(specs);
+    clashes
+        .into_iter()
+        .filter_map(|(pattern, first, second)| {
+            Some(RouteError::DuplicateClaim {
+                pattern: pattern.to_owned(),
+                first: Box::new(refs.get(first)?.clone()),
+                second: Box::new(refs.get(second)?.clone()),
+            })
+        })
+        .collect()
 }
 
 /// Names each spec as `route "name" (#n) in source`, `n` counted per source.
@@ -242,16 +253,13 @@ impl RouteTable {
         resolver: &Resolver,
     ) -> Result<RouteTable, RouteError> {
         let normalised = normalise_all(specs)?;
-        let borrowed: Vec<&[Cow<'_, str>]> = normalised.iter().map(Vec::as_slice).collect();
-        if let Some(e) = duplicates(specs, &borrowed).into_iter().next() {
-            return Err(e);
-        }
-
         let default_allow = AllowList::new(&defaults.allow);
         let mut table = RouteTable {
+            exact: HashMap::with_capacity(specs.len()),
             routes: Vec::with_capacity(specs.len()),
             ..RouteTable::default()
         };
+        let mut clash = false;
         for (spec, patterns) in specs.iter().zip(&normalised) {
             let route = Arc::new(Route {
                 name: spec.name.as_str().into(),
@@ -274,22 +282,32 @@ impl RouteTable {
                 cursor: AtomicUsize::new(0),
             });
             for p in patterns {
-                table.insert(p, &route);
+                clash |= table.insert(p, &route);
             }
             table.routes.push(route);
+        }
+        if clash {
+            // Rare: find the clash again, with both routes named.
+            let borrowed: Vec<&[Cow<'_, str>]> = normalised.iter().map(Vec::as_slice).collect();
+            if let Some(e) = duplicates(specs, &borrowed).into_iter().next() {
+                return Err(e);
+            }
         }
         Ok(table)
     }
 
-    fn insert(&mut self, pattern: &str, route: &Arc<Route>) {
+    /// Adds one pattern; true if it was already claimed.
+    fn insert(&mut self, pattern: &str, route: &Arc<Route>) -> bool {
         if pattern == "*" {
-            self.catch_all = Some(route.clone());
+            self.catch_all.replace(route.clone()).is_some()
         } else if let Some(suffix) = pattern.strip_prefix("*.") {
             let labels = suffix.split('.').count();
             self.max_wildcard_labels = self.max_wildcard_labels.max(labels);
-            self.wildcards.insert(suffix.into(), route.clone());
+            self.wildcards
+                .insert(suffix.into(), route.clone())
+                .is_some()
         } else {
-            self.exact.insert(pattern.into(), route.clone());
+            self.exact.insert(pattern.into(), route.clone()).is_some()
         }
     }
 

@@ -9,6 +9,16 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+mod include;
+mod raw;
+mod routes;
+mod summary;
+mod validate;
+
+pub use summary::summary;
+
+use validate::Errors;
+
 /// A fully validated configuration: inline routes and every `include` merged.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -153,8 +163,72 @@ pub struct KubernetesDiscovery {
 
 /// Loads and validates `path` and everything it includes.
 ///
-/// Errors carry the file, the line where known, and what is wrong.
+/// Errors carry the file, the line where known, and what is wrong, e.g.
+/// `routes.d/a.yaml:7: route "demo" (#2): allow: invalid CIDR "10.0.0.0/33"`;
+/// several problems are listed together, one per line.
 pub fn load(path: &std::path::Path) -> anyhow::Result<Config> {
-    let _ = path;
-    todo!("config helper")
+    let text = include::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    from_str(&text, path)
 }
+
+/// Like [`load`], with the main file's text given; `path` names it in errors
+/// and relative `include` entries are resolved against its directory.
+pub fn from_str(text: &str, path: &std::path::Path) -> anyhow::Result<Config> {
+    let file = path.display().to_string();
+    let raw: raw::RawConfig = raw::parse(text, &file).map_err(anyhow::Error::msg)?;
+    let mut errs = Errors::default();
+    let (mut config, entries) = validate::config(raw, path, &mut errs);
+    for entry in &entries {
+        match include::files(&entry.path) {
+            Err(e) => errs.add(&file, Some(&entry.at), "include", e),
+            Ok(files) => {
+                for f in files {
+                    let source = f.display().to_string();
+                    match include::read(&f) {
+                        Ok(text) => config
+                            .routes
+                            .extend(routes_from_text(&text, &source, &mut errs)),
+                        Err(e) => errs.add(&source, None, "", e),
+                    }
+                }
+            }
+        }
+    }
+    for e in crate::route::duplicate_claims(&config.routes) {
+        errs.push(e.to_string());
+    }
+    errs.finish(config)
+}
+
+/// Parses and validates one route file (`routes: [...]`, nothing else), as
+/// an `include` would; `source` names it in errors and in each spec.
+pub fn parse_routes_file(text: &str, source: &str) -> anyhow::Result<Vec<RouteSpec>> {
+    let mut errs = Errors::default();
+    let routes = routes_from_text(text, source, &mut errs);
+    for e in crate::route::duplicate_claims(&routes) {
+        errs.push(e.to_string());
+    }
+    errs.finish(routes)
+}
+
+fn routes_from_text(text: &str, source: &str, errs: &mut Errors) -> Vec<RouteSpec> {
+    let blank = |l: &str| {
+        let l = l.trim();
+        l.is_empty() || l.starts_with('#') || l == "---"
+    };
+    if text.lines().all(blank) {
+        // Refused rather than read as "no routes": a half-written file must not drop them.
+        errs.add(source, None, "", "empty file (expected `routes: [...]`)");
+        return Vec::new();
+    }
+    match raw::parse::<raw::RawRoutesFile>(text, source) {
+        Ok(file) => routes::routes(file.routes, source, errs),
+        Err(e) => {
+            errs.push(e);
+            Vec::new()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,60 @@
+//! Reading files and expanding `include` entries.
+//!
+//! A directory entry means its `*.yaml`/`*.yml` files, non-recursive, sorted
+//! by name, hidden names skipped, symlinks followed. That is exactly what a
+//! Kubernetes ConfigMap volume needs: its real files live under `..data/`
+//! (and `..2026_…/`), reached through top-level symlinks.
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// Largest file read (100k routes are ~15 MiB of YAML).
+const MAX_FILE: u64 = 64 << 20;
+
+/// Reads a UTF-8 text file of at most [`MAX_FILE`] bytes.
+pub(crate) fn read(path: &Path) -> Result<String, String> {
+    let file = fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
+    let mut text = String::new();
+    let n = file
+        .take(MAX_FILE + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if n as u64 > MAX_FILE {
+        return Err(format!("larger than {} MiB", MAX_FILE >> 20));
+    }
+    Ok(text)
+}
+
+/// The files one `include` entry stands for.
+pub(crate) fn files(entry: &Path) -> Result<Vec<PathBuf>, String> {
+    let shown = entry.display();
+    let meta = fs::metadata(entry).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    if !meta.is_dir() {
+        return Ok(vec![entry.to_path_buf()]);
+    }
+    let dir = fs::read_dir(entry).map_err(|e| format!("cannot list {shown}: {e}"))?;
+    let mut out = Vec::new();
+    for item in dir {
+        let item = item.map_err(|e| format!("cannot list {shown}: {e}"))?;
+        let name = item.file_name();
+        let name = Path::new(&name);
+        let hidden = name.as_os_str().as_encoded_bytes().first() == Some(&b'.');
+        let yaml = matches!(
+            name.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml")
+        );
+        if hidden || !yaml {
+            continue;
+        }
+        let path = item.path();
+        // `metadata` follows symlinks: a dangling one is an error, a directory is skipped.
+        let meta =
+            fs::metadata(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        if meta.is_file() {
+            out.push(path);
+        }
+    }
+    out.sort();
+    Ok(out)
+}

@@ -1,0 +1,422 @@
+//! Raw schema → typed [`Config`]: every value checked, every problem collected
+//! with its file, line and what it belongs to, e.g.
+//! `routes.d/a.yaml:7: route "demo" (#2): allow: invalid CIDR "10.0.0.0/33"`.
+
+use std::collections::HashSet;
+use std::fmt::Display;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde_saphyr::Location;
+
+use super::raw::{RawConfig, RawListener, S};
+use super::*;
+use crate::route::check_name;
+
+/// Most problems listed in one error; the rest are counted.
+const MAX_LISTED: usize = 50;
+/// Longest accepted timeout: keeps `Instant + timeout` arithmetic far from overflow.
+const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Collected validation problems, one line each.
+#[derive(Debug, Default)]
+pub(crate) struct Errors(Vec<String>);
+
+impl Errors {
+    /// Records `file[:line]: what: msg`.
+    pub fn add(&mut self, file: &str, at: Option<&Location>, what: &str, msg: impl Display) {
+        let line = at.map(Location::line).filter(|l| *l > 0);
+        let sep = if what.is_empty() { "" } else { ": " };
+        self.0.push(match line {
+            Some(l) => format!("{file}:{l}: {what}{sep}{msg}"),
+            None => format!("{file}: {what}{sep}{msg}"),
+        });
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn push(&mut self, msg: String) {
+        self.0.push(msg);
+    }
+
+    /// `Ok(value)` if nothing was recorded, else one error listing the problems.
+    pub fn finish<T>(self, value: T) -> anyhow::Result<T> {
+        let n = self.0.len();
+        match n {
+            0 => Ok(value),
+            1 => Err(anyhow::anyhow!("{}", self.0.concat())),
+            _ => {
+                let mut msg = format!("{n} configuration errors:");
+                for e in self.0.iter().take(MAX_LISTED) {
+                    msg.push_str("\n  ");
+                    msg.push_str(e);
+                }
+                if n > MAX_LISTED {
+                    msg.push_str(&format!("\n  ... and {} more", n - MAX_LISTED));
+                }
+                Err(anyhow::anyhow!(msg))
+            }
+        }
+    }
+}
+
+/// One `include` entry, resolved against the config file's directory.
+pub(crate) struct IncludeEntry {
+    pub path: PathBuf,
+    pub at: Location,
+}
+
+/// Validates the main file. Routes are the inline ones; includes are returned
+/// for the caller to read.
+pub(crate) fn config(
+    raw: RawConfig,
+    path: &Path,
+    errs: &mut Errors,
+) -> (Config, Vec<IncludeEntry>) {
+    let file = path.display().to_string();
+    let file = file.as_str();
+    let base = path.parent().unwrap_or(Path::new(""));
+
+    if raw.listeners.is_empty() {
+        errs.add(file, None, "listeners", "at least one listener is required");
+    }
+    let listeners: Vec<ListenerConfig> = raw
+        .listeners
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, l)| listener(l, i + 1, file, errs))
+        .collect();
+    check_listener_clashes(&listeners, file, errs);
+
+    let admin = raw.admin.and_then(|a| match a.address {
+        None => {
+            errs.add(file, None, "admin.address", "missing");
+            None
+        }
+        Some(addr) => {
+            socket_addr(&addr, file, "admin.address", errs).map(|address| AdminConfig { address })
+        }
+    });
+
+    let dflt = Timeouts::default();
+    let t = raw.timeouts;
+    let timeouts = Timeouts {
+        client_hello: duration(
+            t.client_hello,
+            dflt.client_hello,
+            "timeouts.client_hello",
+            file,
+            errs,
+        ),
+        connect: duration(t.connect, dflt.connect, "timeouts.connect", file, errs),
+        idle: duration(t.idle, dflt.idle, "timeouts.idle", file, errs),
+        drain: duration(t.drain, dflt.drain, "timeouts.drain", file, errs),
+    };
+
+    let mut limits = Limits::default();
+    if let Some(max) = raw.limits.max_connections {
+        if max.value == 0 {
+            errs.add(
+                file,
+                Some(&max.referenced),
+                "limits.max_connections",
+                "must be at least 1",
+            );
+        }
+        limits.max_connections = max.value;
+    }
+
+    let mut defaults = Defaults::default();
+    if let Some(allow) = raw.defaults.allow {
+        defaults.allow = cidrs(&allow, file, "defaults.allow", errs);
+    }
+    if let Some(pp) = raw.defaults.proxy_protocol {
+        defaults.proxy_protocol = pp;
+    }
+
+    let routes = super::routes::routes(raw.routes, file, errs);
+
+    let mut entries = Vec::new();
+    for inc in raw.include {
+        if inc.value.is_empty() {
+            errs.add(file, Some(&inc.referenced), "include", "empty path");
+            continue;
+        }
+        entries.push(IncludeEntry {
+            path: base.join(&inc.value),
+            at: inc.referenced,
+        });
+    }
+
+    let discovery = discovery(raw.discovery, file, errs);
+
+    let config = Config {
+        path: path.to_path_buf(),
+        listeners,
+        admin,
+        timeouts,
+        limits,
+        defaults,
+        routes,
+        includes: entries.iter().map(|e| e.path.clone()).collect(),
+        discovery,
+    };
+    (config, entries)
+}
+
+fn listener(
+    raw: S<RawListener>,
+    i: usize,
+    file: &str,
+    errs: &mut Errors,
+) -> Option<ListenerConfig> {
+    let at = raw.referenced;
+    let l = raw.value;
+    let name = l.name.as_ref().map(|n| n.value.clone()).unwrap_or_default();
+    let what = if name.is_empty() {
+        format!("listener #{i}")
+    } else {
+        format!("listener {name:?} (#{i})")
+    };
+    let ok_before = errs.len();
+    if name.is_empty() {
+        let at = l.name.as_ref().map_or(&at, |n| &n.referenced);
+        errs.add(
+            file,
+            Some(at),
+            &format!("{what}: name"),
+            "missing or empty (it labels metrics and logs)",
+        );
+    }
+    let address = match &l.address {
+        None => {
+            errs.add(file, Some(&at), &format!("{what}: address"), "missing");
+            None
+        }
+        Some(a) => socket_addr(a, file, &format!("{what}: address"), errs),
+    };
+    let upstream_port = match (&l.upstream_port, address) {
+        (Some(p), _) if p.value == 0 => {
+            errs.add(
+                file,
+                Some(&p.referenced),
+                &format!("{what}: upstream_port"),
+                "must be 1-65535",
+            );
+            0
+        }
+        (Some(p), _) => p.value,
+        (None, Some(a)) if a.port() == 0 => {
+            errs.add(
+                file,
+                Some(&at),
+                &format!("{what}: upstream_port"),
+                "required when the address has port 0",
+            );
+            0
+        }
+        (None, Some(a)) => a.port(),
+        (None, None) => 0,
+    };
+    let mut proxy_protocol = ProxyProtocolIn {
+        mode: ProxyInMode::Off,
+        trusted: Vec::new(),
+    };
+    if let Some(pp) = l.proxy_protocol {
+        let field = format!("{what}: proxy_protocol");
+        proxy_protocol.trusted = cidrs(&pp.trusted, file, &format!("{field}.trusted"), errs);
+        if let Some(mode) = pp.mode {
+            proxy_protocol.mode = mode.value;
+            if mode.value != ProxyInMode::Off && pp.trusted.is_empty() {
+                let m = if mode.value == ProxyInMode::Optional {
+                    "optional"
+                } else {
+                    "required"
+                };
+                errs.add(
+                    file,
+                    Some(&mode.referenced),
+                    &field,
+                    format!("mode {m} needs `trusted`: the CIDRs of the peers (load balancers) allowed to send a PROXY header"),
+                );
+            }
+        }
+    }
+    let address = address?;
+    (errs.len() == ok_before).then_some(ListenerConfig {
+        name,
+        address,
+        upstream_port,
+        proxy_protocol,
+    })
+}
+
+/// Two listeners may not share a name, nor an address they would both bind
+/// (the same address, or the same port where one is the wildcard address of
+/// the same family). Listeners are few, so pairwise is fine.
+fn check_listener_clashes(listeners: &[ListenerConfig], file: &str, errs: &mut Errors) {
+    for (j, b) in listeners.iter().enumerate() {
+        for a in listeners.iter().take(j) {
+            if a.name == b.name {
+                errs.add(
+                    file,
+                    None,
+                    "listeners",
+                    format!("two listeners are named {:?}", a.name),
+                );
+            }
+            let (x, y) = (a.address, b.address);
+            let same_family = x.is_ipv4() == y.is_ipv4();
+            let overlap = x.ip() == y.ip()
+                || (same_family && (x.ip().is_unspecified() || y.ip().is_unspecified()));
+            if x.port() == y.port() && x.port() != 0 && overlap {
+                errs.add(
+                    file,
+                    None,
+                    "listeners",
+                    format!(
+                        "listeners {:?} ({x}) and {:?} ({y}) bind the same address",
+                        a.name, b.name
+                    ),
+                );
+            }
+        }
+    }
+}
+
+fn socket_addr(raw: &S<String>, file: &str, what: &str, errs: &mut Errors) -> Option<SocketAddr> {
+    match raw.value.parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            errs.add(
+                file,
+                Some(&raw.referenced),
+                what,
+                format!("invalid address {:?} (expected ip:port, e.g. \"0.0.0.0:9440\" or \"[::]:9440\")", raw.value),
+            );
+            None
+        }
+    }
+}
+
+fn duration(
+    raw: Option<S<String>>,
+    default: Duration,
+    what: &str,
+    file: &str,
+    errs: &mut Errors,
+) -> Duration {
+    let Some(raw) = raw else { return default };
+    match humantime::parse_duration(&raw.value) {
+        Ok(d) if d.is_zero() => {
+            errs.add(
+                file,
+                Some(&raw.referenced),
+                what,
+                format!("{:?}: must be greater than zero", raw.value),
+            );
+            default
+        }
+        Ok(d) if d > MAX_DURATION => {
+            errs.add(
+                file,
+                Some(&raw.referenced),
+                what,
+                format!("{:?}: at most 365d", raw.value),
+            );
+            default
+        }
+        Ok(d) => d,
+        Err(e) => {
+            errs.add(
+                file,
+                Some(&raw.referenced),
+                what,
+                format!(
+                    "invalid duration {:?} ({e}; write e.g. 5s, 1m30s, 1h)",
+                    raw.value
+                ),
+            );
+            default
+        }
+    }
+}
+
+/// CIDRs; a bare address means that one host.
+pub(crate) fn cidrs(raw: &[S<String>], file: &str, what: &str, errs: &mut Errors) -> Vec<IpNet> {
+    let mut out = Vec::with_capacity(raw.len());
+    for item in raw {
+        let s = item.value.as_str();
+        match s
+            .parse::<IpNet>()
+            .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+        {
+            Ok(net) => out.push(net),
+            Err(_) => errs.add(
+                file,
+                Some(&item.referenced),
+                what,
+                format!("invalid CIDR {s:?}"),
+            ),
+        }
+    }
+    out
+}
+
+fn discovery(raw: super::raw::RawDiscovery, file: &str, errs: &mut Errors) -> Discovery {
+    let k = raw.kubernetes;
+    let what = "discovery.kubernetes";
+    let mut domain = String::new();
+    let mut domain_bad = false;
+    if let Some(d) = &k.domain {
+        let lower = d.value.to_ascii_lowercase();
+        let norm = lower.strip_suffix('.').unwrap_or(&lower);
+        match check_name(norm) {
+            Ok(()) => domain = norm.to_owned(),
+            Err(_) if norm.is_empty() => {}
+            Err(e) => {
+                domain_bad = true;
+                errs.add(
+                    file,
+                    Some(&d.referenced),
+                    &format!("{what}.domain"),
+                    format!("invalid domain {:?}: {e}", d.value),
+                );
+            }
+        }
+    }
+    if k.enabled && domain.is_empty() && !domain_bad {
+        errs.add(
+            file,
+            None,
+            what,
+            "enabled needs a `domain` (routes are <name>.<domain>)",
+        );
+    }
+    let mut seen = HashSet::new();
+    let mut namespaces = Vec::new();
+    for ns in k.namespaces {
+        if ns.value.is_empty() || ns.value.contains('.') || check_name(&ns.value).is_err() {
+            errs.add(
+                file,
+                Some(&ns.referenced),
+                &format!("{what}.namespaces"),
+                format!("invalid namespace {:?}", ns.value),
+            );
+        } else if seen.insert(ns.value.clone()) {
+            namespaces.push(ns.value);
+        }
+    }
+    Discovery {
+        kubernetes: KubernetesDiscovery {
+            enabled: k.enabled,
+            domain,
+            namespaces,
+            label_selector: k.label_selector,
+        },
+    }
+}

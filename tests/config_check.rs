@@ -1,0 +1,101 @@
+//! File-based checks of the shipped example configuration.
+
+use std::path::Path;
+
+use ch_edge_proxy::config::{self, ProxyInMode, ProxyVersion};
+use ch_edge_proxy::resolve::Resolver;
+use ch_edge_proxy::route::RouteTable;
+
+#[test]
+fn example_config_loads_and_routes() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/ch-edge-proxy.yaml");
+    let c = config::load(&path).unwrap_or_else(|e| panic!("{e:#}"));
+
+    let listeners: Vec<(&str, String, u16, ProxyInMode)> = c
+        .listeners
+        .iter()
+        .map(|l| {
+            (
+                l.name.as_str(),
+                l.address.to_string(),
+                l.upstream_port,
+                l.proxy_protocol.mode,
+            )
+        })
+        .collect();
+    assert_eq!(
+        listeners,
+        [
+            (
+                "native",
+                "127.0.0.1:9440".to_owned(),
+                9440,
+                ProxyInMode::Off
+            ),
+            (
+                "https",
+                "127.0.0.1:8443".to_owned(),
+                8443,
+                ProxyInMode::Optional
+            ),
+        ]
+    );
+    assert!(c.listeners.iter().all(|l| l.address.ip().is_loopback()));
+    assert_eq!(
+        c.admin.as_ref().map(|a| a.address.to_string()).as_deref(),
+        Some("127.0.0.1:9090")
+    );
+    assert_eq!(c.timeouts, config::Timeouts::default());
+    assert!(c.includes.is_empty());
+    assert!(!c.discovery.kubernetes.enabled);
+
+    let names: Vec<&str> = c.routes.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["demo", "chi-demo-cluster-0-0.ch.example.com", "ch-wildcard"]
+    );
+    assert_eq!(c.routes[1].proxy_protocol, Some(ProxyVersion::V1));
+    assert!(c.routes[2].allow.is_some());
+
+    // The routes compile into a table that routes the documented names.
+    let table = RouteTable::build(&c.routes, &c.defaults, &Resolver::default()).unwrap();
+    let route = |sni: &str| {
+        table
+            .lookup(Some(sni.as_bytes()))
+            .map(|r| r.name.to_string())
+    };
+    assert_eq!(route("demo.ch.example.com").as_deref(), Ok("demo"));
+    assert_eq!(
+        route("CHI-DEMO-CLUSTER-0-0.ch.example.com.").as_deref(),
+        Ok("chi-demo-cluster-0-0.ch.example.com")
+    );
+    assert_eq!(
+        route("chi-demo-cluster-0-1.ch.example.com").as_deref(),
+        Ok("ch-wildcard")
+    );
+    let wild = table.lookup(Some(b"x.ch.example.com")).unwrap();
+    assert!(wild.allow.allows("127.0.0.1".parse().unwrap()));
+    assert!(!wild.allow.allows("198.51.100.1".parse().unwrap()));
+    let demo = table.lookup(Some(b"demo.ch.example.com")).unwrap();
+    assert_eq!(demo.upstreams[0].port, Some(19440));
+    assert_eq!(demo.proxy_protocol, ProxyVersion::Off);
+
+    let summary = config::summary(&c);
+    assert!(
+        summary.contains("routes: 3 (2 exact names, 1 wildcard, catch-all: no)"),
+        "{summary}"
+    );
+}
+
+/// Prints the summary of the example config (`cargo test --test config_check -- --ignored --nocapture`).
+#[test]
+#[ignore = "prints output for eyeballing"]
+fn print_summary() {
+    let path = std::env::var("CONFIG").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/config/ch-edge-proxy.yaml").to_owned()
+    });
+    match config::load(Path::new(&path)) {
+        Ok(c) => println!("{}", config::summary(&c)),
+        Err(e) => println!("error: {e:#}"),
+    }
+}
