@@ -77,7 +77,13 @@ pub async fn run(
                     continue;
                 };
                 tune(&stream);
-                tokio::spawn(connection::handle(stream, peer, ctx.clone(), shared.clone(), guard));
+                tokio::spawn(connection::handle(
+                    stream,
+                    peer,
+                    ctx.clone(),
+                    shared.clone(),
+                    guard,
+                ));
             }
             Err(error) => {
                 metrics::counter!(crate::metrics::ACCEPT_ERRORS, "listener" => metrics::SharedString::from_shared(ctx.name.clone()))

@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "ch-edge-proxy", version, about = "L4 edge proxy for ClickHouse: PROXY protocol in, SNI routing, per-route allowlists, PROXY protocol out")]
+#[command(
+    name = "ch-edge-proxy",
+    version,
+    about = "L4 edge proxy for ClickHouse: PROXY protocol in, SNI routing, per-route allowlists, PROXY protocol out"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -76,7 +76,11 @@ pub async fn connect(
 
 /// Every (address, upstream host) of the route, in configuration order.
 /// Waits for a name's first lookup only if it has never resolved.
-async fn candidates(route: &Route, default_port: u16, deadline: Instant) -> Vec<(SocketAddr, &str)> {
+async fn candidates(
+    route: &Route,
+    default_port: u16,
+    deadline: Instant,
+) -> Vec<(SocketAddr, &str)> {
     let mut out = Vec::new();
     for upstream in &route.upstreams {
         let port = upstream.port.unwrap_or(default_port);
@@ -87,7 +91,10 @@ async fn candidates(route: &Route, default_port: u16, deadline: Instant) -> Vec<
                 Err(_) => continue,
             }
         }
-        out.extend(ips.iter().map(|ip| (SocketAddr::new(*ip, port), &*upstream.host)));
+        out.extend(
+            ips.iter()
+                .map(|ip| (SocketAddr::new(*ip, port), &*upstream.host)),
+        );
     }
     out
 }

@@ -13,8 +13,8 @@ use metrics::SharedString;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::access_log::Record;
 use crate::accept::ListenerCtx;
+use crate::access_log::Record;
 use crate::config::ProxyVersion;
 use crate::outcome::Outcome;
 use crate::preamble::{self, Preamble};
@@ -121,7 +121,8 @@ async fn serve(
 
     // Connect.
     let started = Instant::now();
-    let connected = connect::connect(route, listener.config.upstream_port, state.timeouts.connect).await;
+    let connected =
+        connect::connect(route, listener.config.upstream_port, state.timeouts.connect).await;
     let elapsed = started.elapsed();
     record.connect_us = Some(elapsed.as_micros() as u64);
     metrics::histogram!(crate::metrics::UPSTREAM_CONNECT_SECONDS).record(elapsed.as_secs_f64());
@@ -236,4 +237,3 @@ async fn refuse_with_alert(stream: &TcpStream, alert: Alert) {
     };
     let _: Result<std::io::Result<()>, _> = tokio::time::timeout(ALERT_LINGER, linger).await;
 }
-

@@ -17,14 +17,39 @@ pub const ROUTES: &str = "ch_edge_proxy_routes";
 /// Registers help texts (shown as `# HELP` in `/metrics`).
 pub fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
-    describe_counter!(CONNECTIONS, "Connections by listener, route and outcome (every refusal reason is its own outcome).");
+    describe_counter!(
+        CONNECTIONS,
+        "Connections by listener, route and outcome (every refusal reason is its own outcome)."
+    );
     describe_gauge!(ACTIVE_CONNECTIONS, "Connections currently open.");
-    describe_counter!(BYTES_FROM_CLIENT, Unit::Bytes, "Bytes relayed from clients to upstreams, by route.");
-    describe_counter!(BYTES_FROM_UPSTREAM, Unit::Bytes, "Bytes relayed from upstreams to clients, by route.");
-    describe_histogram!(CLIENT_HELLO_SECONDS, Unit::Seconds, "Time from accept until PROXY header and ClientHello were complete.");
-    describe_histogram!(UPSTREAM_CONNECT_SECONDS, Unit::Seconds, "Time to connect to an upstream, failovers included.");
-    describe_counter!(UPSTREAM_CONNECT_FAILURES, "Failed upstream connect attempts, by upstream host.");
-    describe_counter!(ACCEPT_ERRORS, "accept() errors by listener (EMFILE and the like back off).");
+    describe_counter!(
+        BYTES_FROM_CLIENT,
+        Unit::Bytes,
+        "Bytes relayed from clients to upstreams, by route."
+    );
+    describe_counter!(
+        BYTES_FROM_UPSTREAM,
+        Unit::Bytes,
+        "Bytes relayed from upstreams to clients, by route."
+    );
+    describe_histogram!(
+        CLIENT_HELLO_SECONDS,
+        Unit::Seconds,
+        "Time from accept until PROXY header and ClientHello were complete."
+    );
+    describe_histogram!(
+        UPSTREAM_CONNECT_SECONDS,
+        Unit::Seconds,
+        "Time to connect to an upstream, failovers included."
+    );
+    describe_counter!(
+        UPSTREAM_CONNECT_FAILURES,
+        "Failed upstream connect attempts, by upstream host."
+    );
+    describe_counter!(
+        ACCEPT_ERRORS,
+        "accept() errors by listener (EMFILE and the like back off)."
+    );
     describe_counter!(DNS_LOOKUPS, "Upstream DNS lookups by result.");
     describe_gauge!(ROUTES, "Routes in the live table.");
 }

@@ -105,7 +105,11 @@ pub async fn read(
         }
         if buf.len() >= MAX_PREAMBLE {
             // The parsers promise an answer before this; never read without bound.
-            return Err(refused(Outcome::BadClientHello, "preamble too large", header));
+            return Err(refused(
+                Outcome::BadClientHello,
+                "preamble too large",
+                header,
+            ));
         }
         // Wait for readiness before the first allocation, so a silent
         // connection costs no buffer.

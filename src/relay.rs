@@ -60,8 +60,20 @@ pub async fn relay(
     };
     let from_client = AtomicU64::new(0);
     let from_upstream = AtomicU64::new(0);
-    let up = pump(client, upstream, &activity, &from_client, &meters.from_client);
-    let down = pump(upstream, client, &activity, &from_upstream, &meters.from_upstream);
+    let up = pump(
+        client,
+        upstream,
+        &activity,
+        &from_client,
+        &meters.from_client,
+    );
+    let down = pump(
+        upstream,
+        client,
+        &activity,
+        &from_upstream,
+        &meters.from_upstream,
+    );
     let end = tokio::select! {
         both = async { tokio::try_join!(up, down) } => match both {
             Ok(_) => End::Done,
@@ -205,7 +217,13 @@ mod tests {
         let (mut client_app, client_side) = pair().await;
         let (upstream_side, mut server_app) = pair().await;
         let relay = tokio::spawn(async move {
-            relay(&client_side, &upstream_side, Duration::from_secs(30), &meters()).await
+            relay(
+                &client_side,
+                &upstream_side,
+                Duration::from_secs(30),
+                &meters(),
+            )
+            .await
         });
         client_app.write_all(b"request").await.unwrap();
         client_app.shutdown().await.unwrap();
@@ -232,7 +250,13 @@ mod tests {
     async fn idle_connection_is_closed_after_idle_timeout() {
         let (_client_app, client_side) = pair().await;
         let (upstream_side, _server_app) = pair().await;
-        let t = relay(&client_side, &upstream_side, Duration::from_secs(3600), &meters()).await;
+        let t = relay(
+            &client_side,
+            &upstream_side,
+            Duration::from_secs(3600),
+            &meters(),
+        )
+        .await;
         assert_eq!(t.end, End::Idle);
         assert_eq!((t.from_client, t.from_upstream), (0, 0));
     }

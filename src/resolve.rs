@@ -149,7 +149,9 @@ impl Resolver {
             let Some(joined) = running.join_next().await else {
                 break;
             };
-            let Ok((addrs, result)) = joined else { continue };
+            let Ok((addrs, result)) = joined else {
+                continue;
+            };
             match result {
                 Ok(ips) => {
                     if addrs.store(ips) {
@@ -158,7 +160,8 @@ impl Resolver {
                     metrics::counter!(crate::metrics::DNS_LOOKUPS, "result" => "ok").increment(1);
                 }
                 Err(error) => {
-                    metrics::counter!(crate::metrics::DNS_LOOKUPS, "result" => "error").increment(1);
+                    metrics::counter!(crate::metrics::DNS_LOOKUPS, "result" => "error")
+                        .increment(1);
                     tracing::warn!(host = %addrs.host, %error, kept = ?addrs.current(), "upstream lookup failed; keeping last good addresses");
                 }
             }
@@ -222,7 +225,10 @@ mod tests {
         let b = r.handle("localhost");
         assert!(Arc::ptr_eq(&a, &b));
         drop((a, b));
-        assert!(r.live(false).is_empty(), "dropped handles leave the refresh set");
+        assert!(
+            r.live(false).is_empty(),
+            "dropped handles leave the refresh set"
+        );
     }
 
     #[tokio::test]
@@ -238,7 +244,10 @@ mod tests {
         // A failed lookup must not clear a good list.
         missing.store(vec!["127.0.0.9".parse().unwrap()]);
         r.refresh(false).await;
-        assert_eq!(*missing.current(), vec!["127.0.0.9".parse::<IpAddr>().unwrap()]);
+        assert_eq!(
+            *missing.current(),
+            vec!["127.0.0.9".parse::<IpAddr>().unwrap()]
+        );
     }
 
     #[tokio::test]

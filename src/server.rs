@@ -162,9 +162,7 @@ impl Server {
                 crate::telemetry::metrics_handle().run_upkeep();
             }
         });
-        let admin_task = admin.map(|l| {
-            tokio::spawn(crate::admin::serve(l, shared.clone()))
-        });
+        let admin_task = admin.map(|l| tokio::spawn(crate::admin::serve(l, shared.clone())));
         let mut accepting = Vec::new();
         for (listener, ctx) in listeners {
             if let Ok(addr) = listener.local_addr() {

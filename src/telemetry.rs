@@ -20,7 +20,7 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
     HANDLE.get_or_init(|| {
         let handle = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
-            .and_then(|b| Ok(b.install_recorder()?))
+            .and_then(|b| b.install_recorder())
             .unwrap_or_else(|error| {
                 // Another recorder was installed first (only possible in
                 // tests); keep a detached one so rendering still works.

@@ -26,34 +26,85 @@ async fn health_readiness_metrics_and_routes() {
 
     // One relayed connection on each listener shows up by listener and route.
     for listener in ["native", "https"] {
-        let mut tcp = tokio::net::TcpStream::connect(proxy.addr(listener)).await.unwrap();
+        let mut tcp = tokio::net::TcpStream::connect(proxy.addr(listener))
+            .await
+            .unwrap();
         let hello = support::peers::client_hello("demo.ch.test");
-        tokio::io::AsyncWriteExt::write_all(&mut tcp, &hello).await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut tcp, &hello)
+            .await
+            .unwrap();
         tokio::io::AsyncWriteExt::shutdown(&mut tcp).await.unwrap();
         let mut back = Vec::new();
-        tokio::time::timeout(WAIT, tokio::io::AsyncReadExt::read_to_end(&mut tcp, &mut back))
-            .await
-            .unwrap()
-            .unwrap();
+        tokio::time::timeout(
+            WAIT,
+            tokio::io::AsyncReadExt::read_to_end(&mut tcp, &mut back),
+        )
+        .await
+        .unwrap()
+        .unwrap();
         let line = proxy.access();
         assert_eq!(line["listener"], listener);
-        for field in ["client", "peer", "sni", "route", "upstream", "outcome", "bytes_from_client", "bytes_from_upstream", "duration_ms", "client_hello_us", "connect_us"] {
+        for field in [
+            "client",
+            "peer",
+            "sni",
+            "route",
+            "upstream",
+            "outcome",
+            "bytes_from_client",
+            "bytes_from_upstream",
+            "duration_ms",
+            "client_hello_us",
+            "connect_us",
+        ] {
             assert!(!line[field].is_null(), "access log lacks {field}: {line}");
         }
     }
     let (_, m) = proxy.admin_get("/metrics");
     for listener in ["native", "https"] {
         assert_eq!(
-            metric(&m, "ch_edge_proxy_connections_total", &[&format!("listener=\"{listener}\""), "route=\"demo.ch.test\"", "outcome=\"relayed\""]),
+            metric(
+                &m,
+                "ch_edge_proxy_connections_total",
+                &[
+                    &format!("listener=\"{listener}\""),
+                    "route=\"demo.ch.test\"",
+                    "outcome=\"relayed\""
+                ]
+            ),
             1.0,
             "{m}"
         );
     }
-    assert!(metric(&m, "ch_edge_proxy_client_bytes_total", &["route=\"demo.ch.test\""]) > 0.0, "{m}");
-    assert!(metric(&m, "ch_edge_proxy_upstream_bytes_total", &["route=\"demo.ch.test\""]) > 0.0, "{m}");
-    assert!(metric(&m, "ch_edge_proxy_client_hello_seconds_count", &[]) >= 2.0, "{m}");
-    assert!(metric(&m, "ch_edge_proxy_upstream_connect_seconds_count", &[]) >= 2.0, "{m}");
-    assert_eq!(metric(&m, "ch_edge_proxy_active_connections", &[]), 0.0, "{m}");
+    assert!(
+        metric(
+            &m,
+            "ch_edge_proxy_client_bytes_total",
+            &["route=\"demo.ch.test\""]
+        ) > 0.0,
+        "{m}"
+    );
+    assert!(
+        metric(
+            &m,
+            "ch_edge_proxy_upstream_bytes_total",
+            &["route=\"demo.ch.test\""]
+        ) > 0.0,
+        "{m}"
+    );
+    assert!(
+        metric(&m, "ch_edge_proxy_client_hello_seconds_count", &[]) >= 2.0,
+        "{m}"
+    );
+    assert!(
+        metric(&m, "ch_edge_proxy_upstream_connect_seconds_count", &[]) >= 2.0,
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "ch_edge_proxy_active_connections", &[]),
+        0.0,
+        "{m}"
+    );
     assert_eq!(metric(&m, "ch_edge_proxy_routes", &[]), 1.0, "{m}");
 }
 
@@ -66,18 +117,30 @@ async fn sigterm_turns_unready_drains_and_exits_zero() {
         backend.addr
     ));
     let hello = support::peers::client_hello("demo.ch.test");
-    let mut tcp = tokio::net::TcpStream::connect(proxy.addr("native")).await.unwrap();
-    tokio::io::AsyncWriteExt::write_all(&mut tcp, &hello).await.unwrap();
+    let mut tcp = tokio::net::TcpStream::connect(proxy.addr("native"))
+        .await
+        .unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut tcp, &hello)
+        .await
+        .unwrap();
     let mut echoed = vec![0u8; hello.len()];
-    tokio::io::AsyncReadExt::read_exact(&mut tcp, &mut echoed).await.unwrap();
+    tokio::io::AsyncReadExt::read_exact(&mut tcp, &mut echoed)
+        .await
+        .unwrap();
     proxy.signal("TERM");
     proxy.wait_log(|l| l["message"] == "draining");
     // Stopped accepting, yet the live connection still relays.
     assert_eq!(proxy.admin_get("/readyz").0, 503);
-    assert!(tokio::net::TcpStream::connect(proxy.addr("native")).await.is_err());
-    tokio::io::AsyncWriteExt::write_all(&mut tcp, b"still here").await.unwrap();
+    assert!(tokio::net::TcpStream::connect(proxy.addr("native"))
+        .await
+        .is_err());
+    tokio::io::AsyncWriteExt::write_all(&mut tcp, b"still here")
+        .await
+        .unwrap();
     let mut more = [0u8; 10];
-    tokio::io::AsyncReadExt::read_exact(&mut tcp, &mut more).await.unwrap();
+    tokio::io::AsyncReadExt::read_exact(&mut tcp, &mut more)
+        .await
+        .unwrap();
     assert_eq!(&more, b"still here");
     drop(tcp);
     assert!(proxy.wait_exit().success());
@@ -102,12 +165,23 @@ fn check(yaml: &str) -> (bool, String, String) {
 #[test]
 fn check_accepts_the_example_config_and_prints_a_summary() {
     let out = Command::new(env!("CARGO_BIN_EXE_ch-edge-proxy"))
-        .args(["check", "--config", concat!(env!("CARGO_MANIFEST_DIR"), "/config/ch-edge-proxy.yaml")])
+        .args([
+            "check",
+            "--config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config/ch-edge-proxy.yaml"),
+        ])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("native") && stdout.contains("https"), "{stdout}");
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("native") && stdout.contains("https"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -130,6 +204,9 @@ fn check_rejects_each_kind_of_bad_config_with_a_precise_message() {
     for (yaml, needle) in cases {
         let (ok, _, stderr) = check(&yaml);
         assert!(!ok, "accepted:\n{yaml}");
-        assert!(stderr.contains(needle), "message for\n{yaml}\nlacks {needle:?}: {stderr}");
+        assert!(
+            stderr.contains(needle),
+            "message for\n{yaml}\nlacks {needle:?}: {stderr}"
+        );
     }
 }

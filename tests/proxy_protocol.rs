@@ -13,13 +13,25 @@ use support::*;
 
 fn v2(src: &str, dst: &str) -> Vec<u8> {
     let mut out = Vec::new();
-    proxy_out::encode(ProxyVersion::V2, src.parse().unwrap(), dst.parse().unwrap(), &[], &mut out);
+    proxy_out::encode(
+        ProxyVersion::V2,
+        src.parse().unwrap(),
+        dst.parse().unwrap(),
+        &[],
+        &mut out,
+    );
     out
 }
 
 fn v1(src: &str, dst: &str) -> Vec<u8> {
     let mut out = Vec::new();
-    proxy_out::encode(ProxyVersion::V1, src.parse().unwrap(), dst.parse().unwrap(), &[], &mut out);
+    proxy_out::encode(
+        ProxyVersion::V1,
+        src.parse().unwrap(),
+        dst.parse().unwrap(),
+        &[],
+        &mut out,
+    );
     out
 }
 
@@ -43,9 +55,13 @@ async fn trusted_v2_header_sets_the_client_for_allowlist_and_proxy_out() {
     ));
     let addr = proxy.addr("nlb");
     // Allowed by the address in the header, not by the socket peer (127.0.0.1).
-    let mut tls = tls_connect(addr, &v2("198.51.100.7:50000", "10.0.0.5:9440"), Some("demo.ch.test"))
-        .await
-        .unwrap();
+    let mut tls = tls_connect(
+        addr,
+        &v2("198.51.100.7:50000", "10.0.0.5:9440"),
+        Some("demo.ch.test"),
+    )
+    .await
+    .unwrap();
     echo(&mut tls, b"select 1").await;
     let seen = backend.next().await;
     drop(tls);
@@ -58,7 +74,12 @@ async fn trusted_v2_header_sets_the_client_for_allowlist_and_proxy_out() {
     assert_eq!(line["proxy_version"], 2);
 
     // Same route, a client outside the allowlist per its header.
-    let denied = tls_connect(addr, &v2("203.0.113.9:1234", "10.0.0.5:9440"), Some("demo.ch.test")).await;
+    let denied = tls_connect(
+        addr,
+        &v2("203.0.113.9:1234", "10.0.0.5:9440"),
+        Some("demo.ch.test"),
+    )
+    .await;
     assert_eq!(alert_of(denied), AlertDescription::AccessDenied);
     assert_eq!(proxy.access()["outcome"], "access_denied");
 }
@@ -66,11 +87,19 @@ async fn trusted_v2_header_sets_the_client_for_allowlist_and_proxy_out() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn header_from_untrusted_peer_is_refused() {
     let backend = TlsBackend::start(false).await;
-    let routes = format!("  - sni: demo.ch.test\n    upstream: \"{}\"\n", backend.addr);
+    let routes = format!(
+        "  - sni: demo.ch.test\n    upstream: \"{}\"\n",
+        backend.addr
+    );
     // We connect from 127.0.0.1; only 127.0.0.2 is trusted.
     let mut proxy = Proxy::start(&config("optional", "\"127.0.0.2/32\"", &routes));
     let addr = proxy.addr("nlb");
-    let forged = tls_connect(addr, &v1("198.51.100.7:1", "10.0.0.5:9440"), Some("demo.ch.test")).await;
+    let forged = tls_connect(
+        addr,
+        &v1("198.51.100.7:1", "10.0.0.5:9440"),
+        Some("demo.ch.test"),
+    )
+    .await;
     assert!(forged.is_err());
     assert_eq!(proxy.access()["outcome"], "proxy_untrusted");
     // Optional: no header from an untrusted peer is fine (the socket peer is the client).
@@ -85,7 +114,10 @@ async fn header_from_untrusted_peer_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn required_mode_refuses_missing_header_and_v2_local_is_a_quiet_health_check() {
     let backend = TlsBackend::start(false).await;
-    let routes = format!("  - sni: demo.ch.test\n    upstream: \"{}\"\n", backend.addr);
+    let routes = format!(
+        "  - sni: demo.ch.test\n    upstream: \"{}\"\n",
+        backend.addr
+    );
     let mut proxy = Proxy::start(&config("required", "\"127.0.0.0/8\"", &routes));
     let addr = proxy.addr("nlb");
     assert!(tls_connect(addr, b"", Some("demo.ch.test")).await.is_err());
@@ -93,19 +125,32 @@ async fn required_mode_refuses_missing_header_and_v2_local_is_a_quiet_health_che
 
     // v2 LOCAL, as an NLB health check sends it: closed without error noise.
     let local: [u8; 16] = [
-        0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A, 0x20, 0x00, 0x00, 0x00,
+        0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A, 0x20, 0x00, 0x00,
+        0x00,
     ];
     let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    tokio::io::AsyncWriteExt::write_all(&mut tcp, &local).await.unwrap();
-    let mut rest = Vec::new();
-    let n = tokio::time::timeout(WAIT, tokio::io::AsyncReadExt::read_to_end(&mut tcp, &mut rest))
+    tokio::io::AsyncWriteExt::write_all(&mut tcp, &local)
         .await
-        .unwrap()
         .unwrap();
+    let mut rest = Vec::new();
+    let n = tokio::time::timeout(
+        WAIT,
+        tokio::io::AsyncReadExt::read_to_end(&mut tcp, &mut rest),
+    )
+    .await
+    .unwrap()
+    .unwrap();
     assert_eq!(n, 0, "health check gets no bytes back");
     assert_eq!(proxy.access()["outcome"], "health_check");
     let (_, metrics) = proxy.admin_get("/metrics");
-    assert_eq!(metric(&metrics, "ch_edge_proxy_connections_total", &["outcome=\"health_check\""]), 1.0);
+    assert_eq!(
+        metric(
+            &metrics,
+            "ch_edge_proxy_connections_total",
+            &["outcome=\"health_check\""]
+        ),
+        1.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -114,7 +159,10 @@ async fn v2_out_carries_client_authority_and_aws_vpce_tlv() {
     let mut proxy = Proxy::start(&config(
         "optional",
         "\"127.0.0.1/32\"",
-        &format!("  - sni: demo.ch.test\n    upstream: \"{}\"\n    proxy_protocol: v2\n", backend.addr),
+        &format!(
+            "  - sni: demo.ch.test\n    upstream: \"{}\"\n    proxy_protocol: v2\n",
+            backend.addr
+        ),
     ));
     // Inbound v2 with the AWS VPC-endpoint TLV, as an NLB sends for PrivateLink.
     let mut vpce_tlv = vec![0x01];
@@ -128,17 +176,27 @@ async fn v2_out_carries_client_authority_and_aws_vpce_tlv() {
         &mut header,
     );
     let hello = peers::client_hello("demo.ch.test");
-    let mut tcp = tokio::net::TcpStream::connect(proxy.addr("nlb")).await.unwrap();
+    let mut tcp = tokio::net::TcpStream::connect(proxy.addr("nlb"))
+        .await
+        .unwrap();
     let mut first = header.clone();
     first.extend_from_slice(&hello);
-    tokio::io::AsyncWriteExt::write_all(&mut tcp, &first).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut tcp, &first)
+        .await
+        .unwrap();
     tokio::io::AsyncWriteExt::shutdown(&mut tcp).await.unwrap();
     let seen = backend.next().await;
     let out = seen.proxy.expect("v2 header upstream");
     assert_eq!(out.version, 2);
     assert_eq!(out.source, Some("[2001:db8::7]:4000".parse().unwrap()));
     assert_eq!(out.aws_vpce_id(), Some("vpce-08d2bf15fac5001c9"));
-    assert!(out.tlvs.iter().any(|(t, v)| *t == 0x02 && v == b"demo.ch.test"), "{:?}", out.tlvs);
+    assert!(
+        out.tlvs
+            .iter()
+            .any(|(t, v)| *t == 0x02 && v == b"demo.ch.test"),
+        "{:?}",
+        out.tlvs
+    );
     assert_eq!(seen.bytes, hello, "ClientHello replayed byte for byte");
     let line = proxy.access();
     assert_eq!(line["vpce"], "vpce-08d2bf15fac5001c9");
@@ -149,7 +207,9 @@ async fn v2_out_carries_client_authority_and_aws_vpce_tlv() {
 /// reading our PROXY header and answering with the address it learnt.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn haproxy_in_front_and_nginx_behind_see_the_real_client() {
-    let (Some(haproxy), Some(nginx)) = (tool("haproxy"), tool("nginx")) else { return };
+    let (Some(haproxy), Some(nginx)) = (tool("haproxy"), tool("nginx")) else {
+        return;
+    };
     for (version, tag) in [("v1", "v1"), ("v2", "v2")] {
         let nginx_addr: SocketAddr = format!("127.0.0.1:{}", peers::free_port()).parse().unwrap();
         let _nginx = peers::nginx(
@@ -179,16 +239,27 @@ async fn haproxy_in_front_and_nginx_behind_see_the_real_client() {
         socket.bind("127.0.0.3:0".parse().unwrap()).unwrap();
         let mut tcp = socket.connect(front).await.unwrap();
         let me = tcp.local_addr().unwrap();
-        tokio::io::AsyncWriteExt::write_all(&mut tcp, &peers::client_hello("demo.ch.test")).await.unwrap();
-        let mut answer = Vec::new();
-        tokio::time::timeout(WAIT, tokio::io::AsyncReadExt::read_to_end(&mut tcp, &mut answer))
+        tokio::io::AsyncWriteExt::write_all(&mut tcp, &peers::client_hello("demo.ch.test"))
             .await
-            .unwrap()
             .unwrap();
-        assert_eq!(String::from_utf8_lossy(&answer), format!("client={}:{} {tag}\n", me.ip(), me.port()));
+        let mut answer = Vec::new();
+        tokio::time::timeout(
+            WAIT,
+            tokio::io::AsyncReadExt::read_to_end(&mut tcp, &mut answer),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&answer),
+            format!("client={}:{} {tag}\n", me.ip(), me.port())
+        );
         // Skip the readiness probe that went through haproxy; ours is from 127.0.0.3.
         let line = proxy.wait_log(|l| {
-            l["target"] == "access" && l["client"].as_str().is_some_and(|c| c.starts_with("127.0.0.3:"))
+            l["target"] == "access"
+                && l["client"]
+                    .as_str()
+                    .is_some_and(|c| c.starts_with("127.0.0.3:"))
         });
         assert_eq!(line["client"], me.to_string(), "{line}");
         assert_eq!(line["proxy_version"], 2);

@@ -48,7 +48,10 @@ async fn large_transfer_with_half_close_loses_no_byte() {
         sent
     });
     let mut back = Vec::new();
-    tokio::time::timeout(WAIT * 3, rd.read_to_end(&mut back)).await.unwrap().unwrap();
+    tokio::time::timeout(WAIT * 3, rd.read_to_end(&mut back))
+        .await
+        .unwrap()
+        .unwrap();
     let sent = writer.await.unwrap();
     assert_eq!(back.len(), sent.len());
     assert!(back == sent, "echoed bytes differ");
@@ -65,7 +68,12 @@ async fn client_hello_in_one_byte_segments_and_many_records_is_routed() {
     let mut backend = RawBackend::start(false).await;
     let mut proxy = Proxy::start(&config("", backend.addr));
     let hello = peers::client_hello("demo.ch.test");
-    for shape in [hello.clone(), peers::reframe(&hello, 1), peers::reframe(&hello, 7), peers::reframe(&hello, 100)] {
+    for shape in [
+        hello.clone(),
+        peers::reframe(&hello, 1),
+        peers::reframe(&hello, 7),
+        peers::reframe(&hello, 100),
+    ] {
         let mut tcp = TcpStream::connect(proxy.addr("native")).await.unwrap();
         tcp.set_nodelay(true).unwrap();
         // One byte per write, flushed each time (NODELAY): many TCP segments.
@@ -74,7 +82,10 @@ async fn client_hello_in_one_byte_segments_and_many_records_is_routed() {
         }
         tcp.shutdown().await.unwrap();
         let mut back = Vec::new();
-        tokio::time::timeout(WAIT, tcp.read_to_end(&mut back)).await.unwrap().unwrap();
+        tokio::time::timeout(WAIT, tcp.read_to_end(&mut back))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(back, shape);
         assert_eq!(backend.next().await.bytes, shape);
         let line = proxy.access();
@@ -93,7 +104,10 @@ async fn large_post_quantum_sized_hello_is_routed() {
     tcp.write_all(&hello).await.unwrap();
     tcp.shutdown().await.unwrap();
     let mut back = Vec::new();
-    tokio::time::timeout(WAIT, tcp.read_to_end(&mut back)).await.unwrap().unwrap();
+    tokio::time::timeout(WAIT, tcp.read_to_end(&mut back))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(back, hello);
     assert_eq!(proxy.access()["outcome"], "relayed");
     assert_eq!(backend.next().await.bytes, hello);
@@ -118,9 +132,13 @@ async fn non_tls_bytes_are_closed() {
     let backend = RawBackend::start(false).await;
     let mut proxy = Proxy::start(&config("", backend.addr));
     let mut tcp = TcpStream::connect(proxy.addr("native")).await.unwrap();
-    tcp.write_all(b"GET / HTTP/1.1\r\nHost: demo.ch.test\r\n\r\n").await.unwrap();
+    tcp.write_all(b"GET / HTTP/1.1\r\nHost: demo.ch.test\r\n\r\n")
+        .await
+        .unwrap();
     let mut rest = Vec::new();
-    let _ = tokio::time::timeout(WAIT, tcp.read_to_end(&mut rest)).await.unwrap();
+    let _ = tokio::time::timeout(WAIT, tcp.read_to_end(&mut rest))
+        .await
+        .unwrap();
     assert!(rest.is_empty());
     assert_eq!(proxy.access()["outcome"], "not_tls");
 }
@@ -131,9 +149,13 @@ async fn malformed_hello_gets_decode_error_alert() {
     let mut proxy = Proxy::start(&config("", backend.addr));
     let mut tcp = TcpStream::connect(proxy.addr("native")).await.unwrap();
     // A handshake record whose message claims to be a ServerHello (type 2).
-    tcp.write_all(&[0x16, 0x03, 0x01, 0x00, 0x04, 0x02, 0x00, 0x00, 0x00]).await.unwrap();
+    tcp.write_all(&[0x16, 0x03, 0x01, 0x00, 0x04, 0x02, 0x00, 0x00, 0x00])
+        .await
+        .unwrap();
     let mut rest = Vec::new();
-    let _ = tokio::time::timeout(WAIT, tcp.read_to_end(&mut rest)).await.unwrap();
+    let _ = tokio::time::timeout(WAIT, tcp.read_to_end(&mut rest))
+        .await
+        .unwrap();
     assert_eq!(rest, [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 50]);
     assert_eq!(proxy.access()["outcome"], "bad_client_hello");
 }
@@ -149,7 +171,10 @@ async fn idle_connections_are_closed_after_the_idle_timeout() {
     tcp.read_exact(&mut echoed).await.unwrap();
     // Now silence both ways: the proxy closes both legs.
     let mut rest = Vec::new();
-    tokio::time::timeout(WAIT, tcp.read_to_end(&mut rest)).await.unwrap().unwrap();
+    tokio::time::timeout(WAIT, tcp.read_to_end(&mut rest))
+        .await
+        .unwrap()
+        .unwrap();
     let line = proxy.access();
     assert_eq!(line["outcome"], "idle_timeout");
     assert!(line["duration_ms"].as_u64().unwrap() >= 400, "{line}");
@@ -171,18 +196,30 @@ async fn connections_over_the_limit_are_closed_and_counted() {
     // The accept queue is FIFO, so the third is accepted last and refused at once.
     let mut third = TcpStream::connect(addr).await.unwrap();
     let mut rest = Vec::new();
-    let n = tokio::time::timeout(WAIT, third.read_to_end(&mut rest)).await.unwrap().unwrap_or(0);
+    let n = tokio::time::timeout(WAIT, third.read_to_end(&mut rest))
+        .await
+        .unwrap()
+        .unwrap_or(0);
     assert_eq!(n, 0);
     let line = proxy.access();
     assert_eq!(line["outcome"], "over_limit");
     drop(held);
     // Capacity comes back once they close.
     let both = [proxy.access(), proxy.access()];
-    assert!(both.iter().all(|l| l["outcome"] == "client_closed_early"), "{both:?}");
+    assert!(
+        both.iter().all(|l| l["outcome"] == "client_closed_early"),
+        "{both:?}"
+    );
     let mut again = TcpStream::connect(addr).await.unwrap();
-    again.write_all(&peers::client_hello("demo.ch.test")).await.unwrap();
+    again
+        .write_all(&peers::client_hello("demo.ch.test"))
+        .await
+        .unwrap();
     again.shutdown().await.unwrap();
     let mut back = Vec::new();
-    tokio::time::timeout(WAIT, again.read_to_end(&mut back)).await.unwrap().unwrap();
+    tokio::time::timeout(WAIT, again.read_to_end(&mut back))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(!back.is_empty());
 }

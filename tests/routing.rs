@@ -28,9 +28,17 @@ async fn routes_exact_wildcard_and_catch_all_to_their_upstreams() {
 
     let mut backends = [exact, wildcard, deeper, fallback];
     let cases = [
-        ("chi-demo-cluster-0-0.ch.test", 0, "chi-demo-cluster-0-0.ch.test"),
+        (
+            "chi-demo-cluster-0-0.ch.test",
+            0,
+            "chi-demo-cluster-0-0.ch.test",
+        ),
         // Case-insensitive.
-        ("CHI-Demo-Cluster-0-0.CH.test", 0, "chi-demo-cluster-0-0.ch.test"),
+        (
+            "CHI-Demo-Cluster-0-0.CH.test",
+            0,
+            "chi-demo-cluster-0-0.ch.test",
+        ),
         ("demo.ch.test", 1, "*.ch.test"),
         // Longest suffix wins, at any depth.
         ("a.b.eu.ch.test", 2, "*.eu.ch.test"),
@@ -40,12 +48,19 @@ async fn routes_exact_wildcard_and_catch_all_to_their_upstreams() {
         let mut tls = tls_connect(addr, b"", Some(sni)).await.unwrap();
         echo(&mut tls, format!("hello {sni}").as_bytes()).await;
         let seen = backends[backend].next().await;
-        assert_eq!(seen.sni.map(|s| s.to_ascii_lowercase()), Some(sni.to_ascii_lowercase()));
+        assert_eq!(
+            seen.sni.map(|s| s.to_ascii_lowercase()),
+            Some(sni.to_ascii_lowercase())
+        );
         drop(tls);
         let line = proxy.access();
         assert_eq!(line["route"], route, "{line}");
         assert_eq!(line["outcome"], "relayed", "{line}");
-        assert_eq!(line["sni"].as_str().map(str::to_ascii_lowercase), Some(sni.to_ascii_lowercase()), "{line}");
+        assert_eq!(
+            line["sni"].as_str().map(str::to_ascii_lowercase),
+            Some(sni.to_ascii_lowercase()),
+            "{line}"
+        );
     }
     // No SNI goes to the catch-all too.
     let mut tls = tls_connect(addr, b"", None).await.unwrap();
@@ -67,7 +82,11 @@ async fn unknown_name_gets_unrecognized_name_alert() {
     assert_eq!(line["sni"], "nope.ch.test");
     let (_, metrics) = proxy.admin_get("/metrics");
     assert_eq!(
-        metric(&metrics, "ch_edge_proxy_connections_total", &["outcome=\"unknown_sni\""]),
+        metric(
+            &metrics,
+            "ch_edge_proxy_connections_total",
+            &["outcome=\"unknown_sni\""]
+        ),
         1.0,
         "{metrics}"
     );
@@ -145,7 +164,11 @@ async fn unavailable_upstream_is_counted_and_closed() {
     assert_eq!(proxy.access()["outcome"], "upstream_unavailable");
     let (_, metrics) = proxy.admin_get("/metrics");
     assert!(
-        metric(&metrics, "ch_edge_proxy_upstream_connect_failures_total", &["upstream=\"127.0.0.1\""]) >= 1.0,
+        metric(
+            &metrics,
+            "ch_edge_proxy_upstream_connect_failures_total",
+            &["upstream=\"127.0.0.1\""]
+        ) >= 1.0,
         "{metrics}"
     );
 }

@@ -147,7 +147,10 @@ impl Proxy {
             }
             if Instant::now() >= deadline {
                 let rest: Vec<_> = self.lines.try_iter().collect();
-                panic!("proxy did not exit in time; log: {:#?} {rest:#?}", self.seen);
+                panic!(
+                    "proxy did not exit in time; log: {:#?} {rest:#?}",
+                    self.seen
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -192,7 +195,10 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     (status, body)
 }
 
@@ -206,7 +212,9 @@ pub fn metric(text: &str, name: &str, parts: &[&str]) -> f64 {
 
 /// True when running in CI, where a missing peer binary is a failure, not a skip.
 pub fn in_ci() -> bool {
-    std::env::var("CI").map(|v| v == "true" || v == "1").unwrap_or(false)
+    std::env::var("CI")
+        .map(|v| v == "true" || v == "1")
+        .unwrap_or(false)
 }
 
 /// The path of an external tool, or None (skip) outside CI; panics in CI.

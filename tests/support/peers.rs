@@ -57,8 +57,17 @@ pub fn haproxy(bin: &Path, config: &str, listens_on: SocketAddr) -> Peer {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("haproxy.cfg");
     std::fs::write(&path, config).unwrap();
-    let check = Command::new(bin).arg("-c").arg("-f").arg(&path).output().unwrap();
-    assert!(check.status.success(), "haproxy config invalid: {}", String::from_utf8_lossy(&check.stderr));
+    let check = Command::new(bin)
+        .arg("-c")
+        .arg("-f")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "haproxy config invalid: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
     let mut child = Command::new(bin)
         .arg("-db")
         .arg("-f")
@@ -99,12 +108,18 @@ pub fn nginx(bin: &Path, stream_block: &str, listens_on: SocketAddr) -> Peer {
 
 /// A real ClientHello from rustls for `sni`, as one TLS record.
 pub fn client_hello(sni: &str) -> Vec<u8> {
-    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(rustls::RootCertStore::empty())
-        .with_no_client_auth();
-    let mut conn = rustls::ClientConnection::new(Arc::new(cfg), ServerName::try_from(sni.to_string()).unwrap()).unwrap();
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(rustls::RootCertStore::empty())
+    .with_no_client_auth();
+    let mut conn = rustls::ClientConnection::new(
+        Arc::new(cfg),
+        ServerName::try_from(sni.to_string()).unwrap(),
+    )
+    .unwrap();
     let mut out = Vec::new();
     conn.write_tls(&mut out).unwrap();
     out
@@ -146,7 +161,9 @@ impl RawBackend {
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(async move {
             loop {
-                let Ok((mut tcp, _)) = listener.accept().await else { return };
+                let Ok((mut tcp, _)) = listener.accept().await else {
+                    return;
+                };
                 let tx = tx.clone();
                 tokio::spawn(async move {
                     let proxy = if expect_proxy {

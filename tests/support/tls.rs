@@ -18,7 +18,11 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 /// A self-signed certificate for the test names, made now.
 pub fn server_config() -> Arc<rustls::ServerConfig> {
-    let names = vec!["*.ch.test".to_string(), "ch.test".to_string(), "*.other.test".to_string()];
+    let names = vec![
+        "*.ch.test".to_string(),
+        "ch.test".to_string(),
+        "*.other.test".to_string(),
+    ];
     let ck = rcgen::generate_simple_self_signed(names).unwrap();
     let cert = CertificateDer::from(ck.cert.der().to_vec());
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
@@ -54,7 +58,9 @@ impl TlsBackend {
         let acceptor = TlsAcceptor::from(server_config());
         tokio::spawn(async move {
             loop {
-                let Ok((mut tcp, peer)) = listener.accept().await else { return };
+                let Ok((mut tcp, peer)) = listener.accept().await else {
+                    return;
+                };
                 let acceptor = acceptor.clone();
                 let tx = tx.clone();
                 tokio::spawn(async move {
@@ -66,7 +72,9 @@ impl TlsBackend {
                     } else {
                         None
                     };
-                    let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
                     let sni = tls.get_ref().1.server_name().map(str::to_string);
                     let _ = tx.send(Seen { proxy, sni, peer });
                     let mut buf = [0u8; 16 * 1024];
@@ -140,7 +148,9 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAnyCert {
         Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
     }
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        provider().signature_verification_algorithms.supported_schemes()
+        provider()
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -170,7 +180,11 @@ pub async fn tls_connect(
     tls_over(tcp, preface, sni).await
 }
 
-pub async fn tls_over(mut tcp: TcpStream, preface: &[u8], sni: Option<&str>) -> std::io::Result<ClientTls> {
+pub async fn tls_over(
+    mut tcp: TcpStream,
+    preface: &[u8],
+    sni: Option<&str>,
+) -> std::io::Result<ClientTls> {
     tcp.set_nodelay(true)?;
     if !preface.is_empty() {
         tcp.write_all(preface).await?;
