@@ -41,16 +41,44 @@ impl Proxy {
     }
 
     pub fn start_file(path: &std::path::Path, dir: tempfile::TempDir) -> Proxy {
+        Self::spawn(path, dir, None)
+    }
+
+    /// Starts the proxy with RLIMIT_NOFILE set to `max_fds`, to provoke EMFILE.
+    pub fn start_with_fd_limit(yaml: &str, max_fds: u64) -> Proxy {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        Self::spawn(&path, dir, Some(max_fds))
+    }
+
+    fn spawn(path: &std::path::Path, dir: tempfile::TempDir, max_fds: Option<u64>) -> Proxy {
         let expected_listeners = yaml_listener_count(&std::fs::read_to_string(path).unwrap());
         let wants_admin = std::fs::read_to_string(path).unwrap().contains("admin:");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ch-edge-proxy"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ch-edge-proxy"));
+        command
             .args(["run", "--config"])
             .arg(path)
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn ch-edge-proxy");
+            .stderr(Stdio::inherit());
+        if let Some(max) = max_fds {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child here.
+            unsafe {
+                command.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: max,
+                        rlim_max: max,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let mut child = command.spawn().expect("spawn ch-edge-proxy");
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
