@@ -409,29 +409,40 @@ fn normalise_name<'b>(raw: &[u8], buf: &'b mut [u8; MAX_NAME]) -> Option<(&'b st
     if raw.is_empty() || raw.len() > buf.len() {
         return None;
     }
+    // Branch-free per byte: problems are collected and checked once at the end.
+    let mut bad = false;
+    let mut prev_dot = true; // a leading dot is an empty label
     let mut labels = 1;
-    let mut label_len = 0;
     for (dst, &b) in buf.iter_mut().zip(raw) {
-        let lower = b.to_ascii_lowercase();
-        match lower {
-            b'.' => {
-                if label_len == 0 {
-                    return None;
-                }
-                labels += 1;
-                label_len = 0;
-            }
-            b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => label_len += 1,
-            _ => return None,
-        }
-        *dst = lower;
+        let m = NAME_BYTE[usize::from(b)];
+        let dot = m == b'.';
+        bad |= (m == 0) | (dot & prev_dot);
+        labels += usize::from(dot);
+        prev_dot = dot;
+        *dst = m;
     }
-    if label_len == 0 {
+    if bad || prev_dot {
         return None;
     }
     let name = std::str::from_utf8(buf.get(..raw.len())?).ok()?;
     Some((name, labels))
 }
+
+/// Byte → its lower-case form if it may appear in a host name, else 0.
+static NAME_BYTE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = match b {
+            b'A'..=b'Z' => b + 32,
+            b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => b,
+            _ => 0,
+        };
+        i += 1;
+    }
+    t
+};
 
 #[cfg(test)]
 mod tests;
