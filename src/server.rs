@@ -163,6 +163,9 @@ impl Server {
             }
         });
         let admin_task = admin.map(|l| tokio::spawn(crate::admin::serve(l, shared.clone())));
+        // Listeners are bound and routes loaded (both in `bind`): ready. Set
+        // before the "listening" lines, which tell watchers we are up.
+        shared.ready.store(true, Ordering::Release);
         let mut accepting = Vec::new();
         for (listener, ctx) in listeners {
             if let Ok(addr) = listener.local_addr() {
@@ -175,7 +178,6 @@ impl Server {
                 stop_rx.clone(),
             )));
         }
-        shared.ready.store(true, Ordering::Release);
         shutdown.await;
 
         // Not ready first, so load balancers stop sending; then stop accepting.

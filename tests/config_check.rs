@@ -86,16 +86,3 @@ fn example_config_loads_and_routes() {
         "{summary}"
     );
 }
-
-/// Prints the summary of the example config (`cargo test --test config_check -- --ignored --nocapture`).
-#[test]
-#[ignore = "prints output for eyeballing"]
-fn print_summary() {
-    let path = std::env::var("CONFIG").unwrap_or_else(|_| {
-        concat!(env!("CARGO_MANIFEST_DIR"), "/config/ch-edge-proxy.yaml").to_owned()
-    });
-    match config::load(Path::new(&path)) {
-        Ok(c) => println!("{}", config::summary(&c)),
-        Err(e) => println!("error: {e:#}"),
-    }
-}
