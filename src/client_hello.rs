@@ -6,13 +6,13 @@
 //! every check runs in stream order as soon as the bytes it needs are present.
 //!
 //! Each call works in two steps:
-//! 1. [`frame`] walks the TLS record headers and the 4-byte handshake header to learn whether
+//! 1. `frame` walks the TLS record headers and the 4-byte handshake header to learn whether
 //!    the whole ClientHello has arrived, refusing non-TLS and malformed framing as early as
 //!    possible. Cost: one step per record in `buf` (~40 instructions), at most [`MAX_RECORDS`] +
 //!    [`MAX_EMPTY_RECORDS`] = 2,080 steps, ~10 µs (`benches/client_hello.rs`,
 //!    `worst_incomplete_call`). A real client sends 1–3 records, so its calls cost a few
 //!    comparisons however the bytes trickle in.
-//! 2. Only once the hello is complete, [`parse_body`] reads it through a [`Reader`] that steps
+//! 2. Only once the hello is complete, `parse_body` reads it through a `Reader` that steps
 //!    across record boundaries in place (the SNI may straddle records; it is copied into
 //!    [`ServerName`]). Cost: linear in the message plus its records, once per connection
 //!    (~0.5 µs for a real hello).
@@ -40,7 +40,7 @@ pub const MAX_BUFFER: usize =
 
 /// Most non-empty records one ClientHello may span. Real clients use 1–3; DPI-evasion tools split
 /// into a handful to a few hundred. 2,048 lets any hello up to 2 KiB (post-quantum ones included)
-/// arrive even as 1-byte records and the largest one in records of ≥ 8 bytes, while bounding the
+/// arrive even as 1-byte records and the largest one in records of ≥ 9 bytes, while bounding the
 /// record walk each call repeats. A hello needing more is `Malformed("client hello split into too
 /// many records")`.
 pub const MAX_RECORDS: usize = 2048;
