@@ -78,6 +78,17 @@ fn message_of(mut input: &[u8]) -> Vec<u8> {
     msg
 }
 
+/// The payload length of each record in a well-formed record sequence.
+fn sizes_of(mut input: &[u8]) -> Vec<usize> {
+    let mut sizes = Vec::new();
+    while let Some((header, rest)) = input.split_first_chunk::<5>() {
+        let len = usize::from(u16::from_be_bytes([header[3], header[4]]));
+        sizes.push(len);
+        input = &rest[len..];
+    }
+    sizes
+}
+
 fn sni_ext(entries: &[(u8, &[u8])]) -> (u16, Vec<u8>) {
     let mut list = Vec::new();
     for (name_type, name) in entries {
@@ -372,42 +383,39 @@ fn oversized_hello_refused_from_its_header() {
 }
 
 #[test]
-fn five_kib_hello_fits_in_one_byte_records() {
-    let input = in_records_of(&padded(b"thin.example", 5 * 1024 - 4), 1);
-    assert!(input.len() < MAX_BUFFER);
+fn two_kib_hello_fits_in_one_byte_records() {
+    let input = in_records_of(&padded(b"thin.example", MAX_RECORDS - 4), 1);
     assert_eq!(sni_str(&hello(&input)), Some("thin.example"));
-}
-
-#[test]
-fn never_incomplete_at_max_buffer() {
-    let input = in_records_of(&padded(b"thin.example", 8 * 1024), 1);
-    assert!(input.len() > MAX_BUFFER);
-    assert_eq!(
-        parse(&input[..MAX_BUFFER]),
-        Peek::Malformed(TOO_MANY_RECORDS)
-    );
-    // Refused as soon as the next 1-byte record could not end within MAX_BUFFER.
-    let refused_at = MAX_BUFFER / 6 * 6;
+    // One byte more needs one record more than allowed: refused where that record would start.
+    let input = in_records_of(&padded(b"thin.example", MAX_RECORDS - 3), 1);
+    let refused_at = 6 * MAX_RECORDS;
     assert_eq!(parse(&input[..refused_at - 1]), Peek::Incomplete);
     assert_eq!(
         parse(&input[..refused_at]),
         Peek::Malformed(TOO_MANY_RECORDS)
     );
-    // The largest hello: k 1-byte records, then one record with the rest, which ends at
-    // 6k + 5 + (16388 - k). It completes exactly at MAX_BUFFER for k = 3275; one more 1-byte
-    // record and the last record is refused from its header.
+}
+
+#[test]
+fn max_buffer_is_the_longest_incomplete_input() {
+    // Every record the limits allow: 32 empty ones, 2047 1-byte ones, then the rest of the
+    // largest message in one record. It completes exactly at MAX_BUFFER.
     let msg = padded(b"x", MAX_HELLO_LEN);
-    for (k, fits) in [(3275, true), (3276, false)] {
-        let mut input = in_records_of(&msg[..k], 1);
-        let at = input.len();
-        input.extend(record(0x0303, &msg[k..]));
-        if fits {
-            assert_eq!(input.len(), MAX_BUFFER);
-            assert_eq!(sni_str(&hello(&input)), Some("x"));
-        } else {
-            assert_eq!(parse(&input[..at + 5]), Peek::Malformed(TOO_MANY_RECORDS));
-        }
+    let mut input = Vec::new();
+    for _ in 0..MAX_EMPTY_RECORDS {
+        input.extend(record(0x0303, &[]));
     }
+    input.extend(in_records_of(&msg[..MAX_RECORDS - 1], 1));
+    input.extend(record(0x0303, &msg[MAX_RECORDS - 1..]));
+    assert_eq!(input.len(), MAX_BUFFER);
+    assert_eq!(parse(&input[..MAX_BUFFER - 1]), Peek::Incomplete);
+    assert_eq!(sni_str(&hello(&input)), Some("x"));
+    // One more 1-byte record and the hello is refused before its last record.
+    let mut input = in_records_of(&msg[..MAX_RECORDS], 1);
+    let at = input.len();
+    input.extend(record(0x0303, &msg[MAX_RECORDS..]));
+    assert_eq!(parse(&input[..at - 1]), Peek::Incomplete);
+    assert_eq!(parse(&input[..at]), Peek::Malformed(TOO_MANY_RECORDS));
 }
 
 // ---- refusals ----
@@ -757,7 +765,10 @@ proptest! {
         let input = framed(&padded(b"thin.example", body_len), &sizes);
         if input.len() >= MAX_BUFFER {
             prop_assert_ne!(parse(&input[..MAX_BUFFER]), Peek::Incomplete);
-            prop_assert_ne!(parse(&input), Peek::Incomplete);
+        }
+        let records = sizes_of(&input).iter().filter(|&&len| len > 0).count();
+        if records > MAX_RECORDS {
+            prop_assert_eq!(parse(&input), Peek::Malformed(TOO_MANY_RECORDS));
         } else {
             let h = hello(&input);
             prop_assert_eq!(sni_str(&h), Some("thin.example"));
