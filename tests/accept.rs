@@ -55,3 +55,43 @@ async fn emfile_backs_off_counts_and_recovers() {
         "{m}"
     );
 }
+
+/// Both legs of a relayed connection run TCP keepalive (the NLB forgets
+/// flows idle for 350 s). Checked from outside with `ss`, which shows the
+/// keepalive timer of each socket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_legs_have_tcp_keepalive() {
+    let Some(ss) = tool("ss") else { return };
+    let backend = RawBackend::start(false).await;
+    let mut proxy = Proxy::start(&format!(
+        "listeners:\n  - name: native\n    address: \"127.0.0.1:0\"\n    upstream_port: 9440\n\
+         routes:\n  - sni: demo.ch.test\n    upstream: \"{}\"\n",
+        backend.addr
+    ));
+    let addr = proxy.addr("native");
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    let hello = peers::client_hello("demo.ch.test");
+    tcp.write_all(&hello).await.unwrap();
+    let mut echoed = vec![0u8; hello.len()];
+    tcp.read_exact(&mut echoed).await.unwrap();
+    // The proxy's accepted socket (source port = listener) and its upstream
+    // socket (destination port = backend).
+    for filter in [
+        format!("sport = :{}", addr.port()),
+        format!("dport = :{}", backend.addr.port()),
+    ] {
+        let out = std::process::Command::new(&ss)
+            .args(["-tnoH", "state", "established", &filter])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let proxy_side: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert!(!proxy_side.is_empty(), "no socket for {filter}: {text}");
+        assert!(
+            proxy_side.iter().all(|l| l.contains("keepalive")),
+            "{filter}: {text}"
+        );
+    }
+    drop(tcp);
+    assert_eq!(proxy.access()["outcome"], "relayed");
+}
