@@ -209,7 +209,8 @@ fn put_u16(v: &mut Vec<u8>, x: usize) {
     v.extend_from_slice(&u16::try_from(x).unwrap_or(u16::MAX).to_be_bytes());
 }
 
-/// A minimal but well-formed TLS 1.3-style ClientHello in one record.
+/// A minimal but well-formed TLS 1.3 ClientHello in one record (174 bytes for
+/// these names; OpenSSL answers it with a ServerHello).
 /// `mode` goes into `random[0]` so the backend knows what the client expects.
 fn client_hello(sni: &str, mode: u8) -> Vec<u8> {
     let name = sni.as_bytes();
@@ -229,6 +230,11 @@ fn client_hello(sni: &str, mode: u8) -> Vec<u8> {
     for x in [0x000d, 4 + 2, 4, 0x0403, 0x0804] {
         put_u16(&mut ext, x);
     }
+    // key_share: one x25519 share (any 32 bytes parse; nothing is negotiated).
+    for x in [0x0033, 2 + 4 + 32, 4 + 32, 0x001d, 32] {
+        put_u16(&mut ext, x);
+    }
+    ext.extend((0u8..32).map(|b| b.wrapping_mul(91).wrapping_add(9)));
     // supported_versions: TLS 1.3, TLS 1.2.
     put_u16(&mut ext, 0x002b);
     put_u16(&mut ext, 5);

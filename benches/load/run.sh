@@ -8,10 +8,11 @@
 #                     else skipped; the run then compares HAProxy and nginx)
 #   --quick           1 repetition, small counts (smoke test, ~1 min)
 # Environment (defaults in brackets):
-#   PROXIES [chp haproxy nginx]  which to run (missing ones are skipped)
-#   REPS [3]  CONN_COUNT [30000]  CONCURRENCY [32]  ROUTES [1000]
-#   STREAM_MIB [4096] (per run, split over the streams)  HOLD_COUNT [5000]
-#   BUDGET_SECS [900]  hard bound on the whole script
+#   PROXIES [chp haproxy nginx]  which to run (missing ones are skipped);
+#            also "haproxy_splice" (HAProxy with option splice-request/-response)
+#   REPS [3]  CONN_COUNT [20000]  CONCURRENCY [32]  ROUTES [1000]
+#   STREAM_MIB [2048] (per run, split over the streams)  HOLD_COUNT [5000]
+#   BUDGET_SECS [600]  hard bound on the whole script
 #   PROXY_LOG [/dev/null]  where ch-edge-proxy's stdout/stderr go
 #   LOADGEN  prebuilt loadgen binary (default: cargo build --release)
 set -euo pipefail
@@ -32,12 +33,12 @@ if [ "$QUICK" = 1 ]; then
     HOLD_COUNT=${HOLD_COUNT:-1000}
 fi
 REPS=${REPS:-3}
-CONN_COUNT=${CONN_COUNT:-30000}
+CONN_COUNT=${CONN_COUNT:-20000}
 CONCURRENCY=${CONCURRENCY:-32}
 ROUTES=${ROUTES:-1000}
-STREAM_MIB=${STREAM_MIB:-4096}
+STREAM_MIB=${STREAM_MIB:-2048}
 HOLD_COUNT=${HOLD_COUNT:-5000}
-BUDGET_SECS=${BUDGET_SECS:-900}
+BUDGET_SECS=${BUDGET_SECS:-600}
 PROXY_LOG=${PROXY_LOG:-/dev/null}
 NBACKENDS=4
 CLK_TCK=$(getconf CLK_TCK)
@@ -59,6 +60,8 @@ fi
 LG=$LOADGEN
 
 W=$(mktemp -d /tmp/ch-edge-load.XXXXXX)
+T_START=$(date +%s)
+available=()
 # Live children only (pids are dropped once reaped, so none can be reused).
 PIDS=()
 untrack() { local p keep=(); for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done; PIDS=("${keep[@]}"); }
@@ -68,7 +71,7 @@ cleanup() {
     [ -n "${KEEP:-}" ] || rm -rf "$W"
 }
 trap cleanup EXIT
-trap 'echo "interrupted" >&2; exit 130' INT TERM
+trap 'echo "interrupted; partial results:" >&2; report; exit 130' INT TERM
 # Watchdog: every loadgen step has its own deadline; this bounds the rest.
 (
     trap 'kill "$s" 2>/dev/null; exit 0' TERM
@@ -101,12 +104,11 @@ field() { sed -n "s/.*[ ]$2=\([^ ]*\).*/\1/p" <<<"$1"; }
 num() { local v; v=$(field "$1" "$2"); echo "${v:-0}"; }
 
 # --- which proxies can run here
-available=()
 for p in $PROXIES; do
     case "$p" in
         chp) if [ -n "$PROXY_BIN" ] && [ -x "$PROXY_BIN" ]; then available+=(chp)
              else echo "skipping ch-edge-proxy (no --proxy-bin / CH_EDGE_PROXY)" >&2; fi ;;
-        haproxy) if command -v haproxy >/dev/null; then available+=(haproxy)
+        haproxy|haproxy_splice) if command -v haproxy >/dev/null; then available+=("$p")
                  else echo "skipping haproxy (not installed)" >&2; fi ;;
         nginx) if command -v nginx >/dev/null && [ -e /usr/lib/nginx/modules/ngx_stream_module.so ]; then
                    available+=(nginx)
@@ -136,10 +138,13 @@ EOF
 }
 
 gen_haproxy() {
-    local d=$1 ports=$2 port j=0 p
+    local d=$1 ports=$2 name=${3:-haproxy} port j=0 p splice=""
+    # splice-auto barely engages on these flows; force splice both ways.
+    [ "$name" = haproxy_splice ] && splice="option splice-request
+    option splice-response"
     port=$($LG free-port)
     $LG routes --format haproxy --routes "$ROUTES" --ports "$ports" >"$d/sni.map"
-    cat >"$d/haproxy.cfg" <<EOF
+    cat >"$d/$name.cfg" <<EOF
 global
     nbthread 2
     maxconn $((HOLD_COUNT + 1000))
@@ -150,6 +155,7 @@ defaults
     timeout connect 3s
     timeout client 1h
     timeout server 1h
+    $splice
 frontend bench
     bind 127.0.0.1:$port
     tcp-request inspect-delay 5s
@@ -157,12 +163,13 @@ frontend bench
     use_backend %[req.ssl_sni,lower,map($d/sni.map)]
 EOF
     for p in ${ports//,/ }; do
-        printf 'backend b%d\n    server s1 127.0.0.1:%s send-proxy-v2\n' "$j" "$p" >>"$d/haproxy.cfg"
+        printf 'backend b%d\n    server s1 127.0.0.1:%s send-proxy-v2\n' "$j" "$p" >>"$d/$name.cfg"
         j=$((j + 1))
     done
-    echo "$port" >"$d/haproxy.port"
-    haproxy -c -q -f "$d/haproxy.cfg" || die "haproxy rejected $d/haproxy.cfg"
+    echo "$port" >"$d/$name.port"
+    haproxy -c -q -f "$d/$name.cfg" || die "haproxy rejected $d/$name.cfg"
 }
+gen_haproxy_splice() { gen_haproxy "$1" "$2" haproxy_splice; }
 
 gen_nginx() {
     local d=$1 ports=$2 port j=0 p
@@ -211,7 +218,7 @@ start_proxy() {
     local name=$1 d=$2 i kids
     case "$name" in
         chp) "$PROXY_BIN" run --config "$d/chp.yaml" >"$PROXY_LOG" 2>&1 & ;;
-        haproxy) haproxy -db -f "$d/haproxy.cfg" >>"$d/haproxy.err" 2>&1 & ;;
+        haproxy*) haproxy -db -f "$d/$name.cfg" >>"$d/$name.err" 2>&1 & ;;
         nginx) nginx -p "$d/nginx" -e stderr -c "$d/nginx/nginx.conf" >>"$d/nginx.err" 2>&1 & ;;
     esac
     PROXY_PID=$!
@@ -238,10 +245,35 @@ median() {
     sort -g "$W/res.$1.$2" | awk '{v[NR]=$1} END {m=v[int((NR+1)/2)]; if (NR%2==0) m=(v[NR/2]+v[NR/2+1])/2; print m}'
 }
 
+sum() { [ -s "$W/res.$1.$2" ] && awk '{s+=$1} END {print s}' "$W/res.$1.$2" || echo 0; }
+report() {
+    echo
+    echo "Results: median of $REPS run(s); $(nproc) vCPU; $ROUTES routes; elapsed $(( $(date +%s) - T_START ))s; load average now $(cut -d' ' -f1-3 /proc/loadavg)"
+    printf '%-14s %12s %9s %11s %9s %11s %9s %13s %8s\n' proxy "CPU_us/conn" "conn/s" "CPU_s/GiB*1" "Gbit/s*1" "CPU_s/GiB*4" "Gbit/s*4" "KiB/idle_conn" "errors"
+    for name in "${available[@]}"; do
+        label=$name; [ "$name" = chp ] && label=ch-edge-proxy
+        errs=$(( $(sum "$name" errors) + $(sum "$name" failed) + $(sum "$name" backend_anomalies) ))
+        printf '%-14s %12s %9s %11s %9s %11s %9s %13s %8s\n' "$label" \
+            "$(median "$name" us_conn)" "$(median "$name" conn_s)" \
+            "$(median "$name" s_gib1)" "$(median "$name" gbit1)" \
+            "$(median "$name" s_gib4)" "$(median "$name" gbit4)" \
+            "$(median "$name" kib_idle)" "$errs"
+    done
+    if [[ " ${available[*]} " == *" chp "* && " ${available[*]} " == *" haproxy "* ]]; then
+        ratio() {
+            local a b; a=$(median chp "$1"); b=$(median haproxy "$1")
+            awk -v a="$a" -v b="$b" 'BEGIN { if (b > 0 && a != "-") printf "%.2f", a / b; else printf "-" }'
+        }
+        printf '%-14s %12s %9s %11s %9s %11s %9s %13s\n' "chp/haproxy" \
+            "$(ratio us_conn)" "$(ratio conn_s)" "$(ratio s_gib1)" "$(ratio gbit1)" \
+            "$(ratio s_gib4)" "$(ratio gbit4)" "$(ratio kib_idle)"
+    fi
+    echo "(*1 / *4: one stream / four parallel streams; errors = client errors + failed runs + backend anomalies)"
+}
+
 echo "machine: $(nproc) CPU, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), kernel $(uname -r)" >&2
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 echo "proxies: ${available[*]}; reps=$REPS conns=$CONN_COUNT@$CONCURRENCY routes=$ROUTES stream=${STREAM_MIB}MiB hold=$HOLD_COUNT" >&2
-T_START=$(date +%s)
 
 for rep in $(seq "$REPS"); do
     # Proxies interleaved per repetition so drifting background load hits all alike.
@@ -287,7 +319,10 @@ for rep in $(seq "$REPS"); do
                     record "$name" s_gib$n "$(field "$out" cpu_s_per_gib)"
                     record "$name" gbit$n "$(field "$out" gbit_s)" ;;
             esac
-            kill -0 "$PROXY_PID" 2>/dev/null || echo "    WARNING: $name exited during $t" >&2
+            if ! kill -0 "$PROXY_PID" 2>/dev/null; then
+                echo "    WARNING: $name exited during $t" >&2
+                record "$name" failed 1
+            fi
             stop "$PROXY_PID"
         done
 
@@ -304,26 +339,4 @@ for rep in $(seq "$REPS"); do
     done
 done
 
-sum() { [ -s "$W/res.$1.$2" ] && awk '{s+=$1} END {print s}' "$W/res.$1.$2" || echo 0; }
-echo
-echo "Results: median of $REPS run(s); $(nproc) vCPU; $ROUTES routes; elapsed $(( $(date +%s) - T_START ))s; load average now $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-14s %12s %9s %11s %9s %11s %9s %13s %8s\n' proxy "CPU_us/conn" "conn/s" "CPU_s/GiB*1" "Gbit/s*1" "CPU_s/GiB*4" "Gbit/s*4" "KiB/idle_conn" "errors"
-for name in "${available[@]}"; do
-    label=$name; [ "$name" = chp ] && label=ch-edge-proxy
-    errs=$(( $(sum "$name" errors) + $(sum "$name" failed) + $(sum "$name" backend_anomalies) ))
-    printf '%-14s %12s %9s %11s %9s %11s %9s %13s %8s\n' "$label" \
-        "$(median "$name" us_conn)" "$(median "$name" conn_s)" \
-        "$(median "$name" s_gib1)" "$(median "$name" gbit1)" \
-        "$(median "$name" s_gib4)" "$(median "$name" gbit4)" \
-        "$(median "$name" kib_idle)" "$errs"
-done
-if [[ " ${available[*]} " == *" chp "* && " ${available[*]} " == *" haproxy "* ]]; then
-    ratio() {
-        local a b; a=$(median chp "$1"); b=$(median haproxy "$1")
-        awk -v a="$a" -v b="$b" 'BEGIN { if (b > 0 && a != "-") printf "%.2f", a / b; else printf "-" }'
-    }
-    printf '%-14s %12s %9s %11s %9s %11s %9s %13s\n' "chp/haproxy" \
-        "$(ratio us_conn)" "$(ratio conn_s)" "$(ratio s_gib1)" "$(ratio gbit1)" \
-        "$(ratio s_gib4)" "$(ratio gbit4)" "$(ratio kib_idle)"
-fi
-echo "(*1 / *4: one stream / four parallel streams; errors = client errors + failed runs + backend anomalies)"
+report
