@@ -8,8 +8,9 @@
 #                     else skipped; the run then compares HAProxy and nginx)
 #   --quick           1 repetition, small counts (smoke test, ~1 min)
 # Environment (defaults in brackets):
-#   PROXIES [chp haproxy nginx]  which to run (missing ones are skipped);
-#            also "haproxy_splice" (HAProxy with option splice-request/-response)
+#   PROXIES [chp haproxy nginx]  which to run (missing ones are skipped); also
+#            "chp_nolog" (ch-edge-proxy with RUST_LOG=info,access=off) and
+#            "haproxy_splice" (HAProxy with option splice-request/-response)
 #   REPS [3]  CONN_COUNT [20000]  CONCURRENCY [32]  ROUTES [1000]
 #   STREAM_MIB [2048] (per run, split over the streams)  HOLD_COUNT [5000]
 #   BUDGET_SECS [600]  hard bound on the whole script
@@ -106,7 +107,7 @@ num() { local v; v=$(field "$1" "$2"); echo "${v:-0}"; }
 # --- which proxies can run here
 for p in $PROXIES; do
     case "$p" in
-        chp) if [ -n "$PROXY_BIN" ] && [ -x "$PROXY_BIN" ]; then available+=(chp)
+        chp|chp_nolog) if [ -n "$PROXY_BIN" ] && [ -x "$PROXY_BIN" ]; then available+=("$p")
              else echo "skipping ch-edge-proxy (no --proxy-bin / CH_EDGE_PROXY)" >&2; fi ;;
         haproxy|haproxy_splice) if command -v haproxy >/dev/null; then available+=("$p")
                  else echo "skipping haproxy (not installed)" >&2; fi ;;
@@ -119,6 +120,7 @@ done
 [ ${#available[@]} -gt 0 ] || die "no proxy to benchmark"
 
 # --- config generators; $1 = dir, $2 = comma-separated backend ports
+gen_chp_nolog() { gen_chp "$@"; }
 gen_chp() {
     local d=$1 ports=$2 port admin
     port=$($LG free-port); admin=$($LG free-port)
@@ -135,6 +137,7 @@ defaults:
 EOF
     $LG routes --format yaml --routes "$ROUTES" --ports "$ports" >>"$d/chp.yaml"
     echo "$port" >"$d/chp.port"
+    echo "$port" >"$d/chp_nolog.port"
 }
 
 gen_haproxy() {
@@ -218,13 +221,15 @@ start_proxy() {
     local name=$1 d=$2 i kids
     case "$name" in
         chp) "$PROXY_BIN" run --config "$d/chp.yaml" >"$PROXY_LOG" 2>&1 & ;;
+        # The access log is the tracing target "access" (src/access_log.rs).
+        chp_nolog) RUST_LOG=info,access=off "$PROXY_BIN" run --config "$d/chp.yaml" >"$PROXY_LOG" 2>&1 & ;;
         haproxy*) haproxy -db -f "$d/$name.cfg" >>"$d/$name.err" 2>&1 & ;;
         nginx) nginx -p "$d/nginx" -e stderr -c "$d/nginx/nginx.conf" >>"$d/nginx.err" 2>&1 & ;;
     esac
     PROXY_PID=$!
     PIDS+=("$PROXY_PID")
     if ! $LG probe --target "127.0.0.1:$(cat "$d/$name.port")" --timeout-secs 15; then
-        [ "$name" = chp ] && "$PROXY_BIN" check --config "$d/chp.yaml" >&2 || true
+        [[ "$name" = chp* ]] && "$PROXY_BIN" check --config "$d/chp.yaml" >&2 || true
         die "$name did not route a probe connection"
     fi
     MEASURE_PIDS=$PROXY_PID
@@ -259,14 +264,18 @@ report() {
             "$(median "$name" s_gib4)" "$(median "$name" gbit4)" \
             "$(median "$name" kib_idle)" "$errs"
     done
-    if [[ " ${available[*]} " == *" chp "* && " ${available[*]} " == *" haproxy "* ]]; then
+    if [[ " ${available[*]} " == *" haproxy "* ]]; then
         ratio() {
-            local a b; a=$(median chp "$1"); b=$(median haproxy "$1")
+            local a b; a=$(median "$1" "$2"); b=$(median haproxy "$2")
             awk -v a="$a" -v b="$b" 'BEGIN { if (b > 0 && a != "-") printf "%.2f", a / b; else printf "-" }'
         }
-        printf '%-14s %12s %9s %11s %9s %11s %9s %13s\n' "chp/haproxy" \
-            "$(ratio us_conn)" "$(ratio conn_s)" "$(ratio s_gib1)" "$(ratio gbit1)" \
-            "$(ratio s_gib4)" "$(ratio gbit4)" "$(ratio kib_idle)"
+        for name in chp chp_nolog; do
+            [[ " ${available[*]} " == *" $name "* ]] || continue
+            printf '%-14s %12s %9s %11s %9s %11s %9s %13s\n' "$name/haproxy" \
+                "$(ratio $name us_conn)" "$(ratio $name conn_s)" "$(ratio $name s_gib1)" \
+                "$(ratio $name gbit1)" "$(ratio $name s_gib4)" "$(ratio $name gbit4)" \
+                "$(ratio $name kib_idle)"
+        done
     fi
     echo "(*1 / *4: one stream / four parallel streams; errors = client errors + failed runs + backend anomalies)"
 }
