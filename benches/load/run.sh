@@ -13,6 +13,7 @@
 #            "haproxy_splice" (HAProxy with option splice-request/-response)
 #   REPS [3]  CONN_COUNT [20000]  CONCURRENCY [32]  ROUTES [1000]
 #   STREAM_MIB [2048] (per run, split over the streams)  HOLD_COUNT [5000]
+#   TESTS [hold conn stream1 stream4]
 #   BUDGET_SECS [600]  hard bound on the whole script
 #   PROXY_LOG [/dev/null]  where ch-edge-proxy's stdout/stderr go
 #   LOADGEN  prebuilt loadgen binary (default: cargo build --release)
@@ -40,6 +41,7 @@ ROUTES=${ROUTES:-1000}
 STREAM_MIB=${STREAM_MIB:-2048}
 HOLD_COUNT=${HOLD_COUNT:-5000}
 BUDGET_SECS=${BUDGET_SECS:-600}
+TESTS=${TESTS:-hold conn stream1 stream4}
 PROXY_LOG=${PROXY_LOG:-/dev/null}
 NBACKENDS=4
 CLK_TCK=$(getconf CLK_TCK)
@@ -254,11 +256,11 @@ sum() { [ -s "$W/res.$1.$2" ] && awk '{s+=$1} END {print s}' "$W/res.$1.$2" || e
 report() {
     echo
     echo "Results: median of $REPS run(s); $(nproc) vCPU; $ROUTES routes; elapsed $(( $(date +%s) - T_START ))s; load average now $(cut -d' ' -f1-3 /proc/loadavg)"
-    printf '%-14s %12s %9s %11s %9s %11s %9s %13s %8s\n' proxy "CPU_us/conn" "conn/s" "CPU_s/GiB*1" "Gbit/s*1" "CPU_s/GiB*4" "Gbit/s*4" "KiB/idle_conn" "errors"
+    printf '%-18s %12s %9s %11s %9s %11s %9s %13s %8s\n' proxy "CPU_us/conn" "conn/s" "CPU_s/GiB*1" "Gbit/s*1" "CPU_s/GiB*4" "Gbit/s*4" "KiB/idle_conn" "errors"
     for name in "${available[@]}"; do
         label=$name; [ "$name" = chp ] && label=ch-edge-proxy
         errs=$(( $(sum "$name" errors) + $(sum "$name" failed) + $(sum "$name" backend_anomalies) ))
-        printf '%-14s %12s %9s %11s %9s %11s %9s %13s %8s\n' "$label" \
+        printf '%-18s %12s %9s %11s %9s %11s %9s %13s %8s\n' "$label" \
             "$(median "$name" us_conn)" "$(median "$name" conn_s)" \
             "$(median "$name" s_gib1)" "$(median "$name" gbit1)" \
             "$(median "$name" s_gib4)" "$(median "$name" gbit4)" \
@@ -271,7 +273,7 @@ report() {
         }
         for name in chp chp_nolog; do
             [[ " ${available[*]} " == *" $name "* ]] || continue
-            printf '%-14s %12s %9s %11s %9s %11s %9s %13s\n' "$name/haproxy" \
+            printf '%-18s %12s %9s %11s %9s %11s %9s %13s\n' "$name/haproxy" \
                 "$(ratio $name us_conn)" "$(ratio $name conn_s)" "$(ratio $name s_gib1)" \
                 "$(ratio $name gbit1)" "$(ratio $name s_gib4)" "$(ratio $name gbit4)" \
                 "$(ratio $name kib_idle)"
@@ -297,7 +299,7 @@ for rep in $(seq "$REPS"); do
         "gen_$name" "$d" "$(cat "$d/ports")"
         target=127.0.0.1:$(cat "$d/$name.port")
 
-        for t in hold conn stream1 stream4; do
+        for t in $TESTS; do
             start_proxy "$name" "$d"
             common=(--target "$target" --pids "$MEASURE_PIDS" --clk-tck "$CLK_TCK" --deadline-secs 120)
             case $t in
@@ -305,8 +307,16 @@ for rep in $(seq "$REPS"); do
                 conn) args=(conn --count "$CONN_COUNT" --concurrency "$CONCURRENCY" --routes "$ROUTES") ;;
                 stream1) args=(stream --streams 1 --total-mib "$STREAM_MIB") ;;
                 stream4) args=(stream --streams 4 --total-mib "$STREAM_MIB") ;;
+                *) die "unknown test $t" ;;
             esac
-            if out=$($LG "${args[@]}" "${common[@]}" 2>"$d/$t.err"); then
+            # In the background so that a budget overrun (trap) interrupts `wait`.
+            $LG "${args[@]}" "${common[@]}" >"$d/$t.out" 2>"$d/$t.err" &
+            lpid=$!
+            PIDS+=("$lpid")
+            ok=0; wait "$lpid" && ok=1
+            untrack "$lpid"
+            out=$(grep '^RESULT' "$d/$t.out" || true)
+            if [ "$ok" = 1 ] && [ -n "$out" ]; then
                 echo "[$rep $name $t] ${out#RESULT }" >&2
             else
                 echo "[$rep $name $t] FAILED: $(tail -n 3 "$d/$t.err" | tr '\n' ' ')" >&2
