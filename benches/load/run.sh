@@ -1,0 +1,361 @@
+#!/usr/bin/env bash
+# Side-by-side load benchmark: ch-edge-proxy vs HAProxy (and nginx stream, if
+# installed). Loopback only, ports picked free at run time, bounded run time.
+# Method and results: benches/load/README.md.
+#
+# Usage: benches/load/run.sh [--proxy-bin PATH] [--quick]
+#   --proxy-bin PATH  ch-edge-proxy release binary (default: $CH_EDGE_PROXY,
+#                     else skipped; the run then compares HAProxy and nginx)
+#   --quick           1 repetition, small counts (smoke test, ~1 min)
+# Environment (defaults in brackets):
+#   PROXIES [chp haproxy nginx]  which to run (missing ones are skipped); also
+#            "chp_nolog" (ch-edge-proxy with RUST_LOG=info,access=off) and
+#            "haproxy_splice" (HAProxy with option splice-request/-response)
+#   REPS [3]  CONN_COUNT [20000]  CONCURRENCY [32]  ROUTES [1000]
+#   STREAM_MIB [2048] (per run, split over the streams)  HOLD_COUNT [5000]
+#   TESTS [hold conn stream1 stream4]
+#   BUDGET_SECS [600]  hard bound on the whole script
+#   PROXY_LOG [/dev/null]  where ch-edge-proxy's stdout/stderr go
+#   LOADGEN  prebuilt loadgen binary (default: cargo build --release)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+PROXY_BIN=${CH_EDGE_PROXY:-}
+QUICK=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --proxy-bin) PROXY_BIN=$2; shift 2 ;;
+        --quick) QUICK=1; shift ;;
+        *) echo "unknown argument: $1" >&2; exit 2 ;;
+    esac
+done
+PROXIES=${PROXIES:-chp haproxy nginx}
+if [ "$QUICK" = 1 ]; then
+    REPS=${REPS:-1}; CONN_COUNT=${CONN_COUNT:-5000}; STREAM_MIB=${STREAM_MIB:-512}
+    HOLD_COUNT=${HOLD_COUNT:-1000}
+fi
+REPS=${REPS:-3}
+CONN_COUNT=${CONN_COUNT:-20000}
+CONCURRENCY=${CONCURRENCY:-32}
+ROUTES=${ROUTES:-1000}
+STREAM_MIB=${STREAM_MIB:-2048}
+HOLD_COUNT=${HOLD_COUNT:-5000}
+BUDGET_SECS=${BUDGET_SECS:-600}
+TESTS=${TESTS:-hold conn stream1 stream4}
+PROXY_LOG=${PROXY_LOG:-/dev/null}
+NBACKENDS=4
+CLK_TCK=$(getconf CLK_TCK)
+
+# --- fds: every process started from here inherits the raised soft limit.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+NOFILE=$(ulimit -n)
+if [ "$NOFILE" != unlimited ] && [ $((HOLD_COUNT * 2 + 200)) -gt "$NOFILE" ]; then
+    HOLD_COUNT=$(((NOFILE - 200) / 2))
+    echo "note: ulimit -n is $NOFILE; HOLD_COUNT lowered to $HOLD_COUNT" >&2
+fi
+
+# --- loadgen
+if [ -z "${LOADGEN:-}" ]; then
+    echo "building loadgen (cargo build --release --example loadgen)..." >&2
+    (cd "$ROOT" && cargo build --quiet --release --example loadgen)
+    LOADGEN=${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/loadgen
+fi
+LG=$LOADGEN
+
+W=$(mktemp -d /tmp/ch-edge-load.XXXXXX)
+T_START=$(date +%s)
+available=()
+# Live children only (pids are dropped once reaped, so none can be reused).
+PIDS=()
+untrack() { local p keep=(); for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done; PIDS=("${keep[@]}"); }
+cleanup() {
+    local p
+    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    [ -n "${KEEP:-}" ] || rm -rf "$W"
+}
+trap cleanup EXIT
+trap 'echo "interrupted; partial results:" >&2; report; exit 130' INT TERM
+# Watchdog: every loadgen step has its own deadline; this bounds the rest.
+(
+    trap 'kill "$s" 2>/dev/null; exit 0' TERM
+    sleep "$BUDGET_SECS" & s=$!
+    wait "$s"
+    echo "time budget of ${BUDGET_SECS}s exceeded" >&2
+    kill -TERM $$
+) &
+PIDS+=($!)
+
+die() { echo "error: $*" >&2; exit 1; }
+
+# stop PID: SIGTERM, up to 5 s grace, then SIGKILL; reaps the child.
+stop() {
+    local pid=$1 i
+    if kill -TERM "$pid" 2>/dev/null; then
+        for i in $(seq 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+    untrack "$pid"
+}
+
+# field LINE KEY -> value of KEY=value in a RESULT/BACKEND line
+field() { sed -n "s/.*[ ]$2=\([^ ]*\).*/\1/p" <<<"$1"; }
+# num LINE KEY -> the value as an integer, 0 if absent
+num() { local v; v=$(field "$1" "$2"); echo "${v:-0}"; }
+
+# --- which proxies can run here
+for p in $PROXIES; do
+    case "$p" in
+        chp|chp_nolog) if [ -n "$PROXY_BIN" ] && [ -x "$PROXY_BIN" ]; then available+=("$p")
+             else echo "skipping ch-edge-proxy (no --proxy-bin / CH_EDGE_PROXY)" >&2; fi ;;
+        haproxy|haproxy_splice) if command -v haproxy >/dev/null; then available+=("$p")
+                 else echo "skipping haproxy (not installed)" >&2; fi ;;
+        nginx) if command -v nginx >/dev/null && [ -e /usr/lib/nginx/modules/ngx_stream_module.so ]; then
+                   available+=(nginx)
+               else echo "skipping nginx (needs nginx + libnginx-mod-stream)" >&2; fi ;;
+        *) die "unknown proxy $p" ;;
+    esac
+done
+[ ${#available[@]} -gt 0 ] || die "no proxy to benchmark"
+
+# --- config generators; $1 = dir, $2 = comma-separated backend ports
+gen_chp_nolog() { gen_chp "$@"; }
+gen_chp() {
+    local d=$1 ports=$2 port admin
+    port=$($LG free-port); admin=$($LG free-port)
+    cat >"$d/chp.yaml" <<EOF
+listeners:
+  - name: bench
+    address: "127.0.0.1:$port"
+admin:
+  address: "127.0.0.1:$admin"
+timeouts: {client_hello: 5s, connect: 3s, idle: 1h}
+limits: {max_connections: 100000}
+defaults:
+  proxy_protocol: v2
+EOF
+    $LG routes --format yaml --routes "$ROUTES" --ports "$ports" >>"$d/chp.yaml"
+    echo "$port" >"$d/chp.port"
+    echo "$port" >"$d/chp_nolog.port"
+}
+
+gen_haproxy() {
+    local d=$1 ports=$2 name=${3:-haproxy} port j=0 p splice=""
+    # splice-auto barely engages on these flows; force splice both ways.
+    [ "$name" = haproxy_splice ] && splice="option splice-request
+    option splice-response"
+    port=$($LG free-port)
+    $LG routes --format haproxy --routes "$ROUTES" --ports "$ports" >"$d/sni.map"
+    cat >"$d/$name.cfg" <<EOF
+global
+    nbthread 2
+    maxconn $((HOLD_COUNT + 1000))
+    # no "log" line: HAProxy logs nothing (see README)
+defaults
+    mode tcp
+    maxconn $((HOLD_COUNT + 1000))
+    timeout connect 3s
+    timeout client 1h
+    timeout server 1h
+    $splice
+frontend bench
+    bind 127.0.0.1:$port
+    tcp-request inspect-delay 5s
+    tcp-request content accept if { req_ssl_hello_type 1 }
+    use_backend %[req.ssl_sni,lower,map($d/sni.map)]
+EOF
+    for p in ${ports//,/ }; do
+        printf 'backend b%d\n    server s1 127.0.0.1:%s send-proxy-v2\n' "$j" "$p" >>"$d/$name.cfg"
+        j=$((j + 1))
+    done
+    echo "$port" >"$d/$name.port"
+    haproxy -c -q -f "$d/$name.cfg" || die "haproxy rejected $d/$name.cfg"
+}
+gen_haproxy_splice() { gen_haproxy "$1" "$2" haproxy_splice; }
+
+gen_nginx() {
+    local d=$1 ports=$2 port j=0 p
+    port=$($LG free-port)
+    mkdir -p "$d/nginx"
+    $LG routes --format nginx --routes "$ROUTES" --ports "$ports" >"$d/nginx/sni.map"
+    {
+        cat <<EOF
+load_module /usr/lib/nginx/modules/ngx_stream_module.so;
+daemon off;
+worker_processes 2;
+worker_rlimit_nofile $((HOLD_COUNT * 2 + 1000));
+pid $d/nginx/nginx.pid;
+error_log stderr error;
+events { worker_connections $((HOLD_COUNT * 2 + 500)); }
+stream {
+    map_hash_bucket_size 128;
+    map_hash_max_size 8192;
+    map \$ssl_preread_server_name \$be { include $d/nginx/sni.map; }
+EOF
+        for p in ${ports//,/ }; do
+            printf '    upstream b%d { server 127.0.0.1:%s; }\n' "$j" "$p"
+            j=$((j + 1))
+        done
+        cat <<EOF
+    server {
+        listen 127.0.0.1:$port;
+        ssl_preread on;
+        preread_timeout 5s;
+        proxy_connect_timeout 3s;
+        proxy_timeout 1h;
+        proxy_protocol on;
+        proxy_half_close on;
+        proxy_pass \$be;
+    }
+}
+EOF
+    } >"$d/nginx/nginx.conf"
+    echo "$port" >"$d/nginx.port"
+    nginx -q -t -p "$d/nginx" -e stderr -c "$d/nginx/nginx.conf" 2>"$d/nginx.check" \
+        || { cat "$d/nginx.check" >&2; die "nginx rejected its config"; }
+}
+
+# start_proxy NAME DIR -> sets PROXY_PID and MEASURE_PIDS (comma-separated)
+start_proxy() {
+    local name=$1 d=$2 i kids
+    case "$name" in
+        chp) "$PROXY_BIN" run --config "$d/chp.yaml" >"$PROXY_LOG" 2>&1 & ;;
+        # The access log is the tracing target "access" (src/access_log.rs).
+        chp_nolog) RUST_LOG=info,access=off "$PROXY_BIN" run --config "$d/chp.yaml" >"$PROXY_LOG" 2>&1 & ;;
+        haproxy*) haproxy -db -f "$d/$name.cfg" >>"$d/$name.err" 2>&1 & ;;
+        nginx) nginx -p "$d/nginx" -e stderr -c "$d/nginx/nginx.conf" >>"$d/nginx.err" 2>&1 & ;;
+    esac
+    PROXY_PID=$!
+    PIDS+=("$PROXY_PID")
+    if ! $LG probe --target "127.0.0.1:$(cat "$d/$name.port")" --timeout-secs 15; then
+        [[ "$name" = chp* ]] && "$PROXY_BIN" check --config "$d/chp.yaml" >&2 || true
+        die "$name did not route a probe connection"
+    fi
+    MEASURE_PIDS=$PROXY_PID
+    if [ "$name" = nginx ]; then
+        # The master only supervises; the workers do the proxying. Sum all.
+        for i in $(seq 50); do
+            kids=$(pgrep -P "$PROXY_PID" | paste -sd, -)
+            [ "$(tr ',' '\n' <<<"$kids" | grep -c .)" -ge 2 ] && break
+            sleep 0.1
+        done
+        MEASURE_PIDS=$PROXY_PID,$kids
+    fi
+}
+
+record() { echo "$3" >>"$W/res.$1.$2"; }
+median() {
+    [ -s "$W/res.$1.$2" ] || { echo "-"; return; }
+    sort -g "$W/res.$1.$2" | awk '{v[NR]=$1} END {m=v[int((NR+1)/2)]; if (NR%2==0) m=(v[NR/2]+v[NR/2+1])/2; print m}'
+}
+
+sum() { [ -s "$W/res.$1.$2" ] && awk '{s+=$1} END {print s}' "$W/res.$1.$2" || echo 0; }
+report() {
+    echo
+    echo "Results: median of $REPS run(s); $(nproc) vCPU; $ROUTES routes; elapsed $(( $(date +%s) - T_START ))s; load average now $(cut -d' ' -f1-3 /proc/loadavg)"
+    printf '%-18s %12s %9s %11s %9s %11s %9s %13s %8s\n' proxy "CPU_us/conn" "conn/s" "CPU_s/GiB*1" "Gbit/s*1" "CPU_s/GiB*4" "Gbit/s*4" "KiB/idle_conn" "errors"
+    for name in "${available[@]}"; do
+        label=$name; [ "$name" = chp ] && label=ch-edge-proxy
+        errs=$(( $(sum "$name" errors) + $(sum "$name" failed) + $(sum "$name" backend_anomalies) ))
+        printf '%-18s %12s %9s %11s %9s %11s %9s %13s %8s\n' "$label" \
+            "$(median "$name" us_conn)" "$(median "$name" conn_s)" \
+            "$(median "$name" s_gib1)" "$(median "$name" gbit1)" \
+            "$(median "$name" s_gib4)" "$(median "$name" gbit4)" \
+            "$(median "$name" kib_idle)" "$errs"
+    done
+    if [[ " ${available[*]} " == *" haproxy "* ]]; then
+        ratio() {
+            local a b; a=$(median "$1" "$2"); b=$(median haproxy "$2")
+            awk -v a="$a" -v b="$b" 'BEGIN { if (b > 0 && a != "-") printf "%.2f", a / b; else printf "-" }'
+        }
+        for name in chp chp_nolog; do
+            [[ " ${available[*]} " == *" $name "* ]] || continue
+            printf '%-18s %12s %9s %11s %9s %11s %9s %13s\n' "$name/haproxy" \
+                "$(ratio $name us_conn)" "$(ratio $name conn_s)" "$(ratio $name s_gib1)" \
+                "$(ratio $name gbit1)" "$(ratio $name s_gib4)" "$(ratio $name gbit4)" \
+                "$(ratio $name kib_idle)"
+        done
+    fi
+    echo "(*1 / *4: one stream / four parallel streams; errors = client errors + failed runs + backend anomalies)"
+}
+
+echo "machine: $(nproc) CPU, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), kernel $(uname -r)" >&2
+echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+echo "proxies: ${available[*]}; reps=$REPS conns=$CONN_COUNT@$CONCURRENCY routes=$ROUTES stream=${STREAM_MIB}MiB hold=$HOLD_COUNT" >&2
+
+for rep in $(seq "$REPS"); do
+    # Proxies interleaved per repetition so drifting background load hits all alike.
+    for name in "${available[@]}"; do
+        d=$W/$name.$rep
+        mkdir -p "$d"
+        $LG backend --ports "$NBACKENDS" --port-file "$d/ports" >"$d/backend.out" 2>"$d/backend.err" &
+        bpid=$!
+        PIDS+=("$bpid")
+        for i in $(seq 100); do [ -s "$d/ports" ] && break; sleep 0.1; done
+        [ -s "$d/ports" ] || die "backend did not start"
+        "gen_$name" "$d" "$(cat "$d/ports")"
+        target=127.0.0.1:$(cat "$d/$name.port")
+
+        for t in $TESTS; do
+            start_proxy "$name" "$d"
+            common=(--target "$target" --pids "$MEASURE_PIDS" --clk-tck "$CLK_TCK" --deadline-secs 120)
+            case $t in
+                hold) args=(hold --count "$HOLD_COUNT" --routes "$ROUTES") ;;
+                conn) args=(conn --count "$CONN_COUNT" --concurrency "$CONCURRENCY" --routes "$ROUTES") ;;
+                stream1) args=(stream --streams 1 --total-mib "$STREAM_MIB") ;;
+                stream4) args=(stream --streams 4 --total-mib "$STREAM_MIB") ;;
+                *) die "unknown test $t" ;;
+            esac
+            # In the background so that a budget overrun (trap) interrupts `wait`.
+            $LG "${args[@]}" "${common[@]}" >"$d/$t.out" 2>"$d/$t.err" &
+            lpid=$!
+            PIDS+=("$lpid")
+            ok=0; wait "$lpid" && ok=1
+            untrack "$lpid"
+            out=$(grep '^RESULT' "$d/$t.out" || true)
+            if [ "$ok" = 1 ] && [ -n "$out" ]; then
+                echo "[$rep $name $t] ${out#RESULT }" >&2
+            else
+                echo "[$rep $name $t] FAILED: $(tail -n 3 "$d/$t.err" | tr '\n' ' ')" >&2
+                record "$name" failed 1
+                stop "$PROXY_PID"
+                continue
+            fi
+            [ -s "$d/$t.err" ] && echo "    client stderr: $(head -n 3 "$d/$t.err" | tr '\n' ' ')" >&2
+            record "$name" errors "$(field "$out" errors)"
+            case $t in
+                hold)
+                    record "$name" kib_idle "$(field "$out" kib_per_conn)"
+                    record "$name" errors "$(field "$out" closed_early)" ;;
+                conn)
+                    record "$name" us_conn "$(field "$out" cpu_us_per_conn)"
+                    record "$name" conn_s "$(field "$out" conn_per_s)" ;;
+                stream*)
+                    n=${t#stream}
+                    record "$name" s_gib$n "$(field "$out" cpu_s_per_gib)"
+                    record "$name" gbit$n "$(field "$out" gbit_s)" ;;
+            esac
+            if ! kill -0 "$PROXY_PID" 2>/dev/null; then
+                echo "    WARNING: $name exited during $t" >&2
+                record "$name" failed 1
+            fi
+            stop "$PROXY_PID"
+        done
+
+        stop "$bpid"
+        b=$(grep '^BACKEND' "$d/backend.out" || true)
+        echo "[$rep $name backend] ${b#BACKEND }" >&2
+        # Upstream side must see PROXY v2 (v1 for nginx, which cannot send v2),
+        # every connection routed to the right backend port, no garbage.
+        want=pp_v2; [ "$name" = nginx ] && want=pp_v1
+        bad=$(( $(num "$b" misrouted) + $(num "$b" bad_input) + $(num "$b" pp_none) \
+              + $(num "$b" pp_v2_not_proxy_cmd) ))
+        [ -n "$b" ] && [ "$(num "$b" "$want")" = "$(num "$b" conns)" ] || bad=$((bad + 1))
+        record "$name" backend_anomalies "$bad"
+    done
+done
+
+report
