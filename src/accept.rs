@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use socket2::{SockRef, TcpKeepalive};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 
 use crate::config::ListenerConfig;
@@ -30,27 +30,33 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 pub struct ListenerCtx {
     pub name: Arc<str>,
     pub config: ListenerConfig,
+    /// The bound address (port 0 in the config resolved).
+    pub bound: SocketAddr,
 }
 
 /// Binds `config.address` with SO_REUSEADDR and a deep backlog.
+///
+/// NODELAY and keepalive are set on the listening socket: Linux copies them
+/// into every accepted socket, which saves five syscalls per connection.
 pub fn bind(config: &ListenerConfig) -> io::Result<TcpListener> {
     let socket = match config.address {
         SocketAddr::V4(_) => TcpSocket::new_v4()?,
         SocketAddr::V6(_) => TcpSocket::new_v6()?,
     };
     socket.set_reuseaddr(true)?;
+    tune(SockRef::from(&socket))?;
     socket.bind(config.address)?;
     socket.listen(LISTEN_BACKLOG)
 }
 
-/// NODELAY (TLS handshakes are latency-bound) and keepalive on every leg.
-pub fn tune(stream: &TcpStream) {
-    let _ = stream.set_nodelay(true);
+/// NODELAY (TLS handshakes are latency-bound) and keepalive, for every leg.
+pub fn tune(socket: SockRef<'_>) -> io::Result<()> {
+    socket.set_tcp_nodelay(true)?;
     let keepalive = TcpKeepalive::new()
         .with_time(KEEPALIVE_TIME)
         .with_interval(KEEPALIVE_INTERVAL)
         .with_retries(KEEPALIVE_RETRIES);
-    let _ = SockRef::from(stream).set_tcp_keepalive(&keepalive);
+    socket.set_tcp_keepalive(&keepalive)
 }
 
 /// Accepts until `stop` turns true.
@@ -76,7 +82,6 @@ pub async fn run(
                     connection::record_over_limit(&ctx, peer);
                     continue;
                 };
-                tune(&stream);
                 tokio::spawn(connection::handle(
                     stream,
                     peer,

@@ -104,8 +104,6 @@ async fn connect_one(addr: SocketAddr) -> std::io::Result<TcpStream> {
         SocketAddr::V4(_) => TcpSocket::new_v4()?,
         SocketAddr::V6(_) => TcpSocket::new_v6()?,
     };
-    socket.set_nodelay(true)?;
-    let stream = socket.connect(addr).await?;
-    crate::accept::tune(&stream);
-    Ok(stream)
+    crate::accept::tune(socket2::SockRef::from(&socket))?;
+    socket.connect(addr).await
 }

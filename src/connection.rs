@@ -41,9 +41,19 @@ pub async fn handle(
     shared: Arc<Shared>,
     guard: ActiveGuard,
 ) {
-    let state = shared.state.load_full();
     let mut record = Record::new(listener.name.clone(), peer);
-    let outcome = serve(&stream, peer, &listener, &state, &mut record).await;
+    let state = shared.state.load_full();
+    let idle = state.timeouts.idle;
+    // Everything before the relay runs boxed, so its buffers and parser
+    // state are freed before the relay, which may last for hours: an idle
+    // connection's task holds only what the relay needs. The config snapshot
+    // is released too, so old route tables do not outlive a reload.
+    let established = Box::pin(establish(&stream, peer, &listener, &state, &mut record)).await;
+    drop(state);
+    let outcome = match established {
+        Ok(upstream) => relay(&stream, &upstream, idle, &mut record).await,
+        Err(outcome) => outcome,
+    };
     drop(stream);
     record.finish(outcome);
     drop(guard);
@@ -54,19 +64,21 @@ pub fn record_over_limit(listener: &ListenerCtx, peer: SocketAddr) {
     Record::new(listener.name.clone(), peer).finish(Outcome::OverLimit);
 }
 
-async fn serve(
+/// PROXY in → ClientHello → route → allow → connect → PROXY out: returns
+/// the upstream with the client's first bytes already written to it.
+async fn establish(
     stream: &TcpStream,
     peer: SocketAddr,
     listener: &ListenerCtx,
     state: &State,
     record: &mut Record,
-) -> Outcome {
+) -> Result<TcpStream, Outcome> {
     // PROXY in + ClientHello, under one deadline.
     let policy = &listener.config.proxy_protocol;
     let trusted = proxy_in::is_trusted(&policy.trusted, peer.ip());
     let read = preamble::read(stream, policy.mode, trusted);
     let preamble = match tokio::time::timeout(state.timeouts.client_hello, read).await {
-        Err(_) => return Outcome::ClientHelloTimeout,
+        Err(_) => return Err(Outcome::ClientHelloTimeout),
         Ok(Err(refused)) => {
             record.detail = Some(refused.detail);
             if let Some(h) = &refused.header {
@@ -75,7 +87,7 @@ async fn serve(
             if refused.outcome == Outcome::BadClientHello {
                 refuse_with_alert(stream, Alert::DecodeError).await;
             }
-            return refused.outcome;
+            return Err(refused.outcome);
         }
         Ok(Ok(p)) => p,
     };
@@ -104,11 +116,11 @@ async fn serve(
         Ok(route) => route,
         Err(Miss::UnknownName) => {
             refuse_with_alert(stream, Alert::UnrecognizedName).await;
-            return Outcome::UnknownSni;
+            return Err(Outcome::UnknownSni);
         }
         Err(Miss::NoSni) => {
             refuse_with_alert(stream, Alert::MissingExtension).await;
-            return Outcome::NoSni;
+            return Err(Outcome::NoSni);
         }
     };
     record.route = Some(route.name.clone());
@@ -116,7 +128,7 @@ async fn serve(
     // Allow.
     if !route.allow.allows(client.ip()) {
         refuse_with_alert(stream, Alert::AccessDenied).await;
-        return Outcome::AccessDenied;
+        return Err(Outcome::AccessDenied);
     }
 
     // Connect.
@@ -131,36 +143,47 @@ async fn serve(
         Err(error) => {
             tracing::warn!(route = %route.name, %error, "no upstream connection");
             record.detail = Some("upstream connect failed");
-            return Outcome::UpstreamUnavailable;
+            return Err(Outcome::UpstreamUnavailable);
         }
     };
     record.upstream = Some(upstream_addr);
 
     // PROXY out + replay of everything the client sent so far.
     let version = route.proxy_protocol;
-    let local = stream.local_addr().unwrap_or(peer);
-    let destination = preamble
-        .header
-        .as_ref()
-        .and_then(|h| h.destination)
-        .unwrap_or(local);
+    let destination = match preamble.header.as_ref().and_then(|h| h.destination) {
+        Some(d) => d,
+        None if version == ProxyVersion::Off => peer, // unused
+        None => local_addr(stream, &listener.bound),
+    };
     let first = first_bytes(&preamble, version, client, normalize(destination));
     record.from_client = preamble.tls_bytes().len() as u64;
     drop(preamble);
     if let Err(error) = relay::write_all(&upstream, &first).await {
         tracing::debug!(%upstream_addr, %error, "writing the ClientHello upstream failed");
-        return Outcome::UpstreamWriteFailed;
+        return Err(Outcome::UpstreamWriteFailed);
     }
     drop(first);
 
-    // Relay.
-    let route_label = SharedString::from_shared(route.name.clone());
+    Ok(upstream)
+}
+
+/// Relays until the end and says how it ended.
+async fn relay(
+    stream: &TcpStream,
+    upstream: &TcpStream,
+    idle: Duration,
+    record: &mut Record,
+) -> Outcome {
+    let route_label = match &record.route {
+        Some(name) => SharedString::from_shared(name.clone()),
+        None => SharedString::const_str(""),
+    };
     let meters = Meters {
         from_client: metrics::counter!(crate::metrics::BYTES_FROM_CLIENT, "route" => route_label.clone()),
         from_upstream: metrics::counter!(crate::metrics::BYTES_FROM_UPSTREAM, "route" => route_label),
     };
     meters.from_client.increment(record.from_client);
-    let transfer = relay::relay(stream, &upstream, state.timeouts.idle, &meters).await;
+    let transfer = relay::relay(stream, upstream, idle, &meters).await;
     record.from_client += transfer.from_client;
     record.from_upstream = transfer.from_upstream;
     match transfer.end {
@@ -197,6 +220,16 @@ fn first_bytes(
     proxy_out::encode(version, client, destination, &tlvs, &mut out);
     out.extend_from_slice(tls);
     out
+}
+
+/// The address the client connected to: the listener's own address unless
+/// it is a wildcard bind (which saves a getsockname per connection).
+fn local_addr(stream: &TcpStream, listener: &SocketAddr) -> SocketAddr {
+    if listener.ip().is_unspecified() {
+        stream.local_addr().unwrap_or(*listener)
+    } else {
+        *listener
+    }
 }
 
 fn note_header(record: &mut Record, header: &ProxyHeader) {

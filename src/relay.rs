@@ -6,9 +6,10 @@
 //! is passed on as a write shutdown and the other direction keeps flowing.
 
 use std::cell::RefCell;
+use std::future::Future;
 use std::io;
 use std::net::Shutdown;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use metrics::Counter;
@@ -47,100 +48,141 @@ pub struct Meters {
 }
 
 /// Relays until both directions are done, an error, or `idle` of silence.
+///
+/// Written as one poll function over both directions rather than as two
+/// futures: it stores no readiness futures, only two small [`Half`]s and
+/// the idle timer, so a long-lived idle connection's task stays small.
 pub async fn relay(
     client: &TcpStream,
     upstream: &TcpStream,
     idle: Duration,
     meters: &Meters,
 ) -> Transfer {
-    let start = Instant::now();
-    let activity = Activity {
-        start,
-        last_ms: AtomicU64::new(0),
-    };
-    let from_client = AtomicU64::new(0);
-    let from_upstream = AtomicU64::new(0);
-    let up = pump(
-        client,
-        upstream,
-        &activity,
-        &from_client,
-        &meters.from_client,
-    );
-    let down = pump(
-        upstream,
-        client,
-        &activity,
-        &from_upstream,
-        &meters.from_upstream,
-    );
-    let end = tokio::select! {
-        both = async { tokio::try_join!(up, down) } => match both {
-            Ok(_) => End::Done,
-            Err(e) => End::Error(e.kind()),
-        },
-        _ = activity.idle_for(idle) => End::Idle,
-    };
+    let mut up = Half::default();
+    let mut down = Half::default();
+    let mut last_activity = Instant::now();
+    let timer = tokio::time::sleep(idle);
+    tokio::pin!(timer);
+    let end = std::future::poll_fn(|cx| {
+        let mut moved = false;
+        // Each direction's EOF is passed on only while the other is still
+        // open; once both are done, the close that follows sends the FIN.
+        let other_done = down.done;
+        if let Poll::Ready(Err(e)) = up.poll(
+            cx,
+            client,
+            upstream,
+            &meters.from_client,
+            other_done,
+            &mut moved,
+        ) {
+            return Poll::Ready(End::Error(e.kind()));
+        }
+        let other_done = up.done;
+        if let Poll::Ready(Err(e)) = down.poll(
+            cx,
+            upstream,
+            client,
+            &meters.from_upstream,
+            other_done,
+            &mut moved,
+        ) {
+            return Poll::Ready(End::Error(e.kind()));
+        }
+        if up.done && down.done {
+            return Poll::Ready(End::Done);
+        }
+        if moved {
+            last_activity = Instant::now();
+        }
+        // The timer is re-armed only when it fires, not on every read.
+        while timer.as_mut().poll(cx).is_ready() {
+            let deadline = last_activity + idle;
+            if Instant::now() >= deadline {
+                return Poll::Ready(End::Idle);
+            }
+            timer.as_mut().reset(deadline);
+        }
+        Poll::Pending
+    })
+    .await;
     Transfer {
-        from_client: from_client.load(Ordering::Relaxed),
-        from_upstream: from_upstream.load(Ordering::Relaxed),
+        from_client: up.bytes,
+        from_upstream: down.bytes,
         end,
     }
 }
 
-/// Time of the last byte moved, as milliseconds since the relay started.
-struct Activity {
-    start: Instant,
-    last_ms: AtomicU64,
+/// One direction: at most one borrowed buffer, only while bytes are in flight.
+#[derive(Default)]
+struct Half {
+    buf: Option<PooledBuf>,
+    pos: usize,
+    len: usize,
+    bytes: u64,
+    done: bool,
 }
 
-impl Activity {
-    fn touch(&self) {
-        let ms = self.start.elapsed().as_millis() as u64;
-        self.last_ms.store(ms, Ordering::Relaxed);
-    }
-
-    /// Resolves once nothing moved for `idle`.
-    async fn idle_for(&self, idle: Duration) {
+impl Half {
+    /// Moves bytes `from` → `to` until one of them would block (Pending,
+    /// wakers registered), EOF (Ready(Ok)), or an error.
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+        from: &TcpStream,
+        to: &TcpStream,
+        meter: &Counter,
+        other_done: bool,
+        moved: &mut bool,
+    ) -> Poll<io::Result<()>> {
         loop {
-            let last = self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
-            let deadline = last + idle;
-            if Instant::now() >= deadline {
-                return;
+            if self.done {
+                return Poll::Ready(Ok(()));
             }
-            tokio::time::sleep_until(deadline).await;
+            if let Some(buf) = &mut self.buf {
+                ready!(to.poll_write_ready(cx))?;
+                match to.try_write(buf.get(self.pos, self.len)) {
+                    Ok(n) => {
+                        self.pos += n;
+                        *moved = true;
+                        if self.pos >= self.len {
+                            // Back to the pool before waiting for more input.
+                            self.buf = None;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Poll::Ready(Err(e)),
+                }
+                continue;
+            }
+            ready!(from.poll_read_ready(cx))?;
+            let mut buf = PooledBuf::take();
+            match from.try_read(buf.as_mut()) {
+                Ok(0) => {
+                    self.done = true;
+                    if !other_done {
+                        // Pass the half-close on; the other direction keeps going.
+                        match socket2::SockRef::from(to).shutdown(Shutdown::Write) {
+                            Err(e) if e.kind() != io::ErrorKind::NotConnected => {
+                                return Poll::Ready(Err(e))
+                            }
+                            _ => {}
+                        }
+                    }
+                    return Poll::Ready(Ok(()));
+                }
+                Ok(n) => {
+                    self.bytes += n as u64;
+                    meter.increment(n as u64);
+                    *moved = true;
+                    self.pos = 0;
+                    self.len = n;
+                    self.buf = Some(buf);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
         }
-    }
-}
-
-/// Copies `from` → `to` until EOF, then shuts down `to`'s write side.
-async fn pump(
-    from: &TcpStream,
-    to: &TcpStream,
-    activity: &Activity,
-    bytes: &AtomicU64,
-    meter: &Counter,
-) -> io::Result<()> {
-    loop {
-        from.readable().await?;
-        let mut buf = PooledBuf::take();
-        let n = match from.try_read(buf.as_mut()) {
-            Ok(0) => {
-                // Pass the half-close on; the other direction keeps going.
-                return match socket2::SockRef::from(to).shutdown(Shutdown::Write) {
-                    Err(e) if e.kind() != io::ErrorKind::NotConnected => Err(e),
-                    _ => Ok(()),
-                };
-            }
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e),
-        };
-        write_all(to, &buf.as_mut()[..n]).await?;
-        drop(buf);
-        bytes.fetch_add(n as u64, Ordering::Relaxed);
-        meter.increment(n as u64);
-        activity.touch();
     }
 }
 
@@ -175,6 +217,13 @@ impl PooledBuf {
 
     fn as_mut(&mut self) -> &mut [u8] {
         self.0.as_deref_mut().unwrap_or_default()
+    }
+
+    fn get(&self, from: usize, to: usize) -> &[u8] {
+        self.0
+            .as_deref()
+            .and_then(|b| b.get(from..to))
+            .unwrap_or_default()
     }
 }
 

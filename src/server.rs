@@ -103,6 +103,7 @@ impl Server {
             let ctx = Arc::new(ListenerCtx {
                 name: lc.name.as_str().into(),
                 config: lc.clone(),
+                bound: listener.local_addr()?,
             });
             listeners.push((listener, ctx));
         }
