@@ -61,6 +61,7 @@ pub async fn relay(
     let mut up = Half::default();
     let mut down = Half::default();
     let mut last_activity = Instant::now();
+    let mut armed = false;
     let timer = tokio::time::sleep(idle);
     tokio::pin!(timer);
     let end = std::future::poll_fn(|cx| {
@@ -94,7 +95,12 @@ pub async fn relay(
         }
         if moved {
             last_activity = Instant::now();
+            if armed && !timer.is_elapsed() {
+                // Bytes moved and the timer is registered: nothing to check.
+                return Poll::Pending;
+            }
         }
+        armed = true;
         // The timer is re-armed only when it fires, not on every read.
         while timer.as_mut().poll(cx).is_ready() {
             let deadline = last_activity + idle;
@@ -140,7 +146,6 @@ impl Half {
                 return Poll::Ready(Ok(()));
             }
             if let Some(buf) = &mut self.buf {
-                ready!(to.poll_write_ready(cx))?;
                 match to.try_write(buf.get(self.pos, self.len)) {
                     Ok(n) => {
                         self.pos += n;
@@ -150,12 +155,16 @@ impl Half {
                             self.buf = None;
                         }
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    // Only now wait (and register a waker): trying first
+                    // costs nothing when tokio already knows the socket is
+                    // not ready, and keeps the fast path off the coop budget.
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        ready!(to.poll_write_ready(cx))?;
+                    }
                     Err(e) => return Poll::Ready(Err(e)),
                 }
                 continue;
             }
-            ready!(from.poll_read_ready(cx))?;
             let mut buf = PooledBuf::take();
             match from.try_read(buf.as_mut()) {
                 Ok(0) => {
@@ -179,7 +188,10 @@ impl Half {
                     self.len = n;
                     self.buf = Some(buf);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    drop(buf);
+                    ready!(from.poll_read_ready(cx))?;
+                }
                 Err(e) => return Poll::Ready(Err(e)),
             }
         }
