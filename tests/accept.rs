@@ -31,15 +31,8 @@ async fn emfile_backs_off_counts_and_recovers() {
     // Free the descriptors: every held connection is eventually accepted and
     // closed, and a real one is relayed again.
     drop(held);
-    let mut tcp = TcpStream::connect(addr).await.unwrap();
     let hello = peers::client_hello("demo.ch.test");
-    tcp.write_all(&hello).await.unwrap();
-    tcp.shutdown().await.unwrap();
-    let mut back = Vec::new();
-    tokio::time::timeout(WAIT, tcp.read_to_end(&mut back))
-        .await
-        .unwrap()
-        .unwrap();
+    let back = peers::exchange(addr, &hello).await;
     assert_eq!(back, hello);
     assert_eq!(backend.next().await.bytes, hello);
     let relayed = proxy.wait_log(|l| l["target"] == "access" && l["outcome"] == "relayed");

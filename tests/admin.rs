@@ -26,22 +26,9 @@ async fn health_readiness_metrics_and_routes() {
 
     // One relayed connection on each listener shows up by listener and route.
     for listener in ["native", "https"] {
-        let mut tcp = tokio::net::TcpStream::connect(proxy.addr(listener))
-            .await
-            .unwrap();
         let hello = support::peers::client_hello("demo.ch.test");
-        tokio::io::AsyncWriteExt::write_all(&mut tcp, &hello)
-            .await
-            .unwrap();
-        tokio::io::AsyncWriteExt::shutdown(&mut tcp).await.unwrap();
-        let mut back = Vec::new();
-        tokio::time::timeout(
-            WAIT,
-            tokio::io::AsyncReadExt::read_to_end(&mut tcp, &mut back),
-        )
-        .await
-        .unwrap()
-        .unwrap();
+        let back = support::peers::exchange(proxy.addr(listener), &hello).await;
+        assert_eq!(back, hello);
         let line = proxy.access();
         assert_eq!(line["listener"], listener);
         for field in [

@@ -81,11 +81,7 @@ async fn client_hello_in_one_byte_segments_and_many_records_is_routed() {
             tcp.write_all(std::slice::from_ref(b)).await.unwrap();
         }
         tcp.shutdown().await.unwrap();
-        let mut back = Vec::new();
-        tokio::time::timeout(WAIT, tcp.read_to_end(&mut back))
-            .await
-            .unwrap()
-            .unwrap();
+        let back = peers::read_until_eof(&mut tcp).await;
         assert_eq!(back, shape);
         assert_eq!(backend.next().await.bytes, shape);
         let line = proxy.access();
@@ -100,14 +96,7 @@ async fn large_post_quantum_sized_hello_is_routed() {
     let mut backend = RawBackend::start(false).await;
     let mut proxy = Proxy::start(&config("", backend.addr));
     let hello = peers::reframe(&peers::client_hello("demo.ch.test"), 16);
-    let mut tcp = TcpStream::connect(proxy.addr("native")).await.unwrap();
-    tcp.write_all(&hello).await.unwrap();
-    tcp.shutdown().await.unwrap();
-    let mut back = Vec::new();
-    tokio::time::timeout(WAIT, tcp.read_to_end(&mut back))
-        .await
-        .unwrap()
-        .unwrap();
+    let back = peers::exchange(proxy.addr("native"), &hello).await;
     assert_eq!(back, hello);
     assert_eq!(proxy.access()["outcome"], "relayed");
     assert_eq!(backend.next().await.bytes, hello);
@@ -121,9 +110,11 @@ async fn silent_client_is_closed_at_the_client_hello_deadline() {
     // Half a ClientHello, then silence (slowloris).
     let hello = peers::client_hello("demo.ch.test");
     tcp.write_all(&hello[..hello.len() / 2]).await.unwrap();
-    let mut rest = Vec::new();
-    let closed = tokio::time::timeout(WAIT, tcp.read_to_end(&mut rest)).await;
-    assert!(closed.is_ok(), "proxy must close a silent client");
+    let rest = peers::read_until_eof(&mut tcp).await;
+    assert!(
+        rest.is_empty(),
+        "proxy must close a silent client without a word"
+    );
     assert_eq!(proxy.access()["outcome"], "client_hello_timeout");
 }
 
@@ -135,10 +126,7 @@ async fn non_tls_bytes_are_closed() {
     tcp.write_all(b"GET / HTTP/1.1\r\nHost: demo.ch.test\r\n\r\n")
         .await
         .unwrap();
-    let mut rest = Vec::new();
-    let _ = tokio::time::timeout(WAIT, tcp.read_to_end(&mut rest))
-        .await
-        .unwrap();
+    let rest = peers::read_until_eof(&mut tcp).await;
     assert!(rest.is_empty());
     assert_eq!(proxy.access()["outcome"], "not_tls");
 }
@@ -152,10 +140,7 @@ async fn malformed_hello_gets_decode_error_alert() {
     tcp.write_all(&[0x16, 0x03, 0x01, 0x00, 0x04, 0x02, 0x00, 0x00, 0x00])
         .await
         .unwrap();
-    let mut rest = Vec::new();
-    let _ = tokio::time::timeout(WAIT, tcp.read_to_end(&mut rest))
-        .await
-        .unwrap();
+    let rest = peers::read_until_eof(&mut tcp).await;
     assert_eq!(rest, [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 50]);
     assert_eq!(proxy.access()["outcome"], "bad_client_hello");
 }
@@ -170,11 +155,8 @@ async fn idle_connections_are_closed_after_the_idle_timeout() {
     let mut echoed = vec![0u8; hello.len()];
     tcp.read_exact(&mut echoed).await.unwrap();
     // Now silence both ways: the proxy closes both legs.
-    let mut rest = Vec::new();
-    tokio::time::timeout(WAIT, tcp.read_to_end(&mut rest))
-        .await
-        .unwrap()
-        .unwrap();
+    let rest = peers::read_until_eof(&mut tcp).await;
+    assert!(rest.is_empty(), "nothing after the echo, just the close");
     let line = proxy.access();
     assert_eq!(line["outcome"], "idle_timeout");
     assert!(line["duration_ms"].as_u64().unwrap() >= 400, "{line}");
@@ -195,12 +177,8 @@ async fn connections_over_the_limit_are_closed_and_counted() {
     }
     // The accept queue is FIFO, so the third is accepted last and refused at once.
     let mut third = TcpStream::connect(addr).await.unwrap();
-    let mut rest = Vec::new();
-    let n = tokio::time::timeout(WAIT, third.read_to_end(&mut rest))
-        .await
-        .unwrap()
-        .unwrap_or(0);
-    assert_eq!(n, 0);
+    let rest = peers::read_until_eof(&mut third).await;
+    assert!(rest.is_empty());
     let line = proxy.access();
     assert_eq!(line["outcome"], "over_limit");
     drop(held);
@@ -216,10 +194,6 @@ async fn connections_over_the_limit_are_closed_and_counted() {
         .await
         .unwrap();
     again.shutdown().await.unwrap();
-    let mut back = Vec::new();
-    tokio::time::timeout(WAIT, again.read_to_end(&mut back))
-        .await
-        .unwrap()
-        .unwrap();
+    let back = peers::read_until_eof(&mut again).await;
     assert!(!back.is_empty());
 }

@@ -202,3 +202,19 @@ impl RawBackend {
             .expect("raw backend stopped")
     }
 }
+
+/// Everything `tcp` receives until EOF (or a reset), waiting at most WAIT.
+pub async fn read_until_eof(tcp: &mut tokio::net::TcpStream) -> Vec<u8> {
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(WAIT, tcp.read_to_end(&mut got)).await;
+    assert!(read.is_ok(), "no EOF within {WAIT:?}");
+    got
+}
+
+/// Connects to `addr`, sends `bytes`, half-closes, and returns the answer up to EOF.
+pub async fn exchange(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(bytes).await.unwrap();
+    tcp.shutdown().await.unwrap();
+    read_until_eof(&mut tcp).await
+}
