@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use socket2::{SockRef, TcpKeepalive};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
@@ -53,10 +54,13 @@ pub fn tune(stream: &TcpStream) {
     let _ = SockRef::from(stream).set_tcp_keepalive(&keepalive);
 }
 
-/// Accepts until `stop` turns true.
+/// Accepts until `stop` turns true (drain, or a reload removed the
+/// listener). `slot` is read per connection, so a reload that changes the
+/// listener's name, PROXY policy or upstream port applies to new connections
+/// without touching the socket.
 pub async fn run(
     listener: TcpListener,
-    ctx: Arc<ListenerCtx>,
+    slot: Arc<ArcSwap<ListenerCtx>>,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -67,23 +71,18 @@ pub async fn run(
             _ = stop.wait_for(|s| *s) => break,
             accepted = listener.accept() => accepted,
         };
+        let ctx = slot.load_full();
         match accepted {
             Ok((stream, peer)) => {
                 backoff = BACKOFF_MIN;
                 let Some(guard) = ActiveGuard::try_new(&shared) else {
                     // Over the limit: close at once (no reset storm, no queueing).
                     drop(stream);
-                    connection::record_over_limit(&ctx, peer);
+                    connection::record_over_limit(&ctx, &shared, peer);
                     continue;
                 };
                 tune(&stream);
-                tokio::spawn(connection::handle(
-                    stream,
-                    peer,
-                    ctx.clone(),
-                    shared.clone(),
-                    guard,
-                ));
+                tokio::spawn(connection::handle(stream, peer, ctx, shared.clone(), guard));
             }
             Err(error) => {
                 metrics::counter!(crate::metrics::ACCEPT_ERRORS, "listener" => metrics::SharedString::from_shared(ctx.name.clone()))
@@ -101,7 +100,7 @@ pub async fn run(
         }
     }
     let active = shared.active.load(Ordering::Relaxed);
-    tracing::info!(listener = %ctx.name, active, "listener stopped accepting");
+    tracing::info!(listener = %slot.load().name, active, "listener stopped accepting");
 }
 
 fn is_resource_exhaustion(error: &io::Error) -> bool {

@@ -45,13 +45,13 @@ pub async fn handle(
     let mut record = Record::new(listener.name.clone(), peer);
     let outcome = serve(&stream, peer, &listener, &state, &mut record).await;
     drop(stream);
-    record.finish(outcome);
+    record.finish(outcome, &state.log);
     drop(guard);
 }
 
 /// Counts a connection refused at accept for being over the limit.
-pub fn record_over_limit(listener: &ListenerCtx, peer: SocketAddr) {
-    Record::new(listener.name.clone(), peer).finish(Outcome::OverLimit);
+pub fn record_over_limit(listener: &ListenerCtx, shared: &Shared, peer: SocketAddr) {
+    Record::new(listener.name.clone(), peer).finish(Outcome::OverLimit, &shared.state.load().log);
 }
 
 async fn serve(
