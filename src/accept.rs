@@ -99,6 +99,8 @@ pub async fn run(
             }
         }
     }
+    // Closed before saying so: whoever reads the line may rely on it.
+    drop(listener);
     let active = shared.active.load(Ordering::Relaxed);
     tracing::info!(listener = %slot.load().name, active, "listener stopped accepting");
 }

@@ -182,11 +182,13 @@ impl Server {
         let admin_task = admin.map(|l| tokio::spawn(crate::admin::serve(l, shared.clone())));
         // Listeners are bound and routes loaded (both in `bind`): ready. Set
         // before the "listening" lines, which tell watchers we are up.
-        shared.ready.store(true, Ordering::Release);
+        // Watches are in place before "listening" is logged: a change made
+        // by anyone who waited for that line is seen.
         let listeners = Arc::new(Mutex::new(Listeners::default()));
-        lock(&listeners).apply(plan, &shared);
         let (hints_tx, hints) = mpsc::channel(1);
         let reloader = Reloader::new(shared.clone(), listeners.clone(), source, hints_tx);
+        shared.ready.store(true, Ordering::Release);
+        lock(&listeners).apply(plan, &shared);
         let reloading = tokio::spawn(reloader.run(hints));
         shutdown.await;
 

@@ -27,6 +27,8 @@ pub struct Proxy {
     lines: mpsc::Receiver<serde_json::Value>,
     /// Lines already read while waiting for another one.
     seen: Vec<serde_json::Value>,
+    /// The config file the proxy runs on (tests rewrite it to reload).
+    pub config: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -100,6 +102,7 @@ impl Proxy {
             admin: None,
             lines: rx,
             seen: Vec::new(),
+            config: path.to_path_buf(),
             _dir: dir,
         };
         let deadline = Instant::now() + WAIT;
@@ -145,6 +148,11 @@ impl Proxy {
             }
             self.seen.push(line);
         }
+    }
+
+    /// The next `reload` log line with `result` (ok, error, unchanged).
+    pub fn wait_reload(&mut self, result: &str) -> serde_json::Value {
+        self.wait_log(|l| l["message"] == "reload" && l["result"] == result)
     }
 
     /// The next access-log line (one per connection).
@@ -209,6 +217,14 @@ fn yaml_listener_count(yaml: &str) -> usize {
     } else {
         total
     }
+}
+
+/// Replaces `path` atomically (write a sibling, rename over), as editors
+/// and config management do, so a watcher never sees a half-written file.
+pub fn write_atomic(path: &std::path::Path, text: &str) {
+    let tmp = path.with_extension("tmp~");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
 }
 
 /// Minimal HTTP/1.0 GET (the admin endpoint is ours; no client crate needed).
