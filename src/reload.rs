@@ -349,3 +349,6 @@ async fn settle(hints: &mut mpsc::Receiver<()>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
