@@ -150,6 +150,11 @@ impl Proxy {
         }
     }
 
+    /// How many lines already read (while waiting for others) match `pred`.
+    pub fn seen_count(&self, pred: impl Fn(&serde_json::Value) -> bool) -> usize {
+        self.seen.iter().filter(|l| pred(l)).count()
+    }
+
     /// The next `reload` log line with `result` (ok, error, unchanged).
     pub fn wait_reload(&mut self, result: &str) -> serde_json::Value {
         self.wait_log(|l| l["message"] == "reload" && l["result"] == result)
