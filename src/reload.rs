@@ -24,7 +24,7 @@ use crate::config::{self, Config};
 use crate::listeners::Listeners;
 use crate::route::RouteTable;
 use crate::server::{lock, Shared, State};
-use crate::watch::DirWatcher;
+use crate::watch::{DirWatcher, Targets};
 
 /// Quiet time after a watch event before re-reading: an editor's
 /// write-then-rename or kubelet's symlink swap is a burst of events. Kept
@@ -133,8 +133,8 @@ impl Source {
         }
     }
 
-    fn watch_dirs(&self) -> Vec<PathBuf> {
-        config::watch_dirs(&self.path, &self.includes)
+    fn targets(&self) -> Targets {
+        Targets::of(&self.path, &self.includes)
     }
 }
 
@@ -166,7 +166,7 @@ impl Reloader {
     ) -> Reloader {
         let watcher = match DirWatcher::new(hints) {
             Ok(mut w) => {
-                w.set_dirs(&source.watch_dirs());
+                w.set(&source.targets());
                 Some(w)
             }
             Err(error) => {
@@ -256,10 +256,10 @@ impl Reloader {
             admin: self.source.admin,
             ..Source::of(&config)
         };
-        let dirs = source.watch_dirs();
         if let Some(w) = &mut self.watcher {
-            if !w.dirs().eq(dirs.iter()) {
-                w.set_dirs(&dirs);
+            let targets = source.targets();
+            if targets != self.source.targets() {
+                w.set(&targets);
             }
         }
         self.source = source;

@@ -259,29 +259,6 @@ pub fn fingerprint(path: &std::path::Path, includes: &[PathBuf]) -> Result<u64, 
     Ok(hash.finish())
 }
 
-/// Every directory whose changes can change the configuration loaded from
-/// `path` with `includes`: the main file's, and each include entry's (a
-/// directory entry itself, a file entry's parent). Watching these
-/// directories, not the files, survives editors' rename-over and
-/// Kubernetes' `..data` symlink swap.
-pub fn watch_dirs(path: &std::path::Path, includes: &[PathBuf]) -> Vec<PathBuf> {
-    let parent = |p: &std::path::Path| match p.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let mut dirs = vec![parent(path)];
-    for entry in includes {
-        dirs.push(if entry.is_dir() {
-            entry.clone()
-        } else {
-            parent(entry)
-        });
-    }
-    dirs.sort();
-    dirs.dedup();
-    dirs
-}
-
 /// Parses and validates one route file (`routes: [...]`, nothing else), as
 /// an `include` would; `source` names it in errors and in each spec.
 pub fn parse_routes_file(text: &str, source: &str) -> anyhow::Result<Vec<RouteSpec>> {

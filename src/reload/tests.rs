@@ -94,19 +94,3 @@ async fn reload_results_are_published_and_old_states_freed() {
         .unwrap()
         .unwrap();
 }
-
-#[test]
-fn watch_dirs_cover_the_config_and_every_include() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    std::fs::create_dir(d.join("routes.d")).unwrap();
-    std::fs::create_dir(d.join("more")).unwrap();
-    std::fs::write(d.join("more/extra.yaml"), "routes: []\n").unwrap();
-    let dirs = config::watch_dirs(
-        &d.join("config.yaml"),
-        &[d.join("routes.d"), d.join("more/extra.yaml")],
-    );
-    let mut want = vec![d.to_path_buf(), d.join("routes.d"), d.join("more")];
-    want.sort();
-    assert_eq!(dirs, want);
-}
