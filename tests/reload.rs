@@ -311,3 +311,48 @@ async fn a_listener_that_cannot_bind_refuses_the_reload() {
     assert!(routed(proxy.addr("native"), "a.test").await);
     assert!(!routed(proxy.addr("native"), "b.test").await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_connection_fails_across_reloads() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let backend = RawBackend::start(false).await;
+    let mut proxy = Proxy::start(&config(&[("a.test", backend.addr)]));
+    let addr = proxy.addr("native");
+    let stop = Arc::new(AtomicBool::new(false));
+    let client = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            let (mut ok, mut failed) = (0u32, 0u32);
+            // At least a few connections, however fast the reloads go.
+            while !stop.load(Ordering::Acquire) || ok + failed < 10 {
+                let hello = client_hello("a.test");
+                let attempt = async {
+                    let mut tcp = TcpStream::connect(addr).await?;
+                    tcp.write_all(&hello).await?;
+                    let mut back = vec![0u8; hello.len()];
+                    tcp.read_exact(&mut back).await?;
+                    std::io::Result::Ok(back == hello)
+                };
+                match tokio::time::timeout(WAIT, attempt).await {
+                    Ok(Ok(true)) => ok += 1,
+                    _ => failed += 1,
+                }
+            }
+            (ok, failed)
+        }
+    });
+    let path = proxy.config.clone();
+    for i in 0..20u64 {
+        let extra = format!("r{i}.test");
+        write_atomic(
+            &path,
+            &config(&[("a.test", backend.addr), (&extra, backend.addr)]),
+        );
+        let line = proxy.wait_reload("ok");
+        assert_eq!(line["generation"], i + 2, "{line}");
+    }
+    stop.store(true, Ordering::Release);
+    let (ok, failed) = client.await.unwrap();
+    assert_eq!(failed, 0, "{failed} of {} connections failed", ok + failed);
+}
