@@ -356,3 +356,19 @@ async fn no_connection_fails_across_reloads() {
     let (ok, failed) = client.await.unwrap();
     assert_eq!(failed, 0, "{failed} of {} connections failed", ok + failed);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_level_comes_from_the_config_without_rust_log() {
+    let backend = RawBackend::start(false).await;
+    let mut proxy = Proxy::start_config_level(&format!(
+        "{}log:\n  level: \"info,ch_edge_proxy::reload=debug\"\n",
+        config(&[("a.test", backend.addr)])
+    ));
+    // A YAML file the config does not include: a watch hint that changes
+    // nothing, reported at debug level only.
+    let other = proxy.config.with_file_name("other.yaml");
+    write_atomic(&other, "routes: []\n");
+    let line = proxy.wait_reload("unchanged");
+    assert_eq!(line["level"], "DEBUG", "{line}");
+    assert_eq!(line["trigger"], "watch", "{line}");
+}

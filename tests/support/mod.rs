@@ -43,7 +43,15 @@ impl Proxy {
     }
 
     pub fn start_file(path: &std::path::Path, dir: tempfile::TempDir) -> Proxy {
-        Self::spawn(path, dir, None)
+        Self::spawn(path, dir, None, true)
+    }
+
+    /// Like [`Proxy::start`] without `RUST_LOG`, so the config's `log.level` rules.
+    pub fn start_config_level(yaml: &str) -> Proxy {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        Self::spawn(&path, dir, None, false)
     }
 
     /// Starts the proxy with RLIMIT_NOFILE set to `max_fds`, to provoke EMFILE.
@@ -51,10 +59,15 @@ impl Proxy {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.yaml");
         std::fs::write(&path, yaml).unwrap();
-        Self::spawn(&path, dir, Some(max_fds))
+        Self::spawn(&path, dir, Some(max_fds), true)
     }
 
-    fn spawn(path: &std::path::Path, dir: tempfile::TempDir, max_fds: Option<u64>) -> Proxy {
+    fn spawn(
+        path: &std::path::Path,
+        dir: tempfile::TempDir,
+        max_fds: Option<u64>,
+        rust_log: bool,
+    ) -> Proxy {
         let expected_listeners = yaml_listener_count(&std::fs::read_to_string(path).unwrap());
         let wants_admin = std::fs::read_to_string(path).unwrap().contains("admin:");
         let mut command = Command::new(env!("CARGO_BIN_EXE_ch-edge-proxy"));
@@ -64,6 +77,9 @@ impl Proxy {
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
+        if !rust_log {
+            command.env_remove("RUST_LOG");
+        }
         if let Some(max) = max_fds {
             use std::os::unix::process::CommandExt;
             // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child here.
