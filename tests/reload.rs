@@ -144,16 +144,20 @@ async fn a_changed_file_goes_live_and_a_bad_one_is_refused() {
 /// timestamped directory, a `..data_tmp` symlink to it renamed over
 /// `..data`, the old directory removed; keys are symlinks through `..data`.
 fn configmap_publish(cm: &Path, stamp: &str, routes: &str) {
+    configmap_publish_key(cm, stamp, "routes.yaml", routes);
+}
+
+fn configmap_publish_key(cm: &Path, stamp: &str, key: &str, text: &str) {
     use std::os::unix::fs::symlink;
     let real = cm.join(stamp);
     std::fs::create_dir(&real).unwrap();
-    std::fs::write(real.join("routes.yaml"), routes).unwrap();
+    std::fs::write(real.join(key), text).unwrap();
     let old = std::fs::read_link(cm.join("..data")).ok();
     symlink(stamp, cm.join("..data_tmp")).unwrap();
     std::fs::rename(cm.join("..data_tmp"), cm.join("..data")).unwrap();
-    let key = cm.join("routes.yaml");
-    if std::fs::symlink_metadata(&key).is_err() {
-        symlink("..data/routes.yaml", &key).unwrap();
+    let link = cm.join(key);
+    if std::fs::symlink_metadata(&link).is_err() {
+        symlink(format!("..data/{key}"), &link).unwrap();
     }
     if let Some(old) = old {
         std::fs::remove_dir_all(cm.join(old)).unwrap();
@@ -204,6 +208,32 @@ async fn kubernetes_configmap_symlink_swaps_are_picked_up() {
     assert_eq!(proxy.wait_reload("ok")["generation"], 3);
     assert!(routed(addr, "c.test").await);
     assert!(!routed(addr, "b.test").await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_main_config_mounted_from_a_configmap_is_reloaded() {
+    let backend = RawBackend::start(false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cm = dir.path().join("etc");
+    std::fs::create_dir(&cm).unwrap();
+    configmap_publish_key(
+        &cm,
+        "..2026_11_22_03_00_00.000000001",
+        "config.yaml",
+        &config(&[("a.test", backend.addr)]),
+    );
+    let path = cm.join("config.yaml");
+    let mut proxy = Proxy::start_file(&path, dir);
+    configmap_publish_key(
+        &cm,
+        "..2026_11_22_03_00_01.000000002",
+        "config.yaml",
+        &config(&[("b.test", backend.addr)]),
+    );
+    assert_eq!(proxy.wait_reload("ok")["generation"], 2);
+    let addr = proxy.addr("native");
+    assert!(routed(addr, "b.test").await);
+    assert!(!routed(addr, "a.test").await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
