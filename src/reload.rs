@@ -212,7 +212,11 @@ impl Reloader {
             .await
             .unwrap_or_else(|e| Err(format!("reload task failed: {e}")));
         let outcome = match loaded {
-            Ok(None) => Outcome::Unchanged,
+            Ok(None) => {
+                // Back to the live config: a later identical breakage is news again.
+                self.failed = None;
+                Outcome::Unchanged
+            }
             Ok(Some((config, routes))) => match self.commit(config, routes) {
                 Ok(()) => Outcome::Ok,
                 Err(e) => self.refuse(e),

@@ -87,6 +87,16 @@ async fn reload_results_are_published_and_old_states_freed() {
     let s = next(&mut status, |s| s.trigger == Trigger::Signal).await;
     assert_eq!(s.outcome, Outcome::Unchanged);
 
+    // Back to the live files, then broken the same way again: a new error.
+    // (The only watch-triggered `unchanged` so far: earlier ones were ok/error.)
+    write_atomic(&path, &yaml(&["a.test", "b.test"]));
+    next(&mut status, |s| {
+        s.trigger == Trigger::Watch && s.outcome == Outcome::Unchanged
+    })
+    .await;
+    write_atomic(&path, &yaml(&["a.test", "b.test", "A.test"]));
+    next(&mut status, |s| matches!(s.outcome, Outcome::Error(_))).await;
+
     stop.send(()).unwrap();
     tokio::time::timeout(WAIT, running)
         .await
