@@ -343,7 +343,7 @@ async fn a_listener_that_cannot_bind_refuses_the_reload() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_connection_fails_across_reloads() {
+async fn no_connection_fails_across_100_reloads() {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
     let backend = RawBackend::start(false).await;
@@ -373,7 +373,7 @@ async fn no_connection_fails_across_reloads() {
         }
     });
     let path = proxy.config.clone();
-    for i in 0..20u64 {
+    for i in 0..100u64 {
         let extra = format!("r{i}.test");
         write_atomic(
             &path,
