@@ -207,7 +207,7 @@ impl Reloader {
         let started = Instant::now();
         let source = self.source.clone();
         let resolver = self.shared.resolver.clone();
-        // Reading and parsing (100k routes: tens of ms) off the async workers.
+        // Reading and parsing (100k routes: about a second) off the async workers.
         let loaded = tokio::task::spawn_blocking(move || load(&source, &resolver))
             .await
             .unwrap_or_else(|e| Err(format!("reload task failed: {e}")));
@@ -218,7 +218,14 @@ impl Reloader {
                 Outcome::Unchanged
             }
             Ok(Some((config, routes))) => match self.commit(config, routes) {
-                Ok(()) => Outcome::Ok,
+                Ok(old) => {
+                    // Freeing a big table takes a while: not on an async
+                    // worker (unless a connection still holds it; then the
+                    // last one frees it). Done before publishing, so a
+                    // published reload has released what it replaced.
+                    let _ = tokio::task::spawn_blocking(move || drop(old)).await;
+                    Outcome::Ok
+                }
                 Err(e) => self.refuse(e),
             },
             Err(e) => self.refuse(e),
@@ -235,9 +242,10 @@ impl Reloader {
         Outcome::Error(error)
     }
 
-    /// Binds what the new config needs, then swaps state and listeners.
-    /// Nothing here awaits, so shutdown cannot interrupt it half-way.
-    fn commit(&mut self, config: Config, routes: RouteTable) -> Result<(), String> {
+    /// Binds what the new config needs, then swaps state and listeners;
+    /// returns the replaced state. Nothing here awaits, so shutdown cannot
+    /// interrupt it half-way.
+    fn commit(&mut self, config: Config, routes: RouteTable) -> Result<Arc<State>, String> {
         let plan = lock(&self.listeners)
             .prepare(&config.listeners)
             .map_err(|e| format!("{}: {e:#}", config.path.display()))?;
@@ -247,9 +255,10 @@ impl Reloader {
         }
         let generation = self.shared.state.load().generation + 1;
         let count = routes.len();
-        self.shared
+        let old = self
+            .shared
             .state
-            .store(Arc::new(State::new(&config, routes, generation)));
+            .swap(Arc::new(State::new(&config, routes, generation)));
         self.shared
             .generation
             .store(generation, std::sync::atomic::Ordering::Release);
@@ -267,7 +276,7 @@ impl Reloader {
             }
         }
         self.source = source;
-        Ok(())
+        Ok(old)
     }
 
     fn publish(&self, trigger: Trigger, outcome: &Outcome, took: Duration) {
