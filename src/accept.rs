@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use socket2::{SockRef, TcpKeepalive};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
@@ -59,10 +60,13 @@ pub fn tune(socket: SockRef<'_>) -> io::Result<()> {
     socket.set_tcp_keepalive(&keepalive)
 }
 
-/// Accepts until `stop` turns true.
+/// Accepts until `stop` turns true (drain, or a reload removed the
+/// listener). `slot` is read per connection, so a reload that changes the
+/// listener's name, PROXY policy or upstream port applies to new connections
+/// without touching the socket.
 pub async fn run(
     listener: TcpListener,
-    ctx: Arc<ListenerCtx>,
+    slot: Arc<ArcSwap<ListenerCtx>>,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -73,22 +77,17 @@ pub async fn run(
             _ = stop.wait_for(|s| *s) => break,
             accepted = listener.accept() => accepted,
         };
+        let ctx = slot.load_full();
         match accepted {
             Ok((stream, peer)) => {
                 backoff = BACKOFF_MIN;
                 let Some(guard) = ActiveGuard::try_new(&shared) else {
                     // Over the limit: close at once (no reset storm, no queueing).
                     drop(stream);
-                    connection::record_over_limit(&ctx, peer);
+                    connection::record_over_limit(&ctx, &shared, peer);
                     continue;
                 };
-                tokio::spawn(connection::handle(
-                    stream,
-                    peer,
-                    ctx.clone(),
-                    shared.clone(),
-                    guard,
-                ));
+                tokio::spawn(connection::handle(stream, peer, ctx, shared.clone(), guard));
             }
             Err(error) => {
                 metrics::counter!(crate::metrics::ACCEPT_ERRORS, "listener" => metrics::SharedString::from_shared(ctx.name.clone()))
@@ -105,8 +104,10 @@ pub async fn run(
             }
         }
     }
+    // Closed before saying so: whoever reads the line may rely on it.
+    drop(listener);
     let active = shared.active.load(Ordering::Relaxed);
-    tracing::info!(listener = %ctx.name, active, "listener stopped accepting");
+    tracing::info!(listener = %slot.load().name, active, "listener stopped accepting");
 }
 
 fn is_resource_exhaustion(error: &io::Error) -> bool {

@@ -105,9 +105,26 @@ fn routes_json(shared: &Shared) -> String {
             })
         })
         .collect();
+    let status = shared.reload.borrow().clone();
+    let at = |t| crate::reload::unix_seconds(t);
     serde_json::json!({
         "generation": state.generation,
+        "config_hash": format!("{:016x}", state.config_hash),
         "route_count": state.routes.len(),
+        "last_reload": {
+            "result": status.outcome.label(),
+            "trigger": status.trigger.label(),
+            "at": at(status.at),
+            "error": match &status.outcome {
+                crate::reload::Outcome::Error(e) => Some(e.as_str()),
+                _ => None,
+            },
+        },
+        "last_success_at": at(status.last_success),
+        "last_error": status.last_error.as_ref().map(|(message, t)| serde_json::json!({
+            "message": message,
+            "at": at(*t),
+        })),
         "routes": routes,
     })
     .to_string()

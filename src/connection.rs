@@ -55,13 +55,15 @@ pub async fn handle(
         Err(outcome) => outcome,
     };
     drop(stream);
-    record.finish(outcome);
+    // The live log settings, so a reload that changes them also covers
+    // connections opened before it.
+    record.finish(outcome, &shared.state.load().log);
     drop(guard);
 }
 
 /// Counts a connection refused at accept for being over the limit.
-pub fn record_over_limit(listener: &ListenerCtx, peer: SocketAddr) {
-    Record::new(listener.name.clone(), peer).finish(Outcome::OverLimit);
+pub fn record_over_limit(listener: &ListenerCtx, shared: &Shared, peer: SocketAddr) {
+    Record::new(listener.name.clone(), peer).finish(Outcome::OverLimit, &shared.state.load().log);
 }
 
 /// PROXY in → ClientHello → route → allow → connect → PROXY out: returns

@@ -3,7 +3,7 @@
 //! The modules follow one connection through the proxy:
 //! accept → preamble (proxy_in + client_hello) → route → allow → connect →
 //! proxy_out → relay; around them: config, server (state, drain), admin,
-//! metrics/telemetry, access_log.
+//! metrics/telemetry, access_log, and reload (watch, listeners).
 
 pub mod accept;
 pub mod access_log;
@@ -14,14 +14,17 @@ pub mod client_hello;
 pub mod config;
 pub mod connect;
 pub mod connection;
+pub mod listeners;
 pub mod metrics;
 pub mod outcome;
 pub mod preamble;
 pub mod proxy_in;
 pub mod proxy_out;
 pub mod relay;
+pub mod reload;
 pub mod resolve;
 pub mod route;
 pub mod server;
 pub mod telemetry;
 pub mod tls_alert;
+pub mod watch;

@@ -54,6 +54,8 @@ fn run(path: &std::path::Path) -> ExitCode {
         }
     };
     runtime.block_on(async {
+        // Installed before binding: from here on SIGHUP no longer kills us.
+        let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
         let server = match server::Server::bind(cfg).await {
             Ok(s) => s,
             Err(error) => {
@@ -62,6 +64,20 @@ fn run(path: &std::path::Path) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        match hangup {
+            Ok(mut hangup) => {
+                let shared = server.shared();
+                tokio::spawn(async move {
+                    while hangup.recv().await.is_some() {
+                        tracing::info!(signal = "SIGHUP", "reload requested");
+                        shared.request_reload();
+                    }
+                });
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot handle SIGHUP; reloading on file changes only")
+            }
+        }
         let (first_signal, mut more_signals) = signals();
         let run = server.run(first_signal);
         tokio::pin!(run);

@@ -13,6 +13,9 @@ pub const UPSTREAM_CONNECT_FAILURES: &str = "ch_edge_proxy_upstream_connect_fail
 pub const ACCEPT_ERRORS: &str = "ch_edge_proxy_accept_errors_total";
 pub const DNS_LOOKUPS: &str = "ch_edge_proxy_dns_lookups_total";
 pub const ROUTES: &str = "ch_edge_proxy_routes";
+pub const RELOADS: &str = "ch_edge_proxy_reloads_total";
+pub const CONFIG_GENERATION: &str = "ch_edge_proxy_config_generation";
+pub const CONFIG_LAST_SUCCESS: &str = "ch_edge_proxy_config_last_success_timestamp_seconds";
 
 /// Registers help texts (shown as `# HELP` in `/metrics`).
 pub fn describe() {
@@ -52,4 +55,17 @@ pub fn describe() {
     );
     describe_counter!(DNS_LOOKUPS, "Upstream DNS lookups by result.");
     describe_gauge!(ROUTES, "Routes in the live table.");
+    describe_counter!(
+        RELOADS,
+        "Configuration reload attempts by result (ok, error, unchanged)."
+    );
+    describe_gauge!(
+        CONFIG_GENERATION,
+        "Generation of the live configuration (1 at start, +1 per successful reload)."
+    );
+    describe_gauge!(
+        CONFIG_LAST_SUCCESS,
+        Unit::Seconds,
+        "Unix time of the last successful configuration load."
+    );
 }

@@ -8,15 +8,16 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Notify};
+use tokio::sync::{mpsc, watch, Notify};
 
-use crate::accept::{self, ListenerCtx};
-use crate::config::{Config, Defaults, Limits, Timeouts};
+use crate::config::{Config, Defaults, Limits, LogConfig, Timeouts};
+use crate::listeners::{Listeners, Plan};
+use crate::reload::{Reloader, Source, Status};
 use crate::resolve::Resolver;
 use crate::route::RouteTable;
 
@@ -28,7 +29,25 @@ pub struct State {
     pub timeouts: Timeouts,
     pub limits: Limits,
     pub defaults: Defaults,
+    pub log: LogConfig,
+    /// [`Config::content_hash`] of the configuration this state came from.
+    pub config_hash: u64,
     pub generation: u64,
+}
+
+impl State {
+    /// The state for `config` with its compiled `routes`.
+    pub fn new(config: &Config, routes: RouteTable, generation: u64) -> State {
+        State {
+            routes,
+            timeouts: config.timeouts.clone(),
+            limits: config.limits.clone(),
+            defaults: config.defaults.clone(),
+            log: config.log.clone(),
+            config_hash: config.content_hash,
+            generation,
+        }
+    }
 }
 
 /// State shared by every task of the proxy.
@@ -43,6 +62,18 @@ pub struct Shared {
     pub ready: AtomicBool,
     pub draining: AtomicBool,
     pub generation: AtomicU64,
+    /// The latest reload's result; `subscribe()` to wait for one.
+    pub reload: watch::Sender<Status>,
+    /// Asks the reloader for a reload now (SIGHUP).
+    pub reload_requested: Notify,
+}
+
+impl Shared {
+    /// Requests a reload (what SIGHUP does); the result is published on
+    /// [`Shared::reload`].
+    pub fn request_reload(&self) {
+        self.reload_requested.notify_one();
+    }
 }
 
 /// Counts one live connection; enforces `limits.max_connections`.
@@ -78,8 +109,9 @@ impl Drop for ActiveGuard {
 /// A bound, not yet running proxy.
 pub struct Server {
     shared: Arc<Shared>,
-    listeners: Vec<(TcpListener, Arc<ListenerCtx>)>,
+    listeners: Plan,
     admin: Option<TcpListener>,
+    source: Source,
 }
 
 impl Server {
@@ -88,25 +120,9 @@ impl Server {
         let resolver = Arc::new(Resolver::default());
         let routes = RouteTable::build(&config.routes, &config.defaults, &resolver)
             .context("building the route table")?;
-        metrics::gauge!(crate::metrics::ROUTES).set(routes.len() as f64);
-        let state = State {
-            routes,
-            timeouts: config.timeouts.clone(),
-            limits: config.limits.clone(),
-            defaults: config.defaults.clone(),
-            generation: 1,
-        };
-        let mut listeners = Vec::new();
-        for lc in &config.listeners {
-            let listener = accept::bind(lc)
-                .with_context(|| format!("listener {:?}: cannot bind {}", lc.name, lc.address))?;
-            let ctx = Arc::new(ListenerCtx {
-                name: lc.name.as_str().into(),
-                config: lc.clone(),
-                bound: listener.local_addr()?,
-            });
-            listeners.push((listener, ctx));
-        }
+        crate::reload::record_success(&config, routes.len(), 1);
+        let state = State::new(&config, routes, 1);
+        let listeners = Listeners::default().prepare(&config.listeners)?;
         let admin = match &config.admin {
             Some(a) => Some(
                 TcpListener::bind(a.address)
@@ -123,20 +139,20 @@ impl Server {
             ready: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             generation: AtomicU64::new(1),
+            reload: watch::Sender::new(Status::startup(config.content_hash)),
+            reload_requested: Notify::new(),
         });
         Ok(Server {
             shared,
             listeners,
             admin,
+            source: Source::of(&config),
         })
     }
 
     /// Bound listener addresses by name (port 0 in the config resolves here).
     pub fn listener_addrs(&self) -> Vec<(String, SocketAddr)> {
-        self.listeners
-            .iter()
-            .filter_map(|(l, ctx)| Some((ctx.name.to_string(), l.local_addr().ok()?)))
-            .collect()
+        self.listeners.new_addrs()
     }
 
     pub fn admin_addr(&self) -> Option<SocketAddr> {
@@ -151,10 +167,10 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let Server {
             shared,
-            listeners,
+            listeners: plan,
             admin,
+            source,
         } = self;
-        let (stop_tx, stop_rx) = watch::channel(false);
         let resolver = tokio::spawn(shared.resolver.clone().run());
         let upkeep = tokio::spawn(async {
             let mut every = tokio::time::interval(crate::telemetry::UPKEEP_EVERY);
@@ -166,25 +182,23 @@ impl Server {
         let admin_task = admin.map(|l| tokio::spawn(crate::admin::serve(l, shared.clone())));
         // Listeners are bound and routes loaded (both in `bind`): ready. Set
         // before the "listening" lines, which tell watchers we are up.
+        // Watches are in place before "listening" is logged: a change made
+        // by anyone who waited for that line is seen.
+        let listeners = Arc::new(Mutex::new(Listeners::default()));
+        let (hints_tx, hints) = mpsc::channel(1);
+        let reloader = Reloader::new(shared.clone(), listeners.clone(), source, hints_tx);
         shared.ready.store(true, Ordering::Release);
-        let mut accepting = Vec::new();
-        for (listener, ctx) in listeners {
-            if let Ok(addr) = listener.local_addr() {
-                tracing::info!(listener = %ctx.name, address = %addr, "listening");
-            }
-            accepting.push(tokio::spawn(accept::run(
-                listener,
-                ctx,
-                shared.clone(),
-                stop_rx.clone(),
-            )));
-        }
+        lock(&listeners).apply(plan, &shared);
+        let reloading = tokio::spawn(reloader.run(hints));
         shutdown.await;
 
-        // Not ready first, so load balancers stop sending; then stop accepting.
+        // Not ready first, so load balancers stop sending; no reload may
+        // open listeners any more; then stop accepting.
         shared.ready.store(false, Ordering::Release);
         shared.draining.store(true, Ordering::Release);
-        let _ = stop_tx.send(true);
+        reloading.abort();
+        let _ = reloading.await;
+        let accepting = lock(&listeners).stop_all();
         for task in accepting {
             let _ = task.await;
         }
@@ -217,4 +231,10 @@ impl Server {
         }
         Ok(())
     }
+}
+
+/// The listener set's lock; a panic elsewhere while holding it leaves the
+/// set consistent (every change is a plain push/drain), so poison is ignored.
+pub(crate) fn lock(listeners: &Mutex<Listeners>) -> std::sync::MutexGuard<'_, Listeners> {
+    listeners.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -4,6 +4,9 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{reload, EnvFilter, Registry};
 
 /// Latency buckets in seconds: from sub-millisecond loopback to the 5 s default deadline.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -34,18 +37,51 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
 
 /// The Prometheus text exposition of every metric.
 pub fn render_metrics() -> String {
-    metrics_handle().render()
+    let handle = metrics_handle();
+    process_collector().collect();
+    handle.render()
 }
 
-/// JSON lines on stdout; level from `RUST_LOG`, default `info`.
+/// Process metrics (CPU seconds, RSS, open fds…), refreshed on each scrape.
+fn process_collector() -> &'static metrics_process::Collector {
+    static COLLECTOR: OnceLock<metrics_process::Collector> = OnceLock::new();
+    COLLECTOR.get_or_init(|| {
+        let c = metrics_process::Collector::default();
+        c.describe();
+        c
+    })
+}
+
+/// Swaps the log filter when the config's `log.level` changes.
+static LEVEL: OnceLock<reload::Handle<EnvFilter, Registry>> = OnceLock::new();
+
+/// JSON lines on stdout; level from `RUST_LOG`, else `info` until the
+/// configuration's `log.level` is applied with [`set_level`].
 pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let from_env = EnvFilter::try_from_default_env().ok();
+    let fixed = from_env.is_some();
+    let (filter, handle) = reload::Layer::new(from_env.unwrap_or_else(|| EnvFilter::new("info")));
+    let json = tracing_subscriber::fmt::layer()
         .json()
         .flatten_event(true)
         .with_current_span(false)
-        .with_env_filter(filter)
-        .with_writer(std::io::stdout)
-        .try_init();
+        .with_span_list(false)
+        .with_writer(std::io::stdout);
+    if tracing_subscriber::registry()
+        .with(filter)
+        .with(json)
+        .try_init()
+        .is_ok()
+        && !fixed
+    {
+        let _ = LEVEL.set(handle);
+    }
+}
+
+/// Applies `level` (a filter directive, validated by config) unless
+/// `RUST_LOG` set the level at start.
+pub fn set_level(level: &str) {
+    if let (Some(handle), Ok(filter)) = (LEVEL.get(), EnvFilter::builder().parse(level)) {
+        let _ = handle.reload(filter);
+    }
 }

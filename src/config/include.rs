@@ -6,6 +6,7 @@
 //! (and `..2026_…/`), reached through top-level symlinks.
 
 use std::fs;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -57,4 +58,30 @@ pub(crate) fn files(entry: &Path) -> Result<Vec<PathBuf>, String> {
     }
     out.sort();
     Ok(out)
+}
+
+/// Hashes what a load read, in the order it read it (SipHash with fixed
+/// keys: stable within a process, which is all change detection needs).
+pub(crate) struct Fingerprint(DefaultHasher);
+
+impl Fingerprint {
+    pub fn new(main: &str) -> Self {
+        let mut h = DefaultHasher::new();
+        main.hash(&mut h);
+        Fingerprint(h)
+    }
+
+    /// One include entry's expansion (file names, or why it failed).
+    pub fn files(&mut self, files: &Result<Vec<PathBuf>, String>) {
+        files.hash(&mut self.0);
+    }
+
+    /// One included file's text (or why it could not be read).
+    pub fn text(&mut self, text: &Result<String, String>) {
+        text.hash(&mut self.0);
+    }
+
+    pub fn finish(&self) -> u64 {
+        self.0.finish()
+    }
 }

@@ -35,6 +35,42 @@ pub struct Config {
     /// relative to the config file's directory.
     pub includes: Vec<PathBuf>,
     pub discovery: Discovery,
+    pub log: LogConfig,
+    /// Hash over the text of every file read (main file, then each included
+    /// file with its path): equal hashes mean an identical configuration.
+    pub content_hash: u64,
+}
+
+/// `log:` section: access-log format and sampling, log level.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogConfig {
+    pub access: AccessLogFormat,
+    /// Fraction of relayed connections logged (0.0..=1.0); refusals are
+    /// always logged, since they are what an operator debugs.
+    pub sample: f64,
+    /// `tracing` filter directive used unless `RUST_LOG` is set.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            access: AccessLogFormat::Json,
+            sample: 1.0,
+            level: "info".to_owned(),
+        }
+    }
+}
+
+/// How access-log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AccessLogFormat {
+    /// One structured event per connection (a JSON line, like every log line).
+    #[default]
+    Json,
+    /// One event whose message is a single human-readable line.
+    Text,
+    Off,
 }
 
 #[derive(Debug, Clone)]
@@ -178,13 +214,18 @@ pub fn from_str(text: &str, path: &std::path::Path) -> anyhow::Result<Config> {
     let raw: raw::RawConfig = raw::parse(text, &file).map_err(anyhow::Error::msg)?;
     let mut errs = Errors::default();
     let (mut config, entries) = validate::config(raw, path, &mut errs);
+    let mut hash = include::Fingerprint::new(text);
     for entry in &entries {
-        match include::files(&entry.path) {
+        let files = include::files(&entry.path);
+        hash.files(&files);
+        match files {
             Err(e) => errs.add(&file, Some(&entry.at), "include", e),
             Ok(files) => {
                 for f in files {
                     let source = f.display().to_string();
-                    match include::read(&f) {
+                    let text = include::read(&f);
+                    hash.text(&text);
+                    match text {
                         Ok(text) => config
                             .routes
                             .extend(routes_from_text(&text, &source, &mut errs)),
@@ -194,10 +235,28 @@ pub fn from_str(text: &str, path: &std::path::Path) -> anyhow::Result<Config> {
             }
         }
     }
+    config.content_hash = hash.finish();
     for e in crate::route::duplicate_claims(&config.routes) {
         errs.push(e.to_string());
     }
     errs.finish(config)
+}
+
+/// The [`Config::content_hash`] that loading `path` now would produce, as
+/// long as its `include` entries are still `includes` (true whenever the
+/// main file is unchanged, the case this is for): lets a reload skip parsing
+/// when nothing changed.
+pub fn fingerprint(path: &std::path::Path, includes: &[PathBuf]) -> Result<u64, String> {
+    let text = include::read(path)?;
+    let mut hash = include::Fingerprint::new(&text);
+    for entry in includes {
+        let files = include::files(entry);
+        hash.files(&files);
+        for f in files.iter().flatten() {
+            hash.text(&include::read(f));
+        }
+    }
+    Ok(hash.finish())
 }
 
 /// Parses and validates one route file (`routes: [...]`, nothing else), as

@@ -8,7 +8,7 @@ use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use super::{ProxyInMode, ProxyVersion};
+use super::{AccessLogFormat, ProxyInMode, ProxyVersion};
 
 pub(crate) type S<T> = Spanned<T>;
 
@@ -31,6 +31,16 @@ pub(crate) struct RawConfig {
     pub include: Vec<S<String>>,
     #[serde(default, deserialize_with = "nullable")]
     pub discovery: RawDiscovery,
+    #[serde(default, deserialize_with = "nullable")]
+    pub log: RawLog,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLog {
+    pub access: Option<AccessLogFormat>,
+    pub sample: Option<S<f64>>,
+    pub level: Option<S<String>>,
 }
 
 /// An included route file: exactly `routes: [...]`.
@@ -198,6 +208,12 @@ keyword_enum!(ProxyVersion, "one of off, v1, v2", {
     "off" => ProxyVersion::Off,
     "v1" => ProxyVersion::V1,
     "v2" => ProxyVersion::V2,
+});
+
+keyword_enum!(AccessLogFormat, "one of json, text, off", {
+    "json" => AccessLogFormat::Json,
+    "text" => AccessLogFormat::Text,
+    "off" => AccessLogFormat::Off,
 });
 
 /// Parses `text` as `T`; errors read `file:line: message`.

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::fmt::Write;
 
-use super::{Config, ProxyInMode, ProxyVersion};
+use super::{AccessLogFormat, Config, ProxyInMode, ProxyVersion};
 
 /// A multi-line description of `config`: listeners, admin, timeouts, limits,
 /// defaults, route counts per source, includes and discovery.
@@ -98,6 +98,16 @@ fn write_summary(out: &mut String, c: &Config) -> std::fmt::Result {
             writeln!(out, "  {}", i.display())?;
         }
     }
+    let access = match c.log.access {
+        AccessLogFormat::Json => "json",
+        AccessLogFormat::Text => "text",
+        AccessLogFormat::Off => "off",
+    };
+    writeln!(
+        out,
+        "log: access {access}, sample {} (refusals always), level {:?} (unless RUST_LOG is set)",
+        c.log.sample, c.log.level
+    )?;
     let k = &c.discovery.kubernetes;
     if k.enabled {
         let ns = if k.namespaces.is_empty() {

@@ -774,3 +774,74 @@ fn empty_sections_mean_defaults() {
     let e = error("listeners:\n");
     assert_eq!(e, "cfg.yaml: listeners: at least one listener is required");
 }
+
+#[test]
+fn log_section() {
+    let c = parse(LISTENER).unwrap();
+    assert_eq!(c.log, LogConfig::default());
+    let c = parse(&with_listener(
+        "log:\n  access: text\n  sample: 0.25\n  level: \"warn,access=info\"\n",
+    ))
+    .unwrap();
+    assert_eq!(c.log.access, AccessLogFormat::Text);
+    assert_eq!(c.log.sample, 0.25);
+    assert_eq!(c.log.level, "warn,access=info");
+    // A plain `off` is YAML 1.1's false: still the keyword.
+    let c = parse(&with_listener("log:\n  access: off\n")).unwrap();
+    assert_eq!(c.log.access, AccessLogFormat::Off);
+    assert_contains(
+        &error(&with_listener("log:\n  sample: 1.5\n")),
+        &["cfg.yaml:5:", "log.sample", "1.5"],
+    );
+    assert_contains(
+        &error(&with_listener("log:\n  level: \"info,=[\"\n")),
+        &["cfg.yaml:5:", "log.level"],
+    );
+    assert_contains(
+        &error(&with_listener("log:\n  access: xml\n")),
+        &["json, text, off"],
+    );
+    assert_contains(
+        &error(&with_listener("log:\n  format: json\n")),
+        &["format"],
+    );
+    assert!(summary(&parse(LISTENER).unwrap()).contains("log: access json, sample 1"));
+}
+
+#[test]
+fn content_hash_follows_every_file_and_fingerprint_matches_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fs::create_dir(d.join("routes.d")).unwrap();
+    fs::write(
+        d.join("routes.d/a.yaml"),
+        "routes:\n  - sni: a.test\n    upstream: up\n",
+    )
+    .unwrap();
+    let main = d.join("config.yaml");
+    fs::write(&main, with_listener("include: [routes.d]\n")).unwrap();
+    let first = load(&main).unwrap();
+    assert_eq!(fingerprint(&main, &first.includes), Ok(first.content_hash));
+    // A new file in an included directory changes the hash.
+    fs::write(
+        d.join("routes.d/b.yaml"),
+        "routes:\n  - sni: b.test\n    upstream: up\n",
+    )
+    .unwrap();
+    let second = load(&main).unwrap();
+    assert_ne!(second.content_hash, first.content_hash);
+    assert_eq!(
+        fingerprint(&main, &second.includes),
+        Ok(second.content_hash)
+    );
+    // An edit to one included file too.
+    fs::write(
+        d.join("routes.d/b.yaml"),
+        "routes:\n  - sni: c.test\n    upstream: up\n",
+    )
+    .unwrap();
+    assert_ne!(
+        fingerprint(&main, &second.includes),
+        Ok(second.content_hash)
+    );
+}

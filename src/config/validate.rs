@@ -11,7 +11,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde_saphyr::Location;
 
-use super::raw::{RawConfig, RawListener, S};
+use super::raw::{RawConfig, RawListener, RawLog, S};
 use super::*;
 use crate::route::check_name;
 
@@ -153,6 +153,7 @@ pub(crate) fn config(
     }
 
     let discovery = discovery(raw.discovery, file, errs);
+    let log = log(raw.log, file, errs);
 
     let config = Config {
         path: path.to_path_buf(),
@@ -164,8 +165,44 @@ pub(crate) fn config(
         routes,
         includes: entries.iter().map(|e| e.path.clone()).collect(),
         discovery,
+        log,
+        content_hash: 0,
     };
     (config, entries)
+}
+
+fn log(raw: RawLog, file: &str, errs: &mut Errors) -> LogConfig {
+    let mut log = LogConfig::default();
+    if let Some(access) = raw.access {
+        log.access = access;
+    }
+    if let Some(sample) = raw.sample {
+        if (0.0..=1.0).contains(&sample.value) {
+            log.sample = sample.value;
+        } else {
+            errs.add(
+                file,
+                Some(&sample.referenced),
+                "log.sample",
+                format!("{} is not between 0.0 and 1.0", sample.value),
+            );
+        }
+    }
+    if let Some(level) = raw.level {
+        match tracing_subscriber::EnvFilter::builder().parse(&level.value) {
+            Ok(_) => log.level = level.value,
+            Err(e) => errs.add(
+                file,
+                Some(&level.referenced),
+                "log.level",
+                format!(
+                    "invalid filter {:?}: {e} (e.g. info, debug, warn,access=off)",
+                    level.value
+                ),
+            ),
+        }
+    }
+    log
 }
 
 fn listener(

@@ -27,6 +27,8 @@ pub struct Proxy {
     lines: mpsc::Receiver<serde_json::Value>,
     /// Lines already read while waiting for another one.
     seen: Vec<serde_json::Value>,
+    /// The config file the proxy runs on (tests rewrite it to reload).
+    pub config: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -41,7 +43,15 @@ impl Proxy {
     }
 
     pub fn start_file(path: &std::path::Path, dir: tempfile::TempDir) -> Proxy {
-        Self::spawn(path, dir, None)
+        Self::spawn(path, dir, None, true)
+    }
+
+    /// Like [`Proxy::start`] without `RUST_LOG`, so the config's `log.level` rules.
+    pub fn start_config_level(yaml: &str) -> Proxy {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        Self::spawn(&path, dir, None, false)
     }
 
     /// Starts the proxy with RLIMIT_NOFILE set to `max_fds`, to provoke EMFILE.
@@ -49,10 +59,15 @@ impl Proxy {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.yaml");
         std::fs::write(&path, yaml).unwrap();
-        Self::spawn(&path, dir, Some(max_fds))
+        Self::spawn(&path, dir, Some(max_fds), true)
     }
 
-    fn spawn(path: &std::path::Path, dir: tempfile::TempDir, max_fds: Option<u64>) -> Proxy {
+    fn spawn(
+        path: &std::path::Path,
+        dir: tempfile::TempDir,
+        max_fds: Option<u64>,
+        rust_log: bool,
+    ) -> Proxy {
         let expected_listeners = yaml_listener_count(&std::fs::read_to_string(path).unwrap());
         let wants_admin = std::fs::read_to_string(path).unwrap().contains("admin:");
         let mut command = Command::new(env!("CARGO_BIN_EXE_ch-edge-proxy"));
@@ -62,6 +77,9 @@ impl Proxy {
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
+        if !rust_log {
+            command.env_remove("RUST_LOG");
+        }
         if let Some(max) = max_fds {
             use std::os::unix::process::CommandExt;
             // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child here.
@@ -100,6 +118,7 @@ impl Proxy {
             admin: None,
             lines: rx,
             seen: Vec::new(),
+            config: path.to_path_buf(),
             _dir: dir,
         };
         let deadline = Instant::now() + WAIT;
@@ -145,6 +164,16 @@ impl Proxy {
             }
             self.seen.push(line);
         }
+    }
+
+    /// How many lines already read (while waiting for others) match `pred`.
+    pub fn seen_count(&self, pred: impl Fn(&serde_json::Value) -> bool) -> usize {
+        self.seen.iter().filter(|l| pred(l)).count()
+    }
+
+    /// The next `reload` log line with `result` (ok, error, unchanged).
+    pub fn wait_reload(&mut self, result: &str) -> serde_json::Value {
+        self.wait_log(|l| l["message"] == "reload" && l["result"] == result)
     }
 
     /// The next access-log line (one per connection).
@@ -209,6 +238,14 @@ fn yaml_listener_count(yaml: &str) -> usize {
     } else {
         total
     }
+}
+
+/// Replaces `path` atomically (write a sibling, rename over), as editors
+/// and config management do, so a watcher never sees a half-written file.
+pub fn write_atomic(path: &std::path::Path, text: &str) {
+    let tmp = path.with_extension("tmp~");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
 }
 
 /// Minimal HTTP/1.0 GET (the admin endpoint is ours; no client crate needed).

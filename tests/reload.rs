@@ -1,0 +1,404 @@
+//! Hot reload through the real binary: every wait is on the proxy's own
+//! `reload` / `listening` log lines, never on time.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use support::peers::{client_hello, RawBackend};
+use support::*;
+
+const NATIVE: &str = "  - name: native\n    address: \"127.0.0.1:0\"\n    upstream_port: 9440\n";
+
+fn config(routes: &[(&str, SocketAddr)]) -> String {
+    let mut out = format!("listeners:\n{NATIVE}admin:\n  address: \"127.0.0.1:0\"\nroutes:\n");
+    for (sni, upstream) in routes {
+        out.push_str(&format!("  - sni: {sni}\n    upstream: \"{upstream}\"\n"));
+    }
+    out
+}
+
+/// Sends a ClientHello for `sni`: true when the echo backend sent it back
+/// (routed), false when the proxy refused and closed.
+async fn routed(addr: SocketAddr, sni: &str) -> bool {
+    let hello = client_hello(sni);
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(&hello).await.unwrap();
+    let mut back = vec![0u8; hello.len()];
+    let read = tokio::time::timeout(WAIT, tcp.read_exact(&mut back))
+        .await
+        .expect("an answer in time");
+    read.is_ok() && back == hello
+}
+
+fn routes_json(proxy: &Proxy) -> Value {
+    let (status, body) = proxy.admin_get("/routes");
+    assert_eq!(status, 200);
+    serde_json::from_str(&body).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_file_goes_live_and_a_bad_one_is_refused() {
+    let backend = RawBackend::start(false).await;
+    let mut proxy = Proxy::start(&config(&[("a.test", backend.addr)]));
+    let addr = proxy.addr("native");
+    let path = proxy.config.clone();
+    assert!(!routed(addr, "b.test").await);
+
+    write_atomic(
+        &path,
+        &config(&[("a.test", backend.addr), ("b.test", backend.addr)]),
+    );
+    let line = proxy.wait_reload("ok");
+    assert_eq!(line["generation"], 2, "{line}");
+    assert_eq!(line["trigger"], "watch", "{line}");
+    assert_eq!(line["routes"], 2, "{line}");
+    assert!(routed(addr, "b.test").await);
+    let good_hash = routes_json(&proxy)["config_hash"].clone();
+
+    // Refused as a whole: c.test is not added, the running table stays.
+    let bad = format!(
+        "{}    allow: [\"10.0.0.0/33\"]\n",
+        config(&[
+            ("a.test", backend.addr),
+            ("b.test", backend.addr),
+            ("c.test", backend.addr)
+        ])
+    );
+    write_atomic(&path, &bad);
+    let line = proxy.wait_reload("error");
+    let error = line["error"].as_str().unwrap();
+    assert!(
+        error.contains("config.yaml:") && error.contains("\"10.0.0.0/33\""),
+        "{error}"
+    );
+    assert_eq!(line["generation"], 2, "{line}");
+    assert!(routed(addr, "a.test").await);
+    assert!(routed(addr, "b.test").await);
+    assert!(!routed(addr, "c.test").await);
+
+    let routes = routes_json(&proxy);
+    assert_eq!(routes["generation"], 2, "{routes}");
+    assert_eq!(routes["route_count"], 2, "{routes}");
+    assert_eq!(routes["config_hash"], good_hash, "{routes}");
+    assert_eq!(routes["last_reload"]["result"], "error", "{routes}");
+    assert!(
+        routes["last_error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("10.0.0.0/33")),
+        "{routes}"
+    );
+    assert!(routes["routes"][0]["source"]
+        .as_str()
+        .is_some_and(|s| s.ends_with("config.yaml")));
+
+    let (_, m) = proxy.admin_get("/metrics");
+    let reloads = |result: &str| {
+        metric(
+            &m,
+            "ch_edge_proxy_reloads_total",
+            &[&format!("result=\"{result}\"")],
+        )
+    };
+    assert_eq!(reloads("ok"), 1.0, "{m}");
+    assert_eq!(reloads("error"), 1.0, "{m}");
+    assert_eq!(metric(&m, "ch_edge_proxy_config_generation", &[]), 2.0);
+    assert_eq!(metric(&m, "ch_edge_proxy_routes", &[]), 2.0);
+    assert!(
+        metric(
+            &m,
+            "ch_edge_proxy_config_last_success_timestamp_seconds",
+            &[]
+        ) > 1.7e9,
+        "{m}"
+    );
+    assert!(
+        metric(&m, "process_resident_memory_bytes", &[]) > 0.0,
+        "{m}"
+    );
+    assert!(metric(&m, "process_open_fds", &[]) > 0.0, "{m}");
+    assert!(m.contains("process_cpu_seconds_total"), "{m}");
+
+    // Fixing the file makes it live again; the error stays visible as history.
+    write_atomic(
+        &path,
+        &config(&[
+            ("a.test", backend.addr),
+            ("b.test", backend.addr),
+            ("c.test", backend.addr),
+        ]),
+    );
+    assert_eq!(proxy.wait_reload("ok")["generation"], 3);
+    assert!(routed(addr, "c.test").await);
+    let routes = routes_json(&proxy);
+    assert_eq!(routes["last_reload"]["result"], "ok", "{routes}");
+    assert!(!routes["last_error"].is_null(), "{routes}");
+}
+
+/// Publishes `routes` the way kubelet updates a ConfigMap volume: a new
+/// timestamped directory, a `..data_tmp` symlink to it renamed over
+/// `..data`, the old directory removed; keys are symlinks through `..data`.
+fn configmap_publish(cm: &Path, stamp: &str, routes: &str) {
+    configmap_publish_key(cm, stamp, "routes.yaml", routes);
+}
+
+fn configmap_publish_key(cm: &Path, stamp: &str, key: &str, text: &str) {
+    use std::os::unix::fs::symlink;
+    let real = cm.join(stamp);
+    std::fs::create_dir(&real).unwrap();
+    std::fs::write(real.join(key), text).unwrap();
+    let old = std::fs::read_link(cm.join("..data")).ok();
+    symlink(stamp, cm.join("..data_tmp")).unwrap();
+    std::fs::rename(cm.join("..data_tmp"), cm.join("..data")).unwrap();
+    let link = cm.join(key);
+    if std::fs::symlink_metadata(&link).is_err() {
+        symlink(format!("..data/{key}"), &link).unwrap();
+    }
+    if let Some(old) = old {
+        std::fs::remove_dir_all(cm.join(old)).unwrap();
+    }
+}
+
+fn route_file(sni: &str, upstream: SocketAddr) -> String {
+    format!("routes:\n  - sni: {sni}\n    upstream: \"{upstream}\"\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubernetes_configmap_symlink_swaps_are_picked_up() {
+    let backend = RawBackend::start(false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cm = dir.path().join("routes.d");
+    std::fs::create_dir(&cm).unwrap();
+    configmap_publish(
+        &cm,
+        "..2026_11_22_03_00_00.000000001",
+        &route_file("a.test", backend.addr),
+    );
+    let path = dir.path().join("config.yaml");
+    std::fs::write(
+        &path,
+        format!("listeners:\n{NATIVE}include: [\"routes.d\"]\n"),
+    )
+    .unwrap();
+    let mut proxy = Proxy::start_file(&path, dir);
+    let addr = proxy.addr("native");
+    assert!(routed(addr, "a.test").await);
+
+    // No event names routes.yaml here; only the directory sees the swap.
+    configmap_publish(
+        &cm,
+        "..2026_11_22_03_00_01.000000002",
+        &route_file("b.test", backend.addr),
+    );
+    assert_eq!(proxy.wait_reload("ok")["generation"], 2);
+    assert!(routed(addr, "b.test").await);
+    assert!(!routed(addr, "a.test").await);
+
+    // A second swap: the watch outlived the first one.
+    configmap_publish(
+        &cm,
+        "..2026_11_22_03_00_02.000000003",
+        &route_file("c.test", backend.addr),
+    );
+    assert_eq!(proxy.wait_reload("ok")["generation"], 3);
+    assert!(routed(addr, "c.test").await);
+    assert!(!routed(addr, "b.test").await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_main_config_mounted_from_a_configmap_is_reloaded() {
+    let backend = RawBackend::start(false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cm = dir.path().join("etc");
+    std::fs::create_dir(&cm).unwrap();
+    configmap_publish_key(
+        &cm,
+        "..2026_11_22_03_00_00.000000001",
+        "config.yaml",
+        &config(&[("a.test", backend.addr)]),
+    );
+    let path = cm.join("config.yaml");
+    let mut proxy = Proxy::start_file(&path, dir);
+    configmap_publish_key(
+        &cm,
+        "..2026_11_22_03_00_01.000000002",
+        "config.yaml",
+        &config(&[("b.test", backend.addr)]),
+    );
+    assert_eq!(proxy.wait_reload("ok")["generation"], 2);
+    let addr = proxy.addr("native");
+    assert!(routed(addr, "b.test").await);
+    assert!(!routed(addr, "a.test").await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_connection_survives_a_reload_that_removes_its_route() {
+    let backend = RawBackend::start(false).await;
+    let mut proxy = Proxy::start(&config(&[("a.test", backend.addr)]));
+    let addr = proxy.addr("native");
+    let hello = client_hello("a.test");
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(&hello).await.unwrap();
+    let mut back = vec![0u8; hello.len()];
+    tcp.read_exact(&mut back).await.unwrap();
+
+    write_atomic(&proxy.config.clone(), &config(&[("b.test", backend.addr)]));
+    proxy.wait_reload("ok");
+    assert!(
+        !routed(addr, "a.test").await,
+        "new connections see the new table"
+    );
+
+    tcp.write_all(b"still here").await.unwrap();
+    let mut more = [0u8; 10];
+    tokio::time::timeout(WAIT, tcp.read_exact(&mut more))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&more, b"still here");
+    drop(tcp);
+    let line = proxy.wait_log(|l| l["target"] == "access" && l["route"] == "a.test");
+    assert_eq!(line["outcome"], "relayed", "{line}");
+    assert_eq!(
+        line["bytes_from_client"].as_u64(),
+        Some(hello.len() as u64 + 10)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads() {
+    let backend = RawBackend::start(false).await;
+    let mut proxy = Proxy::start(&config(&[("a.test", backend.addr)]));
+    proxy.signal("HUP");
+    let line = proxy.wait_reload("unchanged");
+    assert_eq!(line["trigger"], "signal", "{line}");
+    assert_eq!(line["generation"], 1, "{line}");
+    // Still alive and serving (SIGHUP's default action would have killed it).
+    assert_eq!(proxy.admin_get("/healthz").0, 200);
+    assert!(routed(proxy.addr("native"), "a.test").await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_adds_removes_and_updates_listeners() {
+    let one = RawBackend::start(false).await;
+    let two = RawBackend::start(false).await;
+    let listeners = |native_port: u16, other: &str| {
+        format!(
+            "listeners:\n  - name: native\n    address: \"127.0.0.1:0\"\n    upstream_port: {native_port}\n{other}\
+             routes:\n  - sni: a.test\n    upstream: \"127.0.0.1\"\n"
+        )
+    };
+    let legacy = format!(
+        "  - name: legacy\n    address: \"127.0.0.1:0\"\n    upstream_port: {}\n",
+        one.addr.port()
+    );
+    let extra = format!(
+        "  - name: extra\n    address: \"127.0.0.1:0\"\n    upstream_port: {}\n",
+        one.addr.port()
+    );
+    let mut proxy = Proxy::start(&listeners(one.addr.port(), &legacy));
+    let native = proxy.addr("native");
+    let legacy_addr = proxy.addr("legacy");
+    assert!(routed(native, "a.test").await);
+    assert_eq!(proxy.access()["upstream"], one.addr.to_string());
+
+    // native: same address, new upstream_port; legacy: gone; extra: new.
+    write_atomic(&proxy.config.clone(), &listeners(two.addr.port(), &extra));
+    let opened = proxy.wait_log(|l| l["message"] == "listening");
+    assert_eq!(opened["listener"], "extra", "{opened}");
+    let extra_addr: SocketAddr = opened["address"].as_str().unwrap().parse().unwrap();
+    proxy.wait_reload("ok");
+    proxy.wait_log(|l| l["message"] == "listener stopped accepting" && l["listener"] == "legacy");
+
+    // The kept socket (same port) now sends to the new upstream port.
+    assert!(routed(native, "a.test").await);
+    let line = proxy.access();
+    assert_eq!(line["listener"], "native", "{line}");
+    assert_eq!(line["upstream"], two.addr.to_string(), "{line}");
+    assert!(routed(extra_addr, "a.test").await);
+    let line = proxy.access();
+    assert_eq!(line["listener"], "extra", "{line}");
+    assert_eq!(line["upstream"], one.addr.to_string(), "{line}");
+    assert!(TcpStream::connect(legacy_addr).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_that_cannot_bind_refuses_the_reload() {
+    let backend = RawBackend::start(false).await;
+    let mut proxy = Proxy::start(&config(&[("a.test", backend.addr)]));
+    // Port held by the backend: binding it must fail.
+    let taken = format!("  - name: clash\n    address: \"{}\"\n", backend.addr);
+    let yaml = config(&[("b.test", backend.addr)]).replace(NATIVE, &format!("{NATIVE}{taken}"));
+    write_atomic(&proxy.config.clone(), &yaml);
+    let line = proxy.wait_reload("error");
+    assert!(line["error"].as_str().unwrap().contains("clash"), "{line}");
+    // Nothing of the refused config applied, routes included.
+    assert!(routed(proxy.addr("native"), "a.test").await);
+    assert!(!routed(proxy.addr("native"), "b.test").await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_connection_fails_across_100_reloads() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let backend = RawBackend::start(false).await;
+    let mut proxy = Proxy::start(&config(&[("a.test", backend.addr)]));
+    let addr = proxy.addr("native");
+    let stop = Arc::new(AtomicBool::new(false));
+    let client = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            let (mut ok, mut failed) = (0u32, 0u32);
+            // At least a few connections, however fast the reloads go.
+            while !stop.load(Ordering::Acquire) || ok + failed < 10 {
+                let hello = client_hello("a.test");
+                let attempt = async {
+                    let mut tcp = TcpStream::connect(addr).await?;
+                    tcp.write_all(&hello).await?;
+                    let mut back = vec![0u8; hello.len()];
+                    tcp.read_exact(&mut back).await?;
+                    std::io::Result::Ok(back == hello)
+                };
+                match tokio::time::timeout(WAIT, attempt).await {
+                    Ok(Ok(true)) => ok += 1,
+                    _ => failed += 1,
+                }
+            }
+            (ok, failed)
+        }
+    });
+    let path = proxy.config.clone();
+    for i in 0..100u64 {
+        let extra = format!("r{i}.test");
+        write_atomic(
+            &path,
+            &config(&[("a.test", backend.addr), (&extra, backend.addr)]),
+        );
+        let line = proxy.wait_reload("ok");
+        assert_eq!(line["generation"], i + 2, "{line}");
+    }
+    stop.store(true, Ordering::Release);
+    let (ok, failed) = client.await.unwrap();
+    assert_eq!(failed, 0, "{failed} of {} connections failed", ok + failed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_level_comes_from_the_config_without_rust_log() {
+    let backend = RawBackend::start(false).await;
+    let mut proxy = Proxy::start_config_level(&format!(
+        "{}log:\n  level: \"info,ch_edge_proxy::reload=debug\"\n",
+        config(&[("a.test", backend.addr)])
+    ));
+    // A YAML file the config does not include: a watch hint that changes
+    // nothing, reported at debug level only.
+    let other = proxy.config.with_file_name("other.yaml");
+    write_atomic(&other, "routes: []\n");
+    let line = proxy.wait_reload("unchanged");
+    assert_eq!(line["level"], "DEBUG", "{line}");
+    assert_eq!(line["trigger"], "watch", "{line}");
+}
