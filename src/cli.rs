@@ -27,4 +27,25 @@ pub enum Command {
         #[arg(long, default_value = "config/ch-edge-proxy.yaml")]
         config: PathBuf,
     },
+    /// Generate route files.
+    Routes {
+        #[command(subcommand)]
+        command: RoutesCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RoutesCommand {
+    /// Print a routes file (`routes: [...]`) for every ClickHouseInstallation in FILEs.
+    FromChi {
+        /// Domain under which the SNI names live, e.g. ch.example.com.
+        #[arg(long)]
+        domain: String,
+        /// Namespace of CHIs without metadata.namespace.
+        #[arg(long, default_value = "default")]
+        namespace: String,
+        /// YAML manifests (multi-document and `kind: List` accepted).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }

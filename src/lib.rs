@@ -9,6 +9,7 @@ pub mod accept;
 pub mod access_log;
 pub mod admin;
 pub mod allow;
+pub mod chi;
 pub mod cli;
 pub mod client_hello;
 pub mod config;

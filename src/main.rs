@@ -2,15 +2,51 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use ch_edge_proxy::cli::{Cli, Command};
-use ch_edge_proxy::{config, resolve, route, server, telemetry};
+use ch_edge_proxy::cli::{Cli, Command, RoutesCommand};
+use ch_edge_proxy::{chi, config, resolve, route, server, telemetry};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => check(&config),
         Command::Run { config } => run(&config),
+        Command::Routes {
+            command:
+                RoutesCommand::FromChi {
+                    domain,
+                    namespace,
+                    files,
+                },
+        } => routes_from_chi(&domain, &namespace, &files),
     }
+}
+
+fn routes_from_chi(domain: &str, namespace: &str, files: &[std::path::PathBuf]) -> ExitCode {
+    let mut routes = Vec::new();
+    for file in files {
+        let text = match std::fs::read_to_string(file) {
+            Ok(t) => t,
+            Err(error) => {
+                eprintln!("error: cannot read {}: {error}", file.display());
+                return ExitCode::FAILURE;
+            }
+        };
+        match chi::routes_from_manifests(&text, namespace, domain) {
+            Ok(r) => routes.extend(r),
+            Err(error) => {
+                eprintln!("error: {}: {error:#}", file.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let out = chi::render_routes_yaml(&routes);
+    // Read back as `include` would: catches SNI clashes between CHIs (and files).
+    if let Err(error) = config::parse_routes_file(&out, "generated routes") {
+        eprintln!("error: {error:#}");
+        return ExitCode::FAILURE;
+    }
+    print!("{out}");
+    ExitCode::SUCCESS
 }
 
 fn check(path: &std::path::Path) -> ExitCode {

@@ -1,0 +1,114 @@
+//! The Altinity operator's object naming (pkg/model/chi/namer, pkg/model/common/namer/short):
+//! macro values are cut to a fixed length, then `-_.` trimmed from both ends; no hashing.
+
+/// `{chi}` and `{namespace}` are cut to this many characters.
+pub const CHI_PART_MAX: usize = 60;
+/// `{cluster}`, `{shard}`, `{replica}`, `{host}` are cut to this many characters.
+pub const PART_MAX: usize = 15;
+
+/// The first `max` characters of `s`, trimmed of leading/trailing `-`, `_`, `.`.
+pub fn part(s: &str, max: usize) -> &str {
+    let end = s.char_indices().nth(max).map_or(s.len(), |(i, _)| i);
+    s.get(..end)
+        .unwrap_or(s)
+        .trim_matches(|c| matches!(c, '-' | '_' | '.'))
+}
+
+/// `{chi}` (or `{namespace}`) as used in a name.
+pub fn chi_part(s: &str) -> &str {
+    part(s, CHI_PART_MAX)
+}
+
+/// `{cluster}`, `{shard}`, `{replica}` or `{host}` as used in a name.
+pub fn short_part(s: &str) -> &str {
+    part(s, PART_MAX)
+}
+
+/// The CHI-level service without a template: `clickhouse-{chi}`.
+pub fn chi_service(chi: &str) -> String {
+    format!("clickhouse-{}", chi_part(chi))
+}
+
+/// A host's service (and StatefulSet): `chi-{chi}-{cluster}-{host}`.
+pub fn host_service(chi: &str, cluster: &str, host: &str) -> String {
+    format!(
+        "chi-{}-{}-{}",
+        chi_part(chi),
+        short_part(cluster),
+        short_part(host)
+    )
+}
+
+/// The default `{host}`: `<shardName>-<replicaName>` (names default to 0-based indexes).
+pub fn default_host_name(shard: &str, replica: &str) -> String {
+    format!("{shard}-{replica}")
+}
+
+/// Expands the CHI-scope macros `{chi}` and `{namespace}` in a template's `generateName`.
+pub fn expand_chi_macros(pattern: &str, chi: &str, namespace: &str) -> String {
+    pattern
+        .replace("{chi}", chi_part(chi))
+        .replace("{namespace}", chi_part(namespace))
+}
+
+/// The service's FQDN: `<svc>.<ns>.svc.cluster.local`, or `spec.namespaceDomainPattern`
+/// (`%s` = namespace) after `<svc>.`.
+pub fn fqdn(service: &str, namespace: &str, domain_pattern: Option<&str>) -> String {
+    match domain_pattern {
+        Some(p) if !p.is_empty() => format!("{service}.{}", p.replacen("%s", namespace, 1)),
+        _ => format!("{service}.{namespace}.svc.cluster.local"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_are_cut_then_trimmed() {
+        assert_eq!(part("abc", 15), "abc");
+        assert_eq!(short_part("a234567890123456789"), "a23456789012345");
+        // The cut lands right after a dash: the dash goes too.
+        assert_eq!(short_part("abcdefghijklmn-xyz"), "abcdefghijklmn");
+        assert_eq!(short_part("-._x_.-"), "x");
+        let long = format!("{}-tail", "c".repeat(59));
+        assert_eq!(chi_part(&long), "c".repeat(59));
+        assert_eq!(chi_part(&"d".repeat(70)).len(), 60);
+        // Non-ASCII input is cut on characters, not bytes (no panic on a char boundary).
+        assert_eq!(part("ééé", 2), "éé");
+    }
+
+    #[test]
+    fn default_names() {
+        assert_eq!(chi_service("demo"), "clickhouse-demo");
+        assert_eq!(
+            host_service("demo", "cluster", &default_host_name("0", "1")),
+            "chi-demo-cluster-0-1"
+        );
+        assert_eq!(
+            host_service("demo", "a-very-long-cluster-name", "0-0"),
+            "chi-demo-a-very-long-clu-0-0"
+        );
+        assert_eq!(
+            fqdn("chi-demo-cluster-0-0", "ns", None),
+            "chi-demo-cluster-0-0.ns.svc.cluster.local"
+        );
+        assert_eq!(
+            fqdn("svc", "ns", Some("%s.svc.my.test")),
+            "svc.ns.svc.my.test"
+        );
+    }
+
+    #[test]
+    fn generate_name_macros() {
+        assert_eq!(
+            expand_chi_macros("service-{chi}-{namespace}", "demo", "ns"),
+            "service-demo-ns"
+        );
+        let long = "x".repeat(61);
+        assert_eq!(
+            expand_chi_macros("svc-{chi}", &long, "ns"),
+            format!("svc-{}", "x".repeat(60))
+        );
+    }
+}
