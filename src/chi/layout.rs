@@ -6,7 +6,23 @@ use serde_json::Value;
 /// Most hosts one cluster may declare: a bigger layout is a typo, not a cluster.
 pub const MAX_HOSTS: u64 = 10_000;
 
-/// The `{host}` names of a cluster's hosts, shard by shard.
+/// One host (replica pod) of a cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Host {
+    /// `{host}`: explicit, else `<shard>-<replica>`.
+    pub name: String,
+    /// `{shard}`: explicit, else the shard's index.
+    pub shard: String,
+    /// `{replica}`: explicit, else the replica's index.
+    pub replica: String,
+    pub shard_index: usize,
+    pub replica_index: usize,
+    /// `templates.replicaServiceTemplate` of the host entry, else of its shard,
+    /// else of its replica (cluster and CHI defaults are the caller's).
+    pub service_template: Option<String>,
+}
+
+/// The hosts of a cluster, shard by shard.
 ///
 /// Counts follow the operator: the layout has as many shards as the largest of
 /// `shardsCount`, `shards[]` and each `replicas[]` entry's `shardsCount`/`shards[]`
@@ -14,7 +30,7 @@ pub const MAX_HOSTS: u64 = 10_000;
 /// `replicas[]` overrides the layout's. An explicitly named host
 /// (`shards[i].replicas[j].name` or `replicas[j].shards[i].name`) keeps its
 /// name; otherwise it is `<shard>-<replica>`, each defaulting to its index.
-pub fn host_names(layout: Option<&Value>) -> anyhow::Result<Vec<String>> {
+pub fn hosts(layout: Option<&Value>) -> anyhow::Result<Vec<Host>> {
     let empty = Vec::new();
     let shards = array(layout, "shards")?.unwrap_or(&empty);
     let replicas = array(layout, "replicas")?.unwrap_or(&empty);
@@ -40,7 +56,7 @@ pub fn host_names(layout: Option<&Value>) -> anyhow::Result<Vec<String>> {
         );
     }
 
-    let mut names = Vec::new();
+    let mut out = Vec::new();
     for i in 0..shards_count as usize {
         let shard = shards.get(i);
         let shard_name = name(shard)?.map_or_else(|| i.to_string(), str::to_owned);
@@ -50,21 +66,33 @@ pub fn host_names(layout: Option<&Value>) -> anyhow::Result<Vec<String>> {
         };
         for j in 0..in_shard as usize {
             let replica = replicas.get(j);
-            let explicit = match name(host_of(shard, "replicas", j)?)? {
-                Some(n) => Some(n),
-                None => name(host_of(replica, "shards", i)?)?,
-            };
-            let host = match explicit {
-                Some(n) => n.to_owned(),
-                None => {
-                    let replica_name = name(replica)?.map_or_else(|| j.to_string(), str::to_owned);
-                    super::naming::default_host_name(&shard_name, &replica_name)
-                }
-            };
-            names.push(host);
+            let replica_name = name(replica)?.map_or_else(|| j.to_string(), str::to_owned);
+            let entries = [
+                host_of(shard, "replicas", j)?,
+                host_of(replica, "shards", i)?,
+            ];
+            let mut explicit = None;
+            for e in entries {
+                explicit = explicit.or(name(e)?);
+            }
+            let mut service_template = None;
+            for e in [entries[0], entries[1], shard, replica] {
+                service_template = service_template.or(replica_service_template(e)?);
+            }
+            out.push(Host {
+                name: match explicit {
+                    Some(n) => n.to_owned(),
+                    None => super::naming::default_host_name(&shard_name, &replica_name),
+                },
+                shard: shard_name.clone(),
+                replica: replica_name,
+                shard_index: i,
+                replica_index: j,
+                service_template: service_template.map(str::to_owned),
+            });
         }
     }
-    Ok(names)
+    Ok(out)
 }
 
 fn len(a: &[Value]) -> u64 {
@@ -96,6 +124,19 @@ fn host_of<'a>(
     Ok(array(parent, key)?.and_then(|a| a.get(i)))
 }
 
+/// `templates.replicaServiceTemplate` of a layout entry or cluster, if set.
+pub fn replica_service_template(obj: Option<&Value>) -> anyhow::Result<Option<&str>> {
+    let t = obj
+        .and_then(|o| o.get("templates"))
+        .and_then(|t| t.get("replicaServiceTemplate"));
+    match t {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(v) => bail!("templates.replicaServiceTemplate: expected a string, got {v}"),
+    }
+}
+
 /// An entry's `name`, if set and non-empty.
 fn name(obj: Option<&Value>) -> anyhow::Result<Option<&str>> {
     match obj.and_then(|o| o.get("name")) {
@@ -113,6 +154,33 @@ mod tests {
 
     fn names(layout: Value) -> Vec<String> {
         host_names(Some(&layout)).unwrap()
+    }
+
+    fn host_names(layout: Option<&Value>) -> anyhow::Result<Vec<String>> {
+        Ok(hosts(layout)?.into_iter().map(|h| h.name).collect())
+    }
+
+    #[test]
+    fn hosts_carry_shard_replica_and_template() {
+        let layout = json!({"shards": [
+            {"name": "s0", "templates": {"replicaServiceTemplate": "shard-t"}},
+            {"replicas": [{"templates": {"replicaServiceTemplate": "host-t"}}]},
+        ], "replicas": [{"name": "r0"}]});
+        let host = |name: &str, shard: &str, shard_index, template: &str| Host {
+            name: name.to_owned(),
+            shard: shard.to_owned(),
+            replica: "r0".to_owned(),
+            shard_index,
+            replica_index: 0,
+            service_template: Some(template.to_owned()),
+        };
+        assert_eq!(
+            hosts(Some(&layout)).unwrap(),
+            [
+                host("s0-r0", "s0", 0, "shard-t"),
+                host("1-r0", "1", 1, "host-t")
+            ]
+        );
     }
 
     #[test]

@@ -124,15 +124,46 @@ fn derive(chi: &Value, name: &str, ns: &str, domain: &str) -> anyhow::Result<Vec
         vec![fqdn(&chi_service)],
     )?];
 
-    for (cluster, layout) in clusters(chi)? {
-        let hosts = layout::host_names(layout).with_context(|| format!("cluster {cluster:?}"))?;
+    let defaults_template = str_at(
+        chi,
+        &["spec", "defaults", "templates", "replicaServiceTemplate"],
+    )?;
+    for (cluster_index, (cluster, cluster_obj)) in clusters(chi)?.into_iter().enumerate() {
+        let hosts = layout::hosts(cluster_obj.and_then(|c| c.get("layout")))
+            .with_context(|| format!("cluster {cluster:?}"))?;
+        let cluster_template = layout::replica_service_template(cluster_obj)?;
         let mut cluster_upstreams = Vec::with_capacity(hosts.len());
         let mut host_routes = Vec::with_capacity(hosts.len());
         for host in hosts {
-            let svc = naming::host_service(name, cluster, &host);
+            let template = host
+                .service_template
+                .as_deref()
+                .or(cluster_template)
+                .or(defaults_template);
+            let generate_name = match template {
+                Some(t) => generate_name(chi, t)?,
+                None => None,
+            };
+            let svc = match generate_name {
+                Some(pattern) => naming::expand_host_macros(
+                    pattern,
+                    &naming::HostMacros {
+                        chi: name,
+                        namespace: ns,
+                        cluster,
+                        cluster_index,
+                        shard: &host.shard,
+                        shard_index: host.shard_index,
+                        replica: &host.replica,
+                        replica_index: host.replica_index,
+                        host: &host.name,
+                    },
+                ),
+                None => naming::host_service(name, cluster, &host.name),
+            };
             cluster_upstreams.push(fqdn(&svc));
             host_routes.push(route(
-                format!("{ns}/{name}/{cluster}/{host}"),
+                format!("{ns}/{name}/{cluster}/{}", host.name),
                 format!("{svc}.{domain}"),
                 vec![fqdn(&svc)],
             )?);
@@ -147,7 +178,7 @@ fn derive(chi: &Value, name: &str, ns: &str, domain: &str) -> anyhow::Result<Vec
     Ok(routes)
 }
 
-/// `(name, layout)` of each cluster; no clusters → the operator's default
+/// `(name, cluster object)` of each cluster; no clusters → the operator's default
 /// cluster `cluster` (1 shard × 1 replica).
 fn clusters(chi: &Value) -> anyhow::Result<Vec<(&str, Option<&Value>)>> {
     let list = match at(chi, &["spec", "configuration", "clusters"]) {
@@ -159,7 +190,7 @@ fn clusters(chi: &Value) -> anyhow::Result<Vec<(&str, Option<&Value>)>> {
     list.iter()
         .enumerate()
         .map(|(i, c)| match str_at(c, &["name"]) {
-            Ok(Some(n)) if !n.is_empty() => Ok((n, c.get("layout"))),
+            Ok(Some(n)) if !n.is_empty() => Ok((n, Some(c))),
             _ => Err(anyhow!("cluster #{}: missing name", i + 1)),
         })
         .collect()
@@ -176,9 +207,15 @@ fn service_template_generate_name(chi: &Value) -> anyhow::Result<Option<&str>> {
             _ => None,
         },
     };
-    let Some(wanted) = wanted else {
-        return Ok(None);
-    };
+    match wanted {
+        Some(t) => generate_name(chi, t),
+        None => Ok(None),
+    }
+}
+
+/// `generateName` of `spec.templates.serviceTemplates[name == wanted]`, if
+/// that template exists and has one (a missing template: the default name).
+fn generate_name<'a>(chi: &'a Value, wanted: &str) -> anyhow::Result<Option<&'a str>> {
     let templates = match at(chi, &["spec", "templates", "serviceTemplates"]) {
         Some(Value::Array(a)) => a.as_slice(),
         _ => &[],

@@ -51,6 +51,57 @@ pub fn expand_chi_macros(pattern: &str, chi: &str, namespace: &str) -> String {
         .replace("{namespace}", chi_part(namespace))
 }
 
+/// The values of a host's name macros.
+#[derive(Debug, Clone, Copy)]
+pub struct HostMacros<'a> {
+    pub chi: &'a str,
+    pub namespace: &'a str,
+    pub cluster: &'a str,
+    pub cluster_index: usize,
+    pub shard: &'a str,
+    pub shard_index: usize,
+    pub replica: &'a str,
+    pub replica_index: usize,
+    pub host: &'a str,
+}
+
+/// Expands a host-scope `generateName` (`replicaServiceTemplate`) in one pass:
+/// `{chi} {namespace} {cluster} {shard} {replica} {host}` (cut and trimmed) and
+/// `{clusterIndex} {shardIndex} {replicaIndex}`. Other `{...}` stay as written
+/// (and then fail validation as a name).
+pub fn expand_host_macros(pattern: &str, m: &HostMacros<'_>) -> String {
+    let mut out = String::with_capacity(pattern.len() + 32);
+    let mut rest = pattern;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open..];
+        let Some(close) = after.find('}') else {
+            rest = after;
+            break;
+        };
+        let key = &after[1..close];
+        let value = match key {
+            "chi" => Some(chi_part(m.chi).to_owned()),
+            "namespace" => Some(chi_part(m.namespace).to_owned()),
+            "cluster" => Some(short_part(m.cluster).to_owned()),
+            "shard" => Some(short_part(m.shard).to_owned()),
+            "replica" => Some(short_part(m.replica).to_owned()),
+            "host" => Some(short_part(m.host).to_owned()),
+            "clusterIndex" => Some(m.cluster_index.to_string()),
+            "shardIndex" => Some(m.shard_index.to_string()),
+            "replicaIndex" => Some(m.replica_index.to_string()),
+            _ => None,
+        };
+        match value {
+            Some(v) => out.push_str(&v),
+            None => out.push_str(&after[..=close]),
+        }
+        rest = &after[close + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// The service's FQDN: `<svc>.<ns>.svc.cluster.local`, or `spec.namespaceDomainPattern`
 /// (`%s` = namespace) after `<svc>.`.
 pub fn fqdn(service: &str, namespace: &str, domain_pattern: Option<&str>) -> String {
@@ -96,6 +147,31 @@ mod tests {
         assert_eq!(
             fqdn("svc", "ns", Some("%s.svc.my.test")),
             "svc.ns.svc.my.test"
+        );
+    }
+
+    #[test]
+    fn host_macros_expand_in_one_pass() {
+        let m = HostMacros {
+            chi: "demo",
+            namespace: "ns",
+            cluster: "a-very-long-cluster-name",
+            cluster_index: 1,
+            shard: "{replica}",
+            shard_index: 2,
+            replica: "r",
+            replica_index: 3,
+            host: "h",
+        };
+        assert_eq!(
+            expand_host_macros("svc-{chi}-{cluster}-{shardIndex}-{replica}-{host}", &m),
+            "svc-demo-a-very-long-clu-2-r-h"
+        );
+        // A value is not expanded again; unknown macros and a lone '{' stay.
+        assert_eq!(expand_host_macros("{shard}", &m), "{replica}");
+        assert_eq!(
+            expand_host_macros("x-{chiID}-{clusterIndex}{replicaIndex}-{", &m),
+            "x-{chiID}-13-{"
         );
     }
 

@@ -216,3 +216,85 @@ fn rendered_yaml_reads_back_as_the_same_routes() {
         vec![]
     );
 }
+
+#[test]
+fn replica_service_templates_rename_host_services_and_snis() {
+    let c = chi(
+        "demo",
+        json!({
+            "defaults": {"templates": {"replicaServiceTemplate": "per-host"}},
+            "configuration": {"clusters": [
+                {"name": "a", "layout": {"shardsCount": 2}},
+                {"name": "b", "templates": {"replicaServiceTemplate": "plain"}},
+                {"name": "c", "layout": {"shards": [
+                    {"templates": {"replicaServiceTemplate": "by-index"}}
+                ]}},
+            ]},
+            "templates": {"serviceTemplates": [
+                {"name": "per-host", "generateName": "ext-{chi}-{cluster}-{shard}-{replica}"},
+                {"name": "plain", "spec": {}},
+                {"name": "by-index", "generateName": "{namespace}-{clusterIndex}-{shardIndex}-{replicaIndex}"},
+            ]},
+        }),
+    );
+    let routes = routes_for_chi(&c, "ns", "d.test").unwrap();
+    let hosts: Vec<(&str, &str, &str)> = routes
+        .iter()
+        .filter(|r| r.name.matches('/').count() == 3)
+        .map(|r| {
+            (
+                r.name.as_str(),
+                r.sni[0].as_str(),
+                r.upstreams[0].host.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        hosts,
+        [
+            (
+                "ns/demo/a/0-0",
+                "ext-demo-a-0-0.d.test",
+                "ext-demo-a-0-0.ns.svc.cluster.local"
+            ),
+            (
+                "ns/demo/a/1-0",
+                "ext-demo-a-1-0.d.test",
+                "ext-demo-a-1-0.ns.svc.cluster.local"
+            ),
+            (
+                "ns/demo/b/0-0",
+                "chi-demo-b-0-0.d.test",
+                "chi-demo-b-0-0.ns.svc.cluster.local"
+            ),
+            (
+                "ns/demo/c/0-0",
+                "ns-2-0-0.d.test",
+                "ns-2-0-0.ns.svc.cluster.local"
+            ),
+        ]
+    );
+    // The cluster route balances over the renamed host services.
+    let a = routes.iter().find(|r| r.name == "ns/demo/a").unwrap();
+    let ups: Vec<&str> = a.upstreams.iter().map(|u| u.host.as_str()).collect();
+    assert_eq!(
+        ups,
+        [
+            "ext-demo-a-0-0.ns.svc.cluster.local",
+            "ext-demo-a-1-0.ns.svc.cluster.local"
+        ]
+    );
+}
+
+#[test]
+fn unknown_macros_in_generate_name_are_errors() {
+    let c = chi(
+        "demo",
+        json!({
+            "defaults": {"templates": {"serviceTemplate": "t"}},
+            "templates": {"serviceTemplates": [{"name": "t", "generateName": "svc-{chiID}"}]},
+        }),
+    );
+    let e = format!("{:#}", routes_for_chi(&c, "ns", "d.test").unwrap_err());
+    assert!(e.contains("svc-{chiID}"), "{e}");
+}
