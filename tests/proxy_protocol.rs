@@ -11,10 +11,11 @@ use rustls::AlertDescription;
 use support::peers::{self, RawBackend};
 use support::*;
 
-fn v2(src: &str, dst: &str) -> Vec<u8> {
+/// A PROXY header as an NLB (v2) or a classic ELB (v1) would send it.
+fn header(version: ProxyVersion, src: &str, dst: &str) -> Vec<u8> {
     let mut out = Vec::new();
     proxy_out::encode(
-        ProxyVersion::V2,
+        version,
         src.parse().unwrap(),
         dst.parse().unwrap(),
         &[],
@@ -23,16 +24,12 @@ fn v2(src: &str, dst: &str) -> Vec<u8> {
     out
 }
 
+fn v2(src: &str, dst: &str) -> Vec<u8> {
+    header(ProxyVersion::V2, src, dst)
+}
+
 fn v1(src: &str, dst: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    proxy_out::encode(
-        ProxyVersion::V1,
-        src.parse().unwrap(),
-        dst.parse().unwrap(),
-        &[],
-        &mut out,
-    );
-    out
+    header(ProxyVersion::V1, src, dst)
 }
 
 fn config(mode: &str, trusted: &str, routes: &str) -> String {
