@@ -1,0 +1,26 @@
+# syntax=docker/dockerfile:1
+# Builds the ch-edge-proxy binary the Helm chart (charts/ch-edge-proxy) runs.
+#   docker build -t ghcr.io/example/ch-edge-proxy:0.1.0 .
+
+FROM rust:1-bookworm AS builder
+WORKDIR /src
+# Manifests first: Cargo.toml declares [[bench]] targets, so their files must exist too.
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+COPY benches ./benches
+COPY examples ./examples
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked --bin ch-edge-proxy \
+ && install -D -m 0755 target/release/ch-edge-proxy /out/ch-edge-proxy
+
+# distroless/cc: glibc + libgcc only (rustls, no OpenSSL); ":nonroot" runs as uid/gid 65532,
+# the same ids the chart's podSecurityContext sets. No shell: the chart's preStop uses the
+# kubelet's `sleep` action, not an exec of /bin/sleep.
+FROM gcr.io/distroless/cc-debian12:nonroot
+COPY --from=builder /out/ch-edge-proxy /usr/local/bin/ch-edge-proxy
+COPY config/ch-edge-proxy.yaml /etc/ch-edge-proxy/config/ch-edge-proxy.yaml
+USER 65532:65532
+EXPOSE 9440 8443 9090
+ENTRYPOINT ["/usr/local/bin/ch-edge-proxy"]
+CMD ["run", "--config", "/etc/ch-edge-proxy/config/ch-edge-proxy.yaml"]

@@ -1,0 +1,95 @@
+{{- define "ch-edge-proxy.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "ch-edge-proxy.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "ch-edge-proxy.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "ch-edge-proxy.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "ch-edge-proxy.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "ch-edge-proxy.labels" -}}
+helm.sh/chart: {{ include "ch-edge-proxy.chart" . }}
+{{ include "ch-edge-proxy.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "ch-edge-proxy.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "ch-edge-proxy.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "ch-edge-proxy.routesConfigMapName" -}}
+{{- if .Values.existingRoutesConfigMap }}
+{{- .Values.existingRoutesConfigMap }}
+{{- else }}
+{{- printf "%s-routes" (include "ch-edge-proxy.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{/* Directories inside the pod; the proxy's config and include paths point here. */}}
+{{- define "ch-edge-proxy.configDir" -}}/etc/ch-edge-proxy/config{{- end }}
+{{- define "ch-edge-proxy.routesDir" -}}/etc/ch-edge-proxy/routes.d{{- end }}
+
+{{/* Any port below 1024 needs NET_BIND_SERVICE. */}}
+{{- define "ch-edge-proxy.needsBindCap" -}}
+{{- $low := false }}
+{{- range .Values.listeners }}{{- if lt (int .port) 1024 }}{{- $low = true }}{{- end }}{{- end }}
+{{- if lt (int .Values.admin.port) 1024 }}{{- $low = true }}{{- end }}
+{{- if $low }}true{{- end }}
+{{- end }}
+
+{{- define "ch-edge-proxy.terminationGracePeriodSeconds" -}}
+{{- $min := add (int .Values.preStopSleepSeconds) (int .Values.timeouts.drainSeconds) }}
+{{- if kindIs "invalid" .Values.terminationGracePeriodSeconds }}
+{{- add $min 5 }}
+{{- else if lt (int .Values.terminationGracePeriodSeconds) (int $min) }}
+{{- fail (printf "terminationGracePeriodSeconds (%d) must be at least preStopSleepSeconds + timeouts.drainSeconds (%d)" (int .Values.terminationGracePeriodSeconds) (int $min)) }}
+{{- else }}
+{{- int .Values.terminationGracePeriodSeconds }}
+{{- end }}
+{{- end }}
+
+{{/* The proxy's configuration file (DESIGN.md contract). */}}
+{{- define "ch-edge-proxy.config" -}}
+{{- $listeners := list }}
+{{- range .Values.listeners }}
+{{- $pp := default $.Values.proxyProtocol .proxyProtocol }}
+{{- $ppOut := dict "mode" (toString $pp.mode) }}
+{{- if ne (toString $pp.mode) "off" }}{{- $_ := set $ppOut "trusted" $pp.trusted }}{{- end }}
+{{- $l := dict "name" .name "address" (printf "0.0.0.0:%d" (int .port)) "proxy_protocol" $ppOut }}
+{{- if .upstreamPort }}{{- $_ := set $l "upstream_port" (int .upstreamPort) }}{{- end }}
+{{- $listeners = append $listeners $l }}
+{{- end }}
+{{- $cfg := dict "listeners" $listeners }}
+{{- $_ := set $cfg "admin" (dict "address" (printf "0.0.0.0:%d" (int .Values.admin.port))) }}
+{{- $_ := set $cfg "timeouts" (dict "client_hello" .Values.timeouts.clientHello "connect" .Values.timeouts.connect "idle" .Values.timeouts.idle "drain" (printf "%ds" (int .Values.timeouts.drainSeconds))) }}
+{{- $_ := set $cfg "limits" (dict "max_connections" (int .Values.limits.maxConnections)) }}
+{{- $_ := set $cfg "defaults" (dict "allow" .Values.defaults.allow "proxy_protocol" (toString .Values.defaults.proxyProtocol)) }}
+{{- $_ := set $cfg "log" (dict "access" .Values.log.access "sample" .Values.log.sample "level" .Values.log.level) }}
+{{- $_ := set $cfg "routes" list }}
+{{- $_ := set $cfg "include" (list (include "ch-edge-proxy.routesDir" .)) }}
+{{- $k := .Values.discovery.kubernetes }}
+{{- $_ := set $cfg "discovery" (dict "kubernetes" (dict "enabled" $k.enabled "domain" $k.domain "namespaces" $k.namespaces "label_selector" $k.labelSelector)) }}
+{{- toYaml $cfg }}
+{{- end }}
