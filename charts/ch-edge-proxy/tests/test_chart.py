@@ -1,0 +1,340 @@
+"""Chart tests without a cluster: render with the Helm library (helm-python-sdk), lint, validate
+every manifest against the Kubernetes 1.30 schemas (kubernetes-validate), assert the properties
+the proxy relies on, and run the real binary's `check` on the rendered proxy config.
+
+Run: pytest charts/ch-edge-proxy/tests  (binary: $CH_EDGE_PROXY_BIN, default target/debug/ch-edge-proxy)
+"""
+
+import os
+import pathlib
+import subprocess
+
+import kubernetes_validate
+import pytest
+import yaml
+from helm_python.chart import Chart, lint
+
+CHART = pathlib.Path(__file__).resolve().parents[1]
+REPO = CHART.parents[1]
+KUBE_VERSION = "1.30.0"
+RELEASE = "edge"
+NAMESPACE = "ch"
+# Where the chart mounts the proxy's config and routes inside the pod.
+POD_ROOT = "/etc/ch-edge-proxy"
+
+INLINE_ROUTES = [
+    {"sni": "demo.ch.example.com", "upstream": "clickhouse-demo.ch.svc.cluster.local"},
+    {
+        "name": "replica",
+        "sni": ["chi-demo-cluster-0-0.ch.example.com"],
+        "upstream": ["chi-demo-cluster-0-0.ch.svc.cluster.local:9440"],
+        "allow": ["203.0.113.0/24"],
+        "proxy_protocol": "v1",
+    },
+]
+
+VARIANTS = {
+    "default": {},
+    "daemonset": {"kind": "DaemonSet"},
+    "hostnetwork": {"hostNetwork": True, "kind": "DaemonSet"},
+    "discovery": {
+        "discovery": {"kubernetes": {"enabled": True, "namespaces": ["ch"], "labelSelector": "team=x"}},
+        "routes": INLINE_ROUTES,
+        "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}},
+    },
+}
+
+
+def render(values):
+    out = Chart.load(str(CHART)).render(values, name=RELEASE, namespace=NAMESPACE)
+    docs = []
+    for path, text in out.items():
+        if path.endswith("NOTES.txt"):
+            continue
+        docs.extend(d for d in yaml.safe_load_all(text) if d)
+    return docs
+
+
+def by_kind(docs, kind):
+    return [d for d in docs if d["kind"] == kind]
+
+
+def one(docs, kind):
+    found = by_kind(docs, kind)
+    assert len(found) == 1, f"expected one {kind}, got {len(found)}"
+    return found[0]
+
+
+def workload(docs):
+    found = [d for d in docs if d["kind"] in ("Deployment", "DaemonSet")]
+    assert len(found) == 1
+    return found[0]
+
+
+def binary():
+    path = pathlib.Path(os.environ.get("CH_EDGE_PROXY_BIN", "target/debug/ch-edge-proxy"))
+    if not path.is_absolute():
+        path = REPO / path
+    assert path.is_file(), f"{path} missing: cargo build first or set CH_EDGE_PROXY_BIN"
+    return path
+
+
+def configmap_named(docs, name):
+    found = [d for d in by_kind(docs, "ConfigMap") if d["metadata"]["name"] == name]
+    assert len(found) == 1, f"ConfigMap {name} not rendered"
+    return found[0]
+
+
+def materialize(docs, root):
+    """Write the ConfigMaps the pod mounts into `root`, at the pod's mount paths, as the kubelet
+    would; return the path of the main config file there. Absolute pod paths in the config are
+    rewritten under `root` so its include entries resolve."""
+    spec = workload(docs)["spec"]["template"]["spec"]
+    volumes = {v["name"]: v["configMap"]["name"] for v in spec["volumes"] if "configMap" in v}
+    mounts = spec["containers"][0]["volumeMounts"]
+    for m in mounts:
+        cm = configmap_named(docs, volumes[m["name"]])
+        target = root / m["mountPath"].lstrip("/")
+        target.mkdir(parents=True, exist_ok=True)
+        for key, text in cm["data"].items():
+            (target / key).write_text(text.replace(POD_ROOT, str(root / POD_ROOT.lstrip("/"))))
+    args = spec["containers"][0]["args"]
+    assert args[:2] == ["run", "--config"]
+    return root / args[2].lstrip("/")
+
+
+def proxy_config(docs):
+    spec = workload(docs)["spec"]["template"]["spec"]
+    config_path = spec["containers"][0]["args"][2]
+    name = next(v["configMap"]["name"] for v in spec["volumes"] if v["name"] == "config")
+    return yaml.safe_load(configmap_named(docs, name)["data"][pathlib.PurePosixPath(config_path).name])
+
+
+def run_check(config_file):
+    return subprocess.run(
+        [str(binary()), "check", "--config", str(config_file)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.fixture(params=sorted(VARIANTS))
+def variant(request):
+    return request.param, VARIANTS[request.param]
+
+
+def test_lint_strict(variant):
+    _, values = variant
+    report = lint(str(CHART), values, strict=True, kube_version="v" + KUBE_VERSION)
+    problems = [m for m in report["messages"] if m["severity"] >= 2]
+    assert problems == [] and report["errors"] == []
+
+
+def test_manifests_validate_against_kubernetes_schemas(variant):
+    _, values = variant
+    docs = render(values)
+    assert docs
+    for doc in docs:
+        if doc["kind"] == "ServiceMonitor":
+            # A CRD: no bundled schema; checked structurally in test_service_monitor.
+            continue
+        kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+
+
+def test_rendered_config_passes_binary_check(variant, tmp_path):
+    _, values = variant
+    config_file = materialize(render(values), tmp_path)
+    result = run_check(config_file)
+    assert result.returncode == 0, result.stdout + result.stderr
+    # The include resolved: the inline routes from values were loaded from the routes ConfigMap.
+    assert f"routes: {len(values.get('routes', []))} (" in result.stdout
+
+
+def test_check_rejects_bad_routes_from_values(tmp_path):
+    # Proves the check step above is meaningful: a route table the proxy refuses fails it.
+    dup = [{"sni": "a.ch.example.com", "upstream": "x"}, {"sni": "a.ch.example.com", "upstream": "y"}]
+    config_file = materialize(render({"routes": dup}), tmp_path)
+    result = run_check(config_file)
+    assert result.returncode != 0
+    assert "a.ch.example.com" in result.stdout + result.stderr
+
+
+def test_proxy_config_contents(variant):
+    name, values = variant
+    cfg = proxy_config(render(values))
+    assert [(l["name"], l["address"]) for l in cfg["listeners"]] == [
+        ("native", "0.0.0.0:9440"),
+        ("https", "0.0.0.0:8443"),
+    ]
+    for listener in cfg["listeners"]:
+        assert listener["proxy_protocol"]["mode"] == "required"
+        assert listener["proxy_protocol"]["trusted"] == ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]
+    # The probes reach the admin server from the kubelet, so it listens on all interfaces.
+    assert cfg["admin"]["address"] == "0.0.0.0:9090"
+    assert cfg["timeouts"]["drain"] == "30s"
+    assert cfg["include"] == [f"{POD_ROOT}/routes.d"]
+    assert cfg["discovery"]["kubernetes"]["enabled"] is (name == "discovery")
+
+
+def test_inline_routes_land_in_routes_configmap():
+    docs = render(VARIANTS["discovery"])
+    cm = configmap_named(docs, f"{RELEASE}-ch-edge-proxy-routes")
+    assert yaml.safe_load(cm["data"]["routes.yaml"]) == {"routes": INLINE_ROUTES}
+
+
+def test_configmaps_mounted_as_directories(variant):
+    _, values = variant
+    docs = render(values)
+    spec = workload(docs)["spec"]["template"]["spec"]
+    mounts = {m["name"]: m for m in spec["containers"][0]["volumeMounts"]}
+    assert set(mounts) == {"config", "routes"}
+    for m in mounts.values():
+        # subPath mounts never see ConfigMap updates: hot reload would silently stop working.
+        assert "subPath" not in m and "subPathExpr" not in m
+        assert m["readOnly"] is True
+    config_arg = spec["containers"][0]["args"][2]
+    assert str(pathlib.PurePosixPath(config_arg).parent) == mounts["config"]["mountPath"]
+    assert mounts["routes"]["mountPath"] == proxy_config(docs)["include"][0]
+
+
+def test_no_config_checksum_annotation(variant):
+    _, values = variant
+    pod_meta = workload(render(values))["spec"]["template"]["metadata"]
+    assert not any(k.startswith("checksum/") for k in pod_meta.get("annotations", {}))
+
+
+def test_existing_routes_configmap():
+    docs = render({"existingRoutesConfigMap": "my-routes"})
+    assert not [d for d in by_kind(docs, "ConfigMap") if d["metadata"]["name"].endswith("-routes")]
+    spec = workload(docs)["spec"]["template"]["spec"]
+    routes = next(v for v in spec["volumes"] if v["name"] == "routes")
+    assert routes["configMap"]["name"] == "my-routes"
+
+
+def test_kind_and_host_network():
+    default = workload(render({}))
+    assert default["kind"] == "Deployment" and default["spec"]["replicas"] == 2
+    assert "hostNetwork" not in default["spec"]["template"]["spec"]
+    assert "dnsPolicy" not in default["spec"]["template"]["spec"]
+    ds = workload(render(VARIANTS["daemonset"]))
+    assert ds["kind"] == "DaemonSet" and "replicas" not in ds["spec"]
+    hn = workload(render(VARIANTS["hostnetwork"]))["spec"]["template"]["spec"]
+    assert hn["hostNetwork"] is True
+    assert hn["dnsPolicy"] == "ClusterFirstWithHostNet"
+
+
+def test_rbac_only_with_discovery(variant):
+    name, values = variant
+    docs = render(values)
+    roles = by_kind(docs, "ClusterRole")
+    bindings = by_kind(docs, "ClusterRoleBinding")
+    sa = one(docs, "ServiceAccount")
+    pod = workload(docs)["spec"]["template"]["spec"]
+    if name != "discovery":
+        assert roles == [] and bindings == []
+        assert pod["automountServiceAccountToken"] is False
+        return
+    assert pod["automountServiceAccountToken"] is True
+    (role,) = roles
+    assert role["rules"] == [
+        {
+            "apiGroups": ["clickhouse.altinity.com"],
+            "resources": ["clickhouseinstallations"],
+            "verbs": ["get", "list", "watch"],
+        }
+    ]
+    (binding,) = bindings
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": NAMESPACE}
+    ]
+    assert pod["serviceAccountName"] == sa["metadata"]["name"]
+
+
+def test_probes_lifecycle_and_grace(variant):
+    _, values = variant
+    pod = workload(render(values))["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert ports == {"native": 9440, "https": 8443, "admin": 9090}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "admin"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "admin"}
+    assert c["startupProbe"]["httpGet"]["port"] == "admin"
+    sleep = c["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert pod["terminationGracePeriodSeconds"] >= sleep + 30
+
+
+def test_grace_period_shorter_than_drain_is_refused():
+    with pytest.raises(Exception, match="terminationGracePeriodSeconds"):
+        render({"terminationGracePeriodSeconds": 20, "preStopSleepSeconds": 15})
+
+
+def test_security_context(variant):
+    _, values = variant
+    pod = workload(render(values))["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0
+    sc = pod["containers"][0]["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+
+
+def test_low_port_adds_net_bind_service():
+    docs = render({"listeners": [{"name": "native", "port": 9440}, {"name": "https", "port": 443}]})
+    kubernetes_validate.validate(workload(docs), KUBE_VERSION, strict=True)
+    sc = workload(docs)["spec"]["template"]["spec"]["containers"][0]["securityContext"]
+    assert sc["capabilities"] == {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}
+
+
+def test_service_nlb_proxy_protocol_v2(variant):
+    _, values = variant
+    docs = render(values)
+    svc = next(s for s in by_kind(docs, "Service") if s["spec"]["type"] == "LoadBalancer")
+    ann = svc["metadata"]["annotations"]
+    assert ann["service.beta.kubernetes.io/aws-load-balancer-type"] == "nlb"
+    assert ann["service.beta.kubernetes.io/aws-load-balancer-proxy-protocol"] == "*"
+    assert svc["spec"]["externalTrafficPolicy"] == "Local"
+    assert [(p["port"], p["targetPort"]) for p in svc["spec"]["ports"]] == [(9440, "native"), (8443, "https")]
+    assert svc["spec"]["selector"] == workload(docs)["spec"]["selector"]["matchLabels"]
+
+
+def test_service_options():
+    svc = next(
+        s
+        for s in by_kind(
+            render({"service": {"externalTrafficPolicy": "Cluster", "extraAnnotations": {"x/y": "z"}}}),
+            "Service",
+        )
+        if s["spec"]["type"] == "LoadBalancer"
+    )
+    assert svc["spec"]["externalTrafficPolicy"] == "Cluster"
+    assert svc["metadata"]["annotations"]["x/y"] == "z"
+    assert svc["metadata"]["annotations"]["service.beta.kubernetes.io/aws-load-balancer-proxy-protocol"] == "*"
+
+
+def test_pdb_only_for_multi_replica_deployment():
+    assert one(render({}), "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
+    assert by_kind(render({"replicaCount": 1}), "PodDisruptionBudget") == []
+    assert by_kind(render(VARIANTS["daemonset"]), "PodDisruptionBudget") == []
+
+
+def test_service_monitor():
+    docs = render(VARIANTS["discovery"])
+    sm = one(docs, "ServiceMonitor")
+    assert sm["apiVersion"] == "monitoring.coreos.com/v1"
+    assert sm["metadata"]["labels"]["release"] == "prom"
+    assert sm["spec"]["endpoints"] == [{"port": "admin", "path": "/metrics", "interval": "30s"}]
+    metrics_svc = next(s for s in by_kind(docs, "Service") if s["metadata"]["name"].endswith("-metrics"))
+    labels = metrics_svc["metadata"]["labels"]
+    assert all(labels.get(k) == v for k, v in sm["spec"]["selector"]["matchLabels"].items())
+    assert [p["name"] for p in metrics_svc["spec"]["ports"]] == ["admin"]
+    assert by_kind(render({}), "ServiceMonitor") == []
+
+
+def test_schema_rejects_bad_values():
+    with pytest.raises(Exception, match="kind"):
+        render({"kind": "StatefulSet"})
+    with pytest.raises(Exception, match="mode"):
+        render({"proxyProtocol": {"mode": "sometimes", "trusted": []}})
