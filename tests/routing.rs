@@ -172,3 +172,45 @@ async fn unavailable_upstream_is_counted_and_closed() {
         "{metrics}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timed_out_connect_fails_over_to_the_next_address() {
+    // An upstream whose accept queue is full: Linux drops further SYNs, so a
+    // connect to it hangs — a black hole that stays on loopback.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let hole = socket.listen(0).unwrap();
+    let hole_addr = hole.local_addr().unwrap();
+    // Backlog 0 queues exactly one connection; it fills the queue.
+    let filler = tokio::time::timeout(WAIT, tokio::net::TcpStream::connect(hole_addr))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut live = TlsBackend::start(false).await;
+    let mut proxy = Proxy::start(&format!(
+        "listeners:\n  - name: native\n    address: \"127.0.0.1:0\"\n    upstream_port: 9440\n\
+         admin:\n  address: \"127.0.0.1:0\"\ntimeouts:\n  connect: 3s\n\
+         routes:\n  - sni: pool.ch.test\n    upstream: [\"{hole_addr}\", \"{}\"]\n",
+        live.addr
+    ));
+    // The first connection starts its rotation at the black hole.
+    let mut tls = tls_connect(proxy.addr("native"), b"", Some("pool.ch.test"))
+        .await
+        .unwrap();
+    echo(&mut tls, b"after failover").await;
+    assert_eq!(live.next().await.sni.as_deref(), Some("pool.ch.test"));
+    drop(tls);
+    let line = proxy.access();
+    assert_eq!(line["outcome"], "relayed");
+    assert_eq!(line["upstream"], live.addr.to_string());
+    let (_, m) = proxy.admin_get("/metrics");
+    assert!(
+        metric(
+            &m,
+            "ch_edge_proxy_upstream_connect_failures_total",
+            &["upstream=\"127.0.0.1\""]
+        ) >= 1.0,
+        "{m}"
+    );
+    drop((filler, hole));
+}
