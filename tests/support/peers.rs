@@ -68,10 +68,14 @@ pub fn haproxy(bin: &Path, config: &str, listens_on: SocketAddr) -> Peer {
         "haproxy config invalid: {}",
         String::from_utf8_lossy(&check.stderr)
     );
-    let mut child = Command::new(bin)
-        .arg("-db")
-        .arg("-f")
-        .arg(&path)
+    let mut command = Command::new(bin);
+    command.arg("-db").arg("-f").arg(&path);
+    start_peer(command, dir, listens_on)
+}
+
+/// Runs a peer in the foreground and returns once it accepts on `listens_on`.
+fn start_peer(mut command: Command, dir: tempfile::TempDir, listens_on: SocketAddr) -> Peer {
+    let mut child = command
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -91,19 +95,15 @@ pub fn nginx(bin: &Path, stream_block: &str, listens_on: SocketAddr) -> Peer {
     );
     let path = dir.path().join("nginx.conf");
     std::fs::write(&path, conf).unwrap();
-    let mut child = Command::new(bin)
+    let mut command = Command::new(bin);
+    command
         .arg("-p")
         .arg(dir.path())
         .arg("-c")
         .arg(&path)
         .arg("-e")
-        .arg("stderr")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    wait_listening(listens_on, &mut child);
-    Peer { child, _dir: dir }
+        .arg("stderr");
+    start_peer(command, dir, listens_on)
 }
 
 /// A real ClientHello from rustls for `sni`, as one TLS record.
