@@ -1,8 +1,9 @@
 //! ClientHello parser cost: real hellos in one piece, re-framed into 1-byte records, the worst
-//! single call (a buffer just under MAX_BUFFER of 1-byte records), and a whole 1-byte-segment
-//! connection (one call per byte received).
+//! single call (a buffer just under MAX_BUFFER of 1-byte records), and whole 1-byte-segment
+//! connections (one incremental `Parser` call per byte received, as the proxy does), the worst
+//! of them being that 26 KiB buffer trickled in byte by byte.
 
-use ch_edge_proxy::client_hello::{parse, Peek, MAX_BUFFER, MAX_EMPTY_RECORDS};
+use ch_edge_proxy::client_hello::{parse, Parser, Peek, MAX_BUFFER, MAX_EMPTY_RECORDS};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
 
@@ -73,17 +74,38 @@ fn bench(c: &mut Criterion) {
         b.iter(|| parse(black_box(&input[..cut])))
     });
 
-    // A client sending its hello in 1-byte TCP segments: one call per byte, until the hello.
+    // The attacker's whole connection: that input one byte per read, through one Parser as the
+    // proxy does. (A stateless re-parse per read would walk up to 2,080 records on each of the
+    // ~27k calls.)
+    c.bench_function("client_hello/worst_connection", |b| {
+        b.iter(|| {
+            let mut parser = Parser::default();
+            (1..=cut)
+                .map(|k| parser.parse(black_box(&input[..k])))
+                .filter(|p| *p != Peek::Incomplete)
+                .count()
+        })
+    });
+
+    // Clients sending their hello in 1-byte TCP segments: one call per byte, until the hello.
     let mut g = c.benchmark_group("client_hello/one_call_per_byte");
     for name in ["curl_sni", "rustls_pq"] {
-        let input = fixture(name);
-        g.bench_function(name, |b| {
-            b.iter(|| {
-                (1..=input.len())
-                    .map(|k| parse(black_box(&input[..k])))
-                    .find(|p| *p != Peek::Incomplete)
-            })
-        });
+        for (shape, input) in [
+            ("", fixture(name).to_vec()),
+            (
+                "_in_one_byte_records",
+                one_byte_records(&message_of(fixture(name))),
+            ),
+        ] {
+            g.bench_function(format!("{name}{shape}"), |b| {
+                b.iter(|| {
+                    let mut parser = Parser::default();
+                    (1..=input.len())
+                        .map(|k| parser.parse(black_box(&input[..k])))
+                        .find(|p| *p != Peek::Incomplete)
+                })
+            });
+        }
     }
     g.finish();
 }

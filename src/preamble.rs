@@ -62,6 +62,7 @@ pub async fn read(
     let mut buf: Vec<u8> = Vec::new();
     let mut header: Option<ProxyHeader> = None;
     let mut tls_start: Option<usize> = None;
+    let mut hello_parser = client_hello::Parser::default();
     loop {
         if tls_start.is_none() {
             match proxy_in::decide(mode, peer_trusted, &buf) {
@@ -89,7 +90,7 @@ pub async fn read(
             }
         }
         if let Some(start) = tls_start {
-            match client_hello::parse(buf.get(start..).unwrap_or_default()) {
+            match hello_parser.parse(buf.get(start..).unwrap_or_default()) {
                 Peek::Incomplete => {}
                 Peek::NotTls => return Err(refused(Outcome::NotTls, "not tls", header)),
                 Peek::Malformed(why) => return Err(refused(Outcome::BadClientHello, why, header)),

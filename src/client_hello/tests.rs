@@ -201,7 +201,27 @@ fn check_invariants(input: &[u8], prefix_step: usize) -> Peek {
             "prefix {k}: {early:?} vs {answer:?}"
         );
     }
+    assert_eq!(
+        incremental(input, std::iter::repeat(prefix_step.max(1))),
+        answer
+    );
     answer
+}
+
+/// Feeds `input` to one [`Parser`] as a connection would, in reads of the given sizes, checking
+/// each answer against a fresh [`parse`] of the same bytes; returns the final answer.
+fn incremental(input: &[u8], reads: impl IntoIterator<Item = usize>) -> Peek {
+    let mut parser = Parser::default();
+    let mut end = 0;
+    let mut reads = reads.into_iter();
+    loop {
+        let answer = parser.parse(&input[..end]);
+        assert_eq!(answer, parse(&input[..end]), "after {end} bytes");
+        if answer != Peek::Incomplete || end == input.len() {
+            return answer;
+        }
+        end = (end + reads.next().unwrap_or(usize::MAX).max(1)).min(input.len());
+    }
 }
 
 // ---- real clients ----
@@ -262,6 +282,8 @@ fn fixtures_reframed_into_one_byte_records() {
         for k in (0..split.len()).step_by(7) {
             assert_eq!(parse(&split[..k]), Peek::Incomplete, "{name}: prefix {k}");
         }
+        // Byte by byte through one parser: each record is walked once, not once per read.
+        assert_eq!(incremental(&split, std::iter::repeat(1)), Peek::Hello(h));
     }
 }
 
@@ -715,6 +737,21 @@ proptest! {
         prop_assume!(rustls::pki_types::ServerName::try_from(name.as_str()).is_ok());
         let h = hello(&rustls_hello(&name, true));
         prop_assert_eq!(sni_str(&h), Some(name.as_str()));
+    }
+
+    #[test]
+    fn incremental_parser_agrees_with_parse_for_any_reads(
+        (spec, _, _) in arb_hello(),
+        sizes in proptest::collection::vec(0usize..40, 1..12),
+        reads in proptest::collection::vec(1usize..64, 1..64),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let input = framed(&spec.message(), &sizes);
+        let whole = parse(&input);
+        prop_assert_eq!(incremental(&input, reads.iter().copied().cycle()), whole);
+        // Truncated anywhere: still the stateless answer.
+        let cut = &input[..cut.index(input.len() + 1)];
+        prop_assert_eq!(incremental(cut, reads.iter().copied().cycle()), parse(cut));
     }
 
     #[test]
