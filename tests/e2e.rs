@@ -49,9 +49,17 @@ async fn routes_by_sni_allowlist_and_proxy_v1_with_real_clients() {
     // Native protocol, certificate verified against the test CA for the SNI name.
     let chi = e2e.python_run(CHI_SNI, &["--ca", &ca], &["whoami"]);
     assert_eq!(chi["version"], "18.16.1", "{chi}");
-    assert_eq!(chi["server_saw"], e2e.hops.chi.as_str(), "CHI name misrouted");
+    assert_eq!(
+        chi["server_saw"],
+        e2e.hops.chi.as_str(),
+        "CHI name misrouted"
+    );
     let pod = e2e.python_run(POD_SNI, &["--ca", &ca], &["whoami"]);
-    assert_eq!(pod["server_saw"], e2e.hops.pod.as_str(), "pod name misrouted");
+    assert_eq!(
+        pod["server_saw"],
+        e2e.hops.pod.as_str(),
+        "pod name misrouted"
+    );
 
     // HTTPS through the 8443-style listener: same routes, the HTTPS port upstream.
     let version = e2e.curl(CHI_SNI, None, "SELECT version()");
@@ -91,7 +99,8 @@ async fn routes_by_sni_allowlist_and_proxy_v1_with_real_clients() {
     );
     let error = denied["error"].as_str().unwrap();
     assert!(error.contains("TLSV1_ALERT_ACCESS_DENIED"), "{error}");
-    e2e.proxy.wait_log(is_access("access_denied", DENIED_SOURCE));
+    e2e.proxy
+        .wait_log(is_access("access_denied", DENIED_SOURCE));
     let curl_allowed = e2e.curl(RESTRICTED_SNI, Some(ALLOWED_SOURCE), "SELECT version()");
     assert_eq!(curl_allowed.stdout, "18.16.1\n", "{curl_allowed:?}");
     let curl_denied = e2e.curl(RESTRICTED_SNI, Some(DENIED_SOURCE), "SELECT version()");
@@ -104,7 +113,11 @@ async fn routes_by_sni_allowlist_and_proxy_v1_with_real_clients() {
     // PROXY v1 out: the hop in front of ClickHouse learns the original client.
     let before = e2e.pp_log().len();
     let native_client = "127.0.0.7";
-    let via_pp = e2e.python_run(PP_SNI, &["--ca", &ca, "--source", native_client], &["whoami"]);
+    let via_pp = e2e.python_run(
+        PP_SNI,
+        &["--ca", &ca, "--source", native_client],
+        &["whoami"],
+    );
     assert_eq!(via_pp["server_saw"], e2e.hops.pp.as_str(), "{via_pp}");
     let https_client = "127.0.0.8";
     let curl_pp = e2e.curl(PP_SNI, Some(https_client), "SELECT version()");

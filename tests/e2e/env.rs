@@ -140,7 +140,11 @@ impl E2e {
         // ones to `upstream_https` on the route's hop address.
         let (upstream_native, upstream_https) = (free_port(), free_port());
         let mut servers = String::new();
-        for (hop, proxy_protocol) in [(&hops.chi, ""), (&hops.pod, ""), (&hops.pp, " proxy_protocol")] {
+        for (hop, proxy_protocol) in [
+            (&hops.chi, ""),
+            (&hops.pod, ""),
+            (&hops.pp, " proxy_protocol"),
+        ] {
             let log = if proxy_protocol.is_empty() {
                 String::new()
             } else {
