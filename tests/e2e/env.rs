@@ -55,7 +55,7 @@ impl Tools {
         let haproxy = tool("haproxy");
         let nginx = tool("nginx");
         let curl = tool("curl");
-        let python = python();
+        let python = find_python();
         Some(Tools {
             clickhouse: clickhouse?,
             haproxy: haproxy?,
@@ -68,7 +68,7 @@ impl Tools {
 
 /// `CH_E2E_PYTHON`, else the repository's `.venv/bin/python`, if it can
 /// import clickhouse_driver.
-fn python() -> Option<PathBuf> {
+fn find_python() -> Option<PathBuf> {
     let python = std::env::var_os("CH_E2E_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"));
@@ -229,11 +229,19 @@ impl E2e {
                 }
             }
         });
+        // Drained all along, so a chatty failure cannot fill the pipe and stall the client.
+        let mut stderr_pipe = child.stderr.take().unwrap();
+        let stderr = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut stderr_pipe, &mut text);
+            text
+        });
         let stdin = child.stdin.take();
         PyClient {
             child,
             stdin,
             lines,
+            stderr: Some(stderr),
         }
     }
 
@@ -306,6 +314,7 @@ pub struct PyClient {
     child: Child,
     stdin: Option<ChildStdin>,
     lines: mpsc::Receiver<String>,
+    stderr: Option<std::thread::JoinHandle<String>>,
 }
 
 impl PyClient {
@@ -352,13 +361,13 @@ impl PyClient {
         last
     }
 
+    /// Everything the client wrote on stderr; only once it has exited.
     fn stderr(&mut self) -> String {
         let _ = self.child.wait();
-        let mut out = String::new();
-        if let Some(mut e) = self.child.stderr.take() {
-            let _ = std::io::Read::read_to_string(&mut e, &mut out);
-        }
-        out
+        self.stderr
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or_default()
     }
 }
 
