@@ -196,6 +196,13 @@ async fn sigterm_lets_a_streaming_query_finish_then_exits_zero() {
 
     e2e.proxy.signal("TERM");
     e2e.proxy.wait_log(|l| l["message"] == "draining");
+    // Draining: a new connection is not served (haproxy, finding the proxy's
+    // listener closed, drops the client: an EOF in the handshake).
+    let late = e2e.python_run(CHI_SNI, &[], &["refused"]);
+    assert!(
+        late["error"].as_str().is_some_and(|e| e.contains("EOF")),
+        "{late}"
+    );
 
     stream.resume();
     assert_stream_complete(&stream.finish(), STREAM_ROWS);
