@@ -3,6 +3,7 @@
 //! access log / metrics as observable output. Every wait is bounded.
 #![allow(dead_code)]
 
+pub mod clickhouse;
 pub mod peers;
 pub mod tls;
 
