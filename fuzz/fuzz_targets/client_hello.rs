@@ -1,7 +1,7 @@
 //! Fuzzes the ClientHello parser: no panic on any input, plus the invariants callers rely on.
 #![no_main]
 
-use ch_edge_proxy::client_hello::{parse, Peek, MAX_BUFFER};
+use ch_edge_proxy::client_hello::{parse, Parser, Peek, MAX_BUFFER};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -20,12 +20,18 @@ fuzz_target!(|data: &[u8]| {
         Peek::NotTls => assert!(data[0] != 0x16 || data[1] != 3 || data[2] > 4),
         Peek::Malformed(why) => assert!(!why.is_empty()),
     }
-    // Answers never change as bytes arrive: a decided prefix has the answer of the whole.
-    for k in [data.len() / 2, data.len().saturating_sub(1)] {
+    // Answers never change as bytes arrive: a decided prefix has the answer of the whole. The
+    // incremental parser, fed the same prefixes as a connection would be, agrees at each step.
+    let mut parser = Parser::default();
+    for k in [data.len() / 3, data.len() / 2, data.len().saturating_sub(1), data.len()] {
         let early = parse(&data[..k]);
         assert!(
             early == Peek::Incomplete || early == answer,
             "{early:?} then {answer:?}"
         );
+        assert_eq!(parser.parse(&data[..k]), early);
+        if early != Peek::Incomplete {
+            break;
+        }
     }
 });
