@@ -182,7 +182,9 @@ impl Tracker {
     /// The entry for `obj`; `None` (logged) for an object without a name.
     fn entry(&self, scope: usize, obj: &Value) -> Option<(ChiKey, Arc<ChiEntry>)> {
         let Some(key) = self.key(scope, obj) else {
-            tracing::warn!("kubernetes discovery: ClickHouseInstallation without metadata.name ignored");
+            tracing::warn!(
+                "kubernetes discovery: ClickHouseInstallation without metadata.name ignored"
+            );
             return None;
         };
         let created = obj

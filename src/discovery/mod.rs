@@ -51,11 +51,7 @@ impl Report {
     /// The report once a table built under `settings` (with `merged`, if a
     /// catalog was merged) is live; logs refusals that are new since `self`.
     pub fn next(&self, settings: &KubernetesDiscovery, merged: Option<Merged>) -> Report {
-        let old: HashSet<&Refusal> = self
-            .merged
-            .iter()
-            .flat_map(|m| m.refused.iter())
-            .collect();
+        let old: HashSet<&Refusal> = self.merged.iter().flat_map(|m| m.refused.iter()).collect();
         for r in merged.iter().flat_map(|m| m.refused.iter()) {
             if !old.contains(r) {
                 tracing::warn!(

@@ -28,7 +28,10 @@ fn file_route(name: &str, sni: &str) -> RouteSpec {
 }
 
 fn snis(specs: &[RouteSpec]) -> Vec<&str> {
-    specs.iter().flat_map(|s| s.sni.iter().map(String::as_str)).collect()
+    specs
+        .iter()
+        .flat_map(|s| s.sni.iter().map(String::as_str))
+        .collect()
 }
 
 fn listed(t: &mut Tracker, scope: usize, objs: &[Value]) -> bool {
@@ -42,8 +45,15 @@ fn listed(t: &mut Tracker, scope: usize, objs: &[Value]) -> bool {
 #[test]
 fn nothing_is_published_before_every_watch_listed() {
     let mut t = Tracker::new("ch.test", vec![Some("a".into()), Some("b".into())]);
-    assert!(!listed(&mut t, 0, &[chi("a", "x", "2024-01-01T00:00:00Z", &[])]));
-    assert!(!t.apply(0, Change::Applied(chi("a", "y", "2024-01-02T00:00:00Z", &[]))));
+    assert!(!listed(
+        &mut t,
+        0,
+        &[chi("a", "x", "2024-01-01T00:00:00Z", &[])]
+    ));
+    assert!(!t.apply(
+        0,
+        Change::Applied(chi("a", "y", "2024-01-02T00:00:00Z", &[]))
+    ));
     // The first complete list is published even when empty.
     assert!(listed(&mut t, 1, &[]));
     assert_eq!(t.catalog().chis.len(), 2);
@@ -71,7 +81,10 @@ fn apply_and_delete_change_one_entry_and_no_op_updates_are_quiet() {
         ["demo.ch.test", "demo-c1.ch.test", "chi-demo-c1-0-0.ch.test"]
     );
     assert!(routes.iter().all(|r| r.source == "kubernetes:ns/demo"));
-    assert!(t.apply(0, Change::Applied(chi("ns", "demo", "2024-01-01T00:00:00Z", &["c2"]))));
+    assert!(t.apply(
+        0,
+        Change::Applied(chi("ns", "demo", "2024-01-01T00:00:00Z", &["c2"]))
+    ));
     assert!(t.apply(0, Change::Deleted(demo.clone())));
     assert!(t.catalog().chis.is_empty());
     assert!(!t.apply(0, Change::Deleted(demo)), "already gone");
@@ -80,7 +93,11 @@ fn apply_and_delete_change_one_entry_and_no_op_updates_are_quiet() {
 #[test]
 fn a_relist_drops_what_was_deleted_meanwhile_in_its_own_scope_only() {
     let mut t = Tracker::new("ch.test", vec![Some("a".into()), Some("b".into())]);
-    assert!(!listed(&mut t, 0, &[chi("a", "gone", "", &[]), chi("a", "kept", "", &[])]));
+    assert!(!listed(
+        &mut t,
+        0,
+        &[chi("a", "gone", "", &[]), chi("a", "kept", "", &[])]
+    ));
     assert!(listed(&mut t, 1, &[chi("b", "other", "", &[])]));
     assert!(listed(&mut t, 0, &[chi("a", "kept", "", &[])]));
     let names: Vec<String> = t.catalog().chis.keys().map(ToString::to_string).collect();
@@ -190,7 +207,10 @@ fn claim_order_is_age_then_namespace_and_name() {
         .map(|(k, _)| k.to_string())
         .collect();
     // Without a timestamp (empty or missing): last.
-    assert_eq!(order, ["a/old", "a/young", "b/young", "a/none", "z/undated"]);
+    assert_eq!(
+        order,
+        ["a/old", "a/young", "b/young", "a/none", "z/undated"]
+    );
 }
 
 #[test]
