@@ -364,3 +364,43 @@ async fn watch_errors_resync_and_api_failures_keep_the_last_table() {
     );
     assert!(!has_route(&proxy, "ch/c") && has_route(&proxy, "ch/a"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_discovery_section_restarts_the_watch() {
+    let backend = TlsBackend::start(false).await;
+    let fake = FakeKube::start().await;
+    fake.apply(chi("here", "2024-01-01T00:00:00Z", &[]));
+    let mut there = chi("there", "2024-01-01T00:00:00Z", &[]);
+    there["metadata"]["namespace"] = json!("other");
+    fake.apply(there);
+    let yaml = config(backend.addr.port(), "");
+    let (mut proxy, _dir) = start(&fake, &yaml);
+    assert_eq!(wait_discovery(&mut proxy)["result"], "ok");
+    assert!(has_route(&proxy, "ch/here") && !has_route(&proxy, "other/there"));
+
+    // Another namespace: the file reload keeps the routes discovered so far
+    // (no gap), then the new watch's list replaces them.
+    let path = proxy.config.clone();
+    write_atomic(
+        &path,
+        &yaml.replace("namespaces: [ch]", "namespaces: [other]"),
+    );
+    let line = proxy.wait_reload("ok");
+    assert_eq!(line["trigger"], "watch", "{line}");
+    assert_eq!(line["routes"], 3, "ch/here's routes stay: {line}");
+    let line = wait_discovery(&mut proxy);
+    assert_eq!(line["result"], "ok", "{line}");
+    assert!(!has_route(&proxy, "ch/here") && has_route(&proxy, "other/there"));
+    assert!(fake
+        .requests()
+        .iter()
+        .any(|r| r.contains("/namespaces/other/clickhouseinstallations")));
+
+    // Disabled: the discovered routes go with the same reload.
+    write_atomic(&path, &yaml.replace("enabled: true", "enabled: false"));
+    let line = proxy.wait_reload("ok");
+    assert_eq!(line["routes"], 0, "{line}");
+    let routes = routes_json(&proxy);
+    assert_eq!(routes["discovery"]["enabled"], false, "{routes}");
+    assert_eq!(proxy.admin_get("/readyz").0, 200);
+}
