@@ -11,6 +11,11 @@
 //!
 //! Every attempt's result is published on [`Shared::reload`] and logged as
 //! `{"message":"reload","generation":N,"result":"ok"|"error"|"unchanged",…}`.
+//!
+//! With Kubernetes discovery, every table also holds the discovered routes
+//! ([`crate::discovery`]), and each new discovery snapshot rebuilds the
+//! table from the live configuration (files are not re-read): trigger
+//! `discovery`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
