@@ -404,3 +404,44 @@ async fn a_changed_discovery_section_restarts_the_watch() {
     assert_eq!(routes["discovery"]["enabled"], false, "{routes}");
     assert_eq!(proxy.admin_get("/readyz").0, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn across_all_namespaces_the_older_chi_keeps_a_contested_name() {
+    let backend = TlsBackend::start(false).await;
+    let fake = FakeKube::start().await;
+    // CHI "demo" in two namespaces derives the same SNI names.
+    let mut newer = chi("demo", "2024-06-01T00:00:00Z", &[]);
+    newer["metadata"]["namespace"] = json!("a");
+    let mut older = chi("demo", "2024-01-01T00:00:00Z", &[]);
+    older["metadata"]["namespace"] = json!("b");
+    fake.apply(newer);
+    fake.apply(older);
+    let yaml = config(backend.addr.port(), "").replace("    namespaces: [ch]\n", "");
+    let (mut proxy, _dir) = start(&fake, &yaml);
+    assert_eq!(wait_discovery(&mut proxy)["result"], "ok");
+    assert!(fake
+        .requests()
+        .iter()
+        .all(|r| r.starts_with("/apis/clickhouse.altinity.com/v1/clickhouseinstallations?")));
+    let sources: Vec<String> = live_routes(&proxy).into_iter().map(|(_, s)| s).collect();
+    assert_eq!(sources, ["kubernetes:b/demo"; 3]);
+    for _ in 0..3 {
+        let refusal = proxy.wait_log(|l| l["message"] == "kubernetes discovery: route refused");
+        assert_eq!(refusal["chi"], "a/demo", "{refusal}");
+        assert!(
+            refusal["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("kubernetes:b/demo")),
+            "{refusal}"
+        );
+    }
+
+    // The older one goes: the names pass to the other.
+    fake.wait_watches_open(1).await;
+    fake.delete("b", "demo");
+    assert_eq!(wait_discovery(&mut proxy)["result"], "ok");
+    let sources: Vec<String> = live_routes(&proxy).into_iter().map(|(_, s)| s).collect();
+    assert_eq!(sources, ["kubernetes:a/demo"; 3]);
+    let routes = routes_json(&proxy);
+    assert_eq!(routes["discovery"]["refused"], json!([]), "{routes}");
+}
