@@ -11,7 +11,7 @@ COPY benches ./benches
 COPY examples ./examples
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --bin ch-edge-proxy \
+    cargo build --release --locked --features k8s --bin ch-edge-proxy \
  && install -D -m 0755 target/release/ch-edge-proxy /out/ch-edge-proxy
 
 # distroless/cc: glibc + libgcc only (rustls, no OpenSSL); ":nonroot" runs as uid/gid 65532,

@@ -59,10 +59,18 @@ fn respond(req: &Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
         }
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/readyz" => {
-            if shared.ready.load(Ordering::Acquire) {
+            // Before the first discovery list is live, a table without the
+            // CHIs' names would refuse their clients.
+            let awaiting = shared.discovery.load().awaiting_first_sync;
+            if shared.ready.load(Ordering::Acquire) && !awaiting {
                 text(StatusCode::OK, "ready\n")
             } else if shared.draining.load(Ordering::Acquire) {
                 text(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+            } else if awaiting {
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "not ready: waiting for the first Kubernetes discovery list\n",
+                )
             } else {
                 text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
             }
@@ -125,6 +133,7 @@ fn routes_json(shared: &Shared) -> String {
             "message": message,
             "at": at(*t),
         })),
+        "discovery": shared.discovery.load().to_json(),
         "routes": routes,
     })
     .to_string()

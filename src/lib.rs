@@ -15,6 +15,7 @@ pub mod client_hello;
 pub mod config;
 pub mod connect;
 pub mod connection;
+pub mod discovery;
 pub mod listeners;
 pub mod metrics;
 pub mod outcome;

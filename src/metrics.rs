@@ -16,6 +16,12 @@ pub const ROUTES: &str = "ch_edge_proxy_routes";
 pub const RELOADS: &str = "ch_edge_proxy_reloads_total";
 pub const CONFIG_GENERATION: &str = "ch_edge_proxy_config_generation";
 pub const CONFIG_LAST_SUCCESS: &str = "ch_edge_proxy_config_last_success_timestamp_seconds";
+pub const DISCOVERY_CHIS: &str = "ch_edge_proxy_discovery_chis";
+pub const DISCOVERY_CHIS_INVALID: &str = "ch_edge_proxy_discovery_chis_invalid";
+pub const DISCOVERY_ROUTES: &str = "ch_edge_proxy_discovery_routes";
+pub const DISCOVERY_ROUTES_REFUSED: &str = "ch_edge_proxy_discovery_routes_refused";
+pub const DISCOVERY_API_ERRORS: &str = "ch_edge_proxy_discovery_api_errors_total";
+pub const DISCOVERY_LAST_SYNC: &str = "ch_edge_proxy_discovery_last_sync_timestamp_seconds";
 
 /// Registers help texts (shown as `# HELP` in `/metrics`).
 pub fn describe() {
@@ -67,5 +73,27 @@ pub fn describe() {
         CONFIG_LAST_SUCCESS,
         Unit::Seconds,
         "Unix time of the last successful configuration load."
+    );
+    describe_gauge!(
+        DISCOVERY_CHIS,
+        "ClickHouseInstallations in the live table's discovery snapshot."
+    );
+    describe_gauge!(
+        DISCOVERY_CHIS_INVALID,
+        "ClickHouseInstallations skipped because their routes could not be derived."
+    );
+    describe_gauge!(DISCOVERY_ROUTES, "Discovered routes in the live table.");
+    describe_gauge!(
+        DISCOVERY_ROUTES_REFUSED,
+        "Discovered routes left out of the live table, by reason (sni_claimed, name_claimed)."
+    );
+    describe_counter!(
+        DISCOVERY_API_ERRORS,
+        "Kubernetes API errors of discovery, by kind (client, list, watch_start, watch, watch_event, no_resource_version)."
+    );
+    describe_gauge!(
+        DISCOVERY_LAST_SYNC,
+        Unit::Seconds,
+        "Unix time of discovery's last complete list of ClickHouseInstallations."
     );
 }

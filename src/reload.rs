@@ -11,6 +11,11 @@
 //!
 //! Every attempt's result is published on [`Shared::reload`] and logged as
 //! `{"message":"reload","generation":N,"result":"ok"|"error"|"unchanged",…}`.
+//!
+//! With Kubernetes discovery, every table also holds the discovered routes
+//! ([`crate::discovery`]), and each new discovery snapshot rebuilds the
+//! table from the live configuration (files are not re-read): trigger
+//! `discovery`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,6 +26,7 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::config::{self, Config};
+use crate::discovery::{Discovery, Merged};
 use crate::listeners::Listeners;
 use crate::route::RouteTable;
 use crate::server::{lock, Shared, State};
@@ -42,6 +48,8 @@ pub enum Trigger {
     Watch,
     Signal,
     Timer,
+    /// Kubernetes discovery published new ClickHouseInstallations.
+    Discovery,
 }
 
 impl Trigger {
@@ -51,6 +59,7 @@ impl Trigger {
             Trigger::Watch => "watch",
             Trigger::Signal => "signal",
             Trigger::Timer => "timer",
+            Trigger::Discovery => "discovery",
         }
     }
 }
@@ -154,16 +163,21 @@ pub struct Reloader {
     /// The last refusal's message while the live config is older than it.
     failed: Option<String>,
     watcher: Option<DirWatcher>,
+    /// The live configuration: discovery rebuilds reuse its file routes.
+    config: Arc<Config>,
+    discovery: Discovery,
 }
 
 impl Reloader {
-    /// Starts watching the configuration's directories; events go to `hints`.
+    /// Starts watching the configuration's directories (events go to
+    /// `hints`) and, if configured, Kubernetes. Needs a Tokio runtime.
     pub fn new(
         shared: Arc<Shared>,
         listeners: Arc<Mutex<Listeners>>,
-        source: Source,
+        config: Arc<Config>,
         hints: mpsc::Sender<()>,
     ) -> Reloader {
+        let source = Source::of(&config);
         let watcher = match DirWatcher::new(hints) {
             Ok(mut w) => {
                 w.set(&source.targets());
@@ -180,6 +194,8 @@ impl Reloader {
             source,
             failed: None,
             watcher,
+            discovery: Discovery::start(&config.discovery.kubernetes),
+            config,
         }
     }
 
@@ -196,7 +212,12 @@ impl Reloader {
                 }
                 _ = shared.reload_requested.notified() => Trigger::Signal,
                 _ = timer.tick() => Trigger::Timer,
+                () = self.discovery.changed() => Trigger::Discovery,
             };
+            if trigger == Trigger::Discovery {
+                self.rediscover().await;
+                continue;
+            }
             self.reload(trigger).await;
             timer.reset();
         }
@@ -217,21 +238,72 @@ impl Reloader {
                 self.failed = None;
                 Outcome::Unchanged
             }
-            Ok(Some((config, routes))) => match self.commit(config, routes) {
-                Ok(old) => {
-                    // Freeing a big table takes a while: not on an async
-                    // worker (unless a connection still holds it; then the
-                    // last one frees it). Done before publishing, so a
-                    // published reload has released what it replaced.
-                    let _ = tokio::task::spawn_blocking(move || drop(old)).await;
-                    Outcome::Ok
+            Ok(Some((config, routes))) => {
+                let config = Arc::new(config);
+                match self.with_discovered(&config, routes).await {
+                    Ok((routes, merged)) => self.install(config, routes, merged).await,
+                    Err(e) => self.refuse(e),
                 }
-                Err(e) => self.refuse(e),
-            },
+            }
             Err(e) => self.refuse(e),
         };
         self.publish(trigger, &outcome, started.elapsed());
         outcome
+    }
+
+    /// Rebuilds the table from the live file routes and the latest
+    /// discovered catalog; published like any reload.
+    pub async fn rediscover(&mut self) -> Outcome {
+        let started = Instant::now();
+        let config = self.config.clone();
+        let outcome = match self.with_discovered(&config, RouteTable::default()).await {
+            Ok((routes, merged @ Some(_))) => self.install(config, routes, merged).await,
+            Ok((_, None)) => Outcome::Unchanged,
+            Err(e) => self.refuse(e),
+        };
+        self.publish(Trigger::Discovery, &outcome, started.elapsed());
+        outcome
+    }
+
+    /// `routes` (built from `config`'s file routes), or a table with the
+    /// discovered routes merged in when discovery has a catalog.
+    async fn with_discovered(
+        &self,
+        config: &Arc<Config>,
+        routes: RouteTable,
+    ) -> Result<(RouteTable, Option<Merged>), String> {
+        let catalog = match self.discovery.current() {
+            Some(c) if config.discovery.kubernetes.enabled => c.clone(),
+            _ => return Ok((routes, None)),
+        };
+        drop(routes);
+        let (config, resolver) = (config.clone(), self.shared.resolver.clone());
+        let built = tokio::task::spawn_blocking(move || {
+            crate::discovery::build_table(&config, &catalog, &resolver)
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("discovery task failed: {e}")))?;
+        Ok((built.0, Some(built.1)))
+    }
+
+    /// Commits and frees the replaced state.
+    async fn install(
+        &mut self,
+        config: Arc<Config>,
+        routes: RouteTable,
+        merged: Option<Merged>,
+    ) -> Outcome {
+        match self.commit(config, routes, merged) {
+            Ok(old) => {
+                // Freeing a big table takes a while: not on an async
+                // worker (unless a connection still holds it; then the
+                // last one frees it). Done before publishing, so a
+                // published reload has released what it replaced.
+                let _ = tokio::task::spawn_blocking(move || drop(old)).await;
+                Outcome::Ok
+            }
+            Err(e) => self.refuse(e),
+        }
     }
 
     fn refuse(&mut self, error: String) -> Outcome {
@@ -245,7 +317,12 @@ impl Reloader {
     /// Binds what the new config needs, then swaps state and listeners;
     /// returns the replaced state. Nothing here awaits, so shutdown cannot
     /// interrupt it half-way.
-    fn commit(&mut self, config: Config, routes: RouteTable) -> Result<Arc<State>, String> {
+    fn commit(
+        &mut self,
+        config: Arc<Config>,
+        routes: RouteTable,
+        merged: Option<Merged>,
+    ) -> Result<Arc<State>, String> {
         let plan = lock(&self.listeners)
             .prepare(&config.listeners)
             .map_err(|e| format!("{}: {e:#}", config.path.display()))?;
@@ -264,6 +341,10 @@ impl Reloader {
             .store(generation, std::sync::atomic::Ordering::Release);
         lock(&self.listeners).apply(plan, &self.shared);
         record_success(&config, count, generation);
+        let settings = &config.discovery.kubernetes;
+        let report = self.shared.discovery.load().next(settings, merged);
+        self.shared.discovery.store(Arc::new(report));
+        self.discovery.configure(settings);
         self.failed = None;
         let source = Source {
             admin: self.source.admin,
@@ -276,6 +357,7 @@ impl Reloader {
             }
         }
         self.source = source;
+        self.config = config;
         Ok(old)
     }
 

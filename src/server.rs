@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, watch, Notify};
 
 use crate::config::{Config, Defaults, Limits, LogConfig, Timeouts};
 use crate::listeners::{Listeners, Plan};
-use crate::reload::{Reloader, Source, Status};
+use crate::reload::{Reloader, Status};
 use crate::resolve::Resolver;
 use crate::route::RouteTable;
 
@@ -66,6 +66,8 @@ pub struct Shared {
     pub reload: watch::Sender<Status>,
     /// Asks the reloader for a reload now (SIGHUP).
     pub reload_requested: Notify,
+    /// Kubernetes discovery as the live table reflects it.
+    pub discovery: ArcSwap<crate::discovery::Report>,
 }
 
 impl Shared {
@@ -111,7 +113,7 @@ pub struct Server {
     shared: Arc<Shared>,
     listeners: Plan,
     admin: Option<TcpListener>,
-    source: Source,
+    config: Arc<Config>,
 }
 
 impl Server {
@@ -141,12 +143,15 @@ impl Server {
             generation: AtomicU64::new(1),
             reload: watch::Sender::new(Status::startup(config.content_hash)),
             reload_requested: Notify::new(),
+            discovery: ArcSwap::from_pointee(crate::discovery::Report::startup(
+                &config.discovery.kubernetes,
+            )),
         });
         Ok(Server {
             shared,
             listeners,
             admin,
-            source: Source::of(&config),
+            config: Arc::new(config),
         })
     }
 
@@ -169,7 +174,7 @@ impl Server {
             shared,
             listeners: plan,
             admin,
-            source,
+            config,
         } = self;
         let resolver = tokio::spawn(shared.resolver.clone().run());
         let upkeep = tokio::spawn(async {
@@ -186,7 +191,7 @@ impl Server {
         // by anyone who waited for that line is seen.
         let listeners = Arc::new(Mutex::new(Listeners::default()));
         let (hints_tx, hints) = mpsc::channel(1);
-        let reloader = Reloader::new(shared.clone(), listeners.clone(), source, hints_tx);
+        let reloader = Reloader::new(shared.clone(), listeners.clone(), config, hints_tx);
         shared.ready.store(true, Ordering::Release);
         lock(&listeners).apply(plan, &shared);
         let reloading = tokio::spawn(reloader.run(hints));

@@ -478,10 +478,17 @@ fn limits_and_discovery() {
         &e,
         &["cfg.yaml:6: discovery.kubernetes.domain: invalid domain \"*.x\""],
     );
-    let c = parse(&with_listener(
+    let enabled = with_listener(
         "discovery:\n  kubernetes:\n    enabled: true\n    domain: CH.Example.com.\n    namespaces: [a, b, a]\n    label_selector: team=x\n",
-    ))
-    .unwrap();
+    );
+    if !crate::discovery::AVAILABLE {
+        assert_eq!(
+            error(&enabled),
+            "cfg.yaml: discovery.kubernetes.enabled: this binary was built without the k8s feature (build with `--features k8s`)"
+        );
+        return;
+    }
+    let c = parse(&enabled).unwrap();
     let k = c.discovery.kubernetes;
     assert!(k.enabled);
     assert_eq!(

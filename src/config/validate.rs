@@ -433,6 +433,13 @@ fn discovery(raw: super::raw::RawDiscovery, file: &str, errs: &mut Errors) -> Di
             what,
             "enabled needs a `domain` (routes are <name>.<domain>)",
         );
+    } else if k.enabled && !crate::discovery::AVAILABLE {
+        errs.add(
+            file,
+            None,
+            &format!("{what}.enabled"),
+            "this binary was built without the k8s feature (build with `--features k8s`)",
+        );
     }
     let mut seen = HashSet::new();
     let mut namespaces = Vec::new();

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod clickhouse;
+pub mod fake_kube;
 pub mod peers;
 pub mod tls;
 
@@ -44,7 +45,15 @@ impl Proxy {
     }
 
     pub fn start_file(path: &std::path::Path, dir: tempfile::TempDir) -> Proxy {
-        Self::spawn(path, dir, None, true)
+        Self::spawn(path, dir, None, true, &[])
+    }
+
+    /// Like [`Proxy::start`] with extra environment variables (e.g. `KUBECONFIG`).
+    pub fn start_with_env(yaml: &str, env: &[(&str, &std::ffi::OsStr)]) -> Proxy {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        Self::spawn(&path, dir, None, true, env)
     }
 
     /// Like [`Proxy::start`] without `RUST_LOG`, so the config's `log.level` rules.
@@ -52,7 +61,7 @@ impl Proxy {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.yaml");
         std::fs::write(&path, yaml).unwrap();
-        Self::spawn(&path, dir, None, false)
+        Self::spawn(&path, dir, None, false, &[])
     }
 
     /// Starts the proxy with RLIMIT_NOFILE set to `max_fds`, to provoke EMFILE.
@@ -60,7 +69,7 @@ impl Proxy {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.yaml");
         std::fs::write(&path, yaml).unwrap();
-        Self::spawn(&path, dir, Some(max_fds), true)
+        Self::spawn(&path, dir, Some(max_fds), true, &[])
     }
 
     fn spawn(
@@ -68,6 +77,7 @@ impl Proxy {
         dir: tempfile::TempDir,
         max_fds: Option<u64>,
         rust_log: bool,
+        env: &[(&str, &std::ffi::OsStr)],
     ) -> Proxy {
         let expected_listeners = yaml_listener_count(&std::fs::read_to_string(path).unwrap());
         let wants_admin = std::fs::read_to_string(path).unwrap().contains("admin:");
@@ -81,6 +91,7 @@ impl Proxy {
         if !rust_log {
             command.env_remove("RUST_LOG");
         }
+        command.envs(env.iter().copied());
         if let Some(max) = max_fds {
             use std::os::unix::process::CommandExt;
             // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child here.

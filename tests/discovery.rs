@@ -1,0 +1,447 @@
+//! Kubernetes discovery through the real binary against a fake API server
+//! on loopback (tests/support/fake_kube.rs). Every wait is on the proxy's
+//! own log lines or the fake's request log, never on time.
+#![cfg(feature = "k8s")]
+
+mod support;
+
+use std::net::SocketAddr;
+
+use serde_json::{json, Value};
+
+use support::fake_kube::FakeKube;
+use support::*;
+
+const NS: &str = "ch";
+
+/// A CHI in namespace `ch` whose CHI service resolves to 127.0.0.1 (the
+/// service template's name `127.0.0` + `namespaceDomainPattern` `1`), so
+/// `<name>.ch.test` reaches the backend on the listener's upstream port.
+/// Host services (`chi-<name>-<cluster>-0-0.1`) do not resolve.
+fn chi(name: &str, created: &str, clusters: &[&str]) -> Value {
+    let clusters: Vec<Value> = clusters.iter().map(|c| json!({"name": c})).collect();
+    json!({
+        "apiVersion": "clickhouse.altinity.com/v1",
+        "kind": "ClickHouseInstallation",
+        "metadata": {
+            "name": name,
+            "namespace": NS,
+            "uid": format!("uid-{name}"),
+            "creationTimestamp": created,
+            "labels": {"team": "ch"},
+        },
+        "spec": {
+            "namespaceDomainPattern": "1",
+            "defaults": {"templates": {"serviceTemplate": "loopback"}},
+            "templates": {"serviceTemplates": [{"name": "loopback", "generateName": "127.0.0"}]},
+            "configuration": {"clusters": clusters},
+        },
+    })
+}
+
+fn config(upstream_port: u16, file_routes: &str) -> String {
+    format!(
+        "listeners:\n  - name: native\n    address: \"127.0.0.1:0\"\n    upstream_port: {upstream_port}\n\
+         admin:\n  address: \"127.0.0.1:0\"\n\
+         discovery:\n  kubernetes:\n    enabled: true\n    domain: ch.test\n    namespaces: [{NS}]\n    label_selector: team=ch\n\
+         {file_routes}"
+    )
+}
+
+/// Starts the proxy against `fake`; returns once its listeners are bound.
+fn start(fake: &FakeKube, yaml: &str) -> (Proxy, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = fake.kubeconfig(dir.path());
+    let proxy = Proxy::start_with_env(yaml, &[("KUBECONFIG", kubeconfig.as_os_str())]);
+    (proxy, dir)
+}
+
+/// The next successful discovery reload line.
+fn wait_discovery(proxy: &mut Proxy) -> Value {
+    proxy.wait_log(|l| l["message"] == "reload" && l["trigger"] == "discovery")
+}
+
+fn routes_json(proxy: &Proxy) -> Value {
+    let (status, body) = proxy.admin_get("/routes");
+    assert_eq!(status, 200);
+    serde_json::from_str(&body).unwrap()
+}
+
+/// `(name, source)` of every live route.
+fn live_routes(proxy: &Proxy) -> Vec<(String, String)> {
+    let routes = routes_json(proxy);
+    routes["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap().to_owned(),
+                r["source"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn has_route(proxy: &Proxy, name: &str) -> bool {
+    live_routes(proxy).iter().any(|(n, _)| n == name)
+}
+
+/// A TLS round trip through the proxy with `sni` to `backend`.
+async fn reaches(proxy_addr: SocketAddr, sni: &str, backend: &mut TlsBackend) {
+    let mut tls = tls_connect(proxy_addr, b"", Some(sni))
+        .await
+        .unwrap_or_else(|e| panic!("{sni}: {e}"));
+    echo(&mut tls, b"select 1").await;
+    assert_eq!(backend.next().await.sni.as_deref(), Some(sni));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chi_add_modify_delete_follow_the_api() {
+    let mut backend = TlsBackend::start(false).await;
+    let fake = FakeKube::start().await;
+    fake.apply(chi("alpha", "2024-01-01T00:00:00Z", &[]));
+    // Another namespace and an unlabelled CHI: not selected.
+    let mut elsewhere = chi("other", "2024-01-01T00:00:00Z", &[]);
+    elsewhere["metadata"]["namespace"] = json!("elsewhere");
+    fake.apply(elsewhere);
+    let mut unlabelled = chi("nolabel", "2024-01-01T00:00:00Z", &[]);
+    unlabelled["metadata"]["labels"] = json!({});
+    fake.apply(unlabelled);
+
+    let (mut proxy, _dir) = start(&fake, &config(backend.addr.port(), ""));
+    let addr = proxy.addr("native");
+    let line = wait_discovery(&mut proxy);
+    assert_eq!(
+        (&line["result"], &line["generation"]),
+        (&json!("ok"), &json!(2)),
+        "{line}"
+    );
+    assert_eq!(proxy.admin_get("/readyz").0, 200);
+    let requests = fake.requests();
+    assert!(
+        requests.iter().all(|r| r.starts_with(
+            "/apis/clickhouse.altinity.com/v1/namespaces/ch/clickhouseinstallations?"
+        ) && r.contains("labelSelector=team%3Dch")),
+        "{requests:?}"
+    );
+    let routes = live_routes(&proxy);
+    assert_eq!(
+        routes,
+        [
+            ("ch/alpha", "kubernetes:ch/alpha"),
+            ("ch/alpha/cluster", "kubernetes:ch/alpha"),
+            ("ch/alpha/cluster/0-0", "kubernetes:ch/alpha"),
+        ]
+        .map(|(n, s)| (n.to_owned(), s.to_owned()))
+    );
+    reaches(addr, "alpha.ch.test", &mut backend).await;
+
+    fake.wait_watches_open(1).await;
+    fake.apply(chi("beta", "2024-02-01T00:00:00Z", &[]));
+    let line = wait_discovery(&mut proxy);
+    assert_eq!(
+        (&line["result"], &line["routes"]),
+        (&json!("ok"), &json!(6)),
+        "{line}"
+    );
+    reaches(addr, "beta.ch.test", &mut backend).await;
+
+    // Modify: a second cluster appears, and the allowlist now excludes us.
+    let mut alpha = chi("alpha", "2024-01-01T00:00:00Z", &["main", "extra"]);
+    alpha["metadata"]["annotations"] = json!({"ch-edge-proxy/allow": "10.0.0.0/8"});
+    fake.apply(alpha);
+    let line = wait_discovery(&mut proxy);
+    assert_eq!(line["result"], "ok", "{line}");
+    assert!(has_route(&proxy, "ch/alpha/extra"));
+    assert!(!has_route(&proxy, "ch/alpha/cluster"));
+    let refused = tls_connect(addr, b"", Some("alpha.ch.test")).await;
+    assert_eq!(alert_of(refused), rustls::AlertDescription::AccessDenied);
+
+    fake.delete(NS, "beta");
+    let line = wait_discovery(&mut proxy);
+    assert_eq!(line["result"], "ok", "{line}");
+    assert!(!has_route(&proxy, "ch/beta"));
+    let gone = tls_connect(addr, b"", Some("beta.ch.test")).await;
+    assert_eq!(alert_of(gone), rustls::AlertDescription::UnrecognisedName);
+
+    let routes = routes_json(&proxy);
+    assert_eq!(routes["discovery"]["chis"], 1, "{routes}");
+    assert_eq!(routes["last_reload"]["trigger"], "discovery", "{routes}");
+    let (_, m) = proxy.admin_get("/metrics");
+    assert_eq!(metric(&m, "ch_edge_proxy_discovery_chis", &[]), 1.0, "{m}");
+    assert_eq!(
+        metric(&m, "ch_edge_proxy_discovery_routes", &[]),
+        5.0,
+        "{m}"
+    );
+    assert!(
+        metric(
+            &m,
+            "ch_edge_proxy_discovery_last_sync_timestamp_seconds",
+            &[]
+        ) > 1.7e9,
+        "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chi_conflicting_with_a_file_route_gets_only_its_free_routes() {
+    let mut chi_backend = TlsBackend::start(false).await;
+    let mut file_backend = TlsBackend::start(false).await;
+    let file_routes = format!(
+        "routes:\n  - name: pinned\n    sni: demo.ch.test\n    upstream: \"{}\"\n",
+        file_backend.addr
+    );
+    let fake = FakeKube::start().await;
+    fake.apply(chi("demo", "2024-01-01T00:00:00Z", &[]));
+    let (mut proxy, _dir) = start(&fake, &config(chi_backend.addr.port(), &file_routes));
+    let addr = proxy.addr("native");
+    let refusal = proxy.wait_log(|l| l["message"] == "kubernetes discovery: route refused");
+    assert_eq!(refusal["chi"], "ch/demo", "{refusal}");
+    assert_eq!(refusal["route"], "ch/demo", "{refusal}");
+    assert_eq!(refusal["reason"], "sni_claimed", "{refusal}");
+    assert!(
+        refusal["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("\"demo.ch.test\"") && d.contains("\"pinned\"")),
+        "{refusal}"
+    );
+    let line = wait_discovery(&mut proxy);
+    assert_eq!(line["result"], "ok", "{line}");
+    // The file route keeps the name; the CHI's other routes apply.
+    reaches(addr, "demo.ch.test", &mut file_backend).await;
+    let names: Vec<String> = live_routes(&proxy).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["pinned", "ch/demo/cluster", "ch/demo/cluster/0-0"]);
+    let routes = routes_json(&proxy);
+    assert_eq!(
+        routes["discovery"]["refused"][0]["reason"], "sni_claimed",
+        "{routes}"
+    );
+    let (_, m) = proxy.admin_get("/metrics");
+    let refused = |reason: &str| {
+        metric(
+            &m,
+            "ch_edge_proxy_discovery_routes_refused",
+            &[&format!("reason=\"{reason}\"")],
+        )
+    };
+    assert_eq!(
+        (refused("sni_claimed"), refused("name_claimed")),
+        (1.0, 0.0),
+        "{m}"
+    );
+
+    // A file reload keeps the discovered routes; dropping the file route
+    // frees the name for the CHI.
+    write_atomic(&proxy.config.clone(), &config(chi_backend.addr.port(), ""));
+    let line = proxy.wait_reload("ok");
+    assert_eq!(line["trigger"], "watch", "{line}");
+    let names: Vec<String> = live_routes(&proxy).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["ch/demo", "ch/demo/cluster", "ch/demo/cluster/0-0"]);
+    reaches(addr, "demo.ch.test", &mut chi_backend).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_errors_resync_and_api_failures_keep_the_last_table() {
+    let mut backend = TlsBackend::start(false).await;
+    let fake = FakeKube::start().await;
+    fake.apply(chi("a", "2024-01-01T00:00:00Z", &[]));
+    fake.apply(chi("b", "2024-01-02T00:00:00Z", &[]));
+    fake.set_failing(true);
+    let (mut proxy, _dir) = start(&fake, &config(backend.addr.port(), ""));
+    let addr = proxy.addr("native");
+
+    // The API fails: not ready, no discovered routes; kube backs off and retries.
+    for _ in 0..2 {
+        proxy.wait_log(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("API error"))
+        });
+    }
+    let (status, body) = proxy.admin_get("/readyz");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("discovery"), "{body}");
+    assert!(live_routes(&proxy).is_empty());
+    fake.set_failing(false);
+    let line = wait_discovery(&mut proxy);
+    assert_eq!(
+        (&line["result"], &line["generation"]),
+        (&json!("ok"), &json!(2)),
+        "{line}"
+    );
+    assert_eq!(proxy.admin_get("/readyz").0, 200);
+    reaches(addr, "b.ch.test", &mut backend).await;
+
+    // 410 Gone: the watcher relists; "b", deleted while no event reached
+    // us, disappears; "c", added the same way, appears.
+    fake.wait_watches_open(1).await;
+    fake.delete_silently(NS, "b");
+    fake.apply_silently(chi("c", "2024-01-03T00:00:00Z", &[]));
+    fake.expire_watches();
+    let error = proxy.wait_log(|l| {
+        l["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("API error"))
+    });
+    assert!(
+        error["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("too old resource version")),
+        "{error}"
+    );
+    let line = wait_discovery(&mut proxy);
+    assert_eq!(
+        (&line["result"], &line["generation"]),
+        (&json!("ok"), &json!(3)),
+        "{line}"
+    );
+    assert!(!has_route(&proxy, "ch/b") && has_route(&proxy, "ch/c"));
+
+    // A dropped stream: the watch resumes from its resourceVersion and
+    // receives what happened meanwhile.
+    fake.wait_watches_open(1).await;
+    let started = fake.requests().len();
+    fake.drop_watches();
+    fake.apply(chi("d", "2024-01-04T00:00:00Z", &[]));
+    let line = wait_discovery(&mut proxy);
+    assert_eq!(
+        (&line["result"], &line["generation"]),
+        (&json!("ok"), &json!(4)),
+        "{line}"
+    );
+    reaches(addr, "d.ch.test", &mut backend).await;
+    let relists = fake.requests()[started..]
+        .iter()
+        .filter(|r| !r.contains("watch=true"))
+        .count();
+    assert_eq!(relists, 0, "a resumed watch does not relist");
+
+    // API outage: the watch expires and every relist fails with 500. The
+    // last table stays and keeps routing.
+    fake.wait_watches_open(1).await;
+    fake.set_failing(true);
+    fake.delete_silently(NS, "c");
+    fake.expire_watches();
+    // The watch error, then two failed relists.
+    for _ in 0..3 {
+        proxy.wait_log(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("API error"))
+        });
+    }
+    let routes = routes_json(&proxy);
+    assert_eq!(routes["generation"], 4, "{routes}");
+    assert!(has_route(&proxy, "ch/c"));
+    reaches(addr, "a.ch.test", &mut backend).await;
+    assert_eq!(proxy.admin_get("/readyz").0, 200);
+    let (_, m) = proxy.admin_get("/metrics");
+    assert!(
+        metric(
+            &m,
+            "ch_edge_proxy_discovery_api_errors_total",
+            &["kind=\"list\""]
+        ) >= 4.0,
+        "{m}"
+    );
+    assert!(
+        metric(
+            &m,
+            "ch_edge_proxy_discovery_api_errors_total",
+            &["kind=\"watch_event\""]
+        ) >= 2.0,
+        "{m}"
+    );
+    // Recovery resyncs: "c" goes.
+    fake.set_failing(false);
+    let line = wait_discovery(&mut proxy);
+    assert_eq!(
+        (&line["result"], &line["generation"]),
+        (&json!("ok"), &json!(5)),
+        "{line}"
+    );
+    assert!(!has_route(&proxy, "ch/c") && has_route(&proxy, "ch/a"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_discovery_section_restarts_the_watch() {
+    let backend = TlsBackend::start(false).await;
+    let fake = FakeKube::start().await;
+    fake.apply(chi("here", "2024-01-01T00:00:00Z", &[]));
+    let mut there = chi("there", "2024-01-01T00:00:00Z", &[]);
+    there["metadata"]["namespace"] = json!("other");
+    fake.apply(there);
+    let yaml = config(backend.addr.port(), "");
+    let (mut proxy, _dir) = start(&fake, &yaml);
+    assert_eq!(wait_discovery(&mut proxy)["result"], "ok");
+    assert!(has_route(&proxy, "ch/here") && !has_route(&proxy, "other/there"));
+
+    // Another namespace: the file reload keeps the routes discovered so far
+    // (no gap), then the new watch's list replaces them.
+    let path = proxy.config.clone();
+    write_atomic(
+        &path,
+        &yaml.replace("namespaces: [ch]", "namespaces: [other]"),
+    );
+    let line = proxy.wait_reload("ok");
+    assert_eq!(line["trigger"], "watch", "{line}");
+    assert_eq!(line["routes"], 3, "ch/here's routes stay: {line}");
+    let line = wait_discovery(&mut proxy);
+    assert_eq!(line["result"], "ok", "{line}");
+    assert!(!has_route(&proxy, "ch/here") && has_route(&proxy, "other/there"));
+    assert!(fake
+        .requests()
+        .iter()
+        .any(|r| r.contains("/namespaces/other/clickhouseinstallations")));
+
+    // Disabled: the discovered routes go with the same reload.
+    write_atomic(&path, &yaml.replace("enabled: true", "enabled: false"));
+    let line = proxy.wait_reload("ok");
+    assert_eq!(line["routes"], 0, "{line}");
+    let routes = routes_json(&proxy);
+    assert_eq!(routes["discovery"]["enabled"], false, "{routes}");
+    assert_eq!(proxy.admin_get("/readyz").0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn across_all_namespaces_the_older_chi_keeps_a_contested_name() {
+    let backend = TlsBackend::start(false).await;
+    let fake = FakeKube::start().await;
+    // CHI "demo" in two namespaces derives the same SNI names.
+    let mut newer = chi("demo", "2024-06-01T00:00:00Z", &[]);
+    newer["metadata"]["namespace"] = json!("a");
+    let mut older = chi("demo", "2024-01-01T00:00:00Z", &[]);
+    older["metadata"]["namespace"] = json!("b");
+    fake.apply(newer);
+    fake.apply(older);
+    let yaml = config(backend.addr.port(), "").replace("    namespaces: [ch]\n", "");
+    let (mut proxy, _dir) = start(&fake, &yaml);
+    assert_eq!(wait_discovery(&mut proxy)["result"], "ok");
+    assert!(fake
+        .requests()
+        .iter()
+        .all(|r| r.starts_with("/apis/clickhouse.altinity.com/v1/clickhouseinstallations?")));
+    let sources: Vec<String> = live_routes(&proxy).into_iter().map(|(_, s)| s).collect();
+    assert_eq!(sources, ["kubernetes:b/demo"; 3]);
+    for _ in 0..3 {
+        let refusal = proxy.wait_log(|l| l["message"] == "kubernetes discovery: route refused");
+        assert_eq!(refusal["chi"], "a/demo", "{refusal}");
+        assert!(
+            refusal["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("kubernetes:b/demo")),
+            "{refusal}"
+        );
+    }
+
+    // The older one goes: the names pass to the other.
+    fake.wait_watches_open(1).await;
+    fake.delete("b", "demo");
+    assert_eq!(wait_discovery(&mut proxy)["result"], "ok");
+    let sources: Vec<String> = live_routes(&proxy).into_iter().map(|(_, s)| s).collect();
+    assert_eq!(sources, ["kubernetes:a/demo"; 3]);
+    let routes = routes_json(&proxy);
+    assert_eq!(routes["discovery"]["refused"], json!([]), "{routes}");
+}

@@ -1,0 +1,354 @@
+//! A fake Kubernetes API server on loopback for ClickHouseInstallations:
+//! answers list and watch requests the way the API server does (list with a
+//! resourceVersion; watch as a stream of JSON lines, replaying the events
+//! after the requested resourceVersion), driven by the test: changes with
+//! or without events, a 410 Gone watch error, dropped streams, 500s.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use hyper::body::{Body, Bytes, Frame, Incoming};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, Notify};
+
+const GROUP_PATH: &str = "/apis/clickhouse.altinity.com/v1";
+
+/// One open watch: what it selects and where its lines go.
+struct Watch {
+    namespace: Option<String>,
+    selector: Option<(String, String)>,
+    lines: mpsc::UnboundedSender<Bytes>,
+}
+
+#[derive(Default)]
+struct Inner {
+    objects: BTreeMap<(String, String), Value>,
+    resource_version: u64,
+    /// `(resourceVersion, event type, object)` of every event sent.
+    history: Vec<(u64, &'static str, Value)>,
+    watches: Vec<Watch>,
+    failing: bool,
+    /// Request URIs (path and query), in order.
+    requests: Vec<String>,
+    watches_started: usize,
+}
+
+/// The running fake; stops with the test's runtime.
+#[derive(Clone)]
+pub struct FakeKube {
+    pub addr: SocketAddr,
+    inner: Arc<Mutex<Inner>>,
+    changed: Arc<Notify>,
+}
+
+impl FakeKube {
+    pub async fn start() -> FakeKube {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let fake = FakeKube {
+            addr: listener.local_addr().unwrap(),
+            inner: Arc::default(),
+            changed: Arc::default(),
+        };
+        let server = fake.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let server = server.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| {
+                        let server = server.clone();
+                        async move { Ok::<_, Infallible>(server.respond(&req)) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        fake
+    }
+
+    /// A kubeconfig pointing at this server, written into `dir`.
+    pub fn kubeconfig(&self, dir: &Path) -> PathBuf {
+        let path = dir.join("kubeconfig");
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: http://{}\n\
+             contexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n\
+             current-context: fake\nusers:\n- name: fake\n  user:\n    token: test-token\n",
+            self.addr
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Adds or replaces `chi`, sending ADDED or MODIFIED to open watches.
+    pub fn apply(&self, chi: Value) {
+        self.change(chi, true);
+    }
+
+    /// Adds or replaces `chi` without an event (as if the watch missed it).
+    pub fn apply_silently(&self, chi: Value) {
+        self.change(chi, false);
+    }
+
+    /// Deletes a CHI, sending DELETED to open watches.
+    pub fn delete(&self, namespace: &str, name: &str) {
+        self.remove(namespace, name, true);
+    }
+
+    /// Deletes a CHI without an event.
+    pub fn delete_silently(&self, namespace: &str, name: &str) {
+        self.remove(namespace, name, false);
+    }
+
+    /// Sends every open watch a 410 Gone error and ends it, as the API server
+    /// does when the watched resourceVersion is too old: clients must relist.
+    pub fn expire_watches(&self) {
+        let mut inner = self.lock();
+        let gone = json!({"type": "ERROR", "object": {
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": "too old resource version", "reason": "Expired", "code": 410,
+        }});
+        for w in inner.watches.drain(..) {
+            let _ = w.lines.send(line(&gone));
+        }
+    }
+
+    /// Ends every open watch stream without an error.
+    pub fn drop_watches(&self) {
+        self.lock().watches.clear();
+    }
+
+    /// While set, every request is answered with 500.
+    pub fn set_failing(&self, failing: bool) {
+        self.lock().failing = failing;
+    }
+
+    /// Waits until at least `n` watch streams were started in total.
+    pub async fn wait_watches_started(&self, n: usize) {
+        self.wait(|i| i.watches_started >= n).await;
+    }
+
+    /// Waits until `n` watch streams are open.
+    pub async fn wait_watches_open(&self, n: usize) {
+        self.wait(|i| i.watches.iter().filter(|w| !w.lines.is_closed()).count() >= n)
+            .await;
+    }
+
+    /// Request URIs seen so far.
+    pub fn requests(&self) -> Vec<String> {
+        self.lock().requests.clone()
+    }
+
+    async fn wait(&self, done: impl Fn(&Inner) -> bool) {
+        tokio::time::timeout(super::WAIT, async {
+            loop {
+                let changed = self.changed.notified();
+                tokio::pin!(changed);
+                changed.as_mut().enable();
+                if done(&self.lock()) {
+                    return;
+                }
+                changed.await;
+            }
+        })
+        .await
+        .expect("fake API server: condition not reached in time");
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn change(&self, mut chi: Value, notify: bool) {
+        let mut inner = self.lock();
+        inner.resource_version += 1;
+        let rv = inner.resource_version;
+        chi["metadata"]["resourceVersion"] = json!(rv.to_string());
+        let key = key_of(&chi);
+        let kind = if inner.objects.contains_key(&key) {
+            "MODIFIED"
+        } else {
+            "ADDED"
+        };
+        inner.objects.insert(key, chi.clone());
+        if notify {
+            inner.send(rv, kind, chi);
+        }
+    }
+
+    fn remove(&self, namespace: &str, name: &str, notify: bool) {
+        let mut inner = self.lock();
+        let key = (namespace.to_owned(), name.to_owned());
+        let Some(mut chi) = inner.objects.remove(&key) else {
+            panic!("no CHI {namespace}/{name} to delete");
+        };
+        inner.resource_version += 1;
+        let rv = inner.resource_version;
+        chi["metadata"]["resourceVersion"] = json!(rv.to_string());
+        if notify {
+            inner.send(rv, "DELETED", chi);
+        }
+    }
+
+    fn respond(&self, req: &Request<Incoming>) -> Response<Lines> {
+        let path = req.uri().path().to_owned();
+        let query = req.uri().query().unwrap_or("").to_owned();
+        let mut inner = self.lock();
+        inner.requests.push(format!("{path}?{query}"));
+        self.changed.notify_waiters();
+        let namespace = match path.strip_prefix(GROUP_PATH) {
+            Some("/clickhouseinstallations") => None,
+            Some(rest) => match rest
+                .strip_prefix("/namespaces/")
+                .and_then(|r| r.strip_suffix("/clickhouseinstallations"))
+            {
+                Some(ns) => Some(ns.to_owned()),
+                None => return status(StatusCode::NOT_FOUND, "no such resource"),
+            },
+            None => return status(StatusCode::NOT_FOUND, "no such resource"),
+        };
+        if inner.failing {
+            return status(StatusCode::INTERNAL_SERVER_ERROR, "injected failure");
+        }
+        let params: BTreeMap<String, String> = query
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_owned(), percent_decode(v)))
+            .collect();
+        let selector = params
+            .get("labelSelector")
+            .and_then(|s| s.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let selects = |chi: &Value| selected(chi, namespace.as_deref(), selector.as_ref());
+        if params.get("watch").map(String::as_str) == Some("true") {
+            let from: u64 = params
+                .get("resourceVersion")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let (tx, rx) = mpsc::unbounded_channel();
+            for (rv, kind, chi) in &inner.history {
+                if *rv > from && selects(chi) {
+                    let _ = tx.send(line(&json!({"type": kind, "object": chi})));
+                }
+            }
+            inner.watches.push(Watch {
+                namespace,
+                selector,
+                lines: tx,
+            });
+            inner.watches_started += 1;
+            self.changed.notify_waiters();
+            return Response::new(Lines(rx));
+        }
+        let items: Vec<&Value> = inner.objects.values().filter(|c| selects(c)).collect();
+        let list = json!({
+            "apiVersion": "clickhouse.altinity.com/v1",
+            "kind": "ClickHouseInstallationList",
+            "metadata": {"resourceVersion": inner.resource_version.to_string()},
+            "items": items,
+        });
+        body(StatusCode::OK, line(&list))
+    }
+}
+
+impl Inner {
+    fn send(&mut self, rv: u64, kind: &'static str, chi: Value) {
+        let event = line(&json!({"type": kind, "object": &chi}));
+        self.watches.retain(|w| {
+            !selected(&chi, w.namespace.as_deref(), w.selector.as_ref())
+                || w.lines.send(event.clone()).is_ok()
+        });
+        self.history.push((rv, kind, chi));
+    }
+}
+
+fn key_of(chi: &Value) -> (String, String) {
+    let meta = &chi["metadata"];
+    (
+        meta["namespace"].as_str().unwrap().to_owned(),
+        meta["name"].as_str().unwrap().to_owned(),
+    )
+}
+
+fn selected(chi: &Value, namespace: Option<&str>, selector: Option<&(String, String)>) -> bool {
+    let meta = &chi["metadata"];
+    namespace.is_none_or(|ns| meta["namespace"] == ns)
+        && selector.is_none_or(|(k, v)| meta["labels"][k] == v.as_str())
+}
+
+fn line(v: &Value) -> Bytes {
+    Bytes::from(format!("{v}\n"))
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b, hex) {
+            (b'%', Some(decoded)) => {
+                out.push(decoded);
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            _ => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn status(code: StatusCode, message: &str) -> Response<Lines> {
+    let status = json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": message, "code": code.as_u16(),
+    });
+    body(code, line(&status))
+}
+
+fn body(code: StatusCode, bytes: Bytes) -> Response<Lines> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let _ = tx.send(bytes);
+    let mut resp = Response::new(Lines(rx));
+    *resp.status_mut() = code;
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// A response body fed line by line; it ends when the sender is dropped.
+pub struct Lines(mpsc::UnboundedReceiver<Bytes>);
+
+impl Body for Lines {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b))))
+    }
+}
