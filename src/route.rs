@@ -125,6 +125,14 @@ pub enum PatternError {
 /// patterns are `*`, `*.name` and `name`, where a name is dot-separated
 /// non-empty labels of letters, digits, `-` and `_`.
 pub fn normalize_pattern(raw: &str) -> Result<String, PatternError> {
+    let normal = !raw.ends_with('.') && !raw.bytes().any(|b| b.is_ascii_uppercase());
+    if normal {
+        // The common case, without the copies below.
+        if raw != "*" {
+            check_name(raw.strip_prefix("*.").unwrap_or(raw))?;
+        }
+        return Ok(raw.to_owned());
+    }
     let lower = raw.to_ascii_lowercase();
     let s = lower.strip_suffix('.').unwrap_or(&lower).to_owned();
     if s == "*" {

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+mod fast;
 mod include;
 mod raw;
 mod routes;
@@ -280,8 +281,16 @@ fn routes_from_text(text: &str, source: &str, errs: &mut Errors) -> Vec<RouteSpe
         errs.add(source, None, "", "empty file (expected `routes: [...]`)");
         return Vec::new();
     }
+    // The plain layout is read directly; anything else (and every syntax
+    // error) goes through serde-saphyr, so messages stay its own.
+    if let Some(fast) = fast::routes(text) {
+        return routes::routes(fast, source, errs);
+    }
     match raw::parse::<raw::RawRoutesFile>(text, source) {
-        Ok(file) => routes::routes(file.routes, source, errs),
+        Ok(file) => {
+            let raw = file.routes.into_iter().map(Into::into).collect();
+            routes::routes(raw, source, errs)
+        }
         Err(e) => {
             errs.push(e);
             Vec::new()
