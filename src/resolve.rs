@@ -29,9 +29,16 @@ pub struct Addrs {
 }
 
 impl Addrs {
-    fn literal(ip: IpAddr) -> Self {
+    /// A fixed address: never looked up, not registered with any resolver.
+    /// `text` is how it was written (used as the host when already canonical).
+    pub fn literal(ip: IpAddr, text: &str) -> Self {
+        let host = match ip {
+            // IPv4 literals parse only in canonical dotted-decimal form.
+            IpAddr::V4(_) => text.into(),
+            IpAddr::V6(_) => ip.to_string().into(),
+        };
         Addrs {
-            host: ip.to_string().into(),
+            host,
             ips: ArcSwap::from_pointee(vec![ip]),
             literal: true,
             resolved: Notify::new(),
@@ -104,7 +111,7 @@ impl Resolver {
     /// uses any more is dropped from the refresh set.
     pub fn handle(&self, host: &str) -> Arc<Addrs> {
         if let Ok(ip) = host.parse::<IpAddr>() {
-            return Arc::new(Addrs::literal(ip));
+            return Arc::new(Addrs::literal(ip, host));
         }
         let key = host.to_ascii_lowercase();
         let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
@@ -214,8 +221,11 @@ mod tests {
         let r = Resolver::default();
         let a = r.handle("127.0.0.7");
         assert_eq!(*a.current(), vec!["127.0.0.7".parse::<IpAddr>().unwrap()]);
-        let v6 = r.handle("::1");
+        assert_eq!(a.host(), "127.0.0.7");
+        let v6 = r.handle("0:0::1");
         assert_eq!(*v6.current(), vec!["::1".parse::<IpAddr>().unwrap()]);
+        assert_eq!(v6.host(), "::1");
+        assert!(r.live(false).is_empty(), "literals are not looked up");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 use std::borrow::Cow;
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
@@ -255,20 +256,35 @@ impl RouteTable {
     /// from `defaults`). Patterns are normalised again, so specs from other
     /// producers (discovery) are safe. Fails on an invalid pattern, a route
     /// without SNI or upstream, or a duplicate claim (naming both routes).
-    pub fn build(
-        specs: &[RouteSpec],
+    pub fn build<'a>(
+        specs: &'a [RouteSpec],
         defaults: &Defaults,
         resolver: &Resolver,
     ) -> Result<RouteTable, RouteError> {
-        let normalised = normalise_all(specs)?;
+        let (normalised, ends) = normalise_all(specs)?;
         let default_allow = AllowList::new(&defaults.allow);
+        // Literals need no resolver; a name shared by many routes takes the
+        // resolver's lock once.
+        let mut handles: HashMap<&str, Arc<Addrs>> = HashMap::new();
+        let mut addrs = |host: &'a str| -> Arc<Addrs> {
+            match host.parse::<IpAddr>() {
+                Ok(ip) => Arc::new(Addrs::literal(ip, host)),
+                Err(_) => handles
+                    .entry(host)
+                    .or_insert_with(|| resolver.handle(host))
+                    .clone(),
+            }
+        };
         let mut table = RouteTable {
             exact: HashMap::with_capacity(specs.len()),
             routes: Vec::with_capacity(specs.len()),
             ..RouteTable::default()
         };
         let mut clash = false;
-        for (spec, patterns) in specs.iter().zip(&normalised) {
+        let mut start = 0;
+        for (spec, &end) in specs.iter().zip(&ends) {
+            let patterns = normalised.get(start..end).unwrap_or_default();
+            start = end;
             let route = Arc::new(Route {
                 name: spec.name.as_str().into(),
                 patterns: patterns.iter().map(|p| p.as_ref().into()).collect(),
@@ -278,7 +294,7 @@ impl RouteTable {
                     .map(|u| Upstream {
                         host: u.host.as_str().into(),
                         port: u.port,
-                        addrs: resolver.handle(&u.host),
+                        addrs: addrs(&u.host),
                     })
                     .collect(),
                 allow: match &spec.allow {
@@ -296,7 +312,15 @@ impl RouteTable {
         }
         if clash {
             // Rare: find the clash again, with both routes named.
-            let borrowed: Vec<&[Cow<'_, str>]> = normalised.iter().map(Vec::as_slice).collect();
+            let mut start = 0;
+            let borrowed: Vec<&[Cow<'_, str>]> = ends
+                .iter()
+                .map(|&end| {
+                    let slice = normalised.get(start..end).unwrap_or_default();
+                    start = end;
+                    slice
+                })
+                .collect();
             if let Some(e) = duplicates(specs, &borrowed).into_iter().next() {
                 return Err(e);
             }
@@ -370,8 +394,13 @@ impl RouteTable {
     }
 }
 
-fn normalise_all(specs: &[RouteSpec]) -> Result<Vec<Vec<Cow<'_, str>>>, RouteError> {
+/// Every spec's normalised patterns in one list; `ends[i]` is where spec
+/// `i`'s patterns end (one allocation instead of one per route).
+type Normalised<'a> = (Vec<Cow<'a, str>>, Vec<usize>);
+
+fn normalise_all(specs: &[RouteSpec]) -> Result<Normalised<'_>, RouteError> {
     let mut out = Vec::with_capacity(specs.len());
+    let mut ends = Vec::with_capacity(specs.len());
     for (i, spec) in specs.iter().enumerate() {
         if spec.sni.is_empty() {
             return Err(RouteError::NoSni {
@@ -383,7 +412,6 @@ fn normalise_all(specs: &[RouteSpec]) -> Result<Vec<Vec<Cow<'_, str>>>, RouteErr
                 route: route_ref(specs, i),
             });
         }
-        let mut patterns = Vec::with_capacity(spec.sni.len());
         for p in &spec.sni {
             let already =
                 p != "*" && !p.ends_with('.') && !p.bytes().any(|b| b.is_ascii_uppercase());
@@ -395,7 +423,7 @@ fn normalise_all(specs: &[RouteSpec]) -> Result<Vec<Vec<Cow<'_, str>>>, RouteErr
                 normalize_pattern(p).map(Cow::Owned)
             };
             match checked {
-                Ok(c) => patterns.push(c),
+                Ok(c) => out.push(c),
                 Err(reason) => {
                     return Err(RouteError::InvalidPattern {
                         route: route_ref(specs, i),
@@ -405,9 +433,9 @@ fn normalise_all(specs: &[RouteSpec]) -> Result<Vec<Vec<Cow<'_, str>>>, RouteErr
                 }
             }
         }
-        out.push(patterns);
+        ends.push(out.len());
     }
-    Ok(out)
+    Ok((out, ends))
 }
 
 /// Lower-cases `raw` into `buf` and strips one trailing dot. Returns the name

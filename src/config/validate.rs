@@ -173,6 +173,7 @@ pub(crate) fn config(
         discovery,
         log,
         content_hash: 0,
+        route_files: RouteFiles::default(),
     };
     (config, entries)
 }
