@@ -22,7 +22,7 @@ const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
 /// The resolved addresses of one upstream host name.
 #[derive(Debug)]
 pub struct Addrs {
-    host: Box<str>,
+    host: Arc<str>,
     ips: ArcSwap<Vec<IpAddr>>,
     literal: bool,
     resolved: Notify,
@@ -47,6 +47,16 @@ impl Addrs {
 
     pub fn host(&self) -> &str {
         &self.host
+    }
+
+    /// `written` as an `Arc`, shared with this handle's host when equal
+    /// (IPv4 literals, lower-case names): one allocation fewer per upstream.
+    pub fn host_as_written(&self, written: &str) -> Arc<str> {
+        if *self.host == *written {
+            self.host.clone()
+        } else {
+            written.into()
+        }
     }
 
     /// The last good address list; empty until the first lookup succeeded.

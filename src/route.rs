@@ -21,10 +21,10 @@ const MAX_NAME: usize = 255;
 /// One immutable snapshot of all routes.
 #[derive(Debug, Default)]
 pub struct RouteTable {
-    /// Exact names.
-    exact: HashMap<Box<str>, Arc<Route>>,
+    /// Exact names (keys shared with [`Route::patterns`]).
+    exact: HashMap<Arc<str>, Arc<Route>>,
     /// `*.suffix` patterns, keyed by `suffix`.
-    wildcards: HashMap<Box<str>, Arc<Route>>,
+    wildcards: HashMap<Arc<str>, Arc<Route>>,
     /// The `*` route.
     catch_all: Option<Arc<Route>>,
     /// Most labels in any wildcard suffix: longer suffixes need no probe.
@@ -38,18 +38,19 @@ pub struct Route {
     /// Shared so metric labels and log records take it without copying.
     pub name: Arc<str>,
     /// The route's SNI patterns, normalised (for `/routes`).
-    pub patterns: Vec<Box<str>>,
+    pub patterns: Vec<Arc<str>>,
     pub upstreams: Vec<Upstream>,
     pub allow: AllowList,
     pub proxy_protocol: ProxyVersion,
-    pub source: Box<str>,
+    /// Shared by the routes of one file.
+    pub source: Arc<str>,
     /// Round-robin cursor over the route's resolved addresses (used by the connect phase).
     pub cursor: AtomicUsize,
 }
 
 #[derive(Debug)]
 pub struct Upstream {
-    pub host: Box<str>,
+    pub host: Arc<str>,
     /// `None`: the listener's `upstream_port`.
     pub port: Option<u16>,
     pub addrs: Arc<Addrs>,
@@ -282,19 +283,32 @@ impl RouteTable {
         };
         let mut clash = false;
         let mut start = 0;
+        // Strings are shared where equal (a file's routes share their source,
+        // a name is usually its first pattern): fewer allocations to make and free.
+        let mut source: Arc<str> = Arc::from("");
         for (spec, &end) in specs.iter().zip(&ends) {
             let patterns = normalised.get(start..end).unwrap_or_default();
             start = end;
+            let patterns: Vec<Arc<str>> = patterns.iter().map(|p| Arc::from(p.as_ref())).collect();
+            let name = match patterns.first() {
+                Some(p) if **p == *spec.name => p.clone(),
+                _ => spec.name.as_str().into(),
+            };
+            if *source != *spec.source {
+                source = spec.source.as_str().into();
+            }
             let route = Arc::new(Route {
-                name: spec.name.as_str().into(),
-                patterns: patterns.iter().map(|p| p.as_ref().into()).collect(),
+                name,
                 upstreams: spec
                     .upstreams
                     .iter()
-                    .map(|u| Upstream {
-                        host: u.host.as_str().into(),
-                        port: u.port,
-                        addrs: addrs(&u.host),
+                    .map(|u| {
+                        let addrs = addrs(&u.host);
+                        Upstream {
+                            host: addrs.host_as_written(&u.host),
+                            port: u.port,
+                            addrs,
+                        }
                     })
                     .collect(),
                 allow: match &spec.allow {
@@ -302,10 +316,11 @@ impl RouteTable {
                     None => default_allow.clone(),
                 },
                 proxy_protocol: spec.proxy_protocol.unwrap_or(defaults.proxy_protocol),
-                source: spec.source.as_str().into(),
+                source: source.clone(),
+                patterns,
                 cursor: AtomicUsize::new(0),
             });
-            for p in patterns {
+            for p in &route.patterns {
                 clash |= table.insert(p, &route);
             }
             table.routes.push(route);
@@ -329,8 +344,8 @@ impl RouteTable {
     }
 
     /// Adds one pattern; true if it was already claimed.
-    fn insert(&mut self, pattern: &str, route: &Arc<Route>) -> bool {
-        if pattern == "*" {
+    fn insert(&mut self, pattern: &Arc<str>, route: &Arc<Route>) -> bool {
+        if &**pattern == "*" {
             self.catch_all.replace(route.clone()).is_some()
         } else if let Some(suffix) = pattern.strip_prefix("*.") {
             let labels = suffix.split('.').count();
@@ -339,7 +354,7 @@ impl RouteTable {
                 .insert(suffix.into(), route.clone())
                 .is_some()
         } else {
-            self.exact.insert(pattern.into(), route.clone()).is_some()
+            self.exact.insert(pattern.clone(), route.clone()).is_some()
         }
     }
 
