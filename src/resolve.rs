@@ -23,9 +23,16 @@ const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub struct Addrs {
     host: Arc<str>,
-    ips: ArcSwap<Vec<IpAddr>>,
-    literal: bool,
+    ips: Ips,
     resolved: Notify,
+}
+
+/// A literal's one address needs no swapping (and no `ArcSwap` to drop:
+/// 100k literal upstreams made that a visible part of a reload).
+#[derive(Debug)]
+enum Ips {
+    Literal(Arc<Vec<IpAddr>>),
+    Resolved(ArcSwap<Vec<IpAddr>>),
 }
 
 impl Addrs {
@@ -39,8 +46,7 @@ impl Addrs {
         };
         Addrs {
             host,
-            ips: ArcSwap::from_pointee(vec![ip]),
-            literal: true,
+            ips: Ips::Literal(Arc::new(vec![ip])),
             resolved: Notify::new(),
         }
     }
@@ -61,7 +67,14 @@ impl Addrs {
 
     /// The last good address list; empty until the first lookup succeeded.
     pub fn current(&self) -> Arc<Vec<IpAddr>> {
-        self.ips.load_full()
+        match &self.ips {
+            Ips::Literal(ips) => ips.clone(),
+            Ips::Resolved(ips) => ips.load_full(),
+        }
+    }
+
+    fn is_literal(&self) -> bool {
+        matches!(self.ips, Ips::Literal(_))
     }
 
     /// The addresses, waiting for the first lookup if there has been none yet.
@@ -71,7 +84,7 @@ impl Addrs {
             let notified = self.resolved.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let ips = self.ips.load_full();
+            let ips = self.current();
             if !ips.is_empty() {
                 return ips;
             }
@@ -80,11 +93,14 @@ impl Addrs {
     }
 
     fn store(&self, mut ips: Vec<IpAddr>) -> bool {
+        let Ips::Resolved(current) = &self.ips else {
+            return false;
+        };
         ips.sort();
         ips.dedup();
-        let changed = **self.ips.load() != ips;
+        let changed = **current.load() != ips;
         if changed {
-            self.ips.store(Arc::new(ips));
+            current.store(Arc::new(ips));
         }
         self.resolved.notify_waiters();
         changed
@@ -130,8 +146,7 @@ impl Resolver {
         }
         let addrs = Arc::new(Addrs {
             host: key.clone().into(),
-            ips: ArcSwap::from_pointee(Vec::new()),
-            literal: false,
+            ips: Ips::Resolved(ArcSwap::from_pointee(Vec::new())),
             resolved: Notify::new(),
         });
         names.insert(key.into(), Arc::downgrade(&addrs));
@@ -147,7 +162,7 @@ impl Resolver {
         names
             .values()
             .filter_map(Weak::upgrade)
-            .filter(|a| !a.literal && (!only_unresolved || a.current().is_empty()))
+            .filter(|a| !a.is_literal() && (!only_unresolved || a.current().is_empty()))
             .collect()
     }
 
