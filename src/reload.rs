@@ -227,9 +227,6 @@ impl Reloader {
                     // last one frees it). Done before publishing, so a
                     // published reload has released what it replaced.
                     let _ = tokio::task::spawn_blocking(move || drop(old)).await;
-                    // Not awaited: for 100k routes this takes ~100 ms that
-                    // nobody needs to wait for.
-                    drop(tokio::task::spawn_blocking(release_freed_memory));
                     Outcome::Ok
                 }
                 Err(e) => self.refuse(e),
@@ -356,17 +353,6 @@ fn load(
     let routes = RouteTable::build(&config.routes, &config.defaults, resolver)
         .map_err(|e| format!("{}: {e}", source.path.display()))?;
     Ok(Some((config, routes)))
-}
-
-/// Hands memory freed by a reload (parser buffers, the replaced table) back
-/// to the OS: glibc keeps it in its arenas otherwise, and after a reload of
-/// 100k routes that is about half the resident size (275 vs 122 MiB).
-fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only walks the allocator's own free lists.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }
 
 /// Waits until no hint arrived for [`DEBOUNCE`], at most [`DEBOUNCE_MAX`].
