@@ -1,6 +1,7 @@
 //! Reload latency, in process with the real watcher: a route file replaced
-//! (write + rename) → the new table live, for a small table and for 100k
-//! routes; and the no-change re-check of 100k routes (hash only).
+//! (write + rename) → the new table live, for a small table, for one file of
+//! 100k routes, and for 100k routes over 1,000 files with one file replaced;
+//! the no-change re-check of 100k routes (hash only); resident memory.
 //!
 //! `cargo bench --bench reload` prints percentiles; under `cargo test` it
 //! runs a few small iterations as a smoke test. Nothing is asserted about time.
@@ -17,9 +18,14 @@ use tokio::sync::watch;
 const WAIT: Duration = Duration::from_secs(60);
 
 fn routes_yaml(tag: &str, n: usize) -> String {
+    routes_yaml_from(tag, 0, n)
+}
+
+/// Routes `first..first + n` (distinct upstream addresses across files).
+fn routes_yaml_from(tag: &str, first: usize, n: usize) -> String {
     let mut s = String::with_capacity(n * 72 + 16);
     s.push_str("routes:\n");
-    for k in 0..n {
+    for k in first..first + n {
         let _ = writeln!(
             s,
             "  - sni: chi-{tag}-{k}.ch.test\n    upstream: \"10.{}.{}.{}:9440\"",
@@ -88,6 +94,56 @@ async fn swaps(
     out
 }
 
+/// Resident set size, MiB: as is, and after handing freed heap back to the
+/// OS (the reloader does that after each reload; this also catches what the
+/// bench itself freed).
+fn rss() -> String {
+    let before = rss_mib();
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+    format!("{before:.1} MiB ({:.1} MiB after malloc_trim)", rss_mib())
+}
+
+/// Resident set size of this process, MiB (Linux; 0 elsewhere).
+fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// 100k routes as `files` files in `routes_d`; each iteration replaces one
+/// file (a different one each time) with routes of new names.
+async fn swaps_one_of_many(
+    routes_d: &Path,
+    status: &mut watch::Receiver<Status>,
+    iters: usize,
+    files: usize,
+    per_file: usize,
+) -> Vec<Duration> {
+    let mut out = Vec::with_capacity(iters);
+    for i in 0..iters {
+        let f = (i * 7919) % files;
+        let text = routes_yaml_from(&format!("m{i}"), f * per_file, per_file);
+        let path = routes_d.join(format!("r{f:04}.yaml"));
+        let generation = status.borrow().generation;
+        let started = Instant::now();
+        write_atomic(&path, &text);
+        let s = wait_for(status, |s| {
+            s.generation > generation || matches!(s.outcome, Outcome::Error(_))
+        })
+        .await;
+        out.push(started.elapsed());
+        assert_eq!(s.outcome, Outcome::Ok, "{s:?}");
+    }
+    out
+}
+
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let (small_iters, big_routes, big_iters) = if full {
@@ -124,10 +180,12 @@ fn main() {
         wait_for(&mut status, |s| s.trigger == ch_edge_proxy::reload::Trigger::Signal).await;
 
         report("file swap -> live, 10 routes", swaps(&file, &mut status, small_iters, 10).await);
+        println!("rss, 10 routes: {}", rss());
         report(
             &format!("file swap -> live, {big_routes} routes"),
             swaps(&file, &mut status, big_iters, big_routes).await,
         );
+        println!("rss, {big_routes} routes in one file: {}", rss());
 
         // Unchanged files: the hash decides, nothing is parsed.
         let mut rechecks = Vec::new();
@@ -139,6 +197,22 @@ fn main() {
             rechecks.push(started.elapsed());
         }
         report(&format!("re-check, unchanged, {big_routes} routes"), rechecks);
+
+        // The same number of routes over many files; one file replaced.
+        std::fs::remove_file(&file).unwrap();
+        let (files, per_file) = (1_000, big_routes / 1_000);
+        for f in 0..files {
+            let text = routes_yaml_from("many", f * per_file, per_file);
+            std::fs::write(routes_d.join(format!("r{f:04}.yaml")), text).unwrap();
+        }
+        let generation = status.borrow().generation;
+        shared.request_reload();
+        wait_for(&mut status, |s| s.generation > generation).await;
+        report(
+            &format!("one of {files} files swap -> live, {big_routes} routes"),
+            swaps_one_of_many(&routes_d, &mut status, big_iters * 3, files, per_file).await,
+        );
+        println!("rss, {big_routes} routes in {files} files: {}", rss());
 
         let _ = stop.send(());
         let _ = running.await;

@@ -130,6 +130,8 @@ pub struct Source {
     pub includes: Vec<PathBuf>,
     pub admin: Option<SocketAddr>,
     pub content_hash: u64,
+    /// Parsed routes of the included files: a reload parses only changed files.
+    pub route_files: config::RouteFiles,
 }
 
 impl Source {
@@ -139,6 +141,7 @@ impl Source {
             includes: config.includes.clone(),
             admin: config.admin.as_ref().map(|a| a.address),
             content_hash: config.content_hash,
+            route_files: config.route_files.clone(),
         }
     }
 
@@ -424,7 +427,8 @@ fn load(
     if config::fingerprint(&source.path, &source.includes) == Ok(source.content_hash) {
         return Ok(None);
     }
-    let config = config::load(&source.path).map_err(|e| format!("{e:#}"))?;
+    let config =
+        config::load_reusing(&source.path, &source.route_files).map_err(|e| format!("{e:#}"))?;
     if config.content_hash == source.content_hash {
         return Ok(None);
     }

@@ -7,6 +7,7 @@
 use std::borrow::Cow;
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
@@ -20,10 +21,10 @@ const MAX_NAME: usize = 255;
 /// One immutable snapshot of all routes.
 #[derive(Debug, Default)]
 pub struct RouteTable {
-    /// Exact names.
-    exact: HashMap<Box<str>, Arc<Route>>,
+    /// Exact names (keys shared with [`Route::patterns`]).
+    exact: HashMap<Arc<str>, Arc<Route>>,
     /// `*.suffix` patterns, keyed by `suffix`.
-    wildcards: HashMap<Box<str>, Arc<Route>>,
+    wildcards: HashMap<Arc<str>, Arc<Route>>,
     /// The `*` route.
     catch_all: Option<Arc<Route>>,
     /// Most labels in any wildcard suffix: longer suffixes need no probe.
@@ -37,18 +38,19 @@ pub struct Route {
     /// Shared so metric labels and log records take it without copying.
     pub name: Arc<str>,
     /// The route's SNI patterns, normalised (for `/routes`).
-    pub patterns: Vec<Box<str>>,
+    pub patterns: Vec<Arc<str>>,
     pub upstreams: Vec<Upstream>,
     pub allow: AllowList,
     pub proxy_protocol: ProxyVersion,
-    pub source: Box<str>,
+    /// Shared by the routes of one file.
+    pub source: Arc<str>,
     /// Round-robin cursor over the route's resolved addresses (used by the connect phase).
     pub cursor: AtomicUsize,
 }
 
 #[derive(Debug)]
 pub struct Upstream {
-    pub host: Box<str>,
+    pub host: Arc<str>,
     /// `None`: the listener's `upstream_port`.
     pub port: Option<u16>,
     pub addrs: Arc<Addrs>,
@@ -125,6 +127,14 @@ pub enum PatternError {
 /// patterns are `*`, `*.name` and `name`, where a name is dot-separated
 /// non-empty labels of letters, digits, `-` and `_`.
 pub fn normalize_pattern(raw: &str) -> Result<String, PatternError> {
+    let normal = !raw.ends_with('.') && !raw.bytes().any(|b| b.is_ascii_uppercase());
+    if normal {
+        // The common case, without the copies below.
+        if raw != "*" {
+            check_name(raw.strip_prefix("*.").unwrap_or(raw))?;
+        }
+        return Ok(raw.to_owned());
+    }
     let lower = raw.to_ascii_lowercase();
     let s = lower.strip_suffix('.').unwrap_or(&lower).to_owned();
     if s == "*" {
@@ -247,30 +257,58 @@ impl RouteTable {
     /// from `defaults`). Patterns are normalised again, so specs from other
     /// producers (discovery) are safe. Fails on an invalid pattern, a route
     /// without SNI or upstream, or a duplicate claim (naming both routes).
-    pub fn build(
-        specs: &[RouteSpec],
+    pub fn build<'a>(
+        specs: &'a [RouteSpec],
         defaults: &Defaults,
         resolver: &Resolver,
     ) -> Result<RouteTable, RouteError> {
-        let normalised = normalise_all(specs)?;
+        let (normalised, ends) = normalise_all(specs)?;
         let default_allow = AllowList::new(&defaults.allow);
+        // Literals need no resolver; a name shared by many routes takes the
+        // resolver's lock once.
+        let mut handles: HashMap<&str, Arc<Addrs>> = HashMap::new();
+        let mut addrs = |host: &'a str| -> Arc<Addrs> {
+            match host.parse::<IpAddr>() {
+                Ok(ip) => Arc::new(Addrs::literal(ip, host)),
+                Err(_) => handles
+                    .entry(host)
+                    .or_insert_with(|| resolver.handle(host))
+                    .clone(),
+            }
+        };
         let mut table = RouteTable {
             exact: HashMap::with_capacity(specs.len()),
             routes: Vec::with_capacity(specs.len()),
             ..RouteTable::default()
         };
         let mut clash = false;
-        for (spec, patterns) in specs.iter().zip(&normalised) {
+        let mut start = 0;
+        // Strings are shared where equal (a file's routes share their source,
+        // a name is usually its first pattern): fewer allocations to make and free.
+        let mut source: Arc<str> = Arc::from("");
+        for (spec, &end) in specs.iter().zip(&ends) {
+            let patterns = normalised.get(start..end).unwrap_or_default();
+            start = end;
+            let patterns: Vec<Arc<str>> = patterns.iter().map(|p| Arc::from(p.as_ref())).collect();
+            let name = match patterns.first() {
+                Some(p) if **p == *spec.name => p.clone(),
+                _ => spec.name.as_str().into(),
+            };
+            if *source != *spec.source {
+                source = spec.source.as_str().into();
+            }
             let route = Arc::new(Route {
-                name: spec.name.as_str().into(),
-                patterns: patterns.iter().map(|p| p.as_ref().into()).collect(),
+                name,
                 upstreams: spec
                     .upstreams
                     .iter()
-                    .map(|u| Upstream {
-                        host: u.host.as_str().into(),
-                        port: u.port,
-                        addrs: resolver.handle(&u.host),
+                    .map(|u| {
+                        let addrs = addrs(&u.host);
+                        Upstream {
+                            host: addrs.host_as_written(&u.host),
+                            port: u.port,
+                            addrs,
+                        }
                     })
                     .collect(),
                 allow: match &spec.allow {
@@ -278,17 +316,26 @@ impl RouteTable {
                     None => default_allow.clone(),
                 },
                 proxy_protocol: spec.proxy_protocol.unwrap_or(defaults.proxy_protocol),
-                source: spec.source.as_str().into(),
+                source: source.clone(),
+                patterns,
                 cursor: AtomicUsize::new(0),
             });
-            for p in patterns {
+            for p in &route.patterns {
                 clash |= table.insert(p, &route);
             }
             table.routes.push(route);
         }
         if clash {
             // Rare: find the clash again, with both routes named.
-            let borrowed: Vec<&[Cow<'_, str>]> = normalised.iter().map(Vec::as_slice).collect();
+            let mut start = 0;
+            let borrowed: Vec<&[Cow<'_, str>]> = ends
+                .iter()
+                .map(|&end| {
+                    let slice = normalised.get(start..end).unwrap_or_default();
+                    start = end;
+                    slice
+                })
+                .collect();
             if let Some(e) = duplicates(specs, &borrowed).into_iter().next() {
                 return Err(e);
             }
@@ -297,8 +344,8 @@ impl RouteTable {
     }
 
     /// Adds one pattern; true if it was already claimed.
-    fn insert(&mut self, pattern: &str, route: &Arc<Route>) -> bool {
-        if pattern == "*" {
+    fn insert(&mut self, pattern: &Arc<str>, route: &Arc<Route>) -> bool {
+        if &**pattern == "*" {
             self.catch_all.replace(route.clone()).is_some()
         } else if let Some(suffix) = pattern.strip_prefix("*.") {
             let labels = suffix.split('.').count();
@@ -307,7 +354,7 @@ impl RouteTable {
                 .insert(suffix.into(), route.clone())
                 .is_some()
         } else {
-            self.exact.insert(pattern.into(), route.clone()).is_some()
+            self.exact.insert(pattern.clone(), route.clone()).is_some()
         }
     }
 
@@ -362,8 +409,13 @@ impl RouteTable {
     }
 }
 
-fn normalise_all(specs: &[RouteSpec]) -> Result<Vec<Vec<Cow<'_, str>>>, RouteError> {
+/// Every spec's normalised patterns in one list; `ends[i]` is where spec
+/// `i`'s patterns end (one allocation instead of one per route).
+type Normalised<'a> = (Vec<Cow<'a, str>>, Vec<usize>);
+
+fn normalise_all(specs: &[RouteSpec]) -> Result<Normalised<'_>, RouteError> {
     let mut out = Vec::with_capacity(specs.len());
+    let mut ends = Vec::with_capacity(specs.len());
     for (i, spec) in specs.iter().enumerate() {
         if spec.sni.is_empty() {
             return Err(RouteError::NoSni {
@@ -375,7 +427,6 @@ fn normalise_all(specs: &[RouteSpec]) -> Result<Vec<Vec<Cow<'_, str>>>, RouteErr
                 route: route_ref(specs, i),
             });
         }
-        let mut patterns = Vec::with_capacity(spec.sni.len());
         for p in &spec.sni {
             let already =
                 p != "*" && !p.ends_with('.') && !p.bytes().any(|b| b.is_ascii_uppercase());
@@ -387,7 +438,7 @@ fn normalise_all(specs: &[RouteSpec]) -> Result<Vec<Vec<Cow<'_, str>>>, RouteErr
                 normalize_pattern(p).map(Cow::Owned)
             };
             match checked {
-                Ok(c) => patterns.push(c),
+                Ok(c) => out.push(c),
                 Err(reason) => {
                     return Err(RouteError::InvalidPattern {
                         route: route_ref(specs, i),
@@ -397,9 +448,9 @@ fn normalise_all(specs: &[RouteSpec]) -> Result<Vec<Vec<Cow<'_, str>>>, RouteErr
                 }
             }
         }
-        out.push(patterns);
+        ends.push(out.len());
     }
-    Ok(out)
+    Ok((out, ends))
 }
 
 /// Lower-cases `raw` into `buf` and strips one trailing dot. Returns the name

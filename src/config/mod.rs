@@ -5,16 +5,20 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
 
+mod cache;
+mod fast;
 mod include;
 mod raw;
 mod routes;
 mod summary;
 mod validate;
 
+pub use cache::RouteFiles;
 pub use summary::summary;
 
 use validate::Errors;
@@ -39,6 +43,9 @@ pub struct Config {
     /// Hash over the text of every file read (main file, then each included
     /// file with its path): equal hashes mean an identical configuration.
     pub content_hash: u64,
+    /// The validated routes of each included file, reused by the next
+    /// [`load_reusing`] for files whose text is unchanged.
+    pub route_files: RouteFiles,
 }
 
 /// `log:` section: access-log format and sampling, log level.
@@ -203,18 +210,35 @@ pub struct KubernetesDiscovery {
 /// `routes.d/a.yaml:7: route "demo" (#2): allow: invalid CIDR "10.0.0.0/33"`;
 /// several problems are listed together, one per line.
 pub fn load(path: &std::path::Path) -> anyhow::Result<Config> {
+    load_reusing(path, &RouteFiles::default())
+}
+
+/// Like [`load`], taking the routes of included files whose text is the same
+/// as when `previous` was made from there instead of parsing them again
+/// (usually `previous` is the live config's [`Config::route_files`]). The
+/// result is the same as [`load`]'s; checks across files still run in full.
+pub fn load_reusing(path: &std::path::Path, previous: &RouteFiles) -> anyhow::Result<Config> {
     let text = include::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    from_str(&text, path)
+    from_str_reusing(&text, path, previous)
 }
 
 /// Like [`load`], with the main file's text given; `path` names it in errors
 /// and relative `include` entries are resolved against its directory.
 pub fn from_str(text: &str, path: &std::path::Path) -> anyhow::Result<Config> {
+    from_str_reusing(text, path, &RouteFiles::default())
+}
+
+fn from_str_reusing(
+    text: &str,
+    path: &std::path::Path,
+    previous: &RouteFiles,
+) -> anyhow::Result<Config> {
     let file = path.display().to_string();
     let raw: raw::RawConfig = raw::parse(text, &file).map_err(anyhow::Error::msg)?;
     let mut errs = Errors::default();
     let (mut config, entries) = validate::config(raw, path, &mut errs);
     let mut hash = include::Fingerprint::new(text);
+    let mut parsed = cache::Builder::default();
     for entry in &entries {
         let files = include::files(&entry.path);
         hash.files(&files);
@@ -226,9 +250,23 @@ pub fn from_str(text: &str, path: &std::path::Path) -> anyhow::Result<Config> {
                     let text = include::read(&f);
                     hash.text(&text);
                     match text {
-                        Ok(text) => config
-                            .routes
-                            .extend(routes_from_text(&text, &source, &mut errs)),
+                        Ok(text) => {
+                            let text_hash = cache::text_hash(&text);
+                            let routes = match previous.get(&f, text_hash) {
+                                Some(routes) => routes,
+                                None => {
+                                    let before = errs.len();
+                                    let routes: Arc<[RouteSpec]> =
+                                        routes_from_text(&text, &source, &mut errs).into();
+                                    if errs.len() != before {
+                                        continue;
+                                    }
+                                    routes
+                                }
+                            };
+                            config.routes.extend(routes.iter().cloned());
+                            parsed.add(&f, text_hash, routes);
+                        }
                         Err(e) => errs.add(&source, None, "", e),
                     }
                 }
@@ -236,6 +274,7 @@ pub fn from_str(text: &str, path: &std::path::Path) -> anyhow::Result<Config> {
         }
     }
     config.content_hash = hash.finish();
+    config.route_files = parsed.finish();
     for e in crate::route::duplicate_claims(&config.routes) {
         errs.push(e.to_string());
     }
@@ -280,8 +319,16 @@ fn routes_from_text(text: &str, source: &str, errs: &mut Errors) -> Vec<RouteSpe
         errs.add(source, None, "", "empty file (expected `routes: [...]`)");
         return Vec::new();
     }
+    // The plain layout is read directly; anything else (and every syntax
+    // error) goes through serde-saphyr, so messages stay its own.
+    if let Some(fast) = fast::routes(text) {
+        return routes::routes(fast, source, errs);
+    }
     match raw::parse::<raw::RawRoutesFile>(text, source) {
-        Ok(file) => routes::routes(file.routes, source, errs),
+        Ok(file) => {
+            let raw = file.routes.into_iter().map(Into::into).collect();
+            routes::routes(raw, source, errs)
+        }
         Err(e) => {
             errs.push(e);
             Vec::new()

@@ -2,30 +2,79 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use serde_saphyr::Location;
-
 use super::raw::{OneOrMany, RawRoute, S};
 use super::validate::{cidrs, Errors};
-use super::{RouteSpec, UpstreamAddr};
+use super::{ProxyVersion, RouteSpec, UpstreamAddr};
 use crate::route::{check_name, normalize_pattern};
 
+/// A string as written, with the line it is on (0: unknown).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Lined {
+    pub value: String,
+    pub line: u64,
+}
+
+/// One route entry as parsed, from either parser (`serde-saphyr`, or the
+/// fast path in `fast.rs`); `string | [string]` fields become lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RouteIn {
+    /// Where the entry's mapping starts.
+    pub line: u64,
+    pub name: Option<Lined>,
+    pub sni: Option<Vec<Lined>>,
+    pub upstream: Option<Vec<Lined>>,
+    pub allow: Option<Vec<Lined>>,
+    pub proxy_protocol: Option<ProxyVersion>,
+}
+
+fn lined(s: S<String>) -> Lined {
+    Lined {
+        line: s.referenced.line(),
+        value: s.value,
+    }
+}
+
+fn one_or_many(s: S<OneOrMany>) -> Vec<Lined> {
+    match s.value {
+        OneOrMany::One(value) => vec![Lined {
+            value,
+            line: s.referenced.line(),
+        }],
+        OneOrMany::Many(v) => v.into_iter().map(lined).collect(),
+    }
+}
+
+impl From<S<RawRoute>> for RouteIn {
+    fn from(raw: S<RawRoute>) -> RouteIn {
+        let r = raw.value;
+        RouteIn {
+            line: raw.referenced.line(),
+            name: r.name.map(lined),
+            sni: r.sni.map(one_or_many),
+            upstream: r.upstream.map(one_or_many),
+            allow: r.allow.map(|a| a.into_iter().map(lined).collect()),
+            proxy_protocol: r.proxy_protocol,
+        }
+    }
+}
+
 /// Validates a file's routes; `source` is the file named in errors and specs.
-pub(crate) fn routes(raw: Vec<S<RawRoute>>, source: &str, errs: &mut Errors) -> Vec<RouteSpec> {
+pub(crate) fn routes(raw: Vec<RouteIn>, source: &str, errs: &mut Errors) -> Vec<RouteSpec> {
     raw.into_iter()
         .enumerate()
         .filter_map(|(i, r)| route(r, i + 1, source, errs))
         .collect()
 }
 
-fn route(raw: S<RawRoute>, index: usize, file: &str, errs: &mut Errors) -> Option<RouteSpec> {
-    let at = raw.referenced;
-    let r = raw.value;
-    let first_sni = r.sni.as_ref().and_then(|s| match &s.value {
-        OneOrMany::One(v) => Some(v.as_str()),
-        OneOrMany::Many(v) => v.first().map(|x| x.value.as_str()),
-    });
+fn route(r: RouteIn, index: usize, file: &str, errs: &mut Errors) -> Option<RouteSpec> {
+    let at = r.line;
+    let first_sni = r
+        .sni
+        .as_ref()
+        .and_then(|s| s.first().map(|x| x.value.as_str()));
     let label = r.name.as_ref().map(|n| n.value.as_str()).or(first_sni);
-    let what = match label {
+    // Formatted only for an error: this runs for every one of 100k routes.
+    let what = || match label {
         Some(l) => format!("route {l:?} (#{index})"),
         None => format!("route #{index}"),
     };
@@ -33,42 +82,44 @@ fn route(raw: S<RawRoute>, index: usize, file: &str, errs: &mut Errors) -> Optio
 
     if let Some(n) = &r.name {
         if n.value.is_empty() {
-            errs.add(file, Some(&n.referenced), &format!("{what}: name"), "empty");
+            errs.add_line(file, n.line, &format!("{}: name", what()), "empty");
         }
     }
-    let sni: Vec<String> = list(r.sni, &at, file, &what, "sni", errs)
-        .into_iter()
-        .filter_map(|(p, loc)| match normalize_pattern(&p) {
+    let sni: Vec<String> = list(r.sni.as_deref(), at, file, &what, "sni", errs)
+        .iter()
+        .filter_map(|Lined { value: p, line }| match normalize_pattern(p) {
             Ok(n) => Some(n),
             Err(e) => {
-                errs.add(
+                errs.add_line(
                     file,
-                    Some(&loc),
-                    &format!("{what}: sni"),
+                    *line,
+                    &format!("{}: sni", what()),
                     format!("invalid pattern {p:?}: {e}"),
                 );
                 None
             }
         })
         .collect();
-    let upstreams: Vec<UpstreamAddr> = list(r.upstream, &at, file, &what, "upstream", errs)
-        .into_iter()
-        .filter_map(|(u, loc)| match parse_upstream(&u) {
-            Ok(a) => Some(a),
-            Err(e) => {
-                errs.add(
-                    file,
-                    Some(&loc),
-                    &format!("{what}: upstream"),
-                    format!("invalid upstream {u:?}: {e}"),
-                );
-                None
-            }
-        })
-        .collect();
-    let allow = r
-        .allow
-        .map(|a| cidrs(&a, file, &format!("{what}: allow"), errs));
+    let upstreams: Vec<UpstreamAddr> =
+        list(r.upstream.as_deref(), at, file, &what, "upstream", errs)
+            .iter()
+            .filter_map(|Lined { value: u, line }| match parse_upstream(u) {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    errs.add_line(
+                        file,
+                        *line,
+                        &format!("{}: upstream", what()),
+                        format!("invalid upstream {u:?}: {e}"),
+                    );
+                    None
+                }
+            })
+            .collect();
+    let allow = r.allow.as_ref().map(|a| {
+        let items = a.iter().map(|l| (l.value.as_str(), l.line));
+        cidrs(items, file, &format!("{}: allow", what()), errs)
+    });
 
     if errs.len() != before {
         return None;
@@ -87,27 +138,21 @@ fn route(raw: S<RawRoute>, index: usize, file: &str, errs: &mut Errors) -> Optio
     })
 }
 
-/// A `string | [string]` field as located items; missing or empty is an error.
-fn list(
-    raw: Option<S<OneOrMany>>,
-    route_at: &Location,
+/// A `string | [string]` field; missing or empty is an error.
+fn list<'a>(
+    raw: Option<&'a [Lined]>,
+    route_at: u64,
     file: &str,
-    what: &str,
+    what: &dyn Fn() -> String,
     field: &str,
     errs: &mut Errors,
-) -> Vec<(String, Location)> {
-    let items = match raw {
-        None => Vec::new(),
-        Some(s) => match s.value {
-            OneOrMany::One(v) => vec![(v, s.referenced)],
-            OneOrMany::Many(v) => v.into_iter().map(|x| (x.value, x.referenced)).collect(),
-        },
-    };
+) -> &'a [Lined] {
+    let items = raw.unwrap_or_default();
     if items.is_empty() {
-        errs.add(
+        errs.add_line(
             file,
-            Some(route_at),
-            &format!("{what}: {field}"),
+            route_at,
+            &format!("{}: {field}", what()),
             "missing or empty",
         );
     }

@@ -27,7 +27,12 @@ pub(crate) struct Errors(Vec<String>);
 impl Errors {
     /// Records `file[:line]: what: msg`.
     pub fn add(&mut self, file: &str, at: Option<&Location>, what: &str, msg: impl Display) {
-        let line = at.map(Location::line).filter(|l| *l > 0);
+        self.add_line(file, at.map_or(0, Location::line), what, msg);
+    }
+
+    /// Like [`Errors::add`] with a line number; 0 means unknown.
+    pub fn add_line(&mut self, file: &str, line: u64, what: &str, msg: impl Display) {
+        let line = Some(line).filter(|l| *l > 0);
         let sep = if what.is_empty() { "" } else { ": " };
         self.0.push(match line {
             Some(l) => format!("{file}:{l}: {what}{sep}{msg}"),
@@ -132,13 +137,14 @@ pub(crate) fn config(
 
     let mut defaults = Defaults::default();
     if let Some(allow) = raw.defaults.allow {
-        defaults.allow = cidrs(&allow, file, "defaults.allow", errs);
+        defaults.allow = cidrs(located(&allow), file, "defaults.allow", errs);
     }
     if let Some(pp) = raw.defaults.proxy_protocol {
         defaults.proxy_protocol = pp;
     }
 
-    let routes = super::routes::routes(raw.routes, file, errs);
+    let inline = raw.routes.into_iter().map(Into::into).collect();
+    let routes = super::routes::routes(inline, file, errs);
 
     let mut entries = Vec::new();
     for inc in raw.include {
@@ -167,6 +173,7 @@ pub(crate) fn config(
         discovery,
         log,
         content_hash: 0,
+        route_files: RouteFiles::default(),
     };
     (config, entries)
 }
@@ -265,7 +272,12 @@ fn listener(
     };
     if let Some(pp) = l.proxy_protocol {
         let field = format!("{what}: proxy_protocol");
-        proxy_protocol.trusted = cidrs(&pp.trusted, file, &format!("{field}.trusted"), errs);
+        proxy_protocol.trusted = cidrs(
+            located(&pp.trusted),
+            file,
+            &format!("{field}.trusted"),
+            errs,
+        );
         if let Some(mode) = pp.mode {
             proxy_protocol.mode = mode.value;
             if mode.value != ProxyInMode::Off && pp.trusted.is_empty() {
@@ -383,22 +395,27 @@ fn duration(
     }
 }
 
+fn located(items: &[S<String>]) -> impl ExactSizeIterator<Item = (&str, u64)> {
+    items
+        .iter()
+        .map(|s| (s.value.as_str(), s.referenced.line()))
+}
+
 /// CIDRs; a bare address means that one host.
-pub(crate) fn cidrs(raw: &[S<String>], file: &str, what: &str, errs: &mut Errors) -> Vec<IpNet> {
+pub(crate) fn cidrs<'a>(
+    raw: impl ExactSizeIterator<Item = (&'a str, u64)>,
+    file: &str,
+    what: &str,
+    errs: &mut Errors,
+) -> Vec<IpNet> {
     let mut out = Vec::with_capacity(raw.len());
-    for item in raw {
-        let s = item.value.as_str();
+    for (s, line) in raw {
         match s
             .parse::<IpNet>()
             .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
         {
             Ok(net) => out.push(net),
-            Err(_) => errs.add(
-                file,
-                Some(&item.referenced),
-                what,
-                format!("invalid CIDR {s:?}"),
-            ),
+            Err(_) => errs.add_line(file, line, what, format!("invalid CIDR {s:?}")),
         }
     }
     out
