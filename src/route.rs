@@ -300,6 +300,9 @@ struct Built {
     start: usize,
 }
 
+/// A changed file's previous specs and the routes built from them.
+type Earlier<'p> = (&'p [RouteSpec], &'p [Arc<Route>]);
+
 /// Compiles specs into routes; state shared across a build's groups.
 struct Compiler<'a, 'r> {
     defaults: &'a Defaults,
@@ -324,18 +327,29 @@ impl<'a> Compiler<'a, '_> {
         }
     }
 
-    /// Appends `specs`' routes to `table`; true if a pattern was claimed twice.
+    /// Appends `specs`' routes to `table`; true if a pattern was claimed
+    /// twice. `earlier`: the specs and routes of the previous version of
+    /// this file (same defaults); a spec equal to the one at its position
+    /// there takes that route (an edit to a few routes of a big file).
     fn compile(
         &mut self,
         specs: &'a [RouteSpec],
         table: &mut RouteTable,
+        earlier: Option<Earlier<'_>>,
     ) -> Result<bool, RouteError> {
         let (normalised, ends) = normalise_all(specs)?;
         let mut clash = false;
         let mut start = 0;
-        for (spec, &end) in specs.iter().zip(&ends) {
+        for (i, (spec, &end)) in specs.iter().zip(&ends).enumerate() {
             let patterns = normalised.get(start..end).unwrap_or_default();
             start = end;
+            let same = earlier
+                .filter(|(old, _)| old.get(i) == Some(spec))
+                .and_then(|(_, routes)| routes.get(i));
+            if let Some(route) = same {
+                clash |= table.add(route);
+                continue;
+            }
             let patterns: Vec<Arc<str>> = patterns.iter().map(|p| Arc::from(p.as_ref())).collect();
             // A name is usually its first pattern: one string for both.
             let name = match patterns.first() {
@@ -369,10 +383,7 @@ impl<'a> Compiler<'a, '_> {
                 patterns,
                 cursor: AtomicUsize::new(0),
             });
-            for p in &route.patterns {
-                clash |= table.insert(p, &route);
-            }
-            table.routes.push(route);
+            clash |= table.add(&route);
         }
         Ok(clash)
     }
@@ -405,20 +416,21 @@ impl RouteTable {
     ) -> Result<RouteTable, RouteError> {
         let groups: Vec<SpecGroup<'_>> = specs.spec_groups().collect();
         let total: usize = groups.iter().map(|g| g.0.len()).sum();
-        // Keyed by the group's address: equal while both `Arc`s are alive
-        // means the same specs.
-        let reusable: HashMap<usize, &[Arc<Route>]> = if previous.defaults == *defaults {
-            previous
-                .built
-                .iter()
-                .filter_map(|b| {
-                    let routes = previous.routes.get(b.start..b.start + b.specs.len())?;
-                    Some((group_key(&b.specs), routes))
-                })
-                .collect()
-        } else {
-            HashMap::new()
-        };
+        // Keyed by the group's address (equal while both `Arc`s are alive
+        // means the same specs), and by source for a changed file.
+        let mut reusable: HashMap<usize, &[Arc<Route>]> = HashMap::new();
+        let mut by_source: HashMap<&str, Earlier<'_>> = HashMap::new();
+        if previous.defaults == *defaults {
+            for b in &previous.built {
+                let Some(routes) = previous.routes.get(b.start..b.start + b.specs.len()) else {
+                    continue;
+                };
+                reusable.insert(group_key(&b.specs), routes);
+                if let Some(first) = b.specs.first() {
+                    by_source.insert(&first.source, (&b.specs, routes));
+                }
+            }
+        }
         let mut compiler = Compiler {
             defaults,
             default_allow: AllowList::new(&defaults.allow),
@@ -441,13 +453,13 @@ impl RouteTable {
             match reused {
                 Some(routes) => {
                     for route in routes.iter() {
-                        for p in &route.patterns {
-                            clash |= table.insert(p, route);
-                        }
-                        table.routes.push(route.clone());
+                        clash |= table.add(route);
                     }
                 }
-                None => clash |= compiler.compile(slice, &mut table)?,
+                None => {
+                    let earlier = slice.first().and_then(|s| by_source.get(&*s.source));
+                    clash |= compiler.compile(slice, &mut table, earlier.copied())?;
+                }
             }
             if let Some(g) = shared {
                 table.built.push(Built {
@@ -474,6 +486,16 @@ impl RouteTable {
             }
         }
         Ok(table)
+    }
+
+    /// Adds one route; true if one of its patterns was already claimed.
+    fn add(&mut self, route: &Arc<Route>) -> bool {
+        let mut clash = false;
+        for p in &route.patterns {
+            clash |= self.insert(p, route);
+        }
+        self.routes.push(route.clone());
+        clash
     }
 
     /// Adds one pattern; true if it was already claimed.

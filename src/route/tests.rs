@@ -398,3 +398,39 @@ fn claims_are_checked_across_reused_and_new_groups() {
         r#"SNI "a.test" is claimed twice: route "a" (#1) in a.yaml and route "b-a" (#2) in b.yaml"#
     );
 }
+
+#[test]
+fn an_edited_file_keeps_the_routes_it_did_not_change() {
+    let (d, r) = (Defaults::default(), Resolver::default());
+    let a: Arc<[RouteSpec]> = vec![
+        spec("a1", &["a1.test"], "a.yaml"),
+        spec("a2", &["a2.test"], "a.yaml"),
+        spec("a3", &["a3.test"], "a.yaml"),
+    ]
+    .into();
+    let first = RouteTable::build(&groups(&[a]), &d, &r).unwrap();
+    let mut edited = spec("a2", &["a2.test"], "a.yaml");
+    edited.proxy_protocol = Some(ProxyVersion::V1);
+    let a: Arc<[RouteSpec]> = vec![
+        spec("a1", &["a1.test"], "a.yaml"),
+        edited,
+        spec("a3", &["a3.test"], "a.yaml"),
+        spec("a4", &["a4.test"], "a.yaml"),
+    ]
+    .into();
+    let second = RouteTable::build_reusing(&groups(&[a]), &d, &r, &first).unwrap();
+    assert!(Arc::ptr_eq(
+        route(&first, "a1.test"),
+        route(&second, "a1.test")
+    ));
+    assert!(Arc::ptr_eq(
+        route(&first, "a3.test"),
+        route(&second, "a3.test")
+    ));
+    assert!(!Arc::ptr_eq(
+        route(&first, "a2.test"),
+        route(&second, "a2.test")
+    ));
+    assert_eq!(route(&second, "a2.test").proxy_protocol, ProxyVersion::V1);
+    assert_eq!(hit(&second, "a4.test"), Ok("a4"));
+}

@@ -100,8 +100,22 @@ fn a_reload_rebuilds_only_the_routes_of_changed_files() {
     let second = load_reusing(&main, &first.route_files).unwrap();
     let t2 = build(&second, &t1);
     assert!(same(&t1, &t2, "a1.test") && same(&t1, &t2, "a2.test"));
-    assert!(!same(&t1, &t2, "b1.test"));
+    // b.yaml changed, its first route did not.
+    assert!(same(&t1, &t2, "b1.test"));
     assert!(t2.lookup(Some(b"b2.test")).is_ok());
+    fs::write(
+        d.join("routes.d/b.yaml"),
+        "routes:\n  - sni: b1.test\n    upstream: other\n",
+    )
+    .unwrap();
+    let edited = load_reusing(&main, &second.route_files).unwrap();
+    let te = build(&edited, &t2);
+    assert!(!same(&t2, &te, "b1.test"));
+    assert_eq!(
+        &*te.lookup(Some(b"b1.test")).unwrap().upstreams[0].host,
+        "other"
+    );
+    assert!(te.lookup(Some(b"b2.test")).is_err());
 
     // Other defaults: the file is unchanged, its routes are not.
     fs::write(&main, config("defaults:\n  proxy_protocol: v2\n")).unwrap();
