@@ -169,6 +169,8 @@ pub struct Reloader {
     /// The live configuration: discovery rebuilds reuse its file routes.
     config: Arc<Config>,
     discovery: Discovery,
+    /// The state the last reload replaced, until [`Self::release`].
+    replaced: Option<Arc<State>>,
 }
 
 impl Reloader {
@@ -199,6 +201,7 @@ impl Reloader {
             watcher,
             discovery: Discovery::start(&config.discovery.kubernetes),
             config,
+            replaced: None,
         }
     }
 
@@ -243,7 +246,7 @@ impl Reloader {
             Ok(Some(config)) => {
                 let config = Arc::new(config);
                 match self.build(&config, true).await {
-                    Ok(Some((routes, merged))) => self.install(config, routes, merged).await,
+                    Ok(Some((routes, merged))) => self.install(config, routes, merged),
                     Ok(None) => Outcome::Unchanged,
                     Err(e) => self.refuse(e),
                 }
@@ -251,6 +254,7 @@ impl Reloader {
             Err(e) => self.refuse(e),
         };
         self.publish(trigger, &outcome, started.elapsed());
+        self.release().await;
         outcome
     }
 
@@ -260,11 +264,12 @@ impl Reloader {
         let started = Instant::now();
         let config = self.config.clone();
         let outcome = match self.build(&config, false).await {
-            Ok(Some((routes, merged @ Some(_)))) => self.install(config, routes, merged).await,
+            Ok(Some((routes, merged @ Some(_)))) => self.install(config, routes, merged),
             Ok(_) => Outcome::Unchanged,
             Err(e) => self.refuse(e),
         };
         self.publish(Trigger::Discovery, &outcome, started.elapsed());
+        self.release().await;
         outcome
     }
 
@@ -302,8 +307,8 @@ impl Reloader {
         .unwrap_or_else(|e| Err(format!("build task failed: {e}")))
     }
 
-    /// Commits and frees the replaced state.
-    async fn install(
+    /// Commits; the replaced state is kept for [`Self::release`].
+    fn install(
         &mut self,
         config: Arc<Config>,
         routes: RouteTable,
@@ -311,14 +316,21 @@ impl Reloader {
     ) -> Outcome {
         match self.commit(config, routes, merged) {
             Ok(old) => {
-                // Freeing a big table takes a while: not on an async
-                // worker (unless a connection still holds it; then the
-                // last one frees it). Done before publishing, so a
-                // published reload has released what it replaced.
-                let _ = tokio::task::spawn_blocking(move || drop(old)).await;
+                self.replaced = Some(old);
                 Outcome::Ok
             }
             Err(e) => self.refuse(e),
+        }
+    }
+
+    /// Frees the state the last reload replaced. Freeing a big table takes
+    /// a while (100k routes: tens of ms): not on an async worker (unless a
+    /// connection still holds it; then the last one frees it), and after
+    /// the reload is published, since the new table is live already; but
+    /// before the next attempt, so reloads never pile up garbage.
+    async fn release(&mut self) {
+        if let Some(old) = self.replaced.take() {
+            let _ = tokio::task::spawn_blocking(move || drop(old)).await;
         }
     }
 
