@@ -386,7 +386,7 @@ fn unshared_specs_are_never_reused() {
 fn claims_are_checked_across_reused_and_new_groups() {
     let (d, r) = (Defaults::default(), Resolver::default());
     let a: Arc<[RouteSpec]> = vec![spec("a", &["a.test"], "a.yaml")].into();
-    let first = RouteTable::build(&groups(&[a.clone()]), &d, &r).unwrap();
+    let first = RouteTable::build(&groups(std::slice::from_ref(&a)), &d, &r).unwrap();
     let b: Arc<[RouteSpec]> = vec![
         spec("b", &["b.test"], "b.yaml"),
         spec("b-a", &["A.test."], "b.yaml"),
