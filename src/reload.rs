@@ -169,8 +169,6 @@ pub struct Reloader {
     /// The live configuration: discovery rebuilds reuse its file routes.
     config: Arc<Config>,
     discovery: Discovery,
-    /// The state the last reload replaced, until [`Self::release`].
-    replaced: Option<Arc<State>>,
 }
 
 impl Reloader {
@@ -201,7 +199,6 @@ impl Reloader {
             watcher,
             discovery: Discovery::start(&config.discovery.kubernetes),
             config,
-            replaced: None,
         }
     }
 
@@ -246,7 +243,7 @@ impl Reloader {
             Ok(Some(config)) => {
                 let config = Arc::new(config);
                 match self.build(&config, true).await {
-                    Ok(Some((routes, merged))) => self.install(config, routes, merged),
+                    Ok(Some((routes, merged))) => self.install(config, routes, merged).await,
                     Ok(None) => Outcome::Unchanged,
                     Err(e) => self.refuse(e),
                 }
@@ -254,7 +251,6 @@ impl Reloader {
             Err(e) => self.refuse(e),
         };
         self.publish(trigger, &outcome, started.elapsed());
-        self.release().await;
         outcome
     }
 
@@ -264,12 +260,11 @@ impl Reloader {
         let started = Instant::now();
         let config = self.config.clone();
         let outcome = match self.build(&config, false).await {
-            Ok(Some((routes, merged @ Some(_)))) => self.install(config, routes, merged),
+            Ok(Some((routes, merged @ Some(_)))) => self.install(config, routes, merged).await,
             Ok(_) => Outcome::Unchanged,
             Err(e) => self.refuse(e),
         };
         self.publish(Trigger::Discovery, &outcome, started.elapsed());
-        self.release().await;
         outcome
     }
 
@@ -307,8 +302,8 @@ impl Reloader {
         .unwrap_or_else(|e| Err(format!("build task failed: {e}")))
     }
 
-    /// Commits; the replaced state is kept for [`Self::release`].
-    fn install(
+    /// Commits and frees the replaced state.
+    async fn install(
         &mut self,
         config: Arc<Config>,
         routes: RouteTable,
@@ -316,21 +311,14 @@ impl Reloader {
     ) -> Outcome {
         match self.commit(config, routes, merged) {
             Ok(old) => {
-                self.replaced = Some(old);
+                // Freeing a big table takes a while: not on an async
+                // worker (unless a connection still holds it; then the
+                // last one frees it). Done before publishing, so a
+                // published reload has released what it replaced.
+                let _ = tokio::task::spawn_blocking(move || drop(old)).await;
                 Outcome::Ok
             }
             Err(e) => self.refuse(e),
-        }
-    }
-
-    /// Frees the state the last reload replaced. Freeing a big table takes
-    /// a while (100k routes: tens of ms): not on an async worker (unless a
-    /// connection still holds it; then the last one frees it), and after
-    /// the reload is published, since the new table is live already; but
-    /// before the next attempt, so reloads never pile up garbage.
-    async fn release(&mut self) {
-        if let Some(old) = self.replaced.take() {
-            let _ = tokio::task::spawn_blocking(move || drop(old)).await;
         }
     }
 
