@@ -37,6 +37,17 @@ fn routes_yaml_from(tag: &str, first: usize, n: usize) -> String {
     s
 }
 
+/// `routes_yaml(tag, n)` with route `edited`'s upstream port changed.
+fn routes_yaml_edited(tag: &str, n: usize, edited: usize, port: u16) -> String {
+    let text = routes_yaml(tag, n);
+    let from = format!("chi-{tag}-{edited}.ch.test\n");
+    let at = text.find(&from).expect("route present") + from.len();
+    let end = at + text[at..].find('\n').expect("upstream line");
+    let line = &text[at..end];
+    let new_line = line.replace(":9440\"", &format!(":{port}\""));
+    format!("{}{new_line}{}", &text[..at], &text[end..])
+}
+
 fn write_atomic(path: &Path, text: &str) {
     let tmp = path.with_extension("tmp~");
     std::fs::write(&tmp, text).unwrap();
@@ -186,6 +197,23 @@ fn main() {
             swaps(&file, &mut status, big_iters, big_routes).await,
         );
         println!("rss, {big_routes} routes in one file: {}", rss());
+
+        // The same file with one route edited: the other routes keep theirs.
+        let tag = format!("g{}-{big_routes}", big_iters - 1);
+        let mut edits = Vec::with_capacity(big_iters);
+        for i in 0..big_iters {
+            let text = routes_yaml_edited(&tag, big_routes, i * 997 % big_routes, 9441 + i as u16);
+            let generation = status.borrow().generation;
+            let started = Instant::now();
+            write_atomic(&file, &text);
+            let s = wait_for(&mut status, |s| {
+                s.generation > generation || matches!(s.outcome, Outcome::Error(_))
+            })
+            .await;
+            edits.push(started.elapsed());
+            assert_eq!(s.outcome, Outcome::Ok, "{s:?}");
+        }
+        report(&format!("one route edited -> live, {big_routes} routes in one file"), edits);
 
         // Unchanged files: the hash decides, nothing is parsed.
         let mut rechecks = Vec::new();

@@ -230,9 +230,8 @@ impl Reloader {
     pub async fn reload(&mut self, trigger: Trigger) -> Outcome {
         let started = Instant::now();
         let source = self.source.clone();
-        let resolver = self.shared.resolver.clone();
-        // Reading and parsing (100k routes: about a second) off the async workers.
-        let loaded = tokio::task::spawn_blocking(move || load(&source, &resolver))
+        // Reading and parsing off the async workers.
+        let loaded = tokio::task::spawn_blocking(move || load(&source))
             .await
             .unwrap_or_else(|e| Err(format!("reload task failed: {e}")));
         let outcome = match loaded {
@@ -241,10 +240,11 @@ impl Reloader {
                 self.failed = None;
                 Outcome::Unchanged
             }
-            Ok(Some((config, routes))) => {
+            Ok(Some(config)) => {
                 let config = Arc::new(config);
-                match self.with_discovered(&config, routes).await {
-                    Ok((routes, merged)) => self.install(config, routes, merged).await,
+                match self.build(&config, true).await {
+                    Ok(Some((routes, merged))) => self.install(config, routes, merged).await,
+                    Ok(None) => Outcome::Unchanged,
                     Err(e) => self.refuse(e),
                 }
             }
@@ -259,34 +259,47 @@ impl Reloader {
     pub async fn rediscover(&mut self) -> Outcome {
         let started = Instant::now();
         let config = self.config.clone();
-        let outcome = match self.with_discovered(&config, RouteTable::default()).await {
-            Ok((routes, merged @ Some(_))) => self.install(config, routes, merged).await,
-            Ok((_, None)) => Outcome::Unchanged,
+        let outcome = match self.build(&config, false).await {
+            Ok(Some((routes, merged @ Some(_)))) => self.install(config, routes, merged).await,
+            Ok(_) => Outcome::Unchanged,
             Err(e) => self.refuse(e),
         };
         self.publish(Trigger::Discovery, &outcome, started.elapsed());
         outcome
     }
 
-    /// `routes` (built from `config`'s file routes), or a table with the
-    /// discovered routes merged in when discovery has a catalog.
-    async fn with_discovered(
+    /// The one table for `config`: its file routes, with the discovered
+    /// routes merged in when discovery has a catalog. Routes built from
+    /// files unchanged since the live table are reused from it. `None` when
+    /// there is no catalog and `files_only` is false (nothing to rebuild).
+    async fn build(
         &self,
         config: &Arc<Config>,
-        routes: RouteTable,
-    ) -> Result<(RouteTable, Option<Merged>), String> {
+        files_only: bool,
+    ) -> Result<Option<(RouteTable, Option<Merged>)>, String> {
         let catalog = match self.discovery.current() {
-            Some(c) if config.discovery.kubernetes.enabled => c.clone(),
-            _ => return Ok((routes, None)),
+            Some(c) if config.discovery.kubernetes.enabled => Some(c.clone()),
+            _ if files_only => None,
+            _ => return Ok(None),
         };
-        drop(routes);
+        let live = self.shared.state.load_full();
         let (config, resolver) = (config.clone(), self.shared.resolver.clone());
-        let built = tokio::task::spawn_blocking(move || {
-            crate::discovery::build_table(&config, &catalog, &resolver)
+        tokio::task::spawn_blocking(move || {
+            let previous = &live.routes;
+            match catalog {
+                Some(catalog) => {
+                    crate::discovery::build_table(&config, &catalog, &resolver, previous)
+                        .map(|(routes, merged)| Some((routes, Some(merged))))
+                }
+                None => {
+                    RouteTable::build_reusing(&config.routes, &config.defaults, &resolver, previous)
+                        .map(|routes| Some((routes, None)))
+                        .map_err(|e| format!("{}: {e}", config.path.display()))
+                }
+            }
         })
         .await
-        .unwrap_or_else(|e| Err(format!("discovery task failed: {e}")))?;
-        Ok((built.0, Some(built.1)))
+        .unwrap_or_else(|e| Err(format!("build task failed: {e}")))
     }
 
     /// Commits and frees the replaced state.
@@ -418,12 +431,9 @@ impl Reloader {
     }
 }
 
-/// Loads and compiles the configuration, or `None` when it hashes as the
-/// live one. Blocking.
-fn load(
-    source: &Source,
-    resolver: &crate::resolve::Resolver,
-) -> Result<Option<(Config, RouteTable)>, String> {
+/// Loads the configuration, or `None` when it hashes as the live one; the
+/// table is built by the caller, once discovery is known. Blocking.
+fn load(source: &Source) -> Result<Option<Config>, String> {
     if config::fingerprint(&source.path, &source.includes) == Ok(source.content_hash) {
         return Ok(None);
     }
@@ -432,9 +442,7 @@ fn load(
     if config.content_hash == source.content_hash {
         return Ok(None);
     }
-    let routes = RouteTable::build(&config.routes, &config.defaults, resolver)
-        .map_err(|e| format!("{}: {e}", source.path.display()))?;
-    Ok(Some((config, routes)))
+    Ok(Some(config))
 }
 
 /// Waits until no hint arrived for [`DEBOUNCE`], at most [`DEBOUNCE_MAX`].

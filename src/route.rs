@@ -12,7 +12,7 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 use crate::allow::AllowList;
-use crate::config::{Defaults, ProxyVersion, RouteSpec};
+use crate::config::{Defaults, ProxyVersion, RouteSpec, Routes};
 use crate::resolve::{Addrs, Resolver};
 
 /// Longest name we route (RFC 1035: 253 characters, plus one trailing dot).
@@ -31,6 +31,10 @@ pub struct RouteTable {
     max_wildcard_labels: usize,
     /// Every route once, in spec order.
     routes: Vec<Arc<Route>>,
+    /// The defaults the routes were built with.
+    defaults: Defaults,
+    /// The shared spec groups the routes were built from.
+    built: Vec<Built>,
 }
 
 #[derive(Debug)]
@@ -174,9 +178,43 @@ fn is_name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '-' || c == '_'
 }
 
+/// Route specs as the table builder takes them: one or more slices, each
+/// with the `Arc` that shares it, if any (only shared groups are reused by
+/// [`RouteTable::build_reusing`]).
+pub trait RouteSpecs {
+    fn spec_groups(&self) -> impl Iterator<Item = SpecGroup<'_>>;
+}
+
+/// One slice of specs and the `Arc` it is shared by, if any.
+pub type SpecGroup<'a> = (&'a [RouteSpec], Option<&'a Arc<[RouteSpec]>>);
+
+impl RouteSpecs for [RouteSpec] {
+    fn spec_groups(&self) -> impl Iterator<Item = SpecGroup<'_>> {
+        std::iter::once((self, None))
+    }
+}
+
+impl RouteSpecs for Vec<RouteSpec> {
+    fn spec_groups(&self) -> impl Iterator<Item = SpecGroup<'_>> {
+        std::iter::once((self.as_slice(), None))
+    }
+}
+
+impl<const N: usize> RouteSpecs for [RouteSpec; N] {
+    fn spec_groups(&self) -> impl Iterator<Item = SpecGroup<'_>> {
+        std::iter::once((self.as_slice(), None))
+    }
+}
+
+impl RouteSpecs for Routes {
+    fn spec_groups(&self) -> impl Iterator<Item = SpecGroup<'_>> {
+        self.groups().iter().map(|g| (&**g, Some(g)))
+    }
+}
+
 /// Rejects a pattern claimed by two routes (or twice by one). `specs` hold
 /// normalised patterns, as [`crate::config::load`] produces them.
-pub fn check_claims(specs: &[RouteSpec]) -> Result<(), RouteError> {
+pub fn check_claims<S: RouteSpecs + ?Sized>(specs: &S) -> Result<(), RouteError> {
     match duplicate_claims(specs).into_iter().next() {
         Some(e) => Err(e),
         None => Ok(()),
@@ -184,13 +222,14 @@ pub fn check_claims(specs: &[RouteSpec]) -> Result<(), RouteError> {
 }
 
 /// Every duplicate claim in `specs` (normalised patterns), in spec order.
-pub fn duplicate_claims(specs: &[RouteSpec]) -> Vec<RouteError> {
+pub fn duplicate_claims<S: RouteSpecs + ?Sized>(specs: &S) -> Vec<RouteError> {
+    let specs: Vec<&RouteSpec> = specs.spec_groups().flat_map(|g| g.0).collect();
     let patterns: Vec<&[String]> = specs.iter().map(|s| s.sni.as_slice()).collect();
-    duplicates(specs, &patterns)
+    duplicates(&specs, &patterns)
 }
 
 /// `patterns[i]` are the normalised patterns of `specs[i]`.
-fn duplicates<P: AsRef<str>>(specs: &[RouteSpec], patterns: &[&[P]]) -> Vec<RouteError> {
+fn duplicates<P: AsRef<str>>(specs: &[&RouteSpec], patterns: &[&[P]]) -> Vec<RouteError> {
     let mut seen: HashMap<&str, usize> = HashMap::with_capacity(specs.len());
     let mut clashes = Vec::new();
     for (i, pats) in patterns.iter().enumerate() {
@@ -221,7 +260,7 @@ fn duplicates<P: AsRef<str>>(specs: &[RouteSpec], patterns: &[&[P]]) -> Vec<Rout
 }
 
 /// Names each spec as `route "name" (#n) in source`, `n` counted per source.
-fn route_refs(specs: &[RouteSpec]) -> Vec<RouteRef> {
+fn route_refs(specs: &[&RouteSpec]) -> Vec<RouteRef> {
     let mut per_source: HashMap<&str, usize> = HashMap::new();
     specs
         .iter()
@@ -237,7 +276,8 @@ fn route_refs(specs: &[RouteSpec]) -> Vec<RouteRef> {
         .collect()
 }
 
-/// [`RouteRef`] of `specs[i]` (error path only).
+/// [`RouteRef`] of `specs[i]` (error path only). A source's routes are
+/// all in one group, so counting within `specs` numbers them right.
 fn route_ref(specs: &[RouteSpec], i: usize) -> RouteRef {
     let spec = specs.get(i);
     let source = spec.map_or("", |s| s.source.as_str());
@@ -252,95 +292,210 @@ fn route_ref(specs: &[RouteSpec], i: usize) -> RouteRef {
     }
 }
 
+/// Specs a table's routes were built from, for reuse by the next build:
+/// `routes[start..start + specs.len()]` came from `specs`.
+#[derive(Debug)]
+struct Built {
+    specs: Arc<[RouteSpec]>,
+    start: usize,
+}
+
+/// A changed file's previous specs and the routes built from them.
+type Earlier<'p> = (&'p [RouteSpec], &'p [Arc<Route>]);
+
+/// Compiles specs into routes; state shared across a build's groups.
+struct Compiler<'a, 'r> {
+    defaults: &'a Defaults,
+    default_allow: AllowList,
+    resolver: &'r Resolver,
+    /// A name shared by many routes takes the resolver's lock once.
+    handles: HashMap<&'a str, Arc<Addrs>>,
+    /// Strings are shared where equal (a file's routes share their source).
+    source: Arc<str>,
+}
+
+impl<'a> Compiler<'a, '_> {
+    fn addrs(&mut self, host: &'a str) -> Arc<Addrs> {
+        // Literals need no resolver.
+        match host.parse::<IpAddr>() {
+            Ok(ip) => Arc::new(Addrs::literal(ip, host)),
+            Err(_) => self
+                .handles
+                .entry(host)
+                .or_insert_with(|| self.resolver.handle(host))
+                .clone(),
+        }
+    }
+
+    /// Appends `specs`' routes to `table`; true if a pattern was claimed
+    /// twice. `earlier`: the specs and routes of the previous version of
+    /// this file (same defaults); a spec equal to the one at its position
+    /// there takes that route (an edit to a few routes of a big file).
+    fn compile(
+        &mut self,
+        specs: &'a [RouteSpec],
+        table: &mut RouteTable,
+        earlier: Option<Earlier<'_>>,
+    ) -> Result<bool, RouteError> {
+        let (normalised, ends) = normalise_all(specs)?;
+        let mut clash = false;
+        let mut start = 0;
+        for (i, (spec, &end)) in specs.iter().zip(&ends).enumerate() {
+            let patterns = normalised.get(start..end).unwrap_or_default();
+            start = end;
+            let same = earlier
+                .filter(|(old, _)| old.get(i) == Some(spec))
+                .and_then(|(_, routes)| routes.get(i));
+            if let Some(route) = same {
+                clash |= table.add(route);
+                continue;
+            }
+            let patterns: Vec<Arc<str>> = patterns.iter().map(|p| Arc::from(p.as_ref())).collect();
+            // A name is usually its first pattern: one string for both.
+            let name = match patterns.first() {
+                Some(p) if **p == *spec.name => p.clone(),
+                _ => spec.name.as_str().into(),
+            };
+            if *self.source != *spec.source {
+                self.source = spec.source.as_str().into();
+            }
+            let upstreams = spec
+                .upstreams
+                .iter()
+                .map(|u| {
+                    let addrs = self.addrs(&u.host);
+                    Upstream {
+                        host: addrs.host_as_written(&u.host),
+                        port: u.port,
+                        addrs,
+                    }
+                })
+                .collect();
+            let route = Arc::new(Route {
+                name,
+                upstreams,
+                allow: match &spec.allow {
+                    Some(nets) => AllowList::new(nets),
+                    None => self.default_allow.clone(),
+                },
+                proxy_protocol: spec.proxy_protocol.unwrap_or(self.defaults.proxy_protocol),
+                source: self.source.clone(),
+                patterns,
+                cursor: AtomicUsize::new(0),
+            });
+            clash |= table.add(&route);
+        }
+        Ok(clash)
+    }
+}
+
 impl RouteTable {
     /// Compiles `specs` (routes without `allow`/`proxy_protocol` take them
     /// from `defaults`). Patterns are normalised again, so specs from other
     /// producers (discovery) are safe. Fails on an invalid pattern, a route
     /// without SNI or upstream, or a duplicate claim (naming both routes).
-    pub fn build<'a>(
-        specs: &'a [RouteSpec],
+    pub fn build<S: RouteSpecs + ?Sized>(
+        specs: &S,
         defaults: &Defaults,
         resolver: &Resolver,
     ) -> Result<RouteTable, RouteError> {
-        let (normalised, ends) = normalise_all(specs)?;
-        let default_allow = AllowList::new(&defaults.allow);
-        // Literals need no resolver; a name shared by many routes takes the
-        // resolver's lock once.
-        let mut handles: HashMap<&str, Arc<Addrs>> = HashMap::new();
-        let mut addrs = |host: &'a str| -> Arc<Addrs> {
-            match host.parse::<IpAddr>() {
-                Ok(ip) => Arc::new(Addrs::literal(ip, host)),
-                Err(_) => handles
-                    .entry(host)
-                    .or_insert_with(|| resolver.handle(host))
-                    .clone(),
+        Self::build_reusing(specs, defaults, resolver, &RouteTable::default())
+    }
+
+    /// Like [`RouteTable::build`], but a shared spec group (one included
+    /// file's routes, [`crate::config::Routes`]) that `previous` was built
+    /// from too, under equal `defaults`, takes `previous`'s routes (the same
+    /// `Arc`s, with their DNS handles and round-robin state) instead of
+    /// compiling them again. Nothing else a route holds depends on the
+    /// build's inputs. Claims are still checked across all routes.
+    pub fn build_reusing<S: RouteSpecs + ?Sized>(
+        specs: &S,
+        defaults: &Defaults,
+        resolver: &Resolver,
+        previous: &RouteTable,
+    ) -> Result<RouteTable, RouteError> {
+        let groups: Vec<SpecGroup<'_>> = specs.spec_groups().collect();
+        let total: usize = groups.iter().map(|g| g.0.len()).sum();
+        // Keyed by the group's address (equal while both `Arc`s are alive
+        // means the same specs), and by source for a changed file.
+        let mut reusable: HashMap<usize, &[Arc<Route>]> = HashMap::new();
+        let mut by_source: HashMap<&str, Earlier<'_>> = HashMap::new();
+        if previous.defaults == *defaults {
+            for b in &previous.built {
+                let Some(routes) = previous.routes.get(b.start..b.start + b.specs.len()) else {
+                    continue;
+                };
+                reusable.insert(group_key(&b.specs), routes);
+                if let Some(first) = b.specs.first() {
+                    by_source.insert(&first.source, (&b.specs, routes));
+                }
             }
+        }
+        let mut compiler = Compiler {
+            defaults,
+            default_allow: AllowList::new(&defaults.allow),
+            resolver,
+            handles: HashMap::new(),
+            source: Arc::from(""),
         };
         let mut table = RouteTable {
-            exact: HashMap::with_capacity(specs.len()),
-            routes: Vec::with_capacity(specs.len()),
+            exact: HashMap::with_capacity(total),
+            routes: Vec::with_capacity(total),
+            defaults: defaults.clone(),
             ..RouteTable::default()
         };
         let mut clash = false;
-        let mut start = 0;
-        // Strings are shared where equal (a file's routes share their source,
-        // a name is usually its first pattern): fewer allocations to make and free.
-        let mut source: Arc<str> = Arc::from("");
-        for (spec, &end) in specs.iter().zip(&ends) {
-            let patterns = normalised.get(start..end).unwrap_or_default();
-            start = end;
-            let patterns: Vec<Arc<str>> = patterns.iter().map(|p| Arc::from(p.as_ref())).collect();
-            let name = match patterns.first() {
-                Some(p) if **p == *spec.name => p.clone(),
-                _ => spec.name.as_str().into(),
-            };
-            if *source != *spec.source {
-                source = spec.source.as_str().into();
+        for &(slice, shared) in &groups {
+            let start = table.routes.len();
+            let reused = shared
+                .and_then(|g| reusable.get(&group_key(g)))
+                .filter(|routes| routes.len() == slice.len());
+            match reused {
+                Some(routes) => {
+                    for route in routes.iter() {
+                        clash |= table.add(route);
+                    }
+                }
+                None => {
+                    let earlier = slice.first().and_then(|s| by_source.get(&*s.source));
+                    clash |= compiler.compile(slice, &mut table, earlier.copied())?;
+                }
             }
-            let route = Arc::new(Route {
-                name,
-                upstreams: spec
-                    .upstreams
-                    .iter()
-                    .map(|u| {
-                        let addrs = addrs(&u.host);
-                        Upstream {
-                            host: addrs.host_as_written(&u.host),
-                            port: u.port,
-                            addrs,
-                        }
-                    })
-                    .collect(),
-                allow: match &spec.allow {
-                    Some(nets) => AllowList::new(nets),
-                    None => default_allow.clone(),
-                },
-                proxy_protocol: spec.proxy_protocol.unwrap_or(defaults.proxy_protocol),
-                source: source.clone(),
-                patterns,
-                cursor: AtomicUsize::new(0),
-            });
-            for p in &route.patterns {
-                clash |= table.insert(p, &route);
+            if let Some(g) = shared {
+                table.built.push(Built {
+                    specs: g.clone(),
+                    start,
+                });
             }
-            table.routes.push(route);
         }
         if clash {
             // Rare: find the clash again, with both routes named.
-            let mut start = 0;
-            let borrowed: Vec<&[Cow<'_, str>]> = ends
+            let all: Vec<&RouteSpec> = groups.iter().flat_map(|g| g.0).collect();
+            let normalised: Vec<Vec<String>> = all
                 .iter()
-                .map(|&end| {
-                    let slice = normalised.get(start..end).unwrap_or_default();
-                    start = end;
-                    slice
+                .map(|s| {
+                    s.sni
+                        .iter()
+                        .map(|p| normalize_pattern(p).unwrap_or_else(|_| p.clone()))
+                        .collect()
                 })
                 .collect();
-            if let Some(e) = duplicates(specs, &borrowed).into_iter().next() {
+            let borrowed: Vec<&[String]> = normalised.iter().map(Vec::as_slice).collect();
+            if let Some(e) = duplicates(&all, &borrowed).into_iter().next() {
                 return Err(e);
             }
         }
         Ok(table)
+    }
+
+    /// Adds one route; true if one of its patterns was already claimed.
+    fn add(&mut self, route: &Arc<Route>) -> bool {
+        let mut clash = false;
+        for p in &route.patterns {
+            clash |= self.insert(p, route);
+        }
+        self.routes.push(route.clone());
+        clash
     }
 
     /// Adds one pattern; true if it was already claimed.
@@ -407,6 +562,11 @@ impl RouteTable {
     pub fn routes(&self) -> impl Iterator<Item = &Arc<Route>> {
         self.routes.iter()
     }
+}
+
+/// Identity of a shared spec group.
+fn group_key(group: &Arc<[RouteSpec]>) -> usize {
+    Arc::as_ptr(group).cast::<RouteSpec>() as usize
 }
 
 /// Every spec's normalised patterns in one list; `ends[i]` is where spec

@@ -15,10 +15,12 @@ mod fast;
 mod include;
 mod raw;
 mod routes;
+mod specs;
 mod summary;
 mod validate;
 
 pub use cache::RouteFiles;
+pub use specs::Routes;
 pub use summary::summary;
 
 use validate::Errors;
@@ -33,8 +35,9 @@ pub struct Config {
     pub timeouts: Timeouts,
     pub limits: Limits,
     pub defaults: Defaults,
-    /// Inline routes first, then included files in sorted path order.
-    pub routes: Vec<RouteSpec>,
+    /// Inline routes first, then included files in sorted path order
+    /// (shared per file with the parse cache and the next reload).
+    pub routes: Routes,
     /// The `include` entries as written (files or directories), resolved
     /// relative to the config file's directory.
     pub includes: Vec<PathBuf>,
@@ -264,8 +267,8 @@ fn from_str_reusing(
                                     routes
                                 }
                             };
-                            config.routes.extend(routes.iter().cloned());
-                            parsed.add(&f, text_hash, routes);
+                            parsed.add(&f, text_hash, routes.clone());
+                            config.routes.push_group(routes);
                         }
                         Err(e) => errs.add(&source, None, "", e),
                     }

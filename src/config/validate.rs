@@ -168,7 +168,7 @@ pub(crate) fn config(
         timeouts,
         limits,
         defaults,
-        routes,
+        routes: routes.into(),
         includes: entries.iter().map(|e| e.path.clone()).collect(),
         discovery,
         log,

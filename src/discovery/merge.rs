@@ -62,8 +62,23 @@ fn describe(owner: &RouteSpec) -> String {
 /// `file` followed by every discovered route that claims nothing already
 /// claimed.
 pub fn merge(file: &[RouteSpec], catalog: &Catalog) -> (Vec<RouteSpec>, Merged) {
-    let mut names: HashMap<&str, &RouteSpec> = HashMap::with_capacity(file.len());
-    let mut patterns: HashMap<&str, &RouteSpec> = HashMap::with_capacity(file.len());
+    let (accepted, report) = discovered(file, file.len(), catalog);
+    let mut specs = Vec::with_capacity(file.len() + accepted.len());
+    specs.extend_from_slice(file);
+    specs.extend(accepted);
+    (specs, report)
+}
+
+/// The discovered routes [`merge`] would append to `file` (`file_len`
+/// specs, not copied).
+pub fn discovered<'a>(
+    file: impl IntoIterator<Item = &'a RouteSpec>,
+    file_len: usize,
+    catalog: &Catalog,
+) -> (Vec<RouteSpec>, Merged) {
+    let size = file_len;
+    let mut names: HashMap<&str, &RouteSpec> = HashMap::with_capacity(size);
+    let mut patterns: HashMap<&str, &RouteSpec> = HashMap::with_capacity(size);
     for r in file {
         names.entry(&r.name).or_insert(r);
         for p in &r.sni {
@@ -96,10 +111,7 @@ pub fn merge(file: &[RouteSpec], catalog: &Catalog) -> (Vec<RouteSpec>, Merged) 
         }
     }
     report.routes = accepted.len();
-    let mut specs = Vec::with_capacity(file.len() + accepted.len());
-    specs.extend_from_slice(file);
-    specs.extend(accepted.into_iter().cloned());
-    (specs, report)
+    (accepted.into_iter().cloned().collect(), report)
 }
 
 fn conflict(

@@ -107,14 +107,20 @@ impl Report {
     }
 }
 
-/// The table for `config`'s file routes plus `catalog`'s. Blocking.
+/// The table for `config`'s file routes plus `catalog`'s, reusing the
+/// routes of `previous` built from unchanged files
+/// ([`RouteTable::build_reusing`]). Blocking.
 pub fn build_table(
     config: &Config,
     catalog: &Catalog,
     resolver: &Resolver,
+    previous: &RouteTable,
 ) -> Result<(RouteTable, Merged), String> {
-    let (specs, merged) = merge(&config.routes, catalog);
-    let table = RouteTable::build(&specs, &config.defaults, resolver)
+    let (accepted, merged) = merge::discovered(config.routes.iter(), config.routes.len(), catalog);
+    // File routes stay shared per file; the discovered ones are one more group.
+    let mut specs = config.routes.clone();
+    specs.push_group(accepted.into());
+    let table = RouteTable::build_reusing(&specs, &config.defaults, resolver, previous)
         .map_err(|e| format!("discovered routes: {e}"))?;
     Ok((table, merged))
 }

@@ -302,3 +302,135 @@ proptest! {
         }
     }
 }
+
+/// Routes as a config holds them: one shared group per file.
+fn groups(files: &[Arc<[RouteSpec]>]) -> Routes {
+    let mut routes = Routes::default();
+    for f in files {
+        routes.push_group(f.clone());
+    }
+    routes
+}
+
+fn route<'a>(t: &'a RouteTable, sni: &str) -> &'a Arc<Route> {
+    t.lookup(Some(sni.as_bytes())).expect("routed")
+}
+
+#[test]
+fn unchanged_groups_keep_their_routes_changed_ones_are_rebuilt() {
+    let (d, r) = (Defaults::default(), Resolver::default());
+    let a: Arc<[RouteSpec]> = vec![spec("a", &["a.test", "*.a.test"], "a.yaml")].into();
+    let b: Arc<[RouteSpec]> = vec![spec("b", &["b.test"], "b.yaml")].into();
+    let first = RouteTable::build(&groups(&[a.clone(), b]), &d, &r).unwrap();
+    // b.yaml re-read with other text: a new group, equal or not.
+    let b2: Arc<[RouteSpec]> = vec![spec("b", &["b.test", "b2.test"], "b.yaml")].into();
+    let second = RouteTable::build_reusing(&groups(&[a.clone(), b2]), &d, &r, &first).unwrap();
+    assert!(Arc::ptr_eq(
+        route(&first, "a.test"),
+        route(&second, "a.test")
+    ));
+    assert!(Arc::ptr_eq(
+        route(&first, "x.a.test"),
+        route(&second, "x.a.test")
+    ));
+    assert!(!Arc::ptr_eq(
+        route(&first, "b.test"),
+        route(&second, "b.test")
+    ));
+    assert_eq!(hit(&second, "b2.test"), Ok("b"));
+    assert_eq!(second.len(), 2);
+    // Reuse carries over to the next build too.
+    let c: Arc<[RouteSpec]> = vec![spec("c", &["c.test"], "c.yaml")].into();
+    let third = RouteTable::build_reusing(&groups(&[c, a]), &d, &r, &second).unwrap();
+    assert!(Arc::ptr_eq(
+        route(&first, "a.test"),
+        route(&third, "a.test")
+    ));
+    assert_eq!(hit(&third, "b.test"), Err(Miss::UnknownName));
+    let names: Vec<&str> = third.routes().map(|r| &*r.name).collect();
+    assert_eq!(names, ["c", "a"]);
+}
+
+#[test]
+fn changed_defaults_rebuild_every_route() {
+    let r = Resolver::default();
+    let a: Arc<[RouteSpec]> = vec![spec("a", &["a.test"], "a.yaml")].into();
+    let specs = groups(&[a]);
+    let first = RouteTable::build(&specs, &Defaults::default(), &r).unwrap();
+    let same = RouteTable::build_reusing(&specs, &Defaults::default(), &r, &first).unwrap();
+    assert!(Arc::ptr_eq(route(&first, "a.test"), route(&same, "a.test")));
+    let strict = Defaults {
+        allow: vec!["192.0.2.0/24".parse().unwrap()],
+        proxy_protocol: ProxyVersion::V2,
+    };
+    let second = RouteTable::build_reusing(&specs, &strict, &r, &first).unwrap();
+    let a2 = route(&second, "a.test");
+    assert!(!Arc::ptr_eq(route(&first, "a.test"), a2));
+    assert_eq!(a2.proxy_protocol, ProxyVersion::V2);
+    assert!(!a2.allow.allows("10.0.0.1".parse().unwrap()));
+}
+
+#[test]
+fn unshared_specs_are_never_reused() {
+    let (d, r) = (Defaults::default(), Resolver::default());
+    let specs = vec![spec("a", &["a.test"], "a.yaml")];
+    let first = RouteTable::build(&specs, &d, &r).unwrap();
+    let second = RouteTable::build_reusing(&specs, &d, &r, &first).unwrap();
+    assert!(!Arc::ptr_eq(
+        route(&first, "a.test"),
+        route(&second, "a.test")
+    ));
+}
+
+#[test]
+fn claims_are_checked_across_reused_and_new_groups() {
+    let (d, r) = (Defaults::default(), Resolver::default());
+    let a: Arc<[RouteSpec]> = vec![spec("a", &["a.test"], "a.yaml")].into();
+    let first = RouteTable::build(&groups(std::slice::from_ref(&a)), &d, &r).unwrap();
+    let b: Arc<[RouteSpec]> = vec![
+        spec("b", &["b.test"], "b.yaml"),
+        spec("b-a", &["A.test."], "b.yaml"),
+    ]
+    .into();
+    let err = RouteTable::build_reusing(&groups(&[a, b]), &d, &r, &first).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        r#"SNI "a.test" is claimed twice: route "a" (#1) in a.yaml and route "b-a" (#2) in b.yaml"#
+    );
+}
+
+#[test]
+fn an_edited_file_keeps_the_routes_it_did_not_change() {
+    let (d, r) = (Defaults::default(), Resolver::default());
+    let a: Arc<[RouteSpec]> = vec![
+        spec("a1", &["a1.test"], "a.yaml"),
+        spec("a2", &["a2.test"], "a.yaml"),
+        spec("a3", &["a3.test"], "a.yaml"),
+    ]
+    .into();
+    let first = RouteTable::build(&groups(&[a]), &d, &r).unwrap();
+    let mut edited = spec("a2", &["a2.test"], "a.yaml");
+    edited.proxy_protocol = Some(ProxyVersion::V1);
+    let a: Arc<[RouteSpec]> = vec![
+        spec("a1", &["a1.test"], "a.yaml"),
+        edited,
+        spec("a3", &["a3.test"], "a.yaml"),
+        spec("a4", &["a4.test"], "a.yaml"),
+    ]
+    .into();
+    let second = RouteTable::build_reusing(&groups(&[a]), &d, &r, &first).unwrap();
+    assert!(Arc::ptr_eq(
+        route(&first, "a1.test"),
+        route(&second, "a1.test")
+    ));
+    assert!(Arc::ptr_eq(
+        route(&first, "a3.test"),
+        route(&second, "a3.test")
+    ));
+    assert!(!Arc::ptr_eq(
+        route(&first, "a2.test"),
+        route(&second, "a2.test")
+    ));
+    assert_eq!(route(&second, "a2.test").proxy_protocol, ProxyVersion::V1);
+    assert_eq!(hit(&second, "a4.test"), Ok("a4"));
+}

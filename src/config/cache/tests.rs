@@ -70,3 +70,58 @@ fn unchanged_files_are_reused_changed_ones_parsed_and_checks_still_run() {
     assert_eq!(third.route_files.len(), 1);
     assert_eq!(third.routes, load(&main).unwrap().routes);
 }
+
+#[test]
+fn a_reload_rebuilds_only_the_routes_of_changed_files() {
+    use crate::resolve::Resolver;
+    use crate::route::RouteTable;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fs::create_dir(d.join("routes.d")).unwrap();
+    routes_file(d, "a.yaml", &["a1.test", "a2.test"]);
+    routes_file(d, "b.yaml", &["b1.test"]);
+    let main = d.join("config.yaml");
+    let config = |defaults: &str| {
+        format!("listeners:\n  - name: native\n    address: \"127.0.0.1:9440\"\n{defaults}include: [routes.d]\n")
+    };
+    fs::write(&main, config("")).unwrap();
+    let resolver = Resolver::default();
+    let build = |c: &Config, previous: &RouteTable| {
+        RouteTable::build_reusing(&c.routes, &c.defaults, &resolver, previous).unwrap()
+    };
+    let first = load(&main).unwrap();
+    let t1 = build(&first, &RouteTable::default());
+    let same = |x: &RouteTable, y: &RouteTable, sni: &str| {
+        let get = |t: &RouteTable| t.lookup(Some(sni.as_bytes())).unwrap().clone();
+        Arc::ptr_eq(&get(x), &get(y))
+    };
+
+    routes_file(d, "b.yaml", &["b1.test", "b2.test"]);
+    let second = load_reusing(&main, &first.route_files).unwrap();
+    let t2 = build(&second, &t1);
+    assert!(same(&t1, &t2, "a1.test") && same(&t1, &t2, "a2.test"));
+    // b.yaml changed, its first route did not.
+    assert!(same(&t1, &t2, "b1.test"));
+    assert!(t2.lookup(Some(b"b2.test")).is_ok());
+    fs::write(
+        d.join("routes.d/b.yaml"),
+        "routes:\n  - sni: b1.test\n    upstream: other\n",
+    )
+    .unwrap();
+    let edited = load_reusing(&main, &second.route_files).unwrap();
+    let te = build(&edited, &t2);
+    assert!(!same(&t2, &te, "b1.test"));
+    assert_eq!(
+        &*te.lookup(Some(b"b1.test")).unwrap().upstreams[0].host,
+        "other"
+    );
+    assert!(te.lookup(Some(b"b2.test")).is_err());
+
+    // Other defaults: the file is unchanged, its routes are not.
+    fs::write(&main, config("defaults:\n  proxy_protocol: v2\n")).unwrap();
+    let third = load_reusing(&main, &second.route_files).unwrap();
+    let t3 = build(&third, &t2);
+    assert!(!same(&t2, &t3, "a1.test"));
+    let a1 = t3.lookup(Some(b"a1.test")).unwrap();
+    assert_eq!(a1.proxy_protocol, crate::config::ProxyVersion::V2);
+}
