@@ -1,5 +1,7 @@
 use super::*;
 use crate::config::UpstreamAddr;
+use crate::config::{RouteSpec, Routes};
+use crate::resolve::Resolver;
 use proptest::prelude::*;
 
 fn spec(name: &str, sni: &[&str], source: &str) -> RouteSpec {

@@ -1,0 +1,401 @@
+//! Compiling route specs into a [`RouteTable`]: pattern normalisation,
+//! duplicate claims, DNS handles, and reuse of the previous table's routes
+//! for specs that did not change (a reload of 100k routes rebuilds only
+//! what changed).
+
+use std::borrow::Cow;
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+
+use super::{check_name, normalize_pattern, Route, RouteError, RouteRef, RouteTable, Upstream};
+use crate::allow::AllowList;
+use crate::config::{Defaults, RouteSpec, Routes};
+use crate::resolve::{Addrs, Resolver};
+
+/// Route specs as the table builder takes them: one or more slices, each
+/// with the `Arc` that shares it, if any (only shared groups are reused by
+/// [`RouteTable::build_reusing`]).
+pub trait RouteSpecs {
+    fn spec_groups(&self) -> impl Iterator<Item = SpecGroup<'_>>;
+}
+
+/// One slice of specs and the `Arc` it is shared by, if any.
+pub type SpecGroup<'a> = (&'a [RouteSpec], Option<&'a Arc<[RouteSpec]>>);
+
+impl RouteSpecs for [RouteSpec] {
+    fn spec_groups(&self) -> impl Iterator<Item = SpecGroup<'_>> {
+        std::iter::once((self, None))
+    }
+}
+
+impl RouteSpecs for Vec<RouteSpec> {
+    fn spec_groups(&self) -> impl Iterator<Item = SpecGroup<'_>> {
+        std::iter::once((self.as_slice(), None))
+    }
+}
+
+impl<const N: usize> RouteSpecs for [RouteSpec; N] {
+    fn spec_groups(&self) -> impl Iterator<Item = SpecGroup<'_>> {
+        std::iter::once((self.as_slice(), None))
+    }
+}
+
+impl RouteSpecs for Routes {
+    fn spec_groups(&self) -> impl Iterator<Item = SpecGroup<'_>> {
+        self.groups().iter().map(|g| (&**g, Some(g)))
+    }
+}
+
+/// Rejects a pattern claimed by two routes (or twice by one). `specs` hold
+/// normalised patterns, as [`crate::config::load`] produces them.
+pub fn check_claims<S: RouteSpecs + ?Sized>(specs: &S) -> Result<(), RouteError> {
+    match duplicate_claims(specs).into_iter().next() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Every duplicate claim in `specs` (normalised patterns), in spec order.
+pub fn duplicate_claims<S: RouteSpecs + ?Sized>(specs: &S) -> Vec<RouteError> {
+    let specs: Vec<&RouteSpec> = specs.spec_groups().flat_map(|g| g.0).collect();
+    let patterns: Vec<&[String]> = specs.iter().map(|s| s.sni.as_slice()).collect();
+    duplicates(&specs, &patterns)
+}
+
+/// `patterns[i]` are the normalised patterns of `specs[i]`.
+fn duplicates<P: AsRef<str>>(specs: &[&RouteSpec], patterns: &[&[P]]) -> Vec<RouteError> {
+    let mut seen: HashMap<&str, usize> = HashMap::with_capacity(specs.len());
+    let mut clashes = Vec::new();
+    for (i, pats) in patterns.iter().enumerate() {
+        for p in pats.iter() {
+            match seen.entry(p.as_ref()) {
+                Entry::Occupied(first) => clashes.push((p.as_ref(), *first.get(), i)),
+                Entry::Vacant(v) => {
+                    v.insert(i);
+                }
+            }
+        }
+    }
+    if clashes.is_empty() {
+        return Vec::new();
+    }
+    // Error path: number the routes per source.
+    let refs = route_refs(specs);
+    clashes
+        .into_iter()
+        .filter_map(|(pattern, first, second)| {
+            Some(RouteError::DuplicateClaim {
+                pattern: pattern.to_owned(),
+                first: Box::new(refs.get(first)?.clone()),
+                second: Box::new(refs.get(second)?.clone()),
+            })
+        })
+        .collect()
+}
+
+/// Names each spec as `route "name" (#n) in source`, `n` counted per source.
+fn route_refs(specs: &[&RouteSpec]) -> Vec<RouteRef> {
+    let mut per_source: HashMap<&str, usize> = HashMap::new();
+    specs
+        .iter()
+        .map(|s| {
+            let n = per_source.entry(&s.source).or_insert(0);
+            *n += 1;
+            RouteRef {
+                name: s.name.clone(),
+                index: *n,
+                source: s.source.clone(),
+            }
+        })
+        .collect()
+}
+
+/// [`RouteRef`] of `specs[i]` (error path only). A source's routes are
+/// all in one group, so counting within `specs` numbers them right.
+fn route_ref(specs: &[RouteSpec], i: usize) -> RouteRef {
+    let spec = specs.get(i);
+    let source = spec.map_or("", |s| s.source.as_str());
+    RouteRef {
+        name: spec.map_or_else(String::new, |s| s.name.clone()),
+        index: specs
+            .iter()
+            .take(i + 1)
+            .filter(|s| s.source == source)
+            .count(),
+        source: source.to_owned(),
+    }
+}
+
+/// Specs a table's routes were built from, for reuse by the next build:
+/// `routes[start..start + specs.len()]` came from `specs`.
+#[derive(Debug)]
+pub(super) struct Built {
+    specs: Arc<[RouteSpec]>,
+    start: usize,
+}
+
+/// A changed file's previous specs and the routes built from them.
+type Earlier<'p> = (&'p [RouteSpec], &'p [Arc<Route>]);
+
+/// Compiles specs into routes; state shared across a build's groups.
+struct Compiler<'a, 'r> {
+    defaults: &'a Defaults,
+    default_allow: AllowList,
+    resolver: &'r Resolver,
+    /// A name shared by many routes takes the resolver's lock once.
+    handles: HashMap<&'a str, Arc<Addrs>>,
+    /// Strings are shared where equal (a file's routes share their source).
+    source: Arc<str>,
+}
+
+impl<'a> Compiler<'a, '_> {
+    fn addrs(&mut self, host: &'a str) -> Arc<Addrs> {
+        // Literals need no resolver.
+        match host.parse::<IpAddr>() {
+            Ok(ip) => Arc::new(Addrs::literal(ip, host)),
+            Err(_) => self
+                .handles
+                .entry(host)
+                .or_insert_with(|| self.resolver.handle(host))
+                .clone(),
+        }
+    }
+
+    /// Appends `specs`' routes to `table`; true if a pattern was claimed
+    /// twice. `earlier`: the specs and routes of the previous version of
+    /// this file (same defaults); a spec equal to the one at its position
+    /// there takes that route (an edit to a few routes of a big file).
+    fn compile(
+        &mut self,
+        specs: &'a [RouteSpec],
+        table: &mut RouteTable,
+        earlier: Option<Earlier<'_>>,
+    ) -> Result<bool, RouteError> {
+        let (normalised, ends) = normalise_all(specs)?;
+        let mut clash = false;
+        let mut start = 0;
+        for (i, (spec, &end)) in specs.iter().zip(&ends).enumerate() {
+            let patterns = normalised.get(start..end).unwrap_or_default();
+            start = end;
+            let same = earlier
+                .filter(|(old, _)| old.get(i) == Some(spec))
+                .and_then(|(_, routes)| routes.get(i));
+            if let Some(route) = same {
+                clash |= table.add(route);
+                continue;
+            }
+            let patterns: Vec<Arc<str>> = patterns.iter().map(|p| Arc::from(p.as_ref())).collect();
+            // A name is usually its first pattern: one string for both.
+            let name = match patterns.first() {
+                Some(p) if **p == *spec.name => p.clone(),
+                _ => spec.name.as_str().into(),
+            };
+            if *self.source != *spec.source {
+                self.source = spec.source.as_str().into();
+            }
+            let upstreams = spec
+                .upstreams
+                .iter()
+                .map(|u| {
+                    let addrs = self.addrs(&u.host);
+                    Upstream {
+                        host: addrs.host_as_written(&u.host),
+                        port: u.port,
+                        addrs,
+                    }
+                })
+                .collect();
+            let route = Arc::new(Route {
+                name,
+                upstreams,
+                allow: match &spec.allow {
+                    Some(nets) => AllowList::new(nets),
+                    None => self.default_allow.clone(),
+                },
+                proxy_protocol: spec.proxy_protocol.unwrap_or(self.defaults.proxy_protocol),
+                source: self.source.clone(),
+                patterns,
+                cursor: AtomicUsize::new(0),
+            });
+            clash |= table.add(&route);
+        }
+        Ok(clash)
+    }
+}
+
+impl RouteTable {
+    /// Compiles `specs` (routes without `allow`/`proxy_protocol` take them
+    /// from `defaults`). Patterns are normalised again, so specs from other
+    /// producers (discovery) are safe. Fails on an invalid pattern, a route
+    /// without SNI or upstream, or a duplicate claim (naming both routes).
+    pub fn build<S: RouteSpecs + ?Sized>(
+        specs: &S,
+        defaults: &Defaults,
+        resolver: &Resolver,
+    ) -> Result<RouteTable, RouteError> {
+        Self::build_reusing(specs, defaults, resolver, &RouteTable::default())
+    }
+
+    /// Like [`RouteTable::build`], but a shared spec group (one included
+    /// file's routes, [`crate::config::Routes`]) that `previous` was built
+    /// from too, under equal `defaults`, takes `previous`'s routes (the same
+    /// `Arc`s, with their DNS handles and round-robin state) instead of
+    /// compiling them again. Nothing else a route holds depends on the
+    /// build's inputs. Claims are still checked across all routes.
+    pub fn build_reusing<S: RouteSpecs + ?Sized>(
+        specs: &S,
+        defaults: &Defaults,
+        resolver: &Resolver,
+        previous: &RouteTable,
+    ) -> Result<RouteTable, RouteError> {
+        let groups: Vec<SpecGroup<'_>> = specs.spec_groups().collect();
+        let total: usize = groups.iter().map(|g| g.0.len()).sum();
+        // Keyed by the group's address (equal while both `Arc`s are alive
+        // means the same specs), and by source for a changed file.
+        let mut reusable: HashMap<usize, &[Arc<Route>]> = HashMap::new();
+        let mut by_source: HashMap<&str, Earlier<'_>> = HashMap::new();
+        if previous.defaults == *defaults {
+            for b in &previous.built {
+                let Some(routes) = previous.routes.get(b.start..b.start + b.specs.len()) else {
+                    continue;
+                };
+                reusable.insert(group_key(&b.specs), routes);
+                if let Some(first) = b.specs.first() {
+                    by_source.insert(&first.source, (&b.specs, routes));
+                }
+            }
+        }
+        let mut compiler = Compiler {
+            defaults,
+            default_allow: AllowList::new(&defaults.allow),
+            resolver,
+            handles: HashMap::new(),
+            source: Arc::from(""),
+        };
+        let mut table = RouteTable {
+            exact: HashMap::with_capacity(total),
+            routes: Vec::with_capacity(total),
+            defaults: defaults.clone(),
+            ..RouteTable::default()
+        };
+        let mut clash = false;
+        for &(slice, shared) in &groups {
+            let start = table.routes.len();
+            let reused = shared
+                .and_then(|g| reusable.get(&group_key(g)))
+                .filter(|routes| routes.len() == slice.len());
+            match reused {
+                Some(routes) => {
+                    for route in routes.iter() {
+                        clash |= table.add(route);
+                    }
+                }
+                None => {
+                    let earlier = slice.first().and_then(|s| by_source.get(&*s.source));
+                    clash |= compiler.compile(slice, &mut table, earlier.copied())?;
+                }
+            }
+            if let Some(g) = shared {
+                table.built.push(Built {
+                    specs: g.clone(),
+                    start,
+                });
+            }
+        }
+        if clash {
+            // Rare: find the clash again, with both routes named.
+            let all: Vec<&RouteSpec> = groups.iter().flat_map(|g| g.0).collect();
+            let normalised: Vec<Vec<String>> = all
+                .iter()
+                .map(|s| {
+                    s.sni
+                        .iter()
+                        .map(|p| normalize_pattern(p).unwrap_or_else(|_| p.clone()))
+                        .collect()
+                })
+                .collect();
+            let borrowed: Vec<&[String]> = normalised.iter().map(Vec::as_slice).collect();
+            if let Some(e) = duplicates(&all, &borrowed).into_iter().next() {
+                return Err(e);
+            }
+        }
+        Ok(table)
+    }
+
+    /// Adds one route; true if one of its patterns was already claimed.
+    fn add(&mut self, route: &Arc<Route>) -> bool {
+        let mut clash = false;
+        for p in &route.patterns {
+            clash |= self.insert(p, route);
+        }
+        self.routes.push(route.clone());
+        clash
+    }
+
+    /// Adds one pattern; true if it was already claimed.
+    fn insert(&mut self, pattern: &Arc<str>, route: &Arc<Route>) -> bool {
+        if &**pattern == "*" {
+            self.catch_all.replace(route.clone()).is_some()
+        } else if let Some(suffix) = pattern.strip_prefix("*.") {
+            let labels = suffix.split('.').count();
+            self.max_wildcard_labels = self.max_wildcard_labels.max(labels);
+            self.wildcards
+                .insert(suffix.into(), route.clone())
+                .is_some()
+        } else {
+            self.exact.insert(pattern.clone(), route.clone()).is_some()
+        }
+    }
+}
+
+/// Identity of a shared spec group.
+fn group_key(group: &Arc<[RouteSpec]>) -> usize {
+    Arc::as_ptr(group).cast::<RouteSpec>() as usize
+}
+
+/// Every spec's normalised patterns in one list; `ends[i]` is where spec
+/// `i`'s patterns end (one allocation instead of one per route).
+type Normalised<'a> = (Vec<Cow<'a, str>>, Vec<usize>);
+
+fn normalise_all(specs: &[RouteSpec]) -> Result<Normalised<'_>, RouteError> {
+    let mut out = Vec::with_capacity(specs.len());
+    let mut ends = Vec::with_capacity(specs.len());
+    for (i, spec) in specs.iter().enumerate() {
+        if spec.sni.is_empty() {
+            return Err(RouteError::NoSni {
+                route: route_ref(specs, i),
+            });
+        }
+        if spec.upstreams.is_empty() {
+            return Err(RouteError::NoUpstream {
+                route: route_ref(specs, i),
+            });
+        }
+        for p in &spec.sni {
+            let already =
+                p != "*" && !p.ends_with('.') && !p.bytes().any(|b| b.is_ascii_uppercase());
+            let checked = if already {
+                check_name(p.strip_prefix("*.").unwrap_or(p)).map(|()| Cow::Borrowed(p.as_str()))
+            } else if p == "*" {
+                Ok(Cow::Borrowed(p.as_str()))
+            } else {
+                normalize_pattern(p).map(Cow::Owned)
+            };
+            match checked {
+                Ok(c) => out.push(c),
+                Err(reason) => {
+                    return Err(RouteError::InvalidPattern {
+                        route: route_ref(specs, i),
+                        pattern: p.clone(),
+                        reason,
+                    })
+                }
+            }
+        }
+        ends.push(out.len());
+    }
+    Ok((out, ends))
+}
