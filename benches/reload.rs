@@ -81,6 +81,21 @@ fn report(what: &str, mut samples: Vec<Duration>) {
     );
 }
 
+/// Writes `text` to `path` the way an editor or kubelet would and returns
+/// how long until the next generation is live (a refused reload fails the bench).
+async fn swap_live(path: &Path, text: &str, status: &mut watch::Receiver<Status>) -> Duration {
+    let generation = status.borrow().generation;
+    let started = Instant::now();
+    write_atomic(path, text);
+    let s = wait_for(status, |s| {
+        s.generation > generation || matches!(s.outcome, Outcome::Error(_))
+    })
+    .await;
+    let took = started.elapsed();
+    assert_eq!(s.outcome, Outcome::Ok, "{s:?}");
+    took
+}
+
 /// Replaces the route file `iters` times with `routes` fresh routes each
 /// time; returns write → live latencies.
 async fn swaps(
@@ -92,15 +107,7 @@ async fn swaps(
     let mut out = Vec::with_capacity(iters);
     for i in 0..iters {
         let text = routes_yaml(&format!("g{i}-{routes}"), routes);
-        let generation = status.borrow().generation;
-        let started = Instant::now();
-        write_atomic(file, &text);
-        let s = wait_for(status, |s| {
-            s.generation > generation || matches!(s.outcome, Outcome::Error(_))
-        })
-        .await;
-        out.push(started.elapsed());
-        assert_eq!(s.outcome, Outcome::Ok, "{s:?}");
+        out.push(swap_live(file, &text, status).await);
     }
     out
 }
@@ -142,15 +149,7 @@ async fn swaps_one_of_many(
         let f = (i * 7919) % files;
         let text = routes_yaml_from(&format!("m{i}"), f * per_file, per_file);
         let path = routes_d.join(format!("r{f:04}.yaml"));
-        let generation = status.borrow().generation;
-        let started = Instant::now();
-        write_atomic(&path, &text);
-        let s = wait_for(status, |s| {
-            s.generation > generation || matches!(s.outcome, Outcome::Error(_))
-        })
-        .await;
-        out.push(started.elapsed());
-        assert_eq!(s.outcome, Outcome::Ok, "{s:?}");
+        out.push(swap_live(&path, &text, status).await);
     }
     out
 }
@@ -203,15 +202,7 @@ fn main() {
         let mut edits = Vec::with_capacity(big_iters);
         for i in 0..big_iters {
             let text = routes_yaml_edited(&tag, big_routes, i * 997 % big_routes, 9441 + i as u16);
-            let generation = status.borrow().generation;
-            let started = Instant::now();
-            write_atomic(&file, &text);
-            let s = wait_for(&mut status, |s| {
-                s.generation > generation || matches!(s.outcome, Outcome::Error(_))
-            })
-            .await;
-            edits.push(started.elapsed());
-            assert_eq!(s.outcome, Outcome::Ok, "{s:?}");
+            edits.push(swap_live(&file, &text, &mut status).await);
         }
         report(&format!("one route edited -> live, {big_routes} routes in one file"), edits);
 
