@@ -169,6 +169,8 @@ pub struct Reloader {
     /// The live configuration: discovery rebuilds reuse its file routes.
     config: Arc<Config>,
     discovery: Discovery,
+    /// What the last commit replaced, until [`Reloader::free_replaced`].
+    replaced: Option<(Arc<State>, Arc<Config>)>,
 }
 
 impl Reloader {
@@ -199,6 +201,7 @@ impl Reloader {
             watcher,
             discovery: Discovery::start(&config.discovery.kubernetes),
             config,
+            replaced: None,
         }
     }
 
@@ -243,7 +246,7 @@ impl Reloader {
             Ok(Some(config)) => {
                 let config = Arc::new(config);
                 match self.build(&config, true).await {
-                    Ok(Some((routes, merged))) => self.install(config, routes, merged).await,
+                    Ok(Some((routes, merged))) => self.install(config, routes, merged),
                     Ok(None) => Outcome::Unchanged,
                     Err(e) => self.refuse(e),
                 }
@@ -251,6 +254,7 @@ impl Reloader {
             Err(e) => self.refuse(e),
         };
         self.publish(trigger, &outcome, started.elapsed());
+        self.free_replaced().await;
         outcome
     }
 
@@ -260,11 +264,12 @@ impl Reloader {
         let started = Instant::now();
         let config = self.config.clone();
         let outcome = match self.build(&config, false).await {
-            Ok(Some((routes, merged @ Some(_)))) => self.install(config, routes, merged).await,
+            Ok(Some((routes, merged @ Some(_)))) => self.install(config, routes, merged),
             Ok(_) => Outcome::Unchanged,
             Err(e) => self.refuse(e),
         };
         self.publish(Trigger::Discovery, &outcome, started.elapsed());
+        self.free_replaced().await;
         outcome
     }
 
@@ -302,23 +307,28 @@ impl Reloader {
         .unwrap_or_else(|e| Err(format!("build task failed: {e}")))
     }
 
-    /// Commits and frees the replaced state.
-    async fn install(
+    /// Commits; what it replaced waits in `self.replaced`.
+    fn install(
         &mut self,
         config: Arc<Config>,
         routes: RouteTable,
         merged: Option<Merged>,
     ) -> Outcome {
         match self.commit(config, routes, merged) {
-            Ok(old) => {
-                // Freeing a big table takes a while: not on an async
-                // worker (unless a connection still holds it; then the
-                // last one frees it). Done before publishing, so a
-                // published reload has released what it replaced.
-                let _ = tokio::task::spawn_blocking(move || drop(old)).await;
-                Outcome::Ok
-            }
+            Ok(()) => Outcome::Ok,
             Err(e) => self.refuse(e),
+        }
+    }
+
+    /// Frees the state and configuration the last commit replaced. Freeing
+    /// 100k routes takes tens of milliseconds, so it happens after the new
+    /// table is live and published, off the async workers, and before the
+    /// next reload starts: at most one replaced table exists at a time
+    /// (more only while connections still hold theirs; the last one out
+    /// frees it).
+    async fn free_replaced(&mut self) {
+        if let Some(replaced) = self.replaced.take() {
+            let _ = tokio::task::spawn_blocking(move || drop(replaced)).await;
         }
     }
 
@@ -331,14 +341,14 @@ impl Reloader {
     }
 
     /// Binds what the new config needs, then swaps state and listeners;
-    /// returns the replaced state. Nothing here awaits, so shutdown cannot
-    /// interrupt it half-way.
+    /// keeps what they replaced in `self.replaced`. Nothing here awaits, so
+    /// shutdown cannot interrupt it half-way.
     fn commit(
         &mut self,
         config: Arc<Config>,
         routes: RouteTable,
         merged: Option<Merged>,
-    ) -> Result<Arc<State>, String> {
+    ) -> Result<(), String> {
         let plan = lock(&self.listeners)
             .prepare(&config.listeners)
             .map_err(|e| format!("{}: {e:#}", config.path.display()))?;
@@ -373,8 +383,9 @@ impl Reloader {
             }
         }
         self.source = source;
-        self.config = config;
-        Ok(old)
+        let old_config = std::mem::replace(&mut self.config, config);
+        self.replaced = Some((old, old_config));
+        Ok(())
     }
 
     fn publish(&self, trigger: Trigger, outcome: &Outcome, took: Duration) {

@@ -68,7 +68,11 @@ async fn reload_results_are_published_and_old_states_freed() {
     assert_eq!(state.config_hash, s.config_hash);
     assert!(state.routes.lookup(Some(b"b.test")).is_ok());
     drop(state);
-    // Nothing holds a replaced state once its connections are gone.
+    // Nothing holds a replaced state once its connections are gone: it is
+    // freed after its successor is published, before the next reload.
+    shared.request_reload();
+    let s = next(&mut status, |s| s.trigger == Trigger::Signal).await;
+    assert_eq!(s.outcome, Outcome::Unchanged);
     assert!(first.upgrade().is_none(), "generation 1 state leaked");
 
     // Two routes claiming one name: refused, generation 2 stays.
