@@ -272,6 +272,8 @@ static NAME_BYTE: [u8; 256] = {
 mod build;
 
 use build::Built;
+#[cfg(test)]
+use build::PARALLEL_FROM;
 pub use build::{check_claims, duplicate_claims, RouteSpecs, SpecGroup};
 
 #[cfg(test)]

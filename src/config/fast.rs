@@ -26,41 +26,111 @@
 use super::routes::{Lined, RouteIn};
 use super::ProxyVersion;
 
-/// The routes of `text`, or `None` when it is outside the subset.
+/// The routes of `text`, or `None` when it is outside the subset (read in
+/// one piece: the reference the pieces are tested against).
+#[cfg(test)]
 pub(crate) fn routes(text: &str) -> Option<Vec<RouteIn>> {
-    if text.bytes().any(|b| b == b'\t' || b == b'\r') {
-        return None;
+    let pieces = pieces(text, 1)?;
+    let mut out = Vec::new();
+    for piece in &pieces {
+        out.append(&mut piece.routes()?);
     }
+    Some(out)
+}
+
+/// A run of whole route items of a plain file, parsed on its own: a big
+/// file is read as a few pieces in parallel.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Piece<'a> {
+    text: &'a str,
+    /// Line number of `text`'s first line in the file.
+    first_line: u64,
+    /// Column of the `- ` that starts each route item.
+    item_indent: usize,
+}
+
+/// `text`'s route items cut into at most `n` pieces of similar size, at
+/// lines that start an item (a line at the items' column always does: every
+/// other line of an item is deeper). `None` when the file does not start
+/// like the subset; a piece may still turn out to be outside it.
+pub(crate) fn pieces(text: &str, n: usize) -> Option<Vec<Piece<'_>>> {
     let mut lines = Lines::new(text);
     let first = lines.next()?;
     if first.indent != 0 || strip_comment(first.rest)? != "routes:" {
         return None;
     }
-    let mut out = Vec::with_capacity(text.len() / 64);
-    let item_indent = lines.peek()?.indent;
-    while let Some(line) = lines.next() {
-        if line.indent != item_indent {
+    let item = lines.peek()?;
+    let (item_indent, first_line) = (item.indent, item.number);
+    // The item line's start, as an offset into `text` (`rest` points into it).
+    let start = (item.rest.as_ptr() as usize - text.as_ptr() as usize).checked_sub(item_indent)?;
+    let (head, body) = text.split_at_checked(start)?;
+    if has_tab_or_cr(head) {
+        return None;
+    }
+    let marker = format!("\n{:item_indent$}- ", "");
+    let mut out = Vec::with_capacity(n.max(1));
+    let (mut rest, mut line) = (body, first_line);
+    for k in 1..n.max(1) {
+        let target = (body.len() * k / n).saturating_sub(body.len() - rest.len());
+        let Some(target) = (target..=rest.len()).find(|&i| rest.is_char_boundary(i)) else {
+            break;
+        };
+        let Some(at) = rest.get(target..).and_then(|r| r.find(&marker)) else {
+            break;
+        };
+        let (piece, next) = rest.split_at(target + at + 1);
+        out.push(Piece {
+            text: piece,
+            first_line: line,
+            item_indent,
+        });
+        line += piece.bytes().filter(|&b| b == b'\n').count() as u64;
+        rest = next;
+    }
+    out.push(Piece {
+        text: rest,
+        first_line: line,
+        item_indent,
+    });
+    Some(out)
+}
+
+fn has_tab_or_cr(text: &str) -> bool {
+    text.bytes().any(|b| b == b'\t' || b == b'\r')
+}
+
+impl Piece<'_> {
+    /// The piece's routes, or `None` when it is outside the subset.
+    pub(crate) fn routes(&self) -> Option<Vec<RouteIn>> {
+        if has_tab_or_cr(self.text) {
             return None;
         }
-        let after_dash = line.rest.strip_prefix("- ")?;
-        let key = after_dash.trim_start_matches(' ');
-        let key_indent = line.indent + line.rest.len() - key.len();
-        let mut route = RouteIn {
-            line: line.number,
-            name: None,
-            sni: None,
-            upstream: None,
-            allow: None,
-            proxy_protocol: None,
-        };
-        entry(&mut route, key, line.number, key_indent, &mut lines)?;
-        while lines.peek().is_some_and(|l| l.indent == key_indent) {
-            let l = lines.next()?;
-            entry(&mut route, l.rest, l.number, key_indent, &mut lines)?;
+        let mut lines = Lines::starting_at(self.text, self.first_line);
+        let mut out = Vec::with_capacity(self.text.len() / 64);
+        while let Some(line) = lines.next() {
+            if line.indent != self.item_indent {
+                return None;
+            }
+            let after_dash = line.rest.strip_prefix("- ")?;
+            let key = after_dash.trim_start_matches(' ');
+            let key_indent = line.indent + line.rest.len() - key.len();
+            let mut route = RouteIn {
+                line: line.number,
+                name: None,
+                sni: None,
+                upstream: None,
+                allow: None,
+                proxy_protocol: None,
+            };
+            entry(&mut route, key, line.number, key_indent, &mut lines)?;
+            while lines.peek().is_some_and(|l| l.indent == key_indent) {
+                let l = lines.next()?;
+                entry(&mut route, l.rest, l.number, key_indent, &mut lines)?;
+            }
+            out.push(route);
         }
-        out.push(route);
+        Some(out)
     }
-    Some(out)
 }
 
 /// One `key: value` at column `indent`, its block list (if any) included.
@@ -261,13 +331,20 @@ struct Line<'a> {
 /// fast path (a caller sees them as a line it cannot place).
 struct Lines<'a> {
     inner: std::iter::Enumerate<std::str::Lines<'a>>,
+    /// Number of the first line.
+    first: u64,
     peeked: Option<Option<Line<'a>>>,
 }
 
 impl<'a> Lines<'a> {
     fn new(text: &'a str) -> Self {
+        Self::starting_at(text, 1)
+    }
+
+    fn starting_at(text: &'a str, first: u64) -> Self {
         Lines {
             inner: text.lines().enumerate(),
+            first,
             peeked: None,
         }
     }
@@ -286,7 +363,7 @@ impl<'a> Lines<'a> {
                 continue;
             }
             return Some(Line {
-                number: i as u64 + 1,
+                number: i as u64 + self.first,
                 indent: raw.len() - rest.len(),
                 rest,
             });

@@ -324,19 +324,71 @@ fn routes_from_text(text: &str, source: &str, errs: &mut Errors) -> Vec<RouteSpe
     }
     // The plain layout is read directly; anything else (and every syntax
     // error) goes through serde-saphyr, so messages stay its own.
-    if let Some(fast) = fast::routes(text) {
-        return routes::routes(fast, source, errs);
+    if let Some(specs) = plain_routes(text, source, errs) {
+        return specs;
     }
     match raw::parse::<raw::RawRoutesFile>(text, source) {
         Ok(file) => {
             let raw = file.routes.into_iter().map(Into::into).collect();
-            routes::routes(raw, source, errs)
+            routes::routes(raw, 1, source, errs)
         }
         Err(e) => {
             errs.push(e);
             Vec::new()
         }
     }
+}
+
+/// Route files at least this big are read in pieces on every core (a
+/// reload of 100k routes in one file); smaller ones on the calling thread.
+const PARALLEL_FROM: usize = 256 * 1024;
+
+/// A file in the plain layout ([`fast`]), read and validated in pieces, in
+/// parallel when big; `None` when it is not plain. Validation waits for all
+/// pieces to parse: messages number routes from the start of the file.
+fn plain_routes(text: &str, source: &str, errs: &mut Errors) -> Option<Vec<RouteSpec>> {
+    use rayon::prelude::*;
+
+    let n = if text.len() < PARALLEL_FROM {
+        1
+    } else {
+        rayon::current_num_threads()
+    };
+    let pieces = fast::pieces(text, n)?;
+    let parsed: Vec<Vec<routes::RouteIn>> = if n == 1 {
+        pieces
+            .iter()
+            .map(fast::Piece::routes)
+            .collect::<Option<_>>()?
+    } else {
+        pieces
+            .par_iter()
+            .map(fast::Piece::routes)
+            .collect::<Option<_>>()?
+    };
+    let mut first = 1;
+    let numbered: Vec<_> = parsed
+        .into_iter()
+        .map(|raw| {
+            first += raw.len();
+            (first - raw.len(), raw)
+        })
+        .collect();
+    let check = |(first, raw)| {
+        let mut errs = Errors::default();
+        (routes::routes(raw, first, source, &mut errs), errs)
+    };
+    let checked: Vec<(Vec<RouteSpec>, Errors)> = if n == 1 {
+        numbered.into_iter().map(check).collect()
+    } else {
+        numbered.into_par_iter().map(check).collect()
+    };
+    let mut out = Vec::with_capacity(first - 1);
+    for (mut specs, piece_errs) in checked {
+        out.append(&mut specs);
+        errs.append(piece_errs);
+    }
+    Some(out)
 }
 
 #[cfg(test)]

@@ -58,11 +58,18 @@ impl From<S<RawRoute>> for RouteIn {
     }
 }
 
-/// Validates a file's routes; `source` is the file named in errors and specs.
-pub(crate) fn routes(raw: Vec<RouteIn>, source: &str, errs: &mut Errors) -> Vec<RouteSpec> {
+/// Validates routes of a file, the first being its route number `first`
+/// (1-based; messages name routes by number); `source` is the file named
+/// in errors and specs.
+pub(crate) fn routes(
+    raw: Vec<RouteIn>,
+    first: usize,
+    source: &str,
+    errs: &mut Errors,
+) -> Vec<RouteSpec> {
     raw.into_iter()
         .enumerate()
-        .filter_map(|(i, r)| route(r, i + 1, source, errs))
+        .filter_map(|(i, r)| route(r, first + i, source, errs))
         .collect()
 }
 

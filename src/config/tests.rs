@@ -852,3 +852,39 @@ fn content_hash_follows_every_file_and_fingerprint_matches_load() {
         Ok(second.content_hash)
     );
 }
+
+#[test]
+fn a_big_route_file_read_in_pieces_reports_like_a_small_one() {
+    // Bigger than PARALLEL_FROM: read in pieces; errors keep file order,
+    // line numbers and route numbers.
+    let n = 8_000;
+    let mut text = "routes:\n".to_owned();
+    for k in 0..n {
+        let sni = match k {
+            9 => "bad..name".to_owned(),
+            7_000 => "also bad!".to_owned(),
+            _ => format!("r{k}.ch.test"),
+        };
+        text.push_str(&format!(
+            "  - sni: {sni:?}\n    upstream: \"10.0.{}.{}:9440\"\n",
+            k / 256,
+            k % 256
+        ));
+    }
+    assert!(text.len() > PARALLEL_FROM);
+    let e = parse_routes_file(&text, "big.yaml")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "2 configuration errors:\n  \
+         big.yaml:20: route \"bad..name\" (#10): sni: invalid pattern \"bad..name\": empty label (leading dot or two dots in a row)\n  \
+         big.yaml:14002: route \"also bad!\" (#7001): sni: invalid pattern \"also bad!\": invalid character ' ' (names hold letters, digits, '-', '_' and '.')"
+    );
+    let good = text
+        .replace("bad..name", "r9.ch.test")
+        .replace("also bad!", "r7000.ch.test");
+    let routes = parse_routes_file(&good, "big.yaml").unwrap();
+    assert_eq!(routes.len(), n);
+    assert_eq!(routes[n - 1].sni, [format!("r{}.ch.test", n - 1)]);
+}

@@ -48,6 +48,11 @@ impl Errors {
         self.0.push(msg);
     }
 
+    /// Appends `other`'s problems after these.
+    pub fn append(&mut self, mut other: Errors) {
+        self.0.append(&mut other.0);
+    }
+
     /// `Ok(value)` if nothing was recorded, else one error listing the problems.
     pub fn finish<T>(self, value: T) -> anyhow::Result<T> {
         let n = self.0.len();
@@ -144,7 +149,7 @@ pub(crate) fn config(
     }
 
     let inline = raw.routes.into_iter().map(Into::into).collect();
-    let routes = super::routes::routes(inline, file, errs);
+    let routes = super::routes::routes(inline, 1, file, errs);
 
     let mut entries = Vec::new();
     for inc in raw.include {

@@ -140,7 +140,12 @@ pub(super) struct Built {
 /// A changed file's previous specs and the routes built from them.
 type Earlier<'p> = (&'p [RouteSpec], &'p [Arc<Route>]);
 
+/// Groups with at least this many routes to compile are compiled in chunks
+/// on every core (a reload of a 100k-route file).
+pub(super) const PARALLEL_FROM: usize = 4096;
+
 /// Compiles specs into routes; state shared across a build's groups.
+#[derive(Clone)]
 struct Compiler<'a, 'r> {
     defaults: &'a Defaults,
     default_allow: AllowList,
@@ -174,17 +179,56 @@ impl<'a> Compiler<'a, '_> {
         table: &mut RouteTable,
         earlier: Option<Earlier<'_>>,
     ) -> Result<bool, RouteError> {
-        let (normalised, ends) = normalise_all(specs)?;
+        let routes = if specs.len() < PARALLEL_FROM {
+            self.routes(specs, 0..specs.len(), earlier)?
+        } else {
+            use rayon::prelude::*;
+            let chunk = specs.len().div_ceil(rayon::current_num_threads());
+            let ranges: Vec<_> = (0..specs.len())
+                .step_by(chunk)
+                .map(|at| at..(at + chunk).min(specs.len()))
+                .collect();
+            let chunks: Vec<Result<Vec<Arc<Route>>, RouteError>> = ranges
+                .into_par_iter()
+                .map(|range| self.clone().routes(specs, range, earlier))
+                .collect();
+            // The first error in spec order, as a sequential build finds it.
+            let chunks: Vec<Vec<Arc<Route>>> = chunks.into_iter().collect::<Result<_, _>>()?;
+            chunks.concat()
+        };
         let mut clash = false;
+        for route in &routes {
+            clash |= table.add(route);
+        }
+        Ok(clash)
+    }
+
+    /// The routes of `specs[range]` (the whole group is passed so that
+    /// errors number routes within their file).
+    fn routes(
+        &mut self,
+        specs: &'a [RouteSpec],
+        range: std::ops::Range<usize>,
+        earlier: Option<Earlier<'_>>,
+    ) -> Result<Vec<Arc<Route>>, RouteError> {
+        let first = range.start;
+        let (normalised, ends) = normalise(specs, range.clone())?;
+        let mut out = Vec::with_capacity(range.len());
         let mut start = 0;
-        for (i, (spec, &end)) in specs.iter().zip(&ends).enumerate() {
+        for (i, (spec, &end)) in specs
+            .get(range)
+            .unwrap_or_default()
+            .iter()
+            .zip(&ends)
+            .enumerate()
+        {
             let patterns = normalised.get(start..end).unwrap_or_default();
             start = end;
             let same = earlier
-                .filter(|(old, _)| old.get(i) == Some(spec))
-                .and_then(|(_, routes)| routes.get(i));
+                .filter(|(old, _)| old.get(first + i) == Some(spec))
+                .and_then(|(_, routes)| routes.get(first + i));
             if let Some(route) = same {
-                clash |= table.add(route);
+                out.push(route.clone());
                 continue;
             }
             let patterns: Vec<Arc<str>> = patterns.iter().map(|p| Arc::from(p.as_ref())).collect();
@@ -208,7 +252,7 @@ impl<'a> Compiler<'a, '_> {
                     }
                 })
                 .collect();
-            let route = Arc::new(Route {
+            out.push(Arc::new(Route {
                 name,
                 upstreams,
                 allow: match &spec.allow {
@@ -219,10 +263,9 @@ impl<'a> Compiler<'a, '_> {
                 source: self.source.clone(),
                 patterns,
                 cursor: AtomicUsize::new(0),
-            });
-            clash |= table.add(&route);
+            }));
         }
-        Ok(clash)
+        Ok(out)
     }
 }
 
@@ -356,14 +399,19 @@ fn group_key(group: &Arc<[RouteSpec]>) -> usize {
     Arc::as_ptr(group).cast::<RouteSpec>() as usize
 }
 
-/// Every spec's normalised patterns in one list; `ends[i]` is where spec
-/// `i`'s patterns end (one allocation instead of one per route).
+/// The normalised patterns of `specs[range]` in one list; `ends[i]` is
+/// where the patterns of the range's spec `i` end (one allocation instead
+/// of one per route).
 type Normalised<'a> = (Vec<Cow<'a, str>>, Vec<usize>);
 
-fn normalise_all(specs: &[RouteSpec]) -> Result<Normalised<'_>, RouteError> {
-    let mut out = Vec::with_capacity(specs.len());
-    let mut ends = Vec::with_capacity(specs.len());
-    for (i, spec) in specs.iter().enumerate() {
+fn normalise(
+    specs: &[RouteSpec],
+    range: std::ops::Range<usize>,
+) -> Result<Normalised<'_>, RouteError> {
+    let mut out = Vec::with_capacity(range.len());
+    let mut ends = Vec::with_capacity(range.len());
+    for i in range {
+        let Some(spec) = specs.get(i) else { break };
         if spec.sni.is_empty() {
             return Err(RouteError::NoSni {
                 route: route_ref(specs, i),

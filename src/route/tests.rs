@@ -436,3 +436,64 @@ fn an_edited_file_keeps_the_routes_it_did_not_change() {
     assert_eq!(route(&second, "a2.test").proxy_protocol, ProxyVersion::V1);
     assert_eq!(hit(&second, "a4.test"), Ok("a4"));
 }
+
+#[test]
+fn a_big_group_compiles_in_chunks_like_a_small_one() {
+    let (d, r) = (Defaults::default(), Resolver::default());
+    let n = 3 * PARALLEL_FROM;
+    let specs: Vec<RouteSpec> = (0..n)
+        .map(|k| spec(&format!("r{k}"), &[&format!("R{k}.test.")], "big.yaml"))
+        .collect();
+    let shared: Arc<[RouteSpec]> = specs.clone().into();
+    let first = RouteTable::build(&groups(std::slice::from_ref(&shared)), &d, &r).unwrap();
+    let names: Vec<&str> = first.routes().map(|r| &*r.name).collect();
+    let expected: Vec<String> = (0..n).map(|k| format!("r{k}")).collect();
+    assert_eq!(names, expected);
+    assert_eq!(
+        hit(&first, &format!("r{}.test", n - 1)),
+        Ok(&*format!("r{}", n - 1))
+    );
+
+    // Edited at both ends: the rest keep their routes, across chunks.
+    let mut edited = specs.clone();
+    edited[0].proxy_protocol = Some(ProxyVersion::V1);
+    edited[n - 1].proxy_protocol = Some(ProxyVersion::V2);
+    let edited: Arc<[RouteSpec]> = edited.into();
+    let second = RouteTable::build_reusing(&groups(&[edited]), &d, &r, &first).unwrap();
+    for k in [1, n / 2, n - 2] {
+        let sni = format!("r{k}.test");
+        assert!(
+            Arc::ptr_eq(route(&first, &sni), route(&second, &sni)),
+            "{sni}"
+        );
+    }
+    assert_eq!(route(&second, "r0.test").proxy_protocol, ProxyVersion::V1);
+
+    // Errors in several chunks: the first in spec order, numbered in its file.
+    let mut bad = specs.clone();
+    bad[n - 10].sni = vec!["a.*.b".into()];
+    bad[n / 2].upstreams.clear();
+    bad[n / 2 + 1].sni.clear();
+    let e = RouteTable::build(&bad, &d, &r).unwrap_err();
+    assert_eq!(
+        e,
+        RouteError::NoUpstream {
+            route: RouteRef {
+                name: format!("r{}", n / 2),
+                index: n / 2 + 1,
+                source: "big.yaml".into()
+            }
+        }
+    );
+    // A claim across chunks.
+    let mut twice = specs;
+    twice[n - 1].sni = vec!["r0.test".into()];
+    let e = RouteTable::build(&twice, &d, &r).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        format!(
+            r#"SNI "r0.test" is claimed twice: route "r0" (#1) in big.yaml and route "r{}" (#{n}) in big.yaml"#,
+            n - 1
+        )
+    );
+}

@@ -10,9 +10,18 @@ fn saphyr(text: &str) -> Result<Vec<RouteIn>, String> {
         .map(|f| f.routes.into_iter().map(Into::into).collect())
 }
 
-/// Fast result if any; it must equal serde-saphyr's.
+/// Fast result if any; it must equal serde-saphyr's, and reading the file
+/// in any number of pieces must give the same result as reading it whole.
 fn check(text: &str) -> Option<Vec<RouteIn>> {
-    let fast = routes(text)?;
+    let whole = routes(text);
+    for n in 2..=6 {
+        let piecewise = pieces(text, n).and_then(|pieces| {
+            let parsed: Option<Vec<Vec<RouteIn>>> = pieces.iter().map(Piece::routes).collect();
+            parsed.map(|p| p.concat())
+        });
+        assert_eq!(piecewise, whole, "{n} pieces, input:\n{text}");
+    }
+    let fast = whole?;
     assert_eq!(Ok(fast.clone()), saphyr(text), "input:\n{text}");
     Some(fast)
 }
@@ -158,15 +167,32 @@ fn route(item_indent: usize) -> impl Strategy<Value = String> {
     })
 }
 
+/// What separates two route items: blank and comment lines, at any column
+/// (non-ASCII too: a piece boundary must still fall between characters).
+fn separator() -> impl Strategy<Value = &'static str> {
+    prop_oneof![
+        20 => Just("\n"),
+        1 => Just("\n\n"),
+        1 => Just("\n  # next: - sni: x\n"),
+        1 => Just("\n# é ü\n"),
+        1 => Just("\n- sni: at column 0\n"),
+    ]
+}
+
 fn file() -> impl Strategy<Value = String> {
     (0..3usize, any::<bool>()).prop_flat_map(|(indent, comment)| {
-        prop::collection::vec(route(indent * 2), 1..4).prop_map(move |routes| {
+        prop::collection::vec((route(indent * 2), separator()), 1..6).prop_map(move |routes| {
             let head = if comment {
                 "# gen\nroutes:  # x\n"
             } else {
                 "routes:\n"
             };
-            format!("{head}{}\n", routes.join("\n"))
+            let mut text = head.to_owned();
+            for (route, sep) in routes {
+                text.push_str(&route);
+                text.push_str(sep);
+            }
+            text
         })
     })
 }
@@ -177,5 +203,31 @@ proptest! {
     #[test]
     fn agrees_with_serde_saphyr(text in file()) {
         check(&text);
+    }
+}
+
+#[test]
+fn a_big_file_splits_into_pieces_at_route_items() {
+    let mut text = "# generated\nroutes:\n".to_owned();
+    for k in 0..1000 {
+        text.push_str(&format!(
+            "  - sni: r{k}.ch.test # é\n    upstream:\n      - \"10.0.{}.{}:9440\"\n\n",
+            k / 256,
+            k % 256
+        ));
+    }
+    let whole = routes(&text).expect("plain");
+    assert_eq!(whole.len(), 1000);
+    let last = whole.last().unwrap();
+    assert_eq!(
+        (last.line, last.sni.as_ref().unwrap()[0].line),
+        (3 + 999 * 4, 3 + 999 * 4)
+    );
+    for n in [2, 3, 4, 7] {
+        let pieces = pieces(&text, n).unwrap();
+        assert_eq!(pieces.len(), n);
+        let parsed: Vec<Vec<RouteIn>> = pieces.iter().map(|p| p.routes().unwrap()).collect();
+        assert!(parsed.iter().all(|p| p.len() > 1000 / n / 2), "balanced");
+        assert_eq!(parsed.concat(), whole);
     }
 }
