@@ -21,10 +21,10 @@ fn pattern(i: usize) -> String {
 fn specs(n: usize) -> Vec<RouteSpec> {
     (0..n)
         .map(|i| RouteSpec {
-            name: pattern(i),
-            sni: vec![pattern(i)],
+            name: pattern(i).into(),
+            sni: vec![pattern(i).into()],
             upstreams: vec![UpstreamAddr {
-                host: format!("chi-demo{i}-cluster-0-0.ns.svc.cluster.local"),
+                host: format!("chi-demo{i}-cluster-0-0.ns.svc.cluster.local").into(),
                 port: None,
             }],
             allow: None,

@@ -37,11 +37,11 @@ enum Ips {
 
 impl Addrs {
     /// A fixed address: never looked up, not registered with any resolver.
-    /// `text` is how it was written (used as the host when already canonical).
-    pub fn literal(ip: IpAddr, text: &str) -> Self {
+    /// `written` is how it was written (shared as the host when canonical).
+    pub fn literal(ip: IpAddr, written: &Arc<str>) -> Self {
         let host = match ip {
             // IPv4 literals parse only in canonical dotted-decimal form.
-            IpAddr::V4(_) => text.into(),
+            IpAddr::V4(_) => written.clone(),
             IpAddr::V6(_) => ip.to_string().into(),
         };
         Addrs {
@@ -53,16 +53,6 @@ impl Addrs {
 
     pub fn host(&self) -> &str {
         &self.host
-    }
-
-    /// `written` as an `Arc`, shared with this handle's host when equal
-    /// (IPv4 literals, lower-case names): one allocation fewer per upstream.
-    pub fn host_as_written(&self, written: &str) -> Arc<str> {
-        if *self.host == *written {
-            self.host.clone()
-        } else {
-            written.into()
-        }
     }
 
     /// The last good address list; empty until the first lookup succeeded.
@@ -137,7 +127,7 @@ impl Resolver {
     /// uses any more is dropped from the refresh set.
     pub fn handle(&self, host: &str) -> Arc<Addrs> {
         if let Ok(ip) = host.parse::<IpAddr>() {
-            return Arc::new(Addrs::literal(ip, host));
+            return Arc::new(Addrs::literal(ip, &host.into()));
         }
         let key = host.to_ascii_lowercase();
         let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());

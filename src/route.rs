@@ -4,6 +4,7 @@
 //! one hash probe for the exact name, then one per suffix that could match a
 //! wildcard (longest first), then the catch-all.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
@@ -15,15 +16,22 @@ use crate::resolve::Addrs;
 /// Longest name we route (RFC 1035: 253 characters, plus one trailing dot).
 const MAX_NAME: usize = 255;
 
+/// Pattern → index into [`RouteTable::routes`] (an index, not an `Arc`:
+/// building and freeing 100k entries touches no reference counts).
+/// foldhash (randomly seeded) instead of SipHash: keys come from
+/// configuration, never from clients (who only look up), and it is cheaper
+/// both to build and to probe.
+type PatternMap = HashMap<Arc<str>, u32, foldhash::fast::RandomState>;
+
 /// One immutable snapshot of all routes.
 #[derive(Debug, Default)]
 pub struct RouteTable {
     /// Exact names (keys shared with [`Route::patterns`]).
-    exact: HashMap<Arc<str>, Arc<Route>>,
+    exact: PatternMap,
     /// `*.suffix` patterns, keyed by `suffix`.
-    wildcards: HashMap<Arc<str>, Arc<Route>>,
-    /// The `*` route.
-    catch_all: Option<Arc<Route>>,
+    wildcards: PatternMap,
+    /// The `*` route's index.
+    catch_all: Option<u32>,
     /// Most labels in any wildcard suffix: longer suffixes need no probe.
     max_wildcard_labels: usize,
     /// Every route once, in spec order.
@@ -103,6 +111,8 @@ pub enum RouteError {
     NoSni { route: RouteRef },
     #[error("{route}: no upstream")]
     NoUpstream { route: RouteRef },
+    #[error("{count} routes: a table holds at most {} (u32 indices)", u32::MAX)]
+    TooMany { count: usize },
 }
 
 /// Why an SNI pattern or name is invalid.
@@ -127,22 +137,23 @@ pub enum PatternError {
 /// Normalises an SNI pattern: lower-case, one trailing dot removed. Valid
 /// patterns are `*`, `*.name` and `name`, where a name is dot-separated
 /// non-empty labels of letters, digits, `-` and `_`.
-pub fn normalize_pattern(raw: &str) -> Result<String, PatternError> {
+/// Borrows `raw` when it is already normal (the common case: no copy).
+pub fn normalize_pattern(raw: &str) -> Result<Cow<'_, str>, PatternError> {
     let normal = !raw.ends_with('.') && !raw.bytes().any(|b| b.is_ascii_uppercase());
     if normal {
-        // The common case, without the copies below.
         if raw != "*" {
             check_name(raw.strip_prefix("*.").unwrap_or(raw))?;
         }
-        return Ok(raw.to_owned());
+        return Ok(Cow::Borrowed(raw));
     }
-    let lower = raw.to_ascii_lowercase();
-    let s = lower.strip_suffix('.').unwrap_or(&lower).to_owned();
-    if s == "*" {
-        return Ok(s);
+    let mut s = raw.to_ascii_lowercase();
+    if s.ends_with('.') {
+        s.pop();
     }
-    check_name(s.strip_prefix("*.").unwrap_or(&s))?;
-    Ok(s)
+    if s != "*" {
+        check_name(s.strip_prefix("*.").unwrap_or(&s))?;
+    }
+    Ok(Cow::Owned(s))
 }
 
 /// Checks a normalised DNS-ish name (no wildcard, no trailing dot).
@@ -184,11 +195,11 @@ impl RouteTable {
     /// matches only `*`. No SNI → the `*` route if any, else [`Miss::NoSni`].
     pub fn lookup(&self, sni: Option<&[u8]>) -> Result<&Arc<Route>, Miss> {
         let Some(raw) = sni else {
-            return self.catch_all.as_ref().ok_or(Miss::NoSni);
+            return self.route(self.catch_all).ok_or(Miss::NoSni);
         };
         let mut buf = [0u8; MAX_NAME];
         if let Some((name, labels)) = normalise_name(raw, &mut buf) {
-            if let Some(r) = self.exact.get(name) {
+            if let Some(r) = self.route(self.exact.get(name).copied()) {
                 return Ok(r);
             }
             if self.max_wildcard_labels > 0 {
@@ -203,13 +214,18 @@ impl RouteTable {
                     if remaining > self.max_wildcard_labels {
                         continue;
                     }
-                    if let Some(r) = name.get(i + 1..).and_then(|s| self.wildcards.get(s)) {
+                    let found = name.get(i + 1..).and_then(|s| self.wildcards.get(s));
+                    if let Some(r) = self.route(found.copied()) {
                         return Ok(r);
                     }
                 }
             }
         }
-        self.catch_all.as_ref().ok_or(Miss::UnknownName)
+        self.route(self.catch_all).ok_or(Miss::UnknownName)
+    }
+
+    fn route(&self, index: Option<u32>) -> Option<&Arc<Route>> {
+        self.routes.get(usize::try_from(index?).ok()?)
     }
 
     /// Number of routes.

@@ -49,7 +49,7 @@ fn example_config_loads_and_routes() {
     assert!(c.includes.is_empty());
     assert!(!c.discovery.kubernetes.enabled);
 
-    let names: Vec<&str> = c.routes.iter().map(|r| r.name.as_str()).collect();
+    let names: Vec<&str> = c.routes.iter().map(|r| &*r.name).collect();
     assert_eq!(
         names,
         ["demo", "chi-demo-cluster-0-0.ch.example.com", "ch-wildcard"]

@@ -132,9 +132,9 @@ fn namespace_option_applies_to_chis_without_one() {
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let routes = config::parse_routes_file(&stdout(&out), "generated").unwrap();
-    assert_eq!(routes[0].name, "staging/simple-01");
+    assert_eq!(&*routes[0].name, "staging/simple-01");
     assert_eq!(
-        routes[0].upstreams[0].host,
+        &*routes[0].upstreams[0].host,
         "clickhouse-simple-01.staging.svc.cluster.local"
     );
 }

@@ -10,6 +10,7 @@ pub mod naming;
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context};
 use ipnet::IpNet;
@@ -93,20 +94,23 @@ fn derive(chi: &Value, name: &str, ns: &str, domain: &str) -> anyhow::Result<Vec
         .transpose()?;
     let domain_pattern = str_at(chi, &["spec", "namespaceDomainPattern"])?;
     let fqdn = |svc: &str| naming::fqdn(svc, ns, domain_pattern);
-    let source = format!("chi:{ns}/{name}");
+    let source: Arc<str> = format!("chi:{ns}/{name}").into();
     let chi_part = naming::chi_part(name);
     let route = |route_name: String, sni: String, upstreams: Vec<String>| {
         let sni = normalize_pattern(&sni).map_err(|e| anyhow!("derived SNI {sni:?}: {e}"))?;
         let upstreams = upstreams
             .into_iter()
             .map(|host| match check_name(&host) {
-                Ok(()) => Ok(UpstreamAddr { host, port: None }),
+                Ok(()) => Ok(UpstreamAddr {
+                    host: host.into(),
+                    port: None,
+                }),
                 Err(e) => Err(anyhow!("derived service name {host:?}: {e}")),
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok::<_, anyhow::Error>(RouteSpec {
-            name: route_name,
-            sni: vec![sni],
+            name: route_name.into(),
+            sni: vec![sni.into()],
             upstreams,
             allow: allow.clone(),
             proxy_protocol,
@@ -304,22 +308,22 @@ pub fn render_routes_yaml(routes: &[RouteSpec]) -> String {
 
 fn upstream(u: &UpstreamAddr) -> String {
     match (u.port, u.host.contains(':')) {
-        (None, _) => u.host.clone(),
+        (None, _) => u.host.to_string(),
         (Some(p), true) => format!("[{}]:{p}", u.host),
         (Some(p), false) => format!("{}:{p}", u.host),
     }
 }
 
 /// `key: "one"`, or a block list for several items.
-fn field(out: &mut String, key: &str, items: &[String]) {
+fn field<S: AsRef<str>>(out: &mut String, key: &str, items: &[S]) {
     match items {
         [one] => {
-            let _ = writeln!(out, "    {key}: {}", quote(one));
+            let _ = writeln!(out, "    {key}: {}", quote(one.as_ref()));
         }
         many => {
             let _ = writeln!(out, "    {key}:");
             for item in many {
-                let _ = writeln!(out, "      - {}", quote(item));
+                let _ = writeln!(out, "      - {}", quote(item.as_ref()));
             }
         }
     }

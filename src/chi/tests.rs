@@ -15,8 +15,8 @@ fn snis(routes: &[RouteSpec]) -> Vec<(&str, Vec<&str>)> {
         .iter()
         .map(|r| {
             (
-                r.sni[0].as_str(),
-                r.upstreams.iter().map(|u| u.host.as_str()).collect(),
+                r.sni[0].as_ref(),
+                r.upstreams.iter().map(|u| u.host.as_ref()).collect(),
             )
         })
         .collect()
@@ -42,9 +42,9 @@ fn design_table_for_a_default_chi() {
             ),
         ]
     );
-    let names: Vec<&str> = routes.iter().map(|r| r.name.as_str()).collect();
+    let names: Vec<&str> = routes.iter().map(|r| r.name.as_ref()).collect();
     assert_eq!(names, ["ns/demo", "ns/demo/cluster", "ns/demo/cluster/0-0"]);
-    assert!(routes.iter().all(|r| r.source == "chi:ns/demo"
+    assert!(routes.iter().all(|r| *r.source == *"chi:ns/demo"
         && r.allow.is_none()
         && r.proxy_protocol.is_none()
         && r.upstreams.iter().all(|u| u.port.is_none())));
@@ -56,10 +56,10 @@ fn metadata_namespace_wins_over_the_default() {
     c["metadata"]["namespace"] = json!("prod");
     let routes = routes_for_chi(&c, "other", "d.test").unwrap();
     assert_eq!(
-        routes[0].upstreams[0].host,
+        &*routes[0].upstreams[0].host,
         "clickhouse-demo.prod.svc.cluster.local"
     );
-    assert_eq!(routes[0].name, "prod/demo");
+    assert_eq!(&*routes[0].name, "prod/demo");
 }
 
 #[test]
@@ -67,7 +67,7 @@ fn namespace_domain_pattern_changes_the_fqdn() {
     let c = chi("demo", json!({"namespaceDomainPattern": "%s.svc.my.test"}));
     let routes = routes_for_chi(&c, "ns", "d.test").unwrap();
     assert_eq!(
-        routes[0].upstreams[0].host,
+        &*routes[0].upstreams[0].host,
         "clickhouse-demo.ns.svc.my.test"
     );
 }
@@ -86,10 +86,10 @@ fn service_templates_list_uses_its_first_entry() {
     );
     let routes = routes_for_chi(&c, "ns", "d.test").unwrap();
     assert_eq!(
-        routes[0].upstreams[0].host,
+        &*routes[0].upstreams[0].host,
         "lb-demo-ns.ns.svc.cluster.local"
     );
-    assert_eq!(routes[0].sni, ["demo.d.test"]);
+    assert_eq!(routes[0].sni, [Arc::from("demo.d.test")]);
 }
 
 #[test]
@@ -103,7 +103,7 @@ fn template_without_generate_name_keeps_the_default_name() {
     );
     let routes = routes_for_chi(&c, "ns", "d.test").unwrap();
     assert_eq!(
-        routes[0].upstreams[0].host,
+        &*routes[0].upstreams[0].host,
         "clickhouse-demo.ns.svc.cluster.local"
     );
 }
@@ -182,7 +182,7 @@ kind: ClickHouseInstallation
 metadata: {name: c, namespace: other}
 ";
     let routes = routes_from_manifests(text, "ns", "d.test").unwrap();
-    let names: Vec<&str> = routes.iter().map(|r| r.name.as_str()).collect();
+    let names: Vec<&str> = routes.iter().map(|r| r.name.as_ref()).collect();
     assert_eq!(
         names,
         [
@@ -243,9 +243,9 @@ fn replica_service_templates_rename_host_services_and_snis() {
         .filter(|r| r.name.matches('/').count() == 3)
         .map(|r| {
             (
-                r.name.as_str(),
-                r.sni[0].as_str(),
-                r.upstreams[0].host.as_str(),
+                r.name.as_ref(),
+                r.sni[0].as_ref(),
+                r.upstreams[0].host.as_ref(),
             )
         })
         .collect();
@@ -275,8 +275,8 @@ fn replica_service_templates_rename_host_services_and_snis() {
         ]
     );
     // The cluster route balances over the renamed host services.
-    let a = routes.iter().find(|r| r.name == "ns/demo/a").unwrap();
-    let ups: Vec<&str> = a.upstreams.iter().map(|u| u.host.as_str()).collect();
+    let a = routes.iter().find(|r| *r.name == *"ns/demo/a").unwrap();
+    let ups: Vec<&str> = a.upstreams.iter().map(|u| u.host.as_ref()).collect();
     assert_eq!(
         ups,
         [

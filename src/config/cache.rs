@@ -3,7 +3,7 @@
 //! file parsed instead of 1,000).
 
 use std::collections::HashMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -56,9 +56,9 @@ impl Builder {
     }
 }
 
-/// SipHash of a file's text (fixed keys: stable within the process).
+/// Hash of a file's text (see [`super::include::content_hasher`]).
 pub(crate) fn text_hash(text: &str) -> u64 {
-    let mut h = DefaultHasher::new();
+    let mut h = super::include::content_hasher();
     text.hash(&mut h);
     h.finish()
 }

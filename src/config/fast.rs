@@ -29,7 +29,7 @@ use super::ProxyVersion;
 /// The routes of `text`, or `None` when it is outside the subset (read in
 /// one piece: the reference the pieces are tested against).
 #[cfg(test)]
-pub(crate) fn routes(text: &str) -> Option<Vec<RouteIn>> {
+pub(crate) fn routes(text: &str) -> Option<Vec<RouteIn<'_>>> {
     let pieces = pieces(text, 1)?;
     let mut out = Vec::new();
     for piece in &pieces {
@@ -99,14 +99,24 @@ fn has_tab_or_cr(text: &str) -> bool {
     text.bytes().any(|b| b == b'\t' || b == b'\r')
 }
 
-impl Piece<'_> {
-    /// The piece's routes, or `None` when it is outside the subset.
-    pub(crate) fn routes(&self) -> Option<Vec<RouteIn>> {
+impl<'a> Piece<'a> {
+    /// The piece's routes, or `None` when it is outside the subset. Values
+    /// borrow from the file's text.
+    #[cfg(test)]
+    pub(crate) fn routes(&self) -> Option<Vec<RouteIn<'a>>> {
+        let mut out = Vec::new();
+        self.for_each_route(|r| out.push(r))?;
+        Some(out)
+    }
+
+    /// Hands each route to `take` as it is read (no list of them all is
+    /// built); `None` when the piece is outside the subset, possibly after
+    /// some routes were handed over.
+    pub(crate) fn for_each_route(&self, mut take: impl FnMut(RouteIn<'a>)) -> Option<()> {
         if has_tab_or_cr(self.text) {
             return None;
         }
         let mut lines = Lines::starting_at(self.text, self.first_line);
-        let mut out = Vec::with_capacity(self.text.len() / 64);
         while let Some(line) = lines.next() {
             if line.indent != self.item_indent {
                 return None;
@@ -127,19 +137,19 @@ impl Piece<'_> {
                 let l = lines.next()?;
                 entry(&mut route, l.rest, l.number, key_indent, &mut lines)?;
             }
-            out.push(route);
+            take(route);
         }
-        Some(out)
+        Some(())
     }
 }
 
 /// One `key: value` at column `indent`, its block list (if any) included.
-fn entry(
-    route: &mut RouteIn,
-    text: &str,
+fn entry<'a>(
+    route: &mut RouteIn<'a>,
+    text: &'a str,
     number: u64,
     indent: usize,
-    lines: &mut Lines<'_>,
+    lines: &mut Lines<'a>,
 ) -> Option<()> {
     let (key, value) = text.split_once(':')?;
     let value = match value.strip_prefix(' ') {
@@ -155,10 +165,10 @@ fn entry(
     } else {
         None
     };
-    let scalar = || -> Option<Lined> {
+    let scalar = || -> Option<Lined<'a>> {
         let (value, rest) = scalar(value, false)?;
         rest.is_empty().then_some(Lined {
-            value,
+            value: value.into(),
             line: number,
         })
     };
@@ -166,7 +176,7 @@ fn entry(
     if lines.peek().is_some_and(|l| l.indent > indent) {
         return None;
     }
-    let many = |list: Option<Vec<Lined>>| list.or_else(|| scalar().map(|s| vec![s]));
+    let many = |list: Option<Vec<Lined<'a>>>| list.or_else(|| scalar().map(|s| vec![s]));
     match key {
         "name" if route.name.is_none() && list.is_none() => route.name = Some(scalar()?),
         "sni" if route.sni.is_none() => route.sni = Some(many(list)?),
@@ -189,7 +199,7 @@ fn entry(
 }
 
 /// `- scalar` lines, all at one column deeper than the key at `indent`.
-fn block_list(indent: usize, lines: &mut Lines<'_>) -> Option<Vec<Lined>> {
+fn block_list<'a>(indent: usize, lines: &mut Lines<'a>) -> Option<Vec<Lined<'a>>> {
     let item_indent = lines.peek()?.indent;
     if item_indent <= indent {
         return None;
@@ -203,7 +213,7 @@ fn block_list(indent: usize, lines: &mut Lines<'_>) -> Option<Vec<Lined>> {
             return None;
         }
         out.push(Lined {
-            value,
+            value: value.into(),
             line: l.number,
         });
     }
@@ -211,7 +221,7 @@ fn block_list(indent: usize, lines: &mut Lines<'_>) -> Option<Vec<Lined>> {
 }
 
 /// `a, "b", 'c']` (after the `[`), on one line, nothing but a comment after.
-fn flow_list(mut text: &str, number: u64) -> Option<Vec<Lined>> {
+fn flow_list(mut text: &str, number: u64) -> Option<Vec<Lined<'_>>> {
     let mut out = Vec::new();
     text = text.trim_start_matches(' ');
     if let Some(rest) = text.strip_prefix(']') {
@@ -220,7 +230,7 @@ fn flow_list(mut text: &str, number: u64) -> Option<Vec<Lined>> {
     loop {
         let (value, rest) = scalar(text, true)?;
         out.push(Lined {
-            value,
+            value: value.into(),
             line: number,
         });
         let rest = rest.trim_start_matches(' ');
@@ -233,7 +243,7 @@ fn flow_list(mut text: &str, number: u64) -> Option<Vec<Lined>> {
 
 /// A scalar at the start of `text`: its value and what follows it (trailing
 /// spaces dropped). `None` for anything that is not plainly a string.
-fn scalar(text: &str, in_flow: bool) -> Option<(String, &str)> {
+fn scalar(text: &str, in_flow: bool) -> Option<(&str, &str)> {
     let (value, rest) = match text.as_bytes().first()? {
         b'"' => {
             let (inner, rest) = text.get(1..)?.split_once('"')?;
@@ -271,7 +281,7 @@ fn scalar(text: &str, in_flow: bool) -> Option<(String, &str)> {
         Some(b',' | b']') => in_flow,
         Some(_) => false,
     };
-    ok.then(|| (value.to_owned(), rest))
+    ok.then_some((value, rest))
 }
 
 /// Printable ASCII only: other characters have YAML-version-dependent meanings.

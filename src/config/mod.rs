@@ -171,25 +171,29 @@ impl Default for Defaults {
 }
 
 /// One route as configured (before compilation into the route table).
+///
+/// Strings are `Arc<str>`: the table's routes share them (a name with its
+/// first pattern, a file's routes one source), so 100k routes are not 100k
+/// copies of each, and building a route allocates no strings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteSpec {
     /// `name`, else the first SNI pattern.
-    pub name: String,
+    pub name: Arc<str>,
     /// Normalised patterns: lower-case, no trailing dot; `name`, `*.suffix` or `*`.
-    pub sni: Vec<String>,
+    pub sni: Vec<Arc<str>>,
     pub upstreams: Vec<UpstreamAddr>,
     /// `None`: use `defaults.allow`.
     pub allow: Option<Vec<IpNet>>,
     /// `None`: use `defaults.proxy_protocol`.
     pub proxy_protocol: Option<ProxyVersion>,
     /// Where the route came from: `"<config path>"` or the included file's path.
-    pub source: String,
+    pub source: Arc<str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct UpstreamAddr {
     /// DNS name or IP literal (IPv6 without brackets).
-    pub host: String,
+    pub host: Arc<str>,
     /// `None`: the listener's `upstream_port`.
     pub port: Option<u16>,
 }
@@ -313,6 +317,7 @@ pub fn parse_routes_file(text: &str, source: &str) -> anyhow::Result<Vec<RouteSp
 }
 
 fn routes_from_text(text: &str, source: &str, errs: &mut Errors) -> Vec<RouteSpec> {
+    let name: Arc<str> = source.into();
     let blank = |l: &str| {
         let l = l.trim();
         l.is_empty() || l.starts_with('#') || l == "---"
@@ -324,13 +329,13 @@ fn routes_from_text(text: &str, source: &str, errs: &mut Errors) -> Vec<RouteSpe
     }
     // The plain layout is read directly; anything else (and every syntax
     // error) goes through serde-saphyr, so messages stay its own.
-    if let Some(specs) = plain_routes(text, source, errs) {
+    if let Some(specs) = plain_routes(text, &name, errs) {
         return specs;
     }
     match raw::parse::<raw::RawRoutesFile>(text, source) {
         Ok(file) => {
             let raw = file.routes.into_iter().map(Into::into).collect();
-            routes::routes(raw, 1, source, errs)
+            routes::routes(raw, 1, &name, errs)
         }
         Err(e) => {
             errs.push(e);
@@ -344,9 +349,8 @@ fn routes_from_text(text: &str, source: &str, errs: &mut Errors) -> Vec<RouteSpe
 const PARALLEL_FROM: usize = 256 * 1024;
 
 /// A file in the plain layout ([`fast`]), read and validated in pieces, in
-/// parallel when big; `None` when it is not plain. Validation waits for all
-/// pieces to parse: messages number routes from the start of the file.
-fn plain_routes(text: &str, source: &str, errs: &mut Errors) -> Option<Vec<RouteSpec>> {
+/// parallel when big; `None` when it is not plain.
+fn plain_routes(text: &str, source: &Arc<str>, errs: &mut Errors) -> Option<Vec<RouteSpec>> {
     use rayon::prelude::*;
 
     let n = if text.len() < PARALLEL_FROM {
@@ -355,36 +359,36 @@ fn plain_routes(text: &str, source: &str, errs: &mut Errors) -> Option<Vec<Route
         rayon::current_num_threads()
     };
     let pieces = fast::pieces(text, n)?;
-    let parsed: Vec<Vec<routes::RouteIn>> = if n == 1 {
-        pieces
-            .iter()
-            .map(fast::Piece::routes)
-            .collect::<Option<_>>()?
+    // Each route is validated as soon as it is read: no list of parsed
+    // routes is built, and their buffers are reused while still in cache.
+    let read_piece = |piece: &fast::Piece<'_>| {
+        let (mut specs, mut errs, mut index) = (Vec::new(), Errors::default(), 0);
+        // Its own copy of the name per piece: every spec counts a reference
+        // to it, and threads sharing one counter would contend for it.
+        let source: Arc<str> = Arc::from(&**source);
+        piece.for_each_route(|raw| {
+            index += 1;
+            specs.extend(routes::route(raw, index, &source, &mut errs));
+        })?;
+        Some((specs, errs))
+    };
+    let read: Vec<(Vec<RouteSpec>, Errors)> = if pieces.len() == 1 {
+        pieces.iter().map(read_piece).collect::<Option<_>>()?
     } else {
-        pieces
-            .par_iter()
-            .map(fast::Piece::routes)
-            .collect::<Option<_>>()?
+        pieces.par_iter().map(read_piece).collect::<Option<_>>()?
     };
-    let mut first = 1;
-    let numbered: Vec<_> = parsed
-        .into_iter()
-        .map(|raw| {
-            first += raw.len();
-            (first - raw.len(), raw)
-        })
-        .collect();
-    let check = |(first, raw)| {
-        let mut errs = Errors::default();
-        (routes::routes(raw, first, source, &mut errs), errs)
-    };
-    let checked: Vec<(Vec<RouteSpec>, Errors)> = if n == 1 {
-        numbered.into_iter().map(check).collect()
-    } else {
-        numbered.into_par_iter().map(check).collect()
-    };
-    let mut out = Vec::with_capacity(first - 1);
-    for (mut specs, piece_errs) in checked {
+    if pieces.len() > 1 && read.iter().any(|(_, e)| e.len() > 0) {
+        // Messages number routes from the start of the file: read it again
+        // in one piece (errors are rare; this keeps the fast path simple).
+        let whole = fast::pieces(text, 1)?;
+        return whole.first().and_then(|piece| {
+            let (specs, piece_errs) = read_piece(piece)?;
+            errs.append(piece_errs);
+            Some(specs)
+        });
+    }
+    let mut out = Vec::with_capacity(read.iter().map(|(s, _)| s.len()).sum());
+    for (mut specs, piece_errs) in read {
         out.append(&mut specs);
         errs.append(piece_errs);
     }

@@ -1,51 +1,54 @@
 //! Route entries: `sni`, `upstream`, `allow`, `proxy_protocol`, `name`.
 
+use std::borrow::Cow;
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 use super::raw::{OneOrMany, RawRoute, S};
 use super::validate::{cidrs, Errors};
 use super::{ProxyVersion, RouteSpec, UpstreamAddr};
 use crate::route::{check_name, normalize_pattern};
 
-/// A string as written, with the line it is on (0: unknown).
+/// A string as written, with the line it is on (0: unknown). The fast path
+/// borrows it from the file's text; serde-saphyr's values are owned.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Lined {
-    pub value: String,
+pub(crate) struct Lined<'a> {
+    pub value: Cow<'a, str>,
     pub line: u64,
 }
 
 /// One route entry as parsed, from either parser (`serde-saphyr`, or the
 /// fast path in `fast.rs`); `string | [string]` fields become lists.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct RouteIn {
+pub(crate) struct RouteIn<'a> {
     /// Where the entry's mapping starts.
     pub line: u64,
-    pub name: Option<Lined>,
-    pub sni: Option<Vec<Lined>>,
-    pub upstream: Option<Vec<Lined>>,
-    pub allow: Option<Vec<Lined>>,
+    pub name: Option<Lined<'a>>,
+    pub sni: Option<Vec<Lined<'a>>>,
+    pub upstream: Option<Vec<Lined<'a>>>,
+    pub allow: Option<Vec<Lined<'a>>>,
     pub proxy_protocol: Option<ProxyVersion>,
 }
 
-fn lined(s: S<String>) -> Lined {
+fn lined(s: S<String>) -> Lined<'static> {
     Lined {
         line: s.referenced.line(),
-        value: s.value,
+        value: Cow::Owned(s.value),
     }
 }
 
-fn one_or_many(s: S<OneOrMany>) -> Vec<Lined> {
+fn one_or_many(s: S<OneOrMany>) -> Vec<Lined<'static>> {
     match s.value {
         OneOrMany::One(value) => vec![Lined {
-            value,
+            value: Cow::Owned(value),
             line: s.referenced.line(),
         }],
         OneOrMany::Many(v) => v.into_iter().map(lined).collect(),
     }
 }
 
-impl From<S<RawRoute>> for RouteIn {
-    fn from(raw: S<RawRoute>) -> RouteIn {
+impl From<S<RawRoute>> for RouteIn<'static> {
+    fn from(raw: S<RawRoute>) -> RouteIn<'static> {
         let r = raw.value;
         RouteIn {
             line: raw.referenced.line(),
@@ -62,9 +65,9 @@ impl From<S<RawRoute>> for RouteIn {
 /// (1-based; messages name routes by number); `source` is the file named
 /// in errors and specs.
 pub(crate) fn routes(
-    raw: Vec<RouteIn>,
+    raw: Vec<RouteIn<'_>>,
     first: usize,
-    source: &str,
+    source: &Arc<str>,
     errs: &mut Errors,
 ) -> Vec<RouteSpec> {
     raw.into_iter()
@@ -73,13 +76,17 @@ pub(crate) fn routes(
         .collect()
 }
 
-fn route(r: RouteIn, index: usize, file: &str, errs: &mut Errors) -> Option<RouteSpec> {
+/// Validates route number `index` (1-based) of `source`.
+pub(crate) fn route(
+    r: RouteIn<'_>,
+    index: usize,
+    source: &Arc<str>,
+    errs: &mut Errors,
+) -> Option<RouteSpec> {
+    let file: &str = source;
     let at = r.line;
-    let first_sni = r
-        .sni
-        .as_ref()
-        .and_then(|s| s.first().map(|x| x.value.as_str()));
-    let label = r.name.as_ref().map(|n| n.value.as_str()).or(first_sni);
+    let first_sni = r.sni.as_ref().and_then(|s| s.first().map(|x| &*x.value));
+    let label = r.name.as_ref().map(|n| &*n.value).or(first_sni);
     // Formatted only for an error: this runs for every one of 100k routes.
     let what = || match label {
         Some(l) => format!("route {l:?} (#{index})"),
@@ -92,10 +99,10 @@ fn route(r: RouteIn, index: usize, file: &str, errs: &mut Errors) -> Option<Rout
             errs.add_line(file, n.line, &format!("{}: name", what()), "empty");
         }
     }
-    let sni: Vec<String> = list(r.sni.as_deref(), at, file, &what, "sni", errs)
+    let sni: Vec<Arc<str>> = list(r.sni.as_deref(), at, file, &what, "sni", errs)
         .iter()
         .filter_map(|Lined { value: p, line }| match normalize_pattern(p) {
-            Ok(n) => Some(n),
+            Ok(n) => Some(Arc::from(&*n)),
             Err(e) => {
                 errs.add_line(
                     file,
@@ -124,16 +131,18 @@ fn route(r: RouteIn, index: usize, file: &str, errs: &mut Errors) -> Option<Rout
             })
             .collect();
     let allow = r.allow.as_ref().map(|a| {
-        let items = a.iter().map(|l| (l.value.as_str(), l.line));
+        let items = a.iter().map(|l| (&*l.value, l.line));
         cidrs(items, file, &format!("{}: allow", what()), errs)
     });
 
     if errs.len() != before {
         return None;
     }
-    let name = match r.name {
-        Some(n) => n.value,
-        None => sni.first().cloned().unwrap_or_default(),
+    // A name that is its first pattern shares the pattern's string.
+    let name = match (r.name, sni.first()) {
+        (Some(n), Some(p)) if *n.value == **p => p.clone(),
+        (Some(n), _) => n.value.into(),
+        (None, p) => p.cloned().unwrap_or_else(|| Arc::from("")),
     };
     Some(RouteSpec {
         name,
@@ -141,19 +150,19 @@ fn route(r: RouteIn, index: usize, file: &str, errs: &mut Errors) -> Option<Rout
         upstreams,
         allow,
         proxy_protocol: r.proxy_protocol,
-        source: file.to_owned(),
+        source: source.clone(),
     })
 }
 
 /// A `string | [string]` field; missing or empty is an error.
-fn list<'a>(
-    raw: Option<&'a [Lined]>,
+fn list<'a, 't>(
+    raw: Option<&'a [Lined<'t>]>,
     route_at: u64,
     file: &str,
     what: &dyn Fn() -> String,
     field: &str,
     errs: &mut Errors,
-) -> &'a [Lined] {
+) -> &'a [Lined<'t>] {
     let items = raw.unwrap_or_default();
     if items.is_empty() {
         errs.add_line(
@@ -199,7 +208,7 @@ pub(crate) fn parse_upstream(s: &str) -> Result<UpstreamAddr, String> {
         },
     };
     Ok(UpstreamAddr {
-        host: host.to_owned(),
+        host: host.into(),
         port,
     })
 }

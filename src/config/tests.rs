@@ -125,7 +125,7 @@ discovery:
             }],
             allow: Some(vec![net("203.0.113.0/24")]),
             proxy_protocol: Some(ProxyVersion::V1),
-            source: path.display().to_string(),
+            source: path.display().to_string().into(),
         }]
     );
     assert_eq!(c.includes, vec![dir.path().join("routes.d")]);
@@ -393,13 +393,13 @@ fn sni_patterns_are_checked_and_normalised() {
     .unwrap();
     assert_eq!(
         c.routes[0].sni,
-        ["demo.ch.example.com", "*.pods.example.com", "*"]
+        ["demo.ch.example.com", "*.pods.example.com", "*"].map(Arc::from)
     );
     assert_eq!(
-        c.routes[0].name, "demo.ch.example.com",
+        &*c.routes[0].name, "demo.ch.example.com",
         "name defaults to the first sni"
     );
-    assert_eq!(c.routes[0].source, "cfg.yaml");
+    assert_eq!(&*c.routes[0].source, "cfg.yaml");
 }
 
 #[test]
@@ -543,11 +543,7 @@ fn include_file_and_directory() {
     ]);
     let etc = dir.path().join("etc");
     let c = load(&etc.join("c.yaml")).unwrap();
-    let got: Vec<(&str, &str)> = c
-        .routes
-        .iter()
-        .map(|r| (r.name.as_str(), r.source.as_str()))
-        .collect();
+    let got: Vec<(&str, &str)> = c.routes.iter().map(|r| (&*r.name, &*r.source)).collect();
     let src = |p: &str| etc.join(p).display().to_string();
     let (main, a, b, one) = (
         src("c.yaml"),
@@ -590,7 +586,7 @@ fn include_kubelet_configmap_layout() {
     let got: Vec<(&str, String)> = c
         .routes
         .iter()
-        .map(|r| (r.name.as_str(), r.source.clone()))
+        .map(|r| (&*r.name, r.source.to_string()))
         .collect();
     assert_eq!(
         got,
@@ -703,7 +699,7 @@ fn duplicate_claims_across_files() {
 fn parse_routes_file_checks_like_an_include() {
     let routes = parse_routes_file(&route_yaml("a.example.com"), "gen.yaml").unwrap();
     assert_eq!(routes.len(), 1);
-    assert_eq!(routes[0].source, "gen.yaml");
+    assert_eq!(&*routes[0].source, "gen.yaml");
     let e = format!(
         "{:#}",
         parse_routes_file(
@@ -886,5 +882,8 @@ fn a_big_route_file_read_in_pieces_reports_like_a_small_one() {
         .replace("also bad!", "r7000.ch.test");
     let routes = parse_routes_file(&good, "big.yaml").unwrap();
     assert_eq!(routes.len(), n);
-    assert_eq!(routes[n - 1].sni, [format!("r{}.ch.test", n - 1)]);
+    assert_eq!(
+        routes[n - 1].sni,
+        [Arc::from(format!("r{}.ch.test", n - 1))]
+    );
 }

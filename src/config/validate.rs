@@ -149,7 +149,7 @@ pub(crate) fn config(
     }
 
     let inline = raw.routes.into_iter().map(Into::into).collect();
-    let routes = super::routes::routes(inline, 1, file, errs);
+    let routes = super::routes::routes(inline, 1, &file.into(), errs);
 
     let mut entries = Vec::new();
     for inc in raw.include {

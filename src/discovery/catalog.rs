@@ -192,7 +192,7 @@ impl Tracker {
             .and_then(Value::as_str)
             .filter(|t| !t.is_empty())
             .map(str::to_owned);
-        let source = format!("kubernetes:{key}");
+        let source: std::sync::Arc<str> = format!("kubernetes:{key}").into();
         let routes = crate::chi::routes_for_chi(obj, &key.namespace, &self.domain)
             .map(|routes| {
                 routes

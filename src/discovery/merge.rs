@@ -122,27 +122,27 @@ fn conflict(
 ) -> Option<Refusal> {
     let refusal = |reason, detail| Refusal {
         chi: chi.to_string(),
-        route: route.name.clone(),
+        route: route.name.to_string(),
         reason,
         detail,
     };
     // A route that repeats a pattern of its own is a clash too.
     let mut own = std::collections::HashSet::new();
     for p in &route.sni {
-        if let Some(owner) = patterns.get(p.as_str()) {
+        if let Some(owner) = patterns.get(&**p) {
             return Some(refusal(
                 RefusalReason::SniClaimed,
                 format!("SNI {p:?} is already claimed by {}", describe(owner)),
             ));
         }
-        if !own.insert(p.as_str()) {
+        if !own.insert(&**p) {
             return Some(refusal(
                 RefusalReason::SniClaimed,
                 format!("SNI {p:?} is listed twice"),
             ));
         }
     }
-    names.get(route.name.as_str()).map(|owner| {
+    names.get(&*route.name).map(|owner| {
         refusal(
             RefusalReason::NameClaimed,
             format!(

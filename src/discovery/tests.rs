@@ -15,22 +15,22 @@ fn chi(ns: &str, name: &str, created: &str, clusters: &[&str]) -> Value {
 
 fn file_route(name: &str, sni: &str) -> RouteSpec {
     RouteSpec {
-        name: name.to_owned(),
-        sni: vec![sni.to_owned()],
+        name: name.into(),
+        sni: vec![sni.into()],
         upstreams: vec![UpstreamAddr {
-            host: "file.upstream".to_owned(),
+            host: "file.upstream".into(),
             port: None,
         }],
         allow: None,
         proxy_protocol: None,
-        source: "routes.yaml".to_owned(),
+        source: "routes.yaml".into(),
     }
 }
 
 fn snis(specs: &[RouteSpec]) -> Vec<&str> {
     specs
         .iter()
-        .flat_map(|s| s.sni.iter().map(String::as_str))
+        .flat_map(|s| s.sni.iter().map(|p| &**p))
         .collect()
 }
 
@@ -80,7 +80,7 @@ fn apply_and_delete_change_one_entry_and_no_op_updates_are_quiet() {
         snis(routes),
         ["demo.ch.test", "demo-c1.ch.test", "chi-demo-c1-0-0.ch.test"]
     );
-    assert!(routes.iter().all(|r| r.source == "kubernetes:ns/demo"));
+    assert!(routes.iter().all(|r| *r.source == *"kubernetes:ns/demo"));
     assert!(t.apply(
         0,
         Change::Applied(chi("ns", "demo", "2024-01-01T00:00:00Z", &["c2"]))
@@ -132,10 +132,7 @@ fn file_routes_win_and_the_older_chi_keeps_its_names() {
     let file = [file_route("mine", "chi-demo-c1-0-0.ch.test")];
     let (specs, merged) = merge(&file, t.catalog());
     assert_eq!(specs[0], file[0]);
-    let sources: Vec<(&str, &str)> = specs
-        .iter()
-        .map(|s| (s.name.as_str(), s.source.as_str()))
-        .collect();
+    let sources: Vec<(&str, &str)> = specs.iter().map(|s| (&*s.name, &*s.source)).collect();
     assert_eq!(
         sources,
         [

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
-use super::{check_name, normalize_pattern, Route, RouteError, RouteRef, RouteTable, Upstream};
+use super::{normalize_pattern, Route, RouteError, RouteRef, RouteTable, Upstream};
 use crate::allow::AllowList;
 use crate::config::{Defaults, RouteSpec, Routes};
 use crate::resolve::{Addrs, Resolver};
@@ -61,13 +61,16 @@ pub fn check_claims<S: RouteSpecs + ?Sized>(specs: &S) -> Result<(), RouteError>
 /// Every duplicate claim in `specs` (normalised patterns), in spec order.
 pub fn duplicate_claims<S: RouteSpecs + ?Sized>(specs: &S) -> Vec<RouteError> {
     let specs: Vec<&RouteSpec> = specs.spec_groups().flat_map(|g| g.0).collect();
-    let patterns: Vec<&[String]> = specs.iter().map(|s| s.sni.as_slice()).collect();
+    let patterns: Vec<&[Arc<str>]> = specs.iter().map(|s| s.sni.as_slice()).collect();
     duplicates(&specs, &patterns)
 }
 
 /// `patterns[i]` are the normalised patterns of `specs[i]`.
 fn duplicates<P: AsRef<str>>(specs: &[&RouteSpec], patterns: &[&[P]]) -> Vec<RouteError> {
-    let mut seen: HashMap<&str, usize> = HashMap::with_capacity(specs.len());
+    // foldhash: patterns come from configuration, not from clients, and
+    // SipHash made this check ~15 ms of a 100k-route reload.
+    let mut seen: HashMap<&str, usize, foldhash::fast::RandomState> =
+        HashMap::with_capacity_and_hasher(specs.len(), Default::default());
     let mut clashes = Vec::new();
     for (i, pats) in patterns.iter().enumerate() {
         for p in pats.iter() {
@@ -105,9 +108,9 @@ fn route_refs(specs: &[&RouteSpec]) -> Vec<RouteRef> {
             let n = per_source.entry(&s.source).or_insert(0);
             *n += 1;
             RouteRef {
-                name: s.name.clone(),
+                name: s.name.to_string(),
                 index: *n,
-                source: s.source.clone(),
+                source: s.source.to_string(),
             }
         })
         .collect()
@@ -117,13 +120,13 @@ fn route_refs(specs: &[&RouteSpec]) -> Vec<RouteRef> {
 /// all in one group, so counting within `specs` numbers them right.
 fn route_ref(specs: &[RouteSpec], i: usize) -> RouteRef {
     let spec = specs.get(i);
-    let source = spec.map_or("", |s| s.source.as_str());
+    let source = spec.map_or("", |s| &*s.source);
     RouteRef {
-        name: spec.map_or_else(String::new, |s| s.name.clone()),
+        name: spec.map_or_else(String::new, |s| s.name.to_string()),
         index: specs
             .iter()
             .take(i + 1)
-            .filter(|s| s.source == source)
+            .filter(|s| *s.source == *source)
             .count(),
         source: source.to_owned(),
     }
@@ -152,12 +155,20 @@ struct Compiler<'a, 'r> {
     resolver: &'r Resolver,
     /// A name shared by many routes takes the resolver's lock once.
     handles: HashMap<&'a str, Arc<Addrs>>,
-    /// Strings are shared where equal (a file's routes share their source).
-    source: Arc<str>,
 }
 
 impl<'a> Compiler<'a, '_> {
-    fn addrs(&mut self, host: &'a str) -> Arc<Addrs> {
+    /// A compiler for another thread, with its own copy of the shared
+    /// defaults: routes built on different cores then count references on
+    /// different cache lines instead of contending for one.
+    fn fork(&self) -> Self {
+        Compiler {
+            default_allow: AllowList::new(&self.defaults.allow),
+            ..self.clone()
+        }
+    }
+
+    fn addrs(&mut self, host: &'a Arc<str>) -> Arc<Addrs> {
         // Literals need no resolver.
         match host.parse::<IpAddr>() {
             Ok(ip) => Arc::new(Addrs::literal(ip, host)),
@@ -190,77 +201,57 @@ impl<'a> Compiler<'a, '_> {
                 .collect();
             let chunks: Vec<Result<Vec<Arc<Route>>, RouteError>> = ranges
                 .into_par_iter()
-                .map(|range| self.clone().routes(specs, range, earlier))
+                .map(|range| self.fork().routes(specs, range, earlier))
                 .collect();
             // The first error in spec order, as a sequential build finds it.
             let chunks: Vec<Vec<Arc<Route>>> = chunks.into_iter().collect::<Result<_, _>>()?;
             chunks.concat()
         };
         let mut clash = false;
-        for route in &routes {
+        for route in routes {
             clash |= table.add(route);
         }
         Ok(clash)
     }
 
     /// The routes of `specs[range]` (the whole group is passed so that
-    /// errors number routes within their file).
+    /// errors number routes within their file). Strings are shared with the
+    /// specs, not copied.
     fn routes(
         &mut self,
         specs: &'a [RouteSpec],
         range: std::ops::Range<usize>,
         earlier: Option<Earlier<'_>>,
     ) -> Result<Vec<Arc<Route>>, RouteError> {
-        let first = range.start;
-        let (normalised, ends) = normalise(specs, range.clone())?;
         let mut out = Vec::with_capacity(range.len());
-        let mut start = 0;
-        for (i, (spec, &end)) in specs
-            .get(range)
-            .unwrap_or_default()
-            .iter()
-            .zip(&ends)
-            .enumerate()
-        {
-            let patterns = normalised.get(start..end).unwrap_or_default();
-            start = end;
+        for i in range {
+            let Some(spec) = specs.get(i) else { break };
             let same = earlier
-                .filter(|(old, _)| old.get(first + i) == Some(spec))
-                .and_then(|(_, routes)| routes.get(first + i));
+                .filter(|(old, _)| old.get(i) == Some(spec))
+                .and_then(|(_, routes)| routes.get(i));
             if let Some(route) = same {
                 out.push(route.clone());
                 continue;
             }
-            let patterns: Vec<Arc<str>> = patterns.iter().map(|p| Arc::from(p.as_ref())).collect();
-            // A name is usually its first pattern: one string for both.
-            let name = match patterns.first() {
-                Some(p) if **p == *spec.name => p.clone(),
-                _ => spec.name.as_str().into(),
-            };
-            if *self.source != *spec.source {
-                self.source = spec.source.as_str().into();
-            }
+            let patterns = patterns(specs, i)?;
             let upstreams = spec
                 .upstreams
                 .iter()
-                .map(|u| {
-                    let addrs = self.addrs(&u.host);
-                    Upstream {
-                        host: addrs.host_as_written(&u.host),
-                        port: u.port,
-                        addrs,
-                    }
+                .map(|u| Upstream {
+                    host: u.host.clone(),
+                    port: u.port,
+                    addrs: self.addrs(&u.host),
                 })
                 .collect();
             out.push(Arc::new(Route {
-                name,
+                name: spec.name.clone(),
                 upstreams,
                 allow: match &spec.allow {
                     Some(nets) => AllowList::new(nets),
                     None => self.default_allow.clone(),
                 },
                 proxy_protocol: spec.proxy_protocol.unwrap_or(self.defaults.proxy_protocol),
-                source: self.source.clone(),
+                source: spec.source.clone(),
                 patterns,
                 cursor: AtomicUsize::new(0),
             }));
@@ -296,6 +287,9 @@ impl RouteTable {
     ) -> Result<RouteTable, RouteError> {
         let groups: Vec<SpecGroup<'_>> = specs.spec_groups().collect();
         let total: usize = groups.iter().map(|g| g.0.len()).sum();
+        if u32::try_from(total).is_err() {
+            return Err(RouteError::TooMany { count: total });
+        }
         // Keyed by the group's address (equal while both `Arc`s are alive
         // means the same specs), and by source for a changed file.
         let mut reusable: HashMap<usize, &[Arc<Route>]> = HashMap::new();
@@ -316,10 +310,9 @@ impl RouteTable {
             default_allow: AllowList::new(&defaults.allow),
             resolver,
             handles: HashMap::new(),
-            source: Arc::from(""),
         };
         let mut table = RouteTable {
-            exact: HashMap::with_capacity(total),
+            exact: HashMap::with_capacity_and_hasher(total, Default::default()),
             routes: Vec::with_capacity(total),
             defaults: defaults.clone(),
             ..RouteTable::default()
@@ -333,7 +326,7 @@ impl RouteTable {
             match reused {
                 Some(routes) => {
                     for route in routes.iter() {
-                        clash |= table.add(route);
+                        clash |= table.add(route.clone());
                     }
                 }
                 None => {
@@ -351,16 +344,16 @@ impl RouteTable {
         if clash {
             // Rare: find the clash again, with both routes named.
             let all: Vec<&RouteSpec> = groups.iter().flat_map(|g| g.0).collect();
-            let normalised: Vec<Vec<String>> = all
+            let normalised: Vec<Vec<Cow<'_, str>>> = all
                 .iter()
                 .map(|s| {
                     s.sni
                         .iter()
-                        .map(|p| normalize_pattern(p).unwrap_or_else(|_| p.clone()))
+                        .map(|p| normalize_pattern(p).unwrap_or(Cow::Borrowed(p)))
                         .collect()
                 })
                 .collect();
-            let borrowed: Vec<&[String]> = normalised.iter().map(Vec::as_slice).collect();
+            let borrowed: Vec<&[Cow<'_, str>]> = normalised.iter().map(Vec::as_slice).collect();
             if let Some(e) = duplicates(&all, &borrowed).into_iter().next() {
                 return Err(e);
             }
@@ -369,27 +362,27 @@ impl RouteTable {
     }
 
     /// Adds one route; true if one of its patterns was already claimed.
-    fn add(&mut self, route: &Arc<Route>) -> bool {
+    /// The build checked that every index fits in a `u32`.
+    fn add(&mut self, route: Arc<Route>) -> bool {
+        let index = u32::try_from(self.routes.len()).unwrap_or(u32::MAX);
         let mut clash = false;
         for p in &route.patterns {
-            clash |= self.insert(p, route);
+            clash |= self.insert(p, index);
         }
-        self.routes.push(route.clone());
+        self.routes.push(route);
         clash
     }
 
     /// Adds one pattern; true if it was already claimed.
-    fn insert(&mut self, pattern: &Arc<str>, route: &Arc<Route>) -> bool {
+    fn insert(&mut self, pattern: &Arc<str>, index: u32) -> bool {
         if &**pattern == "*" {
-            self.catch_all.replace(route.clone()).is_some()
+            self.catch_all.replace(index).is_some()
         } else if let Some(suffix) = pattern.strip_prefix("*.") {
             let labels = suffix.split('.').count();
             self.max_wildcard_labels = self.max_wildcard_labels.max(labels);
-            self.wildcards
-                .insert(suffix.into(), route.clone())
-                .is_some()
+            self.wildcards.insert(suffix.into(), index).is_some()
         } else {
-            self.exact.insert(pattern.clone(), route.clone()).is_some()
+            self.exact.insert(pattern.clone(), index).is_some()
         }
     }
 }
@@ -399,51 +392,34 @@ fn group_key(group: &Arc<[RouteSpec]>) -> usize {
     Arc::as_ptr(group).cast::<RouteSpec>() as usize
 }
 
-/// The normalised patterns of `specs[range]` in one list; `ends[i]` is
-/// where the patterns of the range's spec `i` end (one allocation instead
-/// of one per route).
-type Normalised<'a> = (Vec<Cow<'a, str>>, Vec<usize>);
-
-fn normalise(
-    specs: &[RouteSpec],
-    range: std::ops::Range<usize>,
-) -> Result<Normalised<'_>, RouteError> {
-    let mut out = Vec::with_capacity(range.len());
-    let mut ends = Vec::with_capacity(range.len());
-    for i in range {
-        let Some(spec) = specs.get(i) else { break };
-        if spec.sni.is_empty() {
-            return Err(RouteError::NoSni {
-                route: route_ref(specs, i),
-            });
-        }
-        if spec.upstreams.is_empty() {
-            return Err(RouteError::NoUpstream {
-                route: route_ref(specs, i),
-            });
-        }
-        for p in &spec.sni {
-            let already =
-                p != "*" && !p.ends_with('.') && !p.bytes().any(|b| b.is_ascii_uppercase());
-            let checked = if already {
-                check_name(p.strip_prefix("*.").unwrap_or(p)).map(|()| Cow::Borrowed(p.as_str()))
-            } else if p == "*" {
-                Ok(Cow::Borrowed(p.as_str()))
-            } else {
-                normalize_pattern(p).map(Cow::Owned)
-            };
-            match checked {
-                Ok(c) => out.push(c),
-                Err(reason) => {
-                    return Err(RouteError::InvalidPattern {
-                        route: route_ref(specs, i),
-                        pattern: p.clone(),
-                        reason,
-                    })
-                }
-            }
-        }
-        ends.push(out.len());
+/// The normalised patterns of `specs[i]` (shared with the spec when
+/// already normal, as [`crate::config::load`] makes them); checks that the
+/// spec has patterns and upstreams. Specs from other producers (discovery)
+/// are checked and normalised the same way.
+fn patterns(specs: &[RouteSpec], i: usize) -> Result<Vec<Arc<str>>, RouteError> {
+    let Some(spec) = specs.get(i) else {
+        return Ok(Vec::new());
+    };
+    if spec.sni.is_empty() {
+        return Err(RouteError::NoSni {
+            route: route_ref(specs, i),
+        });
     }
-    Ok((out, ends))
+    if spec.upstreams.is_empty() {
+        return Err(RouteError::NoUpstream {
+            route: route_ref(specs, i),
+        });
+    }
+    spec.sni
+        .iter()
+        .map(|p| match normalize_pattern(p) {
+            Ok(Cow::Borrowed(_)) => Ok(p.clone()),
+            Ok(Cow::Owned(n)) => Ok(n.into()),
+            Err(reason) => Err(RouteError::InvalidPattern {
+                route: route_ref(specs, i),
+                pattern: p.to_string(),
+                reason,
+            }),
+        })
+        .collect()
 }

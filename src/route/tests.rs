@@ -6,15 +6,15 @@ use proptest::prelude::*;
 
 fn spec(name: &str, sni: &[&str], source: &str) -> RouteSpec {
     RouteSpec {
-        name: name.to_owned(),
-        sni: sni.iter().map(|s| s.to_string()).collect(),
+        name: name.into(),
+        sni: sni.iter().map(|s| Arc::from(*s)).collect(),
         upstreams: vec![UpstreamAddr {
             host: "127.0.0.1".into(),
             port: Some(9440),
         }],
         allow: None,
         proxy_protocol: None,
-        source: source.to_owned(),
+        source: source.into(),
     }
 }
 

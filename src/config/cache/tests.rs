@@ -47,7 +47,7 @@ fn unchanged_files_are_reused_changed_ones_parsed_and_checks_still_run() {
     let a_second = cached(&second, d, "a.yaml").expect("a still cached");
     assert!(Arc::ptr_eq(&a_first, &a_second), "a.yaml was parsed again");
     let b = cached(&second, d, "b.yaml").expect("b cached");
-    let names: Vec<&str> = b.iter().map(|r| r.name.as_str()).collect();
+    let names: Vec<&str> = b.iter().map(|r| r.name.as_ref()).collect();
     assert_eq!(names, ["b2.test", "b3.test"]);
 
     // A new file claiming a cached file's SNI: the cross-file check still sees both.

@@ -5,18 +5,18 @@ use proptest::prelude::*;
 use super::super::raw;
 use super::*;
 
-fn saphyr(text: &str) -> Result<Vec<RouteIn>, String> {
+fn saphyr(text: &str) -> Result<Vec<RouteIn<'static>>, String> {
     raw::parse::<raw::RawRoutesFile>(text, "f.yaml")
         .map(|f| f.routes.into_iter().map(Into::into).collect())
 }
 
 /// Fast result if any; it must equal serde-saphyr's, and reading the file
 /// in any number of pieces must give the same result as reading it whole.
-fn check(text: &str) -> Option<Vec<RouteIn>> {
+fn check(text: &str) -> Option<Vec<RouteIn<'_>>> {
     let whole = routes(text);
     for n in 2..=6 {
         let piecewise = pieces(text, n).and_then(|pieces| {
-            let parsed: Option<Vec<Vec<RouteIn>>> = pieces.iter().map(Piece::routes).collect();
+            let parsed: Option<Vec<Vec<RouteIn<'_>>>> = pieces.iter().map(Piece::routes).collect();
             parsed.map(|p| p.concat())
         });
         assert_eq!(piecewise, whole, "{n} pieces, input:\n{text}");
@@ -226,7 +226,7 @@ fn a_big_file_splits_into_pieces_at_route_items() {
     for n in [2, 3, 4, 7] {
         let pieces = pieces(&text, n).unwrap();
         assert_eq!(pieces.len(), n);
-        let parsed: Vec<Vec<RouteIn>> = pieces.iter().map(|p| p.routes().unwrap()).collect();
+        let parsed: Vec<Vec<RouteIn<'_>>> = pieces.iter().map(|p| p.routes().unwrap()).collect();
         assert!(parsed.iter().all(|p| p.len() > 1000 / n / 2), "balanced");
         assert_eq!(parsed.concat(), whole);
     }
