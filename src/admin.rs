@@ -123,6 +123,7 @@ fn routes_json(shared: &Shared) -> String {
             "result": status.outcome.label(),
             "trigger": status.trigger.label(),
             "at": at(status.at),
+            "duration_ms": status.took.as_secs_f64() * 1e3,
             "error": match &status.outcome {
                 crate::reload::Outcome::Error(e) => Some(e.as_str()),
                 _ => None,

@@ -14,6 +14,7 @@ pub const ACCEPT_ERRORS: &str = "ch_edge_proxy_accept_errors_total";
 pub const DNS_LOOKUPS: &str = "ch_edge_proxy_dns_lookups_total";
 pub const ROUTES: &str = "ch_edge_proxy_routes";
 pub const RELOADS: &str = "ch_edge_proxy_reloads_total";
+pub const RELOAD_SECONDS: &str = "ch_edge_proxy_reload_seconds";
 pub const CONFIG_GENERATION: &str = "ch_edge_proxy_config_generation";
 pub const CONFIG_LAST_SUCCESS: &str = "ch_edge_proxy_config_last_success_timestamp_seconds";
 pub const DISCOVERY_CHIS: &str = "ch_edge_proxy_discovery_chis";
@@ -64,6 +65,11 @@ pub fn describe() {
     describe_counter!(
         RELOADS,
         "Configuration reload attempts by result (ok, error, unchanged)."
+    );
+    describe_histogram!(
+        RELOAD_SECONDS,
+        Unit::Seconds,
+        "Time from a reload's start (after the watch debounce) until its result, by result."
     );
     describe_gauge!(
         CONFIG_GENERATION,

@@ -95,6 +95,9 @@ pub struct Status {
     pub outcome: Outcome,
     pub trigger: Trigger,
     pub at: SystemTime,
+    /// How long the attempt took: from its start (after the watch debounce)
+    /// until the result, the new table live included.
+    pub took: Duration,
     /// Content hash of the live configuration.
     pub config_hash: u64,
     pub last_success: SystemTime,
@@ -110,6 +113,7 @@ impl Status {
             outcome: Outcome::Ok,
             trigger: Trigger::Startup,
             at: now,
+            took: Duration::ZERO,
             config_hash,
             last_success: now,
             last_error: None,
@@ -392,6 +396,8 @@ impl Reloader {
         let state = self.shared.state.load();
         let now = SystemTime::now();
         metrics::counter!(crate::metrics::RELOADS, "result" => outcome.label()).increment(1);
+        metrics::histogram!(crate::metrics::RELOAD_SECONDS, "result" => outcome.label())
+            .record(took.as_secs_f64());
         let hash = format!("{:016x}", state.config_hash);
         let took_ms = took.as_secs_f64() * 1e3;
         match outcome {
@@ -432,6 +438,7 @@ impl Reloader {
             s.outcome = outcome.clone();
             s.trigger = trigger;
             s.at = now;
+            s.took = took;
             s.config_hash = state.config_hash;
             match outcome {
                 Outcome::Ok => s.last_success = now,

@@ -107,6 +107,19 @@ async fn a_changed_file_goes_live_and_a_bad_one_is_refused() {
     };
     assert_eq!(reloads("ok"), 1.0, "{m}");
     assert_eq!(reloads("error"), 1.0, "{m}");
+    // Each attempt's duration is in the histogram, by result.
+    for result in ["ok", "error"] {
+        let label = format!("result=\"{result}\"");
+        assert_eq!(
+            metric(&m, "ch_edge_proxy_reload_seconds_count", &[&label]),
+            1.0,
+            "{m}"
+        );
+        assert!(
+            metric(&m, "ch_edge_proxy_reload_seconds_sum", &[&label]) > 0.0,
+            "{m}"
+        );
+    }
     assert_eq!(metric(&m, "ch_edge_proxy_config_generation", &[]), 2.0);
     assert_eq!(metric(&m, "ch_edge_proxy_routes", &[]), 2.0);
     assert!(
@@ -137,6 +150,8 @@ async fn a_changed_file_goes_live_and_a_bad_one_is_refused() {
     assert!(routed(addr, "c.test").await);
     let routes = routes_json(&proxy);
     assert_eq!(routes["last_reload"]["result"], "ok", "{routes}");
+    let took = routes["last_reload"]["duration_ms"].as_f64();
+    assert!(took.is_some_and(|ms| ms > 0.0), "{routes}");
     assert!(!routes["last_error"].is_null(), "{routes}");
 }
 

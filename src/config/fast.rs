@@ -151,7 +151,7 @@ fn entry<'a>(
     indent: usize,
     lines: &mut Lines<'a>,
 ) -> Option<()> {
-    let (key, value) = text.split_once(':')?;
+    let (key, value) = split_at_byte(text, b':')?;
     let value = match value.strip_prefix(' ') {
         Some(v) => v.trim_start_matches(' '),
         None if value.is_empty() => value,
@@ -246,14 +246,14 @@ fn flow_list(mut text: &str, number: u64) -> Option<Vec<Lined<'_>>> {
 fn scalar(text: &str, in_flow: bool) -> Option<(&str, &str)> {
     let (value, rest) = match text.as_bytes().first()? {
         b'"' => {
-            let (inner, rest) = text.get(1..)?.split_once('"')?;
+            let (inner, rest) = split_at_byte(text.get(1..)?, b'"')?;
             if inner.contains('\\') || !printable(inner) {
                 return None;
             }
             (inner, rest)
         }
         b'\'' => {
-            let (inner, rest) = text.get(1..)?.split_once('\'')?;
+            let (inner, rest) = split_at_byte(text.get(1..)?, b'\'')?;
             if rest.starts_with('\'') || !printable(inner) {
                 return None; // '' is an escaped quote
             }
@@ -316,19 +316,25 @@ fn plain_string(s: &str) -> bool {
     const WORDS: [&str; 11] = [
         "null", "true", "false", "yes", "no", "on", "off", "y", "n", "inf", "nan",
     ];
-    !WORDS.iter().any(|w| s.eq_ignore_ascii_case(w))
+    s.len() > 5 || !WORDS.iter().any(|w| s.eq_ignore_ascii_case(w))
 }
 
 /// `text` without a trailing ` # comment` and trailing spaces; `None` if a
 /// `#` could be part of the value (not preceded by a space).
 fn strip_comment(text: &str) -> Option<&str> {
-    let body = match text.find('#') {
+    let body = match text.bytes().position(|b| b == b'#') {
         Some(0) => "",
         Some(i) if text.as_bytes().get(i - 1) == Some(&b' ') => text.get(..i)?,
         Some(_) => return None,
         None => text,
     };
     Some(body.trim_end_matches(' '))
+}
+
+/// `text` before and after the first `byte` (ASCII), like `split_once`.
+fn split_at_byte(text: &str, byte: u8) -> Option<(&str, &str)> {
+    let at = text.bytes().position(|b| b == byte)?;
+    Some((text.get(..at)?, text.get(at + 1..)?))
 }
 
 struct Line<'a> {
@@ -339,10 +345,14 @@ struct Line<'a> {
 
 /// Content lines: blank and comment-only lines skipped; `---`/`...` end the
 /// fast path (a caller sees them as a line it cannot place).
+///
+/// Searches here are plain byte loops: lines and values are a few dozen
+/// bytes, where `str`'s memchr-based searches cost more than they save.
 struct Lines<'a> {
-    inner: std::iter::Enumerate<std::str::Lines<'a>>,
-    /// Number of the first line.
-    first: u64,
+    /// The text after the lines returned so far.
+    rest: &'a str,
+    /// Number of the next line in `rest`.
+    number: u64,
     peeked: Option<Option<Line<'a>>>,
 }
 
@@ -353,8 +363,8 @@ impl<'a> Lines<'a> {
 
     fn starting_at(text: &'a str, first: u64) -> Self {
         Lines {
-            inner: text.lines().enumerate(),
-            first,
+            rest: text,
+            number: first,
             peeked: None,
         }
     }
@@ -367,13 +377,17 @@ impl<'a> Lines<'a> {
     }
 
     fn advance(&mut self) -> Option<Line<'a>> {
-        for (i, raw) in self.inner.by_ref() {
+        while !self.rest.is_empty() {
+            let (raw, after) = split_at_byte(self.rest, b'\n').unwrap_or((self.rest, ""));
+            self.rest = after;
+            let number = self.number;
+            self.number += 1;
             let rest = raw.trim_start_matches(' ');
             if rest.is_empty() || rest.starts_with('#') {
                 continue;
             }
             return Some(Line {
-                number: i as u64 + self.first,
+                number,
                 indent: raw.len() - rest.len(),
                 rest,
             });

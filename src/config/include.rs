@@ -16,7 +16,10 @@ const MAX_FILE: u64 = 64 << 20;
 /// Reads a UTF-8 text file of at most [`MAX_FILE`] bytes.
 pub(crate) fn read(path: &Path) -> Result<String, String> {
     let file = fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
-    let mut text = String::new();
+    // Sized up front: growing a multi-megabyte buffer step by step costs
+    // copies, and each freed step makes glibc consolidate its free lists.
+    let size = file.metadata().map_or(0, |m| m.len().min(MAX_FILE + 1));
+    let mut text = String::with_capacity(usize::try_from(size).unwrap_or(0).saturating_add(1));
     let n = file
         .take(MAX_FILE + 1)
         .read_to_string(&mut text)
