@@ -356,7 +356,9 @@ fn plain_routes(text: &str, source: &Arc<str>, errs: &mut Errors) -> Option<Vec<
     let n = if text.len() < PARALLEL_FROM {
         1
     } else {
-        rayon::current_num_threads()
+        // A few pieces per core: a core that is busy elsewhere (this is a
+        // shared machine) leaves its pieces to the others.
+        rayon::current_num_threads() * 4
     };
     let pieces = fast::pieces(text, n)?;
     // Each route is validated as soon as it is read: no list of parsed

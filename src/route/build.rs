@@ -194,7 +194,8 @@ impl<'a> Compiler<'a, '_> {
             self.routes(specs, 0..specs.len(), earlier)?
         } else {
             use rayon::prelude::*;
-            let chunk = specs.len().div_ceil(rayon::current_num_threads());
+            // A few chunks per core, as with parsing (crate::config).
+            let chunk = specs.len().div_ceil(rayon::current_num_threads() * 4);
             let ranges: Vec<_> = (0..specs.len())
                 .step_by(chunk)
                 .map(|at| at..(at + chunk).min(specs.len()))
