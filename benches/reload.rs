@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use ch_edge_proxy::config;
 use ch_edge_proxy::reload::{Outcome, Status};
-use ch_edge_proxy::server::Server;
+use ch_edge_proxy::server::{Server, Shared};
 use tokio::sync::watch;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -125,6 +125,16 @@ async fn swaps(
     out
 }
 
+/// [`rss`] once the last replaced table is freed: that happens after a
+/// reload is published, before the next one starts, so one more (unchanged)
+/// reload is waited for first.
+async fn settled_rss(shared: &Shared, status: &mut watch::Receiver<Status>) -> String {
+    status.borrow_and_update();
+    shared.request_reload();
+    tokio::time::timeout(WAIT, status.changed()).await.unwrap().unwrap();
+    rss()
+}
+
 /// Resident set size, MiB: as is, and after handing freed heap back to the
 /// OS (the reloader does that after each reload; this also catches what the
 /// bench itself freed).
@@ -135,7 +145,24 @@ fn rss() -> String {
     unsafe {
         libc::malloc_trim(0);
     }
-    format!("{before:.1} MiB ({:.1} MiB after malloc_trim)", rss_mib())
+    format!(
+        "{before:.1} MiB ({:.1} MiB after malloc_trim; heap in use {:.1} MiB)",
+        rss_mib(),
+        heap_in_use_mib()
+    )
+}
+
+/// Bytes the allocator has handed out and not yet had back (all arenas):
+/// what the live table and configuration hold, free lists excluded.
+fn heap_in_use_mib() -> f64 {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallinfo2 only reads the allocator's statistics.
+        let info = unsafe { libc::mallinfo2() };
+        (info.uordblks + info.hblkhd) as f64 / (1024.0 * 1024.0)
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    0.0
 }
 
 /// Resident set size of this process, MiB (Linux; 0 elsewhere).
@@ -203,12 +230,15 @@ fn main() {
         wait_for(&mut status, |s| s.trigger == ch_edge_proxy::reload::Trigger::Signal).await;
 
         report_swaps("10 routes", swaps(&file, &mut status, small_iters, 10).await);
-        println!("rss, 10 routes: {}", rss());
+        println!("rss, 10 routes: {}", settled_rss(&shared, &mut status).await);
         report_swaps(
             &format!("{big_routes} routes in one file, all new"),
             swaps(&file, &mut status, big_iters, big_routes).await,
         );
-        println!("rss, {big_routes} routes in one file: {}", rss());
+        println!(
+            "rss, {big_routes} routes in one file: {}",
+            settled_rss(&shared, &mut status).await
+        );
 
         // The same file with one route edited: the other routes keep theirs.
         let tag = format!("g{}-{big_routes}", big_iters - 1);
@@ -244,7 +274,10 @@ fn main() {
             &format!("{big_routes} routes in {files} files, one file replaced"),
             swaps_one_of_many(&routes_d, &mut status, big_iters * 3, files, per_file).await,
         );
-        println!("rss, {big_routes} routes in {files} files: {}", rss());
+        println!(
+            "rss, {big_routes} routes in {files} files: {}",
+            settled_rss(&shared, &mut status).await
+        );
 
         let _ = stop.send(());
         let _ = running.await;
