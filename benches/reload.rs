@@ -131,7 +131,10 @@ async fn swaps(
 async fn settled_rss(shared: &Shared, status: &mut watch::Receiver<Status>) -> String {
     status.borrow_and_update();
     shared.request_reload();
-    tokio::time::timeout(WAIT, status.changed()).await.unwrap().unwrap();
+    tokio::time::timeout(WAIT, status.changed())
+        .await
+        .unwrap()
+        .unwrap();
     rss()
 }
 

@@ -1,6 +1,7 @@
-//! Validated routes per included file, so a reload re-parses only the files
-//! whose text changed (100k routes over 1,000 files, one file edited: one
-//! file parsed instead of 1,000).
+//! Validated routes per included file, and per chunk of a big file, so a
+//! reload re-parses only what changed: 100k routes over 1,000 files with
+//! one file edited parse one file; 100k routes in one file with one route
+//! edited parse the chunk around it ([`super::fast::chunks`]).
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -19,8 +20,19 @@ pub struct RouteFiles(Arc<HashMap<PathBuf, Parsed>>);
 #[derive(Debug)]
 struct Parsed {
     text_hash: u64,
-    routes: Arc<[RouteSpec]>,
+    chunks: Vec<Chunk>,
 }
+
+/// The validated routes of one chunk of a file's text.
+#[derive(Debug, Clone)]
+pub(crate) struct Chunk {
+    pub key: ChunkKey,
+    pub routes: Arc<[RouteSpec]>,
+}
+
+/// A chunk's text as hash and length (a chunk's routes depend on its text
+/// and its file only: specs hold no line numbers).
+pub(crate) type ChunkKey = (u64, usize);
 
 impl RouteFiles {
     /// Number of files held.
@@ -32,12 +44,20 @@ impl RouteFiles {
         self.0.is_empty()
     }
 
-    /// The routes parsed earlier from this very text of `path`.
-    pub(crate) fn get(&self, path: &Path, text_hash: u64) -> Option<Arc<[RouteSpec]>> {
+    /// The chunks parsed earlier from this very text of `path`.
+    pub(crate) fn get(&self, path: &Path, text_hash: u64) -> Option<&[Chunk]> {
         self.0
             .get(path)
             .filter(|p| p.text_hash == text_hash)
-            .map(|p| p.routes.clone())
+            .map(|p| p.chunks.as_slice())
+    }
+
+    /// The chunks parsed earlier from any text of `path`, by key.
+    pub(crate) fn chunks(&self, path: &Path) -> HashMap<ChunkKey, Arc<[RouteSpec]>> {
+        self.0
+            .get(path)
+            .map(|p| p.chunks.iter().map(|c| (c.key, c.routes.clone())).collect())
+            .unwrap_or_default()
     }
 }
 
@@ -46,9 +66,9 @@ impl RouteFiles {
 pub(crate) struct Builder(HashMap<PathBuf, Parsed>);
 
 impl Builder {
-    pub fn add(&mut self, path: &Path, text_hash: u64, routes: Arc<[RouteSpec]>) {
+    pub fn add(&mut self, path: &Path, text_hash: u64, chunks: Vec<Chunk>) {
         self.0
-            .insert(path.to_path_buf(), Parsed { text_hash, routes });
+            .insert(path.to_path_buf(), Parsed { text_hash, chunks });
     }
 
     pub fn finish(self) -> RouteFiles {

@@ -23,6 +23,8 @@
 //! every error message come from serde-saphyr whenever the file is not plain.
 //! `tests.rs` checks both parsers agree on every input this one accepts.
 
+use std::hash::BuildHasher;
+
 use super::routes::{Lined, RouteIn};
 use super::ProxyVersion;
 
@@ -30,16 +32,12 @@ use super::ProxyVersion;
 /// one piece: the reference the pieces are tested against).
 #[cfg(test)]
 pub(crate) fn routes(text: &str) -> Option<Vec<RouteIn<'_>>> {
-    let pieces = pieces(text, 1)?;
-    let mut out = Vec::new();
-    for piece in &pieces {
-        out.append(&mut piece.routes()?);
-    }
-    Some(out)
+    whole(text)?.routes()
 }
 
 /// A run of whole route items of a plain file, parsed on its own: a big
-/// file is read as a few pieces in parallel.
+/// file is read as many pieces, in parallel, and a reload re-reads only the
+/// pieces whose text changed ([`chunks`]).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Piece<'a> {
     text: &'a str,
@@ -49,11 +47,74 @@ pub(crate) struct Piece<'a> {
     item_indent: usize,
 }
 
-/// `text`'s route items cut into at most `n` pieces of similar size, at
-/// lines that start an item (a line at the items' column always does: every
-/// other line of an item is deeper). `None` when the file does not start
-/// like the subset; a piece may still turn out to be outside it.
+/// A chunk holds at least this much text before a cut is looked for...
+const MIN_CHUNK: usize = 32 << 10;
+/// ...and is cut at the first item line past this much in any case.
+const MAX_CHUNK: usize = 1 << 20;
+/// Past [`MIN_CHUNK`], an item line whose hash is 0 modulo this starts a
+/// new chunk (chunks of ~500 routes).
+const CUT_EVERY: u64 = 64;
+
+/// `text`'s route items cut where the text says (content-defined chunking):
+/// a chunk ends before the first item line past [`MIN_CHUNK`] whose hash
+/// hits [`CUT_EVERY`]. An edit, insertion or removal moves at most the cuts
+/// next to it, so the other chunks keep their exact text, and a reload of a
+/// big file parses only the chunks around what changed. `None` when the
+/// file does not start like the subset; a chunk may still turn out to be
+/// outside it.
+pub(crate) fn chunks(text: &str) -> Option<Vec<Piece<'_>>> {
+    let hasher = foldhash::fast::FixedState::with_seed(0x6368_756e_6b73);
+    split(text, |rest, marker| {
+        let mut at = (MIN_CHUNK..=rest.len()).find(|&i| rest.is_char_boundary(i))?;
+        loop {
+            // The next item line after `at`; the chunk would end before it.
+            let line = at + rest.get(at..)?.find(marker)? + 1;
+            let text = rest.get(line..)?;
+            let end = text.bytes().position(|b| b == b'\n').unwrap_or(text.len());
+            let hit = hasher.hash_one(text.get(..end)?) % CUT_EVERY == 0;
+            if hit || line >= MAX_CHUNK {
+                return Some(line);
+            }
+            at = line;
+        }
+    })
+}
+
+/// `text`'s route items as one piece (`None`: not the plain layout).
+pub(crate) fn whole(text: &str) -> Option<Piece<'_>> {
+    split(text, |_, _| None)?.pop()
+}
+
+/// `text`'s route items cut into at most `n` pieces of similar size.
+#[cfg(test)]
 pub(crate) fn pieces(text: &str, n: usize) -> Option<Vec<Piece<'_>>> {
+    let n = n.max(1);
+    let mut k = 0;
+    let mut total = None;
+    let mut consumed = 0;
+    split(text, |rest, marker| {
+        let total = *total.get_or_insert(rest.len());
+        k += 1;
+        if k >= n {
+            return None;
+        }
+        let target = (total * k / n).saturating_sub(consumed).max(1);
+        let target = (target..=rest.len()).find(|&i| rest.is_char_boundary(i))?;
+        let cut = target + rest.get(target..)?.find(marker)? + 1;
+        consumed += cut;
+        Some(cut)
+    })
+}
+
+/// Cuts the items of a plain route file into pieces, at lines that start an
+/// item (a line at the items' column always does: every other line of an
+/// item is deeper). `next_cut(rest, marker)` gives where in `rest` the next
+/// piece starts, just after a `marker` (`"\n"`, the items' indent, `"- "`),
+/// or `None` for no more cuts.
+fn split<'a>(
+    text: &'a str,
+    mut next_cut: impl FnMut(&'a str, &str) -> Option<usize>,
+) -> Option<Vec<Piece<'a>>> {
     let mut lines = Lines::new(text);
     let first = lines.next()?;
     if first.indent != 0 || strip_comment(first.rest)? != "routes:" {
@@ -68,17 +129,12 @@ pub(crate) fn pieces(text: &str, n: usize) -> Option<Vec<Piece<'_>>> {
         return None;
     }
     let marker = format!("\n{:item_indent$}- ", "");
-    let mut out = Vec::with_capacity(n.max(1));
+    let mut out = Vec::new();
     let (mut rest, mut line) = (body, first_line);
-    for k in 1..n.max(1) {
-        let target = (body.len() * k / n).saturating_sub(body.len() - rest.len());
-        let Some(target) = (target..=rest.len()).find(|&i| rest.is_char_boundary(i)) else {
+    while let Some(cut) = next_cut(rest, &marker).filter(|&c| c > 0) {
+        let Some((piece, next)) = rest.split_at_checked(cut) else {
             break;
         };
-        let Some(at) = rest.get(target..).and_then(|r| r.find(&marker)) else {
-            break;
-        };
-        let (piece, next) = rest.split_at(target + at + 1);
         out.push(Piece {
             text: piece,
             first_line: line,
@@ -100,6 +156,11 @@ fn has_tab_or_cr(text: &str) -> bool {
 }
 
 impl<'a> Piece<'a> {
+    /// The piece's text.
+    pub(crate) fn text(&self) -> &'a str {
+        self.text
+    }
+
     /// The piece's routes, or `None` when it is outside the subset. Values
     /// borrow from the file's text.
     #[cfg(test)]

@@ -14,6 +14,7 @@ mod cache;
 mod fast;
 mod include;
 mod raw;
+mod route_file;
 mod routes;
 mod specs;
 mod summary;
@@ -24,6 +25,9 @@ pub use specs::Routes;
 pub use summary::summary;
 
 use validate::Errors;
+
+#[cfg(test)]
+use route_file::PARALLEL_FROM;
 
 /// A fully validated configuration: inline routes and every `include` merged.
 #[derive(Debug, Clone)]
@@ -259,20 +263,23 @@ fn from_str_reusing(
                     match text {
                         Ok(text) => {
                             let text_hash = cache::text_hash(&text);
-                            let routes = match previous.get(&f, text_hash) {
-                                Some(routes) => routes,
+                            let chunks = match previous.get(&f, text_hash) {
+                                Some(chunks) => chunks.to_vec(),
                                 None => {
                                     let before = errs.len();
-                                    let routes: Arc<[RouteSpec]> =
-                                        routes_from_text(&text, &source, &mut errs).into();
+                                    let earlier = previous.chunks(&f);
+                                    let chunks =
+                                        route_file::read(&text, &source, &earlier, &mut errs);
                                     if errs.len() != before {
                                         continue;
                                     }
-                                    routes
+                                    chunks
                                 }
                             };
-                            parsed.add(&f, text_hash, routes.clone());
-                            config.routes.push_group(routes);
+                            for c in &chunks {
+                                config.routes.push_group(c.routes.clone());
+                            }
+                            parsed.add(&f, text_hash, chunks);
                         }
                         Err(e) => errs.add(&source, None, "", e),
                     }
@@ -309,143 +316,15 @@ pub fn fingerprint(path: &std::path::Path, includes: &[PathBuf]) -> Result<u64, 
 /// an `include` would; `source` names it in errors and in each spec.
 pub fn parse_routes_file(text: &str, source: &str) -> anyhow::Result<Vec<RouteSpec>> {
     let mut errs = Errors::default();
-    let routes = routes_from_text(text, source, &mut errs);
+    let chunks = route_file::read(text, source, &Default::default(), &mut errs);
+    let routes: Vec<RouteSpec> = chunks
+        .iter()
+        .flat_map(|c| c.routes.iter().cloned())
+        .collect();
     for e in crate::route::duplicate_claims(&routes) {
         errs.push(e.to_string());
     }
     errs.finish(routes)
-}
-
-fn routes_from_text(text: &str, source: &str, errs: &mut Errors) -> Vec<RouteSpec> {
-    let name: Arc<str> = source.into();
-    let blank = |l: &str| {
-        let l = l.trim();
-        l.is_empty() || l.starts_with('#') || l == "---"
-    };
-    if text.lines().all(blank) {
-        // Refused rather than read as "no routes": a half-written file must not drop them.
-        errs.add(source, None, "", "empty file (expected `routes: [...]`)");
-        return Vec::new();
-    }
-    // The plain layout is read directly; anything else (and every syntax
-    // error) goes through serde-saphyr, so messages stay its own.
-    if let Some(specs) = plain_routes(text, &name, errs) {
-        return specs;
-    }
-    match raw::parse::<raw::RawRoutesFile>(text, source) {
-        Ok(file) => {
-            let raw = file.routes.into_iter().map(Into::into).collect();
-            routes::routes(raw, 1, &name, errs)
-        }
-        Err(e) => {
-            errs.push(e);
-            Vec::new()
-        }
-    }
-}
-
-/// Route files at least this big are read in pieces on every core (a
-/// reload of 100k routes in one file); smaller ones on the calling thread.
-const PARALLEL_FROM: usize = 256 * 1024;
-
-/// A file in the plain layout ([`fast`]), read and validated in pieces, in
-/// parallel when big; `None` when it is not plain.
-fn plain_routes(text: &str, source: &Arc<str>, errs: &mut Errors) -> Option<Vec<RouteSpec>> {
-    use rayon::prelude::*;
-
-    let n = if text.len() < PARALLEL_FROM {
-        1
-    } else {
-        // A few pieces per core: a core that is busy elsewhere (this is a
-        // shared machine) leaves its pieces to the others.
-        rayon::current_num_threads() * 4
-    };
-    let pieces = fast::pieces(text, n)?;
-    // Each route is validated as soon as it is read: no list of parsed
-    // routes is built, and their buffers are reused while still in cache.
-    let read_piece = |piece: &fast::Piece<'_>| {
-        let (mut specs, mut errs, mut index) = (Chunks::default(), Errors::default(), 0);
-        // Its own copy of the name per piece: every spec counts a reference
-        // to it, and threads sharing one counter would contend for it.
-        let source: Arc<str> = Arc::from(&**source);
-        piece.for_each_route(|raw| {
-            index += 1;
-            if let Some(spec) = routes::route(raw, index, &source, &mut errs) {
-                specs.push(spec);
-            }
-        })?;
-        Some((specs, errs))
-    };
-    let read: Vec<(Chunks<RouteSpec>, Errors)> = if pieces.len() == 1 {
-        pieces.iter().map(read_piece).collect::<Option<_>>()?
-    } else {
-        pieces.par_iter().map(read_piece).collect::<Option<_>>()?
-    };
-    if pieces.len() > 1 && read.iter().any(|(_, e)| e.len() > 0) {
-        // Messages number routes from the start of the file: read it again
-        // in one piece (errors are rare; this keeps the fast path simple).
-        let whole = fast::pieces(text, 1)?;
-        return whole.first().and_then(|piece| {
-            let (specs, piece_errs) = read_piece(piece)?;
-            errs.append(piece_errs);
-            Some(specs.into_vec())
-        });
-    }
-    let mut out = Vec::with_capacity(read.iter().map(|(s, _)| s.len()).sum());
-    for (specs, piece_errs) in read {
-        specs.move_into(&mut out);
-        errs.append(piece_errs);
-    }
-    Some(out)
-}
-
-/// A list grown in fixed-size chunks: no reallocation and copying of a
-/// large buffer as it grows (glibc also consolidates its free lists on
-/// each large free, which made growing 50k specs cost ~30 ms).
-struct Chunks<T> {
-    full: Vec<Vec<T>>,
-    last: Vec<T>,
-}
-
-impl<T> Default for Chunks<T> {
-    fn default() -> Self {
-        Chunks {
-            full: Vec::new(),
-            last: Vec::new(),
-        }
-    }
-}
-
-impl<T> Chunks<T> {
-    const CHUNK: usize = 4096;
-
-    fn push(&mut self, item: T) {
-        if self.last.len() == self.last.capacity() {
-            let next = Vec::with_capacity(Self::CHUNK);
-            let full = std::mem::replace(&mut self.last, next);
-            if !full.is_empty() {
-                self.full.push(full);
-            }
-        }
-        self.last.push(item);
-    }
-
-    fn len(&self) -> usize {
-        self.full.iter().map(Vec::len).sum::<usize>() + self.last.len()
-    }
-
-    fn move_into(self, out: &mut Vec<T>) {
-        for mut chunk in self.full {
-            out.append(&mut chunk);
-        }
-        out.extend(self.last);
-    }
-
-    fn into_vec(self) -> Vec<T> {
-        let mut out = Vec::with_capacity(self.len());
-        self.move_into(&mut out);
-        out
-    }
 }
 
 #[cfg(test)]

@@ -143,9 +143,20 @@ pub(super) struct Built {
 /// A changed file's previous specs and the routes built from them.
 type Earlier<'p> = (&'p [RouteSpec], &'p [Arc<Route>]);
 
-/// Groups with at least this many routes to compile are compiled in chunks
-/// on every core (a reload of a 100k-route file).
+/// With at least this many specs to compile, jobs run on every core (a
+/// 100k-route file read at start or replaced as a whole).
 pub(super) const PARALLEL_FROM: usize = 4096;
+/// Specs per compile job: a bigger group is split.
+const JOB: usize = 1024;
+
+/// Routes to compile: `specs[range]` of group number `group`, with the
+/// previous version of that group for reuse by position.
+struct Job<'a, 'p> {
+    group: usize,
+    specs: &'a [RouteSpec],
+    range: std::ops::Range<usize>,
+    earlier: Option<Earlier<'p>>,
+}
 
 /// Compiles specs into routes; state shared across a build's groups.
 #[derive(Clone)]
@@ -163,8 +174,10 @@ impl<'a> Compiler<'a, '_> {
     /// different cache lines instead of contending for one.
     fn fork(&self) -> Self {
         Compiler {
+            defaults: self.defaults,
             default_allow: AllowList::new(&self.defaults.allow),
-            ..self.clone()
+            resolver: self.resolver,
+            handles: HashMap::new(),
         }
     }
 
@@ -180,39 +193,22 @@ impl<'a> Compiler<'a, '_> {
         }
     }
 
-    /// Appends `specs`' routes to `table`; true if a pattern was claimed
-    /// twice. `earlier`: the specs and routes of the previous version of
-    /// this file (same defaults); a spec equal to the one at its position
-    /// there takes that route (an edit to a few routes of a big file).
-    fn compile(
-        &mut self,
-        specs: &'a [RouteSpec],
-        table: &mut RouteTable,
-        earlier: Option<Earlier<'_>>,
-    ) -> Result<bool, RouteError> {
-        let routes = if specs.len() < PARALLEL_FROM {
-            self.routes(specs, 0..specs.len(), earlier)?
+    /// Each job's routes, in job order, compiled on every core when there
+    /// are many; the first error in spec order, as a sequential build finds.
+    fn compile(&mut self, jobs: &[Job<'a, '_>]) -> Result<Vec<Vec<Arc<Route>>>, RouteError> {
+        use rayon::prelude::*;
+        let specs: usize = jobs.iter().map(|j| j.range.len()).sum();
+        let results: Vec<Result<Vec<Arc<Route>>, RouteError>> = if specs < PARALLEL_FROM {
+            jobs.iter()
+                .map(|j| self.routes(j.specs, j.range.clone(), j.earlier))
+                .collect()
         } else {
-            use rayon::prelude::*;
-            // A few chunks per core, as with parsing (crate::config).
-            let chunk = specs.len().div_ceil(rayon::current_num_threads() * 4);
-            let ranges: Vec<_> = (0..specs.len())
-                .step_by(chunk)
-                .map(|at| at..(at + chunk).min(specs.len()))
-                .collect();
-            let chunks: Vec<Result<Vec<Arc<Route>>, RouteError>> = ranges
-                .into_par_iter()
-                .map(|range| self.fork().routes(specs, range, earlier))
-                .collect();
-            // The first error in spec order, as a sequential build finds it.
-            let chunks: Vec<Vec<Arc<Route>>> = chunks.into_iter().collect::<Result<_, _>>()?;
-            chunks.concat()
+            let this = &*self;
+            jobs.par_iter()
+                .map(|j| this.fork().routes(j.specs, j.range.clone(), j.earlier))
+                .collect()
         };
-        let mut clash = false;
-        for route in routes {
-            clash |= table.add(route);
-        }
-        Ok(clash)
+        results.into_iter().collect()
     }
 
     /// The routes of `specs[range]` (the whole group is passed so that
@@ -292,26 +288,55 @@ impl RouteTable {
             return Err(RouteError::TooMany { count: total });
         }
         // Keyed by the group's address (equal while both `Arc`s are alive
-        // means the same specs), and by source for a changed file.
+        // means the same specs), and by source and ordinal among that
+        // source's groups (a file's chunks) for a changed group.
         let mut reusable: HashMap<usize, &[Arc<Route>]> = HashMap::new();
-        let mut by_source: HashMap<&str, Earlier<'_>> = HashMap::new();
+        let mut by_source: HashMap<(&str, usize), Earlier<'_>> = HashMap::new();
         if previous.defaults == *defaults {
+            let mut ordinals = Ordinals::default();
             for b in &previous.built {
                 let Some(routes) = previous.routes.get(b.start..b.start + b.specs.len()) else {
                     continue;
                 };
                 reusable.insert(group_key(&b.specs), routes);
-                if let Some(first) = b.specs.first() {
-                    by_source.insert(&first.source, (&b.specs, routes));
+                if let Some(key) = ordinals.next(&b.specs) {
+                    by_source.insert(key, (&b.specs, routes));
                 }
             }
         }
+        // Per group: the previous routes, or jobs to compile.
+        let mut ordinals = Ordinals::default();
+        let mut jobs = Vec::new();
+        let reused: Vec<Option<&[Arc<Route>]>> = groups
+            .iter()
+            .enumerate()
+            .map(|(group, &(slice, shared))| {
+                let key = shared.and_then(|g| ordinals.next(g));
+                let reused = shared
+                    .and_then(|g| reusable.get(&group_key(g)).copied())
+                    .filter(|routes| routes.len() == slice.len());
+                if reused.is_none() {
+                    let earlier = key.and_then(|k| by_source.get(&k)).copied();
+                    for at in (0..slice.len()).step_by(JOB) {
+                        jobs.push(Job {
+                            group,
+                            specs: slice,
+                            range: at..(at + JOB).min(slice.len()),
+                            earlier,
+                        });
+                    }
+                }
+                reused
+            })
+            .collect();
         let mut compiler = Compiler {
             defaults,
             default_allow: AllowList::new(&defaults.allow),
             resolver,
             handles: HashMap::new(),
         };
+        let compiled = compiler.compile(&jobs)?;
+        let mut compiled = jobs.iter().map(|j| j.group).zip(compiled).peekable();
         let mut table = RouteTable {
             exact: HashMap::with_capacity_and_hasher(total, Default::default()),
             routes: Vec::with_capacity(total),
@@ -319,20 +344,20 @@ impl RouteTable {
             ..RouteTable::default()
         };
         let mut clash = false;
-        for &(slice, shared) in &groups {
+        for (group, (&(_, shared), reused)) in groups.iter().zip(reused).enumerate() {
             let start = table.routes.len();
-            let reused = shared
-                .and_then(|g| reusable.get(&group_key(g)))
-                .filter(|routes| routes.len() == slice.len());
             match reused {
                 Some(routes) => {
-                    for route in routes.iter() {
+                    for route in routes {
                         clash |= table.add(route.clone());
                     }
                 }
                 None => {
-                    let earlier = slice.first().and_then(|s| by_source.get(&*s.source));
-                    clash |= compiler.compile(slice, &mut table, earlier.copied())?;
+                    while let Some((_, routes)) = compiled.next_if(|(g, _)| *g == group) {
+                        for route in routes {
+                            clash |= table.add(route);
+                        }
+                    }
                 }
             }
             if let Some(g) = shared {
@@ -385,6 +410,21 @@ impl RouteTable {
         } else {
             self.exact.insert(pattern.clone(), index).is_some()
         }
+    }
+}
+
+/// Numbers the shared groups of each source in order (a file's chunks):
+/// `(source, n)` names the same chunk of a file across builds as long as
+/// the chunks before it did not change number.
+#[derive(Default)]
+struct Ordinals<'a>(HashMap<&'a str, usize>);
+
+impl<'a> Ordinals<'a> {
+    fn next(&mut self, group: &'a [RouteSpec]) -> Option<(&'a str, usize)> {
+        let source = &*group.first()?.source;
+        let n = self.0.entry(source).or_insert(0);
+        *n += 1;
+        Some((source, *n - 1))
     }
 }
 

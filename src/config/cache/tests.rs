@@ -15,10 +15,13 @@ fn routes_file(dir: &Path, name: &str, snis: &[&str]) {
     fs::write(dir.join("routes.d").join(name), text).unwrap();
 }
 
+/// The cached routes of a small (one-chunk) file.
 fn cached(config: &Config, dir: &Path, name: &str) -> Option<Arc<[RouteSpec]>> {
     let path = dir.join("routes.d").join(name);
     let text = fs::read_to_string(&path).unwrap();
-    config.route_files.get(&path, text_hash(&text))
+    let chunks = config.route_files.get(&path, text_hash(&text))?;
+    assert_eq!(chunks.len(), 1, "a small file is one chunk");
+    chunks.first().map(|c| c.routes.clone())
 }
 
 #[test]
@@ -124,4 +127,111 @@ fn a_reload_rebuilds_only_the_routes_of_changed_files() {
     assert!(!same(&t2, &t3, "a1.test"));
     let a1 = t3.lookup(Some(b"a1.test")).unwrap();
     assert_eq!(a1.proxy_protocol, crate::config::ProxyVersion::V2);
+}
+
+/// 20,000 routes in one file (~1.4 MB: a few dozen chunks).
+fn big_file(dir: &Path, edit: impl Fn(usize) -> Option<String>) {
+    let mut text = String::from("# generated\nroutes:\n");
+    for k in 0..20_000 {
+        let route = edit(k).unwrap_or_else(|| {
+            format!(
+                "  - sni: r{k}.ch.test\n    upstream: \"10.0.{}.{}:9440\"\n",
+                k / 256,
+                k % 256
+            )
+        });
+        text.push_str(&route);
+    }
+    fs::write(dir.join("routes.d/big.yaml"), text).unwrap();
+}
+
+#[test]
+fn a_big_file_reloads_only_the_chunks_around_an_edit() {
+    use crate::resolve::Resolver;
+    use crate::route::RouteTable;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fs::create_dir(d.join("routes.d")).unwrap();
+    let main = d.join("config.yaml");
+    fs::write(
+        &main,
+        "listeners:\n  - name: native\n    address: \"127.0.0.1:9440\"\ninclude: [routes.d]\n",
+    )
+    .unwrap();
+    big_file(d, |_| None);
+    let first = load(&main).unwrap();
+    let groups = first.routes.groups().len();
+    assert!(groups > 10, "{groups} chunks");
+    let resolver = Resolver::default();
+    let build = |c: &Config, previous: &RouteTable| {
+        RouteTable::build_reusing(&c.routes, &c.defaults, &resolver, previous).unwrap()
+    };
+    let t1 = build(&first, &RouteTable::default());
+    let shared = |a: &Config, b: &Config| {
+        a.routes
+            .groups()
+            .iter()
+            .filter(|g| b.routes.groups().iter().any(|h| Arc::ptr_eq(g, h)))
+            .count()
+    };
+    let route = |t: &RouteTable, sni: &str| t.lookup(Some(sni.as_bytes())).unwrap().clone();
+
+    // One route edited in the middle: the other chunks are the same Arcs,
+    // and so are the routes built from them; the result is a fresh load's.
+    big_file(d, |k| {
+        (k == 10_000).then(|| "  - sni: r10000.ch.test\n    upstream: \"10.9.9.9:9440\"\n".into())
+    });
+    let second = load_reusing(&main, &first.route_files).unwrap();
+    assert_eq!(second.routes, load(&main).unwrap().routes);
+    assert!(
+        shared(&first, &second) >= groups - 2,
+        "{} of {groups}",
+        shared(&first, &second)
+    );
+    let t2 = build(&second, &t1);
+    assert!(Arc::ptr_eq(
+        &route(&t1, "r5.ch.test"),
+        &route(&t2, "r5.ch.test")
+    ));
+    assert!(Arc::ptr_eq(
+        &route(&t1, "r19999.ch.test"),
+        &route(&t2, "r19999.ch.test")
+    ));
+    assert_eq!(&*route(&t2, "r10000.ch.test").upstreams[0].host, "10.9.9.9");
+    // In the edited chunk, the unchanged routes keep theirs too.
+    assert!(Arc::ptr_eq(
+        &route(&t1, "r10001.ch.test"),
+        &route(&t2, "r10001.ch.test")
+    ));
+
+    // A route inserted at the top: chunk cuts depend on content, not on
+    // offsets, so the chunks after the first few are still reused.
+    big_file(d, |k| {
+        (k == 0).then(|| "  - sni: new.ch.test\n    upstream: up\n  - sni: r0.ch.test\n    upstream: \"10.0.0.0:9440\"\n".into())
+    });
+    let third = load_reusing(&main, &second.route_files).unwrap();
+    assert_eq!(third.routes, load(&main).unwrap().routes);
+    assert!(
+        shared(&second, &third) >= groups - 3,
+        "{} of {groups}",
+        shared(&second, &third)
+    );
+    let t3 = build(&third, &t2);
+    assert!(t3.lookup(Some(b"new.ch.test")).is_ok());
+    assert!(Arc::ptr_eq(
+        &route(&t2, "r15000.ch.test"),
+        &route(&t3, "r15000.ch.test")
+    ));
+
+    // A broken route in a cached file: refused as a whole, numbered in the file.
+    big_file(d, |k| {
+        (k == 12_345).then(|| "  - sni: bad..name\n    upstream: up\n".into())
+    });
+    let err = load_reusing(&main, &third.route_files)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("big.yaml:24693: route \"bad..name\" (#12346)"),
+        "{err}"
+    );
 }
