@@ -186,7 +186,7 @@ pub(crate) fn parse_upstream(s: &str) -> Result<UpstreamAddr, String> {
             p => Some(p.strip_prefix(':').ok_or("expected ':port' after ']'")?),
         };
         (ip, port)
-    } else if s.parse::<Ipv6Addr>().is_ok() {
+    } else if s.bytes().filter(|&b| b == b':').count() >= 2 && s.parse::<Ipv6Addr>().is_ok() {
         (s, None)
     } else {
         match s.rsplit_once(':') {
