@@ -159,7 +159,6 @@ struct Job<'a, 'p> {
 }
 
 /// Compiles specs into routes; state shared across a build's groups.
-#[derive(Clone)]
 struct Compiler<'a, 'r> {
     defaults: &'a Defaults,
     default_allow: AllowList,

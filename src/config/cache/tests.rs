@@ -175,53 +175,38 @@ fn a_big_file_reloads_only_the_chunks_around_an_edit() {
             .count()
     };
     let route = |t: &RouteTable, sni: &str| t.lookup(Some(sni.as_bytes())).unwrap().clone();
+    let same =
+        |a: &RouteTable, b: &RouteTable, sni: &str| Arc::ptr_eq(&route(a, sni), &route(b, sni));
+    // Reloads after an edit: equal to a fresh load, keeping all but `new` chunks.
+    let reload = |previous: &Config, new: usize| {
+        let next = load_reusing(&main, &previous.route_files).unwrap();
+        assert_eq!(next.routes, load(&main).unwrap().routes);
+        let kept = shared(previous, &next);
+        assert!(kept >= groups - new, "{kept} of {groups} chunks kept");
+        next
+    };
 
     // One route edited in the middle: the other chunks are the same Arcs,
-    // and so are the routes built from them; the result is a fresh load's.
+    // and so are the routes built from them.
     big_file(d, |k| {
         (k == 10_000).then(|| "  - sni: r10000.ch.test\n    upstream: \"10.9.9.9:9440\"\n".into())
     });
-    let second = load_reusing(&main, &first.route_files).unwrap();
-    assert_eq!(second.routes, load(&main).unwrap().routes);
-    assert!(
-        shared(&first, &second) >= groups - 2,
-        "{} of {groups}",
-        shared(&first, &second)
-    );
+    let second = reload(&first, 2);
     let t2 = build(&second, &t1);
-    assert!(Arc::ptr_eq(
-        &route(&t1, "r5.ch.test"),
-        &route(&t2, "r5.ch.test")
-    ));
-    assert!(Arc::ptr_eq(
-        &route(&t1, "r19999.ch.test"),
-        &route(&t2, "r19999.ch.test")
-    ));
+    assert!(same(&t1, &t2, "r5.ch.test") && same(&t1, &t2, "r19999.ch.test"));
     assert_eq!(&*route(&t2, "r10000.ch.test").upstreams[0].host, "10.9.9.9");
     // In the edited chunk, the unchanged routes keep theirs too.
-    assert!(Arc::ptr_eq(
-        &route(&t1, "r10001.ch.test"),
-        &route(&t2, "r10001.ch.test")
-    ));
+    assert!(same(&t1, &t2, "r10001.ch.test"));
 
     // A route inserted at the top: chunk cuts depend on content, not on
     // offsets, so the chunks after the first few are still reused.
     big_file(d, |k| {
         (k == 0).then(|| "  - sni: new.ch.test\n    upstream: up\n  - sni: r0.ch.test\n    upstream: \"10.0.0.0:9440\"\n".into())
     });
-    let third = load_reusing(&main, &second.route_files).unwrap();
-    assert_eq!(third.routes, load(&main).unwrap().routes);
-    assert!(
-        shared(&second, &third) >= groups - 3,
-        "{} of {groups}",
-        shared(&second, &third)
-    );
+    let third = reload(&second, 3);
     let t3 = build(&third, &t2);
     assert!(t3.lookup(Some(b"new.ch.test")).is_ok());
-    assert!(Arc::ptr_eq(
-        &route(&t2, "r15000.ch.test"),
-        &route(&t3, "r15000.ch.test")
-    ));
+    assert!(same(&t2, &t3, "r15000.ch.test"));
 
     // A broken route in a cached file: refused as a whole, numbered in the file.
     big_file(d, |k| {
