@@ -61,6 +61,16 @@ fn wait_discovery(proxy: &mut Proxy) -> Value {
     proxy.wait_log(|l| l["message"] == "reload" && l["trigger"] == "discovery")
 }
 
+/// Waits for the next discovery reload; it must be `ok` with `field` = `expected`.
+fn discovery_ok(proxy: &mut Proxy, field: &str, expected: Value) {
+    let line = wait_discovery(proxy);
+    assert_eq!(
+        (&line["result"], &line[field]),
+        (&json!("ok"), &expected),
+        "{line}"
+    );
+}
+
 fn routes_json(proxy: &Proxy) -> Value {
     let (status, body) = proxy.admin_get("/routes");
     assert_eq!(status, 200);
@@ -111,12 +121,7 @@ async fn chi_add_modify_delete_follow_the_api() {
 
     let (mut proxy, _dir) = start(&fake, &config(backend.addr.port(), ""));
     let addr = proxy.addr("native");
-    let line = wait_discovery(&mut proxy);
-    assert_eq!(
-        (&line["result"], &line["generation"]),
-        (&json!("ok"), &json!(2)),
-        "{line}"
-    );
+    discovery_ok(&mut proxy, "generation", json!(2));
     assert_eq!(proxy.admin_get("/readyz").0, 200);
     let requests = fake.requests();
     assert!(
@@ -139,12 +144,7 @@ async fn chi_add_modify_delete_follow_the_api() {
 
     fake.wait_watches_open(1).await;
     fake.apply(chi("beta", "2024-02-01T00:00:00Z", &[]));
-    let line = wait_discovery(&mut proxy);
-    assert_eq!(
-        (&line["result"], &line["routes"]),
-        (&json!("ok"), &json!(6)),
-        "{line}"
-    );
+    discovery_ok(&mut proxy, "routes", json!(6));
     reaches(addr, "beta.ch.test", &mut backend).await;
 
     // Modify: a second cluster appears, and the allowlist now excludes us.
@@ -265,12 +265,7 @@ async fn watch_errors_resync_and_api_failures_keep_the_last_table() {
     assert!(body.contains("discovery"), "{body}");
     assert!(live_routes(&proxy).is_empty());
     fake.set_failing(false);
-    let line = wait_discovery(&mut proxy);
-    assert_eq!(
-        (&line["result"], &line["generation"]),
-        (&json!("ok"), &json!(2)),
-        "{line}"
-    );
+    discovery_ok(&mut proxy, "generation", json!(2));
     assert_eq!(proxy.admin_get("/readyz").0, 200);
     reaches(addr, "b.ch.test", &mut backend).await;
 
@@ -291,12 +286,7 @@ async fn watch_errors_resync_and_api_failures_keep_the_last_table() {
             .is_some_and(|e| e.contains("too old resource version")),
         "{error}"
     );
-    let line = wait_discovery(&mut proxy);
-    assert_eq!(
-        (&line["result"], &line["generation"]),
-        (&json!("ok"), &json!(3)),
-        "{line}"
-    );
+    discovery_ok(&mut proxy, "generation", json!(3));
     assert!(!has_route(&proxy, "ch/b") && has_route(&proxy, "ch/c"));
 
     // A dropped stream: the watch resumes from its resourceVersion and
@@ -305,12 +295,7 @@ async fn watch_errors_resync_and_api_failures_keep_the_last_table() {
     let started = fake.requests().len();
     fake.drop_watches();
     fake.apply(chi("d", "2024-01-04T00:00:00Z", &[]));
-    let line = wait_discovery(&mut proxy);
-    assert_eq!(
-        (&line["result"], &line["generation"]),
-        (&json!("ok"), &json!(4)),
-        "{line}"
-    );
+    discovery_ok(&mut proxy, "generation", json!(4));
     reaches(addr, "d.ch.test", &mut backend).await;
     let relists = fake.requests()[started..]
         .iter()
@@ -356,12 +341,7 @@ async fn watch_errors_resync_and_api_failures_keep_the_last_table() {
     );
     // Recovery resyncs: "c" goes.
     fake.set_failing(false);
-    let line = wait_discovery(&mut proxy);
-    assert_eq!(
-        (&line["result"], &line["generation"]),
-        (&json!("ok"), &json!(5)),
-        "{line}"
-    );
+    discovery_ok(&mut proxy, "generation", json!(5));
     assert!(!has_route(&proxy, "ch/c") && has_route(&proxy, "ch/a"));
 }
 

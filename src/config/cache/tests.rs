@@ -1,7 +1,7 @@
 //! A reload that reuses parsed files loads exactly what a fresh load does.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::text_hash;
@@ -15,6 +15,24 @@ fn routes_file(dir: &Path, name: &str, snis: &[&str]) {
     fs::write(dir.join("routes.d").join(name), text).unwrap();
 }
 
+/// A main config including `routes.d/`, with `defaults` (YAML lines) added.
+fn main_config(defaults: &str) -> String {
+    format!("listeners:\n  - name: native\n    address: \"127.0.0.1:9440\"\n{defaults}include: [routes.d]\n")
+}
+
+/// A temp dir with that config and `routes.d/` holding `a.yaml` (a1.test,
+/// a2.test) and `b.yaml` (b1.test); the path of the main config.
+fn two_files() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fs::create_dir(d.join("routes.d")).unwrap();
+    routes_file(d, "a.yaml", &["a1.test", "a2.test"]);
+    routes_file(d, "b.yaml", &["b1.test"]);
+    let main = d.join("config.yaml");
+    fs::write(&main, main_config("")).unwrap();
+    (dir, main)
+}
+
 /// The cached routes of a small (one-chunk) file.
 fn cached(config: &Config, dir: &Path, name: &str) -> Option<Arc<[RouteSpec]>> {
     let path = dir.join("routes.d").join(name);
@@ -26,17 +44,8 @@ fn cached(config: &Config, dir: &Path, name: &str) -> Option<Arc<[RouteSpec]>> {
 
 #[test]
 fn unchanged_files_are_reused_changed_ones_parsed_and_checks_still_run() {
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, main) = two_files();
     let d = dir.path();
-    fs::create_dir(d.join("routes.d")).unwrap();
-    routes_file(d, "a.yaml", &["a1.test", "a2.test"]);
-    routes_file(d, "b.yaml", &["b1.test"]);
-    let main = d.join("config.yaml");
-    fs::write(
-        &main,
-        "listeners:\n  - name: native\n    address: \"127.0.0.1:9440\"\ninclude: [routes.d]\n",
-    )
-    .unwrap();
     let first = load(&main).unwrap();
     assert_eq!(first.route_files.len(), 2);
     let a_first = cached(&first, d, "a.yaml").expect("a cached");
@@ -78,16 +87,8 @@ fn unchanged_files_are_reused_changed_ones_parsed_and_checks_still_run() {
 fn a_reload_rebuilds_only_the_routes_of_changed_files() {
     use crate::resolve::Resolver;
     use crate::route::RouteTable;
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, main) = two_files();
     let d = dir.path();
-    fs::create_dir(d.join("routes.d")).unwrap();
-    routes_file(d, "a.yaml", &["a1.test", "a2.test"]);
-    routes_file(d, "b.yaml", &["b1.test"]);
-    let main = d.join("config.yaml");
-    let config = |defaults: &str| {
-        format!("listeners:\n  - name: native\n    address: \"127.0.0.1:9440\"\n{defaults}include: [routes.d]\n")
-    };
-    fs::write(&main, config("")).unwrap();
     let resolver = Resolver::default();
     let build = |c: &Config, previous: &RouteTable| {
         RouteTable::build_reusing(&c.routes, &c.defaults, &resolver, previous).unwrap()
@@ -121,7 +122,7 @@ fn a_reload_rebuilds_only_the_routes_of_changed_files() {
     assert!(te.lookup(Some(b"b2.test")).is_err());
 
     // Other defaults: the file is unchanged, its routes are not.
-    fs::write(&main, config("defaults:\n  proxy_protocol: v2\n")).unwrap();
+    fs::write(&main, main_config("defaults:\n  proxy_protocol: v2\n")).unwrap();
     let third = load_reusing(&main, &second.route_files).unwrap();
     let t3 = build(&third, &t2);
     assert!(!same(&t2, &t3, "a1.test"));
@@ -153,11 +154,7 @@ fn a_big_file_reloads_only_the_chunks_around_an_edit() {
     let d = dir.path();
     fs::create_dir(d.join("routes.d")).unwrap();
     let main = d.join("config.yaml");
-    fs::write(
-        &main,
-        "listeners:\n  - name: native\n    address: \"127.0.0.1:9440\"\ninclude: [routes.d]\n",
-    )
-    .unwrap();
+    fs::write(&main, main_config("")).unwrap();
     big_file(d, |_| None);
     let first = load(&main).unwrap();
     let groups = first.routes.groups().len();
