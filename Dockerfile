@@ -6,6 +6,7 @@ FROM rust:1-bookworm AS builder
 WORKDIR /src
 # Manifests first: Cargo.toml declares [[bench]] targets, so their files must exist too.
 COPY Cargo.toml Cargo.lock ./
+COPY crates ./crates
 COPY src ./src
 COPY benches ./benches
 COPY examples ./examples

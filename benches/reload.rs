@@ -13,9 +13,12 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use ch_edge_proxy::config;
-use ch_edge_proxy::reload::{Outcome, Status};
-use ch_edge_proxy::server::{Server, Shared};
+use std::sync::Arc;
+
+use ch_edge_proxy::model::config;
+use ch_edge_proxy::runtime::observe::Silent;
+use ch_edge_proxy::runtime::reload::{ReloadResult, Status, Trigger};
+use ch_edge_proxy::runtime::server::{Handle, Server};
 use tokio::sync::watch;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -94,11 +97,11 @@ async fn swap_live(path: &Path, text: &str, status: &mut watch::Receiver<Status>
     let started = Instant::now();
     write_atomic(path, text);
     let s = wait_for(status, |s| {
-        s.generation > generation || matches!(s.outcome, Outcome::Error(_))
+        s.generation > generation || matches!(s.result, ReloadResult::Error(_))
     })
     .await;
     let took = started.elapsed();
-    assert_eq!(s.outcome, Outcome::Ok, "{s:?}");
+    assert_eq!(s.result, ReloadResult::Ok, "{s:?}");
     (took, s.took)
 }
 
@@ -128,9 +131,9 @@ async fn swaps(
 /// [`rss`] once the last replaced table is freed: that happens after a
 /// reload is published, before the next one starts, so one more (unchanged)
 /// reload is waited for first.
-async fn settled_rss(shared: &Shared, status: &mut watch::Receiver<Status>) -> String {
+async fn settled_rss(proxy: &Handle, status: &mut watch::Receiver<Status>) -> String {
     status.borrow_and_update();
-    shared.request_reload();
+    proxy.request_reload();
     tokio::time::timeout(WAIT, status.changed())
         .await
         .unwrap()
@@ -221,26 +224,28 @@ fn main() {
             "listeners:\n  - name: native\n    address: \"127.0.0.1:0\"\n    upstream_port: 9440\ninclude: [routes.d]\n",
         )
         .unwrap();
-        let server = Server::bind(config::load(&main).unwrap()).await.unwrap();
-        let shared = server.shared();
-        let mut status = shared.reload.subscribe();
+        let server = Server::bind(config::load(&main).unwrap(), Arc::new(Silent))
+            .await
+            .unwrap();
+        let proxy = server.handle();
+        let mut status = proxy.reloads();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let running = tokio::spawn(server.run(async {
             let _ = stopped.await;
         }));
         // The reloader answers a request once it runs.
-        shared.request_reload();
-        wait_for(&mut status, |s| s.trigger == ch_edge_proxy::reload::Trigger::Signal).await;
+        proxy.request_reload();
+        wait_for(&mut status, |s| s.trigger == Trigger::Signal).await;
 
         report_swaps("10 routes", swaps(&file, &mut status, small_iters, 10).await);
-        println!("rss, 10 routes: {}", settled_rss(&shared, &mut status).await);
+        println!("rss, 10 routes: {}", settled_rss(&proxy, &mut status).await);
         report_swaps(
             &format!("{big_routes} routes in one file, all new"),
             swaps(&file, &mut status, big_iters, big_routes).await,
         );
         println!(
             "rss, {big_routes} routes in one file: {}",
-            settled_rss(&shared, &mut status).await
+            settled_rss(&proxy, &mut status).await
         );
 
         // The same file with one route edited: the other routes keep theirs.
@@ -257,7 +262,7 @@ fn main() {
         for _ in 0..big_iters {
             status.borrow_and_update();
             let started = Instant::now();
-            shared.request_reload();
+            proxy.request_reload();
             tokio::time::timeout(WAIT, status.changed()).await.unwrap().unwrap();
             rechecks.push(started.elapsed());
         }
@@ -271,7 +276,7 @@ fn main() {
             std::fs::write(routes_d.join(format!("r{f:04}.yaml")), text).unwrap();
         }
         let generation = status.borrow().generation;
-        shared.request_reload();
+        proxy.request_reload();
         wait_for(&mut status, |s| s.generation > generation).await;
         report_swaps(
             &format!("{big_routes} routes in {files} files, one file replaced"),
@@ -279,7 +284,7 @@ fn main() {
         );
         println!(
             "rss, {big_routes} routes in {files} files: {}",
-            settled_rss(&shared, &mut status).await
+            settled_rss(&proxy, &mut status).await
         );
 
         let _ = stop.send(());

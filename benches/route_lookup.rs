@@ -3,9 +3,9 @@
 
 use std::hint::black_box;
 
-use ch_edge_proxy::config::{parse_routes_file, Defaults, RouteSpec, UpstreamAddr};
-use ch_edge_proxy::resolve::Resolver;
-use ch_edge_proxy::route::RouteTable;
+use ch_edge_proxy::model::config::{parse_routes_file, Format};
+use ch_edge_proxy::model::route::{Defaults, RouteSpec, UpstreamAddr};
+use ch_edge_proxy::runtime::resolve::{Resolver, RouteTable};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 
 /// Route `i`: every tenth a wildcard `*.t{i}.ch.example.com`, the rest
@@ -82,8 +82,16 @@ fn build(c: &mut Criterion) {
             s.sni[0], s.upstreams[0].host
         ));
     }
-    group.bench_function("parse_routes_file_100k", |b| {
-        b.iter_with_large_drop(|| parse_routes_file(black_box(&yaml), "bench.yaml").unwrap())
+    group.bench_function("parse_routes_file_100k_yaml", |b| {
+        b.iter_with_large_drop(|| {
+            parse_routes_file(black_box(&yaml), "bench.yaml", Format::Yaml).unwrap()
+        })
+    });
+    let json = ch_edge_proxy::model::config::render_routes_file(&specs, Format::Json).unwrap();
+    group.bench_function("parse_routes_file_100k_json", |b| {
+        b.iter_with_large_drop(|| {
+            parse_routes_file(black_box(&json), "bench.json", Format::Json).unwrap()
+        })
     });
     group.finish();
 }

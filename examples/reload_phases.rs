@@ -10,9 +10,8 @@
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use ch_edge_proxy::config;
-use ch_edge_proxy::resolve::Resolver;
-use ch_edge_proxy::route::RouteTable;
+use ch_edge_proxy::model::config;
+use ch_edge_proxy::runtime::resolve::{Resolver, RouteTable};
 
 const ROUTES: usize = 100_000;
 

@@ -1,32 +1,15 @@
 //! ch-edge-proxy: an L4 edge proxy for ClickHouse on Kubernetes.
 //!
-//! The modules follow one connection through the proxy:
-//! accept → preamble (proxy_in + client_hello) → route → allow → connect →
-//! proxy_out → relay; around them: config, server (state, drain), admin,
-//! metrics/telemetry, access_log, and reload (watch, listeners).
+//! The code is layered; each layer uses only the ones below it (`tests/architecture.rs` fails
+//! on any import upwards and on any cycle between modules):
+//!
+//! | layer | where | what |
+//! |---|---|---|
+//! | wire | crate `ch-edge-wire` | pure parsers/encoders: ClickHouse clients' ClientHello, PROXY in/out, TLS alerts, SNI names |
+//! | model | [`model`] | routes and their table, allowlists, configuration, CHI → routes |
+//! | runtime | [`runtime`] | sockets and tasks: accept → preamble → connect → relay; reload, discovery, drain |
+//! | surface | [`surface`], `main.rs` | command line, admin endpoint, metrics exposition, access log |
 
-pub mod accept;
-pub mod access_log;
-pub mod admin;
-pub mod allow;
-pub mod chi;
-pub mod cli;
-pub mod client_hello;
-pub mod config;
-pub mod connect;
-pub mod connection;
-pub mod discovery;
-pub mod listeners;
-pub mod metrics;
-pub mod outcome;
-pub mod preamble;
-pub mod proxy_in;
-pub mod proxy_out;
-pub mod relay;
-pub mod reload;
-pub mod resolve;
-pub mod route;
-pub mod server;
-pub mod telemetry;
-pub mod tls_alert;
-pub mod watch;
+pub mod model;
+pub mod runtime;
+pub mod surface;

@@ -2,9 +2,10 @@
 
 use std::path::Path;
 
-use ch_edge_proxy::config::{self, ProxyInMode, ProxyVersion};
-use ch_edge_proxy::resolve::Resolver;
-use ch_edge_proxy::route::RouteTable;
+use ch_edge_proxy::model::config;
+use ch_edge_proxy::runtime::resolve::{Resolver, RouteTable};
+use ch_edge_wire::proxy_in::ProxyInMode;
+use ch_edge_wire::proxy_out::ProxyVersion;
 
 #[test]
 fn example_config_loads_and_routes() {

@@ -5,8 +5,8 @@ mod support;
 
 use std::net::SocketAddr;
 
-use ch_edge_proxy::config::ProxyVersion;
-use ch_edge_proxy::proxy_out;
+use ch_edge_wire::proxy_out;
+use ch_edge_wire::proxy_out::ProxyVersion;
 use rustls::AlertDescription;
 use support::peers::{self, RawBackend};
 use support::*;

@@ -406,7 +406,7 @@ async fn no_connection_fails_across_100_reloads() {
 async fn log_level_comes_from_the_config_without_rust_log() {
     let backend = RawBackend::start(false).await;
     let mut proxy = Proxy::start_config_level(&format!(
-        "{}log:\n  level: \"info,ch_edge_proxy::reload=debug\"\n",
+        "{}log:\n  level: \"info,ch_edge_proxy::runtime::reload=debug\"\n",
         config(&[("a.test", backend.addr)])
     ));
     // A YAML file the config does not include: a watch hint that changes

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use ch_edge_proxy::config;
+use ch_edge_proxy::model::config::{self, Format};
 
 const DOMAIN: &str = "ch.example.com";
 
@@ -89,13 +89,41 @@ fn golden_outputs() {
             input.display()
         );
 
-        let routes = config::parse_routes_file(&got, "generated")
+        let routes = config::parse_routes_file(&got, "generated", Format::Yaml)
             .unwrap_or_else(|e| panic!("{}: {e:#}", input.display()));
         assert!(!routes.is_empty(), "{}", input.display());
         assert!(routes
             .iter()
             .all(|r| r.upstreams.iter().all(|u| u.port.is_none())));
         check_includes(&golden_path);
+
+        // The same routes as JSON, which `include` reads too.
+        let out = from_chi(&[
+            "--domain",
+            DOMAIN,
+            "--format",
+            "json",
+            input.to_str().expect("utf-8 path"),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            input.display(),
+            stderr(&out)
+        );
+        let json = stdout(&out);
+        let from_json = config::parse_routes_file(&json, "generated", Format::Json)
+            .unwrap_or_else(|e| panic!("{}: {e}", input.display()));
+        assert_eq!(
+            from_json,
+            routes,
+            "{}: JSON and YAML differ",
+            input.display()
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let json_path = dir.path().join("routes.json");
+        std::fs::write(&json_path, json).expect("write routes.json");
+        check_includes(&json_path);
     }
 }
 
@@ -110,10 +138,10 @@ fn several_files_make_one_routes_file() {
         list.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let routes = config::parse_routes_file(&stdout(&out), "generated").unwrap();
+    let routes = config::parse_routes_file(&stdout(&out), "generated", Format::Yaml).unwrap();
     let golden = |name: &str| {
         let text = std::fs::read_to_string(fixtures().join(name)).unwrap();
-        config::parse_routes_file(&text, "generated").unwrap()
+        config::parse_routes_file(&text, "generated", Format::Yaml).unwrap()
     };
     let mut want = golden("simple.routes.yaml");
     want.extend(golden("list.routes.yaml"));
@@ -131,7 +159,7 @@ fn namespace_option_applies_to_chis_without_one() {
         simple.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let routes = config::parse_routes_file(&stdout(&out), "generated").unwrap();
+    let routes = config::parse_routes_file(&stdout(&out), "generated", Format::Yaml).unwrap();
     assert_eq!(&*routes[0].name, "staging/simple-01");
     assert_eq!(
         &*routes[0].upstreams[0].host,

@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use super::WAIT;
-use ch_edge_proxy::proxy_in::ProxyHeader;
+use ch_edge_wire::proxy_in::ProxyHeader;
 
 /// A port that was free a moment ago, for peers whose config needs a
 /// number (haproxy, nginx). The OS picks it; nothing is hard-coded.

@@ -10,7 +10,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-use ch_edge_proxy::proxy_in::{self, Parsed, ProxyHeader};
+use ch_edge_wire::proxy_in::{self, Parsed, ProxyHeader};
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())

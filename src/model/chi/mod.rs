@@ -1,0 +1,269 @@
+//! Routes derived from ClickHouseInstallations (CHIs) of the Altinity operator:
+//! the `routes from-chi` command and Kubernetes discovery share this.
+//!
+//! Per CHI `<chi>` in namespace `<ns>`, domain `D` (DESIGN.md, "Derived from CHI"):
+//! `<chi>.D` → the CHI service, `<chi>-<cluster>.D` → every host service of the
+//! cluster, `chi-<chi>-<cluster>-<host>.D` → that host's service.
+
+pub mod layout;
+pub mod naming;
+
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context};
+use ch_edge_wire::proxy_out::ProxyVersion;
+use ch_edge_wire::sni::{check_name, normalize_pattern};
+use ipnet::IpNet;
+use serde_json::Value;
+
+use crate::model::allow::parse_net;
+use crate::model::route::{RouteSpec, UpstreamAddr};
+
+pub const API_VERSION: &str = "clickhouse.altinity.com/v1";
+pub const KIND: &str = "ClickHouseInstallation";
+/// CHI annotation: comma-separated client CIDRs for all the CHI's routes.
+pub const ANNOTATION_ALLOW: &str = "ch-edge-proxy/allow";
+/// CHI annotation: `off`, `v1` or `v2`, the PROXY header sent to its upstreams.
+pub const ANNOTATION_PROXY_PROTOCOL: &str = "ch-edge-proxy/proxy-protocol";
+
+/// Routes for every CHI in `text` (YAML, `---`-separated documents, `kind: List`
+/// accepted); other kinds are ignored. `default_namespace` applies to CHIs
+/// without `metadata.namespace`.
+pub fn routes_from_manifests(
+    text: &str,
+    default_namespace: &str,
+    domain: &str,
+) -> anyhow::Result<Vec<RouteSpec>> {
+    let docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| {
+        anyhow!(
+            "{}",
+            e.render_with_options(serde_saphyr::render_options! {
+                snippets: serde_saphyr::SnippetMode::Off,
+            })
+        )
+    })?;
+    let mut routes = Vec::new();
+    for doc in &docs {
+        let items = match (doc.get("kind").and_then(Value::as_str), doc.get("items")) {
+            (Some("List"), Some(Value::Array(items))) => items.iter().collect(),
+            (Some("List"), None | Some(Value::Null)) => Vec::new(),
+            (Some("List"), Some(_)) => bail!("kind: List with non-list items"),
+            _ => vec![doc],
+        };
+        for item in items.into_iter().filter(|v| is_chi(v)) {
+            routes.extend(routes_for_chi(item, default_namespace, domain)?);
+        }
+    }
+    Ok(routes)
+}
+
+/// Whether `v` is a ClickHouseInstallation (`clickhouse.altinity.com/v1`).
+pub fn is_chi(v: &Value) -> bool {
+    v.get("apiVersion").and_then(Value::as_str) == Some(API_VERSION)
+        && v.get("kind").and_then(Value::as_str) == Some(KIND)
+}
+
+/// The routes of one CHI object: the CHI route, one per cluster, one per host.
+/// Errors name the CHI.
+pub fn routes_for_chi(
+    chi: &Value,
+    default_namespace: &str,
+    domain: &str,
+) -> anyhow::Result<Vec<RouteSpec>> {
+    let name = str_at(chi, &["metadata", "name"])
+        .ok()
+        .flatten()
+        .filter(|n| !n.is_empty())
+        .context("ClickHouseInstallation without metadata.name")?;
+    let ns = match str_at(chi, &["metadata", "namespace"]) {
+        Ok(Some(ns)) if !ns.is_empty() => ns,
+        _ => default_namespace,
+    };
+    derive(chi, name, ns, domain).with_context(|| format!("ClickHouseInstallation {ns}/{name}"))
+}
+
+fn derive(chi: &Value, name: &str, ns: &str, domain: &str) -> anyhow::Result<Vec<RouteSpec>> {
+    let allow = annotation(chi, ANNOTATION_ALLOW)?
+        .map(|a| parse_allow(a).with_context(|| format!("annotation {ANNOTATION_ALLOW}")))
+        .transpose()?;
+    let proxy_protocol = annotation(chi, ANNOTATION_PROXY_PROTOCOL)?
+        .map(|p| {
+            p.trim()
+                .parse::<ProxyVersion>()
+                .with_context(|| format!("annotation {ANNOTATION_PROXY_PROTOCOL}"))
+        })
+        .transpose()?;
+    let domain_pattern = str_at(chi, &["spec", "namespaceDomainPattern"])?;
+    let fqdn = |svc: &str| naming::fqdn(svc, ns, domain_pattern);
+    let source: Arc<str> = format!("chi:{ns}/{name}").into();
+    let chi_part = naming::chi_part(name);
+    let route = |route_name: String, sni: String, upstreams: Vec<String>| {
+        let sni = normalize_pattern(&sni).map_err(|e| anyhow!("derived SNI {sni:?}: {e}"))?;
+        let upstreams = upstreams
+            .into_iter()
+            .map(|host| match check_name(&host) {
+                Ok(()) => Ok(UpstreamAddr {
+                    host: host.into(),
+                    port: None,
+                }),
+                Err(e) => Err(anyhow!("derived service name {host:?}: {e}")),
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok::<_, anyhow::Error>(RouteSpec {
+            name: route_name.into(),
+            sni: vec![sni.into()],
+            upstreams,
+            allow: allow.clone(),
+            proxy_protocol,
+            source: source.clone(),
+        })
+    };
+
+    let chi_service = match service_template_generate_name(chi)? {
+        Some(pattern) => naming::expand_chi_macros(pattern, name, ns),
+        None => naming::chi_service(name),
+    };
+    let mut routes = vec![route(
+        format!("{ns}/{name}"),
+        format!("{chi_part}.{domain}"),
+        vec![fqdn(&chi_service)],
+    )?];
+
+    let defaults_template = str_at(
+        chi,
+        &["spec", "defaults", "templates", "replicaServiceTemplate"],
+    )?;
+    for (cluster_index, (cluster, cluster_obj)) in clusters(chi)?.into_iter().enumerate() {
+        let hosts = layout::hosts(cluster_obj.and_then(|c| c.get("layout")))
+            .with_context(|| format!("cluster {cluster:?}"))?;
+        let cluster_template = layout::replica_service_template(cluster_obj)?;
+        let mut cluster_upstreams = Vec::with_capacity(hosts.len());
+        let mut host_routes = Vec::with_capacity(hosts.len());
+        for host in hosts {
+            let template = host
+                .service_template
+                .as_deref()
+                .or(cluster_template)
+                .or(defaults_template);
+            let generate_name = match template {
+                Some(t) => generate_name(chi, t)?,
+                None => None,
+            };
+            let svc = match generate_name {
+                Some(pattern) => naming::expand_host_macros(
+                    pattern,
+                    &naming::HostMacros {
+                        chi: name,
+                        namespace: ns,
+                        cluster,
+                        cluster_index,
+                        shard: &host.shard,
+                        shard_index: host.shard_index,
+                        replica: &host.replica,
+                        replica_index: host.replica_index,
+                        host: &host.name,
+                    },
+                ),
+                None => naming::host_service(name, cluster, &host.name),
+            };
+            cluster_upstreams.push(fqdn(&svc));
+            host_routes.push(route(
+                format!("{ns}/{name}/{cluster}/{}", host.name),
+                format!("{svc}.{domain}"),
+                vec![fqdn(&svc)],
+            )?);
+        }
+        routes.push(route(
+            format!("{ns}/{name}/{cluster}"),
+            format!("{chi_part}-{}.{domain}", naming::short_part(cluster)),
+            cluster_upstreams,
+        )?);
+        routes.extend(host_routes);
+    }
+    Ok(routes)
+}
+
+/// `(name, cluster object)` of each cluster; no clusters → the operator's default
+/// cluster `cluster` (1 shard × 1 replica).
+fn clusters(chi: &Value) -> anyhow::Result<Vec<(&str, Option<&Value>)>> {
+    let list = match at(chi, &["spec", "configuration", "clusters"]) {
+        None | Some(Value::Null) => return Ok(vec![("cluster", None)]),
+        Some(Value::Array(a)) if a.is_empty() => return Ok(vec![("cluster", None)]),
+        Some(Value::Array(a)) => a,
+        Some(_) => bail!("spec.configuration.clusters: expected a list"),
+    };
+    list.iter()
+        .enumerate()
+        .map(|(i, c)| match str_at(c, &["name"]) {
+            Ok(Some(n)) if !n.is_empty() => Ok((n, Some(c))),
+            _ => Err(anyhow!("cluster #{}: missing name", i + 1)),
+        })
+        .collect()
+}
+
+/// `generateName` of the CHI-level service template (`spec.defaults.templates.
+/// serviceTemplate`, else the first of `serviceTemplates`), if it has one.
+fn service_template_generate_name(chi: &Value) -> anyhow::Result<Option<&str>> {
+    let refs = ["spec", "defaults", "templates"];
+    let wanted = match str_at(chi, &[refs[0], refs[1], refs[2], "serviceTemplate"])? {
+        Some(t) => Some(t),
+        None => match at(chi, &[refs[0], refs[1], refs[2], "serviceTemplates"]) {
+            Some(Value::Array(a)) => a.first().and_then(Value::as_str),
+            _ => None,
+        },
+    };
+    match wanted {
+        Some(t) => generate_name(chi, t),
+        None => Ok(None),
+    }
+}
+
+/// `generateName` of `spec.templates.serviceTemplates[name == wanted]`, if
+/// that template exists and has one (a missing template: the default name).
+fn generate_name<'a>(chi: &'a Value, wanted: &str) -> anyhow::Result<Option<&'a str>> {
+    let templates = match at(chi, &["spec", "templates", "serviceTemplates"]) {
+        Some(Value::Array(a)) => a.as_slice(),
+        _ => &[],
+    };
+    let found = templates
+        .iter()
+        .find(|t| t.get("name").and_then(Value::as_str) == Some(wanted));
+    match found {
+        Some(t) => Ok(str_at(t, &["generateName"])?.filter(|g| !g.is_empty())),
+        None => Ok(None),
+    }
+}
+
+fn annotation<'a>(chi: &'a Value, key: &str) -> anyhow::Result<Option<&'a str>> {
+    str_at(chi, &["metadata", "annotations", key])
+}
+
+/// `"10.0.0.0/8, 192.0.2.1"`: CIDRs or single addresses, at least one.
+pub fn parse_allow(value: &str) -> anyhow::Result<Vec<IpNet>> {
+    let nets = value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| parse_net(s).ok_or_else(|| anyhow!("invalid CIDR {s:?}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if nets.is_empty() {
+        bail!("no CIDRs in {value:?}");
+    }
+    Ok(nets)
+}
+
+fn at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
+    path.iter().try_fold(v, |v, k| v.get(k))
+}
+
+/// A string at `path`; absent or null is `None`, another type is an error.
+fn str_at<'a>(v: &'a Value, path: &[&str]) -> anyhow::Result<Option<&'a str>> {
+    match at(v, path) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => bail!("{}: expected a string, got {other}", path.join(".")),
+    }
+}
+
+#[cfg(test)]
+mod tests;

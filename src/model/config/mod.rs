@@ -1,0 +1,258 @@
+//! Configuration: files on disk → validated, typed [`Config`].
+//!
+//! The grammar is serde's, in one place ([`raw`]): the main file is YAML, route files YAML or
+//! JSON. Validation turns it into this module's typed sections and the route layer's specs
+//! ([`crate::model::route`]); every problem is reported as a [`ConfigError`] with its file,
+//! line and route.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ch_edge_wire::proxy_in::Policy;
+
+use crate::model::route::{duplicate_claims, Defaults, Routes};
+
+mod cache;
+mod error;
+mod include;
+mod raw;
+mod route_file;
+mod routes;
+mod summary;
+mod validate;
+
+pub use cache::RouteFiles;
+pub use error::{ConfigError, Problem};
+pub use include::is_route_file;
+pub use raw::Format;
+pub use route_file::{parse_routes_file, render_routes_file};
+pub use summary::summary;
+
+use error::Problems;
+
+/// A fully validated configuration: inline routes and every `include` merged.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this configuration was read from.
+    pub path: PathBuf,
+    pub listeners: Vec<ListenerConfig>,
+    pub admin: Option<AdminConfig>,
+    pub timeouts: Timeouts,
+    pub limits: Limits,
+    pub defaults: Defaults,
+    /// Inline routes first, then included files in sorted path order
+    /// (shared per file with the parse cache and the next reload).
+    pub routes: Routes,
+    /// The `include` entries as written (files or directories), resolved
+    /// relative to the config file's directory.
+    pub includes: Vec<PathBuf>,
+    pub discovery: Discovery,
+    pub log: LogConfig,
+    /// Hash over the text of every file read (main file, then each included
+    /// file with its path): equal hashes mean an identical configuration.
+    pub content_hash: u64,
+    /// The validated routes of each included file, reused by the next
+    /// [`load_reusing`] for files whose text is unchanged.
+    pub route_files: RouteFiles,
+}
+
+/// `log:` section: access-log format and sampling, log level.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogConfig {
+    pub access: AccessLogFormat,
+    /// Fraction of relayed connections logged (0.0..=1.0); refusals are
+    /// always logged, since they are what an operator debugs.
+    pub sample: f64,
+    /// `tracing` filter directive used unless `RUST_LOG` is set.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            access: AccessLogFormat::Json,
+            sample: 1.0,
+            level: "info".to_owned(),
+        }
+    }
+}
+
+/// How access-log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AccessLogFormat {
+    /// One structured event per connection (a JSON line, like every log line).
+    #[default]
+    Json,
+    /// One event whose message is a single human-readable line.
+    Text,
+    Off,
+}
+
+ch_edge_wire::keywords!(AccessLogFormat {
+    Json => "json",
+    Text => "text",
+    Off => "off",
+});
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerConfig {
+    /// Metric/log label.
+    pub name: String,
+    pub address: SocketAddr,
+    /// Port used for upstreams written without one; defaults to `address`'s port.
+    pub upstream_port: u16,
+    /// The PROXY header we accept from the peer in front of us (the NLB).
+    pub proxy_protocol: Policy,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub address: SocketAddr,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timeouts {
+    pub client_hello: Duration,
+    pub connect: Duration,
+    pub idle: Duration,
+    pub drain: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            client_hello: Duration::from_secs(5),
+            connect: Duration::from_secs(3),
+            idle: Duration::from_secs(3600),
+            drain: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 100_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Discovery {
+    pub kubernetes: KubernetesDiscovery,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KubernetesDiscovery {
+    pub enabled: bool,
+    pub domain: String,
+    pub namespaces: Vec<String>,
+    pub label_selector: String,
+}
+
+/// Loads and validates `path` and everything it includes.
+///
+/// Problems carry the file, the line where known, and what is wrong, e.g.
+/// `routes.d/a.yaml:7: route "demo" (#2): allow: invalid CIDR "10.0.0.0/33"`;
+/// several problems are listed together, one per line.
+pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
+    load_reusing(path, &RouteFiles::default())
+}
+
+/// Like [`load`], taking the routes of included files whose text is the same
+/// as when `previous` was made from there instead of parsing them again
+/// (usually `previous` is the live config's [`Config::route_files`]). The
+/// result is the same as [`load`]'s; checks across files still run in full.
+pub fn load_reusing(path: &std::path::Path, previous: &RouteFiles) -> Result<Config, ConfigError> {
+    let file = path.display().to_string();
+    let text = include::read(path).map_err(|e| Problem::in_file(&file, e))?;
+    from_str_reusing(&text, path, previous)
+}
+
+/// Like [`load`], with the main file's text given; `path` names it in errors
+/// and relative `include` entries are resolved against its directory.
+pub fn from_str(text: &str, path: &std::path::Path) -> Result<Config, ConfigError> {
+    from_str_reusing(text, path, &RouteFiles::default())
+}
+
+fn from_str_reusing(
+    text: &str,
+    path: &std::path::Path,
+    previous: &RouteFiles,
+) -> Result<Config, ConfigError> {
+    let file = path.display().to_string();
+    let raw: raw::RawConfig = raw::parse(Format::Yaml, text, &file)?;
+    let mut errs = Problems::default();
+    let (mut config, entries) = validate::config(raw, path, &mut errs);
+    let mut hash = include::Fingerprint::new(text);
+    let mut parsed = cache::Builder::default();
+    for entry in &entries {
+        let files = include::files(&entry.path);
+        hash.files(&files);
+        let files = match files {
+            Ok(files) => files,
+            Err(e) => {
+                errs.add(&file, Some(&entry.at), "include", e);
+                continue;
+            }
+        };
+        for f in files {
+            let source = f.display().to_string();
+            let text = include::read(&f);
+            hash.text(&text);
+            let text = match text {
+                Ok(text) => text,
+                Err(e) => {
+                    errs.add(&source, None, "", e);
+                    continue;
+                }
+            };
+            let text_hash = cache::text_hash(&text);
+            let routes = match previous.get(&f, text_hash) {
+                Some(routes) => routes.clone(),
+                None => {
+                    let before = errs.len();
+                    let routes = route_file::read(&text, &source, Format::of(&f), &mut errs);
+                    if errs.len() != before {
+                        continue;
+                    }
+                    routes.into()
+                }
+            };
+            config.routes.push_group(routes.clone());
+            parsed.add(&f, text_hash, routes);
+        }
+    }
+    config.content_hash = hash.finish();
+    config.route_files = parsed.finish();
+    for e in duplicate_claims(&config.routes) {
+        errs.push(e.into());
+    }
+    errs.finish(config)
+}
+
+/// The [`Config::content_hash`] that loading `path` now would produce, as
+/// long as its `include` entries are still `includes` (true whenever the
+/// main file is unchanged, the case this is for): lets a reload skip parsing
+/// when nothing changed.
+pub fn fingerprint(path: &std::path::Path, includes: &[PathBuf]) -> Result<u64, String> {
+    let text = include::read(path)?;
+    let mut hash = include::Fingerprint::new(&text);
+    for entry in includes {
+        let files = include::files(entry);
+        hash.files(&files);
+        for f in files.iter().flatten() {
+            hash.text(&include::read(f));
+        }
+    }
+    Ok(hash.finish())
+}
+
+#[cfg(test)]
+mod tests;

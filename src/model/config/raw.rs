@@ -1,0 +1,319 @@
+//! The configuration's grammar, once: serde types for the main file and for route files. Every
+//! section refuses unknown keys, and values that need checking keep their source location
+//! ([`Spanned`]) so validation errors can point at a line. Route files are read from YAML and
+//! JSON through these same types, and written back (`routes from-chi`) through them too.
+
+use std::fmt;
+use std::str::FromStr;
+
+use ch_edge_wire::proxy_in::ProxyInMode;
+use ch_edge_wire::proxy_out::ProxyVersion;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
+use serde_saphyr::Spanned;
+
+use super::error::Problem;
+use super::AccessLogFormat;
+
+pub(crate) type S<T> = Spanned<T>;
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    #[serde(default, deserialize_with = "nullable")]
+    pub listeners: Vec<S<RawListener>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub admin: Option<RawAdmin>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub timeouts: RawTimeouts,
+    #[serde(default, deserialize_with = "nullable")]
+    pub limits: RawLimits,
+    #[serde(default, deserialize_with = "nullable")]
+    pub defaults: RawDefaults,
+    #[serde(default, deserialize_with = "nullable")]
+    pub routes: Vec<S<RawRoute>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub include: Vec<S<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub discovery: RawDiscovery,
+    #[serde(default, deserialize_with = "nullable")]
+    pub log: RawLog,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLog {
+    pub access: Option<Keyword<AccessLogFormat>>,
+    pub sample: Option<S<f64>>,
+    pub level: Option<S<String>>,
+}
+
+/// A route file (`include`, `routes from-chi`): exactly `routes: [...]`.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRoutesFile {
+    #[serde(deserialize_with = "nullable")]
+    pub routes: Vec<S<RawRoute>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawListener {
+    pub name: Option<S<String>>,
+    pub address: Option<S<String>>,
+    pub upstream_port: Option<S<u16>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub proxy_protocol: Option<RawProxyIn>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawProxyIn {
+    #[serde(default, deserialize_with = "nullable")]
+    pub mode: Option<S<Keyword<ProxyInMode>>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub trusted: Vec<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAdmin {
+    pub address: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTimeouts {
+    pub client_hello: Option<S<String>>,
+    pub connect: Option<S<String>>,
+    pub idle: Option<S<String>>,
+    pub drain: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLimits {
+    pub max_connections: Option<S<usize>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDefaults {
+    pub allow: Option<Vec<S<String>>>,
+    pub proxy_protocol: Option<Keyword<ProxyVersion>>,
+}
+
+/// One route entry. Written back with absent fields left out.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRoute {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<S<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sni: Option<S<OneOrMany>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<S<OneOrMany>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow: Option<Vec<S<String>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy_protocol: Option<Keyword<ProxyVersion>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDiscovery {
+    #[serde(default, deserialize_with = "nullable")]
+    pub kubernetes: RawKubernetes,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawKubernetes {
+    #[serde(default, deserialize_with = "nullable")]
+    pub enabled: bool,
+    pub domain: Option<S<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub namespaces: Vec<S<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub label_selector: String,
+}
+
+/// An empty value (`routes:` with every entry commented out) means the default.
+fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Option::<T>::deserialize(d).map(Option::unwrap_or_default)
+}
+
+/// `key: value` or `key: [value, ...]`.
+#[derive(Debug)]
+pub(crate) enum OneOrMany {
+    /// Located by the enclosing `Spanned`.
+    One(String),
+    Many(Vec<S<String>>),
+}
+
+/// One item as a string, several as a list: the shape people write.
+impl Serialize for OneOrMany {
+    fn serialize<Z: Serializer>(&self, z: Z) -> Result<Z::Ok, Z::Error> {
+        match self {
+            OneOrMany::One(one) => z.serialize_str(one),
+            OneOrMany::Many(many) => many.serialize(z),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for OneOrMany {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = OneOrMany;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or a list of strings")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<OneOrMany, E> {
+                Ok(OneOrMany::One(v.to_owned()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<OneOrMany, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(OneOrMany::Many(items))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A keyword value (`off`, `v1`, `required`, …), read and written through its type's one
+/// spelling (`FromStr` + `Display`, [`ch_edge_wire::keywords`]). YAML 1.1 reads a plain `off`
+/// as the boolean `false`; serde-saphyr hands a typed field the text `off`, but a deserializer
+/// that has already made it a boolean `false` gets `off` too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Keyword<T>(pub T);
+
+impl<'de, T> Deserialize<'de> for Keyword<T>
+where
+    T: FromStr,
+    T::Err: fmt::Display,
+{
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<T> Visitor<'_> for V<T>
+        where
+            T: FromStr,
+            T::Err: fmt::Display,
+        {
+            type Value = Keyword<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a keyword")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Keyword<T>, E> {
+                v.parse()
+                    .map(Keyword)
+                    .map_err(|e| E::custom(format!("invalid value {e}")))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Keyword<T>, E> {
+                if v {
+                    Err(E::invalid_value(de::Unexpected::Bool(v), &self))
+                } else {
+                    self.visit_str("off")
+                }
+            }
+        }
+        d.deserialize_str(V(std::marker::PhantomData))
+    }
+}
+
+impl<T: fmt::Display> Serialize for Keyword<T> {
+    fn serialize<Z: Serializer>(&self, z: Z) -> Result<Z::Ok, Z::Error> {
+        z.collect_str(&self.0)
+    }
+}
+
+/// How a file is written. The main configuration is YAML; a route file is JSON when its name
+/// ends in `.json` (big generated tables: an order of magnitude faster to read), else YAML.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    #[default]
+    Yaml,
+    Json,
+}
+
+ch_edge_wire::keywords!(Format {
+    Yaml => "yaml",
+    Json => "json",
+});
+
+impl Format {
+    /// The format of a route file at `path`.
+    pub fn of(path: &std::path::Path) -> Format {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some(e) if e.eq_ignore_ascii_case("json") => Format::Json,
+            _ => Format::Yaml,
+        }
+    }
+}
+
+/// Parses `text`, written in `format`, as `T`; a problem names `file` and the line.
+pub(crate) fn parse<T: serde::de::DeserializeOwned>(
+    format: Format,
+    text: &str,
+    file: &str,
+) -> Result<T, Problem> {
+    match format {
+        Format::Yaml => parse_yaml(text, file),
+        Format::Json => serde_json::from_str(text).map_err(|e| describe_json(&e, file)),
+    }
+}
+
+fn parse_yaml<T: serde::de::DeserializeOwned>(text: &str, file: &str) -> Result<T, Problem> {
+    let mut options = serde_saphyr::Options::default();
+    // The default budget (250k nodes, 1M events) stops near 50k routes in
+    // one file; allow about a million. Alias-bomb limits stay at their defaults.
+    options.budget = serde_saphyr::budget! {
+        max_nodes: 10_000_000,
+        max_events: 20_000_000,
+    };
+    serde_saphyr::from_str_with_options(text, options).map_err(|e| describe_yaml(&e, file))
+}
+
+fn describe_yaml(e: &serde_saphyr::Error, file: &str) -> Problem {
+    let msg = e.render_with_options(serde_saphyr::render_options! {
+        snippets: serde_saphyr::SnippetMode::Off,
+    });
+    // The renderer appends " at line L, column C"; the line goes next to the file.
+    let located = e.location().filter(|l| l.line() > 0).and_then(|l| {
+        let suffix = format!(" at line {}, column {}", l.line(), l.column());
+        msg.strip_suffix(suffix.as_str())
+            .map(|m| (l.line(), m.to_owned()))
+    });
+    let (line, mut message) = match located {
+        Some((line, m)) => (Some(line), m),
+        None => (None, msg.clone()),
+    };
+    // A plain `*` starts a YAML alias: the parser's complaint names aliases or anchors.
+    if msg.contains("alias") || msg.contains("anchor") {
+        message
+            .push_str(" (hint: quote values that start with '*', e.g. sni: \"*.ch.example.com\")");
+    }
+    Problem {
+        line,
+        message,
+        ..Problem::in_file(file, "")
+    }
+}
+
+fn describe_json(e: &serde_json::Error, file: &str) -> Problem {
+    let msg = e.to_string();
+    // serde_json appends " at line L column C".
+    let suffix = format!(" at line {} column {}", e.line(), e.column());
+    Problem {
+        line: Some(e.line() as u64).filter(|l| *l > 0),
+        message: msg.strip_suffix(&suffix).unwrap_or(&msg).to_owned(),
+        ..Problem::in_file(file, "")
+    }
+}

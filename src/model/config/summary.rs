@@ -1,0 +1,135 @@
+//! The human-readable summary printed by `ch-edge-proxy check`.
+
+use std::collections::HashMap;
+use std::fmt::Write;
+
+use ch_edge_wire::proxy_in::ProxyInMode;
+
+use super::Config;
+
+/// A multi-line description of `config`: listeners, admin, timeouts, limits,
+/// defaults, route counts per source, includes and discovery.
+pub fn summary(config: &Config) -> String {
+    let mut out = String::new();
+    // `write!` into a String cannot fail.
+    let _ = write_summary(&mut out, config);
+    out
+}
+
+fn write_summary(out: &mut String, c: &Config) -> std::fmt::Result {
+    writeln!(out, "config: {}", c.path.display())?;
+    writeln!(out, "listeners ({}):", c.listeners.len())?;
+    let width = c.listeners.iter().map(|l| l.name.len()).max().unwrap_or(0);
+    for l in &c.listeners {
+        let pp = &l.proxy_protocol;
+        write!(
+            out,
+            "  {:width$}  {}  upstream port {}  PROXY in: {}",
+            l.name, l.address, l.upstream_port, pp.mode
+        )?;
+        if pp.mode != ProxyInMode::Off {
+            write!(out, " from {}", join(&pp.trusted))?;
+        }
+        writeln!(out)?;
+    }
+    match &c.admin {
+        Some(a) => writeln!(out, "admin: {}", a.address)?,
+        None => writeln!(out, "admin: none")?,
+    }
+    let t = &c.timeouts;
+    writeln!(
+        out,
+        "timeouts: client_hello {}, connect {}, idle {}, drain {}",
+        humantime::format_duration(t.client_hello),
+        humantime::format_duration(t.connect),
+        humantime::format_duration(t.idle),
+        humantime::format_duration(t.drain),
+    )?;
+    writeln!(out, "limits: max_connections {}", c.limits.max_connections)?;
+    let allow = if c.defaults.allow.is_empty() {
+        "nobody".to_owned()
+    } else {
+        join(&c.defaults.allow)
+    };
+    writeln!(
+        out,
+        "defaults: allow {allow}; proxy_protocol to upstreams {}",
+        c.defaults.proxy_protocol
+    )?;
+
+    let (mut exact, mut wild, mut catch_all) = (0, 0, false);
+    for p in c.routes.iter().flat_map(|r| &r.sni) {
+        match &**p {
+            "*" => catch_all = true,
+            p if p.starts_with("*.") => wild += 1,
+            _ => exact += 1,
+        }
+    }
+    writeln!(
+        out,
+        "routes: {} ({}, {}, catch-all: {})",
+        c.routes.len(),
+        plural(exact, "exact name"),
+        plural(wild, "wildcard"),
+        if catch_all { "yes" } else { "no" }
+    )?;
+    let mut sources: Vec<(&str, usize)> = Vec::new();
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    for r in &c.routes {
+        let i = *index.entry(&r.source).or_insert_with(|| {
+            sources.push((&r.source, 0));
+            sources.len() - 1
+        });
+        if let Some(s) = sources.get_mut(i) {
+            s.1 += 1;
+        }
+    }
+    for (source, n) in sources {
+        writeln!(out, "  {n:>6}  {source}")?;
+    }
+    if c.includes.is_empty() {
+        writeln!(out, "includes: none")?;
+    } else {
+        writeln!(out, "includes:")?;
+        for i in &c.includes {
+            writeln!(out, "  {}", i.display())?;
+        }
+    }
+    writeln!(
+        out,
+        "log: access {}, sample {} (refusals always), level {:?} (unless RUST_LOG is set)",
+        c.log.access, c.log.sample, c.log.level
+    )?;
+    let k = &c.discovery.kubernetes;
+    if k.enabled {
+        let ns = if k.namespaces.is_empty() {
+            "all".to_owned()
+        } else {
+            k.namespaces.join(", ")
+        };
+        writeln!(
+            out,
+            "discovery: kubernetes on, domain {}, namespaces {ns}, label selector {:?}",
+            k.domain, k.label_selector
+        )?;
+    } else {
+        writeln!(out, "discovery: kubernetes off")?;
+    }
+    Ok(())
+}
+
+fn join<T: std::fmt::Display>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(T::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn plural(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}

@@ -1,0 +1,898 @@
+use std::fs;
+use std::path::Path;
+use std::sync::Arc;
+
+use ch_edge_wire::proxy_in::ProxyInMode;
+use ch_edge_wire::proxy_out::ProxyVersion;
+use ipnet::IpNet;
+
+use super::raw::Keyword;
+use super::*;
+use crate::model::route::{RouteSpec, UpstreamAddr};
+
+const LISTENER: &str = "listeners:\n  - name: native\n    address: \"127.0.0.1:9440\"\n";
+
+fn parse(yaml: &str) -> Result<Config, ConfigError> {
+    from_str(yaml, Path::new("cfg.yaml"))
+}
+
+/// The error text for `yaml`, which must fail.
+fn error(yaml: &str) -> String {
+    match parse(yaml) {
+        Ok(c) => panic!("accepted: {c:?}"),
+        Err(e) => format!("{e:#}"),
+    }
+}
+
+/// `LISTENER` plus `rest`.
+fn with_listener(rest: &str) -> String {
+    format!("{LISTENER}{rest}")
+}
+
+fn assert_contains(text: &str, parts: &[&str]) {
+    for p in parts {
+        assert!(text.contains(p), "{p:?} not in:\n{text}");
+    }
+}
+
+fn net(s: &str) -> IpNet {
+    s.parse().unwrap()
+}
+
+#[test]
+fn minimal_config_gets_defaults() {
+    let c = parse(LISTENER).unwrap();
+    assert_eq!(c.path, Path::new("cfg.yaml"));
+    assert_eq!(c.listeners.len(), 1);
+    let l = &c.listeners[0];
+    assert_eq!(
+        (
+            l.name.as_str(),
+            l.address.to_string().as_str(),
+            l.upstream_port
+        ),
+        ("native", "127.0.0.1:9440", 9440)
+    );
+    assert_eq!(
+        l.proxy_protocol,
+        Policy {
+            mode: ProxyInMode::Off,
+            trusted: vec![]
+        }
+    );
+    assert!(c.admin.is_none());
+    assert_eq!(c.timeouts, Timeouts::default());
+    assert_eq!(c.timeouts.idle, Duration::from_secs(3600));
+    assert_eq!(c.limits.max_connections, 100_000);
+    assert_eq!(c.defaults.allow, vec![net("0.0.0.0/0"), net("::/0")]);
+    assert_eq!(c.defaults.proxy_protocol, ProxyVersion::Off);
+    assert!(c.routes.is_empty() && c.includes.is_empty());
+    assert_eq!(c.discovery, Discovery::default());
+}
+
+#[test]
+fn design_example_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir(dir.path().join("routes.d")).unwrap();
+    let yaml = r#"
+listeners:
+  - name: native
+    address: "0.0.0.0:9440"
+    upstream_port: 9440
+    proxy_protocol:
+      mode: optional
+      trusted: ["10.0.0.0/8"]
+  - name: https
+    address: "0.0.0.0:8443"
+admin:
+  address: "127.0.0.1:9090"
+timeouts:
+  client_hello: 5s
+  connect: 3s
+  idle: 1h
+  drain: 30s
+limits:
+  max_connections: 100000
+defaults:
+  allow: ["0.0.0.0/0", "::/0"]
+  proxy_protocol: off
+routes:
+  - name: demo
+    sni: demo.ch.example.com
+    upstream: clickhouse-demo.ns.svc.cluster.local
+    allow: ["203.0.113.0/24"]
+    proxy_protocol: v1
+include:
+  - routes.d
+discovery:
+  kubernetes:
+    enabled: false
+    domain: ch.example.com
+    namespaces: []
+    label_selector: ""
+"#;
+    let path = dir.path().join("c.yaml");
+    fs::write(&path, yaml).unwrap();
+    let c = load(&path).unwrap();
+    assert_eq!(c.listeners[0].proxy_protocol.mode, ProxyInMode::Optional);
+    assert_eq!(
+        c.listeners[0].proxy_protocol.trusted,
+        vec![net("10.0.0.0/8")]
+    );
+    assert_eq!(c.listeners[1].upstream_port, 8443);
+    assert_eq!(c.admin.unwrap().address.to_string(), "127.0.0.1:9090");
+    assert_eq!(
+        c.routes,
+        vec![RouteSpec {
+            name: "demo".into(),
+            sni: vec!["demo.ch.example.com".into()],
+            upstreams: vec![UpstreamAddr {
+                host: "clickhouse-demo.ns.svc.cluster.local".into(),
+                port: None
+            }],
+            allow: Some(vec![net("203.0.113.0/24")]),
+            proxy_protocol: Some(ProxyVersion::V1),
+            source: path.display().to_string().into(),
+        }]
+    );
+    assert_eq!(c.includes, vec![dir.path().join("routes.d")]);
+    assert_eq!(c.discovery.kubernetes.domain, "ch.example.com");
+}
+
+#[test]
+fn unknown_keys_are_refused_with_file_and_line() {
+    let cases = [
+        ("bogus: 1\n", 4),
+        ("timeouts:\n  conect: 3s\n", 5),
+        (
+            "routes:\n  - sni: a.example.com\n    upstream: x\n    alow: []\n",
+            7,
+        ),
+        ("discovery:\n  kubernetes:\n    enable: true\n", 6),
+        ("admin:\n  address: \"127.0.0.1:9090\"\n  port: 1\n", 6),
+    ];
+    for (rest, line) in cases {
+        let e = error(&with_listener(rest));
+        let key = rest
+            .lines()
+            .nth(line - 4)
+            .unwrap()
+            .trim()
+            .trim_start_matches("- ")
+            .split(':')
+            .next()
+            .unwrap();
+        assert_contains(
+            &e,
+            &[
+                &format!("cfg.yaml:{line}: "),
+                &format!("unknown field `{key}`"),
+            ],
+        );
+    }
+    let e = error("listeners:\n  - name: a\n    address: \"127.0.0.1:1\"\n    proxy_protocol: {mode: off, trust: []}\n");
+    assert_contains(&e, &["cfg.yaml:4: ", "unknown field `trust`"]);
+}
+
+#[test]
+fn route_errors_name_file_line_route_and_field() {
+    let e = error(&with_listener(
+        "routes:\n  - sni: ok.example.com\n    upstream: x\n  - name: demo\n    sni: demo.example.com\n    upstream: x\n    allow: [\"10.0.0.0/33\"]\n",
+    ));
+    assert_eq!(
+        e,
+        "cfg.yaml:10: route \"demo\" (#2): allow: invalid CIDR \"10.0.0.0/33\""
+    );
+}
+
+#[test]
+fn bad_cidrs_everywhere() {
+    let e = error(&with_listener(
+        "defaults:\n  allow: [\"10.0.0.0/8\", \"banana\"]\n",
+    ));
+    assert_eq!(e, "cfg.yaml:5: defaults.allow: invalid CIDR \"banana\"");
+    let e = error("listeners:\n  - name: n\n    address: \"127.0.0.1:1\"\n    proxy_protocol:\n      mode: required\n      trusted: [\"300.0.0.0/8\"]\n");
+    assert_eq!(
+        e,
+        "cfg.yaml:6: listener \"n\" (#1): proxy_protocol.trusted: invalid CIDR \"300.0.0.0/8\""
+    );
+    // A bare address is that one host.
+    let c = parse(&with_listener(
+        "defaults:\n  allow: [\"192.0.2.7\", \"2001:db8::1\"]\n",
+    ))
+    .unwrap();
+    assert_eq!(
+        c.defaults.allow,
+        vec![net("192.0.2.7/32"), net("2001:db8::1/128")]
+    );
+    // An empty list is allowed: routes without their own `allow` deny everyone.
+    let c = parse(&with_listener("defaults:\n  allow: []\n")).unwrap();
+    assert!(c.defaults.allow.is_empty());
+}
+
+#[test]
+fn proxy_in_modes_need_trusted_peers() {
+    for mode in ["optional", "required"] {
+        for trusted in ["", "      trusted: []\n"] {
+            let e = error(&format!(
+                "listeners:\n  - name: nlb\n    address: \"0.0.0.0:9440\"\n    proxy_protocol:\n      mode: {mode}\n{trusted}"
+            ));
+            assert_contains(
+                &e,
+                &[
+                    "cfg.yaml:5: listener \"nlb\" (#1): proxy_protocol: ",
+                    &format!("mode {mode} needs `trusted`"),
+                ],
+            );
+        }
+    }
+    let c = parse("listeners:\n  - name: nlb\n    address: \"0.0.0.0:9440\"\n    proxy_protocol: {mode: required, trusted: [10.0.0.0/8]}\n").unwrap();
+    assert_eq!(c.listeners[0].proxy_protocol.mode, ProxyInMode::Required);
+}
+
+#[test]
+fn yaml_off_is_a_keyword_not_a_boolean() {
+    let yaml = "listeners:\n  - name: a\n    address: \"127.0.0.1:1\"\n    proxy_protocol:\n      mode: off\n  - name: b\n    address: \"127.0.0.1:2\"\n    proxy_protocol: {mode: OFF}\ndefaults:\n  proxy_protocol: off\nroutes:\n  - sni: a.b\n    upstream: x\n    proxy_protocol: off\n  - sni: c.d\n    upstream: x\n    proxy_protocol: \"Off\"\n  - sni: e.f\n    upstream: x\n    proxy_protocol: V2\n";
+    let c = parse(yaml).unwrap();
+    assert!(c
+        .listeners
+        .iter()
+        .all(|l| l.proxy_protocol.mode == ProxyInMode::Off));
+    assert_eq!(c.defaults.proxy_protocol, ProxyVersion::Off);
+    let pp: Vec<_> = c.routes.iter().map(|r| r.proxy_protocol).collect();
+    assert_eq!(
+        pp,
+        [
+            Some(ProxyVersion::Off),
+            Some(ProxyVersion::Off),
+            Some(ProxyVersion::V2)
+        ]
+    );
+    // A deserializer that already turned `off` into a boolean still works.
+    let v: Keyword<ProxyVersion> =
+        serde::Deserialize::deserialize(serde::de::value::BoolDeserializer::<
+            serde::de::value::Error,
+        >::new(false))
+        .unwrap();
+    assert_eq!(v.0, ProxyVersion::Off);
+    let e = error(&with_listener("defaults:\n  proxy_protocol: v3\n"));
+    assert_contains(&e, &["cfg.yaml:5: ", "v3", "one of off, v1, v2"]);
+}
+
+#[test]
+fn durations() {
+    let c = parse(&with_listener(
+        "timeouts:\n  client_hello: 1500ms\n  idle: 2h 30m\n",
+    ))
+    .unwrap();
+    assert_eq!(c.timeouts.client_hello, Duration::from_millis(1500));
+    assert_eq!(c.timeouts.idle, Duration::from_secs(9000));
+    assert_eq!(
+        c.timeouts.connect,
+        Duration::from_secs(3),
+        "unset keys keep their default"
+    );
+    let e = error(&with_listener("timeouts:\n  connect: 5 parsecs\n"));
+    assert_contains(
+        &e,
+        &[
+            "cfg.yaml:5: timeouts.connect: invalid duration \"5 parsecs\"",
+            "parsecs",
+        ],
+    );
+    let e = error(&with_listener("timeouts:\n  idle: 0s\n"));
+    assert_eq!(
+        e,
+        "cfg.yaml:5: timeouts.idle: \"0s\": must be greater than zero"
+    );
+    let e = error(&with_listener("timeouts:\n  drain: 5\n"));
+    assert_contains(&e, &["timeouts.drain: invalid duration \"5\""]);
+    let e = error(&with_listener("timeouts:\n  drain: 1000y\n"));
+    assert_contains(&e, &["timeouts.drain: \"1000y\": at most 365d"]);
+}
+
+#[test]
+fn listener_errors() {
+    let e = error("listeners:\n  - name: a\n    address: \"localhost:9440\"\n");
+    assert_contains(
+        &e,
+        &["cfg.yaml:3: listener \"a\" (#1): address: invalid address \"localhost:9440\""],
+    );
+    let e = error("listeners:\n  - name: a\n    address: \"1.2.3.4\"\n");
+    assert_contains(&e, &["invalid address \"1.2.3.4\" (expected ip:port"]);
+    let e = error("listeners:\n  - address: \"1.2.3.4:1\"\n");
+    assert_contains(&e, &["cfg.yaml:2: listener #1: name: missing or empty"]);
+    let e = error("listeners:\n  - name: a\n");
+    assert_contains(&e, &["listener \"a\" (#1): address: missing"]);
+    let e = error("listeners:\n  - name: a\n    address: \"127.0.0.1:1\"\n  - name: a\n    address: \"127.0.0.1:2\"\n");
+    assert_eq!(e, "cfg.yaml: listeners: two listeners are named \"a\"");
+    let e = error("listeners:\n  - name: a\n    address: \"127.0.0.1:1\"\n  - name: b\n    address: \"127.0.0.1:1\"\n");
+    assert_contains(
+        &e,
+        &["listeners \"a\" (127.0.0.1:1) and \"b\" (127.0.0.1:1) bind the same address"],
+    );
+    let e = error("listeners:\n  - name: a\n    address: \"0.0.0.0:1\"\n  - name: b\n    address: \"10.1.1.1:1\"\n");
+    assert_contains(&e, &["bind the same address"]);
+    // Different families, or different ports, do not clash.
+    parse("listeners:\n  - name: a\n    address: \"0.0.0.0:1\"\n  - name: b\n    address: \"[::]:1\"\n  - name: c\n    address: \"0.0.0.0:2\"\n").unwrap();
+    let e = error("listeners:\n  - name: a\n    address: \"127.0.0.1:1\"\n    upstream_port: 0\n");
+    assert_contains(
+        &e,
+        &["cfg.yaml:4: listener \"a\" (#1): upstream_port: must be 1-65535"],
+    );
+    let e = error("listeners:\n  - name: a\n    address: \"127.0.0.1:0\"\n");
+    assert_contains(&e, &["upstream_port: required when the address has port 0"]);
+    let c = parse("listeners:\n  - name: a\n    address: \"[::1]:0\"\n    upstream_port: 9000\n")
+        .unwrap();
+    assert_eq!(c.listeners[0].upstream_port, 9000);
+}
+
+#[test]
+fn no_listeners() {
+    for yaml in ["", "listeners: []\n", "routes: []\n"] {
+        assert_eq!(
+            error(yaml),
+            "cfg.yaml: listeners: at least one listener is required"
+        );
+    }
+}
+
+#[test]
+fn route_shape_errors() {
+    let e = error(&with_listener("routes:\n  - sni: a.example.com\n"));
+    assert_eq!(
+        e,
+        "cfg.yaml:5: route \"a.example.com\" (#1): upstream: missing or empty"
+    );
+    let e = error(&with_listener(
+        "routes:\n  - sni: a.example.com\n    upstream: []\n",
+    ));
+    assert_eq!(
+        e,
+        "cfg.yaml:5: route \"a.example.com\" (#1): upstream: missing or empty"
+    );
+    let e = error(&with_listener("routes:\n  - name: x\n    upstream: h\n"));
+    assert_eq!(e, "cfg.yaml:5: route \"x\" (#1): sni: missing or empty");
+    let e = error(&with_listener("routes:\n  - sni: []\n    upstream: h\n"));
+    assert_eq!(e, "cfg.yaml:5: route #1: sni: missing or empty");
+    let e = error(&with_listener("routes:\n  - sni: \"\"\n    upstream: h\n"));
+    assert_eq!(
+        e,
+        "cfg.yaml:5: route \"\" (#1): sni: invalid pattern \"\": empty"
+    );
+    let e = error(&with_listener(
+        "routes:\n  - sni: a\n    upstream: h\n    name: \"\"\n",
+    ));
+    assert_contains(&e, &["cfg.yaml:7: ", "name: empty"]);
+}
+
+#[test]
+fn sni_patterns_are_checked_and_normalised() {
+    let e = error(&with_listener(
+        "routes:\n  - sni: [ok.example.com, \"a.*.b\"]\n    upstream: h\n",
+    ));
+    assert_contains(
+        &e,
+        &["cfg.yaml:5: route \"ok.example.com\" (#1): sni: invalid pattern \"a.*.b\": '*' is allowed only alone or as the whole leftmost label"],
+    );
+    for bad in [
+        "\"a..b\"",
+        "\"a b\"",
+        "\"*a.b\"",
+        "\"d\u{e9}mo.example.com\"",
+        "\"a/b\"",
+    ] {
+        let e = error(&with_listener(&format!(
+            "routes:\n  - sni: {bad}\n    upstream: h\n"
+        )));
+        assert_contains(&e, &["sni: invalid pattern"]);
+    }
+    // An unquoted `*` is YAML alias syntax: the error says to quote it.
+    let e = error(&with_listener(
+        "routes:\n  - sni: *.example.com\n    upstream: h\n",
+    ));
+    assert_contains(
+        &e,
+        &["cfg.yaml:5:", "hint: quote values that start with '*'"],
+    );
+    let c = parse(&with_listener(
+        "routes:\n  - sni: [Demo.CH.example.com., \"*.Pods.example.com\", \"*\"]\n    upstream: h\n",
+    ))
+    .unwrap();
+    assert_eq!(
+        c.routes[0].sni,
+        ["demo.ch.example.com", "*.pods.example.com", "*"].map(Arc::from)
+    );
+    assert_eq!(
+        &*c.routes[0].name, "demo.ch.example.com",
+        "name defaults to the first sni"
+    );
+    assert_eq!(&*c.routes[0].source, "cfg.yaml");
+}
+
+#[test]
+fn upstream_syntax() {
+    let ok = [
+        ("host", "host", None),
+        (
+            "host.ns.svc.cluster.local:9440",
+            "host.ns.svc.cluster.local",
+            Some(9440),
+        ),
+        ("Host-1_x.example.com.", "Host-1_x.example.com.", None),
+        ("1.2.3.4:9440", "1.2.3.4", Some(9440)),
+        ("1.2.3.4", "1.2.3.4", None),
+        ("[::1]:9440", "::1", Some(9440)),
+        ("[2001:db8::5]", "2001:db8::5", None),
+        ("::1", "::1", None),
+        ("2001:db8::5", "2001:db8::5", None),
+    ];
+    for (text, host, port) in ok {
+        assert_eq!(
+            text.parse::<UpstreamAddr>(),
+            Ok(UpstreamAddr {
+                host: host.into(),
+                port
+            }),
+            "{text}"
+        );
+    }
+    let bad = [
+        ("", "empty"),
+        ("host:", "invalid port \"\""),
+        ("host:0", "invalid port \"0\""),
+        ("host:65536", "invalid port"),
+        ("host:http", "invalid port"),
+        ("::1:9440:x", "[addr]:port"),
+        ("[::1", "missing ']'"),
+        ("[::1]9440", "expected ':port'"),
+        ("[nope]:1", "not an IPv6 address"),
+        ("a b", "invalid character ' '"),
+        ("a..b", "empty label"),
+        ("1.2.3.999", "not a valid IPv4 address"),
+        ("https://host", "invalid"),
+    ];
+    for (text, why) in bad {
+        let e = text.parse::<UpstreamAddr>().unwrap_err();
+        assert!(e.contains(why), "{text}: {e}");
+    }
+    let e = error(&with_listener(
+        "routes:\n  - sni: a\n    upstream: [ok, \"h:99999\"]\n",
+    ));
+    assert_eq!(e, "cfg.yaml:6: route \"a\" (#1): upstream: invalid upstream \"h:99999\": invalid port \"99999\" (1-65535)");
+}
+
+#[test]
+fn limits_and_discovery() {
+    let e = error(&with_listener("limits:\n  max_connections: 0\n"));
+    assert_eq!(e, "cfg.yaml:5: limits.max_connections: must be at least 1");
+    let e = error(&with_listener("limits:\n  max_connections: -1\n"));
+    assert_contains(&e, &["cfg.yaml:5"]);
+    let e = error(&with_listener(
+        "discovery:\n  kubernetes:\n    enabled: true\n",
+    ));
+    assert_eq!(
+        e,
+        "cfg.yaml: discovery.kubernetes: enabled needs a `domain` (routes are <name>.<domain>)"
+    );
+    let e = error(&with_listener(
+        "discovery:\n  kubernetes:\n    enabled: true\n    domain: \"\"\n",
+    ));
+    assert_contains(&e, &["enabled needs a `domain`"]);
+    let e = error(&with_listener(
+        "discovery:\n  kubernetes:\n    domain: \"*.x\"\n",
+    ));
+    assert_contains(
+        &e,
+        &["cfg.yaml:6: discovery.kubernetes.domain: invalid domain \"*.x\""],
+    );
+    let enabled = with_listener(
+        "discovery:\n  kubernetes:\n    enabled: true\n    domain: CH.Example.com.\n    namespaces: [a, b, a]\n    label_selector: team=x\n",
+    );
+    if !cfg!(feature = "k8s") {
+        assert_eq!(
+            error(&enabled),
+            "cfg.yaml: discovery.kubernetes.enabled: this binary was built without the k8s feature (build with `--features k8s`)"
+        );
+        return;
+    }
+    let c = parse(&enabled).unwrap();
+    let k = c.discovery.kubernetes;
+    assert!(k.enabled);
+    assert_eq!(
+        (k.domain.as_str(), k.namespaces, k.label_selector.as_str()),
+        (
+            "ch.example.com",
+            vec!["a".to_owned(), "b".to_owned()],
+            "team=x"
+        )
+    );
+}
+
+#[test]
+fn several_problems_are_listed_together() {
+    let e = error("listeners:\n  - name: a\n    address: nope\ntimeouts:\n  idle: 0s\nlimits:\n  max_connections: 0\n");
+    assert_contains(
+        &e,
+        &[
+            "3 configuration errors:",
+            "\n  cfg.yaml:3: listener \"a\" (#1): address",
+            "\n  cfg.yaml:5: timeouts.idle",
+            "\n  cfg.yaml:7: limits.max_connections",
+        ],
+    );
+}
+
+/// Writes `files` (relative path → content) under a new temp dir.
+fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        let p = dir.path().join(name);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, text).unwrap();
+    }
+    dir
+}
+
+fn route_yaml(sni: &str) -> String {
+    format!("routes:\n  - sni: {sni}\n    upstream: h\n")
+}
+
+#[test]
+fn include_file_and_directory() {
+    let dir = tree(&[
+        ("etc/c.yaml", &with_listener("routes:\n  - sni: main.example.com\n    upstream: h\ninclude: [routes.d, one.yml]\n")),
+        ("etc/routes.d/b.yaml", &route_yaml("b.example.com")),
+        ("etc/routes.d/a.yml", &route_yaml("a.example.com")),
+        ("etc/routes.d/notes.txt", "not yaml"),
+        ("etc/routes.d/.hidden.yaml", "garbage: ["),
+        ("etc/routes.d/sub/c.yaml", &route_yaml("c.example.com")),
+        ("etc/one.yml", &route_yaml("one.example.com")),
+    ]);
+    let etc = dir.path().join("etc");
+    let c = load(&etc.join("c.yaml")).unwrap();
+    let got: Vec<(&str, &str)> = c.routes.iter().map(|r| (&*r.name, &*r.source)).collect();
+    let src = |p: &str| etc.join(p).display().to_string();
+    let (main, a, b, one) = (
+        src("c.yaml"),
+        src("routes.d/a.yml"),
+        src("routes.d/b.yaml"),
+        src("one.yml"),
+    );
+    assert_eq!(
+        got,
+        [
+            ("main.example.com", main.as_str()),
+            ("a.example.com", a.as_str()),
+            ("b.example.com", b.as_str()),
+            ("one.example.com", one.as_str()),
+        ]
+    );
+    assert_eq!(c.includes, vec![etc.join("routes.d"), etc.join("one.yml")]);
+}
+
+#[cfg(unix)]
+#[test]
+fn include_kubelet_configmap_layout() {
+    use std::os::unix::fs::symlink;
+    let dir = tree(&[
+        ("c.yaml", &with_listener("include: [routes.d]\n")),
+        (
+            "routes.d/..2026_01_01_00_00_00.123/routes.yaml",
+            &route_yaml("demo.example.com"),
+        ),
+        (
+            "routes.d/..2026_01_01_00_00_00.123/more.yaml",
+            &route_yaml("more.example.com"),
+        ),
+    ]);
+    let d = dir.path().join("routes.d");
+    symlink("..2026_01_01_00_00_00.123", d.join("..data")).unwrap();
+    symlink("..data/routes.yaml", d.join("routes.yaml")).unwrap();
+    symlink("..data/more.yaml", d.join("more.yaml")).unwrap();
+    let c = load(&dir.path().join("c.yaml")).unwrap();
+    let got: Vec<(&str, String)> = c
+        .routes
+        .iter()
+        .map(|r| (&*r.name, r.source.to_string()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                "more.example.com",
+                d.join("more.yaml").display().to_string()
+            ),
+            (
+                "demo.example.com",
+                d.join("routes.yaml").display().to_string()
+            ),
+        ],
+        "each file once, through its top-level symlink"
+    );
+    // A dangling symlink is an unreadable include.
+    symlink("..data/gone.yaml", d.join("gone.yaml")).unwrap();
+    let e = format!("{:#}", load(&dir.path().join("c.yaml")).unwrap_err());
+    assert_contains(&e, &["include: cannot read ", "gone.yaml"]);
+}
+
+#[test]
+fn include_errors() {
+    let dir = tree(&[("c.yaml", &with_listener("include:\n  - missing.d\n"))]);
+    let e = format!("{:#}", load(&dir.path().join("c.yaml")).unwrap_err());
+    let missing = dir.path().join("missing.d").display().to_string();
+    assert_contains(
+        &e,
+        &["c.yaml:5: include: cannot read ", &missing, "No such file"],
+    );
+
+    let dir = tree(&[
+        ("c.yaml", &with_listener("include: [r.yaml]\n")),
+        (
+            "r.yaml",
+            "routes:\n  - sni: a.example.com\n    upstream: [h\n",
+        ),
+    ]);
+    let e = format!("{:#}", load(&dir.path().join("c.yaml")).unwrap_err());
+    assert_contains(&e, &[&format!("{}:", dir.path().join("r.yaml").display())]);
+
+    // An included file holds `routes` only.
+    let dir = tree(&[
+        ("c.yaml", &with_listener("include: [r.yaml]\n")),
+        ("r.yaml", &format!("{LISTENER}routes: []\n")),
+    ]);
+    let e = format!("{:#}", load(&dir.path().join("c.yaml")).unwrap_err());
+    assert_contains(
+        &e,
+        &["r.yaml:1: unknown field `listeners`, expected one of routes"],
+    );
+
+    // An empty file is refused (a half-written file must not drop its routes).
+    let dir = tree(&[
+        ("c.yaml", &with_listener("include: [r.yaml]\n")),
+        ("r.yaml", ""),
+    ]);
+    let e = format!("{:#}", load(&dir.path().join("c.yaml")).unwrap_err());
+    assert_contains(&e, &["r.yaml", "routes"]);
+
+    let e = format!(
+        "{:#}",
+        load(Path::new("/nonexistent/ch-edge-proxy.yaml")).unwrap_err()
+    );
+    assert_contains(
+        &e,
+        &["/nonexistent/ch-edge-proxy.yaml: cannot read: No such file"],
+    );
+}
+
+#[test]
+fn route_errors_in_included_files_name_the_file() {
+    let dir = tree(&[
+        ("c.yaml", &with_listener("include: [routes.d]\n")),
+        (
+            "routes.d/a.yaml",
+            "routes:\n  - sni: x.example.com\n    upstream: h\n  - name: demo\n    sni: demo.example.com\n    upstream: h\n    allow: [\"10.0.0.0/33\"]\n",
+        ),
+    ]);
+    let e = format!("{:#}", load(&dir.path().join("c.yaml")).unwrap_err());
+    let a = dir.path().join("routes.d/a.yaml").display().to_string();
+    assert_eq!(
+        e,
+        format!("{a}:7: route \"demo\" (#2): allow: invalid CIDR \"10.0.0.0/33\"")
+    );
+}
+
+#[test]
+fn duplicate_claims_across_files() {
+    let dir = tree(&[
+        ("c.yaml", &with_listener("routes:\n  - name: main\n    sni: Demo.Example.com.\n    upstream: h\ninclude: [r.yaml]\n")),
+        ("r.yaml", "routes:\n  - sni: other.example.com\n    upstream: h\n  - name: dup\n    sni: [x.example.com, demo.example.com]\n    upstream: h\n"),
+    ]);
+    let e = format!("{:#}", load(&dir.path().join("c.yaml")).unwrap_err());
+    let (c, r) = (
+        dir.path().join("c.yaml").display().to_string(),
+        dir.path().join("r.yaml").display().to_string(),
+    );
+    assert_eq!(
+        e,
+        format!("SNI \"demo.example.com\" is claimed twice: route \"main\" (#1) in {c} and route \"dup\" (#2) in {r}")
+    );
+    let e = error(&with_listener(
+        "routes:\n  - sni: \"*.a\"\n    upstream: h\n  - sni: \"*.A.\"\n    upstream: h\n",
+    ));
+    assert_contains(&e, &["SNI \"*.a\" is claimed twice"]);
+}
+
+#[test]
+fn parse_routes_file_checks_like_an_include() {
+    let routes = parse_routes_file(&route_yaml("a.example.com"), "gen.yaml", Format::Yaml).unwrap();
+    assert_eq!(routes.len(), 1);
+    assert_eq!(&*routes[0].source, "gen.yaml");
+    let e = format!(
+        "{:#}",
+        parse_routes_file(
+            "routes:\n  - sni: a\n    upstream: h\n  - sni: A\n    upstream: h\n",
+            "gen.yaml",
+            Format::Yaml
+        )
+        .unwrap_err()
+    );
+    assert_contains(
+        &e,
+        &[
+            "SNI \"a\" is claimed twice",
+            "(#1) in gen.yaml",
+            "(#2) in gen.yaml",
+        ],
+    );
+    let e = format!(
+        "{:#}",
+        parse_routes_file("routes: []\nextra: 1\n", "gen.yaml", Format::Yaml).unwrap_err()
+    );
+    assert_contains(&e, &["gen.yaml:2: unknown field `extra`"]);
+}
+
+#[test]
+fn summary_describes_the_config() {
+    let dir = tree(&[
+        (
+            "c.yaml",
+            "listeners:\n  - name: native\n    address: \"0.0.0.0:9440\"\n    proxy_protocol: {mode: required, trusted: [10.0.0.0/8]}\n  - name: https\n    address: \"0.0.0.0:8443\"\n    upstream_port: 8444\nadmin: {address: \"127.0.0.1:9090\"}\ntimeouts: {idle: 90m}\nroutes:\n  - sni: [a.example.com, \"*.b.example.com\"]\n    upstream: h\ninclude: [r.yaml]\n",
+        ),
+        ("r.yaml", "routes:\n  - sni: \"*\"\n    upstream: h\n  - sni: c.example.com\n    upstream: h\n"),
+    ]);
+    let c = load(&dir.path().join("c.yaml")).unwrap();
+    let s = summary(&c);
+    let r = dir.path().join("r.yaml").display().to_string();
+    assert_contains(
+        &s,
+        &[
+            "listeners (2):",
+            "native  0.0.0.0:9440  upstream port 9440  PROXY in: required from 10.0.0.0/8",
+            "https   0.0.0.0:8443  upstream port 8444  PROXY in: off",
+            "admin: 127.0.0.1:9090",
+            "timeouts: client_hello 5s, connect 3s, idle 1h 30m, drain 30s",
+            "limits: max_connections 100000",
+            "defaults: allow 0.0.0.0/0, ::/0; proxy_protocol to upstreams off",
+            "routes: 3 (2 exact names, 1 wildcard, catch-all: yes)",
+            &format!("       2  {r}"),
+            "includes:\n  ",
+            "discovery: kubernetes off",
+        ],
+    );
+}
+
+#[test]
+fn large_files_fit_the_parser_budget() {
+    // serde-saphyr's default budget stops at 250k nodes (~50k routes in one
+    // file); ours must take more. A flat list keeps this fast in debug builds.
+    let n = 255_000;
+    let yaml = format!("[{}0]", "0,".repeat(n - 1));
+    let v: Vec<u8> = raw::parse(Format::Yaml, &yaml, "big.yaml").unwrap();
+    assert_eq!(v.len(), n);
+}
+
+#[test]
+fn empty_sections_mean_defaults() {
+    // Every route commented out leaves `routes:` empty: that is no routes, not an error.
+    let c = parse(&with_listener(
+        "routes:\n#  - sni: a\ninclude:\ntimeouts:\ndefaults:\ndiscovery:\n  kubernetes:\n",
+    ))
+    .unwrap();
+    assert!(c.routes.is_empty() && c.includes.is_empty());
+    assert_eq!(c.timeouts, Timeouts::default());
+    assert_eq!(c.defaults, Defaults::default());
+    assert_eq!(
+        parse_routes_file("routes:\n", "r.yaml", Format::Yaml).unwrap(),
+        vec![]
+    );
+    let e = error("listeners:\n");
+    assert_eq!(e, "cfg.yaml: listeners: at least one listener is required");
+}
+
+#[test]
+fn log_section() {
+    let c = parse(LISTENER).unwrap();
+    assert_eq!(c.log, LogConfig::default());
+    let c = parse(&with_listener(
+        "log:\n  access: text\n  sample: 0.25\n  level: \"warn,access=info\"\n",
+    ))
+    .unwrap();
+    assert_eq!(c.log.access, AccessLogFormat::Text);
+    assert_eq!(c.log.sample, 0.25);
+    assert_eq!(c.log.level, "warn,access=info");
+    // A plain `off` is YAML 1.1's false: still the keyword.
+    let c = parse(&with_listener("log:\n  access: off\n")).unwrap();
+    assert_eq!(c.log.access, AccessLogFormat::Off);
+    assert_contains(
+        &error(&with_listener("log:\n  sample: 1.5\n")),
+        &["cfg.yaml:5:", "log.sample", "1.5"],
+    );
+    assert_contains(
+        &error(&with_listener("log:\n  level: \"info,=[\"\n")),
+        &["cfg.yaml:5:", "log.level"],
+    );
+    assert_contains(
+        &error(&with_listener("log:\n  access: xml\n")),
+        &["json, text, off"],
+    );
+    assert_contains(
+        &error(&with_listener("log:\n  format: json\n")),
+        &["format"],
+    );
+    assert!(summary(&parse(LISTENER).unwrap()).contains("log: access json, sample 1"));
+}
+
+#[test]
+fn content_hash_follows_every_file_and_fingerprint_matches_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fs::create_dir(d.join("routes.d")).unwrap();
+    fs::write(
+        d.join("routes.d/a.yaml"),
+        "routes:\n  - sni: a.test\n    upstream: up\n",
+    )
+    .unwrap();
+    let main = d.join("config.yaml");
+    fs::write(&main, with_listener("include: [routes.d]\n")).unwrap();
+    let first = load(&main).unwrap();
+    assert_eq!(fingerprint(&main, &first.includes), Ok(first.content_hash));
+    // A new file in an included directory changes the hash.
+    fs::write(
+        d.join("routes.d/b.yaml"),
+        "routes:\n  - sni: b.test\n    upstream: up\n",
+    )
+    .unwrap();
+    let second = load(&main).unwrap();
+    assert_ne!(second.content_hash, first.content_hash);
+    assert_eq!(
+        fingerprint(&main, &second.includes),
+        Ok(second.content_hash)
+    );
+    // An edit to one included file too.
+    fs::write(
+        d.join("routes.d/b.yaml"),
+        "routes:\n  - sni: c.test\n    upstream: up\n",
+    )
+    .unwrap();
+    assert_ne!(
+        fingerprint(&main, &second.includes),
+        Ok(second.content_hash)
+    );
+}
+
+#[test]
+fn a_big_route_file_reports_every_problem_with_line_and_number() {
+    let n = 8_000;
+    let mut text = "routes:\n".to_owned();
+    for k in 0..n {
+        let sni = match k {
+            9 => "bad..name".to_owned(),
+            7_000 => "also bad!".to_owned(),
+            _ => format!("r{k}.ch.test"),
+        };
+        text.push_str(&format!(
+            "  - sni: {sni:?}\n    upstream: \"10.0.{}.{}:9440\"\n",
+            k / 256,
+            k % 256
+        ));
+    }
+    let e = parse_routes_file(&text, "big.yaml", Format::Yaml)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "2 configuration errors:\n  \
+         big.yaml:20: route \"bad..name\" (#10): sni: invalid pattern \"bad..name\": empty label (leading dot or two dots in a row)\n  \
+         big.yaml:14002: route \"also bad!\" (#7001): sni: invalid pattern \"also bad!\": invalid character ' ' (names hold letters, digits, '-', '_' and '.')"
+    );
+    let good = text
+        .replace("bad..name", "r9.ch.test")
+        .replace("also bad!", "r7000.ch.test");
+    let routes = parse_routes_file(&good, "big.yaml", Format::Yaml).unwrap();
+    assert_eq!(routes.len(), n);
+    assert_eq!(
+        routes[n - 1].sni,
+        [Arc::from(format!("r{}.ch.test", n - 1))]
+    );
+}

@@ -1,0 +1,427 @@
+//! Raw schema → typed [`Config`]: every value checked, every problem collected
+//! with its file, line and what it belongs to, e.g.
+//! `routes.d/a.yaml:7: route "demo" (#2): allow: invalid CIDR "10.0.0.0/33"`.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ch_edge_wire::proxy_in::{Policy, ProxyInMode};
+use ch_edge_wire::sni::check_name;
+use ipnet::IpNet;
+use serde_saphyr::Location;
+
+use super::error::Problems;
+use super::raw::{RawConfig, RawDiscovery, RawListener, RawLog, S};
+use super::*;
+use crate::model::allow::parse_net;
+use crate::model::route::Defaults;
+
+/// Longest accepted timeout: keeps `Instant + timeout` arithmetic far from overflow.
+const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Whether this binary can watch Kubernetes (feature `k8s`).
+const KUBERNETES: bool = cfg!(feature = "k8s");
+
+/// One `include` entry, resolved against the config file's directory.
+pub(crate) struct IncludeEntry {
+    pub path: PathBuf,
+    pub at: Location,
+}
+
+/// Validates the main file. Routes are the inline ones; includes are returned
+/// for the caller to read.
+pub(crate) fn config(
+    raw: RawConfig,
+    path: &Path,
+    errs: &mut Problems,
+) -> (Config, Vec<IncludeEntry>) {
+    let file = path.display().to_string();
+    let file = file.as_str();
+    let base = path.parent().unwrap_or(Path::new(""));
+
+    if raw.listeners.is_empty() {
+        errs.add(file, None, "listeners", "at least one listener is required");
+    }
+    let listeners: Vec<ListenerConfig> = raw
+        .listeners
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, l)| listener(l, i + 1, file, errs))
+        .collect();
+    check_listener_clashes(&listeners, file, errs);
+
+    let admin = raw.admin.and_then(|a| match a.address {
+        None => {
+            errs.add(file, None, "admin.address", "missing");
+            None
+        }
+        Some(addr) => {
+            socket_addr(&addr, file, "admin.address", errs).map(|address| AdminConfig { address })
+        }
+    });
+
+    let dflt = Timeouts::default();
+    let t = raw.timeouts;
+    let timeouts = Timeouts {
+        client_hello: duration(
+            t.client_hello,
+            dflt.client_hello,
+            "timeouts.client_hello",
+            file,
+            errs,
+        ),
+        connect: duration(t.connect, dflt.connect, "timeouts.connect", file, errs),
+        idle: duration(t.idle, dflt.idle, "timeouts.idle", file, errs),
+        drain: duration(t.drain, dflt.drain, "timeouts.drain", file, errs),
+    };
+
+    let mut limits = Limits::default();
+    if let Some(max) = raw.limits.max_connections {
+        if max.value == 0 {
+            errs.add(
+                file,
+                Some(&max.referenced),
+                "limits.max_connections",
+                "must be at least 1",
+            );
+        }
+        limits.max_connections = max.value;
+    }
+
+    let mut defaults = Defaults::default();
+    if let Some(allow) = raw.defaults.allow {
+        defaults.allow = cidrs(located(&allow), file, "defaults.allow", errs);
+    }
+    if let Some(pp) = raw.defaults.proxy_protocol {
+        defaults.proxy_protocol = pp.0;
+    }
+
+    let routes = super::routes::routes(raw.routes, &file.into(), errs);
+
+    let mut entries = Vec::new();
+    for inc in raw.include {
+        if inc.value.is_empty() {
+            errs.add(file, Some(&inc.referenced), "include", "empty path");
+            continue;
+        }
+        entries.push(IncludeEntry {
+            path: base.join(&inc.value),
+            at: inc.referenced,
+        });
+    }
+
+    let discovery = discovery(raw.discovery, file, errs);
+    let log = log(raw.log, file, errs);
+
+    let config = Config {
+        path: path.to_path_buf(),
+        listeners,
+        admin,
+        timeouts,
+        limits,
+        defaults,
+        routes: routes.into(),
+        includes: entries.iter().map(|e| e.path.clone()).collect(),
+        discovery,
+        log,
+        content_hash: 0,
+        route_files: RouteFiles::default(),
+    };
+    (config, entries)
+}
+
+fn log(raw: RawLog, file: &str, errs: &mut Problems) -> LogConfig {
+    let mut log = LogConfig::default();
+    if let Some(access) = raw.access {
+        log.access = access.0;
+    }
+    if let Some(sample) = raw.sample {
+        if (0.0..=1.0).contains(&sample.value) {
+            log.sample = sample.value;
+        } else {
+            errs.add(
+                file,
+                Some(&sample.referenced),
+                "log.sample",
+                format!("{} is not between 0.0 and 1.0", sample.value),
+            );
+        }
+    }
+    if let Some(level) = raw.level {
+        match tracing_subscriber::EnvFilter::builder().parse(&level.value) {
+            Ok(_) => log.level = level.value,
+            Err(e) => errs.add(
+                file,
+                Some(&level.referenced),
+                "log.level",
+                format!(
+                    "invalid filter {:?}: {e} (e.g. info, debug, warn,access=off)",
+                    level.value
+                ),
+            ),
+        }
+    }
+    log
+}
+
+fn listener(
+    raw: S<RawListener>,
+    i: usize,
+    file: &str,
+    errs: &mut Problems,
+) -> Option<ListenerConfig> {
+    let at = raw.referenced;
+    let l = raw.value;
+    let name = l.name.as_ref().map(|n| n.value.clone()).unwrap_or_default();
+    let what = if name.is_empty() {
+        format!("listener #{i}")
+    } else {
+        format!("listener {name:?} (#{i})")
+    };
+    let ok_before = errs.len();
+    if name.is_empty() {
+        let at = l.name.as_ref().map_or(&at, |n| &n.referenced);
+        errs.add(
+            file,
+            Some(at),
+            &format!("{what}: name"),
+            "missing or empty (it labels metrics and logs)",
+        );
+    }
+    let address = match &l.address {
+        None => {
+            errs.add(file, Some(&at), &format!("{what}: address"), "missing");
+            None
+        }
+        Some(a) => socket_addr(a, file, &format!("{what}: address"), errs),
+    };
+    let upstream_port = match (&l.upstream_port, address) {
+        (Some(p), _) if p.value == 0 => {
+            errs.add(
+                file,
+                Some(&p.referenced),
+                &format!("{what}: upstream_port"),
+                "must be 1-65535",
+            );
+            0
+        }
+        (Some(p), _) => p.value,
+        (None, Some(a)) if a.port() == 0 => {
+            errs.add(
+                file,
+                Some(&at),
+                &format!("{what}: upstream_port"),
+                "required when the address has port 0",
+            );
+            0
+        }
+        (None, Some(a)) => a.port(),
+        (None, None) => 0,
+    };
+    let mut proxy_protocol = Policy::default();
+    if let Some(pp) = l.proxy_protocol {
+        let field = format!("{what}: proxy_protocol");
+        proxy_protocol.trusted = cidrs(
+            located(&pp.trusted),
+            file,
+            &format!("{field}.trusted"),
+            errs,
+        );
+        if let Some(mode) = pp.mode {
+            proxy_protocol.mode = mode.value.0;
+            if mode.value.0 != ProxyInMode::Off && pp.trusted.is_empty() {
+                let m = mode.value.0;
+                errs.add(
+                    file,
+                    Some(&mode.referenced),
+                    &field,
+                    format!("mode {m} needs `trusted`: the CIDRs of the peers (load balancers) allowed to send a PROXY header"),
+                );
+            }
+        }
+    }
+    let address = address?;
+    (errs.len() == ok_before).then_some(ListenerConfig {
+        name,
+        address,
+        upstream_port,
+        proxy_protocol,
+    })
+}
+
+/// Two listeners may not share a name, nor an address they would both bind
+/// (the same address, or the same port where one is the wildcard address of
+/// the same family). Listeners are few, so pairwise is fine.
+fn check_listener_clashes(listeners: &[ListenerConfig], file: &str, errs: &mut Problems) {
+    for (j, b) in listeners.iter().enumerate() {
+        for a in listeners.iter().take(j) {
+            if a.name == b.name {
+                errs.add(
+                    file,
+                    None,
+                    "listeners",
+                    format!("two listeners are named {:?}", a.name),
+                );
+            }
+            let (x, y) = (a.address, b.address);
+            let same_family = x.is_ipv4() == y.is_ipv4();
+            let overlap = x.ip() == y.ip()
+                || (same_family && (x.ip().is_unspecified() || y.ip().is_unspecified()));
+            if x.port() == y.port() && x.port() != 0 && overlap {
+                errs.add(
+                    file,
+                    None,
+                    "listeners",
+                    format!(
+                        "listeners {:?} ({x}) and {:?} ({y}) bind the same address",
+                        a.name, b.name
+                    ),
+                );
+            }
+        }
+    }
+}
+
+fn socket_addr(raw: &S<String>, file: &str, what: &str, errs: &mut Problems) -> Option<SocketAddr> {
+    match raw.value.parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            errs.add(
+                file,
+                Some(&raw.referenced),
+                what,
+                format!("invalid address {:?} (expected ip:port, e.g. \"0.0.0.0:9440\" or \"[::]:9440\")", raw.value),
+            );
+            None
+        }
+    }
+}
+
+fn duration(
+    raw: Option<S<String>>,
+    default: Duration,
+    what: &str,
+    file: &str,
+    errs: &mut Problems,
+) -> Duration {
+    let Some(raw) = raw else { return default };
+    match humantime::parse_duration(&raw.value) {
+        Ok(d) if d.is_zero() => {
+            errs.add(
+                file,
+                Some(&raw.referenced),
+                what,
+                format!("{:?}: must be greater than zero", raw.value),
+            );
+            default
+        }
+        Ok(d) if d > MAX_DURATION => {
+            errs.add(
+                file,
+                Some(&raw.referenced),
+                what,
+                format!("{:?}: at most 365d", raw.value),
+            );
+            default
+        }
+        Ok(d) => d,
+        Err(e) => {
+            errs.add(
+                file,
+                Some(&raw.referenced),
+                what,
+                format!(
+                    "invalid duration {:?} ({e}; write e.g. 5s, 1m30s, 1h)",
+                    raw.value
+                ),
+            );
+            default
+        }
+    }
+}
+
+fn located(items: &[S<String>]) -> impl ExactSizeIterator<Item = (&str, u64)> {
+    items
+        .iter()
+        .map(|s| (s.value.as_str(), s.referenced.line()))
+}
+
+/// CIDRs; a bare address means that one host.
+pub(crate) fn cidrs<'a>(
+    raw: impl ExactSizeIterator<Item = (&'a str, u64)>,
+    file: &str,
+    what: &str,
+    errs: &mut Problems,
+) -> Vec<IpNet> {
+    let mut out = Vec::with_capacity(raw.len());
+    for (s, line) in raw {
+        match parse_net(s) {
+            Some(net) => out.push(net),
+            None => errs.add_line(file, line, what, format!("invalid CIDR {s:?}")),
+        }
+    }
+    out
+}
+
+fn discovery(raw: RawDiscovery, file: &str, errs: &mut Problems) -> Discovery {
+    let k = raw.kubernetes;
+    let what = "discovery.kubernetes";
+    let mut domain = String::new();
+    let mut domain_bad = false;
+    if let Some(d) = &k.domain {
+        let lower = d.value.to_ascii_lowercase();
+        let norm = lower.strip_suffix('.').unwrap_or(&lower);
+        match check_name(norm) {
+            Ok(()) => domain = norm.to_owned(),
+            Err(_) if norm.is_empty() => {}
+            Err(e) => {
+                domain_bad = true;
+                errs.add(
+                    file,
+                    Some(&d.referenced),
+                    &format!("{what}.domain"),
+                    format!("invalid domain {:?}: {e}", d.value),
+                );
+            }
+        }
+    }
+    if k.enabled && domain.is_empty() && !domain_bad {
+        errs.add(
+            file,
+            None,
+            what,
+            "enabled needs a `domain` (routes are <name>.<domain>)",
+        );
+    } else if k.enabled && !KUBERNETES {
+        errs.add(
+            file,
+            None,
+            &format!("{what}.enabled"),
+            "this binary was built without the k8s feature (build with `--features k8s`)",
+        );
+    }
+    let mut seen = HashSet::new();
+    let mut namespaces = Vec::new();
+    for ns in k.namespaces {
+        if ns.value.is_empty() || ns.value.contains('.') || check_name(&ns.value).is_err() {
+            errs.add(
+                file,
+                Some(&ns.referenced),
+                &format!("{what}.namespaces"),
+                format!("invalid namespace {:?}", ns.value),
+            );
+        } else if seen.insert(ns.value.clone()) {
+            namespaces.push(ns.value);
+        }
+    }
+    Discovery {
+        kubernetes: KubernetesDiscovery {
+            enabled: k.enabled,
+            domain,
+            namespaces,
+            label_selector: k.label_selector,
+        },
+    }
+}

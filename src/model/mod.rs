@@ -1,0 +1,14 @@
+//! The model layer: what the proxy is configured to do, as plain data and pure functions.
+//!
+//! - [`route`]: route specs, the SNI route table and its lookup;
+//! - [`allow`]: client-CIDR allowlists;
+//! - [`config`]: files → typed configuration and route specs, validation, one error type;
+//! - [`chi`]: ClickHouseInstallation manifests → route specs (operator naming).
+//!
+//! Uses the wire layer ([`ch_edge_wire`]) only: no sockets, no async runtime, no metrics.
+//! `config` parses into `route`'s types; `route` never imports `config`.
+
+pub mod allow;
+pub mod chi;
+pub mod config;
+pub mod route;

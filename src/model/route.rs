@@ -1,0 +1,197 @@
+//! The route table: SNI → route, as one immutable snapshot shared by `Arc`.
+//!
+//! This module owns the route types: specs as configured ([`RouteSpec`], [`UpstreamAddr`],
+//! [`Defaults`], [`Routes`]) and the compiled table; `config` parses into them, CHI derivation
+//! and discovery produce them, and nothing here knows either. The table is generic over what
+//! the runtime attaches to each upstream host (its DNS cache handle, via [`Resolve`]), so a
+//! connection reaches its addresses without any lookup.
+//!
+//! Lookup cost depends on the length of the name, never on the number of routes: one hash probe
+//! for the exact name, then one per suffix that could match a wildcard (longest first), then the
+//! catch-all.
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+
+use ch_edge_wire::proxy_out::ProxyVersion;
+use ch_edge_wire::sni::{lookup_key, PatternError, MAX_NAME};
+
+use crate::model::allow::AllowList;
+
+mod build;
+mod claims;
+mod spec;
+
+pub use build::Resolve;
+pub use claims::{check_claims, duplicate_claims, RouteRef};
+pub use spec::{Defaults, RouteSpec, RouteSpecs, Routes, SpecGroup, UpstreamAddr};
+
+use build::Built;
+
+/// Pattern → index into [`RouteTable::routes`] (an index, not an `Arc`: building and freeing
+/// 100k entries touches no reference counts). foldhash (randomly seeded) instead of SipHash:
+/// keys come from configuration, never from clients (who only look up), and it is cheaper both
+/// to build and to probe.
+type PatternMap = HashMap<Arc<str>, u32, foldhash::fast::RandomState>;
+
+/// One immutable snapshot of all routes; `A` is what each upstream host carries (the runtime's
+/// address handle).
+#[derive(Debug)]
+pub struct RouteTable<A> {
+    /// Exact names (keys shared with [`Route::patterns`]).
+    exact: PatternMap,
+    /// `*.suffix` patterns, keyed by `suffix`.
+    wildcards: PatternMap,
+    /// The `*` route's index.
+    catch_all: Option<u32>,
+    /// Most labels in any wildcard suffix: longer suffixes need no probe.
+    max_wildcard_labels: usize,
+    /// Every route once, in spec order.
+    routes: Vec<Arc<Route<A>>>,
+    /// The defaults the routes were built with.
+    defaults: Defaults,
+    /// The shared spec groups the routes were built from.
+    built: Vec<Built>,
+}
+
+impl<A> Default for RouteTable<A> {
+    fn default() -> Self {
+        RouteTable {
+            exact: PatternMap::default(),
+            wildcards: PatternMap::default(),
+            catch_all: None,
+            max_wildcard_labels: 0,
+            routes: Vec::new(),
+            defaults: Defaults::default(),
+            built: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Route<A> {
+    /// Shared so metric labels and log records take it without copying.
+    pub name: Arc<str>,
+    /// The route's SNI patterns, normalised (for `/routes`).
+    pub patterns: Vec<Arc<str>>,
+    pub upstreams: Vec<Upstream<A>>,
+    pub allow: AllowList,
+    pub proxy_protocol: ProxyVersion,
+    /// Shared by the routes of one file.
+    pub source: Arc<str>,
+    /// Round-robin cursor over the route's resolved addresses (used by the connect phase).
+    pub cursor: AtomicUsize,
+}
+
+#[derive(Debug)]
+pub struct Upstream<A> {
+    pub host: Arc<str>,
+    /// `None`: the listener's `upstream_port`.
+    pub port: Option<u16>,
+    pub addrs: A,
+}
+
+/// Why a lookup found no route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Miss {
+    /// A name was sent and nothing matches it (TLS alert `unrecognized_name`).
+    UnknownName,
+    /// No SNI was sent and there is no `*` route (TLS alert `missing_extension`).
+    NoSni,
+}
+
+/// Why specs do not make a table.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    #[error("SNI {pattern:?} is claimed twice: {first} and {second}")]
+    DuplicateClaim {
+        pattern: String,
+        first: Box<RouteRef>,
+        second: Box<RouteRef>,
+    },
+    #[error("{route}: invalid SNI pattern {pattern:?}: {reason}")]
+    InvalidPattern {
+        route: RouteRef,
+        pattern: String,
+        reason: PatternError,
+    },
+    #[error("{route}: no SNI pattern")]
+    NoSni { route: RouteRef },
+    #[error("{route}: no upstream")]
+    NoUpstream { route: RouteRef },
+    #[error("{count} routes: a table holds at most {} (u32 indices)", u32::MAX)]
+    TooMany { count: usize },
+}
+
+impl RouteError {
+    /// The route the error is about (the second claimant of a pattern).
+    pub fn route(&self) -> Option<&RouteRef> {
+        match self {
+            RouteError::DuplicateClaim { second, .. } => Some(second),
+            RouteError::InvalidPattern { route, .. }
+            | RouteError::NoSni { route }
+            | RouteError::NoUpstream { route } => Some(route),
+            RouteError::TooMany { .. } => None,
+        }
+    }
+}
+
+impl<A> RouteTable<A> {
+    /// `sni`: raw bytes from the ClientHello (may be any bytes). Case-insensitive; one trailing
+    /// dot ignored. Exact beats wildcard beats `*`; among wildcards the longest suffix wins, at
+    /// any depth (`*.ch.example.com` matches `a.b.ch.example.com`, not `ch.example.com`). A name
+    /// that is not a valid host name (non-ASCII, overlong, empty labels) matches only `*`. No
+    /// SNI → the `*` route if any, else [`Miss::NoSni`].
+    pub fn lookup(&self, sni: Option<&[u8]>) -> Result<&Arc<Route<A>>, Miss> {
+        let Some(raw) = sni else {
+            return self.route(self.catch_all).ok_or(Miss::NoSni);
+        };
+        let mut buf = [0u8; MAX_NAME];
+        if let Some((name, labels)) = lookup_key(raw, &mut buf) {
+            if let Some(r) = self.route(self.exact.get(name).copied()) {
+                return Ok(r);
+            }
+            if self.max_wildcard_labels > 0 {
+                // Suffixes after each dot, longest first; `remaining` is the number of labels
+                // in the suffix after this dot.
+                let mut remaining = labels;
+                for (i, b) in name.bytes().enumerate() {
+                    if b != b'.' {
+                        continue;
+                    }
+                    remaining -= 1;
+                    if remaining > self.max_wildcard_labels {
+                        continue;
+                    }
+                    let found = name.get(i + 1..).and_then(|s| self.wildcards.get(s));
+                    if let Some(r) = self.route(found.copied()) {
+                        return Ok(r);
+                    }
+                }
+            }
+        }
+        self.route(self.catch_all).ok_or(Miss::UnknownName)
+    }
+
+    fn route(&self, index: Option<u32>) -> Option<&Arc<Route<A>>> {
+        self.routes.get(usize::try_from(index?).ok()?)
+    }
+
+    /// Number of routes.
+    pub fn len(&self) -> usize {
+        self.routes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+
+    /// Every route once, in configuration order.
+    pub fn routes(&self) -> impl Iterator<Item = &Arc<Route<A>>> {
+        self.routes.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests;

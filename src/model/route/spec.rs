@@ -1,0 +1,274 @@
+//! Routes as configured, before compilation: what configuration, CHI derivation and discovery
+//! produce and the table builder takes.
+
+use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use ch_edge_wire::proxy_out::ProxyVersion;
+use ch_edge_wire::sni::check_name;
+use ipnet::IpNet;
+
+/// One route as configured.
+///
+/// Strings are `Arc<str>`: the table's routes share them (a name with its first pattern, a
+/// file's routes one source), so 100k routes are not 100k copies of each, and building a route
+/// allocates no strings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteSpec {
+    /// `name`, else the first SNI pattern.
+    pub name: Arc<str>,
+    /// Normalised patterns: lower-case, no trailing dot; `name`, `*.suffix` or `*`.
+    pub sni: Vec<Arc<str>>,
+    pub upstreams: Vec<UpstreamAddr>,
+    /// `None`: use `defaults.allow`.
+    pub allow: Option<Vec<IpNet>>,
+    /// `None`: use `defaults.proxy_protocol`.
+    pub proxy_protocol: Option<ProxyVersion>,
+    /// Where the route came from: a file's path, or `kubernetes:<ns>/<chi>`.
+    pub source: Arc<str>,
+}
+
+/// An upstream as written: `host`, `host:port`, `1.2.3.4:9440`, `[::1]:9440`, `[::1]` or `::1`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UpstreamAddr {
+    /// DNS name or IP literal (IPv6 without brackets).
+    pub host: Arc<str>,
+    /// `None`: the listener's `upstream_port`.
+    pub port: Option<u16>,
+}
+
+impl FromStr for UpstreamAddr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+            let (ip, after) = rest.split_once(']').ok_or("missing ']'")?;
+            ip.parse::<Ipv6Addr>()
+                .map_err(|_| format!("{ip:?} is not an IPv6 address"))?;
+            let port = match after {
+                "" => None,
+                p => Some(p.strip_prefix(':').ok_or("expected ':port' after ']'")?),
+            };
+            (ip, port)
+        } else if s.bytes().filter(|&b| b == b':').count() >= 2 && s.parse::<Ipv6Addr>().is_ok() {
+            (s, None)
+        } else {
+            match s.rsplit_once(':') {
+                Some((h, _)) if h.contains(':') => {
+                    return Err("write an IPv6 address with a port as [addr]:port".into())
+                }
+                Some((h, p)) => (h, Some(p)),
+                None => (s, None),
+            }
+        };
+        if !host.contains(':') {
+            check_host(host)?;
+        }
+        let port = match port {
+            None => None,
+            Some(p) => match p.parse::<u16>() {
+                Ok(n) if n > 0 => Some(n),
+                _ => return Err(format!("invalid port {p:?} (1-65535)")),
+            },
+        };
+        Ok(UpstreamAddr {
+            host: host.into(),
+            port,
+        })
+    }
+}
+
+/// The form [`FromStr`] reads: IPv6 with a port in brackets.
+impl fmt::Display for UpstreamAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.port, self.host.contains(':')) {
+            (None, _) => f.write_str(&self.host),
+            (Some(p), true) => write!(f, "[{}]:{p}", self.host),
+            (Some(p), false) => write!(f, "{}:{p}", self.host),
+        }
+    }
+}
+
+/// A DNS name (one trailing dot allowed) or an IPv4 literal.
+fn check_host(host: &str) -> Result<(), String> {
+    let name = host.strip_suffix('.').unwrap_or(host);
+    check_name(name).map_err(|e| format!("host {host:?}: {e}"))?;
+    // A name whose last label is numeric can only be an IPv4 address.
+    let last = name.rsplit('.').next().unwrap_or(name);
+    if last.bytes().all(|b| b.is_ascii_digit()) && name.parse::<Ipv4Addr>().is_err() {
+        return Err(format!("{host:?} is not a valid IPv4 address"));
+    }
+    Ok(())
+}
+
+/// What routes without their own setting use (`defaults:` in the configuration).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Defaults {
+    pub allow: Vec<IpNet>,
+    pub proxy_protocol: ProxyVersion,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Defaults {
+            allow: vec![IpNet::V4(Default::default()), IpNet::V6(Default::default())],
+            proxy_protocol: ProxyVersion::Off,
+        }
+    }
+}
+
+/// Route specs in order, shared per group (inline routes, then each included file's): a reload
+/// takes an unchanged file's specs as one `Arc` instead of copying each spec, and the table
+/// builder recognises the same `Arc` to reuse the routes it built from it.
+#[derive(Debug, Clone, Default)]
+pub struct Routes {
+    groups: Vec<Arc<[RouteSpec]>>,
+    len: usize,
+}
+
+impl Routes {
+    /// Appends one group (kept shared, not copied).
+    pub fn push_group(&mut self, group: Arc<[RouteSpec]>) {
+        self.len += group.len();
+        self.groups.push(group);
+    }
+
+    /// The groups as added (empty ones included).
+    pub fn groups(&self) -> &[Arc<[RouteSpec]>] {
+        &self.groups
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &RouteSpec> + '_ {
+        self.groups.iter().flat_map(|g| g.iter())
+    }
+
+    pub fn get(&self, mut i: usize) -> Option<&RouteSpec> {
+        for g in &self.groups {
+            match g.get(i) {
+                Some(s) => return Some(s),
+                None => i -= g.len(),
+            }
+        }
+        None
+    }
+
+    /// A copy as one list.
+    pub fn to_vec(&self) -> Vec<RouteSpec> {
+        self.iter().cloned().collect()
+    }
+}
+
+impl From<Vec<RouteSpec>> for Routes {
+    fn from(specs: Vec<RouteSpec>) -> Routes {
+        let mut r = Routes::default();
+        r.push_group(specs.into());
+        r
+    }
+}
+
+impl<'a> IntoIterator for &'a Routes {
+    type Item = &'a RouteSpec;
+    type IntoIter = Box<dyn Iterator<Item = &'a RouteSpec> + 'a>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        Box::new(self.iter())
+    }
+}
+
+/// Panics when out of range, like a slice (tests and tools index; the proxy iterates).
+impl std::ops::Index<usize> for Routes {
+    type Output = RouteSpec;
+
+    fn index(&self, i: usize) -> &RouteSpec {
+        match self.get(i) {
+            Some(s) => s,
+            None => panic!("route index {i} out of range ({} routes)", self.len),
+        }
+    }
+}
+
+impl PartialEq for Routes {
+    fn eq(&self, other: &Routes) -> bool {
+        self.len == other.len && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Routes {}
+
+impl PartialEq<Vec<RouteSpec>> for Routes {
+    fn eq(&self, other: &Vec<RouteSpec>) -> bool {
+        self.len == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+/// Route specs as the table builder takes them: one or more slices, each with the `Arc` that
+/// shares it, if any (only shared groups are reused by [`super::RouteTable::build_reusing`]).
+pub trait RouteSpecs {
+    fn spec_groups(&self) -> impl Iterator<Item = SpecGroup<'_>>;
+}
+
+/// One slice of specs and the `Arc` it is shared by, if any.
+pub type SpecGroup<'a> = (&'a [RouteSpec], Option<&'a Arc<[RouteSpec]>>);
+
+impl RouteSpecs for [RouteSpec] {
+    fn spec_groups(&self) -> impl Iterator<Item = SpecGroup<'_>> {
+        std::iter::once((self, None))
+    }
+}
+
+impl RouteSpecs for Vec<RouteSpec> {
+    fn spec_groups(&self) -> impl Iterator<Item = SpecGroup<'_>> {
+        std::iter::once((self.as_slice(), None))
+    }
+}
+
+impl<const N: usize> RouteSpecs for [RouteSpec; N] {
+    fn spec_groups(&self) -> impl Iterator<Item = SpecGroup<'_>> {
+        std::iter::once((self.as_slice(), None))
+    }
+}
+
+impl RouteSpecs for Routes {
+    fn spec_groups(&self) -> impl Iterator<Item = SpecGroup<'_>> {
+        self.groups().iter().map(|g| (&**g, Some(g)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn up(s: &str) -> Result<UpstreamAddr, String> {
+        s.parse()
+    }
+
+    #[test]
+    fn upstreams_read_and_show_one_way() {
+        for (text, host, port) in [
+            ("svc.ns.svc.cluster.local", "svc.ns.svc.cluster.local", None),
+            ("svc:9000", "svc", Some(9000)),
+            ("10.0.0.1:9440", "10.0.0.1", Some(9440)),
+            ("[::1]:9440", "::1", Some(9440)),
+            ("[2001:db8::1]", "2001:db8::1", None),
+            ("2001:db8::1", "2001:db8::1", None),
+        ] {
+            let u = up(text).unwrap();
+            assert_eq!((&*u.host, u.port), (host, port), "{text}");
+            assert_eq!(up(&u.to_string()), Ok(u), "{text}");
+        }
+        assert_eq!(up("[::1]:9440").unwrap().to_string(), "[::1]:9440");
+        for bad in ["", "a:0", "a:70000", "[::1", "1.2.3.999", "a b"] {
+            assert!(up(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! Accept phase: accept connections, enforce the connection limit, and hand each connection
+//! to the pipeline.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::runtime::connection::{self, Context, ListenerCtx};
+use crate::runtime::meters;
+
+/// Back-off bounds when accept fails for lack of resources (EMFILE…).
+const BACKOFF_MIN: Duration = Duration::from_millis(5);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// Accepts until `stop` turns true (drain, or a reload removed the listener). `slot` is read
+/// per connection, so a reload that changes the listener's name, PROXY policy or upstream port
+/// applies to new connections without touching the socket.
+pub async fn run(
+    listener: TcpListener,
+    slot: Arc<ArcSwap<ListenerCtx>>,
+    ctx: Arc<Context>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s) => break,
+            accepted = listener.accept() => accepted,
+        };
+        let listener_ctx = slot.load_full();
+        match accepted {
+            Ok((stream, peer)) => {
+                backoff = BACKOFF_MIN;
+                let Some(open) = ctx.open() else {
+                    // Over the limit: close at once (no reset storm, no queueing).
+                    drop(stream);
+                    ctx.over_limit(&listener_ctx, peer);
+                    continue;
+                };
+                tokio::spawn(connection::handle(
+                    stream,
+                    peer,
+                    listener_ctx,
+                    ctx.clone(),
+                    open,
+                ));
+            }
+            Err(error) => {
+                let name = metrics::SharedString::from_shared(listener_ctx.name.clone());
+                metrics::counter!(meters::ACCEPT_ERRORS, "listener" => name).increment(1);
+                if is_resource_exhaustion(&error) {
+                    // Spinning on EMFILE burns a core and starves the
+                    // connections that would free descriptors; wait instead.
+                    tracing::warn!(listener = %listener_ctx.name, %error, backoff_ms = backoff.as_millis() as u64, "accept failed; backing off");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                } else {
+                    tracing::debug!(listener = %listener_ctx.name, %error, "accept error");
+                }
+            }
+        }
+    }
+    // Closed before saying so: whoever reads the line may rely on it.
+    drop(listener);
+    tracing::info!(listener = %slot.load().name, active = ctx.active(), "listener stopped accepting");
+}
+
+fn is_resource_exhaustion(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}

@@ -1,0 +1,318 @@
+//! One connection, top to bottom:
+//! PROXY in → ClientHello → route → allow → connect → PROXY out → relay.
+//!
+//! Each phase either hands the next one what it learnt or ends the
+//! connection with an [`Outcome`]; `handle` turns that into one access-log
+//! line and one metric sample.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ch_edge_wire::proxy_in::{canonical, ProxyHeader, PP2_TYPE_AWS};
+use ch_edge_wire::proxy_out::{self, ProxyVersion, PP2_TYPE_AUTHORITY};
+use ch_edge_wire::tls_alert::{self, Alert};
+use metrics::SharedString;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::model::config::ListenerConfig;
+use crate::model::route::Miss;
+use crate::runtime::connect;
+use crate::runtime::drain::{Drain, Open};
+use crate::runtime::meters;
+use crate::runtime::observe::{Observer, Record};
+use crate::runtime::outcome::Outcome;
+use crate::runtime::preamble::{self, Preamble};
+use crate::runtime::relay::{self, End, Meters};
+use crate::runtime::state::{Live, State};
+
+/// After a refusal alert, how long we wait for the client to close first.
+/// Closing with unread input would send RST, which can destroy the alert
+/// before the client reads it.
+const ALERT_LINGER: Duration = Duration::from_secs(1);
+
+/// A listener's identity as every connection on it sees it.
+#[derive(Debug)]
+pub struct ListenerCtx {
+    pub name: Arc<str>,
+    pub config: ListenerConfig,
+    /// The bound address (port 0 in the config resolved).
+    pub bound: SocketAddr,
+}
+
+/// What every connection needs besides its listener, shared by all accept loops.
+pub struct Context {
+    /// The live snapshot, loaded once per connection.
+    live: Arc<Live>,
+    /// Counts the connection while it is open.
+    drain: Arc<Drain>,
+    /// Told how each connection ended.
+    observer: Arc<dyn Observer>,
+}
+
+impl Context {
+    pub fn new(live: Arc<Live>, drain: Arc<Drain>, observer: Arc<dyn Observer>) -> Self {
+        Context {
+            live,
+            drain,
+            observer,
+        }
+    }
+
+    /// Counts a new connection, unless `limits.max_connections` are open already.
+    pub fn open(&self) -> Option<Open> {
+        self.drain.open(self.live.peek().limits.max_connections)
+    }
+
+    /// Connections open now.
+    pub fn active(&self) -> usize {
+        self.drain.active()
+    }
+
+    /// Counts and reports a connection refused at accept for being over the limit.
+    pub fn over_limit(&self, listener: &ListenerCtx, peer: SocketAddr) {
+        self.finish(
+            &Record::new(listener.name.clone(), peer),
+            Outcome::OverLimit,
+        );
+    }
+
+    /// One metric sample and one report per connection.
+    fn finish(&self, record: &Record, outcome: Outcome) {
+        let route = match &record.route {
+            Some(r) => SharedString::from_shared(r.clone()),
+            None => SharedString::const_str(""),
+        };
+        metrics::counter!(
+            meters::CONNECTIONS,
+            "listener" => SharedString::from_shared(record.listener.clone()),
+            "route" => route,
+            "outcome" => outcome.label(),
+        )
+        .increment(1);
+        self.observer.connection(record, outcome);
+    }
+}
+
+/// Serves one accepted connection to the end.
+pub async fn handle(
+    stream: TcpStream,
+    peer: SocketAddr,
+    listener: Arc<ListenerCtx>,
+    ctx: Arc<Context>,
+    open: Open,
+) {
+    let mut record = Record::new(listener.name.clone(), peer);
+    let state = ctx.live.load();
+    let idle = state.timeouts.idle;
+    // Everything before the relay runs boxed, so its buffers and parser
+    // state are freed before the relay, which may last for hours: an idle
+    // connection's task holds only what the relay needs. The config snapshot
+    // is released too, so old route tables do not outlive a reload.
+    let established = Box::pin(establish(&stream, peer, &listener, &state, &mut record)).await;
+    drop(state);
+    let outcome = match established {
+        Ok(upstream) => relay(&stream, &upstream, idle, &mut record).await,
+        Err(outcome) => outcome,
+    };
+    drop(stream);
+    ctx.finish(&record, outcome);
+    drop(open);
+}
+
+/// PROXY in → ClientHello → route → allow → connect → PROXY out: returns
+/// the upstream with the client's first bytes already written to it.
+async fn establish(
+    stream: &TcpStream,
+    peer: SocketAddr,
+    listener: &ListenerCtx,
+    state: &State,
+    record: &mut Record,
+) -> Result<TcpStream, Outcome> {
+    // PROXY in + ClientHello, under one deadline.
+    let policy = &listener.config.proxy_protocol;
+    let trusted = policy.trusts(peer.ip());
+    let read = preamble::read(stream, policy.mode, trusted);
+    let preamble = match tokio::time::timeout(state.timeouts.client_hello, read).await {
+        Err(_) => return Err(Outcome::ClientHelloTimeout),
+        Ok(Err(refused)) => {
+            record.detail = Some(refused.detail);
+            if let Some(h) = &refused.header {
+                note_header(record, h);
+            }
+            if refused.outcome == Outcome::BadClientHello {
+                refuse_with_alert(stream, Alert::DecodeError).await;
+            }
+            return Err(refused.outcome);
+        }
+        Ok(Ok(p)) => p,
+    };
+    record.client_hello_us = Some(record.accepted.elapsed().as_micros() as u64);
+    metrics::histogram!(meters::CLIENT_HELLO_SECONDS)
+        .record(record.accepted.elapsed().as_secs_f64());
+    let client = match &preamble.header {
+        Some(h) => {
+            note_header(record, h);
+            h.source.unwrap_or(peer)
+        }
+        None => peer,
+    };
+    let client = canonical(client);
+    record.client = Some(client);
+    record.sni = preamble
+        .hello
+        .sni
+        .as_ref()
+        .map(|s| String::from_utf8_lossy(s.as_bytes()).into());
+    record.ech = preamble.hello.ech;
+
+    // Route.
+    let sni = preamble.hello.sni.as_ref().map(|s| s.as_bytes());
+    let route = match state.routes.lookup(sni) {
+        Ok(route) => route,
+        Err(Miss::UnknownName) => {
+            refuse_with_alert(stream, Alert::UnrecognizedName).await;
+            return Err(Outcome::UnknownSni);
+        }
+        Err(Miss::NoSni) => {
+            refuse_with_alert(stream, Alert::MissingExtension).await;
+            return Err(Outcome::NoSni);
+        }
+    };
+    record.route = Some(route.name.clone());
+
+    // Allow.
+    if !route.allow.allows(client.ip()) {
+        refuse_with_alert(stream, Alert::AccessDenied).await;
+        return Err(Outcome::AccessDenied);
+    }
+
+    // Connect.
+    let started = Instant::now();
+    let connected =
+        connect::connect(route, listener.config.upstream_port, state.timeouts.connect).await;
+    let elapsed = started.elapsed();
+    record.connect_us = Some(elapsed.as_micros() as u64);
+    metrics::histogram!(meters::UPSTREAM_CONNECT_SECONDS).record(elapsed.as_secs_f64());
+    let (upstream, upstream_addr) = match connected {
+        Ok(c) => c,
+        Err(error) => {
+            tracing::warn!(route = %route.name, %error, "no upstream connection");
+            record.detail = Some("upstream connect failed");
+            return Err(Outcome::UpstreamUnavailable);
+        }
+    };
+    record.upstream = Some(upstream_addr);
+
+    // PROXY out + replay of everything the client sent so far.
+    let version = route.proxy_protocol;
+    let destination = match preamble.header.as_ref().and_then(|h| h.destination) {
+        Some(d) => d,
+        None if version == ProxyVersion::Off => peer, // unused
+        None => local_addr(stream, &listener.bound),
+    };
+    let first = first_bytes(&preamble, version, client, canonical(destination));
+    record.from_client = preamble.tls_bytes().len() as u64;
+    drop(preamble);
+    if let Err(error) = relay::write_all(&upstream, &first).await {
+        tracing::debug!(%upstream_addr, %error, "writing the ClientHello upstream failed");
+        return Err(Outcome::UpstreamWriteFailed);
+    }
+    drop(first);
+
+    Ok(upstream)
+}
+
+/// Relays until the end and says how it ended.
+async fn relay(
+    stream: &TcpStream,
+    upstream: &TcpStream,
+    idle: Duration,
+    record: &mut Record,
+) -> Outcome {
+    let route_label = match &record.route {
+        Some(name) => SharedString::from_shared(name.clone()),
+        None => SharedString::const_str(""),
+    };
+    let meters = Meters {
+        from_client: metrics::counter!(meters::BYTES_FROM_CLIENT, "route" => route_label.clone()),
+        from_upstream: metrics::counter!(meters::BYTES_FROM_UPSTREAM, "route" => route_label),
+    };
+    meters.from_client.increment(record.from_client);
+    let transfer = relay::relay(stream, upstream, idle, &meters).await;
+    record.from_client += transfer.from_client;
+    record.from_upstream = transfer.from_upstream;
+    match transfer.end {
+        End::Done => Outcome::Relayed,
+        End::Idle => Outcome::IdleTimeout,
+        End::Error(_) => Outcome::RelayError,
+    }
+}
+
+/// The PROXY header for the upstream (if the route wants one) followed by
+/// the buffered TLS bytes, as one write.
+fn first_bytes(
+    preamble: &Preamble,
+    version: ProxyVersion,
+    client: SocketAddr,
+    destination: SocketAddr,
+) -> Vec<u8> {
+    let tls = preamble.tls_bytes();
+    let mut out = Vec::with_capacity(tls.len() + 256);
+    let mut tlvs: Vec<(u8, &[u8])> = Vec::new();
+    if version == ProxyVersion::V2 {
+        if let Some(sni) = &preamble.hello.sni {
+            tlvs.push((PP2_TYPE_AUTHORITY, sni.as_bytes()));
+        }
+        if let Some(h) = &preamble.header {
+            tlvs.extend(
+                h.tlvs
+                    .iter()
+                    .filter(|(kind, _)| *kind == PP2_TYPE_AWS)
+                    .map(|(kind, value)| (*kind, value.as_slice())),
+            );
+        }
+    }
+    proxy_out::encode(version, client, destination, &tlvs, &mut out);
+    out.extend_from_slice(tls);
+    out
+}
+
+/// The address the client connected to: the listener's own address unless
+/// it is a wildcard bind (which saves a getsockname per connection).
+fn local_addr(stream: &TcpStream, listener: &SocketAddr) -> SocketAddr {
+    if listener.ip().is_unspecified() {
+        stream.local_addr().unwrap_or(*listener)
+    } else {
+        *listener
+    }
+}
+
+fn note_header(record: &mut Record, header: &ProxyHeader) {
+    record.proxy_version = Some(header.version);
+    record.vpce = header.aws_vpce_id().map(Into::into);
+}
+
+/// Sends a fatal alert, half-closes, and waits (bounded) for the client to
+/// close so the alert is not lost to a reset.
+async fn refuse_with_alert(stream: &TcpStream, alert: Alert) {
+    let record = tls_alert::record(alert);
+    let linger = async {
+        relay::write_all(stream, &record).await?;
+        socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Write)?;
+        let mut sink = [0u8; 512];
+        let mut budget = 64 * 1024usize;
+        loop {
+            stream.readable().await?;
+            match stream.try_read(&mut sink) {
+                Ok(0) => return Ok(()),
+                Ok(n) if n >= budget => return Ok(()),
+                Ok(n) => budget -= n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+    };
+    let _: Result<std::io::Result<()>, _> = tokio::time::timeout(ALERT_LINGER, linger).await;
+}

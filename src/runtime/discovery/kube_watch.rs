@@ -1,0 +1,133 @@
+//! The watcher task: kube-rs watches of `clickhouseinstallations` (one over
+//! all namespaces, or one per listed namespace), fed into a [`Tracker`].
+//!
+//! kube's watcher relists after a watch expires (410 Gone) and resumes after
+//! a dropped stream; every error is logged, counted and retried with kube's
+//! default backoff (0.8 s doubling to 30 s, jittered). Nothing is published
+//! on an error, so the last table stays.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures_util::stream::{self, StreamExt};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use tokio::sync::watch;
+
+use super::catalog::{Catalog, Change, Tracker};
+use crate::model::config::KubernetesDiscovery;
+use crate::runtime::meters;
+
+const GROUP: &str = "clickhouse.altinity.com";
+const VERSION: &str = "v1";
+const PLURAL: &str = "clickhouseinstallations";
+
+/// Between attempts to build a client (no kubeconfig, no in-cluster token).
+const CLIENT_RETRY: Duration = Duration::from_secs(5);
+
+/// Watches until aborted, publishing each new catalog on `tx`.
+pub(super) async fn run(settings: KubernetesDiscovery, tx: watch::Sender<Option<Arc<Catalog>>>) {
+    let client = loop {
+        match client().await {
+            Ok(c) => break c,
+            Err(error) => {
+                api_error("client");
+                tracing::error!(
+                    error = format!("{error:#}"),
+                    "kubernetes discovery: no API client; retrying"
+                );
+                tokio::time::sleep(CLIENT_RETRY).await;
+            }
+        }
+    };
+    let resource = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk(GROUP, VERSION, crate::model::chi::KIND),
+        PLURAL,
+    );
+    let scopes: Vec<Option<String>> = if settings.namespaces.is_empty() {
+        vec![None]
+    } else {
+        settings.namespaces.iter().cloned().map(Some).collect()
+    };
+    let mut config = watcher::Config::default();
+    if !settings.label_selector.is_empty() {
+        config = config.labels(&settings.label_selector);
+    }
+    let watches = scopes.iter().enumerate().map(|(scope, ns)| {
+        let api: Api<DynamicObject> = match ns {
+            Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+            None => Api::all_with(client.clone(), &resource),
+        };
+        watcher::watcher(api, config.clone())
+            .default_backoff()
+            .map(move |event| (scope, event))
+            .boxed()
+    });
+    let mut events = stream::select_all(watches);
+    tracing::info!(
+        namespaces = ?settings.namespaces,
+        label_selector = settings.label_selector.as_str(),
+        domain = settings.domain.as_str(),
+        "kubernetes discovery: watching ClickHouseInstallations"
+    );
+    let mut tracker = Tracker::new(&settings.domain, scopes);
+    while let Some((scope, event)) = events.next().await {
+        let change = match event {
+            Ok(event) => change(event),
+            Err(error) => {
+                api_error(error_kind(&error));
+                tracing::warn!(
+                    error = %error,
+                    "kubernetes discovery: API error; keeping the last routes, retrying with backoff"
+                );
+                continue;
+            }
+        };
+        let list_done = matches!(change, Change::ListDone);
+        let publish = tracker.apply(scope, change);
+        if list_done {
+            metrics::gauge!(meters::DISCOVERY_LAST_SYNC)
+                .set(meters::unix_seconds(SystemTime::now()));
+            tracing::info!(
+                chis = tracker.catalog().chis.len(),
+                "kubernetes discovery: listed"
+            );
+        }
+        if publish {
+            tx.send_replace(Some(Arc::new(tracker.catalog().clone())));
+        }
+    }
+}
+
+async fn client() -> anyhow::Result<kube::Client> {
+    // KUBECONFIG / ~/.kube/config first, then the pod's service account.
+    let config = kube::Config::infer().await?;
+    Ok(kube::Client::try_from(config)?)
+}
+
+fn change(event: Event<DynamicObject>) -> Change {
+    let json = |obj: DynamicObject| serde_json::to_value(obj).unwrap_or_default();
+    match event {
+        Event::Init => Change::Restart,
+        Event::InitApply(obj) => Change::Listed(json(obj)),
+        Event::InitDone => Change::ListDone,
+        Event::Apply(obj) => Change::Applied(json(obj)),
+        Event::Delete(obj) => Change::Deleted(json(obj)),
+    }
+}
+
+/// Metric label of a watcher error.
+fn error_kind(error: &watcher::Error) -> &'static str {
+    match error {
+        watcher::Error::InitialListFailed(_) => "list",
+        watcher::Error::WatchStartFailed(_) => "watch_start",
+        watcher::Error::WatchError(_) => "watch_event",
+        watcher::Error::WatchFailed(_) => "watch",
+        watcher::Error::NoResourceVersion => "no_resource_version",
+    }
+}
+
+fn api_error(kind: &'static str) {
+    metrics::counter!(meters::DISCOVERY_API_ERRORS, "kind" => kind).increment(1);
+}

@@ -1,0 +1,155 @@
+//! File routes + discovered routes → one conflict-free list of specs.
+//!
+//! File routes come first and are never refused here (their own clashes
+//! fail the file reload). CHIs follow in claim order ([`Catalog::in_claim_order`]):
+//! a CHI route whose name or any SNI pattern is already claimed is refused,
+//! with the reason kept for the log, `/routes` and the metrics; the CHI's
+//! other routes still apply.
+
+use std::collections::HashMap;
+
+use super::catalog::{Catalog, ChiKey};
+use crate::model::route::RouteSpec;
+
+/// Why a discovered route was left out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RefusalReason {
+    /// One of its SNI patterns belongs to an earlier route.
+    SniClaimed,
+    /// Its name belongs to an earlier route.
+    NameClaimed,
+}
+
+impl RefusalReason {
+    pub const ALL: [RefusalReason; 2] = [RefusalReason::SniClaimed, RefusalReason::NameClaimed];
+
+    /// Metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            RefusalReason::SniClaimed => "sni_claimed",
+            RefusalReason::NameClaimed => "name_claimed",
+        }
+    }
+}
+
+/// One refused discovered route.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Refusal {
+    /// `namespace/name` of the CHI.
+    pub chi: String,
+    pub route: String,
+    pub reason: RefusalReason,
+    /// What is contested and who holds it, for people.
+    pub detail: String,
+}
+
+/// What one merge did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Merged {
+    pub chis: usize,
+    /// Discovered routes in the table.
+    pub routes: usize,
+    pub refused: Vec<Refusal>,
+    /// `(chi, error)` of CHIs whose routes could not be derived.
+    pub invalid: Vec<(String, String)>,
+}
+
+/// Who holds a claim, for people.
+fn describe(owner: &RouteSpec) -> String {
+    format!("route {:?} from {}", owner.name, owner.source)
+}
+
+/// `file` followed by every discovered route that claims nothing already
+/// claimed.
+pub fn merge(file: &[RouteSpec], catalog: &Catalog) -> (Vec<RouteSpec>, Merged) {
+    let (accepted, report) = discovered(file, file.len(), catalog);
+    let mut specs = Vec::with_capacity(file.len() + accepted.len());
+    specs.extend_from_slice(file);
+    specs.extend(accepted);
+    (specs, report)
+}
+
+/// The discovered routes [`merge`] would append to `file` (`file_len`
+/// specs, not copied).
+pub fn discovered<'a>(
+    file: impl IntoIterator<Item = &'a RouteSpec>,
+    file_len: usize,
+    catalog: &Catalog,
+) -> (Vec<RouteSpec>, Merged) {
+    let size = file_len;
+    let mut names: HashMap<&str, &RouteSpec> = HashMap::with_capacity(size);
+    let mut patterns: HashMap<&str, &RouteSpec> = HashMap::with_capacity(size);
+    for r in file {
+        names.entry(&r.name).or_insert(r);
+        for p in &r.sni {
+            patterns.entry(p).or_insert(r);
+        }
+    }
+    let mut report = Merged {
+        chis: catalog.chis.len(),
+        ..Merged::default()
+    };
+    let mut accepted: Vec<&RouteSpec> = Vec::new();
+    for (key, entry) in catalog.in_claim_order() {
+        let routes = match &entry.routes {
+            Ok(routes) => routes,
+            Err(e) => {
+                report.invalid.push((key.to_string(), e.clone()));
+                continue;
+            }
+        };
+        for r in routes {
+            if let Some(refusal) = conflict(key, r, &names, &patterns) {
+                report.refused.push(refusal);
+                continue;
+            }
+            names.insert(&r.name, r);
+            for p in &r.sni {
+                patterns.insert(p, r);
+            }
+            accepted.push(r);
+        }
+    }
+    report.routes = accepted.len();
+    (accepted.into_iter().cloned().collect(), report)
+}
+
+fn conflict(
+    chi: &ChiKey,
+    route: &RouteSpec,
+    names: &HashMap<&str, &RouteSpec>,
+    patterns: &HashMap<&str, &RouteSpec>,
+) -> Option<Refusal> {
+    let refusal = |reason, detail| Refusal {
+        chi: chi.to_string(),
+        route: route.name.to_string(),
+        reason,
+        detail,
+    };
+    // A route that repeats a pattern of its own is a clash too.
+    let mut own = std::collections::HashSet::new();
+    for p in &route.sni {
+        if let Some(owner) = patterns.get(&**p) {
+            return Some(refusal(
+                RefusalReason::SniClaimed,
+                format!("SNI {p:?} is already claimed by {}", describe(owner)),
+            ));
+        }
+        if !own.insert(&**p) {
+            return Some(refusal(
+                RefusalReason::SniClaimed,
+                format!("SNI {p:?} is listed twice"),
+            ));
+        }
+    }
+    names.get(&*route.name).map(|owner| {
+        refusal(
+            RefusalReason::NameClaimed,
+            format!(
+                "name {:?} is already used by {}",
+                route.name,
+                describe(owner)
+            ),
+        )
+    })
+}

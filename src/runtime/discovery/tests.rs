@@ -1,0 +1,230 @@
+use serde_json::{json, Value};
+
+use super::*;
+use crate::model::route::{RouteSpec, UpstreamAddr};
+
+fn chi(ns: &str, name: &str, created: &str, clusters: &[&str]) -> Value {
+    let clusters: Vec<Value> = clusters.iter().map(|c| json!({"name": c})).collect();
+    json!({
+        "apiVersion": "clickhouse.altinity.com/v1",
+        "kind": "ClickHouseInstallation",
+        "metadata": {"name": name, "namespace": ns, "creationTimestamp": created},
+        "spec": {"configuration": {"clusters": clusters}},
+    })
+}
+
+fn file_route(name: &str, sni: &str) -> RouteSpec {
+    RouteSpec {
+        name: name.into(),
+        sni: vec![sni.into()],
+        upstreams: vec![UpstreamAddr {
+            host: "file.upstream".into(),
+            port: None,
+        }],
+        allow: None,
+        proxy_protocol: None,
+        source: "routes.yaml".into(),
+    }
+}
+
+fn snis(specs: &[RouteSpec]) -> Vec<&str> {
+    specs
+        .iter()
+        .flat_map(|s| s.sni.iter().map(|p| &**p))
+        .collect()
+}
+
+fn listed(t: &mut Tracker, scope: usize, objs: &[Value]) -> bool {
+    assert!(!t.apply(scope, Change::Restart));
+    for o in objs {
+        assert!(!t.apply(scope, Change::Listed(o.clone())));
+    }
+    t.apply(scope, Change::ListDone)
+}
+
+#[test]
+fn nothing_is_published_before_every_watch_listed() {
+    let mut t = Tracker::new("ch.test", vec![Some("a".into()), Some("b".into())]);
+    assert!(!listed(
+        &mut t,
+        0,
+        &[chi("a", "x", "2024-01-01T00:00:00Z", &[])]
+    ));
+    assert!(!t.apply(
+        0,
+        Change::Applied(chi("a", "y", "2024-01-02T00:00:00Z", &[]))
+    ));
+    // The first complete list is published even when empty.
+    assert!(listed(&mut t, 1, &[]));
+    assert_eq!(t.catalog().chis.len(), 2);
+    // An unknown scope is ignored.
+    assert!(!t.apply(7, Change::Applied(chi("a", "z", "", &[]))));
+}
+
+#[test]
+fn apply_and_delete_change_one_entry_and_no_op_updates_are_quiet() {
+    let mut t = Tracker::new("ch.test", vec![None]);
+    assert!(listed(&mut t, 0, &[]));
+    let demo = chi("ns", "demo", "2024-01-01T00:00:00Z", &["c1"]);
+    assert!(t.apply(0, Change::Applied(demo.clone())));
+    // A status-only update derives the same routes: no rebuild.
+    let mut status = demo.clone();
+    status["status"] = json!({"state": "Completed"});
+    assert!(!t.apply(0, Change::Applied(status)));
+    let entry = &t.catalog().chis[&ChiKey {
+        namespace: "ns".into(),
+        name: "demo".into(),
+    }];
+    let routes = entry.routes.as_ref().unwrap();
+    assert_eq!(
+        snis(routes),
+        ["demo.ch.test", "demo-c1.ch.test", "chi-demo-c1-0-0.ch.test"]
+    );
+    assert!(routes.iter().all(|r| *r.source == *"kubernetes:ns/demo"));
+    assert!(t.apply(
+        0,
+        Change::Applied(chi("ns", "demo", "2024-01-01T00:00:00Z", &["c2"]))
+    ));
+    assert!(t.apply(0, Change::Deleted(demo.clone())));
+    assert!(t.catalog().chis.is_empty());
+    assert!(!t.apply(0, Change::Deleted(demo)), "already gone");
+}
+
+#[test]
+fn a_relist_drops_what_was_deleted_meanwhile_in_its_own_scope_only() {
+    let mut t = Tracker::new("ch.test", vec![Some("a".into()), Some("b".into())]);
+    assert!(!listed(
+        &mut t,
+        0,
+        &[chi("a", "gone", "", &[]), chi("a", "kept", "", &[])]
+    ));
+    assert!(listed(&mut t, 1, &[chi("b", "other", "", &[])]));
+    assert!(listed(&mut t, 0, &[chi("a", "kept", "", &[])]));
+    let names: Vec<String> = t.catalog().chis.keys().map(ToString::to_string).collect();
+    assert_eq!(names, ["a/kept", "b/other"]);
+    // The same list again changes nothing.
+    assert!(!listed(&mut t, 0, &[chi("a", "kept", "", &[])]));
+}
+
+#[test]
+fn an_invalid_chi_is_skipped_and_reported() {
+    let mut t = Tracker::new("ch.test", vec![None]);
+    let mut bad = chi("ns", "bad", "", &[]);
+    bad["metadata"]["annotations"] = json!({"ch-edge-proxy/allow": "10.0.0.0/33"});
+    assert!(listed(&mut t, 0, &[bad, chi("ns", "good", "", &[])]));
+    // Without a name there is nothing to key it by.
+    assert!(!t.apply(0, Change::Applied(json!({"metadata": {}}))));
+    let (specs, merged) = merge(&[], t.catalog());
+    assert_eq!(merged.chis, 2);
+    assert_eq!(merged.invalid.len(), 1);
+    assert_eq!(merged.invalid[0].0, "ns/bad");
+    assert!(merged.invalid[0].1.contains("10.0.0.0/33"), "{merged:?}");
+    assert_eq!(snis(&specs)[0], "good.ch.test");
+}
+
+#[test]
+fn file_routes_win_and_the_older_chi_keeps_its_names() {
+    let mut t = Tracker::new("ch.test", vec![None]);
+    // "demo" in two namespaces: the same CHI name yields the same SNIs.
+    let older = chi("b", "demo", "2024-01-01T00:00:00Z", &["c1"]);
+    let newer = chi("a", "demo", "2024-06-01T00:00:00Z", &["c1"]);
+    assert!(listed(&mut t, 0, &[newer, older]));
+    let file = [file_route("mine", "chi-demo-c1-0-0.ch.test")];
+    let (specs, merged) = merge(&file, t.catalog());
+    assert_eq!(specs[0], file[0]);
+    let sources: Vec<(&str, &str)> = specs.iter().map(|s| (&*s.name, &*s.source)).collect();
+    assert_eq!(
+        sources,
+        [
+            ("mine", "routes.yaml"),
+            ("b/demo", "kubernetes:b/demo"),
+            ("b/demo/c1", "kubernetes:b/demo"),
+        ]
+    );
+    assert_eq!(merged.routes, 2);
+    let refused: Vec<(&str, &str, RefusalReason)> = merged
+        .refused
+        .iter()
+        .map(|r| (r.chi.as_str(), r.route.as_str(), r.reason))
+        .collect();
+    assert_eq!(
+        refused,
+        [
+            ("b/demo", "b/demo/c1/0-0", RefusalReason::SniClaimed),
+            ("a/demo", "a/demo", RefusalReason::SniClaimed),
+            ("a/demo", "a/demo/c1", RefusalReason::SniClaimed),
+            ("a/demo", "a/demo/c1/0-0", RefusalReason::SniClaimed),
+        ]
+    );
+    assert!(
+        merged.refused[0]
+            .detail
+            .contains("already claimed by route \"mine\" from routes.yaml"),
+        "{merged:?}"
+    );
+    // The merged list builds: no clash is left for the table to find.
+    crate::model::route::check_claims(&specs).unwrap();
+}
+
+#[test]
+fn a_route_name_taken_by_a_file_route_is_refused() {
+    let mut t = Tracker::new("ch.test", vec![None]);
+    assert!(listed(&mut t, 0, &[chi("ns", "x", "", &[])]));
+    let (specs, merged) = merge(&[file_route("ns/x", "other.test")], t.catalog());
+    assert_eq!(merged.refused.len(), 1);
+    assert_eq!(merged.refused[0].reason, RefusalReason::NameClaimed);
+    assert_eq!(merged.refused[0].reason.label(), "name_claimed");
+    assert!(!snis(&specs).contains(&"x.ch.test"));
+    assert!(snis(&specs).contains(&"x-cluster.ch.test"));
+}
+
+#[test]
+fn claim_order_is_age_then_namespace_and_name() {
+    let mut t = Tracker::new("ch.test", vec![None]);
+    assert!(listed(
+        &mut t,
+        0,
+        &[
+            chi("z", "undated", "", &[]),
+            chi("b", "young", "2025-01-01T00:00:00Z", &[]),
+            chi("a", "old", "2020-01-01T00:00:00Z", &[]),
+            chi("a", "young", "2025-01-01T00:00:00Z", &[]),
+        ]
+    ));
+    let mut no_ts = chi("a", "none", "", &[]);
+    no_ts["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("creationTimestamp");
+    assert!(t.apply(0, Change::Applied(no_ts)));
+    let order: Vec<String> = t
+        .catalog()
+        .in_claim_order()
+        .iter()
+        .map(|(k, _)| k.to_string())
+        .collect();
+    // Without a timestamp (empty or missing): last.
+    assert_eq!(
+        order,
+        ["a/old", "a/young", "b/young", "a/none", "z/undated"]
+    );
+}
+
+#[test]
+fn report_tracks_first_sync_and_refusals() {
+    let settings = crate::model::config::KubernetesDiscovery {
+        enabled: true,
+        domain: "ch.test".into(),
+        ..Default::default()
+    };
+    let start = Report::startup(&settings);
+    assert!(start.awaiting_first_sync);
+    let still = start.next(&settings, None);
+    assert!(still.awaiting_first_sync, "a file reload before the list");
+    let synced = still.next(&settings, Some(Merged::default()));
+    assert!(!synced.awaiting_first_sync);
+    assert_eq!(synced.to_json()["synced"], true);
+    let off = synced.next(&crate::model::config::KubernetesDiscovery::default(), None);
+    assert!(!off.enabled && off.merged.is_none());
+    assert_eq!(off.to_json()["chis"], 0);
+}

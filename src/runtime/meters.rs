@@ -1,0 +1,115 @@
+//! The runtime's metrics: names and help texts, in one place. They are recorded through the
+//! `metrics` facade where things happen; the surface installs the Prometheus recorder, calls
+//! [`describe`] and serves them.
+//!
+//! Labels are bounded by the configuration (listener, route, outcome), never
+//! by anything a client sends.
+
+use std::time::SystemTime;
+
+pub const CONNECTIONS: &str = "ch_edge_proxy_connections_total";
+pub const ACTIVE_CONNECTIONS: &str = "ch_edge_proxy_active_connections";
+pub const BYTES_FROM_CLIENT: &str = "ch_edge_proxy_client_bytes_total";
+pub const BYTES_FROM_UPSTREAM: &str = "ch_edge_proxy_upstream_bytes_total";
+pub const CLIENT_HELLO_SECONDS: &str = "ch_edge_proxy_client_hello_seconds";
+pub const UPSTREAM_CONNECT_SECONDS: &str = "ch_edge_proxy_upstream_connect_seconds";
+pub const UPSTREAM_CONNECT_FAILURES: &str = "ch_edge_proxy_upstream_connect_failures_total";
+pub const ACCEPT_ERRORS: &str = "ch_edge_proxy_accept_errors_total";
+pub const DNS_LOOKUPS: &str = "ch_edge_proxy_dns_lookups_total";
+pub const ROUTES: &str = "ch_edge_proxy_routes";
+pub const RELOADS: &str = "ch_edge_proxy_reloads_total";
+pub const RELOAD_SECONDS: &str = "ch_edge_proxy_reload_seconds";
+pub const CONFIG_GENERATION: &str = "ch_edge_proxy_config_generation";
+pub const CONFIG_LAST_SUCCESS: &str = "ch_edge_proxy_config_last_success_timestamp_seconds";
+pub const DISCOVERY_CHIS: &str = "ch_edge_proxy_discovery_chis";
+pub const DISCOVERY_CHIS_INVALID: &str = "ch_edge_proxy_discovery_chis_invalid";
+pub const DISCOVERY_ROUTES: &str = "ch_edge_proxy_discovery_routes";
+pub const DISCOVERY_ROUTES_REFUSED: &str = "ch_edge_proxy_discovery_routes_refused";
+pub const DISCOVERY_API_ERRORS: &str = "ch_edge_proxy_discovery_api_errors_total";
+pub const DISCOVERY_LAST_SYNC: &str = "ch_edge_proxy_discovery_last_sync_timestamp_seconds";
+
+/// Registers help texts (shown as `# HELP` in `/metrics`).
+pub fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(
+        CONNECTIONS,
+        "Connections by listener, route and outcome (every refusal reason is its own outcome)."
+    );
+    describe_gauge!(ACTIVE_CONNECTIONS, "Connections currently open.");
+    describe_counter!(
+        BYTES_FROM_CLIENT,
+        Unit::Bytes,
+        "Bytes relayed from clients to upstreams, by route."
+    );
+    describe_counter!(
+        BYTES_FROM_UPSTREAM,
+        Unit::Bytes,
+        "Bytes relayed from upstreams to clients, by route."
+    );
+    describe_histogram!(
+        CLIENT_HELLO_SECONDS,
+        Unit::Seconds,
+        "Time from accept until PROXY header and ClientHello were complete."
+    );
+    describe_histogram!(
+        UPSTREAM_CONNECT_SECONDS,
+        Unit::Seconds,
+        "Time to connect to an upstream, failovers included."
+    );
+    describe_counter!(
+        UPSTREAM_CONNECT_FAILURES,
+        "Failed upstream connect attempts, by upstream host."
+    );
+    describe_counter!(
+        ACCEPT_ERRORS,
+        "accept() errors by listener (EMFILE and the like back off)."
+    );
+    describe_counter!(DNS_LOOKUPS, "Upstream DNS lookups by result.");
+    describe_gauge!(ROUTES, "Routes in the live table.");
+    describe_counter!(
+        RELOADS,
+        "Configuration reload attempts by result (ok, error, unchanged)."
+    );
+    describe_histogram!(
+        RELOAD_SECONDS,
+        Unit::Seconds,
+        "Time from a reload's start (after the watch debounce) until its result, by result."
+    );
+    describe_gauge!(
+        CONFIG_GENERATION,
+        "Generation of the live configuration (1 at start, +1 per successful reload)."
+    );
+    describe_gauge!(
+        CONFIG_LAST_SUCCESS,
+        Unit::Seconds,
+        "Unix time of the last successful configuration load."
+    );
+    describe_gauge!(
+        DISCOVERY_CHIS,
+        "ClickHouseInstallations in the live table's discovery snapshot."
+    );
+    describe_gauge!(
+        DISCOVERY_CHIS_INVALID,
+        "ClickHouseInstallations skipped because their routes could not be derived."
+    );
+    describe_gauge!(DISCOVERY_ROUTES, "Discovered routes in the live table.");
+    describe_gauge!(
+        DISCOVERY_ROUTES_REFUSED,
+        "Discovered routes left out of the live table, by reason (sni_claimed, name_claimed)."
+    );
+    describe_counter!(
+        DISCOVERY_API_ERRORS,
+        "Kubernetes API errors of discovery, by kind (client, list, watch_start, watch, watch_event, no_resource_version)."
+    );
+    describe_gauge!(
+        DISCOVERY_LAST_SYNC,
+        Unit::Seconds,
+        "Unix time of discovery's last complete list of ClickHouseInstallations."
+    );
+}
+
+/// Seconds since the Unix epoch, for timestamp gauges and JSON.
+pub fn unix_seconds(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}

@@ -1,0 +1,32 @@
+//! The runtime layer: sockets, tasks and live state — the proxy running the model.
+//!
+//! One connection goes [`accept`] → [`preamble`] (PROXY header + ClientHello, wire parsers) →
+//! route and allowlist (model) → [`connect`] (through [`resolve`]'s DNS cache) → PROXY header
+//! out → [`relay`], driven top to bottom by [`connection`]. Around it: [`listeners`] (the
+//! accepting sockets), [`state`] (the live snapshot each connection loads once), [`drain`]
+//! (counting connections, waiting for them on shutdown), [`reload`] with [`watch`] and
+//! [`discovery`] (new configurations, planned purely, then applied), and [`server`], which
+//! wires them together.
+//!
+//! Uses the wire and model layers, never the surface: what surfaces (access-log lines, the log
+//! level) is handed to an [`observe::Observer`] the surface provides. Metrics are recorded
+//! through the `metrics` facade under the names in [`meters`]; the surface exposes them.
+
+pub mod discovery;
+pub mod observe;
+pub mod reload;
+pub mod resolve;
+pub mod server;
+pub mod state;
+
+pub(crate) mod accept;
+pub(crate) mod connect;
+pub(crate) mod connection;
+pub(crate) mod drain;
+pub(crate) mod listeners;
+pub(crate) mod meters;
+pub(crate) mod outcome;
+pub(crate) mod preamble;
+pub(crate) mod relay;
+pub(crate) mod socket;
+pub(crate) mod watch;

@@ -1,0 +1,75 @@
+//! What the runtime reports upwards without knowing who listens: each finished connection, and
+//! each configuration that went live. The surface's access log implements [`Observer`]
+//! (formatting, sampling, the log level); tests and benches use [`Silent`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use crate::model::config::LogConfig;
+use crate::runtime::outcome::Outcome;
+
+/// Told about every connection and every configuration change. Called on the connection's own
+/// task, so it must be cheap and must not block.
+pub trait Observer: Send + Sync + 'static {
+    /// A connection ended, relayed or refused; `record` is what was learnt about it.
+    fn connection(&self, record: &Record, outcome: Outcome);
+
+    /// A configuration went live (at start and after each successful reload).
+    fn configured(&self, log: &LogConfig);
+}
+
+/// Discards everything.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Silent;
+
+impl Observer for Silent {
+    fn connection(&self, _: &Record, _: Outcome) {}
+    fn configured(&self, _: &LogConfig) {}
+}
+
+/// What we learnt about one connection, filled in phase by phase.
+#[derive(Debug)]
+pub struct Record {
+    pub listener: Arc<str>,
+    pub peer: SocketAddr,
+    /// The real client: from a trusted PROXY header, else `peer`.
+    pub client: Option<SocketAddr>,
+    pub proxy_version: Option<u8>,
+    pub vpce: Option<Box<str>>,
+    /// Held on the heap at its exact size: the record lives as long as the connection, and an
+    /// inline 255-byte name would sit in every idle one.
+    pub sni: Option<Box<str>>,
+    pub ech: bool,
+    pub route: Option<Arc<str>>,
+    pub upstream: Option<SocketAddr>,
+    pub detail: Option<&'static str>,
+    pub from_client: u64,
+    pub from_upstream: u64,
+    pub accepted: Instant,
+    pub client_hello_us: Option<u64>,
+    pub connect_us: Option<u64>,
+}
+
+impl Record {
+    pub fn new(listener: Arc<str>, peer: SocketAddr) -> Self {
+        Record {
+            listener,
+            peer,
+            client: None,
+            proxy_version: None,
+            vpce: None,
+            sni: None,
+            ech: false,
+            route: None,
+            upstream: None,
+            detail: None,
+            from_client: 0,
+            from_upstream: 0,
+            accepted: Instant::now(),
+            client_hello_us: None,
+            connect_us: None,
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! What a new configuration changes in the running proxy, decided by a pure function of what is
+//! live and what was loaded ([`plan`]), in the manner of a config diff; sockets, swaps and
+//! watches are touched only after, by the reloader. (Which routes are reused is decided the
+//! same way, inside the table build: `RouteTable::build_reusing`.)
+
+use std::net::SocketAddr;
+
+use crate::model::config::{Config, KubernetesDiscovery, ListenerConfig};
+use crate::runtime::listeners;
+use crate::runtime::watch::Targets;
+
+/// What is live, as far as a reload is concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Current {
+    pub listeners: Vec<ListenerConfig>,
+    /// Bound at start; it moves only on restart.
+    pub admin: Option<SocketAddr>,
+    pub targets: Targets,
+    pub discovery: KubernetesDiscovery,
+}
+
+/// The changes one reload makes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// Listeners to keep, bind and stop.
+    pub listeners: listeners::Plan,
+    /// The directories and names to watch from now on, when they differ.
+    pub watch: Option<Targets>,
+    /// Discovery settings to restart the watch with, when they differ.
+    pub discovery: Option<KubernetesDiscovery>,
+    /// `admin.address` changed, which takes a restart: warned about, not applied.
+    pub admin_moved: bool,
+}
+
+/// The plan for making `next` (watched through `targets`) live over `current`.
+pub fn plan(current: &Current, next: &Config, targets: &Targets) -> Plan {
+    let admin = next.admin.as_ref().map(|a| a.address);
+    Plan {
+        listeners: listeners::plan::plan(&current.listeners, &next.listeners),
+        watch: (*targets != current.targets).then(|| targets.clone()),
+        discovery: (next.discovery.kubernetes != current.discovery)
+            .then(|| next.discovery.kubernetes.clone()),
+        admin_moved: admin != current.admin,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsString;
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+    use crate::model::config;
+    use crate::runtime::listeners::Step::{Bind, Keep};
+
+    fn config(yaml: &str) -> Config {
+        config::from_str(yaml, Path::new("/etc/p/c.yaml")).unwrap()
+    }
+
+    fn targets(dirs: &[&str]) -> Targets {
+        Targets {
+            dirs: dirs.iter().map(PathBuf::from).collect(),
+            names: vec![OsString::from("c.yaml")],
+        }
+    }
+
+    const BASE: &str = "listeners:\n  - name: native\n    address: \"127.0.0.1:9440\"\nadmin:\n  address: \"127.0.0.1:9090\"\n";
+
+    fn current() -> Current {
+        let live = config(BASE);
+        Current {
+            listeners: live.listeners.clone(),
+            admin: live.admin.map(|a| a.address),
+            targets: targets(&["/etc/p"]),
+            discovery: Default::default(),
+        }
+    }
+
+    #[test]
+    fn reload_plans() {
+        let k8s = "discovery:\n  kubernetes:\n    domain: ch.test\n";
+        let https = "  - name: https\n    address: \"127.0.0.1:8443\"\n";
+        #[rustfmt::skip]
+        let cases: Vec<(&str, String, Vec<&str>, Plan)> = vec![
+            ("unchanged", BASE.to_owned(), vec!["/etc/p"], Plan {
+                listeners: listeners::Plan { steps: vec![Keep(0)], stop: vec![] },
+                watch: None, discovery: None, admin_moved: false,
+            }),
+            ("a listener added, a directory included",
+             BASE.replace("admin:", &format!("{https}admin:")), vec!["/etc/p", "/etc/p/routes.d"], Plan {
+                listeners: listeners::Plan { steps: vec![Keep(0), Bind], stop: vec![] },
+                watch: Some(targets(&["/etc/p", "/etc/p/routes.d"])), discovery: None, admin_moved: false,
+            }),
+            ("the listener moved, admin too",
+             BASE.replace("9440", "9441").replace("9090", "9091"), vec!["/etc/p"], Plan {
+                listeners: listeners::Plan { steps: vec![Bind], stop: vec![0] },
+                watch: None, discovery: None, admin_moved: true,
+            }),
+            ("admin removed", BASE.lines().take(3).map(|l| format!("{l}\n")).collect(), vec!["/etc/p"], Plan {
+                listeners: listeners::Plan { steps: vec![Keep(0)], stop: vec![] },
+                watch: None, discovery: None, admin_moved: true,
+            }),
+            ("discovery settings changed", format!("{BASE}{k8s}"), vec!["/etc/p"], Plan {
+                listeners: listeners::Plan { steps: vec![Keep(0)], stop: vec![] },
+                watch: None,
+                discovery: Some(config(&format!("{BASE}{k8s}")).discovery.kubernetes),
+                admin_moved: false,
+            }),
+        ];
+        for (what, yaml, dirs, want) in cases {
+            assert_eq!(
+                plan(&current(), &config(&yaml), &targets(&dirs)),
+                want,
+                "{what}"
+            );
+        }
+    }
+}

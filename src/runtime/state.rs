@@ -1,0 +1,69 @@
+//! The live snapshot: everything a new connection needs, swapped whole by reloads.
+
+use std::sync::Arc;
+
+use arc_swap::{ArcSwap, Guard};
+
+use crate::model::config::{Config, Limits, Timeouts};
+use crate::runtime::discovery;
+use crate::runtime::resolve::RouteTable;
+
+/// One consistent snapshot. A connection loads it once, so a reload never changes a
+/// connection mid-way; one that started before a reload keeps its routes and timeouts.
+#[derive(Debug)]
+pub struct State {
+    pub routes: RouteTable,
+    pub timeouts: Timeouts,
+    pub limits: Limits,
+    /// [`Config::content_hash`] of the configuration this state came from.
+    pub config_hash: u64,
+    /// 1 at start, + 1 per configuration or discovery change that went live.
+    pub generation: u64,
+    /// Kubernetes discovery as this table reflects it.
+    pub discovery: Arc<discovery::Report>,
+}
+
+impl State {
+    /// The state for `config` with its compiled `routes`.
+    pub fn new(
+        config: &Config,
+        routes: RouteTable,
+        generation: u64,
+        discovery: Arc<discovery::Report>,
+    ) -> State {
+        State {
+            routes,
+            timeouts: config.timeouts.clone(),
+            limits: config.limits.clone(),
+            config_hash: config.content_hash,
+            generation,
+            discovery,
+        }
+    }
+}
+
+/// The current [`State`]: read by every connection, replaced only by the reloader.
+#[derive(Debug)]
+pub struct Live(ArcSwap<State>);
+
+impl Live {
+    pub fn new(state: State) -> Live {
+        Live(ArcSwap::from_pointee(state))
+    }
+
+    /// The current state, kept for as long as the caller needs it (a connection: until its
+    /// relay starts).
+    pub fn load(&self) -> Arc<State> {
+        self.0.load_full()
+    }
+
+    /// A short look at the current state (no reference count taken).
+    pub fn peek(&self) -> Guard<Arc<State>> {
+        self.0.load()
+    }
+
+    /// Makes `state` current; returns the one it replaced.
+    pub(crate) fn replace(&self, state: State) -> Arc<State> {
+        self.0.swap(Arc::new(state))
+    }
+}
