@@ -1,57 +1,63 @@
 //! Reload latency, in process with the real watcher: a route file replaced
 //! (write + rename) → the new table live, for a small table, for one file of
-//! 100k routes, and for 100k routes over 1,000 files with one file replaced;
-//! the no-change re-check of 100k routes (hash only); resident memory. Each
-//! swap case also reports the reload's own duration (`Status::took`: from
-//! the reload's start, after the 50 ms watch debounce, until the new table
-//! is live).
+//! 100k routes (JSON and YAML), and for 100k routes over 1,000 files with one
+//! file replaced; the no-change re-check of 100k routes (hash only); resident
+//! memory. Each swap case also reports the reload's own duration
+//! (`Status::took`: from the reload's start, after the 50 ms watch debounce,
+//! until the new table is live, as `/routes` shows it).
 //!
 //! `cargo bench --bench reload` prints percentiles; under `cargo test` it
 //! runs a few small iterations as a smoke test. Nothing is asserted about time.
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use std::sync::Arc;
-
-use ch_edge_proxy::model::config;
+use ch_edge_proxy::model::config::{self, Format};
 use ch_edge_proxy::runtime::observe::Silent;
 use ch_edge_proxy::runtime::reload::{ReloadResult, Status, Trigger};
 use ch_edge_proxy::runtime::server::{Handle, Server};
 use tokio::sync::watch;
 
-const WAIT: Duration = Duration::from_secs(60);
+const WAIT: Duration = Duration::from_secs(120);
 
-fn routes_yaml(tag: &str, n: usize) -> String {
-    routes_yaml_from(tag, 0, n)
-}
-
-/// Routes `first..first + n` (distinct upstream addresses across files).
-fn routes_yaml_from(tag: &str, first: usize, n: usize) -> String {
-    let mut s = String::with_capacity(n * 72 + 16);
-    s.push_str("routes:\n");
+/// Routes `first..first + n` in `format` (distinct upstream addresses across files); route `k`
+/// is `chi-{tag}-{k}.ch.test`, its port 9440 unless `edited` says otherwise.
+fn routes_text(
+    format: Format,
+    tag: &str,
+    first: usize,
+    n: usize,
+    edited: Option<(usize, u16)>,
+) -> String {
+    let mut s = String::with_capacity(n * 80 + 16);
+    s.push_str(match format {
+        Format::Yaml => "routes:\n",
+        Format::Json => "{\"routes\": [\n",
+    });
     for k in first..first + n {
-        let _ = writeln!(
-            s,
-            "  - sni: chi-{tag}-{k}.ch.test\n    upstream: \"10.{}.{}.{}:9440\"",
-            (k >> 16) & 255,
-            (k >> 8) & 255,
-            k & 255
-        );
+        let port = match edited {
+            Some((e, port)) if e == k => port,
+            _ => 9440,
+        };
+        let (a, b, c) = ((k >> 16) & 255, (k >> 8) & 255, k & 255);
+        let _ = match format {
+            Format::Yaml => writeln!(
+                s,
+                "  - sni: chi-{tag}-{k}.ch.test\n    upstream: \"10.{a}.{b}.{c}:{port}\""
+            ),
+            Format::Json => writeln!(
+                s,
+                "  {}{{\"sni\": \"chi-{tag}-{k}.ch.test\", \"upstream\": \"10.{a}.{b}.{c}:{port}\"}}",
+                if k == first { "" } else { "," }
+            ),
+        };
+    }
+    if format == Format::Json {
+        s.push_str("]}\n");
     }
     s
-}
-
-/// `routes_yaml(tag, n)` with route `edited`'s upstream port changed.
-fn routes_yaml_edited(tag: &str, n: usize, edited: usize, port: u16) -> String {
-    let text = routes_yaml(tag, n);
-    let from = format!("chi-{tag}-{edited}.ch.test\n");
-    let at = text.find(&from).expect("route present") + from.len();
-    let end = at + text[at..].find('\n').expect("upstream line");
-    let line = &text[at..end];
-    let new_line = line.replace(":9440\"", &format!(":{port}\""));
-    format!("{}{new_line}{}", &text[..at], &text[end..])
 }
 
 fn write_atomic(path: &Path, text: &str) {
@@ -116,13 +122,14 @@ fn report_swaps(what: &str, swaps: Vec<Swap>) {
 /// time; returns write → live latencies.
 async fn swaps(
     file: &Path,
+    format: Format,
     status: &mut watch::Receiver<Status>,
     iters: usize,
     routes: usize,
 ) -> Vec<Swap> {
     let mut out = Vec::with_capacity(iters);
     for i in 0..iters {
-        let text = routes_yaml(&format!("g{i}-{routes}"), routes);
+        let text = routes_text(format, &format!("g{i}-{routes}"), 0, routes, None);
         out.push(swap_live(file, &text, status).await);
     }
     out
@@ -181,7 +188,7 @@ fn rss_mib() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-/// 100k routes as `files` files in `routes_d`; each iteration replaces one
+/// 100k routes as `files` JSON files in `routes_d`; each iteration replaces one
 /// file (a different one each time) with routes of new names.
 async fn swaps_one_of_many(
     routes_d: &Path,
@@ -193,11 +200,63 @@ async fn swaps_one_of_many(
     let mut out = Vec::with_capacity(iters);
     for i in 0..iters {
         let f = (i * 7919) % files;
-        let text = routes_yaml_from(&format!("m{i}"), f * per_file, per_file);
-        let path = routes_d.join(format!("r{f:04}.yaml"));
+        let text = routes_text(Format::Json, &format!("m{i}"), f * per_file, per_file, None);
+        let path = routes_d.join(format!("r{f:04}.json"));
         out.push(swap_live(&path, &text, status).await);
     }
     out
+}
+
+/// One big file in `format`: every route new, then one route edited, then unchanged
+/// re-checks.
+async fn one_big_file(
+    routes_d: &Path,
+    format: Format,
+    proxy: &Handle,
+    status: &mut watch::Receiver<Status>,
+    iters: usize,
+    routes: usize,
+) {
+    let file = routes_d.join(format!("big.{format}"));
+    let what = format!("{routes} routes in one {format} file");
+    report_swaps(
+        &format!("{what}, all new"),
+        swaps(&file, format, status, iters, routes).await,
+    );
+    println!("rss, {what}: {}", settled_rss(proxy, status).await);
+
+    // The same file with one route edited: the other routes keep theirs.
+    let tag = format!("g{}-{routes}", iters - 1);
+    let mut edits = Vec::with_capacity(iters);
+    for i in 0..iters {
+        let edit = (i * 997 % routes, 9441 + i as u16);
+        let text = routes_text(format, &tag, 0, routes, Some(edit));
+        edits.push(swap_live(&file, &text, status).await);
+    }
+    report_swaps(&format!("{what}, one route edited"), edits);
+
+    // Unchanged files: the hash decides, nothing is parsed.
+    let mut rechecks = Vec::new();
+    for _ in 0..iters {
+        status.borrow_and_update();
+        let started = Instant::now();
+        proxy.request_reload();
+        tokio::time::timeout(WAIT, status.changed())
+            .await
+            .unwrap()
+            .unwrap();
+        rechecks.push(started.elapsed());
+    }
+    report(&format!("re-check, unchanged, {what}"), rechecks);
+    remove_and_reload(&file, proxy, status).await;
+}
+
+/// Removes `file` and waits until the table without it is live.
+async fn remove_and_reload(file: &PathBuf, proxy: &Handle, status: &mut watch::Receiver<Status>) {
+    std::fs::remove_file(file).unwrap();
+    let generation = status.borrow().generation;
+    proxy.request_reload();
+    wait_for(status, |s| s.generation > generation).await;
 }
 
 fn main() {
@@ -217,7 +276,7 @@ fn main() {
         let routes_d = dir.path().join("routes.d");
         std::fs::create_dir(&routes_d).unwrap();
         let file = routes_d.join("routes.yaml");
-        std::fs::write(&file, routes_yaml("start", 10)).unwrap();
+        std::fs::write(&file, routes_text(Format::Yaml, "start", 0, 10, None)).unwrap();
         let main = dir.path().join("config.yaml");
         std::fs::write(
             &main,
@@ -237,49 +296,28 @@ fn main() {
         proxy.request_reload();
         wait_for(&mut status, |s| s.trigger == Trigger::Signal).await;
 
-        report_swaps("10 routes", swaps(&file, &mut status, small_iters, 10).await);
-        println!("rss, 10 routes: {}", settled_rss(&proxy, &mut status).await);
         report_swaps(
-            &format!("{big_routes} routes in one file, all new"),
-            swaps(&file, &mut status, big_iters, big_routes).await,
+            "10 routes",
+            swaps(&file, Format::Yaml, &mut status, small_iters, 10).await,
         );
-        println!(
-            "rss, {big_routes} routes in one file: {}",
-            settled_rss(&proxy, &mut status).await
-        );
+        println!("rss, 10 routes: {}", settled_rss(&proxy, &mut status).await);
+        remove_and_reload(&file, &proxy, &mut status).await;
 
-        // The same file with one route edited: the other routes keep theirs.
-        let tag = format!("g{}-{big_routes}", big_iters - 1);
-        let mut edits = Vec::with_capacity(big_iters);
-        for i in 0..big_iters {
-            let text = routes_yaml_edited(&tag, big_routes, i * 997 % big_routes, 9441 + i as u16);
-            edits.push(swap_live(&file, &text, &mut status).await);
+        for format in [Format::Json, Format::Yaml] {
+            one_big_file(&routes_d, format, &proxy, &mut status, big_iters, big_routes).await;
         }
-        report_swaps(&format!("{big_routes} routes in one file, one route edited"), edits);
-
-        // Unchanged files: the hash decides, nothing is parsed.
-        let mut rechecks = Vec::new();
-        for _ in 0..big_iters {
-            status.borrow_and_update();
-            let started = Instant::now();
-            proxy.request_reload();
-            tokio::time::timeout(WAIT, status.changed()).await.unwrap().unwrap();
-            rechecks.push(started.elapsed());
-        }
-        report(&format!("re-check, unchanged, {big_routes} routes"), rechecks);
 
         // The same number of routes over many files; one file replaced.
-        std::fs::remove_file(&file).unwrap();
         let (files, per_file) = (1_000, big_routes / 1_000);
         for f in 0..files {
-            let text = routes_yaml_from("many", f * per_file, per_file);
-            std::fs::write(routes_d.join(format!("r{f:04}.yaml")), text).unwrap();
+            let text = routes_text(Format::Json, "many", f * per_file, per_file, None);
+            std::fs::write(routes_d.join(format!("r{f:04}.json")), text).unwrap();
         }
         let generation = status.borrow().generation;
         proxy.request_reload();
         wait_for(&mut status, |s| s.generation > generation).await;
         report_swaps(
-            &format!("{big_routes} routes in {files} files, one file replaced"),
+            &format!("{big_routes} routes in {files} JSON files, one file replaced"),
             swaps_one_of_many(&routes_d, &mut status, big_iters * 3, files, per_file).await,
         );
         println!(

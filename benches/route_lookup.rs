@@ -2,6 +2,7 @@
 //! building (and parsing) a 100k-route table, which bounds reload time.
 
 use std::hint::black_box;
+use std::sync::Arc;
 
 use ch_edge_proxy::model::config::{parse_routes_file, Format};
 use ch_edge_proxy::model::route::{Defaults, RouteSpec, UpstreamAddr};
@@ -22,11 +23,11 @@ fn specs(n: usize) -> Vec<RouteSpec> {
     (0..n)
         .map(|i| RouteSpec {
             name: pattern(i).into(),
-            sni: vec![pattern(i).into()],
-            upstreams: vec![UpstreamAddr {
+            sni: Arc::from([Arc::from(pattern(i))]),
+            upstreams: Arc::from([UpstreamAddr {
                 host: format!("chi-demo{i}-cluster-0-0.ns.svc.cluster.local").into(),
                 port: None,
-            }],
+            }]),
             allow: None,
             proxy_protocol: None,
             source: "bench.yaml".into(),

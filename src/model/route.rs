@@ -21,6 +21,7 @@ use crate::model::allow::AllowList;
 
 mod build;
 mod claims;
+pub(crate) mod earlier;
 mod spec;
 
 pub use build::Resolve;
@@ -74,7 +75,7 @@ pub struct Route<A> {
     /// Shared so metric labels and log records take it without copying.
     pub name: Arc<str>,
     /// The route's SNI patterns, normalised (for `/routes`).
-    pub patterns: Vec<Arc<str>>,
+    pub patterns: Arc<[Arc<str>]>,
     pub upstreams: Vec<Upstream<A>>,
     pub allow: AllowList,
     pub proxy_protocol: ProxyVersion,

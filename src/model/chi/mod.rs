@@ -83,9 +83,10 @@ pub fn routes_for_chi(
 }
 
 fn derive(chi: &Value, name: &str, ns: &str, domain: &str) -> anyhow::Result<Vec<RouteSpec>> {
-    let allow = annotation(chi, ANNOTATION_ALLOW)?
+    let allow: Option<Arc<[IpNet]>> = annotation(chi, ANNOTATION_ALLOW)?
         .map(|a| parse_allow(a).with_context(|| format!("annotation {ANNOTATION_ALLOW}")))
-        .transpose()?;
+        .transpose()?
+        .map(Arc::from);
     let proxy_protocol = annotation(chi, ANNOTATION_PROXY_PROTOCOL)?
         .map(|p| {
             p.trim()
@@ -111,8 +112,8 @@ fn derive(chi: &Value, name: &str, ns: &str, domain: &str) -> anyhow::Result<Vec
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok::<_, anyhow::Error>(RouteSpec {
             name: route_name.into(),
-            sni: vec![sni.into()],
-            upstreams,
+            sni: Arc::from([Arc::from(sni)]),
+            upstreams: upstreams.into(),
             allow: allow.clone(),
             proxy_protocol,
             source: source.clone(),

@@ -89,7 +89,7 @@ fn service_templates_list_uses_its_first_entry() {
         &*routes[0].upstreams[0].host,
         "lb-demo-ns.ns.svc.cluster.local"
     );
-    assert_eq!(routes[0].sni, [Arc::from("demo.d.test")]);
+    assert_eq!(*routes[0].sni, [Arc::from("demo.d.test")]);
 }
 
 #[test]
@@ -122,7 +122,7 @@ fn annotations_apply_to_every_route() {
         .collect();
     assert_eq!(routes.len(), 3);
     for r in &routes {
-        assert_eq!(r.allow.as_ref(), Some(&want));
+        assert_eq!(r.allow.as_deref(), Some(&*want));
         assert_eq!(r.proxy_protocol, Some(ProxyVersion::V2));
     }
     // Keywords are spelled as in a config file: case does not matter.

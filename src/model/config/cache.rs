@@ -32,6 +32,11 @@ impl RouteFiles {
         self.0.is_empty()
     }
 
+    /// The routes read from the last text of `path` that was read without problems.
+    pub(crate) fn earlier(&self, path: &Path) -> Option<&Arc<[RouteSpec]>> {
+        self.0.get(path).map(|p| &p.routes)
+    }
+
     /// The routes read earlier from this very text of `path`.
     pub(crate) fn get(&self, path: &Path, text_hash: u64) -> Option<&Arc<[RouteSpec]>> {
         self.0

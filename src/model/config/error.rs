@@ -152,6 +152,11 @@ impl Problems {
         self.0.len()
     }
 
+    /// Appends `other`'s problems after these.
+    pub fn append(&mut self, mut other: Problems) {
+        self.0.append(&mut other.0);
+    }
+
     /// `Ok(value)` if nothing was recorded.
     pub fn finish<T>(self, value: T) -> Result<T, ConfigError> {
         if self.0.is_empty() {

@@ -218,7 +218,9 @@ fn from_str_reusing(
                 Some(routes) => routes.clone(),
                 None => {
                     let before = errs.len();
-                    let routes = route_file::read(&text, &source, Format::of(&f), &mut errs);
+                    let earlier = previous.earlier(&f).map_or(&[][..], |r| &r[..]);
+                    let routes =
+                        route_file::read(&text, &source, Format::of(&f), earlier, &mut errs);
                     if errs.len() != before {
                         continue;
                     }

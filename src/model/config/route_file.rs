@@ -3,17 +3,21 @@
 
 use std::sync::Arc;
 
-use super::error::{ConfigError, Problems};
-use super::raw::{self, Format, RawRoutesFile};
+use super::error::{ConfigError, Problem, Problems};
+use super::raw::{self, Format, RawRoute, RawRoutesFile, S};
 use super::routes;
+use crate::model::route::earlier::Earlier;
 use crate::model::route::{duplicate_claims, RouteSpec};
 
 /// The routes of one file's `text`, written in `format`; `source` names the file in problems
-/// and in each spec. Problems go to `errs` (the routes are then incomplete).
+/// and in each spec. `earlier` are the specs read from an earlier text of the file: an entry
+/// written as one of them gives that spec again instead of being validated anew. Problems go
+/// to `errs` (the routes are then incomplete).
 pub(crate) fn read(
     text: &str,
     source: &str,
     format: Format,
+    earlier: &[RouteSpec],
     errs: &mut Problems,
 ) -> Vec<RouteSpec> {
     let blank = |l: &str| {
@@ -25,12 +29,50 @@ pub(crate) fn read(
         errs.add(source, None, "", "empty file (expected `routes: [...]`)");
         return Vec::new();
     }
-    match raw::parse::<RawRoutesFile>(format, text, source) {
-        Ok(file) => routes::routes(file.routes, &Arc::from(source), errs),
-        Err(problem) => {
-            errs.push(problem);
-            Vec::new()
+    let name: Arc<str> = Arc::from(source);
+    let mut validator = Validator {
+        source: name,
+        index: 0,
+        specs: Vec::new(),
+        errs: Problems::default(),
+        earlier: Earlier::new(earlier, |s: &RouteSpec| s.sni.first().map(|p| &**p)),
+    };
+    let read = raw::parse_routes(format, text, source, |entry| validator.add(entry));
+    validator.finish(read, errs)
+}
+
+/// Validates a file's entries in order, numbering them from 1.
+struct Validator<'p> {
+    source: Arc<str>,
+    index: usize,
+    specs: Vec<RouteSpec>,
+    errs: Problems,
+    earlier: Earlier<'p, RouteSpec, &'p str>,
+}
+
+impl Validator<'_> {
+    fn add(&mut self, entry: S<RawRoute>) {
+        self.index += 1;
+        let first = routes::first_sni(&entry.value);
+        if let Some((_, spec)) = self
+            .earlier
+            .find(first, |s| routes::written_as(&entry.value, s))
+        {
+            self.specs.push(spec.clone());
+            return;
         }
+        if let Some(spec) = routes::route(entry, self.index, &self.source, &mut self.errs) {
+            self.specs.push(spec);
+        }
+    }
+
+    /// The specs; problems (the entries', then the parser's) go to `errs`.
+    fn finish(self, read: Result<(), Problem>, errs: &mut Problems) -> Vec<RouteSpec> {
+        errs.append(self.errs);
+        if let Err(problem) = read {
+            errs.push(problem);
+        }
+        self.specs
     }
 }
 
@@ -41,7 +83,7 @@ pub fn parse_routes_file(
     format: Format,
 ) -> Result<Vec<RouteSpec>, ConfigError> {
     let mut errs = Problems::default();
-    let routes = read(text, source, format, &mut errs);
+    let routes = read(text, source, format, &[], &mut errs);
     for e in duplicate_claims(&routes) {
         errs.push(e.into());
     }

@@ -9,6 +9,7 @@ use serde_saphyr::{Location, Spanned};
 use super::error::Problems;
 use super::raw::{Keyword, OneOrMany, RawRoute, S};
 use super::validate::cidrs;
+use crate::model::allow::parse_net;
 use crate::model::route::{RouteSpec, UpstreamAddr};
 
 /// Validates the routes of one file, numbered from 1 in messages; `source` is the file named
@@ -25,7 +26,7 @@ pub(crate) fn routes(
 }
 
 /// Validates route number `index` (1-based) of `source`.
-fn route(
+pub(crate) fn route(
     raw: S<RawRoute>,
     index: usize,
     source: &Arc<str>,
@@ -34,12 +35,12 @@ fn route(
     let file: &str = source;
     let at = raw.referenced.line();
     let r = raw.value;
-    let sni = r.sni.map(one_or_many).unwrap_or_default();
+    let sni = items(r.sni.as_ref());
     let label = r
         .name
         .as_ref()
         .map(|n| n.value.as_str())
-        .or(sni.first().map(|s| s.value.as_str()));
+        .or(sni.clone().next().map(|s| s.0));
     // Formatted only for a problem: this runs for every one of 100k routes.
     let what = |field: &str| match label {
         Some(l) => format!("route {l:?} (#{index}): {field}"),
@@ -55,31 +56,32 @@ fn route(
             add(errs, n.referenced.line(), "name", "empty".into());
         }
     }
-    if sni.is_empty() {
+    if sni.clone().next().is_none() {
         add(errs, at, "sni", "missing or empty".into());
     }
     let patterns: Vec<Arc<str>> = sni
-        .iter()
-        .filter_map(|p| match normalize_pattern(&p.value) {
+        .filter_map(|(p, line)| match normalize_pattern(p) {
             Ok(n) => Some(Arc::from(&*n)),
             Err(e) => {
-                let msg = format!("invalid pattern {:?}: {e}", p.value);
-                add(errs, p.referenced.line(), "sni", msg);
+                add(errs, line, "sni", format!("invalid pattern {p:?}: {e}"));
                 None
             }
         })
         .collect();
-    let upstream = r.upstream.map(one_or_many).unwrap_or_default();
-    if upstream.is_empty() {
+    let upstream = items(r.upstream.as_ref());
+    if upstream.clone().next().is_none() {
         add(errs, at, "upstream", "missing or empty".into());
     }
     let upstreams: Vec<UpstreamAddr> = upstream
-        .iter()
-        .filter_map(|u| match u.value.parse::<UpstreamAddr>() {
+        .filter_map(|(u, line)| match u.parse::<UpstreamAddr>() {
             Ok(a) => Some(a),
             Err(e) => {
-                let msg = format!("invalid upstream {:?}: {e}", u.value);
-                add(errs, u.referenced.line(), "upstream", msg);
+                add(
+                    errs,
+                    line,
+                    "upstream",
+                    format!("invalid upstream {u:?}: {e}"),
+                );
                 None
             }
         })
@@ -105,19 +107,72 @@ fn route(
     };
     Some(RouteSpec {
         name,
-        sni: patterns,
-        upstreams,
-        allow,
+        sni: patterns.into(),
+        upstreams: upstreams.into(),
+        allow: allow.map(Arc::from),
         proxy_protocol: r.proxy_protocol.map(|k| k.0),
         source: source.clone(),
     })
 }
 
-/// `string | [string]` as a list, each item located.
-fn one_or_many(s: S<OneOrMany>) -> Vec<S<String>> {
-    match s.value {
-        OneOrMany::One(value) => vec![Spanned::new(value, s.referenced, s.defined)],
-        OneOrMany::Many(items) => items,
+/// Whether reading `raw` gives `spec` again (same file): every field written as `spec` has
+/// it, checked without allocating. What a reload of an edited file uses to keep the specs of
+/// the entries it did not change.
+pub(crate) fn written_as(raw: &RawRoute, spec: &RouteSpec) -> bool {
+    let name = match &raw.name {
+        Some(n) => n.value == *spec.name,
+        None => spec.sni.first().is_some_and(|p| *p == spec.name),
+    };
+    let sni = items(raw.sni.as_ref())
+        .map(|s| s.0)
+        .eq(spec.sni.iter().map(|p| &**p));
+    let upstream = {
+        let mut written = items(raw.upstream.as_ref());
+        spec.upstreams
+            .iter()
+            .all(|u| written.next().is_some_and(|(w, _)| u.is_written_as(w)))
+            && written.next().is_none()
+    };
+    let allow = match (&raw.allow, &spec.allow) {
+        (None, None) => true,
+        (Some(written), Some(nets)) => written
+            .iter()
+            .map(|w| parse_net(&w.value))
+            .eq(nets.iter().map(|n| Some(*n))),
+        _ => false,
+    };
+    name && sni && upstream && allow && raw.proxy_protocol.map(|k| k.0) == spec.proxy_protocol
+}
+
+/// The first SNI pattern of an entry, as written.
+pub(crate) fn first_sni(raw: &RawRoute) -> &str {
+    items(raw.sni.as_ref()).next().map_or("", |s| s.0)
+}
+
+/// The items of a `string | [string]` field, each with its line (no list is built: this
+/// runs for every route of a big file).
+fn items(field: Option<&S<OneOrMany>>) -> Items<'_> {
+    match field.map(|f| (&f.value, f.referenced.line())) {
+        None => Items::One(None),
+        Some((OneOrMany::One(one), line)) => Items::One(Some((one, line))),
+        Some((OneOrMany::Many(many), _)) => Items::Many(many.iter()),
+    }
+}
+
+#[derive(Clone)]
+enum Items<'a> {
+    One(Option<(&'a str, u64)>),
+    Many(std::slice::Iter<'a, S<String>>),
+}
+
+impl<'a> Iterator for Items<'a> {
+    type Item = (&'a str, u64);
+
+    fn next(&mut self) -> Option<(&'a str, u64)> {
+        match self {
+            Items::One(one) => one.take(),
+            Items::Many(many) => many.next().map(|s| (s.value.as_str(), s.referenced.line())),
+        }
     }
 }
 

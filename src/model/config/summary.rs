@@ -58,7 +58,7 @@ fn write_summary(out: &mut String, c: &Config) -> std::fmt::Result {
     )?;
 
     let (mut exact, mut wild, mut catch_all) = (0, 0, false);
-    for p in c.routes.iter().flat_map(|r| &r.sni) {
+    for p in c.routes.iter().flat_map(|r| r.sni.iter()) {
         match &**p {
             "*" => catch_all = true,
             p if p.starts_with("*.") => wild += 1,

@@ -125,12 +125,12 @@ discovery:
         c.routes,
         vec![RouteSpec {
             name: "demo".into(),
-            sni: vec!["demo.ch.example.com".into()],
-            upstreams: vec![UpstreamAddr {
+            sni: Arc::from([Arc::from("demo.ch.example.com")]),
+            upstreams: Arc::from([UpstreamAddr {
                 host: "clickhouse-demo.ns.svc.cluster.local".into(),
                 port: None
-            }],
-            allow: Some(vec![net("203.0.113.0/24")]),
+            }]),
+            allow: Some(Arc::from([net("203.0.113.0/24")])),
             proxy_protocol: Some(ProxyVersion::V1),
             source: path.display().to_string().into(),
         }]
@@ -400,7 +400,7 @@ fn sni_patterns_are_checked_and_normalised() {
     ))
     .unwrap();
     assert_eq!(
-        c.routes[0].sni,
+        *c.routes[0].sni,
         ["demo.ch.example.com", "*.pods.example.com", "*"].map(Arc::from)
     );
     assert_eq!(
@@ -892,7 +892,7 @@ fn a_big_route_file_reports_every_problem_with_line_and_number() {
     let routes = parse_routes_file(&good, "big.yaml", Format::Yaml).unwrap();
     assert_eq!(routes.len(), n);
     assert_eq!(
-        routes[n - 1].sni,
+        *routes[n - 1].sni,
         [Arc::from(format!("r{}.ch.test", n - 1))]
     );
 }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use ch_edge_wire::sni::normalize_pattern;
 
 use super::claims::{duplicates, route_ref};
+use super::earlier::Earlier;
 use super::{Defaults, Route, RouteError, RouteSpec, RouteSpecs, RouteTable, SpecGroup, Upstream};
 use crate::model::allow::AllowList;
 
@@ -35,22 +36,22 @@ pub(super) struct Built {
 /// The routes compiled by one job.
 type Compiled<A> = Vec<Arc<Route<A>>>;
 
-/// A changed file's previous specs and the routes built from them.
-type Earlier<'p, A> = (&'p [RouteSpec], &'p [Arc<Route<A>>]);
-
 /// With at least this many specs to compile, jobs run on every core (a
 /// 100k-route file read at start or replaced as a whole).
 pub(super) const PARALLEL_FROM: usize = 4096;
 /// Specs per compile job: a bigger group is split.
 const JOB: usize = 1024;
 
-/// Routes to compile: `specs[range]` of group number `group`, with the
-/// previous version of that group for reuse by position.
+/// A group of the previous table: its specs and the routes built from them.
+type Previous<'p, A> = (&'p [RouteSpec], &'p [Arc<Route<A>>]);
+
+/// Routes to compile: `specs[range]` of group number `group`; `found[i]` is a route of the
+/// previous table for `specs[i]`, if it has one.
 struct Job<'a, 'p, A> {
     group: usize,
     specs: &'a [RouteSpec],
     range: std::ops::Range<usize>,
-    earlier: Option<Earlier<'p, A>>,
+    found: &'a [Option<&'p Arc<Route<A>>>],
 }
 
 /// Compiles specs into routes; state shared across a build's groups.
@@ -93,37 +94,38 @@ impl<'a, R: Resolve> Compiler<'a, '_, R> {
         jobs: &[Job<'a, '_, R::Addrs>],
     ) -> Result<Vec<Compiled<R::Addrs>>, RouteError> {
         use rayon::prelude::*;
-        let specs: usize = jobs.iter().map(|j| j.range.len()).sum();
+        let specs = jobs
+            .iter()
+            .flat_map(|j| j.found.get(j.range.clone()).unwrap_or_default())
+            .filter(|f| f.is_none())
+            .count();
         let results: Vec<Result<Compiled<R::Addrs>, RouteError>> = if specs < PARALLEL_FROM {
             jobs.iter()
-                .map(|j| self.routes(j.specs, j.range.clone(), j.earlier))
+                .map(|j| self.routes(j.specs, j.range.clone(), j.found))
                 .collect()
         } else {
             let this = &*self;
             jobs.par_iter()
-                .map(|j| this.fork().routes(j.specs, j.range.clone(), j.earlier))
+                .map(|j| this.fork().routes(j.specs, j.range.clone(), j.found))
                 .collect()
         };
         results.into_iter().collect()
     }
 
-    /// The routes of `specs[range]` (the whole group is passed so that
-    /// errors number routes within their file). Strings are shared with the
+    /// The routes of `specs[range]` (the whole group is passed so that errors number routes
+    /// within their file): `found[i]` as it is, else compiled. Strings are shared with the
     /// specs, not copied.
     fn routes(
         &mut self,
         specs: &'a [RouteSpec],
         range: std::ops::Range<usize>,
-        earlier: Option<Earlier<'_, R::Addrs>>,
+        found: &[Option<&Arc<Route<R::Addrs>>>],
     ) -> Result<Compiled<R::Addrs>, RouteError> {
         let mut out = Vec::with_capacity(range.len());
         for i in range {
             let Some(spec) = specs.get(i) else { break };
-            let same = earlier
-                .filter(|(old, _)| old.get(i) == Some(spec))
-                .and_then(|(_, routes)| routes.get(i));
-            if let Some(route) = same {
-                out.push(route.clone());
+            if let Some(Some(route)) = found.get(i) {
+                out.push(Arc::clone(route));
                 continue;
             }
             let patterns = patterns(specs, i)?;
@@ -187,48 +189,61 @@ impl<A: Clone + Send + Sync> RouteTable<A> {
         if u32::try_from(total).is_err() {
             return Err(RouteError::TooMany { count: total });
         }
-        // Keyed by the group's address (equal while both `Arc`s are alive
-        // means the same specs), and by source and ordinal among that
-        // source's groups (a file's chunks) for a changed group.
-        let mut reusable: HashMap<usize, &[Arc<Route<A>>]> = HashMap::new();
-        let mut by_source: HashMap<(&str, usize), Earlier<'_, A>> = HashMap::new();
+        // The previous table's groups, by identity (while both `Arc`s are alive, the same
+        // address means the same specs) and, for a changed group, by source (a file).
+        let mut same: HashMap<usize, &[Arc<Route<A>>]> = HashMap::new();
+        let mut by_source: HashMap<&str, Previous<'_, A>> = HashMap::new();
         if previous.defaults == *defaults {
-            let mut ordinals = Ordinals::default();
             for b in &previous.built {
                 let Some(routes) = previous.routes.get(b.start..b.start + b.specs.len()) else {
                     continue;
                 };
-                reusable.insert(group_key(&b.specs), routes);
-                if let Some(key) = ordinals.next(&b.specs) {
-                    by_source.insert(key, (&b.specs, routes));
+                same.insert(group_key(&b.specs), routes);
+                if let Some(first) = b.specs.first() {
+                    by_source.entry(&first.source).or_insert((&b.specs, routes));
                 }
             }
         }
-        // Per group: the previous routes, or jobs to compile.
-        let mut ordinals = Ordinals::default();
-        let mut jobs = Vec::new();
+        // Per group: all the previous routes, or per spec a previous route or nothing.
         let reused: Vec<Option<&[Arc<Route<A>>]>> = groups
             .iter()
-            .enumerate()
-            .map(|(group, &(slice, shared))| {
-                let key = shared.and_then(|g| ordinals.next(g));
-                let reused = shared
-                    .and_then(|g| reusable.get(&group_key(g)).copied())
-                    .filter(|routes| routes.len() == slice.len());
-                if reused.is_none() {
-                    let earlier = key.and_then(|k| by_source.get(&k)).copied();
-                    for at in (0..slice.len()).step_by(JOB) {
-                        jobs.push(Job {
-                            group,
-                            specs: slice,
-                            range: at..(at + JOB).min(slice.len()),
-                            earlier,
-                        });
-                    }
-                }
-                reused
+            .map(|&(slice, shared)| {
+                shared
+                    .and_then(|g| same.get(&group_key(g)).copied())
+                    .filter(|routes| routes.len() == slice.len())
             })
             .collect();
+        let found: Vec<Vec<Option<&Arc<Route<A>>>>> = groups
+            .iter()
+            .zip(&reused)
+            .map(|(&(slice, shared), reused)| match (reused, shared) {
+                (None, Some(_)) => {
+                    let earlier = slice.first().and_then(|s| by_source.get(&*s.source));
+                    match earlier {
+                        Some(&(specs, routes)) => earlier_routes(slice, specs, routes),
+                        None => vec![None; slice.len()],
+                    }
+                }
+                (None, None) => vec![None; slice.len()],
+                (Some(_), _) => Vec::new(),
+            })
+            .collect();
+        let mut jobs = Vec::new();
+        for (group, ((&(slice, _), reused), found)) in
+            groups.iter().zip(&reused).zip(&found).enumerate()
+        {
+            if reused.is_some() {
+                continue;
+            }
+            for at in (0..slice.len()).step_by(JOB) {
+                jobs.push(Job {
+                    group,
+                    specs: slice,
+                    range: at..(at + JOB).min(slice.len()),
+                    found,
+                });
+            }
+        }
         let mut compiler = Compiler {
             defaults,
             default_allow: AllowList::new(&defaults.allow),
@@ -292,7 +307,7 @@ impl<A: Clone + Send + Sync> RouteTable<A> {
     fn add(&mut self, route: Arc<Route<A>>) -> bool {
         let index = u32::try_from(self.routes.len()).unwrap_or(u32::MAX);
         let mut clash = false;
-        for p in &route.patterns {
+        for p in route.patterns.iter() {
             clash |= self.insert(p, index);
         }
         self.routes.push(route);
@@ -313,19 +328,24 @@ impl<A: Clone + Send + Sync> RouteTable<A> {
     }
 }
 
-/// Numbers the shared groups of each source in order (a file's chunks):
-/// `(source, n)` names the same chunk of a file across builds as long as
-/// the chunks before it did not change number.
-#[derive(Default)]
-struct Ordinals<'a>(HashMap<&'a str, usize>);
-
-impl<'a> Ordinals<'a> {
-    fn next(&mut self, group: &'a [RouteSpec]) -> Option<(&'a str, usize)> {
-        let source = &*group.first()?.source;
-        let n = self.0.entry(source).or_insert(0);
-        *n += 1;
-        Some((source, *n - 1))
-    }
+/// For each of `specs` (a changed group), the route built before for the same spec in the
+/// group's earlier version (`earlier`, built into `routes`), if there is one: found by
+/// position, else by first pattern ([`Earlier`]), and equal in every part (a spec read again
+/// from an unchanged entry is the earlier spec itself, so this is mostly pointer comparison).
+fn earlier_routes<'p, A>(
+    specs: &[RouteSpec],
+    earlier: &'p [RouteSpec],
+    routes: &'p [Arc<Route<A>>],
+) -> Vec<Option<&'p Arc<Route<A>>>> {
+    let mut search = Earlier::new(earlier, |s: &'p RouteSpec| s.sni.first().map(|p| &**p));
+    specs
+        .iter()
+        .map(|spec| {
+            let first = spec.sni.first().map_or("", |p| &**p);
+            let (i, _) = search.find(first, |old| old == spec)?;
+            routes.get(i)
+        })
+        .collect()
 }
 
 /// Identity of a shared spec group.
@@ -337,9 +357,9 @@ fn group_key(group: &Arc<[RouteSpec]>) -> usize {
 /// already normal, as configuration makes them); checks that the
 /// spec has patterns and upstreams. Specs from other producers (discovery)
 /// are checked and normalised the same way.
-fn patterns(specs: &[RouteSpec], i: usize) -> Result<Vec<Arc<str>>, RouteError> {
+fn patterns(specs: &[RouteSpec], i: usize) -> Result<Arc<[Arc<str>]>, RouteError> {
     let Some(spec) = specs.get(i) else {
-        return Ok(Vec::new());
+        return Ok(Arc::from([]));
     };
     if spec.sni.is_empty() {
         return Err(RouteError::NoSni {
@@ -351,16 +371,27 @@ fn patterns(specs: &[RouteSpec], i: usize) -> Result<Vec<Arc<str>>, RouteError> 
             route: route_ref(specs, i),
         });
     }
-    spec.sni
+    let mut normal = true;
+    let patterns: Vec<Arc<str>> = spec
+        .sni
         .iter()
         .map(|p| match normalize_pattern(p) {
             Ok(Cow::Borrowed(_)) => Ok(p.clone()),
-            Ok(Cow::Owned(n)) => Ok(n.into()),
+            Ok(Cow::Owned(n)) => {
+                normal = false;
+                Ok(n.into())
+            }
             Err(reason) => Err(RouteError::InvalidPattern {
                 route: route_ref(specs, i),
                 pattern: p.to_string(),
                 reason,
             }),
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    // Configuration normalises patterns: the route then shares the spec's list.
+    Ok(if normal {
+        spec.sni.clone()
+    } else {
+        patterns.into()
+    })
 }

@@ -38,7 +38,7 @@ pub fn check_claims<S: RouteSpecs + ?Sized>(specs: &S) -> Result<(), RouteError>
 /// Every duplicate claim in `specs` (normalised patterns), in spec order.
 pub fn duplicate_claims<S: RouteSpecs + ?Sized>(specs: &S) -> Vec<RouteError> {
     let specs: Vec<&RouteSpec> = specs.spec_groups().flat_map(|g| g.0).collect();
-    let patterns: Vec<&[Arc<str>]> = specs.iter().map(|s| s.sni.as_slice()).collect();
+    let patterns: Vec<&[Arc<str>]> = specs.iter().map(|s| &*s.sni).collect();
     duplicates(&specs, &patterns)
 }
 

@@ -12,18 +12,20 @@ use ipnet::IpNet;
 
 /// One route as configured.
 ///
-/// Strings are `Arc<str>`: the table's routes share them (a name with its first pattern, a
-/// file's routes one source), so 100k routes are not 100k copies of each, and building a route
-/// allocates no strings.
+/// Every part is shared (`Arc`): the table's routes share the strings (a name with its first
+/// pattern, a file's routes one source), so 100k routes are not 100k copies of each and
+/// building a route allocates no strings; and a spec read again from an unchanged entry of an
+/// edited file is the earlier spec, cloned without allocating (comparing the same parts is
+/// then a pointer comparison).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteSpec {
     /// `name`, else the first SNI pattern.
     pub name: Arc<str>,
     /// Normalised patterns: lower-case, no trailing dot; `name`, `*.suffix` or `*`.
-    pub sni: Vec<Arc<str>>,
-    pub upstreams: Vec<UpstreamAddr>,
+    pub sni: Arc<[Arc<str>]>,
+    pub upstreams: Arc<[UpstreamAddr]>,
     /// `None`: use `defaults.allow`.
-    pub allow: Option<Vec<IpNet>>,
+    pub allow: Option<Arc<[IpNet]>>,
     /// `None`: use `defaults.proxy_protocol`.
     pub proxy_protocol: Option<ProxyVersion>,
     /// Where the route came from: a file's path, or `kubernetes:<ns>/<chi>`.
@@ -77,6 +79,25 @@ impl FromStr for UpstreamAddr {
             host: host.into(),
             port,
         })
+    }
+}
+
+impl UpstreamAddr {
+    /// Whether reading `s` gives this address ([`FromStr`]), checked without allocating: `s`
+    /// is this address as [`Display`](fmt::Display) writes it, up to how the port is written.
+    pub fn is_written_as(&self, s: &str) -> bool {
+        let host = &*self.host;
+        let Some(port) = self.port else {
+            return s == host;
+        };
+        let rest = if host.contains(':') {
+            s.strip_prefix('[')
+                .and_then(|r| r.strip_prefix(host))
+                .and_then(|r| r.strip_prefix("]:"))
+        } else {
+            s.strip_prefix(host).and_then(|r| r.strip_prefix(':'))
+        };
+        rest.is_some_and(|p| !p.contains(':') && p.parse::<u16>() == Ok(port))
     }
 }
 
@@ -264,11 +285,27 @@ mod tests {
         ] {
             let u = up(text).unwrap();
             assert_eq!((&*u.host, u.port), (host, port), "{text}");
+            assert!(u.is_written_as(&u.to_string()), "{text}");
             assert_eq!(up(&u.to_string()), Ok(u), "{text}");
         }
         assert_eq!(up("[::1]:9440").unwrap().to_string(), "[::1]:9440");
         for bad in ["", "a:0", "a:70000", "[::1", "1.2.3.999", "a b"] {
             assert!(up(bad).is_err(), "{bad}");
+        }
+        // Not the same address, though the text is close: read it in full.
+        let v6 = up("[::1]:9440").unwrap();
+        let v4 = up("a:9440").unwrap();
+        for (u, other) in [
+            (&v6, "::1:9440"),
+            (&v6, "[::1]"),
+            (&v6, "::1"),
+            (&v4, "a:9441"),
+            (&v4, "a"),
+            (&v4, "ab:9440"),
+            (&v4, "a:9440:1"),
+        ] {
+            assert!(!u.is_written_as(other), "{u} as {other}");
+            assert_ne!(up(other).ok().as_ref(), Some(u), "{other}");
         }
     }
 }

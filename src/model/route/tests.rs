@@ -21,10 +21,10 @@ fn spec(name: &str, sni: &[&str], source: &str) -> RouteSpec {
     RouteSpec {
         name: name.into(),
         sni: sni.iter().map(|s| Arc::from(*s)).collect(),
-        upstreams: vec![UpstreamAddr {
+        upstreams: Arc::from([UpstreamAddr {
             host: "127.0.0.1".into(),
             port: Some(9440),
-        }],
+        }]),
         allow: None,
         proxy_protocol: None,
         source: source.into(),
@@ -171,7 +171,7 @@ fn build_rejects_invalid_specs() {
         "{e}"
     );
     let mut none = spec("n", &["a"], "s.yaml");
-    none.upstreams.clear();
+    none.upstreams = Arc::from([]);
     let e = RouteTable::build(&[none], &d, &r).unwrap_err();
     assert!(matches!(e, RouteError::NoUpstream { .. }), "{e}");
     let e = RouteTable::build(&[spec("n", &[], "s.yaml")], &d, &r).unwrap_err();
@@ -181,7 +181,7 @@ fn build_rejects_invalid_specs() {
 #[test]
 fn routes_take_defaults_and_overrides() {
     let mut own = spec("own", &["own.example.com"], "c.yaml");
-    own.allow = Some(vec!["10.0.0.0/8".parse().unwrap()]);
+    own.allow = Some(Arc::from(["10.0.0.0/8".parse().unwrap()]));
     own.proxy_protocol = Some(ProxyVersion::V1);
     let defaults = Defaults {
         allow: vec!["192.0.2.0/24".parse().unwrap()],
@@ -443,9 +443,9 @@ fn a_big_group_compiles_in_chunks_like_a_small_one() {
 
     // Errors in several chunks: the first in spec order, numbered in its file.
     let mut bad = specs.clone();
-    bad[n - 10].sni = vec!["a.*.b".into()];
-    bad[n / 2].upstreams.clear();
-    bad[n / 2 + 1].sni.clear();
+    bad[n - 10].sni = Arc::from([Arc::from("a.*.b")]);
+    bad[n / 2].upstreams = Arc::from([]);
+    bad[n / 2 + 1].sni = Arc::from([]);
     let e = RouteTable::build(&bad, &d, &r).unwrap_err();
     assert_eq!(
         e,
@@ -459,7 +459,7 @@ fn a_big_group_compiles_in_chunks_like_a_small_one() {
     );
     // A claim across chunks.
     let mut twice = specs;
-    twice[n - 1].sni = vec!["r0.test".into()];
+    twice[n - 1].sni = Arc::from([Arc::from("r0.test")]);
     let e = RouteTable::build(&twice, &d, &r).unwrap_err().to_string();
     assert_eq!(
         e,
@@ -468,4 +468,24 @@ fn a_big_group_compiles_in_chunks_like_a_small_one() {
             n - 1
         )
     );
+}
+
+#[test]
+fn an_entry_inserted_before_the_others_keeps_their_routes() {
+    let (d, r) = (Defaults::default(), Resolver);
+    let a: Arc<[RouteSpec]> = (1..=3)
+        .map(|k| spec(&format!("a{k}"), &[&format!("a{k}.test")], "a.yaml"))
+        .collect();
+    let first = RouteTable::build(&groups(std::slice::from_ref(&a)), &d, &r).unwrap();
+    let mut shifted = vec![spec("a0", &["a0.test"], "a.yaml")];
+    shifted.extend(a.iter().skip(1).cloned());
+    let second = RouteTable::build_reusing(&groups(&[shifted.into()]), &d, &r, &first).unwrap();
+    for sni in ["a2.test", "a3.test"] {
+        assert!(
+            Arc::ptr_eq(route(&first, sni), route(&second, sni)),
+            "{sni}"
+        );
+    }
+    assert_eq!(hit(&second, "a0.test"), Ok("a0"));
+    assert_eq!(hit(&second, "a1.test"), Err(Miss::UnknownName));
 }

@@ -81,7 +81,7 @@ pub fn discovered<'a>(
     let mut patterns: HashMap<&str, &RouteSpec> = HashMap::with_capacity(size);
     for r in file {
         names.entry(&r.name).or_insert(r);
-        for p in &r.sni {
+        for p in r.sni.iter() {
             patterns.entry(p).or_insert(r);
         }
     }
@@ -104,7 +104,7 @@ pub fn discovered<'a>(
                 continue;
             }
             names.insert(&r.name, r);
-            for p in &r.sni {
+            for p in r.sni.iter() {
                 patterns.insert(p, r);
             }
             accepted.push(r);
@@ -128,7 +128,7 @@ fn conflict(
     };
     // A route that repeats a pattern of its own is a clash too.
     let mut own = std::collections::HashSet::new();
-    for p in &route.sni {
+    for p in route.sni.iter() {
         if let Some(owner) = patterns.get(&**p) {
             return Some(refusal(
                 RefusalReason::SniClaimed,

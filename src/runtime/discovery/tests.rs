@@ -16,11 +16,11 @@ fn chi(ns: &str, name: &str, created: &str, clusters: &[&str]) -> Value {
 fn file_route(name: &str, sni: &str) -> RouteSpec {
     RouteSpec {
         name: name.into(),
-        sni: vec![sni.into()],
-        upstreams: vec![UpstreamAddr {
+        sni: Arc::from([Arc::from(sni)]),
+        upstreams: Arc::from([UpstreamAddr {
             host: "file.upstream".into(),
             port: None,
-        }],
+        }]),
         allow: None,
         proxy_protocol: None,
         source: "routes.yaml".into(),

@@ -125,3 +125,37 @@ fn json_problems_name_the_file_and_the_route() {
     assert_eq!(e.problems()[0].route.as_deref(), Some("b.test"));
     assert_eq!(e.problems()[0].file.as_deref(), Some(b.as_str()));
 }
+
+#[test]
+fn an_edited_file_keeps_the_specs_of_the_entries_it_did_not_change() {
+    let (dir, main) = two_files();
+    let d = dir.path();
+    routes_file(d, "a.yaml", &["a1.test", "a2.test", "a3.test"]);
+    let first = load(&main).unwrap();
+    let same = |x: &RouteSpec, y: &RouteSpec| Arc::ptr_eq(&x.sni, &y.sni);
+    // An entry inserted before the others, one edited (by a name), one removed.
+    fs::write(
+        d.join("routes.d/a.yaml"),
+        "routes:\n  - sni: a0.test\n    upstream: up\n  - sni: a1.test\n    upstream: up\n  - name: two\n    sni: a2.test\n    upstream: up\n",
+    )
+    .unwrap();
+    let second = load_reusing(&main, &first.route_files).unwrap();
+    assert_eq!(
+        second.routes,
+        load(&main).unwrap().routes,
+        "as a fresh load"
+    );
+    let (a1, a2) = (&first.routes[0], &first.routes[1]);
+    assert!(same(&second.routes[1], a1), "a1 kept");
+    assert!(!same(&second.routes[2], a2), "a2 edited");
+    assert_eq!(&*second.routes[2].name, "two");
+    // A change the spec would not show (another spelling) reads the entry again.
+    fs::write(
+        d.join("routes.d/a.yaml"),
+        "routes:\n  - sni: A1.test\n    upstream: up\n",
+    )
+    .unwrap();
+    let third = load_reusing(&main, &first.route_files).unwrap();
+    assert!(!same(&third.routes[0], a1));
+    assert_eq!(third.routes[0], *a1, "the same spec all the same");
+}
