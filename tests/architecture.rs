@@ -59,7 +59,7 @@ fn layers_point_down_and_modules_form_no_cycle() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut problems = Vec::new();
 
-    let edges = edges(&root.join("src"), &mut problems);
+    let edges = edges(root, &mut problems);
     for ((from, to), file) in &edges {
         let (Some(a), Some(b)) = (layer(&from.0), layer(&to.0)) else {
             continue;
@@ -86,8 +86,7 @@ fn layers_point_down_and_modules_form_no_cycle() {
     }
     problems.extend(cycles(&edges));
 
-    let wire_root = root.join("crates/wire/src");
-    let wire_edges: BTreeMap<(Module, Module), String> = edges_in_wire(&wire_root, &mut problems);
+    let wire_edges = edges_in_wire(root, &mut problems);
     for ((_, to), file) in &wire_edges {
         if !WIRE.contains(&to.1.as_str()) {
             problems.push(format!("{file}: wire module {} is not in WIRE", to.1));
@@ -332,20 +331,36 @@ fn path_tail(s: &str) -> (Vec<Vec<String>>, usize) {
     }
 }
 
-/// Edges between `(layer, module)` pairs of the main crate, each with a file that makes it.
-fn edges(src: &Path, problems: &mut Vec<String>) -> BTreeMap<(Module, Module), String> {
+/// A non-test source file: its module path under `src`, its name as shown, its code.
+struct Source {
+    here: Vec<String>,
+    shown: String,
+    code: String,
+}
+
+/// The source files under `src` (the crate root `dir`), test files left out.
+fn sources(root: &Path, dir: &str) -> Vec<Source> {
+    let src = root.join(dir);
     let mut files = Vec::new();
-    rust_files(src, &mut files);
+    rust_files(&src, &mut files);
+    files
+        .into_iter()
+        .map(|file| Source {
+            here: module_path(&src, &file),
+            shown: format!(
+                "{dir}/{}",
+                file.strip_prefix(&src).expect("under src").display()
+            ),
+            code: code(&fs::read_to_string(&file).expect("read source")),
+        })
+        .filter(|s| !s.shown.ends_with("/tests.rs") && !s.here.iter().any(|p| p == "tests"))
+        .collect()
+}
+
+/// Edges between `(layer, module)` pairs of the main crate, each with a file that makes it.
+fn edges(root: &Path, problems: &mut Vec<String>) -> BTreeMap<(Module, Module), String> {
     let mut out = BTreeMap::new();
-    for file in files {
-        let here = module_path(src, &file);
-        let shown = format!(
-            "src/{}",
-            file.strip_prefix(src).expect("under src").display()
-        );
-        if file.file_name().is_some_and(|n| n == "tests.rs") || here.contains(&"tests".to_owned()) {
-            continue;
-        }
+    for Source { here, shown, code } in sources(root, "src") {
         let from: Module = match here.as_slice() {
             [root] if root == "lib" => continue,
             [root] if root == "main" => ("surface".into(), "main".into()),
@@ -359,8 +374,6 @@ fn edges(src: &Path, problems: &mut Vec<String>) -> BTreeMap<(Module, Module), S
             ));
             continue;
         }
-        let text = fs::read_to_string(&file).expect("read source");
-        let code = code(&text);
         let prefix = if from.1 == "main" {
             "ch_edge_proxy"
         } else {
@@ -381,27 +394,16 @@ fn edges(src: &Path, problems: &mut Vec<String>) -> BTreeMap<(Module, Module), S
 }
 
 /// Edges between the wire crate's modules.
-fn edges_in_wire(src: &Path, problems: &mut Vec<String>) -> BTreeMap<(Module, Module), String> {
-    let mut files = Vec::new();
-    rust_files(src, &mut files);
+fn edges_in_wire(root: &Path, problems: &mut Vec<String>) -> BTreeMap<(Module, Module), String> {
     let mut out = BTreeMap::new();
-    for file in files {
-        let here = module_path(src, &file);
-        let shown = format!(
-            "crates/wire/src/{}",
-            file.strip_prefix(src).expect("under src").display()
-        );
+    for Source { here, shown, code } in sources(root, "crates/wire/src") {
         let Some(module) = here.first().filter(|m| *m != "lib") else {
             continue;
         };
-        if file.file_name().is_some_and(|n| n == "tests.rs") {
-            continue;
-        }
         if !WIRE.contains(&module.as_str()) {
             problems.push(format!("{shown}: wire module {module} is not in WIRE"));
         }
         let from: Module = ("wire".into(), module.clone());
-        let code = code(&fs::read_to_string(&file).expect("read source"));
         for path in paths(&code, "crate", &here) {
             let Some(to) = path.first() else { continue };
             // Items at the crate root (macros, re-exports) are not modules.

@@ -88,7 +88,7 @@ impl Context {
             meters::CONNECTIONS,
             "listener" => SharedString::from_shared(record.listener.clone()),
             "route" => route,
-            "outcome" => outcome.label(),
+            "outcome" => outcome.keyword(),
         )
         .increment(1);
         self.observer.connection(record, outcome);

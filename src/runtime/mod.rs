@@ -12,7 +12,6 @@
 //! level) is handed to an [`observe::Observer`] the surface provides. Metrics are recorded
 //! through the `metrics` facade under the names in [`meters`]; the surface exposes them.
 
-pub mod discovery;
 pub mod observe;
 pub mod reload;
 pub mod resolve;
@@ -22,6 +21,7 @@ pub mod state;
 pub(crate) mod accept;
 pub(crate) mod connect;
 pub(crate) mod connection;
+pub(crate) mod discovery;
 pub(crate) mod drain;
 pub(crate) mod listeners;
 pub(crate) mod meters;

@@ -1,4 +1,5 @@
-//! How a connection ended: one label per outcome, for metrics and the access log.
+//! How a connection ended: one label per outcome (its `keyword()`), for metrics and the access
+//! log.
 
 /// The outcome of one connection. Every refusal has its own variant so that
 /// metrics and logs say exactly why a client was turned away.
@@ -42,31 +43,28 @@ pub enum Outcome {
     UpstreamWriteFailed,
 }
 
-impl Outcome {
-    /// The `outcome` label value.
-    pub fn label(self) -> &'static str {
-        match self {
-            Outcome::Relayed => "relayed",
-            Outcome::IdleTimeout => "idle_timeout",
-            Outcome::RelayError => "relay_error",
-            Outcome::Drained => "drained",
-            Outcome::OverLimit => "over_limit",
-            Outcome::HealthCheck => "health_check",
-            Outcome::ProxyUntrusted => "proxy_untrusted",
-            Outcome::ProxyMissing => "proxy_missing",
-            Outcome::ProxyInvalid => "proxy_invalid",
-            Outcome::NotTls => "not_tls",
-            Outcome::BadClientHello => "bad_client_hello",
-            Outcome::ClientHelloTimeout => "client_hello_timeout",
-            Outcome::ClientClosedEarly => "client_closed_early",
-            Outcome::UnknownSni => "unknown_sni",
-            Outcome::NoSni => "no_sni",
-            Outcome::AccessDenied => "access_denied",
-            Outcome::UpstreamUnavailable => "upstream_unavailable",
-            Outcome::UpstreamWriteFailed => "upstream_write_failed",
-        }
-    }
+ch_edge_wire::keywords!(Outcome {
+    Relayed => "relayed",
+    IdleTimeout => "idle_timeout",
+    RelayError => "relay_error",
+    Drained => "drained",
+    OverLimit => "over_limit",
+    HealthCheck => "health_check",
+    ProxyUntrusted => "proxy_untrusted",
+    ProxyMissing => "proxy_missing",
+    ProxyInvalid => "proxy_invalid",
+    NotTls => "not_tls",
+    BadClientHello => "bad_client_hello",
+    ClientHelloTimeout => "client_hello_timeout",
+    ClientClosedEarly => "client_closed_early",
+    UnknownSni => "unknown_sni",
+    NoSni => "no_sni",
+    AccessDenied => "access_denied",
+    UpstreamUnavailable => "upstream_unavailable",
+    UpstreamWriteFailed => "upstream_write_failed",
+});
 
+impl Outcome {
     /// Whether the connection was relayed at all (as opposed to refused).
     pub fn relayed(self) -> bool {
         matches!(

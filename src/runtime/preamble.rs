@@ -83,7 +83,7 @@ pub async fn read(
                     };
                     let detail = match r {
                         Refusal::Invalid(why) => why,
-                        other => other.reason(),
+                        _ => outcome.keyword(),
                     };
                     return Err(refused(outcome, detail, None));
                 }

@@ -85,7 +85,7 @@ impl Observer for AccessLog {
             ech = record.ech,
             route = record.route.as_deref(),
             upstream = record.upstream.map(tracing::field::display),
-            outcome = outcome.label(),
+            outcome = outcome.keyword(),
             refused,
             detail = record.detail,
             bytes_from_client = record.from_client,
@@ -130,7 +130,7 @@ fn text_line(r: &Record, outcome: Outcome) {
         r.upstream
             .map(|u| u.to_string())
             .unwrap_or_else(|| "-".to_owned()),
-        outcome.label(),
+        outcome.keyword(),
         r.from_client,
         r.from_upstream,
         r.accepted.elapsed().as_millis(),

@@ -326,17 +326,6 @@ pub enum Refusal {
     Invalid(&'static str),
 }
 
-impl Refusal {
-    /// Short snake_case label for metrics.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Refusal::UntrustedPeer => "proxy_untrusted",
-            Refusal::Missing => "proxy_missing",
-            Refusal::Invalid(_) => "proxy_invalid",
-        }
-    }
-}
-
 /// Policy: Off → always NoHeader without looking (a header then fails as non-TLS later).
 /// Required → untrusted peer: Refuse(UntrustedPeer) immediately (before any byte); trusted: header must be present.
 /// Optional → header present: trusted peer uses it, untrusted peer is refused (else anyone could forge their address past an allowlist);

@@ -163,6 +163,7 @@ static NAME_BYTE: [u8; 256] = {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn pattern_rules() {
@@ -210,5 +211,26 @@ mod tests {
         let long = vec![b'a'; MAX_NAME];
         assert_eq!(lookup_key(&long, &mut buf).map(|k| k.1), Some(1));
         assert_eq!(lookup_key(&vec![b'a'; MAX_NAME + 1], &mut buf), None);
+    }
+
+    proptest! {
+        /// Any bytes: no panic; a key is lower-case ASCII of valid labels, and a name the key
+        /// accepts is a valid pattern with that same normal form.
+        #[test]
+        fn lookup_keys_of_any_bytes(raw in prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..300),
+            "[a-zA-Z0-9_.-]{0,80}\\.?".prop_map(String::into_bytes),
+        ]) {
+            let mut buf = [0; MAX_NAME];
+            if let Some((key, labels)) = lookup_key(&raw, &mut buf) {
+                prop_assert!(!key.bytes().any(|b| b.is_ascii_uppercase()));
+                prop_assert_eq!(key.split('.').count(), labels);
+                let text = std::str::from_utf8(&raw).expect("accepted names are ASCII");
+                if key.len() <= 253 && key.split('.').all(|l| l.len() <= 63) {
+                    let pattern = normalize_pattern(text);
+                    prop_assert_eq!(pattern.as_deref(), Ok(key));
+                }
+            }
+        }
     }
 }

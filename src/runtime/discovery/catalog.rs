@@ -53,8 +53,10 @@ impl Catalog {
     }
 }
 
-/// One watch event, independent of the Kubernetes client.
+/// One watch event, independent of the Kubernetes client. (Fed by the watcher, which only a
+/// build with the `k8s` feature has.)
 #[derive(Debug, Clone)]
+#[cfg_attr(not(feature = "k8s"), allow(dead_code))]
 pub enum Change {
     /// The watch (re)starts with a full list.
     Restart,
@@ -69,6 +71,7 @@ pub enum Change {
 
 /// Folds watch events into a [`Catalog`].
 #[derive(Debug)]
+#[cfg_attr(not(feature = "k8s"), allow(dead_code))]
 pub struct Tracker {
     domain: String,
     /// Per watch: the namespace it covers (`None`: all).
@@ -81,6 +84,7 @@ pub struct Tracker {
     published: bool,
 }
 
+#[cfg_attr(not(feature = "k8s"), allow(dead_code))]
 impl Tracker {
     /// One scope per watch: `None` watches all namespaces.
     pub fn new(domain: &str, scopes: Vec<Option<String>>) -> Tracker {

@@ -20,16 +20,13 @@ pub enum RefusalReason {
     NameClaimed,
 }
 
+ch_edge_wire::keywords!(RefusalReason {
+    SniClaimed => "sni_claimed",
+    NameClaimed => "name_claimed",
+});
+
 impl RefusalReason {
     pub const ALL: [RefusalReason; 2] = [RefusalReason::SniClaimed, RefusalReason::NameClaimed];
-
-    /// Metric label.
-    pub fn label(self) -> &'static str {
-        match self {
-            RefusalReason::SniClaimed => "sni_claimed",
-            RefusalReason::NameClaimed => "name_claimed",
-        }
-    }
 }
 
 /// One refused discovered route.
@@ -60,7 +57,8 @@ fn describe(owner: &RouteSpec) -> String {
 }
 
 /// `file` followed by every discovered route that claims nothing already
-/// claimed.
+/// claimed (what [`super::build_table`] builds, as one list).
+#[cfg(test)]
 pub fn merge(file: &[RouteSpec], catalog: &Catalog) -> (Vec<RouteSpec>, Merged) {
     let (accepted, report) = discovered(file, file.len(), catalog);
     let mut specs = Vec::with_capacity(file.len() + accepted.len());

@@ -17,8 +17,8 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-pub use catalog::{Catalog, Change, ChiKey, Tracker};
-pub use merge::{merge, Merged, Refusal, RefusalReason};
+pub use catalog::Catalog;
+pub use merge::{Merged, Refusal, RefusalReason};
 
 use crate::model::config::{Config, ConfigError, KubernetesDiscovery, Problem};
 use crate::runtime::meters;
@@ -54,7 +54,7 @@ impl Report {
                 tracing::warn!(
                     chi = r.chi.as_str(),
                     route = r.route.as_str(),
-                    reason = r.reason.label(),
+                    reason = r.reason.keyword(),
                     detail = r.detail.as_str(),
                     "kubernetes discovery: route refused"
                 );
@@ -78,7 +78,7 @@ impl Report {
         metrics::gauge!(DISCOVERY_CHIS_INVALID).set(m.invalid.len() as f64);
         for reason in RefusalReason::ALL {
             let n = m.refused.iter().filter(|r| r.reason == reason).count();
-            metrics::gauge!(DISCOVERY_ROUTES_REFUSED, "reason" => reason.label()).set(n as f64);
+            metrics::gauge!(DISCOVERY_ROUTES_REFUSED, "reason" => reason.keyword()).set(n as f64);
         }
     }
 
@@ -93,7 +93,7 @@ impl Report {
             "refused": merged.map(|m| m.refused.iter().map(|r| serde_json::json!({
                 "chi": r.chi,
                 "route": r.route,
-                "reason": r.reason.label(),
+                "reason": r.reason.keyword(),
                 "detail": r.detail,
             })).collect::<Vec<_>>()).unwrap_or_default(),
             "invalid": merged.map(|m| m.invalid.iter().map(|(chi, error)| serde_json::json!({
@@ -169,10 +169,6 @@ impl Discovery {
         let (tx, rx) = watch::channel(None);
         self.updates = Some(rx);
         self.task = spawn_watcher(settings, tx);
-    }
-
-    pub fn enabled(&self) -> bool {
-        self.settings.enabled
     }
 
     /// The latest listed catalog, if any.

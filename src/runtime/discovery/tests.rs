@@ -1,5 +1,7 @@
 use serde_json::{json, Value};
 
+use super::catalog::{Change, ChiKey, Tracker};
+use super::merge::merge;
 use super::*;
 use crate::model::route::{RouteSpec, UpstreamAddr};
 
@@ -173,7 +175,7 @@ fn a_route_name_taken_by_a_file_route_is_refused() {
     let (specs, merged) = merge(&[file_route("ns/x", "other.test")], t.catalog());
     assert_eq!(merged.refused.len(), 1);
     assert_eq!(merged.refused[0].reason, RefusalReason::NameClaimed);
-    assert_eq!(merged.refused[0].reason.label(), "name_claimed");
+    assert_eq!(merged.refused[0].reason.keyword(), "name_claimed");
     assert!(!snis(&specs).contains(&"x.ch.test"));
     assert!(snis(&specs).contains(&"x-cluster.ch.test"));
 }

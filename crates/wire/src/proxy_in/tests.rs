@@ -387,13 +387,6 @@ fn decide_table() {
     }
 }
 
-#[test]
-fn refusal_reasons_are_metric_labels() {
-    assert_eq!(Refusal::UntrustedPeer.reason(), "proxy_untrusted");
-    assert_eq!(Refusal::Missing.reason(), "proxy_missing");
-    assert_eq!(Refusal::Invalid("x").reason(), "proxy_invalid");
-}
-
 // ---- ppp quirks: each asserts ppp's behaviour (so an upgrade that changes it is noticed) and ours.
 
 fn ppp_v1(input: &[u8]) -> Result<v1::Header<'_>, v1::BinaryParseError> {
