@@ -8,7 +8,7 @@ use std::str::FromStr;
 
 use ch_edge_wire::proxy_in::ProxyInMode;
 use ch_edge_wire::proxy_out::ProxyVersion;
-use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 use serde_saphyr::Spanned;
 
@@ -49,114 +49,10 @@ pub(crate) struct RawLog {
 }
 
 /// A route file (`include`, `routes from-chi`): exactly `routes: [...]`, each entry a
-/// [`RawRoute`]. Written as this type; read entry by entry with [`parse_routes`].
+/// [`RawRoute`]. Written as this type; read entry by entry (`route_file::parse_routes`).
 #[derive(Debug, Serialize)]
 pub(crate) struct RawRoutesFile {
     pub routes: Vec<S<RawRoute>>,
-}
-
-const ROUTES_FILE_FIELDS: &[&str] = &["routes"];
-
-/// Reads a route file in `format`, handing each entry to `each` as soon as it is read: a file
-/// of 100k routes is never held as 100k raw entries (a big, growing list of spanned values
-/// cost more than reading them). Refuses what [`RawRoutesFile`] would: any key but `routes`,
-/// no `routes`; `routes:` left empty means none.
-pub(crate) fn parse_routes(
-    format: Format,
-    text: &str,
-    file: &str,
-    each: impl FnMut(S<RawRoute>),
-) -> Result<(), Problem> {
-    let seed = RoutesFileSeed(each);
-    match format {
-        Format::Yaml => {
-            serde_saphyr::with_deserializer_from_str_with_options(text, yaml_options(), |d| {
-                seed.deserialize(d)
-            })
-            .map_err(|e| describe_yaml(&e, file))
-        }
-        Format::Json => {
-            let mut d = serde_json::Deserializer::from_str(text);
-            seed.deserialize(&mut d)
-                .and_then(|()| d.end())
-                .map_err(|e| describe_json(&e, file))
-        }
-    }
-}
-
-/// The file: a map whose one key is `routes`.
-struct RoutesFileSeed<F>(F);
-
-impl<'de, F: FnMut(S<RawRoute>)> DeserializeSeed<'de> for RoutesFileSeed<F> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_struct("RawRoutesFile", ROUTES_FILE_FIELDS, self)
-    }
-}
-
-impl<'de, F: FnMut(S<RawRoute>)> Visitor<'de> for RoutesFileSeed<F> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a route file: `routes: [...]`")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
-        let mut seen = false;
-        while let Some(key) = map.next_key::<String>()? {
-            if key != "routes" {
-                return Err(de::Error::unknown_field(&key, ROUTES_FILE_FIELDS));
-            }
-            if seen {
-                return Err(de::Error::duplicate_field("routes"));
-            }
-            seen = true;
-            map.next_value_seed(RouteListSeed(&mut self.0))?;
-        }
-        if !seen {
-            return Err(de::Error::missing_field("routes"));
-        }
-        Ok(())
-    }
-}
-
-/// The `routes` value: a list of [`RawRoute`], or empty.
-struct RouteListSeed<'f, F>(&'f mut F);
-
-impl<'de, F: FnMut(S<RawRoute>)> DeserializeSeed<'de> for RouteListSeed<'_, F> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_option(self)
-    }
-}
-
-impl<'de, F: FnMut(S<RawRoute>)> Visitor<'de> for RouteListSeed<'_, F> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a list of routes")
-    }
-
-    fn visit_none<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_seq(self)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while let Some(route) = seq.next_element::<S<RawRoute>>()? {
-            (self.0)(route);
-        }
-        Ok(())
-    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -377,7 +273,7 @@ fn parse_yaml<T: serde::de::DeserializeOwned>(text: &str, file: &str) -> Result<
     serde_saphyr::from_str_with_options(text, yaml_options()).map_err(|e| describe_yaml(&e, file))
 }
 
-fn yaml_options() -> serde_saphyr::Options {
+pub(super) fn yaml_options() -> serde_saphyr::Options {
     let mut options = serde_saphyr::Options::default();
     // The default budget (250k nodes, 1M events) stops near 50k routes in
     // one file; allow about a million. Alias-bomb limits stay at their defaults.
@@ -388,7 +284,7 @@ fn yaml_options() -> serde_saphyr::Options {
     options
 }
 
-fn describe_yaml(e: &serde_saphyr::Error, file: &str) -> Problem {
+pub(super) fn describe_yaml(e: &serde_saphyr::Error, file: &str) -> Problem {
     let msg = e.render_with_options(serde_saphyr::render_options! {
         snippets: serde_saphyr::SnippetMode::Off,
     });
@@ -414,7 +310,7 @@ fn describe_yaml(e: &serde_saphyr::Error, file: &str) -> Problem {
     }
 }
 
-fn describe_json(e: &serde_json::Error, file: &str) -> Problem {
+pub(super) fn describe_json(e: &serde_json::Error, file: &str) -> Problem {
     let msg = e.to_string();
     // serde_json appends " at line L column C".
     let suffix = format!(" at line {} column {}", e.line(), e.column());

@@ -1,7 +1,10 @@
 //! Route files (`routes: [...]`): read from YAML or JSON into validated specs, and written back
 //! in either format. One grammar, [`super::raw::RawRoutesFile`], serves all four directions.
 
+use std::fmt;
 use std::sync::Arc;
+
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use super::error::{ConfigError, Problem, Problems};
 use super::raw::{self, Format, RawRoute, RawRoutesFile, S};
@@ -39,7 +42,7 @@ pub(crate) fn read(
         errs: Problems::default(),
         earlier: Earlier::new(earlier, |s: &RouteSpec| s.sni.first().map(|p| &**p)),
     };
-    let read = raw::parse_routes(format, text, source, |entry| validator.add(entry));
+    let read = parse_routes(format, text, source, |entry| validator.add(entry));
     validator.finish(read, errs)
 }
 
@@ -75,6 +78,110 @@ impl Validator<'_> {
             errs.push(problem);
         }
         self.specs
+    }
+}
+
+const ROUTES_FILE_FIELDS: &[&str] = &["routes"];
+
+/// Reads a route file in `format`, handing each entry to `each` as soon as it is read: a file
+/// of 100k routes is never held as 100k raw entries (a big, growing list of spanned values
+/// cost more than reading them). Refuses what [`RawRoutesFile`] would: any key but `routes`,
+/// no `routes`; `routes:` left empty means none.
+fn parse_routes(
+    format: Format,
+    text: &str,
+    file: &str,
+    each: impl FnMut(S<RawRoute>),
+) -> Result<(), Problem> {
+    let seed = RoutesFileSeed(each);
+    match format {
+        Format::Yaml => {
+            serde_saphyr::with_deserializer_from_str_with_options(text, raw::yaml_options(), |d| {
+                seed.deserialize(d)
+            })
+            .map_err(|e| raw::describe_yaml(&e, file))
+        }
+        Format::Json => {
+            let mut d = serde_json::Deserializer::from_str(text);
+            seed.deserialize(&mut d)
+                .and_then(|()| d.end())
+                .map_err(|e| raw::describe_json(&e, file))
+        }
+    }
+}
+
+/// The file: a map whose one key is `routes`.
+struct RoutesFileSeed<F>(F);
+
+impl<'de, F: FnMut(S<RawRoute>)> DeserializeSeed<'de> for RoutesFileSeed<F> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_struct("RawRoutesFile", ROUTES_FILE_FIELDS, self)
+    }
+}
+
+impl<'de, F: FnMut(S<RawRoute>)> Visitor<'de> for RoutesFileSeed<F> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a route file: `routes: [...]`")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = false;
+        while let Some(key) = map.next_key::<String>()? {
+            if key != "routes" {
+                return Err(de::Error::unknown_field(&key, ROUTES_FILE_FIELDS));
+            }
+            if seen {
+                return Err(de::Error::duplicate_field("routes"));
+            }
+            seen = true;
+            map.next_value_seed(RouteListSeed(&mut self.0))?;
+        }
+        if !seen {
+            return Err(de::Error::missing_field("routes"));
+        }
+        Ok(())
+    }
+}
+
+/// The `routes` value: a list of [`RawRoute`], or empty.
+struct RouteListSeed<'f, F>(&'f mut F);
+
+impl<'de, F: FnMut(S<RawRoute>)> DeserializeSeed<'de> for RouteListSeed<'_, F> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_option(self)
+    }
+}
+
+impl<'de, F: FnMut(S<RawRoute>)> Visitor<'de> for RouteListSeed<'_, F> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a list of routes")
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(route) = seq.next_element::<S<RawRoute>>()? {
+            (self.0)(route);
+        }
+        Ok(())
     }
 }
 

@@ -410,7 +410,7 @@ fn an_edited_file_keeps_the_routes_it_did_not_change() {
 }
 
 #[test]
-fn a_big_group_compiles_in_chunks_like_a_small_one() {
+fn a_big_group_compiles_in_jobs_like_a_small_one() {
     let (d, r) = (Defaults::default(), Resolver);
     let n = 3 * PARALLEL_FROM;
     let specs: Vec<RouteSpec> = (0..n)
@@ -426,7 +426,7 @@ fn a_big_group_compiles_in_chunks_like_a_small_one() {
         Ok(&*format!("r{}", n - 1))
     );
 
-    // Edited at both ends: the rest keep their routes, across chunks.
+    // Edited at both ends: the rest keep their routes, across jobs.
     let mut edited = specs.clone();
     edited[0].proxy_protocol = Some(ProxyVersion::V1);
     edited[n - 1].proxy_protocol = Some(ProxyVersion::V2);
@@ -441,7 +441,7 @@ fn a_big_group_compiles_in_chunks_like_a_small_one() {
     }
     assert_eq!(route(&second, "r0.test").proxy_protocol, ProxyVersion::V1);
 
-    // Errors in several chunks: the first in spec order, numbered in its file.
+    // Errors in several jobs: the first in spec order, numbered in its file.
     let mut bad = specs.clone();
     bad[n - 10].sni = Arc::from([Arc::from("a.*.b")]);
     bad[n / 2].upstreams = Arc::from([]);
@@ -457,7 +457,7 @@ fn a_big_group_compiles_in_chunks_like_a_small_one() {
             }
         }
     );
-    // A claim across chunks.
+    // A claim across jobs.
     let mut twice = specs;
     twice[n - 1].sni = Arc::from([Arc::from("r0.test")]);
     let e = RouteTable::build(&twice, &d, &r).unwrap_err().to_string();
