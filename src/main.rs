@@ -9,7 +9,7 @@ use ch_edge_proxy::runtime::resolve::{Resolver, RouteTable};
 use ch_edge_proxy::runtime::server::Server;
 use ch_edge_proxy::surface::access_log::{self, AccessLog};
 use ch_edge_proxy::surface::cli::{Cli, Command, RoutesCommand};
-use ch_edge_proxy::surface::{admin, metrics};
+use ch_edge_proxy::surface::{admin, log_sink, metrics};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -93,6 +93,13 @@ fn check(path: &std::path::Path) -> ExitCode {
 fn run(path: &std::path::Path) -> ExitCode {
     access_log::init_logging();
     metrics::metrics_handle();
+    let code = serve(path);
+    // Every line logged up to here is written before the process ends.
+    log_sink::flush();
+    code
+}
+
+fn serve(path: &std::path::Path) -> ExitCode {
     let cfg = match config::load(path) {
         Ok(cfg) => cfg,
         Err(error) => {
@@ -114,7 +121,8 @@ fn run(path: &std::path::Path) -> ExitCode {
     runtime.block_on(async {
         // Installed before binding: from here on SIGHUP no longer kills us.
         let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
-        let mut server = match Server::bind(cfg, Arc::new(AccessLog::default())).await {
+        let access_log = Arc::new(AccessLog::default());
+        let mut server = match Server::bind(cfg, access_log.clone()).await {
             Ok(s) => s,
             Err(error) => {
                 tracing::error!(error = %error, "cannot start");
@@ -123,6 +131,14 @@ fn run(path: &std::path::Path) -> ExitCode {
             }
         };
         tokio::spawn(metrics::upkeep());
+        let ticking = access_log.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+            loop {
+                every.tick().await;
+                ticking.tick();
+            }
+        });
         // Serves while the proxy drains, so `/readyz` can report it; ends with the process.
         if let Some(listener) = server.take_admin() {
             tokio::spawn(admin::serve(listener, server.handle()));
@@ -144,13 +160,15 @@ fn run(path: &std::path::Path) -> ExitCode {
         let (first_signal, mut more_signals) = signals();
         let run = server.run(first_signal);
         tokio::pin!(run);
-        tokio::select! {
+        let code = tokio::select! {
             () = &mut run => ExitCode::SUCCESS,
             _ = more_signals.recv() => {
                 tracing::warn!("second signal: exiting without waiting for the drain");
                 ExitCode::FAILURE
             }
-        }
+        };
+        access_log.finish();
+        code
     })
 }
 

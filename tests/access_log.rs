@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use support::peers::{client_hello, RawBackend};
+use support::peers::{client_hello, raw_client_hello, RawBackend};
 use support::*;
 
 fn config(backend: SocketAddr, log: &str) -> String {
@@ -98,4 +98,146 @@ async fn sample_zero_logs_refusals_only_and_text_is_one_line() {
         0,
         "access: off still logged"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_access_line_is_lost_on_sigterm() {
+    let backend = RawBackend::start(false).await;
+    let mut proxy = Proxy::start(&config(backend.addr, ""));
+    let addr = proxy.addr("native");
+    let n = 200;
+    let clients: Vec<_> = (0..n)
+        .map(|_| tokio::spawn(connect(addr, "a.test")))
+        .collect();
+    for c in clients {
+        c.await.unwrap();
+    }
+    // Every connection has ended (each client read to EOF after the backend's): stop at once,
+    // before the writer's next periodic flush.
+    assert!(proxy.terminate().success());
+    let lines = proxy.rest_of_log();
+    let relayed = lines
+        .iter()
+        .filter(|l| l["target"] == "access" && l["outcome"] == "relayed")
+        .count();
+    assert_eq!(relayed, n, "access lines written before exit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_flood_logs_a_bounded_number_of_lines() {
+    let backend = RawBackend::start(false).await;
+    let mut proxy = Proxy::start(&config(backend.addr, ""));
+    let addr = proxy.addr("native");
+    let n = 600;
+    for chunk in 0..n / 100 {
+        let batch: Vec<_> = (0..100)
+            .map(|i| {
+                let sni = format!("flood{}.test", chunk * 100 + i);
+                tokio::spawn(async move { connect(addr, &sni).await })
+            })
+            .collect();
+        for c in batch {
+            c.await.unwrap();
+        }
+    }
+    wait_counted(&mut proxy, "unknown_sni", n as f64);
+    let (_, m) = proxy.admin_get("/metrics");
+    let suppressed = metric(
+        &m,
+        "ch_edge_proxy_log_lines_suppressed_total",
+        &["outcome=\"unknown_sni\""],
+    );
+    assert!(proxy.terminate().success());
+    let lines = proxy.rest_of_log();
+    let logged = lines
+        .iter()
+        .filter(|l| {
+            l["target"] == "access" && l["outcome"] == "unknown_sni" && l["sni"].is_string()
+        })
+        .count();
+    let summed: u64 = lines
+        .iter()
+        .filter(|l| l["target"] == "access" && l["suppressed"].is_u64())
+        .map(|l| l["suppressed"].as_u64().unwrap())
+        .sum();
+    // Every refusal is either a line or counted in a summary line (and in the metric).
+    assert_eq!(
+        logged as u64 + summed,
+        n as u64,
+        "{logged} lines + {summed} summed up"
+    );
+    assert!(summed > 0 && suppressed > 0.0, "the flood was not limited");
+    // 600 refusals in far under 6 s: at most 100 lines per second it took, plus one second.
+    assert!(logged < n, "{logged}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_snis_cannot_forge_text_log_fields() {
+    let backend = RawBackend::start(false).await;
+    let mut proxy = Proxy::start(&config(backend.addr, "log:\n  access: text\n"));
+    let addr = proxy.addr("native");
+    let hostile = [
+        "x route=a.test upstream=1.2.3.4:1 relayed",
+        "evil\nnative sni=a.test route=a.test",
+        "quote\"back\\slash",
+        "tab\there=x",
+    ];
+    for sni in hostile {
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(&raw_client_hello(sni.as_bytes()))
+            .await
+            .unwrap();
+        let mut sink = Vec::new();
+        let _ = tokio::time::timeout(WAIT, tcp.read_to_end(&mut sink)).await;
+        let line = proxy.access();
+        let text = line["message"].as_str().unwrap();
+        let fields = parse_text(text);
+        assert_eq!(fields.get("route").map(String::as_str), Some("-"), "{text}");
+        assert_eq!(
+            fields.get("upstream").map(String::as_str),
+            Some("-"),
+            "{text}"
+        );
+        assert_eq!(fields.get("sni").map(String::as_str), Some(sni), "{text}");
+        assert!(text.contains(" unknown_sni in="), "{text}");
+        assert!(!text.contains('\n') && !text.contains('\t'), "{text}");
+    }
+}
+
+/// The `key=value` fields of a text access line, values unquoted and unescaped.
+fn parse_text(text: &str) -> std::collections::HashMap<String, String> {
+    let mut out = std::collections::HashMap::new();
+    let mut rest = text;
+    while let Some(eq) = rest.find('=') {
+        let key_start = rest[..eq].rfind(' ').map_or(0, |i| i + 1);
+        let key = rest[key_start..eq].to_owned();
+        let after = &rest[eq + 1..];
+        let (value, used) = if let Some(quoted) = after.strip_prefix('"') {
+            let mut value = String::new();
+            let mut chars = quoted.char_indices();
+            let mut end = quoted.len();
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '"' => {
+                        end = i + 1;
+                        break;
+                    }
+                    '\\' => match chars.next().map(|(_, e)| e) {
+                        Some('n') => value.push('\n'),
+                        Some('t') => value.push('\t'),
+                        Some(e) => value.push(e),
+                        None => {}
+                    },
+                    c => value.push(c),
+                }
+            }
+            (value, end + 1)
+        } else {
+            let end = after.find(' ').unwrap_or(after.len());
+            (after[..end].to_owned(), end)
+        };
+        out.insert(key, value);
+        rest = &after[used.min(after.len())..];
+    }
+    out
 }

@@ -38,7 +38,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     (
         "surface",
-        &["access_log", "admin", "cli", "main", "metrics"],
+        &["access_log", "admin", "cli", "log_sink", "main", "metrics"],
     ),
 ];
 

@@ -27,6 +27,8 @@ pub const DISCOVERY_ROUTES: &str = "ch_edge_proxy_discovery_routes";
 pub const DISCOVERY_ROUTES_REFUSED: &str = "ch_edge_proxy_discovery_routes_refused";
 pub const DISCOVERY_API_ERRORS: &str = "ch_edge_proxy_discovery_api_errors_total";
 pub const DISCOVERY_LAST_SYNC: &str = "ch_edge_proxy_discovery_last_sync_timestamp_seconds";
+pub const LOG_LINES_SUPPRESSED: &str = "ch_edge_proxy_log_lines_suppressed_total";
+pub const LOG_LINES_DROPPED: &str = "ch_edge_proxy_log_lines_dropped_total";
 
 /// Registers help texts (shown as `# HELP` in `/metrics`).
 pub fn describe() {
@@ -100,6 +102,14 @@ pub fn describe() {
     describe_counter!(
         DISCOVERY_API_ERRORS,
         "Kubernetes API errors of discovery, by kind (client, list, watch_start, watch, watch_event, no_resource_version)."
+    );
+    describe_counter!(
+        LOG_LINES_SUPPRESSED,
+        "Refusal access-log lines left out (over the per-outcome rate), by outcome; every refusal is still counted in connections_total."
+    );
+    describe_counter!(
+        LOG_LINES_DROPPED,
+        "Log lines dropped because stdout did not keep up with them."
     );
     describe_gauge!(
         DISCOVERY_LAST_SYNC,

@@ -1,17 +1,31 @@
-//! Logging: JSON lines on stdout, one access-log line per connection, and the log level, which
-//! follows the configuration on every reload ([`AccessLog`] is the runtime's observer).
+//! Logging: JSON lines on stdout — one access-log line per connection, and the `tracing`
+//! events — through one batched writer ([`super::log_sink`]); the log level follows the
+//! configuration on every reload ([`AccessLog`] is the runtime's observer).
+//!
+//! Access lines are formatted by hand into a per-thread buffer (no `tracing` machinery per
+//! connection). Refusals are always logged, but at most [`REFUSALS_PER_SECOND`] lines per outcome
+//! each second: a flood is summed up in one line per outcome and second, while the metrics
+//! still count every refusal.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::cell::RefCell;
+use std::io::Write as _;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::OnceLock;
+use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{reload, EnvFilter, Registry};
 
+use super::log_sink;
 use crate::model::config::{AccessLogFormat, LogConfig};
+use crate::runtime::meters;
 use crate::runtime::observe::{Observer, Record};
 use crate::runtime::outcome::Outcome;
+
+/// Refusal lines logged per outcome and second; the rest are counted and summed up.
+pub const REFUSALS_PER_SECOND: u32 = 100;
 
 /// Swaps the log filter when the config's `log.level` changes.
 static LEVEL: OnceLock<reload::Handle<EnvFilter, Registry>> = OnceLock::new();
@@ -27,7 +41,7 @@ pub fn init_logging() {
         .flatten_event(true)
         .with_current_span(false)
         .with_span_list(false)
-        .with_writer(std::io::stdout);
+        .with_writer(log_sink::Lines);
     if tracing_subscriber::registry()
         .with(filter)
         .with(json)
@@ -47,53 +61,64 @@ fn set_level(level: &str) {
     }
 }
 
-/// The access log: one line per connection as `log:` asks, refusals always, relayed connections
-/// sampled at `log.sample`.
-#[derive(Debug, Default)]
+/// The access log: one line per connection as `log:` asks — refusals always (up to
+/// [`REFUSALS_PER_SECOND`] per outcome), relayed connections sampled at `log.sample`.
+#[derive(Debug)]
 pub struct AccessLog {
     /// The live `log:` settings, so a reload also covers connections opened before it.
     settings: ArcSwap<LogConfig>,
     /// Relayed connections seen, for sampling.
     relayed_seen: AtomicU64,
+    refusals: [Window; Outcome::KEYWORDS.len()],
+    started: Instant,
+}
+
+impl Default for AccessLog {
+    fn default() -> Self {
+        AccessLog {
+            settings: ArcSwap::default(),
+            relayed_seen: AtomicU64::new(0),
+            refusals: std::array::from_fn(|_| Window::default()),
+            started: Instant::now(),
+        }
+    }
+}
+
+/// One outcome's refusal lines in the current second.
+#[derive(Debug, Default)]
+struct Window {
+    second: AtomicU64,
+    logged: AtomicU32,
+    suppressed: AtomicU64,
 }
 
 impl Observer for AccessLog {
     fn connection(&self, record: &Record, outcome: Outcome) {
         let log = self.settings.load();
+        if log.access == AccessLogFormat::Off {
+            return;
+        }
         let refused = !outcome.relayed();
-        if log.access == AccessLogFormat::Off
-            || (!refused
-                && !sampled(
-                    self.relayed_seen.fetch_add(1, Ordering::Relaxed),
-                    log.sample,
-                ))
-        {
+        let logged = if refused {
+            self.admit_refusal(outcome)
+        } else {
+            sampled(
+                self.relayed_seen.fetch_add(1, Ordering::Relaxed),
+                log.sample,
+            )
+        };
+        if !logged {
             return;
         }
-        if log.access == AccessLogFormat::Text {
-            text_line(record, outcome);
-            return;
-        }
-        tracing::info!(
-            target: "access",
-            listener = &*record.listener,
-            peer = %record.peer,
-            client = %record.client.unwrap_or(record.peer),
-            proxy_version = record.proxy_version,
-            vpce = record.vpce.as_deref(),
-            sni = record.sni.as_deref(),
-            ech = record.ech,
-            route = record.route.as_deref(),
-            upstream = record.upstream.map(tracing::field::display),
-            outcome = outcome.keyword(),
-            refused,
-            detail = record.detail,
-            bytes_from_client = record.from_client,
-            bytes_from_upstream = record.from_upstream,
-            client_hello_us = record.client_hello_us,
-            connect_us = record.connect_us,
-            duration_ms = record.accepted.elapsed().as_millis() as u64,
-        );
+        SCRATCH.with(|scratch| {
+            let mut line = scratch.borrow_mut();
+            line.clear();
+            match log.access {
+                AccessLogFormat::Text => text_line(&mut line, record, outcome),
+                _ => json_line(&mut line, record, outcome),
+            }
+            log_sink::append(&line);
+        });
     }
 
     fn configured(&self, log: &LogConfig) {
@@ -102,6 +127,75 @@ impl Observer for AccessLog {
         }
         set_level(&log.level);
     }
+}
+
+impl AccessLog {
+    /// Whether a refusal line for `outcome` may be written in this second.
+    fn admit_refusal(&self, outcome: Outcome) -> bool {
+        let Some(window) = self.refusals.get(outcome as usize) else {
+            return true;
+        };
+        let now = self.started.elapsed().as_secs();
+        let second = window.second.load(Ordering::Relaxed);
+        if second != now
+            && window
+                .second
+                .compare_exchange(second, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            window.logged.store(0, Ordering::Relaxed);
+            report_suppressed(window, outcome);
+        }
+        if window.logged.fetch_add(1, Ordering::Relaxed) < REFUSALS_PER_SECOND {
+            return true;
+        }
+        window.suppressed.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(meters::LOG_LINES_SUPPRESSED, "outcome" => outcome.keyword())
+            .increment(1);
+        false
+    }
+
+    /// Sums up refusals suppressed in seconds that have ended (call about once a second, so a
+    /// flood that stopped is still reported).
+    pub fn tick(&self) {
+        let now = self.started.elapsed().as_secs();
+        self.report(|window| window.second.load(Ordering::Relaxed) < now);
+    }
+
+    /// Sums up every refusal suppressed so far (at exit).
+    pub fn finish(&self) {
+        self.report(|_| true);
+    }
+
+    fn report(&self, due: impl Fn(&Window) -> bool) {
+        for (i, window) in self.refusals.iter().enumerate() {
+            let outcome = Outcome::KEYWORDS
+                .get(i)
+                .and_then(|k| k.parse::<Outcome>().ok());
+            if let (true, Some(outcome)) = (due(window), outcome) {
+                report_suppressed(window, outcome);
+            }
+        }
+    }
+}
+
+/// One line saying how many refusal lines of `outcome` were left out, if any.
+fn report_suppressed(window: &Window, outcome: Outcome) {
+    let n = window.suppressed.swap(0, Ordering::Relaxed);
+    if n > 0 {
+        tracing::warn!(
+            target: "access",
+            outcome = outcome.keyword(),
+            suppressed = n,
+            limit_per_second = REFUSALS_PER_SECOND,
+            "refusal lines suppressed (every refusal is counted in ch_edge_proxy_connections_total)"
+        );
+    }
+}
+
+thread_local! {
+    /// Where a worker formats its access lines: allocated once per thread.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Deterministic sampling at `rate`: the `n`-th connection is logged when `floor((n+1)·rate)`
@@ -117,31 +211,129 @@ fn sampled(n: u64, rate: f64) -> bool {
     ((n + 1) as f64 * rate).floor() > (n as f64 * rate).floor()
 }
 
-/// `client listener sni route upstream outcome bytes duration`, one line.
-fn text_line(r: &Record, outcome: Outcome) {
-    let dash = |s: Option<&str>| s.map(str::to_owned).unwrap_or_else(|| "-".to_owned());
-    let line = format!(
-        "{} via {} {} sni={} route={} upstream={} {} in={} out={} {}ms{}",
-        r.client.unwrap_or(r.peer),
-        r.peer,
-        r.listener,
-        dash(r.sni.as_deref()),
-        dash(r.route.as_deref()),
-        r.upstream
-            .map(|u| u.to_string())
-            .unwrap_or_else(|| "-".to_owned()),
-        outcome.keyword(),
-        r.from_client,
-        r.from_upstream,
-        r.accepted.elapsed().as_millis(),
-        r.detail.map(|d| format!(" ({d})")).unwrap_or_default(),
+/// `{"timestamp":…,"level":"INFO",<fields>,"target":"access"}` — the shape of every other log
+/// line, fields absent when unknown.
+fn json_line(out: &mut Vec<u8>, r: &Record, outcome: Outcome) {
+    let _ = write!(
+        out,
+        "{{\"timestamp\":\"{}\",\"level\":\"INFO\",\"listener\":",
+        humantime::format_rfc3339_micros(SystemTime::now())
     );
-    tracing::info!(target: "access", "{line}");
+    json_str(out, &r.listener);
+    let _ = write!(
+        out,
+        ",\"peer\":\"{}\",\"client\":\"{}\"",
+        r.peer,
+        r.client.unwrap_or(r.peer)
+    );
+    if let Some(v) = r.proxy_version {
+        let _ = write!(out, ",\"proxy_version\":{v}");
+    }
+    field_str(out, "vpce", r.vpce.as_deref());
+    field_str(out, "sni", r.sni.as_deref());
+    let _ = write!(out, ",\"ech\":{}", r.ech);
+    field_str(out, "route", r.route.as_deref());
+    if let Some(u) = r.upstream {
+        let _ = write!(out, ",\"upstream\":\"{u}\"");
+    }
+    let _ = write!(
+        out,
+        ",\"outcome\":\"{}\",\"refused\":{}",
+        outcome.keyword(),
+        !outcome.relayed()
+    );
+    field_str(out, "detail", r.detail);
+    let _ = write!(
+        out,
+        ",\"bytes_from_client\":{},\"bytes_from_upstream\":{}",
+        r.from_client, r.from_upstream
+    );
+    if let Some(us) = r.client_hello_us {
+        let _ = write!(out, ",\"client_hello_us\":{us}");
+    }
+    if let Some(us) = r.connect_us {
+        let _ = write!(out, ",\"connect_us\":{us}");
+    }
+    let _ = writeln!(
+        out,
+        ",\"duration_ms\":{},\"target\":\"access\"}}",
+        r.accepted.elapsed().as_millis()
+    );
+}
+
+fn field_str(out: &mut Vec<u8>, key: &str, value: Option<&str>) {
+    if let Some(v) = value {
+        let _ = write!(out, ",\"{key}\":");
+        json_str(out, v);
+    }
+}
+
+/// A JSON string, escaped by serde_json.
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    if serde_json::to_writer(&mut *out, s).is_err() {
+        out.extend_from_slice(b"\"\"");
+    }
+}
+
+/// The text format: the same JSON envelope, with one human-readable message:
+/// `client via peer listener sni=… route=… upstream=… outcome in=… out=… Nms (detail)`.
+/// Every value a client controls is quoted and escaped unless it is plain, so a line always
+/// parses back into the same fields.
+fn text_line(out: &mut Vec<u8>, r: &Record, outcome: Outcome) {
+    let mut text = String::with_capacity(160);
+    let _ = {
+        use std::fmt::Write as _;
+        write!(
+            text,
+            "{} via {} {} sni={} route={} upstream={} {} in={} out={} {}ms",
+            r.client.unwrap_or(r.peer),
+            r.peer,
+            Quoted(Some(&r.listener)),
+            Quoted(r.sni.as_deref()),
+            Quoted(r.route.as_deref()),
+            Quoted(r.upstream.map(|u| u.to_string()).as_deref()),
+            outcome.keyword(),
+            r.from_client,
+            r.from_upstream,
+            r.accepted.elapsed().as_millis(),
+        )
+        .and_then(|()| match r.detail {
+            Some(d) => write!(text, " ({d})"),
+            None => Ok(()),
+        })
+    };
+    let _ = write!(
+        out,
+        "{{\"timestamp\":\"{}\",\"level\":\"INFO\",\"message\":",
+        humantime::format_rfc3339_micros(SystemTime::now())
+    );
+    json_str(out, &text);
+    let _ = writeln!(out, ",\"target\":\"access\"}}");
+}
+
+/// A value of the text format: `-` when absent, as is when it is plain (letters, digits and
+/// `.:/_-[]@`), else in quotes with `"`, `\` and anything not printable escaped.
+struct Quoted<'a>(Option<&'a str>);
+
+impl std::fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Some(v) = self.0 else {
+            return f.write_str("-");
+        };
+        let plain = !v.is_empty()
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".:/_-[]@".contains(&b));
+        if plain {
+            f.write_str(v)
+        } else {
+            write!(f, "\"{}\"", v.escape_debug())
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::sampled;
+    use super::*;
 
     fn count(rate: f64, n: u64) -> u64 {
         (0..n).filter(|i| sampled(*i, rate)).count() as u64
@@ -154,5 +346,33 @@ mod tests {
         assert_eq!(count(0.5, 1000), 500);
         assert_eq!(count(0.01, 1000), 10);
         assert_eq!(count(0.25, 8), 2);
+    }
+
+    #[test]
+    fn text_values_never_carry_raw_separators() {
+        let q = |s: &str| Quoted(Some(s)).to_string();
+        assert_eq!(q("a.ch.test"), "a.ch.test");
+        assert_eq!(q("ns/demo"), "ns/demo");
+        assert_eq!(q("[::1]:9440"), "[::1]:9440");
+        assert_eq!(Quoted(None).to_string(), "-");
+        assert_eq!(q(""), "\"\"");
+        assert_eq!(q("x route=evil"), "\"x route=evil\"");
+        assert_eq!(q("a\"b\\c\nd\u{7f}"), "\"a\\\"b\\\\c\\nd\\u{7f}\"");
+    }
+
+    #[test]
+    fn refusals_are_limited_per_outcome_and_second() {
+        let log = AccessLog::default();
+        let admitted = (0..3 * REFUSALS_PER_SECOND)
+            .filter(|_| log.admit_refusal(Outcome::UnknownSni))
+            .count();
+        // Within one second (the test runs in far less), only the limit passes...
+        assert!(admitted <= 2 * REFUSALS_PER_SECOND as usize, "{admitted}");
+        // ...per outcome: another outcome has its own budget.
+        assert!(log.admit_refusal(Outcome::NotTls));
+        let suppressed = log.refusals[Outcome::UnknownSni as usize]
+            .suppressed
+            .load(Ordering::Relaxed);
+        assert_eq!(suppressed + admitted as u64, 3 * REFUSALS_PER_SECOND as u64);
     }
 }

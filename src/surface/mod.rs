@@ -3,7 +3,8 @@
 //! - [`cli`]: the command line (`run`, `check`, `routes from-chi`);
 //! - [`admin`]: `/metrics`, `/healthz`, `/readyz`, `/routes`;
 //! - [`metrics`]: the Prometheus recorder and exposition;
-//! - [`access_log`]: one line per connection, and the log setup.
+//! - [`access_log`]: one line per connection, and the log setup;
+//! - [`log_sink`]: the one batched writer every log line goes through.
 //!
 //! May use every layer below; nothing below uses it (the runtime reports through
 //! [`crate::runtime::observe::Observer`], which [`access_log::AccessLog`] implements).
@@ -11,4 +12,5 @@
 pub mod access_log;
 pub mod admin;
 pub mod cli;
+pub mod log_sink;
 pub mod metrics;

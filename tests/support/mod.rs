@@ -204,6 +204,18 @@ impl Proxy {
         self.wait_exit()
     }
 
+    /// Every line not read yet, up to the end of the log (the process must have exited).
+    pub fn rest_of_log(&mut self) -> Vec<serde_json::Value> {
+        let mut rest: Vec<_> = self.seen.drain(..).collect();
+        loop {
+            match self.lines.recv_timeout(WAIT) {
+                Ok(line) => rest.push(line),
+                Err(mpsc::RecvTimeoutError::Disconnected) => return rest,
+                Err(mpsc::RecvTimeoutError::Timeout) => panic!("log did not end in time"),
+            }
+        }
+    }
+
     pub fn signal(&self, name: &str) {
         signal(&self.child, name);
     }

@@ -126,6 +126,34 @@ pub fn client_hello(sni: &str) -> Vec<u8> {
 }
 
 /// Re-frames one handshake record into records of at most `size` bytes.
+/// A minimal ClientHello carrying `sni` as it is, whatever its bytes (rustls only builds valid
+/// names): TLS 1.2 record, one cipher suite, the server_name extension alone.
+pub fn raw_client_hello(sni: &[u8]) -> Vec<u8> {
+    let name_len = u16::try_from(sni.len()).unwrap();
+    let mut ext = Vec::new();
+    ext.extend_from_slice(&(name_len + 3).to_be_bytes()); // server_name_list
+    ext.push(0); // host_name
+    ext.extend_from_slice(&name_len.to_be_bytes());
+    ext.extend_from_slice(sni);
+    let mut exts = vec![0, 0]; // type server_name
+    exts.extend_from_slice(&u16::try_from(ext.len()).unwrap().to_be_bytes());
+    exts.extend_from_slice(&ext);
+    let mut body = vec![3, 3];
+    body.extend_from_slice(&[7u8; 32]); // random
+    body.push(0); // session id
+    body.extend_from_slice(&[0, 2, 0x13, 0x01]); // cipher suites
+    body.extend_from_slice(&[1, 0]); // compression: null
+    body.extend_from_slice(&u16::try_from(exts.len()).unwrap().to_be_bytes());
+    body.extend_from_slice(&exts);
+    let mut hs = vec![1];
+    hs.extend_from_slice(&u32::try_from(body.len()).unwrap().to_be_bytes()[1..]);
+    hs.extend_from_slice(&body);
+    let mut record = vec![0x16, 3, 1];
+    record.extend_from_slice(&u16::try_from(hs.len()).unwrap().to_be_bytes());
+    record.extend_from_slice(&hs);
+    record
+}
+
 pub fn reframe(hello: &[u8], size: usize) -> Vec<u8> {
     assert_eq!(hello[0], 0x16);
     let len = u16::from_be_bytes([hello[3], hello[4]]) as usize;
