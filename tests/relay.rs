@@ -197,3 +197,79 @@ async fn connections_over_the_limit_are_closed_and_counted() {
     let back = peers::read_until_eof(&mut again).await;
     assert!(!back.is_empty());
 }
+
+/// How a backend connection ended, after reading `hello_len` bytes.
+#[derive(Debug, PartialEq)]
+enum Ending {
+    Eof,
+    Reset,
+}
+
+/// Reads until the end, as a backend would; says whether it was a clean EOF or a reset.
+async fn ending(tcp: &mut TcpStream) -> Ending {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match tokio::time::timeout(WAIT, tcp.read(&mut buf))
+            .await
+            .expect("an end in time")
+        {
+            Ok(0) => return Ending::Eof,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ending::Reset,
+            Err(e) => panic!("unexpected error {e}"),
+        }
+    }
+}
+
+/// Closes `tcp` with a reset (SO_LINGER 0), as a crashed peer's kernel would.
+fn reset(tcp: TcpStream) {
+    socket2::SockRef::from(&tcp)
+        .set_linger(Some(std::time::Duration::ZERO))
+        .unwrap();
+    drop(tcp);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_on_either_side_reaches_the_other_as_a_reset() {
+    let backend = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut proxy = Proxy::start(&config("", backend.local_addr().unwrap()));
+    let hello = peers::client_hello("demo.ch.test");
+
+    // The client resets: the backend sees a reset, not an end of stream.
+    let mut client = TcpStream::connect(proxy.addr("native")).await.unwrap();
+    client.write_all(&hello).await.unwrap();
+    let (mut upstream, _) = backend.accept().await.unwrap();
+    let mut got = vec![0u8; hello.len()];
+    upstream.read_exact(&mut got).await.unwrap();
+    reset(client);
+    assert_eq!(
+        ending(&mut upstream).await,
+        Ending::Reset,
+        "client reset, as the upstream saw it"
+    );
+    assert_eq!(proxy.access()["outcome"], "relay_error");
+
+    // The upstream resets (a crashed server): the client sees a reset too.
+    let mut client = TcpStream::connect(proxy.addr("native")).await.unwrap();
+    client.write_all(&hello).await.unwrap();
+    let (mut upstream, _) = backend.accept().await.unwrap();
+    upstream.read_exact(&mut got).await.unwrap();
+    upstream.write_all(b"partial answer").await.unwrap();
+    reset(upstream);
+    assert_eq!(
+        ending(&mut client).await,
+        Ending::Reset,
+        "upstream reset, as the client saw it"
+    );
+    assert_eq!(proxy.access()["outcome"], "relay_error");
+
+    // A clean close still ends cleanly.
+    let mut client = TcpStream::connect(proxy.addr("native")).await.unwrap();
+    client.write_all(&hello).await.unwrap();
+    let (mut upstream, _) = backend.accept().await.unwrap();
+    upstream.read_exact(&mut got).await.unwrap();
+    upstream.shutdown().await.unwrap();
+    drop(upstream);
+    client.shutdown().await.unwrap();
+    assert_eq!(ending(&mut client).await, Ending::Eof);
+}

@@ -24,7 +24,7 @@ use crate::runtime::meters;
 use crate::runtime::observe::{Observer, Record};
 use crate::runtime::outcome::Outcome;
 use crate::runtime::preamble::{self, Preamble};
-use crate::runtime::relay::{self, End, Meters};
+use crate::runtime::relay::{self, End, Meters, Side};
 use crate::runtime::state::{Live, State};
 
 /// After a refusal alert, how long we wait for the client to close first.
@@ -246,7 +246,15 @@ async fn relay(
     match transfer.end {
         End::Done => Outcome::Relayed,
         End::Idle => Outcome::IdleTimeout,
-        End::Error(_) => Outcome::RelayError,
+        End::Error { side, .. } => {
+            // The other side learns of the failure as a reset too, not as a clean end.
+            let other = match side {
+                Side::Client => upstream,
+                Side::Upstream => stream,
+            };
+            let _ = socket2::SockRef::from(other).set_linger(Some(Duration::ZERO));
+            Outcome::RelayError
+        }
     }
 }
 

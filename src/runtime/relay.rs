@@ -29,8 +29,21 @@ pub enum End {
     Done,
     /// No byte either way for `timeouts.idle`.
     Idle,
-    /// A socket error on either side (reset, broken pipe…).
-    Error(io::ErrorKind),
+    /// A socket error (reset, broken pipe…) on the `side` that failed.
+    Error { kind: io::ErrorKind, side: Side },
+}
+
+/// One of the two sockets of a relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Client,
+    Upstream,
+}
+
+/// A direction stopped by an error: reading its source or writing its destination.
+struct Failure {
+    error: io::Error,
+    reading: bool,
 }
 
 /// Bytes moved and how it ended.
@@ -69,7 +82,7 @@ pub async fn relay(
         // Each direction's EOF is passed on only while the other is still
         // open; once both are done, the close that follows sends the FIN.
         let other_done = down.done;
-        if let Poll::Ready(Err(e)) = up.poll(
+        if let Poll::Ready(Err(f)) = up.poll(
             cx,
             client,
             upstream,
@@ -77,10 +90,18 @@ pub async fn relay(
             other_done,
             &mut moved,
         ) {
-            return Poll::Ready(End::Error(e.kind()));
+            let side = if f.reading {
+                Side::Client
+            } else {
+                Side::Upstream
+            };
+            return Poll::Ready(End::Error {
+                kind: f.error.kind(),
+                side,
+            });
         }
         let other_done = up.done;
-        if let Poll::Ready(Err(e)) = down.poll(
+        if let Poll::Ready(Err(f)) = down.poll(
             cx,
             upstream,
             client,
@@ -88,7 +109,15 @@ pub async fn relay(
             other_done,
             &mut moved,
         ) {
-            return Poll::Ready(End::Error(e.kind()));
+            let side = if f.reading {
+                Side::Upstream
+            } else {
+                Side::Client
+            };
+            return Poll::Ready(End::Error {
+                kind: f.error.kind(),
+                side,
+            });
         }
         if up.done && down.done {
             return Poll::Ready(End::Done);
@@ -140,7 +169,15 @@ impl Half {
         meter: &Counter,
         other_done: bool,
         moved: &mut bool,
-    ) -> Poll<io::Result<()>> {
+    ) -> Poll<Result<(), Failure>> {
+        let writing = |error| Failure {
+            error,
+            reading: false,
+        };
+        let reading = |error| Failure {
+            error,
+            reading: true,
+        };
         loop {
             if self.done {
                 return Poll::Ready(Ok(()));
@@ -159,9 +196,9 @@ impl Half {
                     // costs nothing when tokio already knows the socket is
                     // not ready, and keeps the fast path off the coop budget.
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        ready!(to.poll_write_ready(cx))?;
+                        ready!(to.poll_write_ready(cx)).map_err(writing)?;
                     }
-                    Err(e) => return Poll::Ready(Err(e)),
+                    Err(e) => return Poll::Ready(Err(writing(e))),
                 }
                 continue;
             }
@@ -173,7 +210,7 @@ impl Half {
                         // Pass the half-close on; the other direction keeps going.
                         match socket2::SockRef::from(to).shutdown(Shutdown::Write) {
                             Err(e) if e.kind() != io::ErrorKind::NotConnected => {
-                                return Poll::Ready(Err(e))
+                                return Poll::Ready(Err(writing(e)))
                             }
                             _ => {}
                         }
@@ -190,9 +227,9 @@ impl Half {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     drop(buf);
-                    ready!(from.poll_read_ready(cx))?;
+                    ready!(from.poll_read_ready(cx)).map_err(reading)?;
                 }
-                Err(e) => return Poll::Ready(Err(e)),
+                Err(e) => return Poll::Ready(Err(reading(e))),
             }
         }
     }
