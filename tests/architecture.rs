@@ -18,6 +18,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "runtime",
         &[
             "accept",
+            "clients",
             "connect",
             "connection",
             "discovery",

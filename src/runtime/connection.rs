@@ -18,6 +18,7 @@ use tokio::time::Instant;
 
 use crate::model::config::ListenerConfig;
 use crate::model::route::Miss;
+use crate::runtime::clients::{Admitted, Clients};
 use crate::runtime::connect;
 use crate::runtime::drain::{Drain, Open};
 use crate::runtime::meters;
@@ -49,14 +50,22 @@ pub struct Context {
     drain: Arc<Drain>,
     /// Told how each connection ended.
     observer: Arc<dyn Observer>,
+    /// Open connections and connection rate per client address.
+    clients: Arc<Clients>,
 }
 
 impl Context {
-    pub fn new(live: Arc<Live>, drain: Arc<Drain>, observer: Arc<dyn Observer>) -> Self {
+    pub fn new(
+        live: Arc<Live>,
+        drain: Arc<Drain>,
+        observer: Arc<dyn Observer>,
+        clients: Arc<Clients>,
+    ) -> Self {
         Context {
             live,
             drain,
             observer,
+            clients,
         }
     }
 
@@ -110,10 +119,19 @@ pub async fn handle(
     // state are freed before the relay, which may last for hours: an idle
     // connection's task holds only what the relay needs. The config snapshot
     // is released too, so old route tables do not outlive a reload.
-    let established = Box::pin(establish(&stream, peer, &listener, &state, &mut record)).await;
+    let established = Box::pin(establish(
+        &stream,
+        peer,
+        &listener,
+        &state,
+        &ctx.clients,
+        &mut record,
+    ))
+    .await;
     drop(state);
     let outcome = match established {
-        Ok(upstream) => relay(&stream, &upstream, idle, &mut record).await,
+        // `_client` counts the connection against its client's limit until it ends.
+        Ok((upstream, _client)) => relay(&stream, &upstream, idle, &mut record).await,
         Err(outcome) => outcome,
     };
     drop(stream);
@@ -121,15 +139,17 @@ pub async fn handle(
     drop(open);
 }
 
-/// PROXY in → ClientHello → route → allow → connect → PROXY out: returns
-/// the upstream with the client's first bytes already written to it.
+/// PROXY in → ClientHello → per-client limits → route → allow → connect → PROXY out: returns
+/// the upstream with the client's first bytes already written to it, and the connection's
+/// place in its client's count.
 async fn establish(
     stream: &TcpStream,
     peer: SocketAddr,
     listener: &ListenerCtx,
     state: &State,
+    clients: &Arc<Clients>,
     record: &mut Record,
-) -> Result<TcpStream, Outcome> {
+) -> Result<(TcpStream, Option<Admitted>), Outcome> {
     // PROXY in + ClientHello, under one deadline.
     let policy = &listener.config.proxy_protocol;
     let trusted = policy.trusts(peer.ip());
@@ -166,6 +186,17 @@ async fn establish(
         .as_ref()
         .map(|s| String::from_utf8_lossy(s.as_bytes()).into());
     record.ech = preamble.hello.ech;
+
+    // Per-client limits, on the real client address.
+    let now = std::time::Instant::now();
+    let admitted = match clients.admit(client.ip(), &state.limits.per_client, now) {
+        Ok(admitted) => admitted,
+        Err(over) => {
+            record.detail = Some(over.detail());
+            refuse_with_alert(stream, Alert::AccessDenied).await;
+            return Err(Outcome::ClientOverLimit);
+        }
+    };
 
     // Route.
     let sni = preamble.hello.sni.as_ref().map(|s| s.as_bytes());
@@ -221,7 +252,7 @@ async fn establish(
     }
     drop(first);
 
-    Ok(upstream)
+    Ok((upstream, admitted))
 }
 
 /// Relays until the end and says how it ended.

@@ -19,6 +19,7 @@ pub mod server;
 pub mod state;
 
 pub(crate) mod accept;
+pub(crate) mod clients;
 pub(crate) mod connect;
 pub(crate) mod connection;
 pub(crate) mod discovery;

@@ -15,6 +15,8 @@ pub enum Outcome {
     Drained,
     /// Over `limits.max_connections`: closed at accept.
     OverLimit,
+    /// Over a per-client limit (`limits.per_client`): TLS alert `access_denied`.
+    ClientOverLimit,
     /// PROXY v2 LOCAL (NLB health check): closed quietly.
     HealthCheck,
     /// A PROXY header from a peer outside `trusted`, or mode `required` and peer untrusted.
@@ -49,6 +51,7 @@ ch_edge_wire::keywords!(Outcome {
     RelayError => "relay_error",
     Drained => "drained",
     OverLimit => "over_limit",
+    ClientOverLimit => "client_over_limit",
     HealthCheck => "health_check",
     ProxyUntrusted => "proxy_untrusted",
     ProxyMissing => "proxy_missing",
@@ -71,5 +74,18 @@ impl Outcome {
             self,
             Outcome::Relayed | Outcome::IdleTimeout | Outcome::RelayError | Outcome::Drained
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keywords_follow_the_variants_in_order() {
+        // The access log indexes per-outcome state by `outcome as usize`.
+        for (i, word) in Outcome::KEYWORDS.iter().enumerate() {
+            assert_eq!(word.parse::<Outcome>().map(|o| o as usize), Ok(i), "{word}");
+        }
     }
 }

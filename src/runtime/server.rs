@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
 use crate::model::config::{Config, ConfigError, Problem};
+use crate::runtime::clients::{self, Clients};
 use crate::runtime::connection::Context;
 use crate::runtime::discovery;
 use crate::runtime::drain::{Drain, Phase};
@@ -140,11 +141,14 @@ impl Server {
             config,
         } = self;
         let resolving = tokio::spawn(resolver.clone().run());
+        let clients = Arc::new(Clients::default());
         let connections = Arc::new(Context::new(
             handle.live.clone(),
             handle.drain.clone(),
             observer.clone(),
+            clients.clone(),
         ));
+        let sweeping = tokio::spawn(sweep_clients(clients, handle.live.clone()));
         // Watches are in place before "listening" is logged: a change made by anyone who
         // waited for that line is seen. Ready is set before the "listening" lines too, which
         // tell watchers we are up.
@@ -185,5 +189,16 @@ impl Server {
             );
         }
         resolving.abort();
+        sweeping.abort();
+    }
+}
+
+/// Forgets, every [`clients::SWEEP_EVERY`], the clients with nothing open and a full bucket.
+async fn sweep_clients(clients: Arc<Clients>, live: Arc<Live>) {
+    let mut every = tokio::time::interval(clients::SWEEP_EVERY);
+    loop {
+        every.tick().await;
+        let limits = live.peek().limits.per_client.clone();
+        clients.sweep(&limits, std::time::Instant::now());
     }
 }

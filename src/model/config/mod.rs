@@ -16,6 +16,7 @@ use crate::model::route::{duplicate_claims, Defaults, Routes};
 mod cache;
 mod error;
 mod include;
+mod limits;
 mod raw;
 mod route_file;
 mod routes;
@@ -25,6 +26,7 @@ mod validate;
 pub use cache::RouteFiles;
 pub use error::{ConfigError, Problem};
 pub use include::is_route_file;
+pub use limits::{Limits, PerClient, Rate};
 pub use raw::Format;
 pub use route_file::{parse_routes_file, render_routes_file};
 pub use summary::summary;
@@ -126,19 +128,6 @@ impl Default for Timeouts {
             connect: Duration::from_secs(3),
             idle: Duration::from_secs(3600),
             drain: Duration::from_secs(30),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Limits {
-    pub max_connections: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_connections: 100_000,
         }
     }
 }

@@ -93,6 +93,16 @@ pub(crate) struct RawTimeouts {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawLimits {
     pub max_connections: Option<S<usize>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub per_client: Option<RawPerClient>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPerClient {
+    pub max_connections: Option<S<u32>>,
+    pub rate: Option<S<f64>>,
+    pub burst: Option<S<f64>>,
 }
 
 #[derive(Debug, Deserialize, Default)]

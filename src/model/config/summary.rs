@@ -45,7 +45,20 @@ fn write_summary(out: &mut String, c: &Config) -> std::fmt::Result {
         humantime::format_duration(t.idle),
         humantime::format_duration(t.drain),
     )?;
-    writeln!(out, "limits: max_connections {}", c.limits.max_connections)?;
+    write!(out, "limits: max_connections {}", c.limits.max_connections)?;
+    let per_client = &c.limits.per_client;
+    if per_client.is_off() {
+        writeln!(out, "; per client: none")?;
+    } else {
+        write!(out, "; per client:")?;
+        if let Some(max) = per_client.max_connections {
+            write!(out, " max_connections {max}")?;
+        }
+        if let Some(rate) = per_client.rate {
+            write!(out, " rate {}/s burst {}", rate.per_second, rate.burst)?;
+        }
+        writeln!(out)?;
+    }
     let allow = if c.defaults.allow.is_empty() {
         "nobody".to_owned()
     } else {

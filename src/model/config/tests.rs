@@ -896,3 +896,53 @@ fn a_big_route_file_reports_every_problem_with_line_and_number() {
         [Arc::from(format!("r{}.ch.test", n - 1))]
     );
 }
+
+#[test]
+fn per_client_limits() {
+    let c = parse(LISTENER).unwrap();
+    assert!(c.limits.per_client.is_off(), "off unless configured");
+    let c = parse(&with_listener(
+        "limits:\n  per_client:\n    max_connections: 1000\n    rate: 100\n    burst: 200\n",
+    ))
+    .unwrap();
+    let p = &c.limits.per_client;
+    assert_eq!(p.max_connections, Some(1000));
+    assert_eq!(
+        p.rate,
+        Some(Rate {
+            per_second: 100.0,
+            burst: 200.0
+        })
+    );
+    let c = parse(&with_listener("limits:\n  per_client: {rate: 0.5}\n")).unwrap();
+    assert_eq!(
+        c.limits.per_client.rate,
+        Some(Rate {
+            per_second: 0.5,
+            burst: 1.0
+        }),
+        "the burst is the rate, and at least one"
+    );
+    for (rest, wanted) in [
+        (
+            "limits:\n  per_client: {burst: 5}\n",
+            "cfg.yaml:5: limits.per_client.burst: needs `rate`",
+        ),
+        (
+            "limits:\n  per_client: {rate: 0}\n",
+            "cfg.yaml:5: limits.per_client.rate: 0 is not a number above 0",
+        ),
+        (
+            "limits:\n  per_client: {rate: 5, burst: -1}\n",
+            "limits.per_client.burst: -1 is not",
+        ),
+        (
+            "limits:\n  per_client: {max_connections: 0}\n",
+            "limits.per_client.max_connections: must be at least 1",
+        ),
+        ("limits:\n  per_client: {max: 1}\n", "unknown field `max`"),
+    ] {
+        let e = error(&with_listener(rest));
+        assert!(e.contains(wanted), "{rest}: {e}");
+    }
+}

@@ -77,18 +77,7 @@ pub(crate) fn config(
         drain: duration(t.drain, dflt.drain, "timeouts.drain", file, errs),
     };
 
-    let mut limits = Limits::default();
-    if let Some(max) = raw.limits.max_connections {
-        if max.value == 0 {
-            errs.add(
-                file,
-                Some(&max.referenced),
-                "limits.max_connections",
-                "must be at least 1",
-            );
-        }
-        limits.max_connections = max.value;
-    }
+    let limits = super::limits::limits(raw.limits, file, errs);
 
     let mut defaults = Defaults::default();
     if let Some(allow) = raw.defaults.allow {
