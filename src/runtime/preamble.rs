@@ -5,6 +5,7 @@
 //! by the parsers' own limits, so a peer can make us hold at most
 //! [`MAX_PREAMBLE`] bytes for at most that long.
 
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 use ch_edge_wire::client_hello::{self, ClientHello, Peek};
@@ -63,6 +64,8 @@ pub async fn read(
     let mut header: Option<ProxyHeader> = None;
     let mut tls_start: Option<usize> = None;
     let mut hello_parser = client_hello::Parser::default();
+    // Whether the last read left the socket's receive queue empty (it returned less than asked).
+    let mut drained = false;
     loop {
         if tls_start.is_none() {
             match proxy_in::decide(mode, peer_trusted, &buf) {
@@ -95,12 +98,20 @@ pub async fn read(
                 Peek::NotTls => return Err(refused(Outcome::NotTls, "not tls", header)),
                 Peek::Malformed(why) => return Err(refused(Outcome::BadClientHello, why, header)),
                 Peek::Hello(hello) => {
+                    if drained {
+                        // Nothing is left to read: tell tokio, so the relay's first read waits
+                        // for the next event instead of costing a read that returns EAGAIN.
+                        // (Data that arrives meanwhile raises a new event; it is not lost.)
+                        let _ = stream.try_io(Interest::READABLE, || {
+                            Err::<(), _>(std::io::ErrorKind::WouldBlock.into())
+                        });
+                    }
                     return Ok(Preamble {
                         buf,
                         header,
                         tls_start: start,
                         hello,
-                    })
+                    });
                 }
             }
         }
@@ -123,9 +134,10 @@ pub async fn read(
             let want = (buf.capacity() * 2).clamp(INITIAL_CAPACITY, MAX_PREAMBLE);
             buf.reserve_exact(want - buf.len());
         }
+        let room = buf.capacity() - buf.len();
         match stream.try_read_buf(&mut buf) {
             Ok(0) => return Err(refused(Outcome::ClientClosedEarly, "eof", header)),
-            Ok(_) => {}
+            Ok(n) => drained = n < room,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(_) => return Err(refused(Outcome::ClientClosedEarly, "read error", header)),
         }

@@ -16,6 +16,8 @@ use metrics::Counter;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use crate::runtime::socket;
+
 /// Big enough that a bulk transfer needs few syscalls (small copy buffers
 /// cost a lot of throughput), small enough to stay off glibc's mmap path.
 const BUF_SIZE: usize = 64 * 1024;
@@ -75,7 +77,10 @@ pub async fn relay(
     let mut down = Half::default();
     let mut last_activity = Instant::now();
     let mut armed = false;
-    let timer = tokio::time::sleep(idle);
+    // The first wake-up turns keepalive on for the upstream leg of a long-lived connection;
+    // later ones check the idle deadline.
+    let mut keepalive = false;
+    let timer = tokio::time::sleep(idle.min(socket::KEEPALIVE_TIME));
     tokio::pin!(timer);
     let end = std::future::poll_fn(|cx| {
         let mut moved = false;
@@ -132,6 +137,11 @@ pub async fn relay(
         armed = true;
         // The timer is re-armed only when it fires, not on every read.
         while timer.as_mut().poll(cx).is_ready() {
+            if !keepalive {
+                keepalive = true;
+                // Best effort: without it the idle timeout still ends a dead connection.
+                let _ = socket::keep_alive(socket2::SockRef::from(upstream));
+            }
             let deadline = last_activity + idle;
             if Instant::now() >= deadline {
                 return Poll::Ready(End::Idle);
