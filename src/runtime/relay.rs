@@ -2,8 +2,11 @@
 //!
 //! An idle connection holds no copy buffer: each direction waits for
 //! readiness with nothing allocated, and only takes a buffer from a
-//! per-thread pool for the moment it moves bytes. A read of 0 (half-close)
-//! is passed on as a write shutdown and the other direction keeps flowing.
+//! per-thread pool for the moment it moves bytes. A direction whose reads fill
+//! the whole buffer is a bulk transfer: it then splices through a pooled pipe
+//! instead ([`pipe`]), held likewise only while bytes are in it. A read of 0
+//! (half-close) is passed on as a write shutdown and the other direction keeps
+//! flowing.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -12,11 +15,18 @@ use std::net::Shutdown;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
+use std::os::fd::AsRawFd;
+
 use metrics::Counter;
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::runtime::socket;
+
+mod pipe;
+
+use pipe::Pipe;
 
 /// Big enough that a bulk transfer needs few syscalls (small copy buffers
 /// cost a lot of throughput), small enough to stay off glibc's mmap path.
@@ -158,14 +168,30 @@ pub async fn relay(
     }
 }
 
-/// One direction: at most one borrowed buffer, only while bytes are in flight.
+/// One direction. It holds a borrowed buffer or pipe only while bytes are in flight.
 #[derive(Default)]
 struct Half {
-    buf: Option<PooledBuf>,
-    pos: usize,
-    len: usize,
+    held: Held,
     bytes: u64,
     done: bool,
+    /// A bulk transfer: reads filled the whole buffer, so this direction splices through a
+    /// pipe from now on (no copy through user space).
+    bulk: bool,
+}
+
+/// Bytes read and not yet written.
+#[derive(Default)]
+enum Held {
+    #[default]
+    Nothing,
+    /// In a pooled buffer, `pos..len` still to write.
+    Buf {
+        buf: PooledBuf,
+        pos: usize,
+        len: usize,
+    },
+    /// In a pipe, `pending` bytes still to write.
+    Pipe { pipe: Pipe, pending: usize },
 }
 
 impl Half {
@@ -192,28 +218,64 @@ impl Half {
             if self.done {
                 return Poll::Ready(Ok(()));
             }
-            if let Some(buf) = &mut self.buf {
-                match to.try_write(buf.get(self.pos, self.len)) {
-                    Ok(n) => {
-                        self.pos += n;
-                        *moved = true;
-                        if self.pos >= self.len {
-                            // Back to the pool before waiting for more input.
-                            self.buf = None;
+            // Write out what is held, first.
+            let written = match &mut self.held {
+                Held::Nothing => None,
+                Held::Buf { buf, pos, len } => Some(to.try_write(buf.get(*pos, *len)).map(|n| {
+                    *pos += n;
+                    *pos >= *len
+                })),
+                Held::Pipe { pipe, pending } => Some(
+                    to.try_io(Interest::WRITABLE, || {
+                        pipe.drain_to(to.as_raw_fd(), *pending)
+                    })
+                    .map(|n| {
+                        *pending -= n;
+                        *pending == 0
+                    }),
+                ),
+            };
+            match written {
+                None => {}
+                Some(Ok(emptied)) => {
+                    *moved = true;
+                    if emptied {
+                        // Back to the pool before waiting for more input.
+                        if let Held::Pipe { pipe, .. } = std::mem::take(&mut self.held) {
+                            pipe.put_back();
                         }
                     }
-                    // Only now wait (and register a waker): trying first
-                    // costs nothing when tokio already knows the socket is
-                    // not ready, and keeps the fast path off the coop budget.
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        ready!(to.poll_write_ready(cx)).map_err(writing)?;
-                    }
-                    Err(e) => return Poll::Ready(Err(writing(e))),
+                    continue;
                 }
-                continue;
+                // Only now wait (and register a waker): trying first costs nothing when tokio
+                // already knows the socket is not ready, and keeps the fast path off the coop
+                // budget.
+                Some(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                    ready!(to.poll_write_ready(cx)).map_err(writing)?;
+                    continue;
+                }
+                Some(Err(e)) => return Poll::Ready(Err(writing(e))),
             }
-            let mut buf = PooledBuf::take();
-            match from.try_read(buf.as_mut()) {
+            // Nothing held: read.
+            let read = if self.bulk {
+                match Pipe::take() {
+                    Some(pipe) => {
+                        let read =
+                            from.try_io(Interest::READABLE, || pipe.fill_from(from.as_raw_fd()));
+                        if let Ok(n @ 1..) = read {
+                            self.held = Held::Pipe { pipe, pending: n };
+                        } else {
+                            pipe.put_back();
+                        }
+                        read
+                    }
+                    // Out of descriptors for a pipe: copy, as for small transfers.
+                    None => self.read_into_buf(from),
+                }
+            } else {
+                self.read_into_buf(from)
+            };
+            match read {
                 Ok(0) => {
                     self.done = true;
                     if !other_done {
@@ -231,17 +293,29 @@ impl Half {
                     self.bytes += n as u64;
                     meter.increment(n as u64);
                     *moved = true;
-                    self.pos = 0;
-                    self.len = n;
-                    self.buf = Some(buf);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    drop(buf);
                     ready!(from.poll_read_ready(cx)).map_err(reading)?;
                 }
                 Err(e) => return Poll::Ready(Err(reading(e))),
             }
         }
+    }
+
+    /// Reads into a pooled buffer, held if anything was read. A read that fills the whole buffer
+    /// marks the direction as bulk.
+    fn read_into_buf(&mut self, from: &TcpStream) -> io::Result<usize> {
+        let mut buf = PooledBuf::take();
+        let n = from.try_read(buf.as_mut())?;
+        if n > 0 {
+            self.bulk |= n == BUF_SIZE;
+            self.held = Held::Buf {
+                buf,
+                pos: 0,
+                len: n,
+            };
+        }
+        Ok(n)
     }
 }
 
