@@ -417,3 +417,41 @@ async fn log_level_comes_from_the_config_without_rust_log() {
     assert_eq!(line["level"], "DEBUG", "{line}");
     assert_eq!(line["trigger"], "watch", "{line}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_to_other_files_in_the_config_directory_do_not_reload() {
+    use std::io::Write;
+    let backend = RawBackend::start(false).await;
+    let mut proxy = Proxy::start(&config(&[("a.test", backend.addr)]));
+    let path = proxy.config.clone();
+    // A log file next to the config, written as a logger would: 10,000 appends.
+    let log = path.with_file_name("proxy.log");
+    for i in 0..10_000 {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        writeln!(f, "line {i}").unwrap();
+    }
+    // inotify delivers in order: the reload for this edit comes after every log event.
+    write_atomic(
+        &path,
+        &config(&[("a.test", backend.addr), ("b.test", backend.addr)]),
+    );
+    let line = proxy.wait_reload("ok");
+    assert_eq!(line["generation"], 2, "{line}");
+    assert_eq!(
+        proxy.seen_count(|l| l["message"] == "reload"),
+        0,
+        "no reload attempt before the edit"
+    );
+    let (_, text) = proxy.admin_get("/metrics");
+    let events = "ch_edge_proxy_config_watch_events_total";
+    let ignored = metric(&text, events, &["result=\"ignored\""]);
+    let hints = metric(&text, events, &["result=\"hint\""]);
+    assert!(ignored >= 10_000.0, "{ignored} ignored\n{text}");
+    // The edit itself: a rename and perhaps its temp file's close.
+    assert!((1.0..=4.0).contains(&hints), "{hints} hints");
+    assert!(routed(proxy.addr("native"), "b.test").await);
+}

@@ -27,6 +27,7 @@ pub const DISCOVERY_ROUTES: &str = "ch_edge_proxy_discovery_routes";
 pub const DISCOVERY_ROUTES_REFUSED: &str = "ch_edge_proxy_discovery_routes_refused";
 pub const DISCOVERY_API_ERRORS: &str = "ch_edge_proxy_discovery_api_errors_total";
 pub const DISCOVERY_LAST_SYNC: &str = "ch_edge_proxy_discovery_last_sync_timestamp_seconds";
+pub const CONFIG_WATCH_EVENTS: &str = "ch_edge_proxy_config_watch_events_total";
 pub const CLIENTS_TRACKED: &str = "ch_edge_proxy_clients_tracked";
 pub const LOG_LINES_SUPPRESSED: &str = "ch_edge_proxy_log_lines_suppressed_total";
 pub const LOG_LINES_DROPPED: &str = "ch_edge_proxy_log_lines_dropped_total";
@@ -103,6 +104,10 @@ pub fn describe() {
     describe_counter!(
         DISCOVERY_API_ERRORS,
         "Kubernetes API errors of discovery, by kind (client, list, watch_start, watch, watch_event, no_resource_version)."
+    );
+    describe_counter!(
+        CONFIG_WATCH_EVENTS,
+        "Events of the configuration's directory watches, by result: hint (a reload is due) or ignored (a file that cannot matter)."
     );
     describe_gauge!(
         CLIENTS_TRACKED,

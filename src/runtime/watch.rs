@@ -17,6 +17,7 @@ use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 use crate::model::config::is_route_file;
+use crate::runtime::meters;
 
 /// What to watch for one configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,44 +25,65 @@ pub struct Targets {
     /// The main file's directory and each include entry's (a directory
     /// entry itself, a file entry's parent), sorted, without duplicates.
     pub dirs: Vec<PathBuf>,
-    /// File names that matter besides route files (`*.yaml`, `*.yml`, `*.json`) and `..*`: the main
-    /// file's and each file entry's, whatever their extension.
-    pub names: Vec<OsString>,
+    /// The files that matter by name, as (directory, name): the main file and each file entry,
+    /// whatever their extension.
+    pub files: Vec<(PathBuf, OsString)>,
+    /// The directory entries: their route files (`*.yaml`, `*.yml`, `*.json`) matter.
+    pub route_dirs: Vec<PathBuf>,
 }
 
 impl Targets {
     pub fn of(path: &Path, includes: &[PathBuf]) -> Targets {
-        let parent = |p: &Path| match p.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
         let mut dirs = vec![parent(path)];
-        let mut names: Vec<OsString> = path.file_name().map(Into::into).into_iter().collect();
+        let mut files: Vec<(PathBuf, OsString)> = path
+            .file_name()
+            .map(|n| (parent(path), n.into()))
+            .into_iter()
+            .collect();
+        let mut route_dirs = Vec::new();
         for entry in includes {
             if entry.is_dir() {
                 dirs.push(entry.clone());
+                route_dirs.push(entry.clone());
             } else {
                 dirs.push(parent(entry));
-                names.extend(entry.file_name().map(Into::into));
+                files.extend(entry.file_name().map(|n| (parent(entry), n.into())));
             }
         }
-        dirs.sort();
-        dirs.dedup();
-        names.sort();
-        names.dedup();
-        Targets { dirs, names }
+        for list in [&mut dirs, &mut route_dirs] {
+            list.sort();
+            list.dedup();
+        }
+        files.sort();
+        files.dedup();
+        Targets {
+            dirs,
+            files,
+            route_dirs,
+        }
+    }
+
+    /// True when an event about `path` may change the configuration: the main file, an
+    /// included file, a route file in an included directory, or kubelet's `..data` swap in any
+    /// watched directory. Anything else (a log file next to the config) is not.
+    fn relevant(&self, path: &Path) -> bool {
+        let Some(name) = path.file_name() else {
+            return true;
+        };
+        let dir = parent(path);
+        // `..data`, `..data_tmp`, `..2026_…`: kubelet's ConfigMap swap.
+        name.as_encoded_bytes().starts_with(b"..")
+            || self.files.iter().any(|(d, n)| n == name && *d == dir)
+            || (is_route_file(path) && self.route_dirs.contains(&dir))
     }
 }
 
-/// True when an event about `path` may change the configuration.
-fn relevant(path: &Path, names: &[OsString]) -> bool {
-    let Some(name) = path.file_name() else {
-        return true;
-    };
-    // `..data`, `..data_tmp`, `..2026_…`: kubelet's ConfigMap swap.
-    name.as_encoded_bytes().starts_with(b"..")
-        || is_route_file(path)
-        || names.iter().any(|n| n == name)
+/// The directory of `p` as watches name it (`.` for a bare file name).
+fn parent(p: &Path) -> PathBuf {
+    match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
 }
 
 /// Watches a set of directories (non-recursive) and sends a hint per
@@ -69,32 +91,42 @@ fn relevant(path: &Path, names: &[OsString]) -> bool {
 pub struct DirWatcher {
     watcher: notify::RecommendedWatcher,
     dirs: BTreeSet<PathBuf>,
-    names: Arc<RwLock<Vec<OsString>>>,
+    targets: Arc<RwLock<Option<Targets>>>,
 }
 
 impl DirWatcher {
     /// Hints go to `hints`; a full channel drops them (one pending hint is
     /// as good as many).
     pub fn new(hints: mpsc::Sender<()>) -> notify::Result<DirWatcher> {
-        let names: Arc<RwLock<Vec<OsString>>> = Arc::default();
-        let wanted = names.clone();
+        let targets: Arc<RwLock<Option<Targets>>> = Arc::default();
+        let wanted = targets.clone();
+        let ignored = metrics::counter!(meters::CONFIG_WATCH_EVENTS, "result" => "ignored");
+        let hinted = metrics::counter!(meters::CONFIG_WATCH_EVENTS, "result" => "hint");
         // notify calls back on its own thread; `try_send` never blocks it.
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            let matters = |e: &notify::Event| {
+                let wanted = wanted.read().unwrap_or_else(|e| e.into_inner());
+                e.paths
+                    .iter()
+                    .any(|p| wanted.as_ref().is_none_or(|t| t.relevant(p)))
+            };
             match event {
                 // Reads (ours included) change nothing: ignoring them keeps
                 // a reload from waking the next one.
-                Ok(e) if matches!(e.kind, EventKind::Access(_)) => {}
+                Ok(e) if matches!(e.kind, EventKind::Access(_)) => ignored.increment(1),
                 Ok(e)
                     if !e.paths.is_empty()
                         && !matches!(
                             e.kind,
                             EventKind::Remove(RemoveKind::Folder) | EventKind::Other
                         )
-                        && !e.paths.iter().any(|p| {
-                            relevant(p, &wanted.read().unwrap_or_else(|e| e.into_inner()))
-                        }) => {}
+                        && !matters(&e) =>
+                {
+                    ignored.increment(1)
+                }
                 Ok(e) => {
                     tracing::trace!(kind = ?e.kind, paths = ?e.paths, "config watch event");
+                    hinted.increment(1);
                     let _ = hints.try_send(());
                 }
                 Err(error) => {
@@ -107,14 +139,14 @@ impl DirWatcher {
         Ok(DirWatcher {
             watcher,
             dirs: BTreeSet::new(),
-            names,
+            targets,
         })
     }
 
     /// Watches exactly `targets` from now on. A directory that cannot be
     /// watched (missing) is logged; the periodic re-check still covers it.
     pub fn set(&mut self, targets: &Targets) {
-        *self.names.write().unwrap_or_else(|e| e.into_inner()) = targets.names.clone();
+        *self.targets.write().unwrap_or_else(|e| e.into_inner()) = Some(targets.clone());
         let wanted: BTreeSet<PathBuf> = targets.dirs.iter().cloned().collect();
         for gone in self.dirs.difference(&wanted) {
             let _ = self.watcher.unwatch(gone);
@@ -180,21 +212,39 @@ mod tests {
 
     #[test]
     fn relevance() {
-        let names = [OsString::from("routes.conf")];
+        let t = Targets::of(
+            Path::new("cfg/config.yaml"),
+            &[PathBuf::from("cfg/routes.conf")],
+        );
+        // A directory entry must exist to count as one.
+        let dir = tempfile::tempdir().unwrap();
+        let routes_d = dir.path().join("routes.d");
+        std::fs::create_dir(&routes_d).unwrap();
+        let with_dir = Targets::of(Path::new("cfg/config.yaml"), &[routes_d.clone()]);
         for p in [
-            "d/a.yaml",
-            "d/b.yml",
-            "d/c.json",
-            "d/..data",
-            "d/..data_tmp",
-            "d/..2026_11_22",
-            "d/routes.conf",
+            "cfg/config.yaml",
+            "cfg/routes.conf",
+            "cfg/..data",
+            "cfg/..data_tmp",
+            "cfg/..2026_11_22",
         ] {
-            assert!(relevant(Path::new(p), &names), "{p}");
+            assert!(t.relevant(Path::new(p)), "{p}");
         }
-        for p in ["d/proxy.log", "d/a.yaml.tmp~", "d/4913", "d/.a.yaml.swp"] {
-            assert!(!relevant(Path::new(p), &names), "{p}");
+        for p in [
+            "cfg/proxy.log",
+            "cfg/other.yaml", // not included: the config's directory is not an include
+            "cfg/a.yaml.tmp~",
+            "cfg/4913",
+            "cfg/.config.yaml.swp",
+            "elsewhere/config.yaml",
+        ] {
+            assert!(!t.relevant(Path::new(p)), "{p}");
         }
+        for name in ["a.yaml", "b.yml", "c.json"] {
+            assert!(with_dir.relevant(&routes_d.join(name)), "{name}");
+        }
+        assert!(!with_dir.relevant(&routes_d.join("notes.txt")));
+        assert!(Targets::of(Path::new("c.yaml"), &[]).relevant(Path::new("./c.yaml")));
     }
 
     #[test]
@@ -212,8 +262,12 @@ mod tests {
         want.sort();
         assert_eq!(t.dirs, want);
         assert_eq!(
-            t.names,
-            vec![OsString::from("config.yaml"), OsString::from("extra.conf")]
+            t.files,
+            vec![
+                (d.to_path_buf(), OsString::from("config.yaml")),
+                (d.join("more"), OsString::from("extra.conf"))
+            ]
         );
+        assert_eq!(t.route_dirs, vec![d.join("routes.d")]);
     }
 }

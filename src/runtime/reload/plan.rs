@@ -60,7 +60,8 @@ mod tests {
     fn targets(dirs: &[&str]) -> Targets {
         Targets {
             dirs: dirs.iter().map(PathBuf::from).collect(),
-            names: vec![OsString::from("c.yaml")],
+            files: vec![(PathBuf::from("/etc/p"), OsString::from("c.yaml"))],
+            route_dirs: dirs.iter().skip(1).map(PathBuf::from).collect(),
         }
     }
 
