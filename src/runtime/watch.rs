@@ -220,7 +220,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let routes_d = dir.path().join("routes.d");
         std::fs::create_dir(&routes_d).unwrap();
-        let with_dir = Targets::of(Path::new("cfg/config.yaml"), &[routes_d.clone()]);
+        let with_dir = Targets::of(
+            Path::new("cfg/config.yaml"),
+            std::slice::from_ref(&routes_d),
+        );
         for p in [
             "cfg/config.yaml",
             "cfg/routes.conf",
