@@ -564,6 +564,9 @@ async fn conn_test(c: &Common, count: u64, concurrency: usize, routes: usize) ->
         let (hellos, next, errors) = (hellos.clone(), next.clone(), errors.clone());
         let target = c.target;
         tasks.push(tokio::spawn(async move {
+            // Connection-setup latency per successful connection: connect() until the
+            // backend's first byte came back through the proxy.
+            let mut setup_us = Vec::new();
             loop {
                 let k = next.fetch_add(1, Relaxed);
                 if k >= count {
@@ -571,31 +574,50 @@ async fn conn_test(c: &Common, count: u64, concurrency: usize, routes: usize) ->
                 }
                 let hello = &hellos[(k % hellos.len() as u64) as usize];
                 let r = async {
+                    let start = Instant::now();
                     let mut s = connect(target, hello).await?;
-                    let reply = read_to_eof(&mut s, 16).await?;
-                    anyhow::ensure!(reply == [1], "reply {reply:?}, want [1]");
-                    Ok(())
+                    let mut first = [0u8; 1];
+                    tokio::time::timeout(IO_TIMEOUT, s.read_exact(&mut first))
+                        .await
+                        .context("reply timeout")?
+                        .context("reply")?;
+                    let took = start.elapsed();
+                    let rest = read_to_eof(&mut s, 16).await?;
+                    anyhow::ensure!(first == [1] && rest.is_empty(), "reply {rest:?}, want [1]");
+                    Ok(took)
                 };
-                if let Err(e) = r.await {
-                    if errors.fetch_add(1, Relaxed) < 5 {
-                        eprintln!("conn {k}: {e:#}");
+                match r.await {
+                    Ok(took) => setup_us.push(u64::try_from(took.as_micros()).unwrap_or(u64::MAX)),
+                    Err(e) => {
+                        if errors.fetch_add(1, Relaxed) < 5 {
+                            eprintln!("conn {k}: {e:#}");
+                        }
                     }
                 }
             }
+            setup_us
         }));
     }
+    let mut setup_us = Vec::new();
     for t in tasks {
-        t.await?;
+        setup_us.extend(t.await?);
     }
     let elapsed = t0.elapsed().as_secs_f64();
     settle().await;
     let (cpu1, _) = proc_usage(&c.pids, c.clk_tck)?;
     let errors = errors.load(Relaxed);
     let cpu = cpu1 - cpu0;
+    setup_us.sort_unstable();
+    let pct = |p: f64| {
+        let i = ((setup_us.len() as f64 * p).ceil() as usize).saturating_sub(1);
+        setup_us.get(i).copied().unwrap_or(0)
+    };
     println!(
-        "RESULT test=conn conns={count} errors={errors} elapsed_s={elapsed:.3} conn_per_s={:.0} cpu_s={cpu:.2} cpu_us_per_conn={:.2}",
+        "RESULT test=conn conns={count} errors={errors} elapsed_s={elapsed:.3} conn_per_s={:.0} cpu_s={cpu:.2} cpu_us_per_conn={:.2} setup_p50_us={} setup_p99_us={}",
         count as f64 / elapsed,
-        cpu * 1e6 / count.max(1) as f64
+        cpu * 1e6 / count.max(1) as f64,
+        pct(0.50),
+        pct(0.99)
     );
     Ok(())
 }

@@ -49,15 +49,18 @@ async fn emfile_backs_off_counts_and_recovers() {
     );
 }
 
-/// Both legs of a relayed connection run TCP keepalive (the NLB forgets
-/// flows idle for 350 s). Checked from outside with `ss`, which shows the
-/// keepalive timer of each socket.
+/// Both legs of a relayed connection run TCP keepalive (the NLB forgets flows idle for 350 s):
+/// the client leg from accept (inherited from the listener), the upstream leg once the
+/// connection outlives its first relay timer, `min(timeouts.idle, 60 s)` — short connections
+/// skip those four setsockopt calls. Checked from outside with `ss`, which shows the keepalive
+/// timer of each socket.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_legs_have_tcp_keepalive() {
     let Some(ss) = tool("ss") else { return };
     let backend = RawBackend::start(false).await;
     let mut proxy = Proxy::start(&format!(
         "listeners:\n  - name: native\n    address: \"127.0.0.1:0\"\n    upstream_port: 9440\n\
+         timeouts:\n  idle: 1s\n\
          routes:\n  - sni: demo.ch.test\n    upstream: \"{}\"\n",
         backend.addr
     ));
@@ -67,23 +70,36 @@ async fn both_legs_have_tcp_keepalive() {
     tcp.write_all(&hello).await.unwrap();
     let mut echoed = vec![0u8; hello.len()];
     tcp.read_exact(&mut echoed).await.unwrap();
-    // The proxy's accepted socket (source port = listener) and its upstream
-    // socket (destination port = backend).
-    for filter in [
-        format!("sport = :{}", addr.port()),
-        format!("dport = :{}", backend.addr.port()),
-    ] {
+    // The proxy's accepted socket (source port = listener) and its upstream socket
+    // (destination port = backend).
+    let keepalive = |filter: &str| {
         let out = std::process::Command::new(&ss)
-            .args(["-tnoH", "state", "established", &filter])
+            .args(["-tnoH", "state", "established", filter])
             .output()
             .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        let proxy_side: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-        assert!(!proxy_side.is_empty(), "no socket for {filter}: {text}");
-        assert!(
-            proxy_side.iter().all(|l| l.contains("keepalive")),
-            "{filter}: {text}"
-        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let sockets: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert!(!sockets.is_empty(), "no socket for {filter}: {text}");
+        (sockets.iter().all(|l| l.contains("keepalive")), text)
+    };
+    let client_leg = format!("sport = :{}", addr.port());
+    let upstream_leg = format!("dport = :{}", backend.addr.port());
+    let (on, text) = keepalive(&client_leg);
+    assert!(on, "client leg: {text}");
+    // Keep the connection busy (one byte echoed every 200 ms, well inside the idle timeout)
+    // until the upstream leg shows keepalive, for at most WAIT.
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let (on, text) = keepalive(&upstream_leg);
+        if on {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "upstream leg: {text}");
+        // Pacing the traffic, not waiting for an event: the loop waits on ss.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        tcp.write_all(b"x").await.unwrap();
+        let mut b = [0u8; 1];
+        tcp.read_exact(&mut b).await.unwrap();
     }
     drop(tcp);
     assert_eq!(proxy.access()["outcome"], "relayed");
