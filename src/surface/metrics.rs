@@ -38,7 +38,53 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
 pub fn render_metrics() -> String {
     let handle = metrics_handle();
     process_collector().collect();
+    record_limits();
     handle.render()
+}
+
+/// The CPU and memory the process may use, next to what it uses (`process_*`), so a dashboard
+/// and alerts can compare them: the cgroup's limits (v2, else v1) where set, else the machine's.
+fn record_limits() {
+    let cores = std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64);
+    let quota = read("/sys/fs/cgroup/cpu.max")
+        .and_then(|s| {
+            let (quota, period) = s.split_once(' ')?;
+            Some((quota.parse::<f64>().ok()?, period.parse::<f64>().ok()?))
+        })
+        .or_else(|| {
+            let quota = read("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")?
+                .parse::<f64>()
+                .ok()?;
+            let period = read("/sys/fs/cgroup/cpu/cpu.cfs_period_us")?
+                .parse::<f64>()
+                .ok()?;
+            Some((quota, period))
+        })
+        .filter(|(quota, period)| *quota > 0.0 && *period > 0.0)
+        .map(|(quota, period)| quota / period);
+    metrics::gauge!(meters::CPU_LIMIT).set(quota.map_or(cores, |q| q.min(cores)));
+
+    let machine = read("/proc/meminfo").and_then(|s| {
+        let kib = s.lines().next()?.strip_prefix("MemTotal:")?;
+        Some(kib.trim().strip_suffix("kB")?.trim().parse::<f64>().ok()? * 1024.0)
+    });
+    // v2 writes "max" for no limit, v1 a huge number: both are over the machine's memory.
+    let cgroup = read("/sys/fs/cgroup/memory.max")
+        .or_else(|| read("/sys/fs/cgroup/memory/memory.limit_in_bytes"))
+        .and_then(|s| s.parse::<f64>().ok());
+    let limit = match (cgroup, machine) {
+        (Some(c), Some(m)) => Some(c.min(m)),
+        (c, m) => c.or(m),
+    };
+    if let Some(limit) = limit {
+        metrics::gauge!(meters::MEMORY_LIMIT).set(limit);
+    }
+}
+
+fn read(path: &str) -> Option<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_owned())
 }
 
 /// Process metrics (CPU seconds, RSS, open fds…), refreshed on each scrape.
