@@ -6,6 +6,7 @@
 pub mod clickhouse;
 pub mod fake_kube;
 pub mod peers;
+pub mod prometheus;
 pub mod tls;
 
 use std::collections::HashMap;
