@@ -242,3 +242,28 @@ fn problems(error: &ConfigError) -> serde_json::Value {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn refusal_lines_are_throttled_and_count_what_they_held_back() {
+        let mut throttle = Throttle::default();
+        assert_eq!(throttle.ready(), Some(0));
+        assert_eq!(throttle.ready(), None);
+        assert_eq!(throttle.ready(), None);
+        tokio::time::advance(REFUSAL_LOG_EVERY).await;
+        assert_eq!(throttle.ready(), Some(2));
+        assert_eq!(throttle.ready(), None);
+    }
+
+    #[test]
+    fn each_path_belongs_to_one_endpoint_group() {
+        assert_eq!(endpoint("/healthz"), Some(AdminEndpoint::Probes));
+        assert_eq!(endpoint("/readyz"), Some(AdminEndpoint::Probes));
+        assert_eq!(endpoint("/metrics"), Some(AdminEndpoint::Metrics));
+        assert_eq!(endpoint("/routes"), Some(AdminEndpoint::Routes));
+        assert_eq!(endpoint("/routes/"), None);
+    }
+}
