@@ -140,8 +140,8 @@ fn serve(path: &std::path::Path) -> ExitCode {
             }
         });
         // Serves while the proxy drains, so `/readyz` can report it; ends with the process.
-        if let Some(listener) = server.take_admin() {
-            tokio::spawn(admin::serve(listener, server.handle()));
+        for socket in server.take_admin() {
+            tokio::spawn(admin::serve(socket, server.handle()));
         }
         match hangup {
             Ok(mut hangup) => {

@@ -43,8 +43,8 @@ fn example_config_loads_and_routes() {
     );
     assert!(c.listeners.iter().all(|l| l.address.ip().is_loopback()));
     assert_eq!(
-        c.admin.as_ref().map(|a| a.address.to_string()).as_deref(),
-        Some("127.0.0.1:9090")
+        c.admin.as_ref().map(|a| a.describe()).as_deref(),
+        Some("127.0.0.1:9090 (probes, metrics, routes)")
     );
     assert_eq!(c.timeouts, config::Timeouts::default());
     assert!(c.includes.is_empty());

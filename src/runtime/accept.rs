@@ -16,6 +16,39 @@ use crate::runtime::meters;
 const BACKOFF_MIN: Duration = Duration::from_millis(5);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
+/// What an accept loop does after `accept()` failed, shared by the data listeners and the
+/// admin endpoint: a resource shortage (EMFILE…) waits, doubling from 5 ms to 1 s, instead of
+/// spinning, which would burn a core and starve the connections that would free descriptors.
+/// At most one warning per wait, so the log stays bounded too.
+#[derive(Debug)]
+pub struct Backoff {
+    next: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff { next: BACKOFF_MIN }
+    }
+}
+
+impl Backoff {
+    /// An accept succeeded: the next shortage starts from the shortest wait again.
+    pub fn reset(&mut self) {
+        self.next = BACKOFF_MIN;
+    }
+
+    /// Logs `error` of `listener`'s accept and, on a resource shortage, waits.
+    pub async fn failed(&mut self, listener: &str, error: &io::Error) {
+        if is_resource_exhaustion(error) {
+            tracing::warn!(listener, %error, backoff_ms = self.next.as_millis() as u64, "accept failed; backing off");
+            tokio::time::sleep(self.next).await;
+            self.next = (self.next * 2).min(BACKOFF_MAX);
+        } else {
+            tracing::debug!(listener, %error, "accept error");
+        }
+    }
+}
+
 /// Accepts until `stop` turns true (drain, or a reload removed the listener). `slot` is read
 /// per connection, so a reload that changes the listener's name, PROXY policy or upstream port
 /// applies to new connections without touching the socket.
@@ -25,7 +58,10 @@ pub async fn run(
     ctx: Arc<Context>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut backoff = BACKOFF_MIN;
+    // Exported from the start, at 0, so rates and alerts see the series before the first error.
+    let name = metrics::SharedString::from_shared(slot.load().name.clone());
+    metrics::counter!(meters::ACCEPT_ERRORS, "listener" => name).increment(0);
+    let mut backoff = Backoff::default();
     loop {
         let accepted = tokio::select! {
             biased;
@@ -35,7 +71,7 @@ pub async fn run(
         let listener_ctx = slot.load_full();
         match accepted {
             Ok((stream, peer)) => {
-                backoff = BACKOFF_MIN;
+                backoff.reset();
                 let Some(open) = ctx.open() else {
                     // Over the limit: close at once (no reset storm, no queueing).
                     drop(stream);
@@ -53,15 +89,7 @@ pub async fn run(
             Err(error) => {
                 let name = metrics::SharedString::from_shared(listener_ctx.name.clone());
                 metrics::counter!(meters::ACCEPT_ERRORS, "listener" => name).increment(1);
-                if is_resource_exhaustion(&error) {
-                    // Spinning on EMFILE burns a core and starves the
-                    // connections that would free descriptors; wait instead.
-                    tracing::warn!(listener = %listener_ctx.name, %error, backoff_ms = backoff.as_millis() as u64, "accept failed; backing off");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
-                } else {
-                    tracing::debug!(listener = %listener_ctx.name, %error, "accept error");
-                }
+                backoff.failed(&listener_ctx.name, &error).await;
             }
         }
     }

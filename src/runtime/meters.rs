@@ -31,6 +31,15 @@ pub const CONFIG_WATCH_EVENTS: &str = "ch_edge_proxy_config_watch_events_total";
 pub const CLIENTS_TRACKED: &str = "ch_edge_proxy_clients_tracked";
 pub const LOG_LINES_SUPPRESSED: &str = "ch_edge_proxy_log_lines_suppressed_total";
 pub const LOG_LINES_DROPPED: &str = "ch_edge_proxy_log_lines_dropped_total";
+pub const DISCOVERY_ENABLED: &str = "ch_edge_proxy_discovery_enabled";
+pub const DISCOVERY_SYNCED: &str = "ch_edge_proxy_discovery_synced";
+pub const CONFIG_LAST_RELOAD_SUCCESSFUL: &str = "ch_edge_proxy_config_last_reload_successful";
+pub const MAX_CONNECTIONS: &str = "ch_edge_proxy_max_connections";
+pub const READY: &str = "ch_edge_proxy_ready";
+pub const ADMIN_ACCEPT_ERRORS: &str = "ch_edge_proxy_admin_accept_errors_total";
+pub const ADMIN_OVER_LIMIT: &str = "ch_edge_proxy_admin_over_limit_total";
+pub const CPU_LIMIT: &str = "ch_edge_proxy_cpu_limit_cores";
+pub const MEMORY_LIMIT: &str = "ch_edge_proxy_memory_limit_bytes";
 
 /// Registers help texts (shown as `# HELP` in `/metrics`).
 pub fn describe() {
@@ -120,6 +129,43 @@ pub fn describe() {
     describe_counter!(
         LOG_LINES_DROPPED,
         "Log lines dropped because stdout did not keep up with them."
+    );
+    describe_gauge!(
+        DISCOVERY_ENABLED,
+        "1 when Kubernetes discovery is configured on, else 0."
+    );
+    describe_gauge!(
+        DISCOVERY_SYNCED,
+        "1 when a complete list of ClickHouseInstallations is behind the live table, else 0."
+    );
+    describe_gauge!(
+        CONFIG_LAST_RELOAD_SUCCESSFUL,
+        "1 when the last reload that found changed files succeeded, 0 while they are refused."
+    );
+    describe_gauge!(
+        MAX_CONNECTIONS,
+        "limits.max_connections of the live configuration."
+    );
+    describe_gauge!(
+        READY,
+        "1 when /readyz answers 200, else 0 (starting, draining, awaiting discovery)."
+    );
+    describe_counter!(
+        ADMIN_ACCEPT_ERRORS,
+        "accept() errors of the admin listeners, by address (EMFILE and the like back off)."
+    );
+    describe_counter!(
+        ADMIN_OVER_LIMIT,
+        "Admin connections closed at accept because the listener's cap was reached, by address."
+    );
+    describe_gauge!(
+        CPU_LIMIT,
+        "CPU cores the process may use: its cgroup's quota, else the cores it can run on."
+    );
+    describe_gauge!(
+        MEMORY_LIMIT,
+        Unit::Bytes,
+        "Memory the process may use: its cgroup's limit, else the machine's memory."
     );
     describe_gauge!(
         DISCOVERY_LAST_SYNC,

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
-use crate::model::config::{Config, ConfigError, Problem};
+use crate::model::config::{AdminEndpoint, Config, ConfigError, Problem};
 use crate::runtime::clients::{self, Clients};
 use crate::runtime::connection::Context;
 use crate::runtime::discovery;
@@ -29,8 +29,15 @@ pub struct Server {
     resolver: Arc<Resolver>,
     observer: Arc<dyn Observer>,
     listeners: Bound,
-    admin: Option<TcpListener>,
+    admin: Vec<AdminSocket>,
     config: Arc<Config>,
+}
+
+/// One bound admin listener and the endpoints it serves.
+#[derive(Debug)]
+pub struct AdminSocket {
+    pub listener: TcpListener,
+    pub serve: Vec<AdminEndpoint>,
 }
 
 /// The running proxy as the admin endpoint, signal handlers and tests see it.
@@ -96,12 +103,16 @@ impl Server {
         let state = State::new(&config, routes, 1, report);
         let plan = listeners::plan::plan(&[], &config.listeners);
         let listeners = Listeners::bind(plan, &config.listeners, &file)?;
-        let admin = match &config.admin {
-            Some(a) => Some(TcpListener::bind(a.address).await.map_err(|e| {
+        let mut admin = Vec::new();
+        for a in config.admin.iter().flat_map(|a| &a.listeners) {
+            let listener = TcpListener::bind(a.address).await.map_err(|e| {
                 Problem::in_file(&file, format!("admin: cannot bind {}: {e}", a.address))
-            })?),
-            None => None,
-        };
+            })?;
+            admin.push(AdminSocket {
+                listener,
+                serve: a.serve.clone(),
+            });
+        }
         Ok(Server {
             handle: Handle {
                 live: Arc::new(Live::new(state)),
@@ -121,9 +132,9 @@ impl Server {
         self.listeners.new_addrs()
     }
 
-    /// The admin socket, for the surface to serve (taken once).
-    pub fn take_admin(&mut self) -> Option<TcpListener> {
-        self.admin.take()
+    /// The admin sockets, for the surface to serve (taken once).
+    pub fn take_admin(&mut self) -> Vec<AdminSocket> {
+        std::mem::take(&mut self.admin)
     }
 
     pub fn handle(&self) -> Handle {

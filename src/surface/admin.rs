@@ -1,55 +1,145 @@
 //! Admin endpoint: `/metrics` (Prometheus), `/healthz`, `/readyz`, `/routes`.
 //!
-//! Served by hyper on its own listener, separate from the data path.
+//! Served by hyper on listeners of its own, separate from the data path; each listener serves
+//! the endpoints the config gives it (`admin.listeners[].serve`). The admin port is reachable
+//! by more than the kubelet, so it is treated as hostile like the data ports: accept errors
+//! back off, connections per listener are capped, and every connection has a short header
+//! deadline and a bounded life.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
+use metrics::SharedString;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
 
-use crate::model::config::ConfigError;
-use crate::runtime::meters::unix_seconds;
+use crate::model::config::{AdminEndpoint, ConfigError};
+use crate::runtime::accept::Backoff;
+use crate::runtime::meters::{self, unix_seconds};
 use crate::runtime::reload::ReloadResult;
-use crate::runtime::server::{Handle, NotReady};
+use crate::runtime::server::{AdminSocket, Handle, NotReady};
 
-/// Slow or silent admin clients cannot hold a connection open.
+/// Slow or silent admin clients cannot hold a connection open: the request head (also the
+/// next one on a kept-alive connection) must arrive within this.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest life of one admin connection, however busy (a slow reader of a big `/routes`).
+const CONNECTION_MAX: Duration = Duration::from_secs(60);
+/// Open connections per admin listener; more are closed at accept and counted. Probes,
+/// a Prometheus or two and a person need a handful.
+const MAX_CONNECTIONS: usize = 32;
+/// At most one warning about connections over the cap per this interval; the rest are counted.
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
 
-/// Serves admin requests; keeps serving while the proxy drains, so
+/// Serves admin requests on `socket`; keeps serving while the proxy drains, so
 /// `/readyz` can report it (the task is aborted when the proxy exits).
-pub async fn serve(listener: TcpListener, proxy: Handle) {
-    if let Ok(addr) = listener.local_addr() {
-        tracing::info!(address = %addr, "admin listening");
-    }
+pub async fn serve(socket: AdminSocket, proxy: Handle) {
+    let AdminSocket { listener, serve } = socket;
+    let address = listener
+        .local_addr()
+        .map_or_else(|_| "unknown".to_owned(), |a| a.to_string());
+    let serves: Vec<&str> = serve.iter().map(|e| e.keyword()).collect();
+    tracing::info!(address = %address, serve = serves.join(","), "admin listening");
+    let label = SharedString::from_owned(address.clone());
+    let accept_errors = metrics::counter!(meters::ADMIN_ACCEPT_ERRORS, "address" => label.clone());
+    let over_limit = metrics::counter!(meters::ADMIN_OVER_LIMIT, "address" => label);
+    // Exported at 0 from the start, so rates and alerts see them before the first event.
+    accept_errors.increment(0);
+    over_limit.increment(0);
+    let serve: Arc<[AdminEndpoint]> = serve.into();
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut backoff = Backoff::default();
+    let mut refusals = Throttle::default();
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                accept_errors.increment(1);
+                backoff.failed("admin", &error).await;
+                continue;
+            }
+        };
+        backoff.reset();
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            drop(stream);
+            over_limit.increment(1);
+            if let Some(suppressed) = refusals.ready() {
+                tracing::warn!(
+                    address = %address,
+                    limit = MAX_CONNECTIONS,
+                    suppressed,
+                    "admin connection refused: too many open"
+                );
+            }
             continue;
         };
         let proxy = proxy.clone();
+        let serve = serve.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
-                let proxy = proxy.clone();
-                async move { Ok::<_, Infallible>(respond(&req, &proxy)) }
+                let response = respond(&req, &serve, &proxy);
+                async move { Ok::<_, Infallible>(response) }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
+            let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_READ_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+                .serve_connection(TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(CONNECTION_MAX, connection).await;
+            drop(slot);
         });
     }
 }
 
-fn respond(req: &Request<Incoming>, proxy: &Handle) -> Response<Full<Bytes>> {
+/// Lets one log line through per [`REFUSAL_LOG_EVERY`], counting those held back.
+#[derive(Default)]
+struct Throttle {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl Throttle {
+    /// `Some(lines held back since the last one)` when a line may be written now.
+    fn ready(&mut self) -> Option<u64> {
+        let now = Instant::now();
+        if self.last.is_some_and(|t| now < t + REFUSAL_LOG_EVERY) {
+            self.suppressed += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
+    }
+}
+
+/// Which endpoint group serves `path`.
+fn endpoint(path: &str) -> Option<AdminEndpoint> {
+    match path {
+        "/healthz" | "/readyz" => Some(AdminEndpoint::Probes),
+        "/metrics" => Some(AdminEndpoint::Metrics),
+        "/routes" => Some(AdminEndpoint::Routes),
+        _ => None,
+    }
+}
+
+fn respond(
+    req: &Request<Incoming>,
+    serve: &[AdminEndpoint],
+    proxy: &Handle,
+) -> Response<Full<Bytes>> {
+    let path = req.uri().path();
+    if !endpoint(path).is_some_and(|e| serve.contains(&e)) {
+        return text(StatusCode::NOT_FOUND, "not found\n");
+    }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n");
     }
-    match req.uri().path() {
+    match path {
         "/metrics" => {
+            let ready = f64::from(u8::from(proxy.ready().is_ok()));
+            metrics::gauge!(meters::READY).set(ready);
             let body = crate::surface::metrics::render_metrics();
             let mut resp = Response::new(Full::new(Bytes::from(body)));
             resp.headers_mut().insert(
@@ -151,4 +241,29 @@ fn problems(error: &ConfigError) -> serde_json::Value {
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn refusal_lines_are_throttled_and_count_what_they_held_back() {
+        let mut throttle = Throttle::default();
+        assert_eq!(throttle.ready(), Some(0));
+        assert_eq!(throttle.ready(), None);
+        assert_eq!(throttle.ready(), None);
+        tokio::time::advance(REFUSAL_LOG_EVERY).await;
+        assert_eq!(throttle.ready(), Some(2));
+        assert_eq!(throttle.ready(), None);
+    }
+
+    #[test]
+    fn each_path_belongs_to_one_endpoint_group() {
+        assert_eq!(endpoint("/healthz"), Some(AdminEndpoint::Probes));
+        assert_eq!(endpoint("/readyz"), Some(AdminEndpoint::Probes));
+        assert_eq!(endpoint("/metrics"), Some(AdminEndpoint::Metrics));
+        assert_eq!(endpoint("/routes"), Some(AdminEndpoint::Routes));
+        assert_eq!(endpoint("/routes/"), None);
+    }
 }

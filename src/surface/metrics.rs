@@ -38,7 +38,56 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
 pub fn render_metrics() -> String {
     let handle = metrics_handle();
     process_collector().collect();
+    record_limits();
     handle.render()
+}
+
+/// The CPU and memory the process may use, next to what it uses (`process_*`), so a dashboard
+/// and alerts can compare them: the cgroup's limits (v2, else v1) where set, else the machine's.
+fn record_limits() {
+    let cores = std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64);
+    let quota = read("/sys/fs/cgroup/cpu.max")
+        .and_then(|max| cpu_quota(&max))
+        .or_else(|| {
+            let quota = read("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")?;
+            let period = read("/sys/fs/cgroup/cpu/cpu.cfs_period_us")?;
+            cpu_quota(&format!("{quota} {period}"))
+        });
+    metrics::gauge!(meters::CPU_LIMIT).set(quota.map_or(cores, |q| q.min(cores)));
+
+    let machine = read("/proc/meminfo").and_then(|m| mem_total(&m));
+    let cgroup = read("/sys/fs/cgroup/memory.max")
+        .or_else(|| read("/sys/fs/cgroup/memory/memory.limit_in_bytes"))
+        .and_then(|s| s.parse::<f64>().ok());
+    // v2 writes "max" for no limit, v1 a huge number: both end up as the machine's memory.
+    let limit = match (cgroup, machine) {
+        (Some(c), Some(m)) => Some(c.min(m)),
+        (c, m) => c.or(m),
+    };
+    if let Some(limit) = limit {
+        metrics::gauge!(meters::MEMORY_LIMIT).set(limit);
+    }
+}
+
+/// Cores from "<quota> <period>" (cgroup v2 `cpu.max`, or v1's two files); `None` without a
+/// quota ("max", or v1's -1).
+fn cpu_quota(text: &str) -> Option<f64> {
+    let (quota, period) = text.trim().split_once(' ')?;
+    let (quota, period) = (quota.parse::<f64>().ok()?, period.parse::<f64>().ok()?);
+    (quota > 0.0 && period > 0.0).then(|| quota / period)
+}
+
+/// Bytes of `MemTotal` in /proc/meminfo.
+fn mem_total(meminfo: &str) -> Option<f64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib = line.strip_prefix("MemTotal:")?.trim().strip_suffix("kB")?;
+    Some(kib.trim().parse::<f64>().ok()? * 1024.0)
+}
+
+fn read(path: &str) -> Option<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_owned())
 }
 
 /// Process metrics (CPU seconds, RSS, open fds…), refreshed on each scrape.
@@ -57,5 +106,21 @@ pub async fn upkeep() {
     loop {
         every.tick().await;
         metrics_handle().run_upkeep();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cgroup_cpu_quota_and_meminfo() {
+        assert_eq!(cpu_quota("150000 100000"), Some(1.5));
+        assert_eq!(cpu_quota("max 100000"), None);
+        assert_eq!(cpu_quota("-1 100000"), None);
+        assert_eq!(cpu_quota("garbage"), None);
+        let meminfo = "MemTotal:       24684084 kB\nMemFree:         1000 kB\n";
+        assert_eq!(mem_total(meminfo), Some(24684084.0 * 1024.0));
+        assert_eq!(mem_total("MemFree: 1 kB\n"), None);
     }
 }

@@ -6,6 +6,7 @@
 pub mod clickhouse;
 pub mod fake_kube;
 pub mod peers;
+pub mod prometheus;
 pub mod tls;
 
 use std::collections::HashMap;
@@ -25,7 +26,10 @@ pub const WAIT: Duration = Duration::from_secs(20);
 pub struct Proxy {
     child: Child,
     pub listeners: HashMap<String, SocketAddr>,
+    /// The first admin listener.
     pub admin: Option<SocketAddr>,
+    /// Every admin listener with what it serves (`probes,metrics,routes`).
+    pub admin_listeners: Vec<(SocketAddr, String)>,
     lines: mpsc::Receiver<serde_json::Value>,
     /// Lines already read while waiting for another one.
     seen: Vec<serde_json::Value>,
@@ -79,8 +83,8 @@ impl Proxy {
         rust_log: bool,
         env: &[(&str, &std::ffi::OsStr)],
     ) -> Proxy {
-        let expected_listeners = yaml_listener_count(&std::fs::read_to_string(path).unwrap());
-        let wants_admin = std::fs::read_to_string(path).unwrap().contains("admin:");
+        let (expected_listeners, expected_admin) =
+            yaml_listener_counts(&std::fs::read_to_string(path).unwrap());
         let mut command = Command::new(env!("CARGO_BIN_EXE_ch-edge-proxy"));
         command
             .args(["run", "--config"])
@@ -128,13 +132,16 @@ impl Proxy {
             child,
             listeners: HashMap::new(),
             admin: None,
+            admin_listeners: Vec::new(),
             lines: rx,
             seen: Vec::new(),
             config: path.to_path_buf(),
             _dir: dir,
         };
         let deadline = Instant::now() + WAIT;
-        while proxy.listeners.len() < expected_listeners || (wants_admin && proxy.admin.is_none()) {
+        while proxy.listeners.len() < expected_listeners
+            || proxy.admin_listeners.len() < expected_admin
+        {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = proxy
                 .lines
@@ -147,12 +154,35 @@ impl Proxy {
                     proxy.listeners.insert(name, addr);
                 }
                 Some("admin listening") => {
-                    proxy.admin = Some(line["address"].as_str().unwrap().parse().unwrap());
+                    let addr: SocketAddr = line["address"].as_str().unwrap().parse().unwrap();
+                    let serve = line["serve"].as_str().unwrap_or_default().to_owned();
+                    proxy.admin.get_or_insert(addr);
+                    proxy.admin_listeners.push((addr, serve));
                 }
                 _ => proxy.seen.push(line),
             }
         }
         proxy
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// CPU time the proxy process has used so far (user + system).
+    pub fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
+        // Fields after the command name (which may hold spaces), from field 3 on.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        // SAFETY: sysconf has no preconditions.
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+        Duration::from_millis(ticks * 1000 / per_second)
     }
 
     pub fn addr(&self, listener: &str) -> SocketAddr {
@@ -253,14 +283,28 @@ fn signal(child: &Child, name: &str) {
     assert!(status.success());
 }
 
-fn yaml_listener_count(yaml: &str) -> usize {
-    // Every listener has exactly one `address:` under `listeners:`; admin's
-    // `address:` is the only other one.
-    let total = yaml.matches("address:").count();
-    if yaml.contains("admin:") {
-        total - 1
+/// How many data and admin listeners `yaml` configures (admin: `address`, or each of
+/// `listeners`).
+fn yaml_listener_counts(yaml: &str) -> (usize, usize) {
+    let config: serde_json::Value = serde_saphyr::from_str(yaml).expect("config is YAML");
+    let count = |v: &serde_json::Value| v.as_array().map_or(0, Vec::len);
+    let admin = &config["admin"];
+    let admin = if admin["address"].is_string() {
+        1
     } else {
-        total
+        count(&admin["listeners"])
+    };
+    (count(&config["listeners"]), admin)
+}
+
+impl Proxy {
+    /// The admin listener that serves `endpoint` (`probes`, `metrics`, `routes`).
+    pub fn admin_serving(&self, endpoint: &str) -> SocketAddr {
+        self.admin_listeners
+            .iter()
+            .find(|(_, serve)| serve.split(',').any(|e| e == endpoint))
+            .unwrap_or_else(|| panic!("no admin listener serves {endpoint}"))
+            .0
     }
 }
 

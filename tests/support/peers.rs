@@ -74,7 +74,7 @@ pub fn haproxy(bin: &Path, config: &str, listens_on: SocketAddr) -> Peer {
 }
 
 /// Runs a peer in the foreground and returns once it accepts on `listens_on`.
-fn start_peer(mut command: Command, dir: tempfile::TempDir, listens_on: SocketAddr) -> Peer {
+pub fn start_peer(mut command: Command, dir: tempfile::TempDir, listens_on: SocketAddr) -> Peer {
     let mut child = command
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())

@@ -51,11 +51,26 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "ch-edge-proxy.configDir" -}}/etc/ch-edge-proxy/config{{- end }}
 {{- define "ch-edge-proxy.routesDir" -}}/etc/ch-edge-proxy/routes.d{{- end }}
 
+{{/* Where /routes listens: ip:port, IPv6 in brackets. */}}
+{{- define "ch-edge-proxy.routesAddress" -}}
+{{- $r := .Values.admin.routes }}
+{{- if eq (int $r.port) (int .Values.admin.port) }}
+{{- fail "admin.routes.port must differ from admin.port" }}
+{{- end }}
+{{- if contains ":" $r.address }}[{{ $r.address }}]:{{ int $r.port }}{{ else }}{{ $r.address }}:{{ int $r.port }}{{ end }}
+{{- end }}
+
+{{/* Whether /routes is served beyond the pod's loopback (then it is a container port and in the NetworkPolicy). */}}
+{{- define "ch-edge-proxy.routesExposed" -}}
+{{- if and .Values.admin.routes.enabled (not (has .Values.admin.routes.address (list "127.0.0.1" "::1"))) }}true{{- end }}
+{{- end }}
+
 {{/* Any port below 1024 needs NET_BIND_SERVICE. */}}
 {{- define "ch-edge-proxy.needsBindCap" -}}
 {{- $low := false }}
 {{- range .Values.listeners }}{{- if lt (int .port) 1024 }}{{- $low = true }}{{- end }}{{- end }}
 {{- if lt (int .Values.admin.port) 1024 }}{{- $low = true }}{{- end }}
+{{- if and .Values.admin.routes.enabled (lt (int .Values.admin.routes.port) 1024) }}{{- $low = true }}{{- end }}
 {{- if $low }}true{{- end }}
 {{- end }}
 
@@ -82,7 +97,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- $listeners = append $listeners $l }}
 {{- end }}
 {{- $cfg := dict "listeners" $listeners }}
-{{- $_ := set $cfg "admin" (dict "address" (printf "0.0.0.0:%d" (int .Values.admin.port))) }}
+{{- $admin := list (dict "address" (printf "0.0.0.0:%d" (int .Values.admin.port)) "serve" (list "probes" "metrics")) }}
+{{- if .Values.admin.routes.enabled }}
+{{- $admin = append $admin (dict "address" (include "ch-edge-proxy.routesAddress" .) "serve" (list "routes")) }}
+{{- end }}
+{{- $_ := set $cfg "admin" (dict "listeners" $admin) }}
 {{- $_ := set $cfg "timeouts" (dict "client_hello" .Values.timeouts.clientHello "connect" .Values.timeouts.connect "idle" .Values.timeouts.idle "drain" (printf "%ds" (int .Values.timeouts.drainSeconds))) }}
 {{- $_ := set $cfg "limits" (dict "max_connections" (int .Values.limits.maxConnections)) }}
 {{- $_ := set $cfg "defaults" (dict "allow" .Values.defaults.allow "proxy_protocol" (toString .Values.defaults.proxyProtocol)) }}

@@ -5,8 +5,10 @@ the proxy relies on, and run the real binary's `check` on the rendered proxy con
 Run: pytest charts/ch-edge-proxy/tests  (binary: $CH_EDGE_PROXY_BIN, default target/debug/ch-edge-proxy)
 """
 
+import json
 import os
 import pathlib
+import re
 import subprocess
 
 import kubernetes_validate
@@ -42,7 +44,21 @@ VARIANTS = {
         "routes": INLINE_ROUTES,
         "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}},
     },
+    # Everything of the operations kit on, /routes served to the network.
+    "operations": {
+        "admin": {"port": 9090, "routes": {"enabled": True, "address": "0.0.0.0", "port": 9091}},
+        "metrics": {
+            "serviceMonitor": {"enabled": True},
+            "prometheusRule": {"enabled": True, "labels": {"release": "prom"}},
+            "grafanaDashboard": {"enabled": True, "annotations": {"grafana_folder": "ClickHouse"}},
+        },
+        "networkPolicy": {"enabled": True},
+    },
 }
+# Custom resources: no bundled schema; checked structurally by their own tests.
+CRDS = {"ServiceMonitor", "PrometheusRule"}
+DASHBOARD = CHART / "files" / "grafana-dashboard.json"
+RULES = CHART / "files" / "prometheus-rules.yaml"
 
 
 def render(values):
@@ -136,8 +152,7 @@ def test_manifests_validate_against_kubernetes_schemas(variant):
     docs = render(values)
     assert docs
     for doc in docs:
-        if doc["kind"] == "ServiceMonitor":
-            # A CRD: no bundled schema; checked structurally in test_service_monitor.
+        if doc["kind"] in CRDS:
             continue
         kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
 
@@ -170,8 +185,15 @@ def test_proxy_config_contents(variant):
     for listener in cfg["listeners"]:
         assert listener["proxy_protocol"]["mode"] == "required"
         assert listener["proxy_protocol"]["trusted"] == ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]
-    # The probes reach the admin server from the kubelet, so it listens on all interfaces.
-    assert cfg["admin"]["address"] == "0.0.0.0:9090"
+    # The probes reach the admin server from the kubelet, so they listen on all interfaces;
+    # /routes (every route, upstream and allowlist) on loopback unless asked otherwise.
+    routes_host = "0.0.0.0" if name == "operations" else "127.0.0.1"
+    assert cfg["admin"] == {
+        "listeners": [
+            {"address": "0.0.0.0:9090", "serve": ["probes", "metrics"]},
+            {"address": f"{routes_host}:9091", "serve": ["routes"]},
+        ]
+    }
     assert cfg["timeouts"]["drain"] == "30s"
     assert cfg["include"] == [f"{POD_ROOT}/routes.d"]
     assert cfg["discovery"]["kubernetes"]["enabled"] is (name == "discovery")
@@ -253,11 +275,12 @@ def test_rbac_only_with_discovery(variant):
 
 
 def test_probes_lifecycle_and_grace(variant):
-    _, values = variant
+    name, values = variant
     pod = workload(render(values))["spec"]["template"]["spec"]
     c = pod["containers"][0]
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
-    assert ports == {"native": 9440, "https": 8443, "admin": 9090}
+    exposed = {"routes": 9091} if name == "operations" else {}
+    assert ports == {"native": 9440, "https": 8443, "admin": 9090, **exposed}
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "admin"}
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "admin"}
     assert c["startupProbe"]["httpGet"]["port"] == "admin"
@@ -326,6 +349,7 @@ def test_service_monitor():
     assert sm["apiVersion"] == "monitoring.coreos.com/v1"
     assert sm["metadata"]["labels"]["release"] == "prom"
     assert sm["spec"]["endpoints"] == [{"port": "admin", "path": "/metrics", "interval": "30s"}]
+    assert sm["spec"]["jobLabel"] == "app.kubernetes.io/name"
     metrics_svc = next(s for s in by_kind(docs, "Service") if s["metadata"]["name"].endswith("-metrics"))
     labels = metrics_svc["metadata"]["labels"]
     assert all(labels.get(k) == v for k, v in sm["spec"]["selector"]["matchLabels"].items())
@@ -338,3 +362,109 @@ def test_schema_rejects_bad_values():
         render({"kind": "StatefulSet"})
     with pytest.raises(Exception, match="mode"):
         render({"proxyProtocol": {"mode": "sometimes", "trusted": []}})
+
+
+def test_routes_off_or_on_ipv6_loopback(tmp_path):
+    off = {"admin": {"port": 9090, "routes": {"enabled": False, "address": "127.0.0.1", "port": 9091}}}
+    docs = render(off)
+    assert proxy_config(docs)["admin"] == {"listeners": [{"address": "0.0.0.0:9090", "serve": ["probes", "metrics"]}]}
+    result = run_check(materialize(docs, tmp_path / "off"))
+    assert result.returncode == 0, result.stderr
+    assert "not served: routes" in result.stdout
+    v6 = {"admin": {"port": 9090, "routes": {"enabled": True, "address": "::1", "port": 9091}}}
+    docs = render(v6)
+    assert proxy_config(docs)["admin"]["listeners"][1] == {"address": "[::1]:9091", "serve": ["routes"]}
+    ports = [p["name"] for p in workload(docs)["spec"]["template"]["spec"]["containers"][0]["ports"]]
+    assert "routes" not in ports
+    result = run_check(materialize(docs, tmp_path / "v6"))
+    assert result.returncode == 0, result.stderr
+    assert "[::1]:9091 (routes)" in result.stdout
+
+
+def test_admin_values_are_checked():
+    with pytest.raises(Exception, match="admin.routes.port must differ"):
+        render({"admin": {"port": 9090, "routes": {"enabled": True, "address": "0.0.0.0", "port": 9090}}})
+    with pytest.raises(Exception, match="address"):
+        render({"admin": {"port": 9090, "routes": {"enabled": True, "address": "localhost", "port": 9091}}})
+
+
+def test_grafana_dashboard_configmap():
+    assert not [d for d in by_kind(render({}), "ConfigMap") if d["metadata"]["name"].endswith("-dashboard")]
+    docs = render(VARIANTS["operations"])
+    cm = configmap_named(docs, f"{RELEASE}-ch-edge-proxy-dashboard")
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert cm["metadata"]["annotations"] == {"grafana_folder": "ClickHouse"}
+    assert cm["metadata"]["namespace"] == NAMESPACE
+    # The repository's file, unchanged: one source of truth.
+    assert json.loads(cm["data"]["ch-edge-proxy.json"]) == json.loads(DASHBOARD.read_text())
+    other = render({"metrics": {"grafanaDashboard": {"enabled": True, "namespace": "grafana", "label": "dash", "labelValue": "yes"}}})
+    cm = configmap_named(other, f"{RELEASE}-ch-edge-proxy-dashboard")
+    assert (cm["metadata"]["namespace"], cm["metadata"]["labels"]["dash"]) == ("grafana", "yes")
+
+
+def rule_exprs(groups):
+    return [r["expr"] for g in groups for r in g["rules"]]
+
+
+def test_prometheus_rule_is_the_rules_file():
+    assert by_kind(render({}), "PrometheusRule") == []
+    rule = one(render(VARIANTS["operations"]), "PrometheusRule")
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert rule["metadata"]["labels"]["release"] == "prom"
+    plain = yaml.safe_load(RULES.read_text())
+    assert rule["spec"] == plain
+    for g in plain["groups"]:
+        for r in g["rules"]:
+            assert r["alert"].startswith("ChEdgeProxy") and r["labels"]["severity"] in ("warning", "critical")
+            assert r["annotations"]["summary"] and r["annotations"]["description"]
+    # With another chart name the ServiceMonitor's job changes, and so do the rules' selectors.
+    renamed = one(render({"nameOverride": "edge-proxy", "metrics": {"prometheusRule": {"enabled": True}}}), "PrometheusRule")
+    jobs = {j for e in rule_exprs(renamed["spec"]["groups"]) for j in re.findall(r'job="([^"]*)"', e)}
+    assert jobs == {"edge-proxy"}
+
+
+def test_service_monitor_rules_and_dashboard_agree_on_labels():
+    docs = render(VARIANTS["operations"])
+    sm = one(docs, "ServiceMonitor")
+    svc = next(s for s in by_kind(docs, "Service") if s["metadata"]["name"].endswith("-metrics"))
+    # The job label of every target is the metrics Service's value of jobLabel ...
+    job = svc["metadata"]["labels"][sm["spec"]["jobLabel"]]
+    assert job == "ch-edge-proxy"
+    # ... which is the job the rules select ...
+    rules = yaml.safe_load(RULES.read_text())
+    jobs = {j for e in rule_exprs(rules["groups"]) for j in re.findall(r'job="([^"]*)"', e)}
+    assert jobs == {job}
+    # ... and the dashboard filters on labels every ServiceMonitor target has.
+    target_labels = {"job", "namespace", "instance", "pod", "service", "endpoint", "container"}
+    dashboard = json.loads(DASHBOARD.read_text())
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    filtered = set()
+    for v in variables.values():
+        m = re.match(r"label_values\((.*), (\w+)\)$", v.get("definition", ""))
+        if m:
+            filtered.add(m.group(2))
+    assert filtered == {"job", "namespace", "instance"} and filtered <= target_labels
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    for e in exprs:
+        for label, var in re.findall(r'(\w+)=~"\$(\w+)"', e):
+            assert label in filtered and var == label, e
+
+
+def test_network_policy():
+    assert by_kind(render({}), "NetworkPolicy") == []
+    docs = render(VARIANTS["operations"])
+    policy = one(docs, "NetworkPolicy")
+    spec = policy["spec"]
+    assert spec["podSelector"]["matchLabels"] == workload(docs)["spec"]["selector"]["matchLabels"]
+    assert spec["policyTypes"] == ["Ingress"]
+    listeners, admin = spec["ingress"]
+    # Clients: open to all (no `from`); PROXY trust and allowlists decide.
+    assert listeners == {"ports": [{"port": 9440, "protocol": "TCP"}, {"port": 8443, "protocol": "TCP"}]}
+    # Admin: probes, metrics and (here, exposed) /routes, from the monitoring namespace only.
+    assert admin["ports"] == [{"port": 9090, "protocol": "TCP"}, {"port": 9091, "protocol": "TCP"}]
+    assert admin["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+    # /routes on loopback is not a port of the pod; no `adminFrom`: no rule, so only the node.
+    closed = render({"networkPolicy": {"enabled": True, "adminFrom": [], "listenersFrom": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]}})
+    (listeners,) = one(closed, "NetworkPolicy")["spec"]["ingress"]
+    assert listeners["from"] == [{"ipBlock": {"cidr": "10.0.0.0/8"}}]
+    kubernetes_validate.validate(one(closed, "NetworkPolicy"), KUBE_VERSION, strict=True)

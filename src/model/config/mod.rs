@@ -13,6 +13,7 @@ use ch_edge_wire::proxy_in::Policy;
 
 use crate::model::route::{duplicate_claims, Defaults, Routes};
 
+mod admin;
 mod cache;
 mod error;
 mod include;
@@ -108,9 +109,44 @@ pub struct ListenerConfig {
     pub proxy_protocol: Policy,
 }
 
-#[derive(Debug, Clone)]
+/// `admin:` section: the admin HTTP listeners, each serving some of the endpoints.
+/// `admin: {address}` is one listener serving every endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdminConfig {
+    /// Never empty; no two bind the same address, no endpoint is served by two.
+    pub listeners: Vec<AdminListener>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminListener {
     pub address: SocketAddr,
+    /// What this listener serves, each once, in the order written.
+    pub serve: Vec<AdminEndpoint>,
+}
+
+/// A group of admin endpoints, bound together to one listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminEndpoint {
+    /// `/healthz` and `/readyz`: what the kubelet probes.
+    Probes,
+    /// `/metrics`: what Prometheus scrapes.
+    Metrics,
+    /// `/routes`: the live table with every upstream and allowlist (keep it private).
+    Routes,
+}
+
+ch_edge_wire::keywords!(AdminEndpoint {
+    Probes => "probes",
+    Metrics => "metrics",
+    Routes => "routes",
+});
+
+impl AdminEndpoint {
+    pub const ALL: [AdminEndpoint; 3] = [
+        AdminEndpoint::Probes,
+        AdminEndpoint::Metrics,
+        AdminEndpoint::Routes,
+    ];
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_saphyr::Spanned;
 
 use super::error::Problem;
-use super::AccessLogFormat;
+use super::{AccessLogFormat, AdminEndpoint};
 
 pub(crate) type S<T> = Spanned<T>;
 
@@ -78,6 +78,16 @@ pub(crate) struct RawProxyIn {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawAdmin {
     pub address: Option<S<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub listeners: Vec<S<RawAdminListener>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAdminListener {
+    pub address: Option<S<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub serve: Vec<S<Keyword<AdminEndpoint>>>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -33,7 +33,7 @@ fn write_summary(out: &mut String, c: &Config) -> std::fmt::Result {
         writeln!(out)?;
     }
     match &c.admin {
-        Some(a) => writeln!(out, "admin: {}", a.address)?,
+        Some(a) => writeln!(out, "admin: {}", a.describe())?,
         None => writeln!(out, "admin: none")?,
     }
     let t = &c.timeouts;

@@ -120,7 +120,13 @@ discovery:
         vec![net("10.0.0.0/8")]
     );
     assert_eq!(c.listeners[1].upstream_port, 8443);
-    assert_eq!(c.admin.unwrap().address.to_string(), "127.0.0.1:9090");
+    assert_eq!(
+        c.admin.unwrap().listeners,
+        vec![AdminListener {
+            address: "127.0.0.1:9090".parse().unwrap(),
+            serve: AdminEndpoint::ALL.to_vec(),
+        }]
+    );
     assert_eq!(
         c.routes,
         vec![RouteSpec {
@@ -750,7 +756,7 @@ fn summary_describes_the_config() {
             "listeners (2):",
             "native  0.0.0.0:9440  upstream port 9440  PROXY in: required from 10.0.0.0/8",
             "https   0.0.0.0:8443  upstream port 8444  PROXY in: off",
-            "admin: 127.0.0.1:9090",
+            "admin: 127.0.0.1:9090 (probes, metrics, routes)",
             "timeouts: client_hello 5s, connect 3s, idle 1h 30m, drain 30s",
             "limits: max_connections 100000",
             "defaults: allow 0.0.0.0/0, ::/0; proxy_protocol to upstreams off",
@@ -944,5 +950,77 @@ fn per_client_limits() {
     ] {
         let e = error(&with_listener(rest));
         assert!(e.contains(wanted), "{rest}: {e}");
+    }
+}
+
+#[test]
+fn admin_listeners_each_serve_their_endpoints() {
+    let c = parse(&with_listener(
+        "admin:\n  listeners:\n    - address: \"0.0.0.0:9090\"\n      serve: [probes, metrics, probes]\n    - {address: \"127.0.0.1:9091\", serve: [Routes]}\n",
+    ))
+    .unwrap();
+    let admin = c.admin.unwrap();
+    assert_eq!(
+        admin.listeners,
+        vec![
+            AdminListener {
+                address: "0.0.0.0:9090".parse().unwrap(),
+                serve: vec![AdminEndpoint::Probes, AdminEndpoint::Metrics],
+            },
+            AdminListener {
+                address: "127.0.0.1:9091".parse().unwrap(),
+                serve: vec![AdminEndpoint::Routes],
+            },
+        ]
+    );
+    assert_eq!(
+        admin.describe(),
+        "0.0.0.0:9090 (probes, metrics); 127.0.0.1:9091 (routes)"
+    );
+    let probes_only = parse(&with_listener(
+        "admin:\n  listeners: [{address: \"0.0.0.0:9090\", serve: [probes]}]\n",
+    ))
+    .unwrap();
+    assert_eq!(
+        probes_only.admin.unwrap().describe(),
+        "0.0.0.0:9090 (probes); not served: metrics, routes"
+    );
+}
+
+#[test]
+fn admin_problems_are_refused_with_a_reason() {
+    let cases = [
+        ("admin: {}\n", "admin: needs `address` or `listeners`"),
+        (
+            "admin:\n  address: \"127.0.0.1:9090\"\n  listeners: [{address: \"127.0.0.1:9091\", serve: [routes]}]\n",
+            "cfg.yaml:5: admin: give either `address`",
+        ),
+        (
+            "admin:\n  listeners:\n    - address: \"127.0.0.1:9091\"\n",
+            "admin.listeners #1: serve: list what it serves: one or more of probes, metrics, routes",
+        ),
+        (
+            "admin:\n  listeners:\n    - {serve: [routes]}\n",
+            "admin.listeners #1: address: missing",
+        ),
+        (
+            "admin:\n  listeners:\n    - {address: \"127.0.0.1:9091\", serve: [status]}\n",
+            "\"status\": expected one of probes, metrics, routes",
+        ),
+        (
+            "admin:\n  listeners:\n    - {address: \"127.0.0.1:9091\", serve: [metrics]}\n    - {address: \"127.0.0.1:9092\", serve: [probes, metrics]}\n",
+            "metrics is served by more than one listener (127.0.0.1:9091, 127.0.0.1:9092)",
+        ),
+        (
+            "admin:\n  listeners:\n    - {address: \"0.0.0.0:9091\", serve: [metrics]}\n    - {address: \"127.0.0.1:9091\", serve: [routes]}\n",
+            "0.0.0.0:9091 and 127.0.0.1:9091 bind the same address",
+        ),
+        (
+            "admin:\n  address: \"0.0.0.0:9440\"\n",
+            "admin: 0.0.0.0:9440 binds the same address as listener \"native\" (127.0.0.1:9440)",
+        ),
+    ];
+    for (rest, want) in cases {
+        assert_contains(&error(&with_listener(rest)), &[want]);
     }
 }

@@ -52,15 +52,9 @@ pub(crate) fn config(
         .collect();
     check_listener_clashes(&listeners, file, errs);
 
-    let admin = raw.admin.and_then(|a| match a.address {
-        None => {
-            errs.add(file, None, "admin.address", "missing");
-            None
-        }
-        Some(addr) => {
-            socket_addr(&addr, file, "admin.address", errs).map(|address| AdminConfig { address })
-        }
-    });
+    let admin = raw
+        .admin
+        .and_then(|a| super::admin::admin(a, &listeners, file, errs));
 
     let dflt = Timeouts::default();
     let t = raw.timeouts;
@@ -255,10 +249,7 @@ fn check_listener_clashes(listeners: &[ListenerConfig], file: &str, errs: &mut P
                 );
             }
             let (x, y) = (a.address, b.address);
-            let same_family = x.is_ipv4() == y.is_ipv4();
-            let overlap = x.ip() == y.ip()
-                || (same_family && (x.ip().is_unspecified() || y.ip().is_unspecified()));
-            if x.port() == y.port() && x.port() != 0 && overlap {
+            if binds_same(x, y) {
                 errs.add(
                     file,
                     None,
@@ -273,7 +264,21 @@ fn check_listener_clashes(listeners: &[ListenerConfig], file: &str, errs: &mut P
     }
 }
 
-fn socket_addr(raw: &S<String>, file: &str, what: &str, errs: &mut Problems) -> Option<SocketAddr> {
+/// Whether two sockets would both bind one address: the same address, or the same port where
+/// one is the wildcard address of the same family (port 0 never clashes).
+pub(super) fn binds_same(x: SocketAddr, y: SocketAddr) -> bool {
+    let same_family = x.is_ipv4() == y.is_ipv4();
+    let overlap =
+        x.ip() == y.ip() || (same_family && (x.ip().is_unspecified() || y.ip().is_unspecified()));
+    x.port() == y.port() && x.port() != 0 && overlap
+}
+
+pub(super) fn socket_addr(
+    raw: &S<String>,
+    file: &str,
+    what: &str,
+    errs: &mut Problems,
+) -> Option<SocketAddr> {
     match raw.value.parse::<SocketAddr>() {
         Ok(a) => Some(a),
         Err(_) => {

@@ -28,6 +28,10 @@ const CLIENT_RETRY: Duration = Duration::from_secs(5);
 
 /// Watches until aborted, publishing each new catalog on `tx`.
 pub(super) async fn run(settings: KubernetesDiscovery, tx: watch::Sender<Option<Arc<Catalog>>>) {
+    // Every kind exported from the start, at 0, so `increase(...)` sees the first error.
+    for kind in ERROR_KINDS {
+        metrics::counter!(meters::DISCOVERY_API_ERRORS, "kind" => kind).increment(0);
+    }
     let client = loop {
         match client().await {
             Ok(c) => break c,
@@ -116,6 +120,16 @@ fn change(event: Event<DynamicObject>) -> Change {
         Event::Delete(obj) => Change::Deleted(json(obj)),
     }
 }
+
+/// Every `kind` label of [`meters::DISCOVERY_API_ERRORS`].
+const ERROR_KINDS: [&str; 6] = [
+    "client",
+    "list",
+    "watch_start",
+    "watch",
+    "watch_event",
+    "no_resource_version",
+];
 
 /// Metric label of a watcher error.
 fn error_kind(error: &watcher::Error) -> &'static str {

@@ -38,11 +38,13 @@ pub struct Report {
 impl Report {
     /// Before the first table with discovered routes.
     pub fn startup(settings: &KubernetesDiscovery) -> Report {
-        Report {
+        let report = Report {
             enabled: settings.enabled,
             awaiting_first_sync: settings.enabled,
             merged: None,
-        }
+        };
+        report.record();
+        report
     }
 
     /// The report once a table built under `settings` (with `merged`, if a
@@ -73,6 +75,8 @@ impl Report {
         use meters::*;
         let empty = Merged::default();
         let m = self.merged.as_ref().unwrap_or(&empty);
+        metrics::gauge!(DISCOVERY_ENABLED).set(f64::from(u8::from(self.enabled)));
+        metrics::gauge!(DISCOVERY_SYNCED).set(f64::from(u8::from(self.merged.is_some())));
         metrics::gauge!(DISCOVERY_CHIS).set(m.chis as f64);
         metrics::gauge!(DISCOVERY_ROUTES).set(m.routes as f64);
         metrics::gauge!(DISCOVERY_CHIS_INVALID).set(m.invalid.len() as f64);

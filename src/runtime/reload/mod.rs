@@ -50,6 +50,12 @@ pub(crate) fn went_live(config: &Config, routes: usize, generation: u64, observe
     metrics::gauge!(meters::ROUTES).set(routes as f64);
     metrics::gauge!(meters::CONFIG_GENERATION).set(generation as f64);
     metrics::gauge!(meters::CONFIG_LAST_SUCCESS).set(meters::unix_seconds(SystemTime::now()));
+    metrics::gauge!(meters::CONFIG_LAST_RELOAD_SUCCESSFUL).set(1.0);
+    metrics::gauge!(meters::MAX_CONNECTIONS).set(config.limits.max_connections as f64);
+    // Every result exported from the start, at 0, so `increase(...)` sees the first error.
+    for result in ReloadResult::LABELS {
+        metrics::counter!(meters::RELOADS, "result" => result).increment(0);
+    }
     observer.configured(&config.log);
 }
 
@@ -85,7 +91,7 @@ impl Reloader {
     pub(crate) fn new(parts: Parts, config: Arc<Config>, hints: mpsc::Sender<()>) -> Reloader {
         let current = plan::Current {
             listeners: config.listeners.clone(),
-            admin: config.admin.as_ref().map(|a| a.address),
+            admin: config.admin.clone(),
             targets: Targets::of(&config.path, &config.includes),
             discovery: config.discovery.kubernetes.clone(),
         };
@@ -269,7 +275,7 @@ impl Reloader {
     ) {
         let p = &self.parts;
         if plan.admin_moved {
-            tracing::warn!("admin.address changed; the admin endpoint moves only on restart");
+            tracing::warn!("admin changed; admin listeners move only on restart");
         }
         let settings = &config.discovery.kubernetes;
         let live = p.live.peek();
@@ -291,7 +297,7 @@ impl Reloader {
         self.failed = None;
         self.current = plan::Current {
             listeners: config.listeners.clone(),
-            admin: self.current.admin,
+            admin: self.current.admin.clone(),
             targets: plan.watch.unwrap_or_else(|| self.current.targets.clone()),
             discovery: settings.clone(),
         };
@@ -305,6 +311,14 @@ impl Reloader {
         let label = result.label();
         metrics::counter!(meters::RELOADS, "result" => label).increment(1);
         metrics::histogram!(meters::RELOAD_SECONDS, "result" => label).record(took.as_secs_f64());
+        // `unchanged` says nothing new: after an error it means the same broken files.
+        match result {
+            ReloadResult::Ok => metrics::gauge!(meters::CONFIG_LAST_RELOAD_SUCCESSFUL).set(1.0),
+            ReloadResult::Error(_) => {
+                metrics::gauge!(meters::CONFIG_LAST_RELOAD_SUCCESSFUL).set(0.0)
+            }
+            ReloadResult::Unchanged => {}
+        }
         let hash = format!("{:016x}", state.config_hash);
         let took_ms = took.as_secs_f64() * 1e3;
         match result {

@@ -3,9 +3,7 @@
 //! watches are touched only after, by the reloader. (Which routes are reused is decided the
 //! same way, inside the table build: `RouteTable::build_reusing`.)
 
-use std::net::SocketAddr;
-
-use crate::model::config::{Config, KubernetesDiscovery, ListenerConfig};
+use crate::model::config::{AdminConfig, Config, KubernetesDiscovery, ListenerConfig};
 use crate::runtime::listeners;
 use crate::runtime::watch::Targets;
 
@@ -13,8 +11,8 @@ use crate::runtime::watch::Targets;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Current {
     pub listeners: Vec<ListenerConfig>,
-    /// Bound at start; it moves only on restart.
-    pub admin: Option<SocketAddr>,
+    /// Bound at start; its listeners move (or serve other endpoints) only on restart.
+    pub admin: Option<AdminConfig>,
     pub targets: Targets,
     pub discovery: KubernetesDiscovery,
 }
@@ -28,19 +26,19 @@ pub struct Plan {
     pub watch: Option<Targets>,
     /// Discovery settings to restart the watch with, when they differ.
     pub discovery: Option<KubernetesDiscovery>,
-    /// `admin.address` changed, which takes a restart: warned about, not applied.
+    /// The `admin` section changed (an address, what a listener serves), which takes a
+    /// restart: warned about, not applied.
     pub admin_moved: bool,
 }
 
 /// The plan for making `next` (watched through `targets`) live over `current`.
 pub fn plan(current: &Current, next: &Config, targets: &Targets) -> Plan {
-    let admin = next.admin.as_ref().map(|a| a.address);
     Plan {
         listeners: listeners::plan::plan(&current.listeners, &next.listeners),
         watch: (*targets != current.targets).then(|| targets.clone()),
         discovery: (next.discovery.kubernetes != current.discovery)
             .then(|| next.discovery.kubernetes.clone()),
-        admin_moved: admin != current.admin,
+        admin_moved: next.admin != current.admin,
     }
 }
 
@@ -71,7 +69,7 @@ mod tests {
         let live = config(BASE);
         Current {
             listeners: live.listeners.clone(),
-            admin: live.admin.map(|a| a.address),
+            admin: live.admin,
             targets: targets(&["/etc/p"]),
             discovery: Default::default(),
         }
@@ -96,6 +94,18 @@ mod tests {
              BASE.replace("9440", "9441").replace("9090", "9091"), vec!["/etc/p"], Plan {
                 listeners: listeners::Plan { steps: vec![Bind], stop: vec![0] },
                 watch: None, discovery: None, admin_moved: true,
+            }),
+            ("admin split into two listeners, the same address first",
+             BASE.replace("  address: \"127.0.0.1:9090\"\n", "  listeners:\n    - {address: \"127.0.0.1:9090\", serve: [probes, metrics]}\n    - {address: \"127.0.0.1:9091\", serve: [routes]}\n"),
+             vec!["/etc/p"], Plan {
+                listeners: listeners::Plan { steps: vec![Keep(0)], stop: vec![] },
+                watch: None, discovery: None, admin_moved: true,
+            }),
+            ("admin written as one listener serving everything: the same",
+             BASE.replace("  address: \"127.0.0.1:9090\"\n", "  listeners:\n    - {address: \"127.0.0.1:9090\", serve: [probes, metrics, routes]}\n"),
+             vec!["/etc/p"], Plan {
+                listeners: listeners::Plan { steps: vec![Keep(0)], stop: vec![] },
+                watch: None, discovery: None, admin_moved: false,
             }),
             ("admin removed", BASE.lines().take(3).map(|l| format!("{l}\n")).collect(), vec!["/etc/p"], Plan {
                 listeners: listeners::Plan { steps: vec![Keep(0)], stop: vec![] },

@@ -39,6 +39,9 @@ pub enum ReloadResult {
 }
 
 impl ReloadResult {
+    /// Every [`ReloadResult::label`].
+    pub const LABELS: [&'static str; 3] = ["ok", "unchanged", "error"];
+
     /// The `result` label of logs and metrics.
     pub fn label(&self) -> &'static str {
         match self {

@@ -1,0 +1,405 @@
+//! The operations kit against a real Prometheus (Debian's `prometheus` and `promtool`): the
+//! Grafana dashboard's every query returns data from a proxy that serves real traffic
+//! (relayed, refused for several reasons, a failing upstream, reloads, Kubernetes discovery
+//! against the fake API server), the alert rules load and evaluate on those metrics, and
+//! promtool's unit tests make each alert fire and not fire.
+#![cfg(feature = "k8s")]
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{json, Value};
+
+use support::fake_kube::FakeKube;
+use support::peers::{self, RawBackend};
+use support::prometheus::Prometheus;
+use support::*;
+
+/// The job name the rules and the dashboard expect (the chart's ServiceMonitor sets it).
+const JOB: &str = "ch-edge-proxy";
+
+fn chart() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/ch-edge-proxy")
+}
+
+fn dashboard() -> Value {
+    let text = std::fs::read_to_string(chart().join("files/grafana-dashboard.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn rules_file() -> PathBuf {
+    chart().join("files/prometheus-rules.yaml")
+}
+
+fn yaml(path: &Path) -> Value {
+    serde_saphyr::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Every `(panel title, expr)` of the dashboard, rows' nested panels included.
+fn panel_queries(dashboard: &Value) -> Vec<(String, String)> {
+    fn walk(panels: &Value, out: &mut Vec<(String, String)>) {
+        for p in panels.as_array().into_iter().flatten() {
+            walk(&p["panels"], out);
+            if p["type"] == "row" {
+                continue;
+            }
+            let title = p["title"].as_str().unwrap().to_owned();
+            let targets = p["targets"].as_array().map_or(&[][..], Vec::as_slice);
+            assert!(!targets.is_empty(), "panel {title:?} has no query");
+            for t in targets {
+                let expr = t["expr"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{title}: no expr"));
+                out.push((title.clone(), expr.to_owned()));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&dashboard["panels"], &mut out);
+    out
+}
+
+/// `expr` as Grafana would send it with every variable at its default (all namespaces and
+/// instances, the proxy's job); `$__rate_interval` covers the whole test.
+fn substitute(expr: &str) -> String {
+    expr.replace("$__rate_interval", "5m")
+        .replace("$topn", "10")
+        .replace("$job", JOB)
+        .replace("$namespace", ".*")
+        .replace("$instance", ".*")
+}
+
+/// `label_values(selector, label)` → a query returning one series per value.
+fn label_values_query(definition: &str) -> (String, String) {
+    let inner = definition
+        .strip_prefix("label_values(")
+        .and_then(|s| s.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("not label_values(): {definition}"));
+    let (selector, label) = inner.rsplit_once(',').unwrap();
+    let label = label.trim().to_owned();
+    (format!("count by ({label}) ({})", selector.trim()), label)
+}
+
+/// Whether an instant-query result has a sample with a finite value.
+fn has_finite_sample(data: &Value) -> bool {
+    data["result"].as_array().into_iter().flatten().any(|r| {
+        r["value"][1]
+            .as_str()
+            .and_then(|v| v.parse::<f64>().ok())
+            .is_some_and(f64::is_finite)
+    })
+}
+
+/// Metric names (`ch_edge_proxy_*`, `process_*`) an expression reads.
+fn metric_names(expr: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let mut rest = expr;
+    while let Some(i) = ["ch_edge_proxy_", "process_"]
+        .iter()
+        .filter_map(|p| rest.find(p))
+        .min()
+    {
+        let name: String = rest[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        rest = &rest[i + name.len()..];
+        names.insert(name);
+    }
+    names
+}
+
+/// A CHI whose service resolves to 127.0.0.1 (as in tests/discovery.rs).
+fn chi(name: &str) -> Value {
+    json!({
+        "apiVersion": "clickhouse.altinity.com/v1",
+        "kind": "ClickHouseInstallation",
+        "metadata": {"name": name, "namespace": "ch", "uid": format!("uid-{name}"),
+                     "creationTimestamp": "2024-01-01T00:00:00Z"},
+        "spec": {
+            "namespaceDomainPattern": "1",
+            "defaults": {"templates": {"serviceTemplate": "loopback"}},
+            "templates": {"serviceTemplates": [{"name": "loopback", "generateName": "127.0.0"}]},
+        },
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_dashboard_query_and_alert_rule_works_on_a_real_prometheus() {
+    let Some(prometheus_bin) = tool("prometheus") else {
+        return;
+    };
+    let mut backend = RawBackend::start(false).await;
+    let fake = FakeKube::start().await;
+    fake.apply(chi("demo"));
+    // Nothing listens here: connects are refused at once.
+    let down = format!("127.0.0.1:{}", peers::free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = fake.kubeconfig(dir.path());
+    let base = format!(
+        "listeners:\n  - name: native\n    address: \"127.0.0.1:0\"\n    upstream_port: {port}\n\
+         \x20 - name: https\n    address: \"127.0.0.1:0\"\n    upstream_port: {port}\n\
+         admin:\n  listeners:\n    - {{address: \"127.0.0.1:0\", serve: [probes, metrics]}}\n    - {{address: \"127.0.0.1:0\", serve: [routes]}}\n\
+         timeouts:\n  connect: 2s\n\
+         discovery:\n  kubernetes:\n    enabled: true\n    domain: ch.test\n    namespaces: [ch]\n\
+         routes:\n  - name: files\n    sni: files.ch.test\n    upstream: \"localhost:{port}\"\n\
+         \x20 - name: private\n    sni: private.ch.test\n    upstream: \"localhost:{port}\"\n    allow: [\"203.0.113.0/24\"]\n\
+         \x20 - name: broken\n    sni: broken.ch.test\n    upstream: \"{down}\"\n",
+        port = backend.addr.port()
+    );
+    let mut proxy = Proxy::start_with_env(&base, &[("KUBECONFIG", kubeconfig.as_os_str())]);
+    proxy.wait_log(|l| l["message"] == "reload" && l["trigger"] == "discovery");
+    let metrics_addr = proxy.admin_serving("metrics");
+
+    // Prometheus scrapes before the traffic, so rates and quantiles have a "before". The
+    // target carries the labels a ServiceMonitor's target has, which the dashboard filters on.
+    let prom_config = format!(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+         rule_files: [\"{rules}\"]\n\
+         scrape_configs:\n  - job_name: {JOB}\n    static_configs:\n      - targets: [\"{metrics_addr}\"]\n        labels: {{namespace: ch-edge, pod: ch-edge-proxy-0}}\n",
+        rules = rules_file().display()
+    );
+    let prometheus = Prometheus::start(&prometheus_bin, &prom_config);
+    prometheus.wait_for("first scrape", || {
+        has_finite_sample(&prometheus.query(&format!("up{{job=\"{JOB}\"}} == 1")))
+    });
+
+    // Everything that feeds a histogram or a rate happens twice, a scrape apart: Prometheus
+    // sees a series from its first sample, so a rate needs an increase after that.
+    // First: a relayed connection, one to the failing upstream, and a reload that works.
+    let hello = peers::client_hello("files.ch.test");
+    assert_eq!(peers::exchange(proxy.addr("native"), &hello).await, hello);
+    backend.next().await;
+    peers::exchange(proxy.addr("native"), &peers::client_hello("broken.ch.test")).await;
+    proxy.wait_log(|l| l["target"] == "access" && l["outcome"] == "upstream_unavailable");
+    let route = |name: &str| {
+        format!("  - name: {name}\n    sni: {name}.ch.test\n    upstream: \"localhost:1\"\n")
+    };
+    write_atomic(&proxy.config, &format!("{base}{}", route("more")));
+    proxy.wait_reload("ok");
+    for series in [
+        "ch_edge_proxy_client_hello_seconds_count",
+        "ch_edge_proxy_upstream_connect_seconds_count",
+        "ch_edge_proxy_reload_seconds_count",
+        "ch_edge_proxy_upstream_connect_failures_total",
+    ] {
+        prometheus.wait_for(&format!("{series} scraped"), || {
+            has_finite_sample(&prometheus.query(&format!("{series}{{job=\"{JOB}\"}}")))
+        });
+    }
+
+    // Then: relayed on the other listener (a discovered route), each refusal, a failing
+    // upstream, another reload that works and one that is refused (and stays refused).
+    let hello = peers::client_hello("demo.ch.test");
+    assert_eq!(peers::exchange(proxy.addr("https"), &hello).await, hello);
+    backend.next().await;
+    let native = proxy.addr("native");
+    for (bytes, outcome) in [
+        (peers::client_hello("nobody.ch.test"), "unknown_sni"),
+        (peers::client_hello("private.ch.test"), "access_denied"),
+        (b"GET / HTTP/1.0\r\n\r\n".to_vec(), "not_tls"),
+        (
+            peers::client_hello("broken.ch.test"),
+            "upstream_unavailable",
+        ),
+    ] {
+        peers::exchange(native, &bytes).await;
+        proxy.wait_log(|l| l["target"] == "access" && l["outcome"] == outcome);
+    }
+    write_atomic(
+        &proxy.config,
+        &format!("{base}{}{}", route("more"), route("evenmore")),
+    );
+    proxy.wait_reload("ok");
+    write_atomic(&proxy.config, &format!("{base}  - sni: [\n"));
+    proxy.wait_reload("error");
+    // A Kubernetes API error: the watch expires (410 Gone) and the watcher relists.
+    fake.wait_watches_open(1).await;
+    fake.expire_watches();
+    proxy.wait_log(|l| {
+        l["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("API error"))
+    });
+
+    // Every panel query returns data, with at least one finite value.
+    let dashboard = dashboard();
+    let mut pending: Vec<(String, String)> = panel_queries(&dashboard)
+        .into_iter()
+        .map(|(title, expr)| (title, substitute(&expr)))
+        .collect();
+    let panels = pending.len();
+    assert!(panels >= 30, "{panels} queries");
+    // The variables' queries too: each label has values.
+    for var in dashboard["templating"]["list"].as_array().unwrap() {
+        if var["type"] == "query" {
+            let (query, label) = label_values_query(var["definition"].as_str().unwrap());
+            let name = var["name"].as_str().unwrap();
+            pending.push((format!("variable {name} ({label})"), substitute(&query)));
+        }
+    }
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        pending.retain(|(_, expr)| !has_finite_sample(&prometheus.query(expr)));
+        if pending.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "dashboard queries without data: {pending:#?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    // Annotation queries are valid PromQL (they have data only around a reload).
+    for a in dashboard["annotations"]["list"].as_array().unwrap() {
+        if let Some(expr) = a["expr"].as_str() {
+            prometheus.query(&substitute(expr));
+        }
+    }
+
+    // The rules: every metric they read is one the proxy exports, every rule evaluates
+    // without error, and the alerts this scenario provokes are there.
+    let rules = yaml(&rules_file());
+    let rule_list = rules["groups"][0]["rules"].as_array().unwrap();
+    let names: BTreeSet<String> = rule_list
+        .iter()
+        .flat_map(|r| metric_names(r["expr"].as_str().unwrap()))
+        .collect();
+    for name in &names {
+        let data = prometheus.query(&format!("count({{__name__=\"{name}\", job=\"{JOB}\"}})"));
+        assert!(
+            has_finite_sample(&data),
+            "the rules read {name}, which the proxy does not export"
+        );
+    }
+    prometheus.wait_for("every rule evaluated", || {
+        let groups = prometheus.api("/api/v1/rules")["data"]["groups"].clone();
+        let evaluated: Vec<&Value> = groups[0]["rules"].as_array().unwrap().iter().collect();
+        evaluated.len() == rule_list.len()
+            && evaluated.iter().all(|r| {
+                assert_ne!(r["health"], "err", "rule failed: {r}");
+                r["health"] == "ok"
+            })
+    });
+    let active = |prometheus: &Prometheus| -> Vec<(String, String)> {
+        prometheus.api("/api/v1/alerts")["data"]["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                let name = a["labels"]["alertname"].as_str().unwrap().to_owned();
+                (name, a["state"].as_str().unwrap().to_owned())
+            })
+            .collect()
+    };
+    let expected = [
+        ("ChEdgeProxyReloadFailing", "firing"),
+        ("ChEdgeProxyConfigStale", "pending"),
+        ("ChEdgeProxyUpstreamUnavailable", "pending"),
+    ];
+    let mut now = Vec::new();
+    let deadline = std::time::Instant::now() + WAIT;
+    while !expected
+        .iter()
+        .all(|(n, s)| now.contains(&(n.to_string(), s.to_string())))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "alerts active: {now:?}; expected among them: {expected:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        now = active(&prometheus);
+    }
+    for quiet in [
+        "ChEdgeProxyDown",
+        "ChEdgeProxyAbsent",
+        "ChEdgeProxyNotReady",
+        "ChEdgeProxyDiscoveryNotSynced",
+    ] {
+        assert!(
+            !now.iter().any(|(n, _)| n == quiet),
+            "{quiet} active: {now:?}"
+        );
+    }
+}
+
+#[test]
+fn promtool_checks_the_rules_and_their_unit_tests_pass() {
+    let Some(promtool) = tool("promtool") else {
+        return;
+    };
+    let run = |args: &[&std::ffi::OsStr]| {
+        let out = Command::new(&promtool).args(args).output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "promtool {args:?}:\n{text}");
+        text
+    };
+    let rules = rules_file();
+    let tests = chart().join("tests/prometheus-rules.test.yaml");
+    let checked = run(&["check".as_ref(), "rules".as_ref(), rules.as_os_str()]);
+    assert!(checked.contains("SUCCESS"), "{checked}");
+    let tested = run(&["test".as_ref(), "rules".as_ref(), tests.as_os_str()]);
+    assert!(tested.contains("SUCCESS"), "{tested}");
+
+    // Each alert has a case where it fires and one where it does not.
+    let alerts: BTreeSet<String> = yaml(&rules)["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["rules"].as_array().unwrap().iter())
+        .filter_map(|r| r["alert"].as_str().map(str::to_owned))
+        .collect();
+    let mut fires = BTreeSet::new();
+    let mut quiet = BTreeSet::new();
+    for test in yaml(&tests)["tests"].as_array().unwrap() {
+        for case in test["alert_rule_test"].as_array().unwrap() {
+            let name = case["alertname"].as_str().unwrap().to_owned();
+            let expected = case["exp_alerts"].as_array().map_or(0, Vec::len);
+            if expected > 0 { &mut fires } else { &mut quiet }.insert(name);
+        }
+    }
+    assert_eq!(fires, alerts, "alerts without a firing case");
+    assert_eq!(quiet, alerts, "alerts without a case where they stay quiet");
+}
+
+#[test]
+fn dashboard_is_well_formed() {
+    let dashboard = dashboard();
+    assert_eq!(dashboard["uid"], "ch-edge-proxy");
+    let mut ids = BTreeSet::new();
+    for p in dashboard["panels"].as_array().unwrap() {
+        assert!(
+            ids.insert(p["id"].as_u64().unwrap()),
+            "duplicate id {}",
+            p["id"]
+        );
+        if p["type"] != "row" {
+            assert_eq!(p["datasource"]["uid"], "${datasource}", "{}", p["title"]);
+            let g = &p["gridPos"];
+            assert!(
+                g["x"].as_u64().unwrap() + g["w"].as_u64().unwrap() <= 24,
+                "{}",
+                p["title"]
+            );
+        }
+    }
+    // Every query filters on the variables, so one dashboard serves several releases.
+    for (title, expr) in panel_queries(&dashboard) {
+        for name in metric_names(&expr) {
+            let after = &expr[expr.find(&name).unwrap() + name.len()..];
+            assert!(
+                after.starts_with(
+                    "{job=~\"$job\", namespace=~\"$namespace\", instance=~\"$instance\""
+                ),
+                "{title}: {name} is not filtered by the dashboard's variables: {expr}"
+            );
+        }
+    }
+}
