@@ -3,6 +3,15 @@
 # installed). Loopback only, ports picked free at run time, bounded run time.
 # Method and results: benches/load/README.md.
 #
+# Two comparisons in one run (MODES):
+#   pinned  each proxy pinned to core 0 with one thread (ch-edge-proxy: taskset gives tokio one
+#           worker; HAProxy nbthread 1; nginx worker_processes 1); load generator and backend
+#           pinned to core 1
+#   shared  two threads each (HAProxy nbthread 2, nginx 2 workers, ch-edge-proxy's default of one
+#           worker per core), nothing pinned
+# ch-edge-proxy runs with its defaults (JSON access log on), its config alone in its own
+# directory, its log written to a file elsewhere.
+#
 # Usage: benches/load/run.sh [--proxy-bin PATH] [--quick]
 #   --proxy-bin PATH  ch-edge-proxy release binary (default: $CH_EDGE_PROXY,
 #                     else skipped; the run then compares HAProxy and nginx)
@@ -14,8 +23,9 @@
 #   REPS [3]  CONN_COUNT [20000]  CONCURRENCY [32]  ROUTES [1000]
 #   STREAM_MIB [2048] (per run, split over the streams)  HOLD_COUNT [5000]
 #   TESTS [hold conn stream1 stream4]
-#   BUDGET_SECS [600]  hard bound on the whole script
-#   PROXY_LOG [/dev/null]  where ch-edge-proxy's stdout/stderr go
+#   MODES [pinned shared]
+#   BUDGET_SECS [1200]  hard bound on the whole script
+#   PROXY_LOG_DIR [a logs/ directory in the work dir]  where ch-edge-proxy's stdout/stderr go
 #   LOADGEN  prebuilt loadgen binary (default: cargo build --release)
 set -euo pipefail
 
@@ -40,9 +50,9 @@ CONCURRENCY=${CONCURRENCY:-32}
 ROUTES=${ROUTES:-1000}
 STREAM_MIB=${STREAM_MIB:-2048}
 HOLD_COUNT=${HOLD_COUNT:-5000}
-BUDGET_SECS=${BUDGET_SECS:-600}
+BUDGET_SECS=${BUDGET_SECS:-1200}
 TESTS=${TESTS:-hold conn stream1 stream4}
-PROXY_LOG=${PROXY_LOG:-/dev/null}
+MODES=${MODES:-pinned shared}
 NBACKENDS=4
 CLK_TCK=$(getconf CLK_TCK)
 
@@ -63,6 +73,8 @@ fi
 LG=$LOADGEN
 
 W=$(mktemp -d /tmp/ch-edge-load.XXXXXX)
+PROXY_LOG_DIR=${PROXY_LOG_DIR:-$W/logs}
+mkdir -p "$PROXY_LOG_DIR"
 T_START=$(date +%s)
 available=()
 # Live children only (pids are dropped once reaped, so none can be reused).
@@ -121,12 +133,14 @@ for p in $PROXIES; do
 done
 [ ${#available[@]} -gt 0 ] || die "no proxy to benchmark"
 
-# --- config generators; $1 = dir, $2 = comma-separated backend ports
+# --- config generators; $1 = dir, $2 = comma-separated backend ports; $THREADS per mode
 gen_chp_nolog() { gen_chp "$@"; }
 gen_chp() {
     local d=$1 ports=$2 port admin
     port=$($LG free-port); admin=$($LG free-port)
-    cat >"$d/chp.yaml" <<EOF
+    # Alone in its directory: the proxy watches the config's directory.
+    mkdir -p "$d/chp"
+    cat >"$d/chp/config.yaml" <<EOF
 listeners:
   - name: bench
     address: "127.0.0.1:$port"
@@ -137,7 +151,7 @@ limits: {max_connections: 100000}
 defaults:
   proxy_protocol: v2
 EOF
-    $LG routes --format yaml --routes "$ROUTES" --ports "$ports" >>"$d/chp.yaml"
+    $LG routes --format yaml --routes "$ROUTES" --ports "$ports" >>"$d/chp/config.yaml"
     echo "$port" >"$d/chp.port"
     echo "$port" >"$d/chp_nolog.port"
 }
@@ -151,7 +165,7 @@ gen_haproxy() {
     $LG routes --format haproxy --routes "$ROUTES" --ports "$ports" >"$d/sni.map"
     cat >"$d/$name.cfg" <<EOF
 global
-    nbthread 2
+    nbthread $THREADS
     maxconn $((HOLD_COUNT + 1000))
     # no "log" line: HAProxy logs nothing (see README)
 defaults
@@ -185,7 +199,7 @@ gen_nginx() {
         cat <<EOF
 load_module /usr/lib/nginx/modules/ngx_stream_module.so;
 daemon off;
-worker_processes 2;
+worker_processes $THREADS;
 worker_rlimit_nofile $((HOLD_COUNT * 2 + 1000));
 pid $d/nginx/nginx.pid;
 error_log stderr error;
@@ -220,18 +234,19 @@ EOF
 
 # start_proxy NAME DIR -> sets PROXY_PID and MEASURE_PIDS (comma-separated)
 start_proxy() {
-    local name=$1 d=$2 i kids
+    local name=$1 d=$2 i kids log
+    log=$PROXY_LOG_DIR/$(basename "$d").$name.log
     case "$name" in
-        chp) "$PROXY_BIN" run --config "$d/chp.yaml" >"$PROXY_LOG" 2>&1 & ;;
-        # The access log is the tracing target "access" (src/access_log.rs).
-        chp_nolog) RUST_LOG=info,access=off "$PROXY_BIN" run --config "$d/chp.yaml" >"$PROXY_LOG" 2>&1 & ;;
-        haproxy*) haproxy -db -f "$d/$name.cfg" >>"$d/$name.err" 2>&1 & ;;
-        nginx) nginx -p "$d/nginx" -e stderr -c "$d/nginx/nginx.conf" >>"$d/nginx.err" 2>&1 & ;;
+        chp) $PIN_PROXY "$PROXY_BIN" run --config "$d/chp/config.yaml" >>"$log" 2>&1 & ;;
+        # The access log is the tracing target "access" (src/surface/access_log.rs).
+        chp_nolog) RUST_LOG=info,access=off $PIN_PROXY "$PROXY_BIN" run --config "$d/chp/config.yaml" >>"$log" 2>&1 & ;;
+        haproxy*) $PIN_PROXY haproxy -db -f "$d/$name.cfg" >>"$d/$name.err" 2>&1 & ;;
+        nginx) $PIN_PROXY nginx -p "$d/nginx" -e stderr -c "$d/nginx/nginx.conf" >>"$d/nginx.err" 2>&1 & ;;
     esac
     PROXY_PID=$!
     PIDS+=("$PROXY_PID")
     if ! $LG probe --target "127.0.0.1:$(cat "$d/$name.port")" --timeout-secs 15; then
-        [[ "$name" = chp* ]] && "$PROXY_BIN" check --config "$d/chp.yaml" >&2 || true
+        [[ "$name" = chp* ]] && "$PROXY_BIN" check --config "$d/chp/config.yaml" >&2 || true
         die "$name did not route a probe connection"
     fi
     MEASURE_PIDS=$PROXY_PID
@@ -246,6 +261,7 @@ start_proxy() {
     fi
 }
 
+# Results are keyed by mode and proxy: record MODE.NAME KEY VALUE.
 record() { echo "$3" >>"$W/res.$1.$2"; }
 median() {
     [ -s "$W/res.$1.$2" ] || { echo "-"; return; }
@@ -253,33 +269,40 @@ median() {
 }
 
 sum() { [ -s "$W/res.$1.$2" ] && awk '{s+=$1} END {print s}' "$W/res.$1.$2" || echo 0; }
+COLS=(us_conn conn_s p50_us p99_us s_gib1 gbit1 s_gib4 gbit4 kib_idle)
+row() { printf '%-24s %11s %8s %9s %9s %11s %8s %11s %8s %9s %7s\n' "$@"; }
 report() {
+    local mode name label errs c vals
     echo
     echo "Results: median of $REPS run(s); $(nproc) vCPU; $ROUTES routes; elapsed $(( $(date +%s) - T_START ))s; load average now $(cut -d' ' -f1-3 /proc/loadavg)"
-    printf '%-18s %12s %9s %11s %9s %11s %9s %13s %8s\n' proxy "CPU_us/conn" "conn/s" "CPU_s/GiB*1" "Gbit/s*1" "CPU_s/GiB*4" "Gbit/s*4" "KiB/idle_conn" "errors"
-    for name in "${available[@]}"; do
-        label=$name; [ "$name" = chp ] && label=ch-edge-proxy
-        errs=$(( $(sum "$name" errors) + $(sum "$name" failed) + $(sum "$name" backend_anomalies) ))
-        printf '%-18s %12s %9s %11s %9s %11s %9s %13s %8s\n' "$label" \
-            "$(median "$name" us_conn)" "$(median "$name" conn_s)" \
-            "$(median "$name" s_gib1)" "$(median "$name" gbit1)" \
-            "$(median "$name" s_gib4)" "$(median "$name" gbit4)" \
-            "$(median "$name" kib_idle)" "$errs"
-    done
-    if [[ " ${available[*]} " == *" haproxy "* ]]; then
-        ratio() {
-            local a b; a=$(median "$1" "$2"); b=$(median haproxy "$2")
-            awk -v a="$a" -v b="$b" 'BEGIN { if (b > 0 && a != "-") printf "%.2f", a / b; else printf "-" }'
-        }
-        for name in chp chp_nolog; do
-            [[ " ${available[*]} " == *" $name "* ]] || continue
-            printf '%-18s %12s %9s %11s %9s %11s %9s %13s\n' "$name/haproxy" \
-                "$(ratio $name us_conn)" "$(ratio $name conn_s)" "$(ratio $name s_gib1)" \
-                "$(ratio $name gbit1)" "$(ratio $name s_gib4)" "$(ratio $name gbit4)" \
-                "$(ratio $name kib_idle)"
+    for mode in $MODES; do
+        echo
+        case $mode in
+            pinned) echo "pinned: each proxy on core 0 with one thread; load generator and backend on core 1" ;;
+            shared) echo "shared: two threads each, nothing pinned" ;;
+        esac
+        row proxy CPU_us/conn conn/s setup_p50 setup_p99 CPU_s/GiB*1 Gbit/s*1 CPU_s/GiB*4 Gbit/s*4 KiB/idle errors
+        for name in "${available[@]}"; do
+            label=$name; [ "$name" = chp ] && label=ch-edge-proxy
+            errs=$(( $(sum "$mode.$name" errors) + $(sum "$mode.$name" failed) + $(sum "$mode.$name" backend_anomalies) ))
+            vals=()
+            for c in "${COLS[@]}"; do vals+=("$(median "$mode.$name" "$c")"); done
+            row "$label" "${vals[@]}" "$errs"
         done
-    fi
-    echo "(*1 / *4: one stream / four parallel streams; errors = client errors + failed runs + backend anomalies)"
+        if [[ " ${available[*]} " == *" haproxy "* ]]; then
+            for name in chp chp_nolog; do
+                [[ " ${available[*]} " == *" $name "* ]] || continue
+                vals=()
+                for c in "${COLS[@]}"; do
+                    vals+=("$(awk -v a="$(median "$mode.$name" "$c")" -v b="$(median "$mode.haproxy" "$c")" \
+                        'BEGIN { if (b > 0 && a != "-") printf "%.2f", a / b; else printf "-" }')")
+                done
+                row "$name/haproxy" "${vals[@]}" ""
+            done
+        fi
+    done
+    echo "(setup = connect() until the backend's first byte is back, µs; *1 / *4: one stream / four"
+    echo " parallel streams; errors = client errors + failed runs + backend anomalies)"
 }
 
 echo "machine: $(nproc) CPU, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), kernel $(uname -r)" >&2
@@ -287,11 +310,17 @@ echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 echo "proxies: ${available[*]}; reps=$REPS conns=$CONN_COUNT@$CONCURRENCY routes=$ROUTES stream=${STREAM_MIB}MiB hold=$HOLD_COUNT" >&2
 
 for rep in $(seq "$REPS"); do
+  for mode in $MODES; do
+    case $mode in
+        pinned) THREADS=1; PIN_PROXY="taskset -c 0"; PIN_LOAD="taskset -c 1" ;;
+        shared) THREADS=2; PIN_PROXY=""; PIN_LOAD="" ;;
+        *) die "unknown mode $mode" ;;
+    esac
     # Proxies interleaved per repetition so drifting background load hits all alike.
     for name in "${available[@]}"; do
-        d=$W/$name.$rep
+        d=$W/$mode.$name.$rep
         mkdir -p "$d"
-        $LG backend --ports "$NBACKENDS" --port-file "$d/ports" >"$d/backend.out" 2>"$d/backend.err" &
+        $PIN_LOAD $LG backend --ports "$NBACKENDS" --port-file "$d/ports" >"$d/backend.out" 2>"$d/backend.err" &
         bpid=$!
         PIDS+=("$bpid")
         for i in $(seq 100); do [ -s "$d/ports" ] && break; sleep 0.1; done
@@ -310,52 +339,54 @@ for rep in $(seq "$REPS"); do
                 *) die "unknown test $t" ;;
             esac
             # In the background so that a budget overrun (trap) interrupts `wait`.
-            $LG "${args[@]}" "${common[@]}" >"$d/$t.out" 2>"$d/$t.err" &
+            $PIN_LOAD $LG "${args[@]}" "${common[@]}" >"$d/$t.out" 2>"$d/$t.err" &
             lpid=$!
             PIDS+=("$lpid")
             ok=0; wait "$lpid" && ok=1
             untrack "$lpid"
             out=$(grep '^RESULT' "$d/$t.out" || true)
             if [ "$ok" = 1 ] && [ -n "$out" ]; then
-                echo "[$rep $name $t] ${out#RESULT }" >&2
+                echo "[$rep $mode $name $t] ${out#RESULT }" >&2
             else
-                echo "[$rep $name $t] FAILED: $(tail -n 3 "$d/$t.err" | tr '\n' ' ')" >&2
-                record "$name" failed 1
+                echo "[$rep $mode $name $t] FAILED: $(tail -n 3 "$d/$t.err" | tr '\n' ' ')" >&2
+                record "$mode.$name" failed 1
                 stop "$PROXY_PID"
                 continue
             fi
             [ -s "$d/$t.err" ] && echo "    client stderr: $(head -n 3 "$d/$t.err" | tr '\n' ' ')" >&2
-            record "$name" errors "$(field "$out" errors)"
+            record "$mode.$name" errors "$(field "$out" errors)"
             case $t in
                 hold)
-                    record "$name" kib_idle "$(field "$out" kib_per_conn)"
-                    record "$name" errors "$(field "$out" closed_early)" ;;
+                    record "$mode.$name" kib_idle "$(field "$out" kib_per_conn)"
+                    record "$mode.$name" errors "$(field "$out" closed_early)" ;;
                 conn)
-                    record "$name" us_conn "$(field "$out" cpu_us_per_conn)"
-                    record "$name" conn_s "$(field "$out" conn_per_s)" ;;
+                    record "$mode.$name" us_conn "$(field "$out" cpu_us_per_conn)"
+                    record "$mode.$name" conn_s "$(field "$out" conn_per_s)"
+                    record "$mode.$name" p50_us "$(field "$out" setup_p50_us)"
+                    record "$mode.$name" p99_us "$(field "$out" setup_p99_us)" ;;
                 stream*)
                     n=${t#stream}
-                    record "$name" s_gib$n "$(field "$out" cpu_s_per_gib)"
-                    record "$name" gbit$n "$(field "$out" gbit_s)" ;;
+                    record "$mode.$name" s_gib$n "$(field "$out" cpu_s_per_gib)"
+                    record "$mode.$name" gbit$n "$(field "$out" gbit_s)" ;;
             esac
             if ! kill -0 "$PROXY_PID" 2>/dev/null; then
                 echo "    WARNING: $name exited during $t" >&2
-                record "$name" failed 1
+                record "$mode.$name" failed 1
             fi
             stop "$PROXY_PID"
         done
 
         stop "$bpid"
         b=$(grep '^BACKEND' "$d/backend.out" || true)
-        echo "[$rep $name backend] ${b#BACKEND }" >&2
+        echo "[$rep $mode $name backend] ${b#BACKEND }" >&2
         # Upstream side must see PROXY v2 (v1 for nginx, which cannot send v2),
         # every connection routed to the right backend port, no garbage.
         want=pp_v2; [ "$name" = nginx ] && want=pp_v1
         bad=$(( $(num "$b" misrouted) + $(num "$b" bad_input) + $(num "$b" pp_none) \
               + $(num "$b" pp_v2_not_proxy_cmd) ))
         [ -n "$b" ] && [ "$(num "$b" "$want")" = "$(num "$b" conns)" ] || bad=$((bad + 1))
-        record "$name" backend_anomalies "$bad"
+        record "$mode.$name" backend_anomalies "$bad"
     done
+  done
 done
-
 report
