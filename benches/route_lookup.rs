@@ -30,6 +30,8 @@ fn specs(n: usize) -> Vec<RouteSpec> {
             }]),
             allow: None,
             proxy_protocol: None,
+            balance: None,
+            sticky: None,
             source: "bench.yaml".into(),
         })
         .collect()
