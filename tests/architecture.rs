@@ -22,6 +22,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "connection",
             "discovery",
             "drain",
+            "endpoint",
             "listeners",
             "meters",
             "observe",

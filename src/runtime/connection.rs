@@ -18,8 +18,9 @@ use tokio::time::Instant;
 
 use crate::model::config::ListenerConfig;
 use crate::model::route::Miss;
-use crate::runtime::connect;
+use crate::runtime::connect::{self, Attempt};
 use crate::runtime::drain::{Drain, Open};
+use crate::runtime::endpoint::Lease;
 use crate::runtime::meters;
 use crate::runtime::observe::{Observer, Record};
 use crate::runtime::outcome::Outcome;
@@ -113,7 +114,8 @@ pub async fn handle(
     let established = Box::pin(establish(&stream, peer, &listener, &state, &mut record)).await;
     drop(state);
     let outcome = match established {
-        Ok(upstream) => relay(&stream, &upstream, idle, &mut record).await,
+        // The lease counts the connection against its upstream address until the end.
+        Ok((upstream, _lease)) => relay(&stream, &upstream, idle, &mut record).await,
         Err(outcome) => outcome,
     };
     drop(stream);
@@ -129,7 +131,7 @@ async fn establish(
     listener: &ListenerCtx,
     state: &State,
     record: &mut Record,
-) -> Result<TcpStream, Outcome> {
+) -> Result<(TcpStream, Lease), Outcome> {
     // PROXY in + ClientHello, under one deadline.
     let policy = &listener.config.proxy_protocol;
     let trusted = policy.trusts(peer.ip());
@@ -169,8 +171,8 @@ async fn establish(
 
     // Route.
     let sni = preamble.hello.sni.as_ref().map(|s| s.as_bytes());
-    let route = match state.routes.lookup(sni) {
-        Ok(route) => route,
+    let (route, sticky) = match state.routes.find(sni) {
+        Ok(found) => (found.route, found.sticky),
         Err(Miss::UnknownName) => {
             refuse_with_alert(stream, Alert::UnrecognizedName).await;
             return Err(Outcome::UnknownSni);
@@ -181,6 +183,7 @@ async fn establish(
         }
     };
     record.route = Some(route.name.clone());
+    record.sticky = sticky.map(|t| t.as_str().into());
 
     // Allow.
     if !route.allow.allows(client.ip()) {
@@ -190,20 +193,29 @@ async fn establish(
 
     // Connect.
     let started = Instant::now();
-    let connected =
-        connect::connect(route, listener.config.upstream_port, state.timeouts.connect).await;
+    let attempt = Attempt {
+        default_port: listener.config.upstream_port,
+        budget: state.timeouts.connect,
+        health: &state.health,
+        sticky: sticky.as_ref(),
+    };
+    let connected = connect::connect(route, attempt).await;
     let elapsed = started.elapsed();
     record.connect_us = Some(elapsed.as_micros() as u64);
     metrics::histogram!(meters::UPSTREAM_CONNECT_SECONDS).record(elapsed.as_secs_f64());
-    let (upstream, upstream_addr) = match connected {
+    let connected = match connected {
         Ok(c) => c,
         Err(error) => {
             tracing::warn!(route = %route.name, %error, "no upstream connection");
-            record.detail = Some("upstream connect failed");
+            record.detail = Some(error.detail());
+            record.upstream_failed = error.last_failed();
             return Err(Outcome::UpstreamUnavailable);
         }
     };
+    let upstream = connected.stream;
+    let upstream_addr = connected.lease.endpoint().addr;
     record.upstream = Some(upstream_addr);
+    record.upstream_failed = connected.failed;
 
     // PROXY out + replay of everything the client sent so far.
     let version = route.proxy_protocol;
@@ -221,7 +233,7 @@ async fn establish(
     }
     drop(first);
 
-    Ok(upstream)
+    Ok((upstream, connected.lease))
 }
 
 /// Relays until the end and says how it ended.

@@ -84,7 +84,9 @@ impl Observer for AccessLog {
             sni = record.sni.as_deref(),
             ech = record.ech,
             route = record.route.as_deref(),
+            sticky = record.sticky.as_deref(),
             upstream = record.upstream.map(tracing::field::display),
+            upstream_failed = record.upstream_failed.map(tracing::field::display),
             outcome = outcome.keyword(),
             refused,
             detail = record.detail,
@@ -121,15 +123,22 @@ fn sampled(n: u64, rate: f64) -> bool {
 fn text_line(r: &Record, outcome: Outcome) {
     let dash = |s: Option<&str>| s.map(str::to_owned).unwrap_or_else(|| "-".to_owned());
     let line = format!(
-        "{} via {} {} sni={} route={} upstream={} {} in={} out={} {}ms{}",
+        "{} via {} {} sni={} route={}{} upstream={}{} {} in={} out={} {}ms{}",
         r.client.unwrap_or(r.peer),
         r.peer,
         r.listener,
         dash(r.sni.as_deref()),
         dash(r.route.as_deref()),
+        r.sticky
+            .as_deref()
+            .map(|t| format!(" sticky={t}"))
+            .unwrap_or_default(),
         r.upstream
             .map(|u| u.to_string())
             .unwrap_or_else(|| "-".to_owned()),
+        r.upstream_failed
+            .map(|u| format!(" failed={u}"))
+            .unwrap_or_default(),
         outcome.keyword(),
         r.from_client,
         r.from_upstream,

@@ -3,6 +3,7 @@
 //! Served by hyper on its own listener, separate from the data path.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use http_body_util::Full;
@@ -14,6 +15,7 @@ use tokio::net::TcpListener;
 use crate::model::config::ConfigError;
 use crate::runtime::meters::unix_seconds;
 use crate::runtime::reload::ReloadResult;
+use crate::runtime::resolve::Upstream;
 use crate::runtime::server::{Handle, NotReady};
 
 /// Slow or silent admin clients cannot hold a connection open.
@@ -102,7 +104,10 @@ fn routes_json(proxy: &Handle) -> String {
                     "host": &*u.host,
                     "port": u.port,
                     "addresses": u.addrs.current().iter().map(|ip| ip.to_string()).collect::<Vec<_>>(),
+                    "endpoints": endpoints(u),
                 })).collect::<Vec<_>>(),
+                "balance": r.balance.keyword(),
+                "sticky": r.sticky,
                 "proxy_protocol": r.proxy_protocol.keyword(),
                 "source": &*r.source,
             })
@@ -135,6 +140,49 @@ fn routes_json(proxy: &Handle) -> String {
         "routes": routes,
     })
     .to_string()
+}
+
+/// The live state of each address of `upstream`: per port connections have used (only its
+/// own port if it has one), else its addresses with nothing recorded yet.
+fn endpoints(upstream: &Upstream) -> Vec<serde_json::Value> {
+    let used: Vec<serde_json::Value> = upstream
+        .addrs
+        .endpoints_by_port()
+        .iter()
+        .filter(|(port, _)| upstream.port.is_none_or(|p| p == *port))
+        .flat_map(|(_, list)| list.iter())
+        .map(|e| {
+            let s = e.stats();
+            serde_json::json!({
+                "address": e.addr.to_string(),
+                "open": s.open,
+                "failures": s.failures,
+                "ejected": s.ejected_until.is_some(),
+                "ejected_until": s.ejected_until.map(unix_seconds),
+            })
+        })
+        .collect();
+    if !used.is_empty() {
+        return used;
+    }
+    upstream
+        .addrs
+        .current()
+        .iter()
+        .map(|ip| {
+            let address = match upstream.port {
+                Some(port) => SocketAddr::new(*ip, port).to_string(),
+                None => ip.to_string(),
+            };
+            serde_json::json!({
+                "address": address,
+                "open": 0,
+                "failures": 0,
+                "ejected": false,
+                "ejected_until": null,
+            })
+        })
+        .collect()
 }
 
 /// Each problem of `error` with its parts: `file`, `line`, `route`, `message`.

@@ -920,7 +920,10 @@ fn balance_sticky_and_health() {
     assert_eq!((c.routes[1].balance, c.routes[1].sticky), (None, None));
     // Defaults: least_conn, sticky, one failure ejects for 5s.
     let d = parse(&with_listener("")).unwrap();
-    assert_eq!((d.defaults.balance, d.defaults.sticky), (Balance::LeastConn, true));
+    assert_eq!(
+        (d.defaults.balance, d.defaults.sticky),
+        (Balance::LeastConn, true)
+    );
     assert_eq!(d.health, Health::default());
     assert_eq!(d.health.eject_after, 1);
     assert_eq!(d.health.eject_for, Duration::from_secs(5));
@@ -930,9 +933,17 @@ fn balance_sticky_and_health() {
     assert_eq!(secs, [5, 10, 20, 40, 80, 160, 300, 300]);
     assert_eq!(h.ejection(u32::MAX), MAX_EJECTION);
 
-    let e = error(&with_listener("routes:\n  - sni: a.b\n    upstream: x\n    balance: random\n"));
-    assert!(e.contains("cfg.yaml:7:") && e.contains("\"random\": expected one of least_conn, round_robin"), "{e}");
-    let e = error(&with_listener("health:\n  eject_after: 0\n  eject_for: 10m\n"));
+    let e = error(&with_listener(
+        "routes:\n  - sni: a.b\n    upstream: x\n    balance: random\n",
+    ));
+    assert!(
+        e.contains("cfg.yaml:7:")
+            && e.contains("\"random\": expected one of least_conn, round_robin"),
+        "{e}"
+    );
+    let e = error(&with_listener(
+        "health:\n  eject_after: 0\n  eject_for: 10m\n",
+    ));
     assert_contains(
         &e,
         &[

@@ -54,7 +54,9 @@ impl Tag {
             return None;
         }
         let mut bytes = [0u8; MAX_TAG];
-        bytes.get_mut(..label.len())?.copy_from_slice(label.as_bytes());
+        bytes
+            .get_mut(..label.len())?
+            .copy_from_slice(label.as_bytes());
         Some(Tag {
             bytes,
             len: label.len() as u8,
@@ -115,6 +117,9 @@ pub struct Seen {
 /// A route's addresses for one connection, in a fixed order.
 pub trait Pool {
     fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     /// `None`: not a candidate now (already tried by this connection).
     fn seen(&self, i: usize) -> Option<Seen>;
     /// Its identity for sticky hashing.
@@ -277,7 +282,10 @@ mod tests {
     #[test]
     fn tags_are_host_name_labels_of_at_most_63_bytes() {
         assert_eq!(tag("session-42").as_str(), "session-42");
-        assert_eq!(Tag::new(&"a".repeat(63)).map(|t| t.as_str().len()), Some(63));
+        assert_eq!(
+            Tag::new(&"a".repeat(63)).map(|t| t.as_str().len()),
+            Some(63)
+        );
         for bad in ["", "UPPER", "a.b", "sp ace", "é", &"a".repeat(64)] {
             assert!(Tag::new(bad).is_none(), "{bad:?}");
         }

@@ -495,8 +495,12 @@ fn an_entry_inserted_before_the_others_keeps_their_routes() {
 }
 
 fn found(t: &RouteTable, sni: &str) -> Result<(String, Option<String>), Miss> {
-    t.find(Some(sni.as_bytes()))
-        .map(|f| (f.route.name.to_string(), f.sticky.map(|t| t.as_str().to_owned())))
+    t.find(Some(sni.as_bytes())).map(|f| {
+        (
+            f.route.name.to_string(),
+            f.sticky.map(|t| t.as_str().to_owned()),
+        )
+    })
 }
 
 fn pair(route: &str, tag: Option<&str>) -> Result<(String, Option<String>), Miss> {
@@ -533,10 +537,7 @@ fn sticky_names_are_served_by_the_named_route_with_their_tag() {
         pair("cluster", Some("x"))
     );
     // `sticky: false`: the name is an ordinary one again (here: the wildcard's).
-    assert_eq!(
-        found(&t, "x.sticky.off.ch.example.com"),
-        pair("wild", None)
-    );
+    assert_eq!(found(&t, "x.sticky.off.ch.example.com"), pair("wild", None));
     // Only `<tag>.sticky.<exact name>`: anything else is an ordinary name.
     for plain in [
         "sticky.demo-cluster.ch.example.com",
