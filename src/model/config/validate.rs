@@ -79,15 +79,7 @@ pub(crate) fn config(
 
     let mut limits = Limits::default();
     if let Some(max) = raw.limits.max_connections {
-        if max.value == 0 {
-            errs.add(
-                file,
-                Some(&max.referenced),
-                "limits.max_connections",
-                "must be at least 1",
-            );
-        }
-        limits.max_connections = max.value;
+        limits.max_connections = at_least_one(&max, "limits.max_connections", "", file, errs);
     }
 
     let mut defaults = Defaults::default();
@@ -140,18 +132,30 @@ pub(crate) fn config(
     (config, entries)
 }
 
+/// A count that must be at least 1 (kept as written either way: a problem refuses the file).
+fn at_least_one<T: Copy + PartialEq + From<u8>>(
+    raw: &S<T>,
+    field: &str,
+    hint: &str,
+    file: &str,
+    errs: &mut Problems,
+) -> T {
+    if raw.value == T::from(0) {
+        errs.add(
+            file,
+            Some(&raw.referenced),
+            field,
+            format!("must be at least 1{hint}"),
+        );
+    }
+    raw.value
+}
+
 fn health(raw: RawHealth, file: &str, errs: &mut Problems) -> Health {
     let mut health = Health::default();
     if let Some(after) = raw.eject_after {
-        if after.value == 0 {
-            errs.add(
-                file,
-                Some(&after.referenced),
-                "health.eject_after",
-                "must be at least 1 (consecutive connect failures)",
-            );
-        }
-        health.eject_after = after.value;
+        let hint = " (consecutive connect failures)";
+        health.eject_after = at_least_one(&after, "health.eject_after", hint, file, errs);
     }
     if let Some(raw) = raw.eject_for {
         let at = raw.referenced;
