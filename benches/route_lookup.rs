@@ -1,11 +1,13 @@
-//! Route lookup at 10, 10k and 100k routes (should be flat), and the cost of
-//! building (and parsing) a 100k-route table, which bounds reload time.
+//! Route lookup at 10, 10k and 100k routes (should be flat; sticky names included), choosing
+//! an address for a connection, and the cost of building (and parsing) a 100k-route table,
+//! which bounds reload time.
 
 use std::hint::black_box;
 use std::sync::Arc;
 
 use ch_edge_proxy::model::config::{parse_routes_file, Format};
-use ch_edge_proxy::model::route::{Defaults, RouteSpec, UpstreamAddr};
+use ch_edge_proxy::model::route::balance::{choose, Choose, Node, Pool, Seen};
+use ch_edge_proxy::model::route::{Balance, Defaults, RouteSpec, Tag, UpstreamAddr};
 use ch_edge_proxy::runtime::resolve::{Resolver, RouteTable};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 
@@ -30,6 +32,8 @@ fn specs(n: usize) -> Vec<RouteSpec> {
             }]),
             allow: None,
             proxy_protocol: None,
+            balance: None,
+            sticky: None,
             source: "bench.yaml".into(),
         })
         .collect()
@@ -44,19 +48,80 @@ fn lookup(c: &mut Criterion) {
         let exact = format!("CHI-demo{}-cluster-0-0.ch.example.com", n - 1);
         let wild = format!("chi-x-cluster-1-2.t{}.ch.example.com", n - 10);
         let miss = "chi-nope-cluster-0-0.other.example.org";
+        // `<tag>.sticky.<exact name>`: one more probe after the exact miss.
+        let sticky = format!(
+            "session-42.sticky.chi-demo{}-cluster-0-0.ch.example.com",
+            n - 1
+        );
         for (what, name) in [
             ("exact", exact.as_str()),
             ("wildcard", wild.as_str()),
             ("miss", miss),
+            ("sticky", sticky.as_str()),
         ] {
             assert!(
-                table.lookup(Some(name.as_bytes())).is_ok() == (what != "miss"),
+                table.find(Some(name.as_bytes())).is_ok() == (what != "miss"),
                 "{what}"
             );
             group.bench_with_input(BenchmarkId::new(what, n), name.as_bytes(), |b, name| {
-                b.iter(|| table.lookup(black_box(Some(name))).is_ok())
+                b.iter(|| table.find(black_box(Some(name))).is_ok())
             });
         }
+    }
+    group.finish();
+}
+
+/// A route's addresses as the connect phase sees them (open counts, none ejected).
+struct Addresses(Vec<(String, u32)>);
+
+impl Pool for Addresses {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn seen(&self, i: usize) -> Option<Seen> {
+        self.0.get(i).map(|(_, open)| Seen {
+            open: *open,
+            ejected: false,
+        })
+    }
+    fn node(&self, i: usize) -> Node<'_> {
+        Node {
+            host: self.0.get(i).map_or("", |(h, _)| h),
+            port: None,
+            ip: None,
+        }
+    }
+}
+
+/// Choosing an address for one connection: least_conn and a sticky tag, over a cluster of
+/// 3 and of 30 replicas.
+fn choose_address(c: &mut Criterion) {
+    let mut group = c.benchmark_group("choose");
+    let tag = Tag::new("session-42").unwrap();
+    for n in [3usize, 30] {
+        let pool = Addresses(
+            (0..n)
+                .map(|i| {
+                    (
+                        format!("chi-demo-cluster-0-{i}.ns.svc.cluster.local"),
+                        (i % 4) as u32,
+                    )
+                })
+                .collect(),
+        );
+        group.bench_function(BenchmarkId::new("least_conn", n), |b| {
+            let mut rotation = 0usize;
+            b.iter(|| {
+                rotation += 1;
+                choose(
+                    black_box(&pool),
+                    Choose::Balance(Balance::LeastConn, rotation),
+                )
+            })
+        });
+        group.bench_function(BenchmarkId::new("sticky", n), |b| {
+            b.iter(|| choose(black_box(&pool), Choose::Sticky(&tag)))
+        });
     }
     group.finish();
 }
@@ -97,5 +162,5 @@ fn build(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, lookup, build);
+criterion_group!(benches, lookup, choose_address, build);
 criterion_main!(benches);

@@ -23,6 +23,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "connection",
             "discovery",
             "drain",
+            "endpoint",
             "listeners",
             "meters",
             "observe",

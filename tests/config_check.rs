@@ -53,8 +53,14 @@ fn example_config_loads_and_routes() {
     let names: Vec<&str> = c.routes.iter().map(|r| &*r.name).collect();
     assert_eq!(
         names,
-        ["demo", "chi-demo-cluster-0-0.ch.example.com", "ch-wildcard"]
+        [
+            "demo",
+            "chi-demo-cluster-0-0.ch.example.com",
+            "ch-wildcard",
+            "demo-cluster.ch.example.com"
+        ]
     );
+    assert_eq!(c.health, config::Health::default());
     assert_eq!(c.routes[1].proxy_protocol, Some(ProxyVersion::V1));
     assert!(c.routes[2].allow.is_some());
 
@@ -80,10 +86,20 @@ fn example_config_loads_and_routes() {
     let demo = table.lookup(Some(b"demo.ch.example.com")).unwrap();
     assert_eq!(demo.upstreams[0].port, Some(19440));
     assert_eq!(demo.proxy_protocol, ProxyVersion::Off);
+    // The cluster route and its sticky names.
+    let found = table
+        .find(Some(b"etl-42.sticky.demo-cluster.ch.example.com"))
+        .unwrap();
+    assert_eq!(&*found.route.name, "demo-cluster.ch.example.com");
+    assert_eq!(found.route.upstreams.len(), 2);
+    assert_eq!(
+        found.sticky.map(|t| t.as_str().to_owned()).as_deref(),
+        Some("etl-42")
+    );
 
     let summary = config::summary(&c);
     assert!(
-        summary.contains("routes: 3 (2 exact names, 1 wildcard, catch-all: no)"),
+        summary.contains("routes: 4 (3 exact names, 1 wildcard, catch-all: no)"),
         "{summary}"
     );
 }

@@ -209,3 +209,81 @@ async fn sigterm_lets_a_streaming_query_finish_then_exits_zero() {
     let status = e2e.proxy.wait_exit();
     assert_eq!(status.code(), Some(0), "{status}");
 }
+
+/// Two ClickHouse servers behind one route, told apart by a marker table in each: a sticky
+/// tag (`<tag>.sticky.<name>`, clickhouse-driver's `server_hostname`) always reaches the same
+/// server, verified against a certificate for `*.sticky.<name>`; the plain name is balanced
+/// over both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sticky_tag_always_reaches_the_same_of_two_clickhouse_servers() {
+    let Some(tools) = Tools::find() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let pool = format!("pool.{DOMAIN}");
+    let ca = support::clickhouse::TestCa::create(dir.path(), &[&pool, &format!("*.sticky.{pool}")]);
+    let ca_pem = ca.ca_pem.to_str().unwrap().to_string();
+    let servers: Vec<support::clickhouse::ClickHouse> = ["a", "b"]
+        .iter()
+        .map(|name| {
+            let home = dir.path().join(name);
+            std::fs::create_dir(&home).unwrap();
+            let server = support::clickhouse::ClickHouse::start(&tools.clickhouse, &home, &ca);
+            // One statement (clickhouse-driver sends an INSERT's rows separately).
+            let query =
+                format!("CREATE TABLE default.marker ENGINE = Memory AS SELECT '{name}' AS name");
+            python_client(
+                &tools.python,
+                server.native_tls.port(),
+                &pool,
+                &[],
+                &["exec", "--query", &query],
+            )
+            .finish();
+            server
+        })
+        .collect();
+    let mut proxy = support::Proxy::start(&format!(
+        "listeners:\n  - name: native\n    address: \"127.0.0.1:0\"\n    upstream_port: 9\n\
+         routes:\n  - sni: {pool}\n    upstream: [\"{}\", \"{}\"]\n",
+        servers[0].native_tls, servers[1].native_tls
+    ));
+
+    let tags: Vec<String> = (0..16).map(|i| format!("etl-{i}")).collect();
+    let seen = python_client(
+        &tools.python,
+        proxy.addr("native").port(),
+        &pool,
+        &["--ca", &ca_pem],
+        &[
+            "markers",
+            "--tags",
+            &tags.join(","),
+            "--repeat",
+            "3",
+            "--plain",
+            "4",
+        ],
+    )
+    .finish();
+    let mut servers_used = std::collections::BTreeSet::new();
+    for tag in &tags {
+        let markers = seen["tags"][tag].as_array().unwrap();
+        assert_eq!(markers.len(), 3, "{seen}");
+        assert!(
+            markers.iter().all(|m| *m == markers[0]),
+            "{tag} moved: {seen}"
+        );
+        servers_used.insert(markers[0].as_str().unwrap().to_string());
+    }
+    assert_eq!(servers_used.len(), 2, "16 tags all on one server: {seen}");
+    // The plain name: consecutive sessions go to both servers.
+    let plain: std::collections::BTreeSet<&str> = seen["plain"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap())
+        .collect();
+    assert_eq!(plain.len(), 2, "{seen}");
+    let line = proxy.wait_log(|l| l["target"] == "access" && l["sticky"] == "etl-0");
+    assert_eq!(line["route"], pool.as_str(), "{line}");
+    assert_eq!(line["outcome"], "relayed", "{line}");
+}

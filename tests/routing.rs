@@ -161,14 +161,23 @@ async fn unavailable_upstream_is_counted_and_closed() {
     )));
     let result = tls_connect(proxy.addr("native"), b"", Some("dead.ch.test")).await;
     assert!(result.is_err());
-    assert_eq!(proxy.access()["outcome"], "upstream_unavailable");
+    let line = proxy.access();
+    assert_eq!(line["outcome"], "upstream_unavailable");
+    assert_eq!(
+        line["upstream_failed"],
+        format!("127.0.0.1:{dead}"),
+        "{line}"
+    );
+    assert_eq!(line["detail"], "upstream connect failed", "{line}");
     let (_, metrics) = proxy.admin_get("/metrics");
-    assert!(
+    let labels = format!("upstream=\"127.0.0.1:{dead}\",address=\"127.0.0.1:{dead}\"");
+    assert_eq!(
         metric(
             &metrics,
             "ch_edge_proxy_upstream_connect_failures_total",
-            &["upstream=\"127.0.0.1\""]
-        ) >= 1.0,
+            &[&labels]
+        ),
+        1.0,
         "{metrics}"
     );
 }
@@ -204,12 +213,20 @@ async fn timed_out_connect_fails_over_to_the_next_address() {
     assert_eq!(line["outcome"], "relayed");
     assert_eq!(line["upstream"], live.addr.to_string());
     let (_, m) = proxy.admin_get("/metrics");
-    assert!(
+    assert_eq!(line["upstream_failed"], hole_addr.to_string());
+    let labels = format!("upstream=\"{hole_addr}\",address=\"{hole_addr}\"");
+    assert_eq!(
         metric(
             &m,
             "ch_edge_proxy_upstream_connect_failures_total",
-            &["upstream=\"127.0.0.1\""]
-        ) >= 1.0,
+            &[&labels]
+        ),
+        1.0,
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "ch_edge_proxy_upstream_ejected", &[&labels]),
+        1.0,
         "{m}"
     );
     drop((filler, hole));

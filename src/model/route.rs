@@ -7,8 +7,8 @@
 //! connection reaches its addresses without any lookup.
 //!
 //! Lookup cost depends on the length of the name, never on the number of routes: one hash probe
-//! for the exact name, then one per suffix that could match a wildcard (longest first), then the
-//! catch-all.
+//! for the exact name, one for the route a sticky name (`<tag>.sticky.<name>`) names, then one
+//! per suffix that could match a wildcard (longest first), then the catch-all.
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicUsize;
@@ -19,11 +19,13 @@ use ch_edge_wire::sni::{lookup_key, PatternError, MAX_NAME};
 
 use crate::model::allow::AllowList;
 
+pub mod balance;
 mod build;
 mod claims;
 pub(crate) mod earlier;
 mod spec;
 
+pub use balance::{Balance, Tag};
 pub use build::Resolve;
 pub use claims::{check_claims, duplicate_claims, RouteRef};
 pub use spec::{Defaults, RouteSpec, RouteSpecs, Routes, SpecGroup, UpstreamAddr};
@@ -79,10 +81,21 @@ pub struct Route<A> {
     pub upstreams: Vec<Upstream<A>>,
     pub allow: AllowList,
     pub proxy_protocol: ProxyVersion,
+    pub balance: Balance,
+    /// Whether `<tag>.sticky.<name>`, for an exact `<name>` of this route, is served here.
+    pub sticky: bool,
     /// Shared by the routes of one file.
     pub source: Arc<str>,
-    /// Round-robin cursor over the route's resolved addresses (used by the connect phase).
+    /// Rotation over the route's addresses (round robin, and least_conn's ties), advanced by
+    /// each connection.
     pub cursor: AtomicUsize,
+}
+
+/// A route found for a name, with the sticky tag if the name was `<tag>.sticky.<name>`.
+#[derive(Debug)]
+pub struct Found<'t, A> {
+    pub route: &'t Arc<Route<A>>,
+    pub sticky: Option<Tag>,
 }
 
 #[derive(Debug)]
@@ -145,13 +158,27 @@ impl<A> RouteTable<A> {
     /// that is not a valid host name (non-ASCII, overlong, empty labels) matches only `*`. No
     /// SNI → the `*` route if any, else [`Miss::NoSni`].
     pub fn lookup(&self, sni: Option<&[u8]>) -> Result<&Arc<Route<A>>, Miss> {
+        self.find(sni).map(|f| f.route)
+    }
+
+    /// [`RouteTable::lookup`], and sticky names: `<tag>.sticky.<name>`, where `<name>` is an
+    /// exact name of a route with `sticky` on, is served by that route with `<tag>` (after an
+    /// exact route for the whole name, before any wildcard).
+    pub fn find(&self, sni: Option<&[u8]>) -> Result<Found<'_, A>, Miss> {
+        let plain = |route| Found {
+            route,
+            sticky: None,
+        };
         let Some(raw) = sni else {
-            return self.route(self.catch_all).ok_or(Miss::NoSni);
+            return self.route(self.catch_all).map(plain).ok_or(Miss::NoSni);
         };
         let mut buf = [0u8; MAX_NAME];
         if let Some((name, labels)) = lookup_key(raw, &mut buf) {
             if let Some(r) = self.route(self.exact.get(name).copied()) {
-                return Ok(r);
+                return Ok(plain(r));
+            }
+            if let Some(found) = self.sticky(name) {
+                return Ok(found);
             }
             if self.max_wildcard_labels > 0 {
                 // Suffixes after each dot, longest first; `remaining` is the number of labels
@@ -167,12 +194,30 @@ impl<A> RouteTable<A> {
                     }
                     let found = name.get(i + 1..).and_then(|s| self.wildcards.get(s));
                     if let Some(r) = self.route(found.copied()) {
-                        return Ok(r);
+                        return Ok(plain(r));
                     }
                 }
             }
         }
-        self.route(self.catch_all).ok_or(Miss::UnknownName)
+        self.route(self.catch_all)
+            .map(plain)
+            .ok_or(Miss::UnknownName)
+    }
+
+    /// `name` (normalised) as `<tag>.sticky.<exact name of a sticky route>`.
+    fn sticky(&self, name: &str) -> Option<Found<'_, A>> {
+        let (tag, rest) = name.split_once('.')?;
+        let target = rest
+            .strip_prefix(balance::STICKY_LABEL)?
+            .strip_prefix('.')?;
+        let route = self.route(self.exact.get(target).copied())?;
+        if !route.sticky {
+            return None;
+        }
+        Some(Found {
+            route,
+            sticky: Some(Tag::new(tag)?),
+        })
     }
 
     fn route(&self, index: Option<u32>) -> Option<&Arc<Route<A>>> {

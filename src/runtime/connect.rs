@@ -1,19 +1,26 @@
-//! Connect phase: pick an upstream address and connect, failing over.
+//! Connect phase: choose an upstream address, connect, fail over.
 //!
-//! A route's upstreams resolve (through the cached resolver) to any number
-//! of addresses — operator services are headless, so one name is a set of
-//! pod IPs. Connections rotate over all of them; a refused or timed-out
-//! attempt moves on to the next address, all within `timeouts.connect`.
+//! A route's upstreams resolve (through the cached resolver) to any number of addresses —
+//! operator services may be headless, so one name can be a set of pod IPs. The route's
+//! balancing ([`balance`]) chooses among the live ones: least connections, round robin, or a
+//! sticky tag's rendezvous choice. A refused or timed-out attempt ejects the address (passive
+//! health, [`Endpoint::failed`]) and moves on to the next choice, all within
+//! `timeouts.connect`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
+use smallvec::SmallVec;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::runtime::meters;
-use crate::runtime::resolve::Route;
+use crate::model::config::Health;
+use crate::model::route::balance::{self, Choose, Node, Pool, Seen};
+use crate::model::route::Tag;
+use crate::runtime::endpoint::{Claim, Endpoint, Lease, Now};
+use crate::runtime::resolve::{Route, Upstream};
 use crate::runtime::socket;
 
 /// One attempt never gets less than this share of the budget (unless the
@@ -24,81 +31,212 @@ const MIN_ATTEMPT: Duration = Duration::from_millis(500);
 /// Why no upstream connection was made.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    #[error("no upstream address resolved within the connect timeout")]
+    #[error("no upstream address: no name of the route has resolved")]
     NoAddress,
     #[error("every upstream address failed; last {addr}: {error}")]
     AllFailed { addr: SocketAddr, error: String },
     #[error("connect timeout after {tried} attempt(s)")]
-    TimedOut { tried: usize },
+    TimedOut {
+        tried: usize,
+        last: Option<SocketAddr>,
+    },
 }
 
-/// Connects to one of `route`'s upstream addresses within `budget`.
-pub async fn connect(
-    route: &Route,
-    default_port: u16,
-    budget: Duration,
-) -> Result<(TcpStream, SocketAddr), ConnectError> {
-    let deadline = Instant::now() + budget;
-    let candidates = candidates(route, default_port, deadline).await;
-    if candidates.is_empty() {
+impl ConnectError {
+    /// The access log's `detail`.
+    pub fn detail(&self) -> &'static str {
+        match self {
+            ConnectError::NoAddress => "no upstream address resolved",
+            ConnectError::AllFailed { .. } => "upstream connect failed",
+            ConnectError::TimedOut { .. } => "upstream connect timed out",
+        }
+    }
+
+    /// The last address that failed, if any.
+    pub fn last_failed(&self) -> Option<SocketAddr> {
+        match self {
+            ConnectError::NoAddress => None,
+            ConnectError::AllFailed { addr, .. } => Some(*addr),
+            ConnectError::TimedOut { last, .. } => *last,
+        }
+    }
+}
+
+/// An upstream connection, counted against its address while the lease lives.
+#[derive(Debug)]
+pub struct Connected {
+    pub stream: TcpStream,
+    pub lease: Lease,
+    /// The last address that failed before this one, if the connection failed over.
+    pub failed: Option<SocketAddr>,
+}
+
+/// What a connect needs besides the route.
+#[derive(Debug, Clone, Copy)]
+pub struct Attempt<'a> {
+    /// The listener's `upstream_port`, for upstreams written without a port.
+    pub default_port: u16,
+    pub budget: Duration,
+    pub health: &'a Health,
+    /// The sticky tag, if the client asked for one (`<tag>.sticky.<name>`).
+    pub sticky: Option<&'a Tag>,
+}
+
+/// Connects to one of `route`'s upstream addresses within `attempt.budget`.
+pub async fn connect(route: &Route, attempt: Attempt<'_>) -> Result<Connected, ConnectError> {
+    let deadline = Instant::now() + attempt.budget;
+    // A name whose first lookup is still running is worth waiting for (bounded); one whose
+    // lookups have all failed is skipped at once.
+    for upstream in &route.upstreams {
+        if upstream.addrs.pending() {
+            let _ = tokio::time::timeout_at(deadline, upstream.addrs.wait()).await;
+        }
+    }
+    let lists: SmallVec<[List<'_>; 2]> = route
+        .upstreams
+        .iter()
+        .map(|upstream| {
+            let port = upstream.port.unwrap_or(attempt.default_port);
+            List {
+                upstream,
+                endpoints: upstream.addrs.endpoints(port),
+            }
+        })
+        .collect();
+    let mut pool = Candidates::new(&lists);
+    if pool.slots.is_empty() {
         return Err(ConnectError::NoAddress);
     }
-    let first = route.cursor.fetch_add(1, Ordering::Relaxed);
-    let mut last_error = None;
-    let total = candidates.len();
-    for i in 0..total {
-        let Some(&(addr, host)) = candidates.get((first + i) % total) else {
+    let how = match attempt.sticky {
+        Some(tag) => Choose::Sticky(tag),
+        None => Choose::Balance(route.balance, route.cursor.fetch_add(1, Ordering::Relaxed)),
+    };
+    let mut last_failed: Option<(SocketAddr, String)> = None;
+    let mut tried = 0;
+    loop {
+        pool.now = Now::default();
+        let Some(endpoint) = balance::choose(&pool, how).and_then(|i| pool.take(i)) else {
             break;
         };
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
-            return Err(ConnectError::TimedOut { tried: i });
+            return Err(ConnectError::TimedOut {
+                tried,
+                last: last_failed.map(|(a, _)| a),
+            });
         }
-        let share = remaining / (total - i) as u32;
-        let attempt = share.max(MIN_ATTEMPT).min(remaining);
-        match tokio::time::timeout(attempt, connect_one(addr)).await {
-            Ok(Ok(stream)) => return Ok((stream, addr)),
-            Ok(Err(error)) => {
-                tracing::debug!(%addr, %error, "upstream connect failed; trying next address");
-                last_error = Some((addr, error.to_string()));
-            }
-            Err(_) => {
-                tracing::debug!(%addr, "upstream connect timed out; trying next address");
-                last_error = Some((addr, "timed out".to_string()));
-            }
+        let claim = endpoint.claim(&pool.now, remaining);
+        if claim == Claim::Busy {
+            continue;
         }
-        metrics::counter!(meters::UPSTREAM_CONNECT_FAILURES, "upstream" => host.to_string())
-            .increment(1);
+        tried += 1;
+        let lease = endpoint.lease();
+        // This attempt and every one still possible share what is left.
+        let left = u32::try_from(pool.untried() + 1).unwrap_or(u32::MAX);
+        let share = (remaining / left).max(MIN_ATTEMPT).min(remaining);
+        let addr = endpoint.addr;
+        let error = match tokio::time::timeout(share, connect_one(addr)).await {
+            Ok(Ok(stream)) => {
+                endpoint.succeeded();
+                return Ok(Connected {
+                    stream,
+                    lease,
+                    failed: last_failed.map(|(a, _)| a),
+                });
+            }
+            Ok(Err(error)) => error.to_string(),
+            Err(_) => "timed out".to_owned(),
+        };
+        drop(lease);
+        let ejected = endpoint.failed(attempt.health, claim, &Now::default());
+        tracing::debug!(%addr, %error, ejected, "upstream connect failed; trying the next address");
+        last_failed = Some((addr, error));
     }
-    match last_error {
+    match last_failed {
         Some((addr, error)) if error != "timed out" => Err(ConnectError::AllFailed { addr, error }),
-        _ => Err(ConnectError::TimedOut { tried: total }),
+        last => Err(ConnectError::TimedOut {
+            tried,
+            last: last.map(|(a, _)| a),
+        }),
     }
 }
 
-/// Every (address, upstream host) of the route, in configuration order.
-/// Waits for a name's first lookup only if it has never resolved.
-async fn candidates(
-    route: &Route,
-    default_port: u16,
-    deadline: Instant,
-) -> Vec<(SocketAddr, &str)> {
-    let mut out = Vec::new();
-    for upstream in &route.upstreams {
-        let port = upstream.port.unwrap_or(default_port);
-        let mut ips = upstream.addrs.current();
-        if ips.is_empty() {
-            match tokio::time::timeout_at(deadline, upstream.addrs.wait()).await {
-                Ok(resolved) => ips = resolved,
-                Err(_) => continue,
-            }
+/// One upstream's endpoints on the port this connection uses.
+struct List<'r> {
+    upstream: &'r Upstream,
+    endpoints: Arc<[Arc<Endpoint>]>,
+}
+
+/// The route's addresses for one connection, flattened in configuration order.
+struct Candidates<'l> {
+    slots: SmallVec<[Slot<'l>; 8]>,
+    now: Now,
+}
+
+struct Slot<'l> {
+    endpoint: &'l Arc<Endpoint>,
+    upstream: &'l Upstream,
+    /// Whether its name has several addresses (then the IP is part of its sticky identity).
+    shared_name: bool,
+    tried: bool,
+}
+
+impl<'l> Candidates<'l> {
+    fn new(lists: &'l [List<'_>]) -> Self {
+        let slots = lists
+            .iter()
+            .flat_map(|l| {
+                let shared_name = l.endpoints.len() > 1;
+                l.endpoints.iter().map(move |endpoint| Slot {
+                    endpoint,
+                    upstream: l.upstream,
+                    shared_name,
+                    tried: false,
+                })
+            })
+            .collect();
+        Candidates {
+            slots,
+            now: Now::default(),
         }
-        out.extend(
-            ips.iter()
-                .map(|ip| (SocketAddr::new(*ip, port), &*upstream.host)),
-        );
     }
-    out
+
+    /// Marks slot `i` tried and hands out its endpoint.
+    fn take(&mut self, i: usize) -> Option<Arc<Endpoint>> {
+        let slot = self.slots.get_mut(i)?;
+        slot.tried = true;
+        Some(slot.endpoint.clone())
+    }
+
+    fn untried(&self) -> usize {
+        self.slots.iter().filter(|s| !s.tried).count()
+    }
+}
+
+impl Pool for Candidates<'_> {
+    fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    fn seen(&self, i: usize) -> Option<Seen> {
+        let slot = self.slots.get(i).filter(|s| !s.tried)?;
+        Some(slot.endpoint.seen(&self.now))
+    }
+
+    fn node(&self, i: usize) -> Node<'_> {
+        match self.slots.get(i) {
+            Some(slot) => Node {
+                host: &slot.upstream.host,
+                port: slot.upstream.port,
+                ip: slot.shared_name.then(|| slot.endpoint.addr.ip()),
+            },
+            None => Node {
+                host: "",
+                port: None,
+                ip: None,
+            },
+        }
+    }
 }
 
 async fn connect_one(addr: SocketAddr) -> std::io::Result<TcpStream> {

@@ -19,8 +19,9 @@ use tokio::time::Instant;
 use crate::model::config::ListenerConfig;
 use crate::model::route::Miss;
 use crate::runtime::clients::{Admitted, Clients};
-use crate::runtime::connect;
+use crate::runtime::connect::{self, Attempt};
 use crate::runtime::drain::{Drain, Open};
+use crate::runtime::endpoint::Lease;
 use crate::runtime::meters;
 use crate::runtime::observe::{Observer, Record};
 use crate::runtime::outcome::Outcome;
@@ -130,8 +131,9 @@ pub async fn handle(
     .await;
     drop(state);
     let outcome = match established {
-        // `_client` counts the connection against its client's limit until it ends.
-        Ok((upstream, _client)) => relay(&stream, &upstream, idle, &mut record).await,
+        // `_lease` counts the connection against its upstream address, `_client` against its
+        // client's limit, until it ends.
+        Ok((upstream, _lease, _client)) => relay(&stream, &upstream, idle, &mut record).await,
         Err(outcome) => outcome,
     };
     drop(stream);
@@ -149,7 +151,7 @@ async fn establish(
     state: &State,
     clients: &Arc<Clients>,
     record: &mut Record,
-) -> Result<(TcpStream, Option<Admitted>), Outcome> {
+) -> Result<(TcpStream, Lease, Option<Admitted>), Outcome> {
     // PROXY in + ClientHello, under one deadline.
     let policy = &listener.config.proxy_protocol;
     let trusted = policy.trusts(peer.ip());
@@ -200,8 +202,8 @@ async fn establish(
 
     // Route.
     let sni = preamble.hello.sni.as_ref().map(|s| s.as_bytes());
-    let route = match state.routes.lookup(sni) {
-        Ok(route) => route,
+    let (route, sticky) = match state.routes.find(sni) {
+        Ok(found) => (found.route, found.sticky),
         Err(Miss::UnknownName) => {
             refuse_with_alert(stream, Alert::UnrecognizedName).await;
             return Err(Outcome::UnknownSni);
@@ -212,6 +214,7 @@ async fn establish(
         }
     };
     record.route = Some(route.name.clone());
+    record.sticky = sticky.map(|t| t.as_str().into());
 
     // Allow.
     if !route.allow.allows(client.ip()) {
@@ -221,20 +224,29 @@ async fn establish(
 
     // Connect.
     let started = Instant::now();
-    let connected =
-        connect::connect(route, listener.config.upstream_port, state.timeouts.connect).await;
+    let attempt = Attempt {
+        default_port: listener.config.upstream_port,
+        budget: state.timeouts.connect,
+        health: &state.health,
+        sticky: sticky.as_ref(),
+    };
+    let connected = connect::connect(route, attempt).await;
     let elapsed = started.elapsed();
     record.connect_us = Some(elapsed.as_micros() as u64);
     metrics::histogram!(meters::UPSTREAM_CONNECT_SECONDS).record(elapsed.as_secs_f64());
-    let (upstream, upstream_addr) = match connected {
+    let connected = match connected {
         Ok(c) => c,
         Err(error) => {
             tracing::warn!(route = %route.name, %error, "no upstream connection");
-            record.detail = Some("upstream connect failed");
+            record.detail = Some(error.detail());
+            record.upstream_failed = error.last_failed();
             return Err(Outcome::UpstreamUnavailable);
         }
     };
+    let upstream = connected.stream;
+    let upstream_addr = connected.lease.endpoint().addr;
     record.upstream = Some(upstream_addr);
+    record.upstream_failed = connected.failed;
 
     // PROXY out + replay of everything the client sent so far.
     let version = route.proxy_protocol;
@@ -252,7 +264,7 @@ async fn establish(
     }
     drop(first);
 
-    Ok((upstream, admitted))
+    Ok((upstream, connected.lease, admitted))
 }
 
 /// Relays until the end and says how it ended.

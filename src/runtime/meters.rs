@@ -2,8 +2,13 @@
 //! `metrics` facade where things happen; the surface installs the Prometheus recorder, calls
 //! [`describe`] and serves them.
 //!
-//! Labels are bounded by the configuration (listener, route, outcome), never
-//! by anything a client sends.
+//! Labels are bounded by the configuration (listener, route, outcome) and DNS answers
+//! (upstream addresses), never by anything a client sends.
+//!
+//! The per-address families ([`PER_ADDRESS`]) are not recorded through the facade: their
+//! values live in each address's state ([`crate::runtime::endpoint`]) and the surface renders
+//! them at each scrape, so the series of an address that left every table disappears (the
+//! facade cannot forget a series).
 
 use std::time::SystemTime;
 
@@ -14,6 +19,9 @@ pub const BYTES_FROM_UPSTREAM: &str = "ch_edge_proxy_upstream_bytes_total";
 pub const CLIENT_HELLO_SECONDS: &str = "ch_edge_proxy_client_hello_seconds";
 pub const UPSTREAM_CONNECT_SECONDS: &str = "ch_edge_proxy_upstream_connect_seconds";
 pub const UPSTREAM_CONNECT_FAILURES: &str = "ch_edge_proxy_upstream_connect_failures_total";
+pub const UPSTREAM_OPEN_CONNECTIONS: &str = "ch_edge_proxy_upstream_open_connections";
+pub const UPSTREAM_EJECTED: &str = "ch_edge_proxy_upstream_ejected";
+pub const UPSTREAM_EJECTIONS: &str = "ch_edge_proxy_upstream_ejections_total";
 pub const ACCEPT_ERRORS: &str = "ch_edge_proxy_accept_errors_total";
 pub const DNS_LOOKUPS: &str = "ch_edge_proxy_dns_lookups_total";
 pub const ROUTES: &str = "ch_edge_proxy_routes";
@@ -40,6 +48,42 @@ pub const ADMIN_ACCEPT_ERRORS: &str = "ch_edge_proxy_admin_accept_errors_total";
 pub const ADMIN_OVER_LIMIT: &str = "ch_edge_proxy_admin_over_limit_total";
 pub const CPU_LIMIT: &str = "ch_edge_proxy_cpu_limit_cores";
 pub const MEMORY_LIMIT: &str = "ch_edge_proxy_memory_limit_bytes";
+
+/// Metric type in the exposition format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+}
+
+ch_edge_wire::keywords!(Kind {
+    Counter => "counter",
+    Gauge => "gauge",
+});
+
+/// The families labelled `upstream="<host>:<port>"`, `address="<ip>:<port>"`: name, type, help.
+pub const PER_ADDRESS: [(&str, Kind, &str); 4] = [
+    (
+        UPSTREAM_CONNECT_FAILURES,
+        Kind::Counter,
+        "Failed upstream connect attempts (refused or timed out), by upstream and address.",
+    ),
+    (
+        UPSTREAM_OPEN_CONNECTIONS,
+        Kind::Gauge,
+        "Connections open from this proxy to the address (connects in progress included).",
+    ),
+    (
+        UPSTREAM_EJECTED,
+        Kind::Gauge,
+        "1 while passive health keeps the address out after failed connects, else 0.",
+    ),
+    (
+        UPSTREAM_EJECTIONS,
+        Kind::Counter,
+        "Times passive health took the address out.",
+    ),
+];
 
 /// Registers help texts (shown as `# HELP` in `/metrics`).
 pub fn describe() {
@@ -68,10 +112,6 @@ pub fn describe() {
         UPSTREAM_CONNECT_SECONDS,
         Unit::Seconds,
         "Time to connect to an upstream, failovers included."
-    );
-    describe_counter!(
-        UPSTREAM_CONNECT_FAILURES,
-        "Failed upstream connect attempts, by upstream host."
     );
     describe_counter!(
         ACCEPT_ERRORS,

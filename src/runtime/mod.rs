@@ -1,8 +1,8 @@
 //! The runtime layer: sockets, tasks and live state — the proxy running the model.
 //!
 //! One connection goes [`accept`] → [`preamble`] (PROXY header + ClientHello, wire parsers) →
-//! route and allowlist (model) → [`connect`] (through [`resolve`]'s DNS cache) → PROXY header
-//! out → [`relay`], driven top to bottom by [`connection`]. Around it: [`listeners`] (the
+//! route and allowlist (model) → [`connect`] (through [`resolve`]'s DNS cache, choosing by the
+//! live state of each address in [`endpoint`]) → PROXY header out → [`relay`], driven top to bottom by [`connection`]. Around it: [`listeners`] (the
 //! accepting sockets), [`state`] (the live snapshot each connection loads once), [`drain`]
 //! (counting connections, waiting for them on shutdown), [`reload`] with [`watch`] and
 //! [`discovery`] (new configurations, planned purely, then applied), and [`server`], which
@@ -12,6 +12,7 @@
 //! level) is handed to an [`observe::Observer`] the surface provides. Metrics are recorded
 //! through the `metrics` facade under the names in [`meters`]; the surface exposes them.
 
+pub mod endpoint;
 pub mod observe;
 pub mod reload;
 pub mod resolve;

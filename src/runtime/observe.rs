@@ -43,7 +43,11 @@ pub struct Record {
     pub sni: Option<Box<str>>,
     pub ech: bool,
     pub route: Option<Arc<str>>,
+    /// The tag of a sticky name (`<tag>.sticky.<name>`): in the log, never a metric label.
+    pub sticky: Option<Box<str>>,
     pub upstream: Option<SocketAddr>,
+    /// The last upstream address whose connect failed (before a failover, or before giving up).
+    pub upstream_failed: Option<SocketAddr>,
     pub detail: Option<&'static str>,
     pub from_client: u64,
     pub from_upstream: u64,
@@ -63,7 +67,9 @@ impl Record {
             sni: None,
             ech: false,
             route: None,
+            sticky: None,
             upstream: None,
+            upstream_failed: None,
             detail: None,
             from_client: 0,
             from_upstream: 0,

@@ -1,12 +1,14 @@
 //! Cached DNS for upstream names.
 //!
-//! Connections never wait on DNS once a name has resolved: every name in the
-//! route table has an [`Addrs`] handle whose address list a background task
+//! Connections never wait on DNS once a name has been looked up: every name in
+//! the route table has an [`Addrs`] handle whose address list a background task
 //! refreshes. A failed refresh keeps the last good list. IP literals never
-//! touch DNS.
+//! touch DNS. Each handle also carries the live state of its addresses
+//! ([`endpoint`](crate::runtime::endpoint)), kept for addresses a refresh keeps.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -15,12 +17,15 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 use crate::model::route;
+use crate::runtime::endpoint::{Endpoint, Ports};
 use crate::runtime::meters;
 
 /// The route table as the runtime holds it: each upstream carries its address handle.
 pub type RouteTable = route::RouteTable<Arc<Addrs>>;
 /// One route of a [`RouteTable`].
 pub type Route = route::Route<Arc<Addrs>>;
+/// One upstream host of a [`Route`].
+pub type Upstream = route::Upstream<Arc<Addrs>>;
 
 /// How many lookups run at once during a refresh.
 const CONCURRENT_LOOKUPS: usize = 32;
@@ -32,7 +37,11 @@ const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Addrs {
     host: Arc<str>,
     ips: Ips,
+    /// Whether a first lookup has finished (found addresses or not).
+    looked_up: AtomicBool,
     resolved: Notify,
+    /// The state of each address, per port in use.
+    ports: Ports,
 }
 
 /// A literal's one address needs no swapping (and no `ArcSwap` to drop:
@@ -55,8 +64,35 @@ impl Addrs {
         Addrs {
             host,
             ips: Ips::Literal(Arc::new(vec![ip])),
+            looked_up: AtomicBool::new(true),
             resolved: Notify::new(),
+            ports: Ports::default(),
         }
+    }
+
+    fn named(host: Arc<str>) -> Self {
+        Addrs {
+            host,
+            ips: Ips::Resolved(ArcSwap::from_pointee(Vec::new())),
+            looked_up: AtomicBool::new(false),
+            resolved: Notify::new(),
+            ports: Ports::default(),
+        }
+    }
+
+    /// The endpoints of the current addresses on `port`, in address order.
+    pub fn endpoints(&self, port: u16) -> Arc<[Arc<Endpoint>]> {
+        self.ports.get(&self.host, port, || self.current())
+    }
+
+    /// Every endpoint per port in use (for `/routes`).
+    pub fn endpoints_by_port(&self) -> Vec<(u16, Arc<[Arc<Endpoint>]>)> {
+        self.ports.all()
+    }
+
+    /// True until the first lookup has finished: only then is waiting worth it.
+    pub fn pending(&self) -> bool {
+        !self.looked_up.load(Ordering::Acquire)
     }
 
     pub fn host(&self) -> &str {
@@ -75,7 +111,7 @@ impl Addrs {
         matches!(self.ips, Ips::Literal(_))
     }
 
-    /// The addresses, waiting for the first lookup if there has been none yet.
+    /// The addresses once the first lookup has finished (empty if it found none).
     /// Callers bound this with their connect timeout.
     pub async fn wait(&self) -> Arc<Vec<IpAddr>> {
         loop {
@@ -83,7 +119,7 @@ impl Addrs {
             tokio::pin!(notified);
             notified.as_mut().enable();
             let ips = self.current();
-            if !ips.is_empty() {
+            if !ips.is_empty() || !self.pending() {
                 return ips;
             }
             notified.await;
@@ -98,10 +134,17 @@ impl Addrs {
         ips.dedup();
         let changed = **current.load() != ips;
         if changed {
-            current.store(Arc::new(ips));
+            self.ports
+                .replace(&self.host, &ips, || current.store(Arc::new(ips.clone())));
         }
-        self.resolved.notify_waiters();
+        self.looked_up();
         changed
+    }
+
+    /// A lookup finished: connections waiting for the first one go on.
+    fn looked_up(&self) {
+        self.looked_up.store(true, Ordering::Release);
+        self.resolved.notify_waiters();
     }
 }
 
@@ -150,11 +193,7 @@ impl Resolver {
         if let Some(live) = names.get(key.as_str()).and_then(Weak::upgrade) {
             return live;
         }
-        let addrs = Arc::new(Addrs {
-            host: key.clone().into(),
-            ips: Ips::Resolved(ArcSwap::from_pointee(Vec::new())),
-            resolved: Notify::new(),
-        });
+        let addrs = Arc::new(Addrs::named(key.clone().into()));
         names.insert(key.into(), Arc::downgrade(&addrs));
         drop(names);
         self.new_name.notify_one();
@@ -198,6 +237,7 @@ impl Resolver {
                     metrics::counter!(meters::DNS_LOOKUPS, "result" => "ok").increment(1);
                 }
                 Err(error) => {
+                    addrs.looked_up();
                     metrics::counter!(meters::DNS_LOOKUPS, "result" => "error").increment(1);
                     tracing::warn!(host = %addrs.host, %error, kept = ?addrs.current(), "upstream lookup failed; keeping last good addresses");
                 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use arc_swap::{ArcSwap, Guard};
 
-use crate::model::config::{Config, Limits, Timeouts};
+use crate::model::config::{Config, Health, Limits, Timeouts};
 use crate::runtime::discovery;
 use crate::runtime::resolve::RouteTable;
 
@@ -15,6 +15,7 @@ pub struct State {
     pub routes: RouteTable,
     pub timeouts: Timeouts,
     pub limits: Limits,
+    pub health: Health,
     /// [`Config::content_hash`] of the configuration this state came from.
     pub config_hash: u64,
     /// 1 at start, + 1 per configuration or discovery change that went live.
@@ -35,6 +36,7 @@ impl State {
             routes,
             timeouts: config.timeouts.clone(),
             limits: config.limits.clone(),
+            health: config.health.clone(),
             config_hash: config.content_hash,
             generation,
             discovery,

@@ -233,8 +233,12 @@ fn json_line(out: &mut Vec<u8>, r: &Record, outcome: Outcome) {
     field_str(out, "sni", r.sni.as_deref());
     let _ = write!(out, ",\"ech\":{}", r.ech);
     field_str(out, "route", r.route.as_deref());
+    field_str(out, "sticky", r.sticky.as_deref());
     if let Some(u) = r.upstream {
         let _ = write!(out, ",\"upstream\":\"{u}\"");
+    }
+    if let Some(u) = r.upstream_failed {
+        let _ = write!(out, ",\"upstream_failed\":\"{u}\"");
     }
     let _ = write!(
         out,
@@ -276,7 +280,8 @@ fn json_str(out: &mut Vec<u8>, s: &str) {
 }
 
 /// The text format: the same JSON envelope, with one human-readable message:
-/// `client via peer listener sni=… route=… upstream=… outcome in=… out=… Nms (detail)`.
+/// `client via peer listener sni=… route=… [sticky=…] upstream=… [failed=…] outcome in=… out=…
+/// Nms (detail)`.
 /// Every value a client controls is quoted and escaped unless it is plain, so a line always
 /// parses back into the same fields.
 fn text_line(out: &mut Vec<u8>, r: &Record, outcome: Outcome) {
@@ -285,18 +290,35 @@ fn text_line(out: &mut Vec<u8>, r: &Record, outcome: Outcome) {
         use std::fmt::Write as _;
         write!(
             text,
-            "{} via {} {} sni={} route={} upstream={} {} in={} out={} {}ms",
+            "{} via {} {} sni={} route={}",
             r.client.unwrap_or(r.peer),
             r.peer,
             Quoted(Some(&r.listener)),
             Quoted(r.sni.as_deref()),
             Quoted(r.route.as_deref()),
-            Quoted(r.upstream.map(|u| u.to_string()).as_deref()),
-            outcome.keyword(),
-            r.from_client,
-            r.from_upstream,
-            r.accepted.elapsed().as_millis(),
         )
+        .and_then(|()| match &r.sticky {
+            Some(tag) => write!(text, " sticky={}", Quoted(Some(tag))),
+            None => Ok(()),
+        })
+        .and_then(|()| match r.upstream {
+            Some(u) => write!(text, " upstream={u}"),
+            None => text.write_str(" upstream=-"),
+        })
+        .and_then(|()| match r.upstream_failed {
+            Some(u) => write!(text, " failed={u}"),
+            None => Ok(()),
+        })
+        .and_then(|()| {
+            write!(
+                text,
+                " {} in={} out={} {}ms",
+                outcome.keyword(),
+                r.from_client,
+                r.from_upstream,
+                r.accepted.elapsed().as_millis(),
+            )
+        })
         .and_then(|()| match r.detail {
             Some(d) => write!(text, " ({d})"),
             None => Ok(()),

@@ -7,6 +7,7 @@
 //! deadline and a bounded life.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +23,7 @@ use crate::model::config::{AdminEndpoint, ConfigError};
 use crate::runtime::accept::Backoff;
 use crate::runtime::meters::{self, unix_seconds};
 use crate::runtime::reload::ReloadResult;
+use crate::runtime::resolve::Upstream;
 use crate::runtime::server::{AdminSocket, Handle, NotReady};
 
 /// Slow or silent admin clients cannot hold a connection open: the request head (also the
@@ -192,7 +194,10 @@ fn routes_json(proxy: &Handle) -> String {
                     "host": &*u.host,
                     "port": u.port,
                     "addresses": u.addrs.current().iter().map(|ip| ip.to_string()).collect::<Vec<_>>(),
+                    "endpoints": endpoints(u),
                 })).collect::<Vec<_>>(),
+                "balance": r.balance.keyword(),
+                "sticky": r.sticky,
                 "proxy_protocol": r.proxy_protocol.keyword(),
                 "source": &*r.source,
             })
@@ -225,6 +230,49 @@ fn routes_json(proxy: &Handle) -> String {
         "routes": routes,
     })
     .to_string()
+}
+
+/// The live state of each address of `upstream`: per port connections have used (only its
+/// own port if it has one), else its addresses with nothing recorded yet.
+fn endpoints(upstream: &Upstream) -> Vec<serde_json::Value> {
+    let used: Vec<serde_json::Value> = upstream
+        .addrs
+        .endpoints_by_port()
+        .iter()
+        .filter(|(port, _)| upstream.port.is_none_or(|p| p == *port))
+        .flat_map(|(_, list)| list.iter())
+        .map(|e| {
+            let s = e.stats();
+            serde_json::json!({
+                "address": e.addr.to_string(),
+                "open": s.open,
+                "failures": s.failures,
+                "ejected": s.ejected_until.is_some(),
+                "ejected_until": s.ejected_until.map(unix_seconds),
+            })
+        })
+        .collect();
+    if !used.is_empty() {
+        return used;
+    }
+    upstream
+        .addrs
+        .current()
+        .iter()
+        .map(|ip| {
+            let address = match upstream.port {
+                Some(port) => SocketAddr::new(*ip, port).to_string(),
+                None => ip.to_string(),
+            };
+            serde_json::json!({
+                "address": address,
+                "open": 0,
+                "failures": 0,
+                "ejected": false,
+                "ejected_until": null,
+            })
+        })
+        .collect()
 }
 
 /// Each problem of `error` with its parts: `file`, `line`, `route`, `message`.

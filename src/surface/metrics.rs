@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+use crate::runtime::endpoint::registry;
 use crate::runtime::meters;
 
 /// Latency buckets in seconds: from sub-millisecond loopback to the 5 s default deadline.
@@ -39,7 +40,12 @@ pub fn render_metrics() -> String {
     let handle = metrics_handle();
     process_collector().collect();
     record_limits();
-    handle.render()
+    let mut text = handle.render();
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(&per_address());
+    text
 }
 
 /// The CPU and memory the process may use, next to what it uses (`process_*`), so a dashboard
@@ -109,9 +115,58 @@ pub async fn upkeep() {
     }
 }
 
+/// The per-address families ([`meters::PER_ADDRESS`]) in the text format, from every endpoint
+/// alive now. Endpoints with the same labels (one IP literal in two routes) are added up.
+fn per_address() -> String {
+    use std::collections::BTreeMap;
+    use std::fmt::Write;
+
+    let mut rows: BTreeMap<(String, String), [u64; 4]> = BTreeMap::new();
+    for (upstream, addr, s) in registry::snapshot() {
+        let row = rows.entry((upstream, addr.to_string())).or_default();
+        row[0] += s.failures_total;
+        row[1] += u64::from(s.open);
+        row[2] = row[2].max(u64::from(s.ejected_until.is_some()));
+        row[3] += s.ejections_total;
+    }
+    let mut out = String::new();
+    if rows.is_empty() {
+        return out;
+    }
+    for (i, (name, kind, help)) in meters::PER_ADDRESS.iter().enumerate() {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for ((upstream, address), values) in &rows {
+            let _ = writeln!(
+                out,
+                "{name}{{upstream=\"{}\",address=\"{}\"}} {}",
+                escape(upstream),
+                escape(address),
+                values[i]
+            );
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// A label value in the text format (host names and addresses need none of it, but a label
+/// is never trusted to be plain).
+fn escape(value: &str) -> std::borrow::Cow<'_, str> {
+    if value.contains(['\\', '"', '\n']) {
+        value
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n")
+            .into()
+    } else {
+        value.into()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::endpoint::Endpoint;
 
     #[test]
     fn cgroup_cpu_quota_and_meminfo() {
@@ -122,5 +177,24 @@ mod tests {
         let meminfo = "MemTotal:       24684084 kB\nMemFree:         1000 kB\n";
         assert_eq!(mem_total(meminfo), Some(24684084.0 * 1024.0));
         assert_eq!(mem_total("MemFree: 1 kB\n"), None);
+    }
+
+    #[test]
+    fn per_address_families_follow_live_endpoints() {
+        let host: std::sync::Arc<str> = "render.test".into();
+        let a = Endpoint::new(&host, "10.9.9.1:9440".parse().unwrap());
+        let twin = Endpoint::new(&host, "10.9.9.1:9440".parse().unwrap());
+        let _open = (a.lease(), twin.lease());
+        let text = per_address();
+        let line = "ch_edge_proxy_upstream_open_connections{upstream=\"render.test:9440\",address=\"10.9.9.1:9440\"} 2";
+        assert!(text.contains(line), "{text}");
+        assert!(text.contains("# TYPE ch_edge_proxy_upstream_ejected gauge"));
+        assert!(text.contains("# TYPE ch_edge_proxy_upstream_connect_failures_total counter"));
+        drop((a, twin, _open));
+        assert!(
+            !per_address().contains("render.test"),
+            "gone with the endpoint"
+        );
+        assert_eq!(escape("a\"b\\"), "a\\\"b\\\\");
     }
 }

@@ -32,13 +32,13 @@ def bind_source(source):
     socket.socket.connect = connect
 
 
-def client(args):
+def client(args, sni=None):
     tls = {"verify": False} if args.ca is None else {"verify": True, "ca_certs": args.ca}
     return Client(
         args.host,
         port=args.port,
         secure=True,
-        server_hostname=args.sni,
+        server_hostname=sni or args.sni,
         connect_timeout=20,
         send_receive_timeout=120,
         **tls,
@@ -134,6 +134,35 @@ def cmd_sessions(args):
     emit({"ok": ok, "failures": failures[:5], "failed": len(failures)})
 
 
+def cmd_exec(args):
+    """Runs one statement; prints its rows."""
+    c = client(args)
+    try:
+        emit({"rows": c.execute(args.query)})
+    finally:
+        c.disconnect()
+
+
+def marker(args, sni):
+    """Which server a new connection with this SNI reached: its `marker` table says."""
+    c = client(args, sni)
+    try:
+        return c.execute("SELECT name FROM default.marker")[0][0]
+    finally:
+        c.disconnect()
+
+
+def cmd_markers(args):
+    """For each tag, `--repeat` new connections with SNI `<tag>.sticky.<sni>` (the name
+    clickhouse-driver's `server_hostname` sends), then `--plain` connections with the SNI
+    itself; prints the marker each one read."""
+    tags = {}
+    for tag in args.tags.split(","):
+        tags[tag] = [marker(args, f"{tag}.sticky.{args.sni}") for _ in range(args.repeat)]
+    plain = [marker(args, args.sni) for _ in range(args.plain)]
+    emit({"tags": tags, "plain": plain})
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--host", default="127.0.0.1")
@@ -151,6 +180,12 @@ def main():
     s.add_argument("--sessions", type=int, required=True)
     s.add_argument("--parallel", type=int, required=True)
     s.add_argument("--expect-hop", required=True)
+    s = sub.add_parser("exec")
+    s.add_argument("--query", required=True)
+    s = sub.add_parser("markers")
+    s.add_argument("--tags", required=True)
+    s.add_argument("--repeat", type=int, required=True)
+    s.add_argument("--plain", type=int, required=True)
     args = p.parse_args()
     if args.source:
         bind_source(args.source)
@@ -159,6 +194,8 @@ def main():
         "refused": cmd_refused,
         "stream": cmd_stream,
         "sessions": cmd_sessions,
+        "exec": cmd_exec,
+        "markers": cmd_markers,
     }[args.cmd](args)
 
 

@@ -208,41 +208,7 @@ impl E2e {
     /// Starts the Python client (tests/e2e/ch_client.py) against the native
     /// listener with `sni`; `global` goes before the subcommand (`--source`, `--ca`).
     pub fn python(&self, sni: &str, global: &[&str], command: &[&str]) -> PyClient {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/ch_client.py");
-        let mut child = Command::new(&self.tools.python)
-            .arg(script)
-            .args(["--port", &self.native.port().to_string(), "--sni", sni])
-            .args(global)
-            .args(command)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn python client");
-        let (tx, lines) = mpsc::channel();
-        let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        // Drained all along, so a chatty failure cannot fill the pipe and stall the client.
-        let mut stderr_pipe = child.stderr.take().unwrap();
-        let stderr = std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = std::io::Read::read_to_string(&mut stderr_pipe, &mut text);
-            text
-        });
-        let stdin = child.stdin.take();
-        PyClient {
-            child,
-            stdin,
-            lines,
-            stderr: Some(stderr),
-        }
+        python_client(&self.tools.python, self.native.port(), sni, global, command)
     }
 
     /// Runs the Python client to completion and returns its last JSON line.
@@ -298,6 +264,52 @@ impl E2e {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+}
+
+/// Starts `ch_client.py` against `127.0.0.1:port` with `sni`; `global` goes before the
+/// subcommand (`--source`, `--ca`).
+pub fn python_client(
+    python: &Path,
+    port: u16,
+    sni: &str,
+    global: &[&str],
+    command: &[&str],
+) -> PyClient {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/ch_client.py");
+    let mut child = Command::new(python)
+        .arg(script)
+        .args(["--port", &port.to_string(), "--sni", sni])
+        .args(global)
+        .args(command)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn python client");
+    let (tx, lines) = mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // Drained all along, so a chatty failure cannot fill the pipe and stall the client.
+    let mut stderr_pipe = child.stderr.take().unwrap();
+    let stderr = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr_pipe, &mut text);
+        text
+    });
+    let stdin = child.stdin.take();
+    PyClient {
+        child,
+        stdin,
+        lines,
+        stderr: Some(stderr),
     }
 }
 

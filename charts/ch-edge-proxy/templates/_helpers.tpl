@@ -104,7 +104,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- $_ := set $cfg "admin" (dict "listeners" $admin) }}
 {{- $_ := set $cfg "timeouts" (dict "client_hello" .Values.timeouts.clientHello "connect" .Values.timeouts.connect "idle" .Values.timeouts.idle "drain" (printf "%ds" (int .Values.timeouts.drainSeconds))) }}
 {{- $_ := set $cfg "limits" (dict "max_connections" (int .Values.limits.maxConnections)) }}
-{{- $_ := set $cfg "defaults" (dict "allow" .Values.defaults.allow "proxy_protocol" (toString .Values.defaults.proxyProtocol)) }}
+{{- $_ := set $cfg "defaults" (dict "allow" .Values.defaults.allow "proxy_protocol" (toString .Values.defaults.proxyProtocol) "balance" (default "least_conn" .Values.defaults.balance) "sticky" (ne (toString .Values.defaults.sticky) "false")) }}
+{{- $h := default (dict) .Values.health }}
+{{- $_ := set $cfg "health" (dict "eject_after" (int (default 1 $h.ejectAfter)) "eject_for" (default "5s" $h.ejectFor)) }}
 {{- $_ := set $cfg "log" (dict "access" .Values.log.access "sample" .Values.log.sample "level" .Values.log.level) }}
 {{- $_ := set $cfg "routes" list }}
 {{- $_ := set $cfg "include" (list (include "ch-edge-proxy.routesDir" .)) }}

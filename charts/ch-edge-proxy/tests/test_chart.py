@@ -195,6 +195,8 @@ def test_proxy_config_contents(variant):
         ]
     }
     assert cfg["timeouts"]["drain"] == "30s"
+    assert (cfg["defaults"]["balance"], cfg["defaults"]["sticky"]) == ("least_conn", True)
+    assert cfg["health"] == {"eject_after": 1, "eject_for": "5s"}
     assert cfg["include"] == [f"{POD_ROOT}/routes.d"]
     assert cfg["discovery"]["kubernetes"]["enabled"] is (name == "discovery")
 

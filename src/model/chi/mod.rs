@@ -116,6 +116,8 @@ fn derive(chi: &Value, name: &str, ns: &str, domain: &str) -> anyhow::Result<Vec
             upstreams: upstreams.into(),
             allow: allow.clone(),
             proxy_protocol,
+            balance: None,
+            sticky: None,
             source: source.clone(),
         })
     };

@@ -313,3 +313,71 @@ fn unknown_macros_in_generate_name_are_errors() {
     let e = format!("{:#}", routes_for_chi(&c, "ns", "d.test").unwrap_err());
     assert!(e.contains("svc-{chiID}"), "{e}");
 }
+
+/// Derived routes balance like any other: the cluster route over its replicas' services (a
+/// sticky tag keeps to one replica, by service name, so a pod that comes back with a new IP
+/// gets its tags back), each pod route to its own pod.
+#[test]
+fn cluster_routes_balance_over_replicas_and_pod_routes_stay_on_their_pod() {
+    use crate::model::route::balance::{choose, Choose, Node, Pool, Seen};
+    use crate::model::route::{Defaults, Resolve, RouteTable};
+
+    struct Names;
+    impl Resolve for Names {
+        type Addrs = ();
+        fn addrs(&self, _: &Arc<str>) {}
+    }
+    struct Hosts<'a>(&'a [crate::model::route::Upstream<()>]);
+    impl Pool for Hosts<'_> {
+        fn len(&self) -> usize {
+            self.0.len()
+        }
+        fn seen(&self, _: usize) -> Option<Seen> {
+            Some(Seen::default())
+        }
+        fn node(&self, i: usize) -> Node<'_> {
+            Node {
+                host: &self.0[i].host,
+                port: self.0[i].port,
+                ip: None,
+            }
+        }
+    }
+
+    let c = chi(
+        "demo",
+        json!({"configuration": {"clusters": [{"name": "cluster", "layout": {"replicasCount": 3}}]}}),
+    );
+    let specs = routes_for_chi(&c, "ns", "ch.example.com").unwrap();
+    let table = RouteTable::build(&specs, &Defaults::default(), &Names).unwrap();
+    let found = table
+        .find(Some(b"etl.sticky.demo-cluster.ch.example.com"))
+        .unwrap();
+    let cluster = found.route;
+    assert_eq!(&*cluster.name, "ns/demo/cluster");
+    assert_eq!(cluster.upstreams.len(), 3);
+    assert_eq!(cluster.balance, crate::model::route::Balance::LeastConn);
+    let tag = found.sticky.unwrap();
+    let replica = choose(&Hosts(&cluster.upstreams), Choose::Sticky(&tag)).unwrap();
+    // The same replica every time; other tags reach the others.
+    assert_eq!(
+        choose(&Hosts(&cluster.upstreams), Choose::Sticky(&tag)),
+        Some(replica)
+    );
+    let mut replicas = std::collections::BTreeSet::new();
+    for i in 0..60 {
+        let t = crate::model::route::Tag::new(&format!("t{i}")).unwrap();
+        replicas.insert(choose(&Hosts(&cluster.upstreams), Choose::Sticky(&t)).unwrap());
+    }
+    assert_eq!(replicas.len(), 3);
+    // A pod route has its pod only, sticky name or not.
+    for sni in [
+        &b"chi-demo-cluster-0-1.ch.example.com"[..],
+        b"etl.sticky.chi-demo-cluster-0-1.ch.example.com",
+    ] {
+        let pod = table.find(Some(sni)).unwrap().route;
+        assert_eq!(&*pod.name, "ns/demo/cluster/0-1");
+        let hosts: Vec<&str> = pod.upstreams.iter().map(|u| &*u.host).collect();
+        assert_eq!(hosts, ["chi-demo-cluster-0-1.ns.svc.cluster.local"]);
+    }
+}

@@ -52,6 +52,7 @@ pub struct Config {
     pub includes: Vec<PathBuf>,
     pub discovery: Discovery,
     pub log: LogConfig,
+    pub health: Health,
     /// Hash over the text of every file read (main file, then each included
     /// file with its path): equal hashes mean an identical configuration.
     pub content_hash: u64,
@@ -165,6 +166,39 @@ impl Default for Timeouts {
             idle: Duration::from_secs(3600),
             drain: Duration::from_secs(30),
         }
+    }
+}
+
+/// `health:` passive health of upstream addresses: `eject_after` consecutive connect
+/// failures take an address out for `eject_for`, doubled for each repeat (up to
+/// [`MAX_EJECTION`]) until a connect succeeds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    pub eject_after: u32,
+    pub eject_for: Duration,
+}
+
+/// The longest ejection, however often an address failed.
+pub const MAX_EJECTION: Duration = Duration::from_secs(300);
+
+impl Default for Health {
+    fn default() -> Self {
+        Health {
+            eject_after: 1,
+            eject_for: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Health {
+    /// How long the `nth` ejection in a row (1, 2, …) lasts: `eject_for` doubled per repeat,
+    /// at most [`MAX_EJECTION`].
+    pub fn ejection(&self, nth: u32) -> Duration {
+        let doublings = nth.saturating_sub(1).min(31);
+        self.eject_for
+            .checked_mul(1 << doublings)
+            .unwrap_or(MAX_EJECTION)
+            .min(MAX_EJECTION)
     }
 }
 

@@ -14,6 +14,7 @@ use serde_saphyr::Spanned;
 
 use super::error::Problem;
 use super::{AccessLogFormat, AdminEndpoint};
+use crate::model::route::Balance;
 
 pub(crate) type S<T> = Spanned<T>;
 
@@ -38,6 +39,16 @@ pub(crate) struct RawConfig {
     pub discovery: RawDiscovery,
     #[serde(default, deserialize_with = "nullable")]
     pub log: RawLog,
+    #[serde(default, deserialize_with = "nullable")]
+    pub health: RawHealth,
+}
+
+/// `health:` passive health of upstream addresses.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHealth {
+    pub eject_after: Option<S<u32>>,
+    pub eject_for: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -120,6 +131,8 @@ pub(crate) struct RawPerClient {
 pub(crate) struct RawDefaults {
     pub allow: Option<Vec<S<String>>>,
     pub proxy_protocol: Option<Keyword<ProxyVersion>>,
+    pub balance: Option<Keyword<Balance>>,
+    pub sticky: Option<bool>,
 }
 
 /// One route entry. Written back with absent fields left out.
@@ -136,6 +149,10 @@ pub(crate) struct RawRoute {
     pub allow: Option<Vec<S<String>>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub proxy_protocol: Option<Keyword<ProxyVersion>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub balance: Option<Keyword<Balance>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sticky: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -1,4 +1,5 @@
-//! Route entries: `sni`, `upstream`, `allow`, `proxy_protocol`, `name`, validated into
+//! Route entries: `sni`, `upstream`, `allow`, `proxy_protocol`, `balance`, `sticky`, `name`,
+//! validated into
 //! [`RouteSpec`]s, and specs written back as entries (`routes from-chi`).
 
 use std::sync::Arc;
@@ -111,6 +112,8 @@ pub(crate) fn route(
         upstreams: upstreams.into(),
         allow: allow.map(Arc::from),
         proxy_protocol: r.proxy_protocol.map(|k| k.0),
+        balance: r.balance.map(|k| k.0),
+        sticky: r.sticky,
         source: source.clone(),
     })
 }
@@ -141,7 +144,12 @@ pub(crate) fn written_as(raw: &RawRoute, spec: &RouteSpec) -> bool {
             .eq(nets.iter().map(|n| Some(*n))),
         _ => false,
     };
-    name && sni && upstream && allow && raw.proxy_protocol.map(|k| k.0) == spec.proxy_protocol
+    name && sni
+        && upstream
+        && allow
+        && raw.proxy_protocol.map(|k| k.0) == spec.proxy_protocol
+        && raw.balance.map(|k| k.0) == spec.balance
+        && raw.sticky == spec.sticky
 }
 
 /// The first SNI pattern of an entry, as written.
@@ -194,6 +202,8 @@ pub(crate) fn entry(spec: &RouteSpec) -> S<RawRoute> {
             .as_ref()
             .map(|nets| nets.iter().map(|n| unlocated(n.to_string())).collect()),
         proxy_protocol: spec.proxy_protocol.map(Keyword),
+        balance: spec.balance.map(Keyword),
+        sticky: spec.sticky,
     })
 }
 

@@ -66,8 +66,16 @@ fn write_summary(out: &mut String, c: &Config) -> std::fmt::Result {
     };
     writeln!(
         out,
-        "defaults: allow {allow}; proxy_protocol to upstreams {}",
-        c.defaults.proxy_protocol
+        "defaults: allow {allow}; proxy_protocol to upstreams {}; balance {}; sticky {}",
+        c.defaults.proxy_protocol,
+        c.defaults.balance,
+        if c.defaults.sticky { "on" } else { "off" },
+    )?;
+    writeln!(
+        out,
+        "health: eject_after {}, eject_for {} (doubling per repeat, at most 5m)",
+        c.health.eject_after,
+        humantime::format_duration(c.health.eject_for),
     )?;
 
     let (mut exact, mut wild, mut catch_all) = (0, 0, false);

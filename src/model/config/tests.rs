@@ -8,7 +8,7 @@ use ipnet::IpNet;
 
 use super::raw::Keyword;
 use super::*;
-use crate::model::route::{RouteSpec, UpstreamAddr};
+use crate::model::route::{Balance, RouteSpec, UpstreamAddr};
 
 const LISTENER: &str = "listeners:\n  - name: native\n    address: \"127.0.0.1:9440\"\n";
 
@@ -138,6 +138,8 @@ discovery:
             }]),
             allow: Some(Arc::from([net("203.0.113.0/24")])),
             proxy_protocol: Some(ProxyVersion::V1),
+            balance: None,
+            sticky: None,
             source: path.display().to_string().into(),
         }]
     );
@@ -759,7 +761,8 @@ fn summary_describes_the_config() {
             "admin: 127.0.0.1:9090 (probes, metrics, routes)",
             "timeouts: client_hello 5s, connect 3s, idle 1h 30m, drain 30s",
             "limits: max_connections 100000",
-            "defaults: allow 0.0.0.0/0, ::/0; proxy_protocol to upstreams off",
+            "defaults: allow 0.0.0.0/0, ::/0; proxy_protocol to upstreams off; balance least_conn; sticky on",
+            "health: eject_after 1, eject_for 5s (doubling per repeat, at most 5m)",
             "routes: 3 (2 exact names, 1 wildcard, catch-all: yes)",
             &format!("       2  {r}"),
             "includes:\n  ",
@@ -1023,4 +1026,61 @@ fn admin_problems_are_refused_with_a_reason() {
     for (rest, want) in cases {
         assert_contains(&error(&with_listener(rest)), &[want]);
     }
+}
+
+#[test]
+fn balance_sticky_and_health() {
+    let c = parse(&with_listener(
+        "defaults:\n  balance: round_robin\n  sticky: false\nhealth:\n  eject_after: 3\n  eject_for: 2s\nroutes:\n  - sni: a.b\n    upstream: x\n    balance: LEAST_CONN\n    sticky: true\n  - sni: c.d\n    upstream: x\n",
+    ))
+    .unwrap();
+    assert_eq!(c.defaults.balance, Balance::RoundRobin);
+    assert!(!c.defaults.sticky);
+    assert_eq!(
+        c.health,
+        Health {
+            eject_after: 3,
+            eject_for: Duration::from_secs(2)
+        }
+    );
+    assert_eq!(c.routes[0].balance, Some(Balance::LeastConn));
+    assert_eq!(c.routes[0].sticky, Some(true));
+    assert_eq!((c.routes[1].balance, c.routes[1].sticky), (None, None));
+    // Defaults: least_conn, sticky, one failure ejects for 5s.
+    let d = parse(&with_listener("")).unwrap();
+    assert_eq!(
+        (d.defaults.balance, d.defaults.sticky),
+        (Balance::LeastConn, true)
+    );
+    assert_eq!(d.health, Health::default());
+    assert_eq!(d.health.eject_after, 1);
+    assert_eq!(d.health.eject_for, Duration::from_secs(5));
+    // Doubling per repeat, at most 5 minutes.
+    let h = Health::default();
+    let secs: Vec<u64> = (1..=8).map(|n| h.ejection(n).as_secs()).collect();
+    assert_eq!(secs, [5, 10, 20, 40, 80, 160, 300, 300]);
+    assert_eq!(h.ejection(u32::MAX), MAX_EJECTION);
+
+    let e = error(&with_listener(
+        "routes:\n  - sni: a.b\n    upstream: x\n    balance: random\n",
+    ));
+    assert!(
+        e.contains("cfg.yaml:7:")
+            && e.contains("\"random\": expected one of least_conn, round_robin"),
+        "{e}"
+    );
+    let e = error(&with_listener(
+        "health:\n  eject_after: 0\n  eject_for: 10m\n",
+    ));
+    assert_contains(
+        &e,
+        &[
+            "health.eject_after: must be at least 1",
+            "health.eject_for: \"10m\": at most 5m",
+        ],
+    );
+    let e = error(&with_listener("health:\n  eject_for: 0s\n"));
+    assert!(e.contains("health.eject_for"), "{e}");
+    let e = error(&with_listener("health:\n  probe: 1s\n"));
+    assert!(e.contains("probe"), "{e}");
 }

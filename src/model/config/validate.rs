@@ -13,7 +13,7 @@ use ipnet::IpNet;
 use serde_saphyr::Location;
 
 use super::error::Problems;
-use super::raw::{RawConfig, RawDiscovery, RawListener, RawLog, S};
+use super::raw::{RawConfig, RawDiscovery, RawHealth, RawListener, RawLog, S};
 use super::*;
 use crate::model::allow::parse_net;
 use crate::model::route::Defaults;
@@ -80,6 +80,13 @@ pub(crate) fn config(
     if let Some(pp) = raw.defaults.proxy_protocol {
         defaults.proxy_protocol = pp.0;
     }
+    if let Some(balance) = raw.defaults.balance {
+        defaults.balance = balance.0;
+    }
+    if let Some(sticky) = raw.defaults.sticky {
+        defaults.sticky = sticky;
+    }
+    let health = health(raw.health, file, errs);
 
     let routes = super::routes::routes(raw.routes, &file.into(), errs);
 
@@ -109,10 +116,53 @@ pub(crate) fn config(
         includes: entries.iter().map(|e| e.path.clone()).collect(),
         discovery,
         log,
+        health,
         content_hash: 0,
         route_files: RouteFiles::default(),
     };
     (config, entries)
+}
+
+/// A count that must be at least 1 (kept as written either way: a problem refuses the file).
+fn at_least_one<T: Copy + PartialEq + From<u8>>(
+    raw: &S<T>,
+    field: &str,
+    hint: &str,
+    file: &str,
+    errs: &mut Problems,
+) -> T {
+    if raw.value == T::from(0) {
+        errs.add(
+            file,
+            Some(&raw.referenced),
+            field,
+            format!("must be at least 1{hint}"),
+        );
+    }
+    raw.value
+}
+
+fn health(raw: RawHealth, file: &str, errs: &mut Problems) -> Health {
+    let mut health = Health::default();
+    if let Some(after) = raw.eject_after {
+        let hint = " (consecutive connect failures)";
+        health.eject_after = at_least_one(&after, "health.eject_after", hint, file, errs);
+    }
+    if let Some(raw) = raw.eject_for {
+        let at = raw.referenced;
+        let text = raw.value.clone();
+        let d = duration(Some(raw), health.eject_for, "health.eject_for", file, errs);
+        if d > MAX_EJECTION {
+            errs.add(
+                file,
+                Some(&at),
+                "health.eject_for",
+                format!("{text:?}: at most 5m (ejections double up to 5m)"),
+            );
+        }
+        health.eject_for = d.min(MAX_EJECTION);
+    }
+    health
 }
 
 fn log(raw: RawLog, file: &str, errs: &mut Problems) -> LogConfig {

@@ -146,6 +146,8 @@ impl<'a, R: Resolve> Compiler<'a, '_, R> {
                     None => self.default_allow.clone(),
                 },
                 proxy_protocol: spec.proxy_protocol.unwrap_or(self.defaults.proxy_protocol),
+                balance: spec.balance.unwrap_or(self.defaults.balance),
+                sticky: spec.sticky.unwrap_or(self.defaults.sticky),
                 source: spec.source.clone(),
                 patterns,
                 cursor: AtomicUsize::new(0),

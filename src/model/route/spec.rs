@@ -10,6 +10,8 @@ use ch_edge_wire::proxy_out::ProxyVersion;
 use ch_edge_wire::sni::check_name;
 use ipnet::IpNet;
 
+use super::balance::Balance;
+
 /// One route as configured.
 ///
 /// Every part is shared (`Arc`): the table's routes share the strings (a name with its first
@@ -28,6 +30,10 @@ pub struct RouteSpec {
     pub allow: Option<Arc<[IpNet]>>,
     /// `None`: use `defaults.proxy_protocol`.
     pub proxy_protocol: Option<ProxyVersion>,
+    /// `None`: use `defaults.balance`.
+    pub balance: Option<Balance>,
+    /// `None`: use `defaults.sticky`.
+    pub sticky: Option<bool>,
     /// Where the route came from: a file's path, or `kubernetes:<ns>/<chi>`.
     pub source: Arc<str>,
 }
@@ -129,6 +135,9 @@ fn check_host(host: &str) -> Result<(), String> {
 pub struct Defaults {
     pub allow: Vec<IpNet>,
     pub proxy_protocol: ProxyVersion,
+    pub balance: Balance,
+    /// Whether `<tag>.sticky.<name>` pins `<tag>` to one address of `<name>`'s route.
+    pub sticky: bool,
 }
 
 impl Default for Defaults {
@@ -136,6 +145,8 @@ impl Default for Defaults {
         Defaults {
             allow: vec![IpNet::V4(Default::default()), IpNet::V6(Default::default())],
             proxy_protocol: ProxyVersion::Off,
+            balance: Balance::default(),
+            sticky: true,
         }
     }
 }

@@ -27,6 +27,8 @@ fn spec(name: &str, sni: &[&str], source: &str) -> RouteSpec {
         }]),
         allow: None,
         proxy_protocol: None,
+        balance: None,
+        sticky: None,
         source: source.into(),
     }
 }
@@ -186,6 +188,7 @@ fn routes_take_defaults_and_overrides() {
     let defaults = Defaults {
         allow: vec!["192.0.2.0/24".parse().unwrap()],
         proxy_protocol: ProxyVersion::V2,
+        ..Defaults::default()
     };
     let specs = [own, spec("dflt", &["dflt.example.com"], "c.yaml")];
     let t = RouteTable::build(&specs, &defaults, &Resolver).unwrap();
@@ -336,6 +339,7 @@ fn changed_defaults_rebuild_every_route() {
     let strict = Defaults {
         allow: vec!["192.0.2.0/24".parse().unwrap()],
         proxy_protocol: ProxyVersion::V2,
+        ..Defaults::default()
     };
     let second = RouteTable::build_reusing(&specs, &strict, &r, &first).unwrap();
     let a2 = route(&second, "a.test");
@@ -488,4 +492,96 @@ fn an_entry_inserted_before_the_others_keeps_their_routes() {
     }
     assert_eq!(hit(&second, "a0.test"), Ok("a0"));
     assert_eq!(hit(&second, "a1.test"), Err(Miss::UnknownName));
+}
+
+fn found(t: &RouteTable, sni: &str) -> Result<(String, Option<String>), Miss> {
+    t.find(Some(sni.as_bytes())).map(|f| {
+        (
+            f.route.name.to_string(),
+            f.sticky.map(|t| t.as_str().to_owned()),
+        )
+    })
+}
+
+fn pair(route: &str, tag: Option<&str>) -> Result<(String, Option<String>), Miss> {
+    Ok((route.to_owned(), tag.map(str::to_owned)))
+}
+
+#[test]
+fn sticky_names_are_served_by_the_named_route_with_their_tag() {
+    let mut off = spec("off", &["off.ch.example.com"], "c.yaml");
+    off.sticky = Some(false);
+    let t = table(&[
+        spec("cluster", &["demo-cluster.ch.example.com"], "c.yaml"),
+        spec(
+            "pinned",
+            &["s1.sticky.demo-cluster.ch.example.com"],
+            "c.yaml",
+        ),
+        spec("wild", &["*.ch.example.com"], "c.yaml"),
+        off,
+    ]);
+    // The tag, lower-cased, goes with the route of the rest of the name.
+    assert_eq!(
+        found(&t, "Session-7.STICKY.demo-cluster.ch.example.com."),
+        pair("cluster", Some("session-7"))
+    );
+    // An exact route for the whole name wins over the sticky form.
+    assert_eq!(
+        found(&t, "s1.sticky.demo-cluster.ch.example.com"),
+        pair("pinned", None)
+    );
+    // The sticky form beats a wildcard that matches the whole name.
+    assert_eq!(
+        found(&t, "x.sticky.demo-cluster.ch.example.com"),
+        pair("cluster", Some("x"))
+    );
+    // `sticky: false`: the name is an ordinary one again (here: the wildcard's).
+    assert_eq!(found(&t, "x.sticky.off.ch.example.com"), pair("wild", None));
+    // Only `<tag>.sticky.<exact name>`: anything else is an ordinary name.
+    for plain in [
+        "sticky.demo-cluster.ch.example.com",
+        "a.b.sticky.demo-cluster.ch.example.com",
+        "x.sticky.nothing.ch.example.com",
+        "x.stickyy.demo-cluster.ch.example.com",
+    ] {
+        assert_eq!(found(&t, plain), pair("wild", None), "{plain}");
+    }
+    // A label too long to be a tag is not a sticky name.
+    let long = format!("{}.sticky.demo-cluster.ch.example.com", "a".repeat(64));
+    assert_eq!(found(&t, &long), pair("wild", None));
+    // Without the wildcard, a sticky form of an unknown name is unknown.
+    let narrow = table(&[spec("cluster", &["demo.example.com"], "c.yaml")]);
+    assert_eq!(
+        found(&narrow, "x.sticky.other.example.com"),
+        Err(Miss::UnknownName)
+    );
+    assert_eq!(
+        found(&narrow, "t.sticky.demo.example.com"),
+        pair("cluster", Some("t"))
+    );
+}
+
+#[test]
+fn balance_and_sticky_come_from_the_route_else_the_defaults() {
+    let mut own = spec("own", &["own.example.com"], "c.yaml");
+    own.balance = Some(Balance::RoundRobin);
+    own.sticky = Some(true);
+    let specs = [own, spec("dflt", &["dflt.example.com"], "c.yaml")];
+    let t = table(&specs);
+    let r = |t: &RouteTable, n: &str| {
+        let r = t.lookup(Some(n.as_bytes())).unwrap();
+        (r.balance, r.sticky)
+    };
+    assert_eq!(r(&t, "own.example.com"), (Balance::RoundRobin, true));
+    assert_eq!(r(&t, "dflt.example.com"), (Balance::LeastConn, true));
+    let defaults = Defaults {
+        balance: Balance::RoundRobin,
+        sticky: false,
+        ..Defaults::default()
+    };
+    let t = RouteTable::build(&specs, &defaults, &Resolver).unwrap();
+    assert_eq!(r(&t, "own.example.com"), (Balance::RoundRobin, true));
+    assert_eq!(r(&t, "dflt.example.com"), (Balance::RoundRobin, false));
+    assert!(t.find(Some(b"x.sticky.dflt.example.com")).is_err());
 }

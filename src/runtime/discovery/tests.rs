@@ -25,6 +25,8 @@ fn file_route(name: &str, sni: &str) -> RouteSpec {
         }]),
         allow: None,
         proxy_protocol: None,
+        balance: None,
+        sticky: None,
         source: "routes.yaml".into(),
     }
 }
