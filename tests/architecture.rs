@@ -32,6 +32,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "relay",
             "reload",
             "resolve",
+            "route_meters",
             "server",
             "socket",
             "state",

@@ -12,7 +12,7 @@ use std::time::Duration;
 use ch_edge_wire::proxy_in::{canonical, ProxyHeader, PP2_TYPE_AWS};
 use ch_edge_wire::proxy_out::{self, ProxyVersion, PP2_TYPE_AUTHORITY};
 use ch_edge_wire::tls_alert::{self, Alert};
-use metrics::SharedString;
+use metrics::Histogram;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -27,6 +27,8 @@ use crate::runtime::observe::{Observer, Record};
 use crate::runtime::outcome::Outcome;
 use crate::runtime::preamble::{self, Preamble};
 use crate::runtime::relay::{self, End, Meters, Side};
+use crate::runtime::resolve::Route;
+use crate::runtime::route_meters::Outcomes;
 use crate::runtime::state::{Live, State};
 
 /// After a refusal alert, how long we wait for the client to close first.
@@ -41,6 +43,8 @@ pub struct ListenerCtx {
     pub config: ListenerConfig,
     /// The bound address (port 0 in the config resolved).
     pub bound: SocketAddr,
+    /// Connections that ended before a route was chosen, per outcome.
+    pub unrouted: Outcomes,
 }
 
 /// What every connection needs besides its listener, shared by all accept loops.
@@ -53,6 +57,10 @@ pub struct Context {
     observer: Arc<dyn Observer>,
     /// Open connections and connection rate per client address.
     clients: Arc<Clients>,
+    /// Accept → PROXY header + ClientHello complete.
+    hello_seconds: Histogram,
+    /// Choosing and connecting an upstream, failovers included.
+    connect_seconds: Histogram,
 }
 
 impl Context {
@@ -67,6 +75,8 @@ impl Context {
             drain,
             observer,
             clients,
+            hello_seconds: metrics::histogram!(meters::CLIENT_HELLO_SECONDS),
+            connect_seconds: metrics::histogram!(meters::UPSTREAM_CONNECT_SECONDS),
         }
     }
 
@@ -83,24 +93,25 @@ impl Context {
     /// Counts and reports a connection refused at accept for being over the limit.
     pub fn over_limit(&self, listener: &ListenerCtx, peer: SocketAddr) {
         self.finish(
+            listener,
+            None,
             &Record::new(listener.name.clone(), peer),
             Outcome::OverLimit,
         );
     }
 
     /// One metric sample and one report per connection.
-    fn finish(&self, record: &Record, outcome: Outcome) {
-        let route = match &record.route {
-            Some(r) => SharedString::from_shared(r.clone()),
-            None => SharedString::const_str(""),
-        };
-        metrics::counter!(
-            meters::CONNECTIONS,
-            "listener" => SharedString::from_shared(record.listener.clone()),
-            "route" => route,
-            "outcome" => outcome.keyword(),
-        )
-        .increment(1);
+    fn finish(
+        &self,
+        listener: &ListenerCtx,
+        route: Option<&Route>,
+        record: &Record,
+        outcome: Outcome,
+    ) {
+        match route {
+            Some(r) => r.meters.count(&r.name, &listener.name, outcome),
+            None => listener.unrouted.count(outcome),
+        }
         self.observer.connection(record, outcome);
     }
 }
@@ -114,6 +125,8 @@ pub async fn handle(
     open: Open,
 ) {
     let mut record = Record::new(listener.name.clone(), peer);
+    // The chosen route, kept to the end for its metric handles (not its table).
+    let mut route = None;
     let state = ctx.live.load();
     let idle = state.timeouts.idle;
     // Everything before the relay runs boxed, so its buffers and parser
@@ -125,19 +138,23 @@ pub async fn handle(
         peer,
         &listener,
         &state,
-        &ctx.clients,
+        &ctx,
         &mut record,
+        &mut route,
     ))
     .await;
     drop(state);
-    let outcome = match established {
+    let outcome = match (established, &route) {
         // `_lease` counts the connection against its upstream address, `_client` against its
         // client's limit, until it ends.
-        Ok((upstream, _lease, _client)) => relay(&stream, &upstream, idle, &mut record).await,
-        Err(outcome) => outcome,
+        (Ok((upstream, _lease, _client)), Some(route)) => {
+            relay(&stream, &upstream, idle, route, &mut record).await
+        }
+        (Ok(_), None) => Outcome::RelayError, // unreachable: connected means routed
+        (Err(outcome), _) => outcome,
     };
     drop(stream);
-    ctx.finish(&record, outcome);
+    ctx.finish(&listener, route.as_deref(), &record, outcome);
     drop(open);
 }
 
@@ -149,8 +166,9 @@ async fn establish(
     peer: SocketAddr,
     listener: &ListenerCtx,
     state: &State,
-    clients: &Arc<Clients>,
+    ctx: &Context,
     record: &mut Record,
+    routed: &mut Option<Arc<Route>>,
 ) -> Result<(TcpStream, Lease, Option<Admitted>), Outcome> {
     // PROXY in + ClientHello, under one deadline.
     let policy = &listener.config.proxy_protocol;
@@ -171,7 +189,7 @@ async fn establish(
         Ok(Ok(p)) => p,
     };
     record.client_hello_us = Some(record.accepted.elapsed().as_micros() as u64);
-    metrics::histogram!(meters::CLIENT_HELLO_SECONDS)
+    ctx.hello_seconds
         .record(record.accepted.elapsed().as_secs_f64());
     let client = match &preamble.header {
         Some(h) => {
@@ -191,7 +209,10 @@ async fn establish(
 
     // Per-client limits, on the real client address.
     let now = std::time::Instant::now();
-    let admitted = match clients.admit(client.ip(), &state.limits.per_client, now) {
+    let admitted = match ctx
+        .clients
+        .admit(client.ip(), &state.limits.per_client, now)
+    {
         Ok(admitted) => admitted,
         Err(over) => {
             record.detail = Some(over.detail());
@@ -214,6 +235,7 @@ async fn establish(
         }
     };
     record.route = Some(route.name.clone());
+    *routed = Some(route.clone());
     record.sticky = sticky.map(|t| t.as_str().into());
 
     // Allow.
@@ -233,7 +255,7 @@ async fn establish(
     let connected = connect::connect(route, attempt).await;
     let elapsed = started.elapsed();
     record.connect_us = Some(elapsed.as_micros() as u64);
-    metrics::histogram!(meters::UPSTREAM_CONNECT_SECONDS).record(elapsed.as_secs_f64());
+    ctx.connect_seconds.record(elapsed.as_secs_f64());
     let connected = match connected {
         Ok(c) => c,
         Err(error) => {
@@ -272,15 +294,13 @@ async fn relay(
     stream: &TcpStream,
     upstream: &TcpStream,
     idle: Duration,
+    route: &Route,
     record: &mut Record,
 ) -> Outcome {
-    let route_label = match &record.route {
-        Some(name) => SharedString::from_shared(name.clone()),
-        None => SharedString::const_str(""),
-    };
+    let (from_client, from_upstream) = route.meters.bytes(&route.name);
     let meters = Meters {
-        from_client: metrics::counter!(meters::BYTES_FROM_CLIENT, "route" => route_label.clone()),
-        from_upstream: metrics::counter!(meters::BYTES_FROM_UPSTREAM, "route" => route_label),
+        from_client,
+        from_upstream,
     };
     meters.from_client.increment(record.from_client);
     let transfer = relay::relay(stream, upstream, idle, &meters).await;

@@ -66,10 +66,10 @@ pub struct Transfer {
     pub end: End,
 }
 
-/// Live byte counters for metrics (route-labelled).
-pub struct Meters {
-    pub from_client: Counter,
-    pub from_upstream: Counter,
+/// Live byte counters for metrics (route-labelled), held by the route.
+pub struct Meters<'a> {
+    pub from_client: &'a Counter,
+    pub from_upstream: &'a Counter,
 }
 
 /// Relays until both directions are done, an error, or `idle` of silence.
@@ -81,7 +81,7 @@ pub async fn relay(
     client: &TcpStream,
     upstream: &TcpStream,
     idle: Duration,
-    meters: &Meters,
+    meters: &Meters<'_>,
 ) -> Transfer {
     let mut up = Half::default();
     let mut down = Half::default();
@@ -101,7 +101,7 @@ pub async fn relay(
             cx,
             client,
             upstream,
-            &meters.from_client,
+            meters.from_client,
             other_done,
             &mut moved,
         ) {
@@ -120,7 +120,7 @@ pub async fn relay(
             cx,
             upstream,
             client,
-            &meters.from_upstream,
+            meters.from_upstream,
             other_done,
             &mut moved,
         ) {
@@ -386,10 +386,12 @@ mod tests {
         (a, b)
     }
 
-    fn meters() -> Meters {
+    fn meters() -> Meters<'static> {
+        static NOOP: std::sync::OnceLock<Counter> = std::sync::OnceLock::new();
+        let noop = NOOP.get_or_init(Counter::noop);
         Meters {
-            from_client: Counter::noop(),
-            from_upstream: Counter::noop(),
+            from_client: noop,
+            from_upstream: noop,
         }
     }
 

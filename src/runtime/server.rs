@@ -78,6 +78,11 @@ impl Handle {
         self.reload.latest()
     }
 
+    /// Connections open now.
+    pub fn active_connections(&self) -> usize {
+        self.drain.active()
+    }
+
     /// Whether load balancers should send connections.
     pub fn ready(&self) -> Result<(), NotReady> {
         match self.drain.phase() {

@@ -142,6 +142,8 @@ fn respond(
         "/metrics" => {
             let ready = f64::from(u8::from(proxy.ready().is_ok()));
             metrics::gauge!(meters::READY).set(ready);
+            // Counted by the drain, copied here: nothing per connection.
+            metrics::gauge!(meters::ACTIVE_CONNECTIONS).set(proxy.active_connections() as f64);
             let body = crate::surface::metrics::render_metrics();
             let mut resp = Response::new(Full::new(Bytes::from(body)));
             resp.headers_mut().insert(
