@@ -25,8 +25,10 @@ use crate::runtime::endpoint::Lease;
 use crate::runtime::meters;
 use crate::runtime::observe::{Observer, Record};
 use crate::runtime::outcome::Outcome;
+use crate::runtime::park::Parking;
 use crate::runtime::preamble::{self, Preamble};
-use crate::runtime::relay::{self, End, Meters, Side};
+use crate::runtime::relay::{self, Progress};
+use crate::runtime::relayed::{self, Host, Parked, Session};
 use crate::runtime::resolve::Route;
 use crate::runtime::route_meters::Outcomes;
 use crate::runtime::state::{Live, State};
@@ -61,6 +63,25 @@ pub struct Context {
     hello_seconds: Histogram,
     /// Choosing and connecting an upstream, failovers included.
     connect_seconds: Histogram,
+    /// Quiet relayed connections, out of the reactor (`None`: no epoll set could be made).
+    parking: Option<Arc<Parking<Parked<Served>>>>,
+}
+
+/// A relayed connection's place: its listener and the shared context.
+pub struct Served {
+    listener: Arc<ListenerCtx>,
+    ctx: Arc<Context>,
+}
+
+impl Host for Served {
+    fn finish(&self, route: &Route, record: &Record, outcome: Outcome) {
+        self.ctx
+            .finish(&self.listener, Some(route), record, outcome);
+    }
+
+    fn parking(&self) -> Option<&Arc<Parking<Parked<Served>>>> {
+        self.ctx.parking.as_ref()
+    }
 }
 
 impl Context {
@@ -69,6 +90,7 @@ impl Context {
         drain: Arc<Drain>,
         observer: Arc<dyn Observer>,
         clients: Arc<Clients>,
+        parking: Option<Arc<Parking<Parked<Served>>>>,
     ) -> Self {
         Context {
             live,
@@ -77,6 +99,7 @@ impl Context {
             clients,
             hello_seconds: metrics::histogram!(meters::CLIENT_HELLO_SECONDS),
             connect_seconds: metrics::histogram!(meters::UPSTREAM_CONNECT_SECONDS),
+            parking,
         }
     }
 
@@ -144,18 +167,32 @@ pub async fn handle(
     ))
     .await;
     drop(state);
-    let outcome = match (established, &route) {
-        // `_lease` counts the connection against its upstream address, `_client` against its
-        // client's limit, until it ends.
-        (Ok((upstream, _lease, _client)), Some(route)) => {
-            relay(&stream, &upstream, idle, route, &mut record).await
+    match (established, route) {
+        (Ok((upstream, lease, client)), Some(route)) => {
+            // The ClientHello's bytes, already relayed.
+            route
+                .meters
+                .bytes(&route.name)
+                .0
+                .increment(record.from_client);
+            let session = Session {
+                host: Served { listener, ctx },
+                route,
+                record,
+                progress: Progress::start(),
+                idle,
+                held: (open, lease, client),
+            };
+            relayed::relay(stream, upstream, session).await;
         }
-        (Ok(_), None) => Outcome::RelayError, // unreachable: connected means routed
-        (Err(outcome), _) => outcome,
-    };
-    drop(stream);
-    ctx.finish(&listener, route.as_deref(), &record, outcome);
-    drop(open);
+        (established, route) => {
+            // Connected always means routed; a refusal may come before or after routing.
+            let outcome = established.err().unwrap_or(Outcome::RelayError);
+            drop(stream);
+            ctx.finish(&listener, route.as_deref(), &record, outcome);
+            drop(open);
+        }
+    }
 }
 
 /// PROXY in → ClientHello → per-client limits → route → allow → connect → PROXY out: returns
@@ -287,38 +324,6 @@ async fn establish(
     drop(first);
 
     Ok((upstream, connected.lease, admitted))
-}
-
-/// Relays until the end and says how it ended.
-async fn relay(
-    stream: &TcpStream,
-    upstream: &TcpStream,
-    idle: Duration,
-    route: &Route,
-    record: &mut Record,
-) -> Outcome {
-    let (from_client, from_upstream) = route.meters.bytes(&route.name);
-    let meters = Meters {
-        from_client,
-        from_upstream,
-    };
-    meters.from_client.increment(record.from_client);
-    let transfer = relay::relay(stream, upstream, idle, &meters).await;
-    record.from_client += transfer.from_client;
-    record.from_upstream = transfer.from_upstream;
-    match transfer.end {
-        End::Done => Outcome::Relayed,
-        End::Idle => Outcome::IdleTimeout,
-        End::Error { side, .. } => {
-            // The other side learns of the failure as a reset too, not as a clean end.
-            let other = match side {
-                Side::Client => upstream,
-                Side::Upstream => stream,
-            };
-            let _ = socket2::SockRef::from(other).set_linger(Some(Duration::ZERO));
-            Outcome::RelayError
-        }
-    }
 }
 
 /// The PROXY header for the upstream (if the route wants one) followed by

@@ -144,6 +144,7 @@ fn respond(
             metrics::gauge!(meters::READY).set(ready);
             // Counted by the drain, copied here: nothing per connection.
             metrics::gauge!(meters::ACTIVE_CONNECTIONS).set(proxy.active_connections() as f64);
+            metrics::gauge!(meters::PARKED_CONNECTIONS).set(proxy.parked_connections() as f64);
             let body = crate::surface::metrics::render_metrics();
             let mut resp = Response::new(Full::new(Bytes::from(body)));
             resp.headers_mut().insert(
