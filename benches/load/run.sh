@@ -18,7 +18,8 @@
 #   --quick           1 repetition, small counts (smoke test, ~1 min)
 # Environment (defaults in brackets):
 #   PROXIES [chp haproxy nginx]  which to run (missing ones are skipped); also
-#            "chp_nolog" (ch-edge-proxy with RUST_LOG=info,access=off) and
+#            "chp_nolog" (ch-edge-proxy with RUST_LOG=info,access=off),
+#            "chp_logbeside" (ch-edge-proxy writing its log into its config's directory) and
 #            "haproxy_splice" (HAProxy with option splice-request/-response)
 #   REPS [3]  CONN_COUNT [20000]  CONCURRENCY [32]  ROUTES [1000]
 #   STREAM_MIB [2048] (per run, split over the streams)  HOLD_COUNT [5000]
@@ -121,7 +122,7 @@ num() { local v; v=$(field "$1" "$2"); echo "${v:-0}"; }
 # --- which proxies can run here
 for p in $PROXIES; do
     case "$p" in
-        chp|chp_nolog) if [ -n "$PROXY_BIN" ] && [ -x "$PROXY_BIN" ]; then available+=("$p")
+        chp|chp_nolog|chp_logbeside) if [ -n "$PROXY_BIN" ] && [ -x "$PROXY_BIN" ]; then available+=("$p")
              else echo "skipping ch-edge-proxy (no --proxy-bin / CH_EDGE_PROXY)" >&2; fi ;;
         haproxy|haproxy_splice) if command -v haproxy >/dev/null; then available+=("$p")
                  else echo "skipping haproxy (not installed)" >&2; fi ;;
@@ -135,6 +136,7 @@ done
 
 # --- config generators; $1 = dir, $2 = comma-separated backend ports; $THREADS per mode
 gen_chp_nolog() { gen_chp "$@"; }
+gen_chp_logbeside() { gen_chp "$@"; }
 gen_chp() {
     local d=$1 ports=$2 port admin
     port=$($LG free-port); admin=$($LG free-port)
@@ -154,6 +156,7 @@ EOF
     $LG routes --format yaml --routes "$ROUTES" --ports "$ports" >>"$d/chp/config.yaml"
     echo "$port" >"$d/chp.port"
     echo "$port" >"$d/chp_nolog.port"
+    echo "$port" >"$d/chp_logbeside.port"
 }
 
 gen_haproxy() {
@@ -240,6 +243,8 @@ start_proxy() {
         chp) $PIN_PROXY "$PROXY_BIN" run --config "$d/chp/config.yaml" >>"$log" 2>&1 & ;;
         # The access log is the tracing target "access" (src/surface/access_log.rs).
         chp_nolog) RUST_LOG=info,access=off $PIN_PROXY "$PROXY_BIN" run --config "$d/chp/config.yaml" >>"$log" 2>&1 & ;;
+        # The log file next to the config: every line written is an event in the watched directory.
+        chp_logbeside) $PIN_PROXY "$PROXY_BIN" run --config "$d/chp/config.yaml" >>"$d/chp/proxy.log" 2>&1 & ;;
         haproxy*) $PIN_PROXY haproxy -db -f "$d/$name.cfg" >>"$d/$name.err" 2>&1 & ;;
         nginx) $PIN_PROXY nginx -p "$d/nginx" -e stderr -c "$d/nginx/nginx.conf" >>"$d/nginx.err" 2>&1 & ;;
     esac
@@ -290,7 +295,7 @@ report() {
             row "$label" "${vals[@]}" "$errs"
         done
         if [[ " ${available[*]} " == *" haproxy "* ]]; then
-            for name in chp chp_nolog; do
+            for name in chp chp_nolog chp_logbeside; do
                 [[ " ${available[*]} " == *" $name "* ]] || continue
                 vals=()
                 for c in "${COLS[@]}"; do
