@@ -140,6 +140,7 @@ discovery:
             proxy_protocol: Some(ProxyVersion::V1),
             balance: None,
             sticky: None,
+            tls: None,
             source: path.display().to_string().into(),
         }]
     );
@@ -845,7 +846,10 @@ fn content_hash_follows_every_file_and_fingerprint_matches_load() {
     let main = d.join("config.yaml");
     fs::write(&main, with_listener("include: [routes.d]\n")).unwrap();
     let first = load(&main).unwrap();
-    assert_eq!(fingerprint(&main, &first.includes), Ok(first.content_hash));
+    assert_eq!(
+        fingerprint(&main, &first.includes, &[]),
+        Ok(first.content_hash)
+    );
     // A new file in an included directory changes the hash.
     fs::write(
         d.join("routes.d/b.yaml"),
@@ -855,7 +859,7 @@ fn content_hash_follows_every_file_and_fingerprint_matches_load() {
     let second = load(&main).unwrap();
     assert_ne!(second.content_hash, first.content_hash);
     assert_eq!(
-        fingerprint(&main, &second.includes),
+        fingerprint(&main, &second.includes, &[]),
         Ok(second.content_hash)
     );
     // An edit to one included file too.
@@ -865,7 +869,7 @@ fn content_hash_follows_every_file_and_fingerprint_matches_load() {
     )
     .unwrap();
     assert_ne!(
-        fingerprint(&main, &second.includes),
+        fingerprint(&main, &second.includes, &[]),
         Ok(second.content_hash)
     );
 }

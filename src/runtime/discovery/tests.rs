@@ -27,6 +27,7 @@ fn file_route(name: &str, sni: &str) -> RouteSpec {
         proxy_protocol: None,
         balance: None,
         sticky: None,
+        tls: None,
         source: "routes.yaml".into(),
     }
 }

@@ -92,7 +92,7 @@ impl Reloader {
         let current = plan::Current {
             listeners: config.listeners.clone(),
             admin: config.admin.clone(),
-            targets: Targets::of(&config.path, &config.includes),
+            targets: Targets::of(&config.path, &config.includes).with_files(&config.tls_files),
             discovery: config.discovery.kubernetes.clone(),
         };
         let watcher = match DirWatcher::new(hints) {
@@ -143,16 +143,18 @@ impl Reloader {
     /// One reload attempt, published and logged.
     pub async fn reload(&mut self, trigger: Trigger) -> ReloadResult {
         let started = Instant::now();
-        let (path, includes, hash) = (
+        let (path, includes, tls_files, hash) = (
             self.config.path.clone(),
             self.config.includes.clone(),
+            self.config.tls_files.clone(),
             self.config.content_hash,
         );
         let files = self.config.route_files.clone();
         // Reading and parsing off the async workers.
-        let loaded = tokio::task::spawn_blocking(move || load(&path, &includes, hash, &files))
-            .await
-            .unwrap_or_else(|e| Err(task_failed("reload", e)));
+        let loaded =
+            tokio::task::spawn_blocking(move || load(&path, &includes, &tls_files, hash, &files))
+                .await
+                .unwrap_or_else(|e| Err(task_failed("reload", e)));
         let result = match loaded {
             Ok(None) => {
                 // Back to the live config: a later identical breakage is news again.
@@ -382,17 +384,18 @@ impl Reloader {
 fn load(
     path: &std::path::Path,
     includes: &[std::path::PathBuf],
+    tls_files: &[std::path::PathBuf],
     hash: u64,
     files: &config::RouteFiles,
 ) -> Result<Option<(Config, Targets)>, ConfigError> {
-    if config::fingerprint(path, includes) == Ok(hash) {
+    if config::fingerprint(path, includes, tls_files) == Ok(hash) {
         return Ok(None);
     }
     let config = config::load_reusing(path, files)?;
     if config.content_hash == hash {
         return Ok(None);
     }
-    let targets = Targets::of(&config.path, &config.includes);
+    let targets = Targets::of(&config.path, &config.includes).with_files(&config.tls_files);
     Ok(Some((config, targets)))
 }
 
