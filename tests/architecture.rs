@@ -35,6 +35,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "server",
             "socket",
             "state",
+            "tls",
             "watch",
         ],
     ),

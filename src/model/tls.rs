@@ -173,9 +173,8 @@ impl CertStore {
     /// The certificate for `name` (lower case, no trailing dot): the one with `name` as a SAN,
     /// else with a wildcard SAN for it (one label, as clients check), else the default.
     pub fn choose(&self, name: Option<&str>) -> Option<&Arc<Certificate>> {
-        self.matching(name?)
-            .or(Some(0))
-            .and_then(|i| self.certs.get(i))
+        let i = name.and_then(|n| self.matching(n)).unwrap_or(0);
+        self.certs.get(i)
     }
 
     fn matching(&self, name: &str) -> Option<usize> {

@@ -20,6 +20,9 @@ use crate::model::config::Health;
 use crate::model::route::balance::{self, Choose, Node, Pool, Seen};
 use crate::model::route::Tag;
 use crate::runtime::endpoint::{Claim, Endpoint, Lease, Now};
+use crate::runtime::meters;
+use crate::runtime::observe::Record;
+use crate::runtime::outcome::Outcome;
 use crate::runtime::resolve::{Route, Upstream};
 use crate::runtime::socket;
 
@@ -158,6 +161,32 @@ pub async fn connect(route: &Route, attempt: Attempt<'_>) -> Result<Connected, C
             tried,
             last: last.map(|(a, _)| a),
         }),
+    }
+}
+
+/// [`connect`], told to the access log (where, how long, or why not) and the metrics.
+pub async fn recorded(
+    route: &Route,
+    attempt: Attempt<'_>,
+    record: &mut Record,
+) -> Result<Connected, Outcome> {
+    let started = Instant::now();
+    let connected = connect(route, attempt).await;
+    let elapsed = started.elapsed();
+    record.connect_us = Some(elapsed.as_micros() as u64);
+    metrics::histogram!(meters::UPSTREAM_CONNECT_SECONDS).record(elapsed.as_secs_f64());
+    match connected {
+        Ok(c) => {
+            record.upstream = Some(c.lease.endpoint().addr);
+            record.upstream_failed = c.failed;
+            Ok(c)
+        }
+        Err(error) => {
+            tracing::warn!(route = %route.name, %error, "no upstream connection");
+            record.detail = Some(error.detail());
+            record.upstream_failed = error.last_failed();
+            Err(Outcome::UpstreamUnavailable)
+        }
     }
 }
 

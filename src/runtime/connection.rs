@@ -1,5 +1,6 @@
 //! One connection, top to bottom:
 //! PROXY in → ClientHello → route → allow → connect → PROXY out → relay.
+//! Routes that terminate TLS branch off after allow to [`tls`] (handshake, then connect).
 //!
 //! Each phase either hands the next one what it learnt or ends the
 //! connection with an [`Outcome`]; `handle` turns that into one access-log
@@ -14,7 +15,6 @@ use ch_edge_wire::proxy_out::{self, ProxyVersion, PP2_TYPE_AUTHORITY};
 use ch_edge_wire::tls_alert::{self, Alert};
 use metrics::SharedString;
 use tokio::net::TcpStream;
-use tokio::time::Instant;
 
 use crate::model::config::ListenerConfig;
 use crate::model::route::Miss;
@@ -28,6 +28,7 @@ use crate::runtime::outcome::Outcome;
 use crate::runtime::preamble::{self, Preamble};
 use crate::runtime::relay::{self, End, Meters, Side};
 use crate::runtime::state::{Live, State};
+use crate::runtime::tls;
 
 /// After a refusal alert, how long we wait for the client to close first.
 /// Closing with unread input would send RST, which can destroy the alert
@@ -133,7 +134,13 @@ pub async fn handle(
     let outcome = match established {
         // `_lease` counts the connection against its upstream address, `_client` against its
         // client's limit, until it ends.
-        Ok((upstream, _lease, _client)) => relay(&stream, &upstream, idle, &mut record).await,
+        Ok(Established::Plain(upstream, _lease, _client)) => {
+            relay(&stream, &upstream, idle, &mut record).await
+        }
+        // Boxed: a passthrough connection's task does not carry the TLS relay's size.
+        Ok(Established::Tls(session, _client)) => {
+            Box::pin(relay_tls(*session, idle, &mut record)).await
+        }
         Err(outcome) => outcome,
     };
     drop(stream);
@@ -141,17 +148,24 @@ pub async fn handle(
     drop(open);
 }
 
-/// PROXY in → ClientHello → per-client limits → route → allow → connect → PROXY out: returns
-/// the upstream with the client's first bytes already written to it, and the connection's
-/// place in its client's count.
-async fn establish(
-    stream: &TcpStream,
+/// A connection ready to relay, with its place in its client's count.
+enum Established<'a> {
+    /// Passthrough: the upstream with the client's first bytes already written to it.
+    Plain(TcpStream, Lease, Option<Admitted>),
+    /// TLS terminated here, the upstream connected.
+    Tls(Box<tls::Session<'a>>, Option<Admitted>),
+}
+
+/// PROXY in → ClientHello → per-client limits → route → allow → connect → PROXY out (or, for a
+/// route that terminates TLS, the handshake first).
+async fn establish<'a>(
+    stream: &'a TcpStream,
     peer: SocketAddr,
     listener: &ListenerCtx,
     state: &State,
     clients: &Arc<Clients>,
     record: &mut Record,
-) -> Result<(TcpStream, Lease, Option<Admitted>), Outcome> {
+) -> Result<Established<'a>, Outcome> {
     // PROXY in + ClientHello, under one deadline.
     let policy = &listener.config.proxy_protocol;
     let trusted = policy.trusts(peer.ip());
@@ -222,39 +236,51 @@ async fn establish(
         return Err(Outcome::AccessDenied);
     }
 
-    // Connect.
-    let started = Instant::now();
-    let attempt = Attempt {
-        default_port: listener.config.upstream_port,
-        budget: state.timeouts.connect,
-        health: &state.health,
-        sticky: sticky.as_ref(),
-    };
-    let connected = connect::connect(route, attempt).await;
-    let elapsed = started.elapsed();
-    record.connect_us = Some(elapsed.as_micros() as u64);
-    metrics::histogram!(meters::UPSTREAM_CONNECT_SECONDS).record(elapsed.as_secs_f64());
-    let connected = match connected {
-        Ok(c) => c,
-        Err(error) => {
-            tracing::warn!(route = %route.name, %error, "no upstream connection");
-            record.detail = Some(error.detail());
-            record.upstream_failed = error.last_failed();
-            return Err(Outcome::UpstreamUnavailable);
-        }
-    };
-    let upstream = connected.stream;
-    let upstream_addr = connected.lease.endpoint().addr;
-    record.upstream = Some(upstream_addr);
-    record.upstream_failed = connected.failed;
-
-    // PROXY out + replay of everything the client sent so far.
     let version = route.proxy_protocol;
     let destination = match preamble.header.as_ref().and_then(|h| h.destination) {
         Some(d) => d,
         None if version == ProxyVersion::Off => peer, // unused
         None => local_addr(stream, &listener.bound),
     };
+    if route.tls.terminates() {
+        let mut proxy_header = Vec::new();
+        write_proxy_header(
+            &preamble,
+            version,
+            client,
+            canonical(destination),
+            &mut proxy_header,
+        );
+        let routed = tls::Routed {
+            route,
+            sticky: sticky.as_ref(),
+            proxy_header,
+            ports: (
+                listener.config.upstream_port_plain,
+                listener.config.upstream_port,
+            ),
+        };
+        let live = tls::Live {
+            tls: &state.tls,
+            timeouts: &state.timeouts,
+            health: &state.health,
+        };
+        let session = tls::establish(stream, live, routed, preamble, record).await?;
+        return Ok(Established::Tls(Box::new(session), admitted));
+    }
+
+    // Connect.
+    let attempt = Attempt {
+        default_port: listener.config.upstream_port,
+        budget: state.timeouts.connect,
+        health: &state.health,
+        sticky: sticky.as_ref(),
+    };
+    let connected = connect::recorded(route, attempt, record).await?;
+    let upstream = connected.stream;
+    let upstream_addr = connected.lease.endpoint().addr;
+
+    // PROXY out + replay of everything the client sent so far.
     let first = first_bytes(&preamble, version, client, canonical(destination));
     record.from_client = preamble.tls_bytes().len() as u64;
     drop(preamble);
@@ -264,7 +290,31 @@ async fn establish(
     }
     drop(first);
 
-    Ok((upstream, connected.lease, admitted))
+    Ok(Established::Plain(upstream, connected.lease, admitted))
+}
+
+/// Relays a terminated connection until the end and says how it ended.
+async fn relay_tls(session: tls::Session<'_>, idle: Duration, record: &mut Record) -> Outcome {
+    let transfer = tls::relay(session, idle, &route_meters(record)).await;
+    record.from_client = transfer.from_client;
+    record.from_upstream = transfer.from_upstream;
+    match transfer.end {
+        End::Done => Outcome::Relayed,
+        End::Idle => Outcome::IdleTimeout,
+        End::Error { .. } => Outcome::RelayError,
+    }
+}
+
+/// The route's byte counters.
+fn route_meters(record: &Record) -> Meters {
+    let route_label = match &record.route {
+        Some(name) => SharedString::from_shared(name.clone()),
+        None => SharedString::const_str(""),
+    };
+    Meters {
+        from_client: metrics::counter!(meters::BYTES_FROM_CLIENT, "route" => route_label.clone()),
+        from_upstream: metrics::counter!(meters::BYTES_FROM_UPSTREAM, "route" => route_label),
+    }
 }
 
 /// Relays until the end and says how it ended.
@@ -274,14 +324,7 @@ async fn relay(
     idle: Duration,
     record: &mut Record,
 ) -> Outcome {
-    let route_label = match &record.route {
-        Some(name) => SharedString::from_shared(name.clone()),
-        None => SharedString::const_str(""),
-    };
-    let meters = Meters {
-        from_client: metrics::counter!(meters::BYTES_FROM_CLIENT, "route" => route_label.clone()),
-        from_upstream: metrics::counter!(meters::BYTES_FROM_UPSTREAM, "route" => route_label),
-    };
+    let meters = route_meters(record);
     meters.from_client.increment(record.from_client);
     let transfer = relay::relay(stream, upstream, idle, &meters).await;
     record.from_client += transfer.from_client;
@@ -311,6 +354,20 @@ fn first_bytes(
 ) -> Vec<u8> {
     let tls = preamble.tls_bytes();
     let mut out = Vec::with_capacity(tls.len() + 256);
+    write_proxy_header(preamble, version, client, destination, &mut out);
+    out.extend_from_slice(tls);
+    out
+}
+
+/// The PROXY header for the upstream, if the route wants one: v2 carries the SNI and the
+/// client's AWS VPC endpoint.
+fn write_proxy_header(
+    preamble: &Preamble,
+    version: ProxyVersion,
+    client: SocketAddr,
+    destination: SocketAddr,
+    out: &mut Vec<u8>,
+) {
     let mut tlvs: Vec<(u8, &[u8])> = Vec::new();
     if version == ProxyVersion::V2 {
         if let Some(sni) = &preamble.hello.sni {
@@ -325,9 +382,7 @@ fn first_bytes(
             );
         }
     }
-    proxy_out::encode(version, client, destination, &tlvs, &mut out);
-    out.extend_from_slice(tls);
-    out
+    proxy_out::encode(version, client, destination, &tlvs, out);
 }
 
 /// The address the client connected to: the listener's own address unless

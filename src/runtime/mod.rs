@@ -31,4 +31,5 @@ pub(crate) mod outcome;
 pub(crate) mod preamble;
 pub(crate) mod relay;
 pub(crate) mod socket;
+pub mod tls;
 pub(crate) mod watch;

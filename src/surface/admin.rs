@@ -142,7 +142,11 @@ fn respond(
         "/metrics" => {
             let ready = f64::from(u8::from(proxy.ready().is_ok()));
             metrics::gauge!(meters::READY).set(ready);
-            let body = crate::surface::metrics::render_metrics();
+            let mut body = crate::surface::metrics::render_metrics();
+            let state = proxy.state();
+            body.push_str(&crate::surface::metrics::certificate_expiry(
+                &state.tls.certificates,
+            ));
             let mut resp = Response::new(Full::new(Bytes::from(body)));
             resp.headers_mut().insert(
                 hyper::header::CONTENT_TYPE,
@@ -199,7 +203,29 @@ fn routes_json(proxy: &Handle) -> String {
                 "balance": r.balance.keyword(),
                 "sticky": r.sticky,
                 "proxy_protocol": r.proxy_protocol.keyword(),
+                "tls": r.tls.keyword(),
+                "alpn": r.alpn.as_deref().map(|a| a.iter().map(|p| &**p).collect::<Vec<_>>()),
+                "upstream_tls": r.upstream_tls.as_deref().map(|u| serde_json::json!({
+                    "ca": u.ca.as_ref().map(|p| p.display().to_string()),
+                    "server_name": u.server_name.as_deref(),
+                })),
                 "source": &*r.source,
+            })
+        })
+        .collect();
+    let now = unix_seconds(std::time::SystemTime::now());
+    let certificates: Vec<serde_json::Value> = state
+        .tls
+        .certificates
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "cert": c.cert_file.display().to_string(),
+                "key": c.key_file.display().to_string(),
+                "names": c.names.iter().map(|n| &**n).collect::<Vec<_>>(),
+                "not_before": c.not_before,
+                "not_after": c.not_after,
+                "expires_in_days": ((c.not_after as f64 - now) / 86400.0).floor(),
             })
         })
         .collect();
@@ -227,6 +253,7 @@ fn routes_json(proxy: &Handle) -> String {
             "at": unix_seconds(*t),
         })),
         "discovery": state.discovery.to_json(),
+        "tls": {"certificates": certificates},
         "routes": routes,
     })
     .to_string()

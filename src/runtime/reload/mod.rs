@@ -57,6 +57,33 @@ pub(crate) fn went_live(config: &Config, routes: usize, generation: u64, observe
         metrics::counter!(meters::RELOADS, "result" => result).increment(0);
     }
     observer.configured(&config.log);
+    warn_expiring(config);
+}
+
+/// A certificate is renewed in time only if someone hears of it: at each load, a warning for
+/// every certificate that expires within [`EXPIRY_WARNING`] (or already has).
+pub const EXPIRY_WARNING: Duration = Duration::from_secs(14 * 24 * 3600);
+
+fn warn_expiring(config: &Config) {
+    let now = meters::unix_seconds(SystemTime::now());
+    for c in config.tls.certificates.iter() {
+        let left = c.not_after as f64 - now;
+        if left < EXPIRY_WARNING.as_secs_f64() {
+            let days = (left / 86400.0).floor();
+            let message = if left < 0.0 {
+                "tls certificate has expired"
+            } else {
+                "tls certificate expires within 14 days"
+            };
+            tracing::warn!(
+                certificate = %c.cert_file.display(),
+                names = %c.names.join(","),
+                not_after = c.not_after,
+                days_left = days,
+                "{message}"
+            );
+        }
+    }
 }
 
 /// What the reloader works with, shared with the rest of the server.
@@ -283,11 +310,10 @@ impl Reloader {
         let live = p.live.peek();
         let generation = live.generation + 1;
         let report = Arc::new(live.discovery.next(settings, merged));
-        drop(live);
         let count = routes.len();
-        let old = p
-            .live
-            .replace(State::new(&config, routes, generation, report));
+        let next = State::new(&config, routes, generation, report, Some(&live));
+        drop(live);
+        let old = p.live.replace(next);
         lock(&p.listeners).apply(bound, &p.connections);
         went_live(&config, count, generation, &*p.observer);
         if let Some(settings) = &plan.discovery {
