@@ -13,6 +13,7 @@ use std::process::Command;
 
 use serde_json::{json, Value};
 
+use support::certs::{connect_verified, Ca};
 use support::fake_kube::FakeKube;
 use support::peers::{self, RawBackend};
 use support::prometheus::Prometheus;
@@ -112,6 +113,16 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
     names
 }
 
+/// One connection through the terminating route `tls.ch.test`, verified against `ca`.
+async fn terminated(ca: &Ca, addr: std::net::SocketAddr, backend: &mut RawBackend) {
+    let mut tls = connect_verified(&ca.client(&[]), addr, "tls.ch.test")
+        .await
+        .unwrap();
+    echo(&mut tls, b"SELECT 1").await;
+    drop(tls);
+    backend.next().await;
+}
+
 /// A CHI whose service resolves to 127.0.0.1 (as in tests/discovery.rs).
 fn chi(name: &str) -> Value {
     json!({
@@ -139,16 +150,23 @@ async fn every_dashboard_query_and_alert_rule_works_on_a_real_prometheus() {
     let down = format!("127.0.0.1:{}", peers::free_port());
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = fake.kubeconfig(dir.path());
+    // A certificate for a terminating route (the TLS panels and the expiry alert's metric).
+    let ca = Ca::new("test CA");
+    let (cert, key) = ca.leaf(&["tls.ch.test"], 90).write(dir.path(), "leaf");
     let base = format!(
         "listeners:\n  - name: native\n    address: \"127.0.0.1:0\"\n    upstream_port: {port}\n\
          \x20 - name: https\n    address: \"127.0.0.1:0\"\n    upstream_port: {port}\n\
          admin:\n  listeners:\n    - {{address: \"127.0.0.1:0\", serve: [probes, metrics]}}\n    - {{address: \"127.0.0.1:0\", serve: [routes]}}\n\
          timeouts:\n  connect: 2s\n\
          discovery:\n  kubernetes:\n    enabled: true\n    domain: ch.test\n    namespaces: [ch]\n\
+         tls:\n  certificates:\n    - cert: {cert}\n      key: {key}\n\
          routes:\n  - name: files\n    sni: files.ch.test\n    upstream: \"localhost:{port}\"\n\
          \x20 - name: private\n    sni: private.ch.test\n    upstream: \"localhost:{port}\"\n    allow: [\"203.0.113.0/24\"]\n\
-         \x20 - name: broken\n    sni: broken.ch.test\n    upstream: \"{down}\"\n",
-        port = backend.addr.port()
+         \x20 - name: broken\n    sni: broken.ch.test\n    upstream: \"{down}\"\n\
+         \x20 - name: terminated\n    sni: tls.ch.test\n    upstream: \"localhost:{port}\"\n    tls: terminate\n",
+        port = backend.addr.port(),
+        cert = cert.display(),
+        key = key.display(),
     );
     let mut proxy = Proxy::start_with_env(&base, &[("KUBECONFIG", kubeconfig.as_os_str())]);
     proxy.wait_log(|l| l["message"] == "reload" && l["trigger"] == "discovery");
@@ -175,6 +193,7 @@ async fn every_dashboard_query_and_alert_rule_works_on_a_real_prometheus() {
     backend.next().await;
     peers::exchange(proxy.addr("native"), &peers::client_hello("broken.ch.test")).await;
     proxy.wait_log(|l| l["target"] == "access" && l["outcome"] == "upstream_unavailable");
+    terminated(&ca, proxy.addr("native"), &mut backend).await;
     let route = |name: &str| {
         format!("  - name: {name}\n    sni: {name}.ch.test\n    upstream: \"localhost:1\"\n")
     };
@@ -185,6 +204,7 @@ async fn every_dashboard_query_and_alert_rule_works_on_a_real_prometheus() {
         "ch_edge_proxy_upstream_connect_seconds_count",
         "ch_edge_proxy_reload_seconds_count",
         "ch_edge_proxy_upstream_connect_failures_total",
+        "ch_edge_proxy_tls_handshake_seconds_count",
     ] {
         prometheus.wait_for(&format!("{series} scraped"), || {
             has_finite_sample(&prometheus.query(&format!("{series}{{job=\"{JOB}\"}}")))
@@ -196,6 +216,7 @@ async fn every_dashboard_query_and_alert_rule_works_on_a_real_prometheus() {
     let hello = peers::client_hello("demo.ch.test");
     assert_eq!(peers::exchange(proxy.addr("https"), &hello).await, hello);
     backend.next().await;
+    terminated(&ca, proxy.addr("native"), &mut backend).await;
     let native = proxy.addr("native");
     for (bytes, outcome) in [
         (peers::client_hello("nobody.ch.test"), "unknown_sni"),
@@ -263,7 +284,12 @@ async fn every_dashboard_query_and_alert_rule_works_on_a_real_prometheus() {
     // The rules: every metric they read is one the proxy exports, every rule evaluates
     // without error, and the alerts this scenario provokes are there.
     let rules = yaml(&rules_file());
-    let rule_list = rules["groups"][0]["rules"].as_array().unwrap();
+    let rule_list: Vec<&Value> = rules["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["rules"].as_array().unwrap())
+        .collect();
     let names: BTreeSet<String> = rule_list
         .iter()
         .flat_map(|r| metric_names(r["expr"].as_str().unwrap()))
@@ -277,7 +303,12 @@ async fn every_dashboard_query_and_alert_rule_works_on_a_real_prometheus() {
     }
     prometheus.wait_for("every rule evaluated", || {
         let groups = prometheus.api("/api/v1/rules")["data"]["groups"].clone();
-        let evaluated: Vec<&Value> = groups[0]["rules"].as_array().unwrap().iter().collect();
+        let evaluated: Vec<&Value> = groups
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|g| g["rules"].as_array().unwrap())
+            .collect();
         evaluated.len() == rule_list.len()
             && evaluated.iter().all(|r| {
                 assert_ne!(r["health"], "err", "rule failed: {r}");
@@ -318,6 +349,7 @@ async fn every_dashboard_query_and_alert_rule_works_on_a_real_prometheus() {
         "ChEdgeProxyAbsent",
         "ChEdgeProxyNotReady",
         "ChEdgeProxyDiscoveryNotSynced",
+        "ChEdgeProxyCertificateExpiringSoon",
     ] {
         assert!(
             !now.iter().any(|(n, _)| n == quiet),
