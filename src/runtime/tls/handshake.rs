@@ -17,7 +17,6 @@ use crate::model::config::{Health, Timeouts};
 use crate::model::route::{Tag, TlsMode};
 use crate::runtime::connect::{self, Attempt};
 use crate::runtime::endpoint::Lease;
-use crate::runtime::meters;
 use crate::runtime::observe::{Record, TlsNote};
 use crate::runtime::outcome::Outcome;
 use crate::runtime::preamble::Preamble;
@@ -84,12 +83,14 @@ pub async fn establish<'a>(
     let slots = state.tls.handshakes.clone();
     let Ok(Ok(slot)) = tokio::time::timeout(wait, slots.acquire_owned()).await else {
         record.tls = Some(note);
-        counted(Side::Client, Err(Failure::Busy), Duration::ZERO);
+        state
+            .tls
+            .counted(Side::Client, Err(Failure::Busy), Duration::ZERO);
         record.detail = Some(Failure::detail(None, Side::Client, Failure::Busy));
         let _ = write_all(stream, &tls_alert::record(Alert::InternalError)).await;
         return Err(Outcome::TlsBusy);
     };
-    let in_flight = metrics::gauge!(meters::TLS_HANDSHAKES_IN_FLIGHT);
+    let in_flight = state.tls.in_flight();
     in_flight.increment(1.0);
     let Some(config) = state.tls.server(route.alpn.as_ref()) else {
         in_flight.decrement(1.0);
@@ -119,12 +120,12 @@ pub async fn establish<'a>(
             };
             let failure = error.map_or(Failure::Timeout, Failure::of);
             record.tls = Some(note);
-            counted(Side::Client, Err(failure), took);
+            state.tls.counted(Side::Client, Err(failure), took);
             record.detail = Some(Failure::detail(error, Side::Client, failure));
             return Err(Outcome::TlsHandshakeFailed);
         }
     };
-    counted(Side::Client, Ok(()), took);
+    state.tls.counted(Side::Client, Ok(()), took);
     note.version = match client.get_ref().1.protocol_version() {
         Some(rustls::ProtocolVersion::TLSv1_3) => 13,
         Some(rustls::ProtocolVersion::TLSv1_2) => 12,
@@ -183,7 +184,7 @@ async fn reencrypt(
         .and_then(|u| u.server_name.clone())
         .unwrap_or_else(|| lease.endpoint().host.clone());
     let fail = |record: &mut Record, failure, error: Option<&std::io::Error>, took| {
-        counted(Side::Upstream, Err(failure), took);
+        state.tls.counted(Side::Upstream, Err(failure), took);
         record.detail = Some(Failure::detail(error, Side::Upstream, failure));
         Err(Outcome::UpstreamTlsFailed)
     };
@@ -196,7 +197,7 @@ async fn reencrypt(
     let connector = TlsConnector::from(config.clone());
     match tokio::time::timeout_at(deadline, connector.connect(name, upstream)).await {
         Ok(Ok(tls)) => {
-            counted(Side::Upstream, Ok(()), started.elapsed());
+            state.tls.counted(Side::Upstream, Ok(()), started.elapsed());
             Ok(tls)
         }
         Ok(Err(error)) => {
@@ -205,19 +206,5 @@ async fn reencrypt(
             fail(record, failure, Some(&error), started.elapsed())
         }
         Err(_) => fail(record, Failure::Timeout, None, started.elapsed()),
-    }
-}
-
-/// One handshake's result and duration in the metrics.
-fn counted(side: Side, result: Result<(), Failure>, took: Duration) {
-    let label = match result {
-        Ok(()) => "ok",
-        Err(f) => f.keyword(),
-    };
-    metrics::counter!(meters::TLS_HANDSHAKES, "side" => side.keyword(), "result" => label)
-        .increment(1);
-    if result.is_ok() {
-        metrics::histogram!(meters::TLS_HANDSHAKE_SECONDS, "side" => side.keyword())
-            .record(took.as_secs_f64());
     }
 }

@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use rustls::pki_types::CertificateDer;
 use rustls::server::{ClientHello, ResolvesServerCert, StoresServerSessions};
@@ -28,6 +29,7 @@ use crate::runtime::resolve::RouteTable;
 mod failure;
 mod handshake;
 mod io;
+mod meters;
 mod relay;
 
 pub use failure::{Failure, Side};
@@ -52,6 +54,8 @@ pub struct Tls {
     pub(crate) handshakes: Arc<Semaphore>,
     max_handshakes: usize,
     sessions: Arc<dyn StoresServerSessions>,
+    /// Handshake metrics, registered once TLS is configured (none for passthrough only).
+    meters: Option<Arc<meters::Meters>>,
 }
 
 impl Default for Tls {
@@ -63,6 +67,7 @@ impl Default for Tls {
             handshakes: Arc::new(Semaphore::new(0)),
             max_handshakes: 0,
             sessions: rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE),
+            meters: None,
         }
     }
 }
@@ -90,11 +95,15 @@ impl Tls {
             handshakes,
             max_handshakes: max,
             sessions,
+            meters: previous.and_then(|p| p.meters.clone()),
         };
         // Without a certificate no route terminates (configuration and discovery refuse
         // them), so a passthrough-only table is not even scanned.
         if built.certificates.is_empty() {
             return built;
+        }
+        if built.meters.is_none() {
+            built.meters = Some(Arc::new(meters::Meters::new()));
         }
         let mut alpns: Vec<Alpn> = vec![None];
         let mut cas: Vec<Option<Arc<Path>>> = Vec::new();
@@ -153,6 +162,21 @@ impl Tls {
             .iter()
             .find(|(a, _)| a.as_ref() == alpn)
             .map(|(_, c)| c)
+    }
+
+    /// Counts one handshake's result (and its time, if it succeeded).
+    pub(crate) fn counted(&self, side: Side, result: Result<(), Failure>, took: Duration) {
+        if let Some(m) = &self.meters {
+            m.counted(side, result, took);
+        }
+    }
+
+    /// The gauge of handshakes holding a slot.
+    pub(crate) fn in_flight(&self) -> metrics::Gauge {
+        match &self.meters {
+            Some(m) => m.in_flight.clone(),
+            None => metrics::Gauge::noop(),
+        }
     }
 
     /// The client configuration trusting `ca` (`None`: the system's roots).
