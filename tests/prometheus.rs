@@ -1,17 +1,22 @@
 //! The operations kit against a real Prometheus (Debian's `prometheus` and `promtool`): the
 //! Grafana dashboard's every query returns data from a proxy that serves real traffic
-//! (relayed, refused for several reasons, a failing upstream, reloads, Kubernetes discovery
-//! against the fake API server), the alert rules load and evaluate on those metrics, and
-//! promtool's unit tests make each alert fire and not fire.
+//! (relayed, TLS terminated with a test certificate, refused for several reasons, a client over
+//! its per-client limit, a failing upstream held out by passive health, connections held open,
+//! a burst of refusals whose log lines are suppressed, reloads, Kubernetes discovery against
+//! the fake API server), the alert rules load and evaluate on those metrics, and promtool's
+//! unit tests make each alert fire and not fire.
 #![cfg(feature = "k8s")]
 
 mod support;
 
 use std::collections::BTreeSet;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
 
 use support::certs::{connect_verified, Ca};
 use support::fake_kube::FakeKube;
@@ -21,6 +26,9 @@ use support::*;
 
 /// The job name the rules and the dashboard expect (the chart's ServiceMonitor sets it).
 const JOB: &str = "ch-edge-proxy";
+/// `limits.per_client.max_connections` of the scenario: above what its sequential traffic from
+/// 127.0.0.1 holds at once (one connection, and one the proxy may still be closing).
+const PER_CLIENT: usize = 4;
 
 fn chart() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/ch-edge-proxy")
@@ -138,6 +146,37 @@ fn chi(name: &str) -> Value {
     })
 }
 
+/// A connection from `source` (another loopback address: a client of its own for the
+/// per-client limits) that sent a ClientHello for `sni`, and whether the proxy relayed it (the
+/// echo backend sends the hello back) rather than refusing it with an alert.
+async fn hello_from(source: &str, proxy: SocketAddr, sni: &str) -> (TcpStream, bool) {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    let mut tcp = socket.connect(proxy).await.unwrap();
+    tcp.write_all(&peers::client_hello(sni)).await.unwrap();
+    let mut first = [0u8; 1];
+    tokio::time::timeout(WAIT, tcp.read_exact(&mut first))
+        .await
+        .expect("an answer in time")
+        .expect("a first byte");
+    match first[0] {
+        0x16 => (tcp, true),  // the echoed hello
+        0x15 => (tcp, false), // an alert record
+        other => panic!("unexpected first byte {other:#x}"),
+    }
+}
+
+/// `n` connections at once that each send bytes that are not TLS (refused as `not_tls`).
+async fn not_tls_burst(proxy: SocketAddr, n: usize) {
+    let mut running = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        running.spawn(async move { peers::exchange(proxy, b"GET / HTTP/1.0\r\n\r\n").await });
+    }
+    while let Some(done) = running.join_next().await {
+        done.unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_dashboard_query_and_alert_rule_works_on_a_real_prometheus() {
     let Some(prometheus_bin) = tool("prometheus") else {
@@ -146,7 +185,9 @@ async fn every_dashboard_query_and_alert_rule_works_on_a_real_prometheus() {
     let mut backend = RawBackend::start(false).await;
     let fake = FakeKube::start().await;
     fake.apply(chi("demo"));
-    // Nothing listens here: connects are refused at once.
+    // Nothing listens here: connects are refused at once. With `eject_after: 2` its first
+    // failure leaves it live, so Prometheus sees its series before the ejection (the series is
+    // born with the first connection); `eject_for: 5m` keeps it ejected for the whole test.
     let down = format!("127.0.0.1:{}", peers::free_port());
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = fake.kubeconfig(dir.path());
@@ -158,6 +199,8 @@ async fn every_dashboard_query_and_alert_rule_works_on_a_real_prometheus() {
          \x20 - name: https\n    address: \"127.0.0.1:0\"\n    upstream_port: {port}\n\
          admin:\n  listeners:\n    - {{address: \"127.0.0.1:0\", serve: [probes, metrics]}}\n    - {{address: \"127.0.0.1:0\", serve: [routes]}}\n\
          timeouts:\n  connect: 2s\n\
+         health:\n  eject_after: 2\n  eject_for: 5m\n\
+         limits:\n  per_client:\n    max_connections: {per_client}\n\
          discovery:\n  kubernetes:\n    enabled: true\n    domain: ch.test\n    namespaces: [ch]\n\
          tls:\n  certificates:\n    - cert: {cert}\n      key: {key}\n\
          routes:\n  - name: files\n    sni: files.ch.test\n    upstream: \"localhost:{port}\"\n\
@@ -165,6 +208,7 @@ async fn every_dashboard_query_and_alert_rule_works_on_a_real_prometheus() {
          \x20 - name: broken\n    sni: broken.ch.test\n    upstream: \"{down}\"\n\
          \x20 - name: terminated\n    sni: tls.ch.test\n    upstream: \"localhost:{port}\"\n    tls: terminate\n",
         port = backend.addr.port(),
+        per_client = PER_CLIENT,
         cert = cert.display(),
         key = key.display(),
     );
@@ -187,7 +231,9 @@ async fn every_dashboard_query_and_alert_rule_works_on_a_real_prometheus() {
 
     // Everything that feeds a histogram or a rate happens twice, a scrape apart: Prometheus
     // sees a series from its first sample, so a rate needs an increase after that.
-    // First: a relayed connection, one to the failing upstream, and a reload that works.
+    // First: a relayed connection, one to the failing upstream (its first failure), a reload
+    // that works, and a client (127.0.0.2) that holds its per-client limit of connections open
+    // (they stay open to the end: open connections per address) and is refused one more.
     let hello = peers::client_hello("files.ch.test");
     assert_eq!(peers::exchange(proxy.addr("native"), &hello).await, hello);
     backend.next().await;
@@ -199,25 +245,39 @@ async fn every_dashboard_query_and_alert_rule_works_on_a_real_prometheus() {
     };
     write_atomic(&proxy.config, &format!("{base}{}", route("more")));
     proxy.wait_reload("ok");
-    for series in [
-        "ch_edge_proxy_client_hello_seconds_count",
-        "ch_edge_proxy_upstream_connect_seconds_count",
-        "ch_edge_proxy_reload_seconds_count",
-        "ch_edge_proxy_upstream_connect_failures_total",
-        "ch_edge_proxy_tls_handshake_seconds_count",
+    let native = proxy.addr("native");
+    let mut held = Vec::new();
+    for _ in 0..PER_CLIENT {
+        let (tcp, relayed) = hello_from("127.0.0.2", native, "files.ch.test").await;
+        assert!(relayed, "127.0.0.2 refused under its limit");
+        held.push(tcp);
+    }
+    let (_, relayed) = hello_from("127.0.0.2", native, "files.ch.test").await;
+    assert!(!relayed, "127.0.0.2 went over its limit");
+    proxy.wait_log(|l| l["target"] == "access" && l["outcome"] == "client_over_limit");
+    let broken = format!("upstream=\"{down}\"");
+    for selector in [
+        "ch_edge_proxy_client_hello_seconds_count{}".to_owned(),
+        "ch_edge_proxy_upstream_connect_seconds_count{}".to_owned(),
+        "ch_edge_proxy_reload_seconds_count{}".to_owned(),
+        "ch_edge_proxy_connections_total{outcome=\"client_over_limit\"}".to_owned(),
+        format!("ch_edge_proxy_upstream_ejections_total{{{broken}}} == 0"),
+        "ch_edge_proxy_tls_handshake_seconds_count{}".to_owned(),
     ] {
-        prometheus.wait_for(&format!("{series} scraped"), || {
-            has_finite_sample(&prometheus.query(&format!("{series}{{job=\"{JOB}\"}}")))
+        let query = selector.replacen('{', &format!("{{job=\"{JOB}\", "), 1);
+        prometheus.wait_for(&format!("{query} scraped"), || {
+            has_finite_sample(&prometheus.query(&query))
         });
     }
 
-    // Then: relayed on the other listener (a discovered route), each refusal, a failing
-    // upstream, another reload that works and one that is refused (and stays refused).
+    // Then: relayed on the other listener (a discovered route), each refusal, the failing
+    // upstream again (its second failure ejects it), more refusals of the client over its
+    // limit (over one a minute: the alert's threshold), a burst of refusals whose log lines
+    // are suppressed, another reload that works and one that is refused (and stays refused).
     let hello = peers::client_hello("demo.ch.test");
     assert_eq!(peers::exchange(proxy.addr("https"), &hello).await, hello);
     backend.next().await;
-    terminated(&ca, proxy.addr("native"), &mut backend).await;
-    let native = proxy.addr("native");
+    terminated(&ca, native, &mut backend).await;
     for (bytes, outcome) in [
         (peers::client_hello("nobody.ch.test"), "unknown_sni"),
         (peers::client_hello("private.ch.test"), "access_denied"),
@@ -230,6 +290,33 @@ async fn every_dashboard_query_and_alert_rule_works_on_a_real_prometheus() {
         peers::exchange(native, &bytes).await;
         proxy.wait_log(|l| l["target"] == "access" && l["outcome"] == outcome);
     }
+    for _ in 0..10 {
+        let (_, relayed) = hello_from("127.0.0.2", native, "files.ch.test").await;
+        assert!(!relayed, "127.0.0.2 went over its limit");
+    }
+    // Past 100 refusal lines per outcome and second, lines are suppressed (and counted). A
+    // burst that straddles a second may stay under that in both: another one then.
+    let suppressed = || {
+        let (status, text) = http_get(metrics_addr, "/metrics");
+        assert_eq!(status, 200);
+        metric(
+            &text,
+            "ch_edge_proxy_log_lines_suppressed_total",
+            &["outcome=\"not_tls\""],
+        )
+    };
+    for burst in 1.. {
+        not_tls_burst(native, 250).await;
+        if suppressed() > 0.0 {
+            break;
+        }
+        assert!(
+            burst < 5,
+            "250 refusals at once, five times, and no line suppressed"
+        );
+    }
+    proxy
+        .wait_log(|l| l["outcome"] == "not_tls" && l["suppressed"].as_u64().is_some_and(|n| n > 0));
     write_atomic(
         &proxy.config,
         &format!("{base}{}{}", route("more"), route("evenmore")),
@@ -273,6 +360,20 @@ async fn every_dashboard_query_and_alert_rule_works_on_a_real_prometheus() {
             "dashboard queries without data: {pending:#?}"
         );
         std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    // What the scenario did is what the new families say: the failing address held out, the
+    // connections of 127.0.0.2 open on the live one, that client tracked.
+    let live = format!(
+        "upstream=\"localhost:{port}\", address=\"127.0.0.1:{port}\"",
+        port = backend.addr.port()
+    );
+    for check in [
+        format!("ch_edge_proxy_upstream_ejected{{job=\"{JOB}\", {broken}}} == 1"),
+        format!("ch_edge_proxy_upstream_ejections_total{{job=\"{JOB}\", {broken}}} == 1"),
+        format!("ch_edge_proxy_upstream_open_connections{{job=\"{JOB}\", {live}}} == {PER_CLIENT}"),
+        format!("ch_edge_proxy_clients_tracked{{job=\"{JOB}\"}} >= 1"),
+    ] {
+        prometheus.wait_for(&check, || has_finite_sample(&prometheus.query(&check)));
     }
     // Annotation queries are valid PromQL (they have data only around a reload).
     for a in dashboard["annotations"]["list"].as_array().unwrap() {
@@ -330,6 +431,8 @@ async fn every_dashboard_query_and_alert_rule_works_on_a_real_prometheus() {
         ("ChEdgeProxyReloadFailing", "firing"),
         ("ChEdgeProxyConfigStale", "pending"),
         ("ChEdgeProxyUpstreamUnavailable", "pending"),
+        ("ChEdgeProxyUpstreamsEjected", "pending"),
+        ("ChEdgeProxyClientOverLimit", "pending"),
     ];
     let mut now = Vec::new();
     let deadline = std::time::Instant::now() + WAIT;
@@ -349,6 +452,7 @@ async fn every_dashboard_query_and_alert_rule_works_on_a_real_prometheus() {
         "ChEdgeProxyAbsent",
         "ChEdgeProxyNotReady",
         "ChEdgeProxyDiscoveryNotSynced",
+        "ChEdgeProxyLogLinesDropped",
         "ChEdgeProxyCertificateExpiringSoon",
     ] {
         assert!(
@@ -356,6 +460,7 @@ async fn every_dashboard_query_and_alert_rule_works_on_a_real_prometheus() {
             "{quiet} active: {now:?}"
         );
     }
+    drop(held);
 }
 
 #[test]

@@ -41,9 +41,9 @@ use build::Built;
 type PatternMap = HashMap<Arc<str>, u32, foldhash::fast::RandomState>;
 
 /// One immutable snapshot of all routes; `A` is what each upstream host carries (the runtime's
-/// address handle).
+/// address handle), `M` what each route carries (the runtime's metric handles).
 #[derive(Debug)]
-pub struct RouteTable<A> {
+pub struct RouteTable<A, M> {
     /// Exact names (keys shared with [`Route::patterns`]).
     exact: PatternMap,
     /// `*.suffix` patterns, keyed by `suffix`.
@@ -53,14 +53,14 @@ pub struct RouteTable<A> {
     /// Most labels in any wildcard suffix: longer suffixes need no probe.
     max_wildcard_labels: usize,
     /// Every route once, in spec order.
-    routes: Vec<Arc<Route<A>>>,
+    routes: Vec<Arc<Route<A, M>>>,
     /// The defaults the routes were built with.
     defaults: Defaults,
     /// The shared spec groups the routes were built from.
     built: Vec<Built>,
 }
 
-impl<A> Default for RouteTable<A> {
+impl<A, M> Default for RouteTable<A, M> {
     fn default() -> Self {
         RouteTable {
             exact: PatternMap::default(),
@@ -75,7 +75,7 @@ impl<A> Default for RouteTable<A> {
 }
 
 #[derive(Debug)]
-pub struct Route<A> {
+pub struct Route<A, M> {
     /// Shared so metric labels and log records take it without copying.
     pub name: Arc<str>,
     /// The route's SNI patterns, normalised (for `/routes`).
@@ -96,12 +96,15 @@ pub struct Route<A> {
     /// Rotation over the route's addresses (round robin, and least_conn's ties), advanced by
     /// each connection.
     pub cursor: AtomicUsize,
+    /// What the runtime records per route (its metric handles), kept with the route while a
+    /// reload reuses it.
+    pub meters: M,
 }
 
 /// A route found for a name, with the sticky tag if the name was `<tag>.sticky.<name>`.
 #[derive(Debug)]
-pub struct Found<'t, A> {
-    pub route: &'t Arc<Route<A>>,
+pub struct Found<'t, A, M> {
+    pub route: &'t Arc<Route<A, M>>,
     pub sticky: Option<Tag>,
 }
 
@@ -158,20 +161,20 @@ impl RouteError {
     }
 }
 
-impl<A> RouteTable<A> {
+impl<A, M> RouteTable<A, M> {
     /// `sni`: raw bytes from the ClientHello (may be any bytes). Case-insensitive; one trailing
     /// dot ignored. Exact beats wildcard beats `*`; among wildcards the longest suffix wins, at
     /// any depth (`*.ch.example.com` matches `a.b.ch.example.com`, not `ch.example.com`). A name
     /// that is not a valid host name (non-ASCII, overlong, empty labels) matches only `*`. No
     /// SNI → the `*` route if any, else [`Miss::NoSni`].
-    pub fn lookup(&self, sni: Option<&[u8]>) -> Result<&Arc<Route<A>>, Miss> {
+    pub fn lookup(&self, sni: Option<&[u8]>) -> Result<&Arc<Route<A, M>>, Miss> {
         self.find(sni).map(|f| f.route)
     }
 
     /// [`RouteTable::lookup`], and sticky names: `<tag>.sticky.<name>`, where `<name>` is an
     /// exact name of a route with `sticky` on, is served by that route with `<tag>` (after an
     /// exact route for the whole name, before any wildcard).
-    pub fn find(&self, sni: Option<&[u8]>) -> Result<Found<'_, A>, Miss> {
+    pub fn find(&self, sni: Option<&[u8]>) -> Result<Found<'_, A, M>, Miss> {
         let plain = |route| Found {
             route,
             sticky: None,
@@ -212,7 +215,7 @@ impl<A> RouteTable<A> {
     }
 
     /// `name` (normalised) as `<tag>.sticky.<exact name of a sticky route>`.
-    fn sticky(&self, name: &str) -> Option<Found<'_, A>> {
+    fn sticky(&self, name: &str) -> Option<Found<'_, A, M>> {
         let (tag, rest) = name.split_once('.')?;
         let target = rest
             .strip_prefix(balance::STICKY_LABEL)?
@@ -227,7 +230,7 @@ impl<A> RouteTable<A> {
         })
     }
 
-    fn route(&self, index: Option<u32>) -> Option<&Arc<Route<A>>> {
+    fn route(&self, index: Option<u32>) -> Option<&Arc<Route<A, M>>> {
         self.routes.get(usize::try_from(index?).ok()?)
     }
 
@@ -241,7 +244,7 @@ impl<A> RouteTable<A> {
     }
 
     /// Every route once, in configuration order.
-    pub fn routes(&self) -> impl Iterator<Item = &Arc<Route<A>>> {
+    pub fn routes(&self) -> impl Iterator<Item = &Arc<Route<A, M>>> {
         self.routes.iter()
     }
 }

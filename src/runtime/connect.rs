@@ -12,6 +12,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use metrics::Histogram;
 use smallvec::SmallVec;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -20,7 +21,6 @@ use crate::model::config::Health;
 use crate::model::route::balance::{self, Choose, Node, Pool, Seen};
 use crate::model::route::Tag;
 use crate::runtime::endpoint::{Claim, Endpoint, Lease, Now};
-use crate::runtime::meters;
 use crate::runtime::observe::Record;
 use crate::runtime::outcome::Outcome;
 use crate::runtime::resolve::{Route, Upstream};
@@ -164,17 +164,19 @@ pub async fn connect(route: &Route, attempt: Attempt<'_>) -> Result<Connected, C
     }
 }
 
-/// [`connect`], told to the access log (where, how long, or why not) and the metrics.
+/// [`connect`], told to the access log (where, how long, or why not) and to `seconds` (the
+/// connect-time histogram's handle).
 pub async fn recorded(
     route: &Route,
     attempt: Attempt<'_>,
     record: &mut Record,
+    seconds: &Histogram,
 ) -> Result<Connected, Outcome> {
     let started = Instant::now();
     let connected = connect(route, attempt).await;
     let elapsed = started.elapsed();
     record.connect_us = Some(elapsed.as_micros() as u64);
-    metrics::histogram!(meters::UPSTREAM_CONNECT_SECONDS).record(elapsed.as_secs_f64());
+    seconds.record(elapsed.as_secs_f64());
     match connected {
         Ok(c) => {
             record.upstream = Some(c.lease.endpoint().addr);

@@ -13,7 +13,7 @@ use std::time::Duration;
 use ch_edge_wire::proxy_in::{canonical, ProxyHeader, PP2_TYPE_AWS};
 use ch_edge_wire::proxy_out::{self, ProxyVersion, PP2_TYPE_AUTHORITY};
 use ch_edge_wire::tls_alert::{self, Alert};
-use metrics::SharedString;
+use metrics::Histogram;
 use tokio::net::TcpStream;
 
 use crate::model::config::ListenerConfig;
@@ -25,8 +25,12 @@ use crate::runtime::endpoint::Lease;
 use crate::runtime::meters;
 use crate::runtime::observe::{Observer, Record};
 use crate::runtime::outcome::Outcome;
+use crate::runtime::park::Parking;
 use crate::runtime::preamble::{self, Preamble};
-use crate::runtime::relay::{self, End, Meters, Side};
+use crate::runtime::relay::{self, End, Meters, Progress};
+use crate::runtime::relayed::{self, Host, Parked, Session};
+use crate::runtime::resolve::Route;
+use crate::runtime::route_meters::Outcomes;
 use crate::runtime::state::{Live, State};
 use crate::runtime::tls;
 
@@ -42,6 +46,8 @@ pub struct ListenerCtx {
     pub config: ListenerConfig,
     /// The bound address (port 0 in the config resolved).
     pub bound: SocketAddr,
+    /// Connections that ended before a route was chosen, per outcome.
+    pub unrouted: Outcomes,
 }
 
 /// What every connection needs besides its listener, shared by all accept loops.
@@ -54,6 +60,29 @@ pub struct Context {
     observer: Arc<dyn Observer>,
     /// Open connections and connection rate per client address.
     clients: Arc<Clients>,
+    /// Accept → PROXY header + ClientHello complete.
+    hello_seconds: Histogram,
+    /// Choosing and connecting an upstream, failovers included.
+    connect_seconds: Histogram,
+    /// Quiet relayed connections, out of the reactor (`None`: no epoll set could be made).
+    parking: Option<Arc<Parking<Parked<Served>>>>,
+}
+
+/// A relayed connection's place: its listener and the shared context.
+pub struct Served {
+    listener: Arc<ListenerCtx>,
+    ctx: Arc<Context>,
+}
+
+impl Host for Served {
+    fn finish(&self, route: &Route, record: &Record, outcome: Outcome) {
+        self.ctx
+            .finish(&self.listener, Some(route), record, outcome);
+    }
+
+    fn parking(&self) -> Option<&Arc<Parking<Parked<Served>>>> {
+        self.ctx.parking.as_ref()
+    }
 }
 
 impl Context {
@@ -62,12 +91,16 @@ impl Context {
         drain: Arc<Drain>,
         observer: Arc<dyn Observer>,
         clients: Arc<Clients>,
+        parking: Option<Arc<Parking<Parked<Served>>>>,
     ) -> Self {
         Context {
             live,
             drain,
             observer,
             clients,
+            hello_seconds: metrics::histogram!(meters::CLIENT_HELLO_SECONDS),
+            connect_seconds: metrics::histogram!(meters::UPSTREAM_CONNECT_SECONDS),
+            parking,
         }
     }
 
@@ -84,24 +117,25 @@ impl Context {
     /// Counts and reports a connection refused at accept for being over the limit.
     pub fn over_limit(&self, listener: &ListenerCtx, peer: SocketAddr) {
         self.finish(
+            listener,
+            None,
             &Record::new(listener.name.clone(), peer),
             Outcome::OverLimit,
         );
     }
 
     /// One metric sample and one report per connection.
-    fn finish(&self, record: &Record, outcome: Outcome) {
-        let route = match &record.route {
-            Some(r) => SharedString::from_shared(r.clone()),
-            None => SharedString::const_str(""),
-        };
-        metrics::counter!(
-            meters::CONNECTIONS,
-            "listener" => SharedString::from_shared(record.listener.clone()),
-            "route" => route,
-            "outcome" => outcome.keyword(),
-        )
-        .increment(1);
+    fn finish(
+        &self,
+        listener: &ListenerCtx,
+        route: Option<&Route>,
+        record: &Record,
+        outcome: Outcome,
+    ) {
+        match route {
+            Some(r) => r.meters.count(&r.name, &listener.name, outcome),
+            None => listener.unrouted.count(outcome),
+        }
         self.observer.connection(record, outcome);
     }
 }
@@ -115,6 +149,8 @@ pub async fn handle(
     open: Open,
 ) {
     let mut record = Record::new(listener.name.clone(), peer);
+    // The chosen route, kept to the end for its metric handles (not its table).
+    let mut route = None;
     let state = ctx.live.load();
     let idle = state.timeouts.idle;
     // Everything before the relay runs boxed, so its buffers and parser
@@ -126,34 +162,67 @@ pub async fn handle(
         peer,
         &listener,
         &state,
-        &ctx.clients,
+        &ctx,
         &mut record,
+        &mut route,
     ))
     .await;
     drop(state);
-    let outcome = match established {
-        // `_lease` counts the connection against its upstream address, `_client` against its
-        // client's limit, until it ends.
-        Ok(Established::Plain(upstream, _lease, _client)) => {
-            relay(&stream, &upstream, idle, &mut record).await
+    let (established, route) = match (established, route) {
+        (Ok(established), Some(route)) => (established, route),
+        (established, route) => {
+            // Connected always means routed; a refusal may come before or after routing.
+            let outcome = established.err().unwrap_or(Outcome::RelayError);
+            drop(stream);
+            ctx.finish(&listener, route.as_deref(), &record, outcome);
+            drop(open);
+            return;
         }
-        // Boxed: a passthrough connection's task does not carry the TLS relay's size.
-        Ok(Established::Tls(session, _client)) => {
-            Box::pin(relay_tls(*session, idle, &mut record)).await
-        }
-        Err(outcome) => outcome,
     };
-    drop(stream);
-    ctx.finish(&record, outcome);
-    drop(open);
+    let Established {
+        legs,
+        lease,
+        admitted,
+    } = established;
+    // The ClientHello's bytes, already relayed (none where TLS ends here: the handshake took
+    // them). Counted before the session is made, which nothing here borrows: a borrowed local
+    // would stay in the task's state for the whole relay.
+    let (from_client, _) = route.meters.bytes(&route.name);
+    from_client.increment(record.from_client);
+    let session = Session {
+        host: Served { listener, ctx },
+        route,
+        record,
+        progress: Progress::start(),
+        idle,
+        held: (open, lease, admitted),
+    };
+    match legs {
+        Legs::Plain(upstream) => relayed::relay(stream, upstream, session).await,
+        Legs::Tls(terminated) => {
+            // Boxed, the session with it: a passthrough connection's task carries neither.
+            let (session, outcome) = Box::pin(relay_tls(*terminated, session)).await;
+            // Closed before the end is reported, as a passthrough connection's sockets are.
+            drop(stream);
+            session.end(outcome);
+        }
+    }
 }
 
-/// A connection ready to relay, with its place in its client's count.
-enum Established<'a> {
+/// A connection ready to relay, with the places it holds until its end: its upstream
+/// address's and its client's.
+struct Established<'a> {
+    legs: Legs<'a>,
+    lease: Lease,
+    admitted: Option<Admitted>,
+}
+
+/// The two sockets' sides of a connection ready to relay.
+enum Legs<'a> {
     /// Passthrough: the upstream with the client's first bytes already written to it.
-    Plain(TcpStream, Lease, Option<Admitted>),
+    Plain(TcpStream),
     /// TLS terminated here, the upstream connected.
-    Tls(Box<tls::Session<'a>>, Option<Admitted>),
+    Tls(Box<tls::Session<'a>>),
 }
 
 /// PROXY in → ClientHello → per-client limits → route → allow → connect → PROXY out (or, for a
@@ -163,8 +232,9 @@ async fn establish<'a>(
     peer: SocketAddr,
     listener: &ListenerCtx,
     state: &State,
-    clients: &Arc<Clients>,
+    ctx: &Context,
     record: &mut Record,
+    routed: &mut Option<Arc<Route>>,
 ) -> Result<Established<'a>, Outcome> {
     // PROXY in + ClientHello, under one deadline.
     let policy = &listener.config.proxy_protocol;
@@ -185,7 +255,7 @@ async fn establish<'a>(
         Ok(Ok(p)) => p,
     };
     record.client_hello_us = Some(record.accepted.elapsed().as_micros() as u64);
-    metrics::histogram!(meters::CLIENT_HELLO_SECONDS)
+    ctx.hello_seconds
         .record(record.accepted.elapsed().as_secs_f64());
     let client = match &preamble.header {
         Some(h) => {
@@ -205,7 +275,10 @@ async fn establish<'a>(
 
     // Per-client limits, on the real client address.
     let now = std::time::Instant::now();
-    let admitted = match clients.admit(client.ip(), &state.limits.per_client, now) {
+    let admitted = match ctx
+        .clients
+        .admit(client.ip(), &state.limits.per_client, now)
+    {
         Ok(admitted) => admitted,
         Err(over) => {
             record.detail = Some(over.detail());
@@ -228,6 +301,7 @@ async fn establish<'a>(
         }
     };
     record.route = Some(route.name.clone());
+    *routed = Some(route.clone());
     record.sticky = sticky.map(|t| t.as_str().into());
 
     // Allow.
@@ -264,9 +338,14 @@ async fn establish<'a>(
             tls: &state.tls,
             timeouts: &state.timeouts,
             health: &state.health,
+            connect_seconds: &ctx.connect_seconds,
         };
-        let session = tls::establish(stream, live, routed, preamble, record).await?;
-        return Ok(Established::Tls(Box::new(session), admitted));
+        let (session, lease) = tls::establish(stream, live, routed, preamble, record).await?;
+        return Ok(Established {
+            legs: Legs::Tls(Box::new(session)),
+            lease,
+            admitted,
+        });
     }
 
     // Connect.
@@ -276,7 +355,7 @@ async fn establish<'a>(
         health: &state.health,
         sticky: sticky.as_ref(),
     };
-    let connected = connect::recorded(route, attempt, record).await?;
+    let connected = connect::recorded(route, attempt, record, &ctx.connect_seconds).await?;
     let upstream = connected.stream;
     let upstream_addr = connected.lease.endpoint().addr;
 
@@ -290,58 +369,33 @@ async fn establish<'a>(
     }
     drop(first);
 
-    Ok(Established::Plain(upstream, connected.lease, admitted))
+    Ok(Established {
+        legs: Legs::Plain(upstream),
+        lease: connected.lease,
+        admitted,
+    })
 }
 
-/// Relays a terminated connection until the end and says how it ended.
-async fn relay_tls(session: tls::Session<'_>, idle: Duration, record: &mut Record) -> Outcome {
-    let transfer = tls::relay(session, idle, &route_meters(record)).await;
-    record.from_client = transfer.from_client;
-    record.from_upstream = transfer.from_upstream;
-    match transfer.end {
-        End::Done => Outcome::Relayed,
-        End::Idle => Outcome::IdleTimeout,
-        End::Error { .. } => Outcome::RelayError,
-    }
-}
-
-/// The route's byte counters.
-fn route_meters(record: &Record) -> Meters {
-    let route_label = match &record.route {
-        Some(name) => SharedString::from_shared(name.clone()),
-        None => SharedString::const_str(""),
+/// Relays a terminated connection until the end and says how it ended (its session given
+/// back to report it). It is never parked (rustls's state lives in the task), so it ends
+/// here, not in [`relayed`].
+async fn relay_tls(
+    terminated: tls::Session<'_>,
+    mut session: Session<Served>,
+) -> (Session<Served>, Outcome) {
+    let (from_client, from_upstream) = session.route.meters.bytes(&session.route.name);
+    let meters = Meters {
+        from_client,
+        from_upstream,
     };
-    Meters {
-        from_client: metrics::counter!(meters::BYTES_FROM_CLIENT, "route" => route_label.clone()),
-        from_upstream: metrics::counter!(meters::BYTES_FROM_UPSTREAM, "route" => route_label),
-    }
-}
-
-/// Relays until the end and says how it ended.
-async fn relay(
-    stream: &TcpStream,
-    upstream: &TcpStream,
-    idle: Duration,
-    record: &mut Record,
-) -> Outcome {
-    let meters = route_meters(record);
-    meters.from_client.increment(record.from_client);
-    let transfer = relay::relay(stream, upstream, idle, &meters).await;
-    record.from_client += transfer.from_client;
-    record.from_upstream = transfer.from_upstream;
-    match transfer.end {
+    let transfer = tls::relay(terminated, session.idle, &meters).await;
+    session.progress = transfer.progress;
+    let outcome = match transfer.end {
         End::Done => Outcome::Relayed,
         End::Idle => Outcome::IdleTimeout,
-        End::Error { side, .. } => {
-            // The other side learns of the failure as a reset too, not as a clean end.
-            let other = match side {
-                Side::Client => upstream,
-                Side::Upstream => stream,
-            };
-            let _ = socket2::SockRef::from(other).set_linger(Some(Duration::ZERO));
-            Outcome::RelayError
-        }
-    }
+        End::Error { .. } | End::Quiet => Outcome::RelayError,
+    };
+    (session, outcome)
 }
 
 /// The PROXY header for the upstream (if the route wants one) followed by

@@ -1,13 +1,11 @@
 //! Counting open connections, enforcing `limits.max_connections`, and the drain on shutdown:
 //! readiness off, then wait (bounded) until every connection has closed.
 
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Notify;
-
-use crate::runtime::meters;
 
 /// Where the proxy is in its life, for `/readyz`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,8 +22,10 @@ pub enum Phase {
 #[derive(Debug)]
 pub struct Drain {
     active: AtomicUsize,
-    /// Notified whenever a connection closes (the drain waits on it).
+    /// Notified when a connection closes while someone waits for all to close. Notifying takes
+    /// the `Notify`'s lock, so closes skip it unless [`Drain::wait`] runs: no lock per connection.
     closed: Notify,
+    waiting: AtomicBool,
     phase: AtomicU8,
 }
 
@@ -34,6 +34,7 @@ impl Default for Drain {
         Drain {
             active: AtomicUsize::new(0),
             closed: Notify::new(),
+            waiting: AtomicBool::new(false),
             phase: AtomicU8::new(Phase::Starting as u8),
         }
     }
@@ -47,7 +48,6 @@ impl Drain {
             self.active.fetch_sub(1, Ordering::AcqRel);
             return None;
         }
-        metrics::gauge!(meters::ACTIVE_CONNECTIONS).increment(1.0);
         Some(Open(self.clone()))
     }
 
@@ -70,12 +70,15 @@ impl Drain {
 
     /// Waits until no connection is open, at most `deadline`; true if none is.
     pub async fn wait(&self, deadline: Duration) -> bool {
+        // SeqCst with the close's decrement and check: either a close sees `waiting`, or this
+        // loop sees the count it left.
+        self.waiting.store(true, Ordering::SeqCst);
         let all_closed = async {
             loop {
                 let closed = self.closed.notified();
                 tokio::pin!(closed);
                 closed.as_mut().enable();
-                if self.active() == 0 {
+                if self.active.load(Ordering::SeqCst) == 0 {
                     return;
                 }
                 closed.await;
@@ -91,9 +94,10 @@ pub struct Open(Arc<Drain>);
 
 impl Drop for Open {
     fn drop(&mut self) {
-        self.0.active.fetch_sub(1, Ordering::AcqRel);
-        metrics::gauge!(meters::ACTIVE_CONNECTIONS).decrement(1.0);
-        self.0.closed.notify_waiters();
+        self.0.active.fetch_sub(1, Ordering::SeqCst);
+        if self.0.waiting.load(Ordering::SeqCst) {
+            self.0.closed.notify_waiters();
+        }
     }
 }
 

@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use crate::model::config::{ConfigError, ListenerConfig, Problem};
 use crate::runtime::accept;
 use crate::runtime::connection::{Context, ListenerCtx};
+use crate::runtime::route_meters::Outcomes;
 use crate::runtime::socket;
 
 pub(crate) mod plan;
@@ -82,8 +83,10 @@ impl Listeners {
         let mut old: Vec<Option<Running>> = self.running.drain(..).map(Some).collect();
         for ((config, socket), step) in entries.into_iter().zip(plan.steps) {
             let make_ctx = |bound: SocketAddr| {
+                let name: Arc<str> = config.name.as_str().into();
                 Arc::new(ListenerCtx {
-                    name: config.name.as_str().into(),
+                    unrouted: Outcomes::unrouted(&name),
+                    name,
                     config: config.clone(),
                     bound,
                 })

@@ -14,6 +14,7 @@ use std::time::SystemTime;
 
 pub const CONNECTIONS: &str = "ch_edge_proxy_connections_total";
 pub const ACTIVE_CONNECTIONS: &str = "ch_edge_proxy_active_connections";
+pub const PARKED_CONNECTIONS: &str = "ch_edge_proxy_parked_connections";
 pub const BYTES_FROM_CLIENT: &str = "ch_edge_proxy_client_bytes_total";
 pub const BYTES_FROM_UPSTREAM: &str = "ch_edge_proxy_upstream_bytes_total";
 pub const CLIENT_HELLO_SECONDS: &str = "ch_edge_proxy_client_hello_seconds";
@@ -99,6 +100,10 @@ pub fn describe() {
         "Connections by listener, route and outcome (every refusal reason is its own outcome)."
     );
     describe_gauge!(ACTIVE_CONNECTIONS, "Connections currently open.");
+    describe_gauge!(
+        PARKED_CONNECTIONS,
+        "Open relayed connections parked: quiet, their sockets out of the reactor."
+    );
     describe_counter!(
         BYTES_FROM_CLIENT,
         Unit::Bytes,

@@ -2,20 +2,22 @@
 //!
 //! One connection goes [`accept`] → [`preamble`] (PROXY header + ClientHello, wire parsers) →
 //! route and allowlist (model) → [`connect`] (through [`resolve`]'s DNS cache, choosing by the
-//! live state of each address in [`endpoint`]) → PROXY header out → [`relay`], driven top to bottom by [`connection`]. Around it: [`listeners`] (the
-//! accepting sockets), [`state`] (the live snapshot each connection loads once), [`drain`]
+//! live state of each address in [`endpoint`]) → PROXY header out → [`relay`], driven top to
+//! bottom by [`connection`]. Around it: [`listeners`] (the accepting sockets), [`state`] (the live snapshot each connection loads once), [`drain`]
 //! (counting connections, waiting for them on shutdown), [`reload`] with [`watch`] and
 //! [`discovery`] (new configurations, planned purely, then applied), and [`server`], which
 //! wires them together.
 //!
 //! Uses the wire and model layers, never the surface: what surfaces (access-log lines, the log
 //! level) is handed to an [`observe::Observer`] the surface provides. Metrics are recorded
-//! through the `metrics` facade under the names in [`meters`]; the surface exposes them.
+//! through the `metrics` facade under the names in [`meters`], into handles each route and
+//! listener resolves once ([`route_meters`]); the surface exposes them.
 
 pub mod endpoint;
 pub mod observe;
 pub mod reload;
 pub mod resolve;
+pub mod route_meters;
 pub mod server;
 pub mod state;
 
@@ -28,8 +30,10 @@ pub(crate) mod drain;
 pub(crate) mod listeners;
 pub(crate) mod meters;
 pub(crate) mod outcome;
+pub(crate) mod park;
 pub(crate) mod preamble;
 pub(crate) mod relay;
+pub(crate) mod relayed;
 pub(crate) mod socket;
 pub mod tls;
 pub(crate) mod watch;

@@ -43,6 +43,10 @@ pub enum End {
     Idle,
     /// A socket error (reset, broken pipe…) on the `side` that failed.
     Error { kind: io::ErrorKind, side: Side },
+    /// No byte either way for the relay's `park_after` and nothing in flight: the caller may
+    /// park the connection and relay again, from the returned [`Progress`], once a socket
+    /// wakes.
+    Quiet,
 }
 
 /// One of the two sockets of a relay.
@@ -58,39 +62,76 @@ struct Failure {
     reading: bool,
 }
 
-/// Bytes moved and how it ended.
+/// Where a relay stands: what a relay picks up from when a parked connection resumes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Transfer {
+pub struct Progress {
+    /// Bytes relayed from the client so far (by relays; the ClientHello is not counted here).
     pub from_client: u64,
     pub from_upstream: u64,
+    /// The client sent EOF, and it was passed on.
+    pub client_done: bool,
+    /// The upstream sent EOF, and it was passed on.
+    pub upstream_done: bool,
+    /// TCP keepalive is on for the upstream leg (set on the first quiet moment: short
+    /// connections skip those four calls).
+    pub keepalive: bool,
+    /// When a byte last moved (or the relay started).
+    pub last_activity: Instant,
+}
+
+impl Progress {
+    pub fn start() -> Progress {
+        Progress {
+            from_client: 0,
+            from_upstream: 0,
+            client_done: false,
+            upstream_done: false,
+            keepalive: false,
+            last_activity: Instant::now(),
+        }
+    }
+}
+
+/// How far a relay got and why it stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transfer {
+    pub progress: Progress,
     pub end: End,
 }
 
-/// Live byte counters for metrics (route-labelled).
-pub struct Meters {
-    pub from_client: Counter,
-    pub from_upstream: Counter,
+/// Live byte counters for metrics (route-labelled), held by the route.
+pub struct Meters<'a> {
+    pub from_client: &'a Counter,
+    pub from_upstream: &'a Counter,
 }
 
-/// Relays until both directions are done, an error, or `idle` of silence.
+/// Relays from `progress` until both directions are done, an error, `idle` of silence, or
+/// `park_after` of silence with nothing in flight ([`End::Quiet`]).
 ///
 /// Written as one poll function over both directions rather than as two
 /// futures: it stores no readiness futures, only two small [`Half`]s and
-/// the idle timer, so a long-lived idle connection's task stays small.
+/// the timer, so a connection's task stays small.
 pub async fn relay(
     client: &TcpStream,
     upstream: &TcpStream,
     idle: Duration,
-    meters: &Meters,
+    park_after: Duration,
+    meters: &Meters<'_>,
+    progress: Progress,
 ) -> Transfer {
-    let mut up = Half::default();
-    let mut down = Half::default();
-    let mut last_activity = Instant::now();
+    let mut up = Half::resumed(progress.from_client, progress.client_done);
+    let mut down = Half::resumed(progress.from_upstream, progress.upstream_done);
+    let mut last_activity = progress.last_activity;
+    let mut keepalive = progress.keepalive;
     let mut armed = false;
-    // The first wake-up turns keepalive on for the upstream leg of a long-lived connection;
-    // later ones check the idle deadline.
-    let mut keepalive = false;
-    let timer = tokio::time::sleep(idle.min(socket::KEEPALIVE_TIME));
+    // A resumed relay was woken by a ready socket: its quiet time for parking counts from now,
+    // or it would park again before the reactor reports that readiness.
+    let started = Instant::now();
+    let park_at = |last: Instant| last.max(started) + park_after;
+    // One timer for three things: keepalive on the first quiet moment, the idle deadline, and
+    // parking. It is re-armed only when it fires, not on every read.
+    let first = (last_activity + idle.min(socket::KEEPALIVE_TIME)).min(park_at(last_activity));
+    let timer = tokio::time::sleep_until(first);
     tokio::pin!(timer);
     let end = std::future::poll_fn(|cx| {
         let mut moved = false;
@@ -101,7 +142,7 @@ pub async fn relay(
             cx,
             client,
             upstream,
-            &meters.from_client,
+            meters.from_client,
             other_done,
             &mut moved,
         ) {
@@ -120,7 +161,7 @@ pub async fn relay(
             cx,
             upstream,
             client,
-            &meters.from_upstream,
+            meters.from_upstream,
             other_done,
             &mut moved,
         ) {
@@ -145,25 +186,42 @@ pub async fn relay(
             }
         }
         armed = true;
-        // The timer is re-armed only when it fires, not on every read.
         while timer.as_mut().poll(cx).is_ready() {
             if !keepalive {
                 keepalive = true;
                 // Best effort: without it the idle timeout still ends a dead connection.
                 let _ = socket::keep_alive(socket2::SockRef::from(upstream));
             }
-            let deadline = last_activity + idle;
-            if Instant::now() >= deadline {
+            let now = Instant::now();
+            if now >= last_activity + idle {
                 return Poll::Ready(End::Idle);
             }
-            timer.as_mut().reset(deadline);
+            let in_flight = up.holds() || down.holds();
+            if now >= park_at(last_activity) && !in_flight {
+                return Poll::Ready(End::Quiet);
+            }
+            // Both deadlines still ahead (checked above); bytes held for a peer that does not
+            // read cannot be parked, so only the idle deadline is left for them.
+            let idle_at = last_activity + idle;
+            let next = if in_flight {
+                idle_at
+            } else {
+                idle_at.min(park_at(last_activity))
+            };
+            timer.as_mut().reset(next);
         }
         Poll::Pending
     })
     .await;
     Transfer {
-        from_client: up.bytes,
-        from_upstream: down.bytes,
+        progress: Progress {
+            from_client: up.bytes,
+            from_upstream: down.bytes,
+            client_done: up.done,
+            upstream_done: down.done,
+            keepalive,
+            last_activity,
+        },
         end,
     }
 }
@@ -195,6 +253,20 @@ enum Held {
 }
 
 impl Half {
+    /// A direction that moved `bytes` so far and is `done` or not, with nothing in flight.
+    fn resumed(bytes: u64, done: bool) -> Half {
+        Half {
+            bytes,
+            done,
+            ..Half::default()
+        }
+    }
+
+    /// Whether bytes read are still waiting to be written.
+    fn holds(&self) -> bool {
+        !matches!(self.held, Held::Nothing)
+    }
+
     /// Moves bytes `from` → `to` until one of them would block (Pending,
     /// wakers registered), EOF (Ready(Ok)), or an error.
     fn poll(
@@ -386,10 +458,12 @@ mod tests {
         (a, b)
     }
 
-    fn meters() -> Meters {
+    fn meters() -> Meters<'static> {
+        static NOOP: std::sync::OnceLock<Counter> = std::sync::OnceLock::new();
+        let noop = NOOP.get_or_init(Counter::noop);
         Meters {
-            from_client: Counter::noop(),
-            from_upstream: Counter::noop(),
+            from_client: noop,
+            from_upstream: noop,
         }
     }
 
@@ -403,7 +477,9 @@ mod tests {
                 &client_side,
                 &upstream_side,
                 Duration::from_secs(30),
+                Duration::from_secs(30),
                 &meters(),
+                Progress::start(),
             )
             .await
         });
@@ -424,8 +500,8 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(t.end, End::Done);
-        assert_eq!(t.from_client, 7);
-        assert_eq!(t.from_upstream, 1 << 20);
+        assert_eq!(t.progress.from_client, 7);
+        assert_eq!(t.progress.from_upstream, 1 << 20);
     }
 
     #[tokio::test(start_paused = true)]
@@ -436,10 +512,53 @@ mod tests {
             &client_side,
             &upstream_side,
             Duration::from_secs(3600),
+            Duration::from_secs(7200),
             &meters(),
+            Progress::start(),
         )
         .await;
         assert_eq!(t.end, End::Idle);
-        assert_eq!((t.from_client, t.from_upstream), (0, 0));
+        assert_eq!((t.progress.from_client, t.progress.from_upstream), (0, 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_quiet_relay_stops_for_parking_and_resumes_where_it_stood() {
+        let (mut client_app, client_side) = pair().await;
+        let (upstream_side, mut server_app) = pair().await;
+        let idle = Duration::from_secs(3600);
+        let park_after = Duration::from_secs(2);
+        client_app.write_all(b"query").await.unwrap();
+        client_app.shutdown().await.unwrap();
+        let t = relay(
+            &client_side,
+            &upstream_side,
+            idle,
+            park_after,
+            &meters(),
+            Progress::start(),
+        )
+        .await;
+        assert_eq!(t.end, End::Quiet);
+        let p = t.progress;
+        assert_eq!((p.from_client, p.client_done), (5, true));
+        assert_eq!((p.from_upstream, p.upstream_done), (0, false));
+        assert!(
+            p.keepalive,
+            "a connection quiet for long gets keepalive upstream"
+        );
+        let mut got = Vec::new();
+        server_app.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"query", "the half-close was passed on before parking");
+        // The answer comes later: a relay from the progress carries it and ends.
+        server_app.write_all(b"answer").await.unwrap();
+        server_app.shutdown().await.unwrap();
+        let t = relay(&client_side, &upstream_side, idle, park_after, &meters(), p).await;
+        assert_eq!(t.end, End::Done);
+        assert_eq!((t.progress.from_client, t.progress.from_upstream), (5, 6));
+        // Both done: the close sends the client its FIN.
+        drop((client_side, upstream_side));
+        let mut back = Vec::new();
+        client_app.read_to_end(&mut back).await.unwrap();
+        assert_eq!(back, b"answer");
     }
 }

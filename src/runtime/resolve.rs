@@ -19,11 +19,12 @@ use tokio::task::JoinSet;
 use crate::model::route;
 use crate::runtime::endpoint::{Endpoint, Ports};
 use crate::runtime::meters;
+use crate::runtime::route_meters::RouteMeters;
 
 /// The route table as the runtime holds it: each upstream carries its address handle.
-pub type RouteTable = route::RouteTable<Arc<Addrs>>;
+pub type RouteTable = route::RouteTable<Arc<Addrs>, RouteMeters>;
 /// One route of a [`RouteTable`].
-pub type Route = route::Route<Arc<Addrs>>;
+pub type Route = route::Route<Arc<Addrs>, RouteMeters>;
 /// One upstream host of a [`Route`].
 pub type Upstream = route::Upstream<Arc<Addrs>>;
 
@@ -150,6 +151,7 @@ impl Addrs {
 
 impl route::Resolve for Resolver {
     type Addrs = Arc<Addrs>;
+    type Meters = RouteMeters;
 
     fn addrs(&self, host: &Arc<str>) -> Arc<Addrs> {
         self.handle(host)

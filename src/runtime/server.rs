@@ -15,10 +15,13 @@ use tokio::sync::{mpsc, watch};
 use crate::model::config::{AdminEndpoint, Config, ConfigError, Problem};
 use crate::runtime::clients::{self, Clients};
 use crate::runtime::connection::Context;
+use crate::runtime::connection::Served;
 use crate::runtime::discovery;
 use crate::runtime::drain::{Drain, Phase};
 use crate::runtime::listeners::{self, Bound, Listeners};
 use crate::runtime::observe::Observer;
+use crate::runtime::park::Parking;
+use crate::runtime::relayed::{self, Parked};
 use crate::runtime::reload::{self, Channel, Reloader, Status};
 use crate::runtime::resolve::{Resolver, RouteTable};
 use crate::runtime::state::{Live, State};
@@ -46,6 +49,8 @@ pub struct Handle {
     live: Arc<Live>,
     drain: Arc<Drain>,
     reload: Arc<Channel>,
+    /// Quiet relayed connections, out of the reactor (`None`: no epoll set could be made).
+    parking: Option<Arc<Parking<Parked<Served>>>>,
 }
 
 /// Why `/readyz` says no.
@@ -76,6 +81,16 @@ impl Handle {
     /// The latest reload result.
     pub fn last_reload(&self) -> Status {
         self.reload.latest()
+    }
+
+    /// Connections open now.
+    pub fn active_connections(&self) -> usize {
+        self.drain.active()
+    }
+
+    /// Relayed connections parked now (quiet, out of the reactor).
+    pub fn parked_connections(&self) -> usize {
+        self.parking.as_ref().map_or(0, |p| p.len())
     }
 
     /// Whether load balancers should send connections.
@@ -118,6 +133,13 @@ impl Server {
                 live: Arc::new(Live::new(state)),
                 drain: Arc::default(),
                 reload: Arc::new(Channel::new(config.content_hash)),
+                parking: match Parking::new() {
+                    Ok(p) => Some(Arc::new(p)),
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot park quiet connections; they keep their tasks");
+                        None
+                    }
+                },
             },
             resolver,
             observer,
@@ -158,8 +180,13 @@ impl Server {
             handle.drain.clone(),
             observer.clone(),
             clients.clone(),
+            handle.parking.clone(),
         ));
         let sweeping = tokio::spawn(sweep_clients(clients, handle.live.clone()));
+        let parking = handle.parking.clone();
+        let parked = parking
+            .clone()
+            .map(|p| tokio::spawn(async move { p.run(relayed::wake, relayed::expire).await }));
         // Watches are in place before "listening" is logged: a change made by anyone who
         // waited for that line is seen. Ready is set before the "listening" lines too, which
         // tell watchers we are up.
@@ -188,6 +215,10 @@ impl Server {
         for task in accepting {
             let _ = task.await;
         }
+        // Parked connections drain like the others: back in tasks of their own.
+        if let Some(parking) = &parking {
+            parking.close().into_iter().for_each(relayed::wake);
+        }
         let deadline = handle.live.peek().timeouts.drain;
         let active = handle.drain.active();
         tracing::info!(active, drain_secs = deadline.as_secs_f64(), "draining");
@@ -201,6 +232,9 @@ impl Server {
         }
         resolving.abort();
         sweeping.abort();
+        if let Some(task) = parked {
+            task.abort();
+        }
     }
 }
 

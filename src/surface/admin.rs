@@ -142,6 +142,9 @@ fn respond(
         "/metrics" => {
             let ready = f64::from(u8::from(proxy.ready().is_ok()));
             metrics::gauge!(meters::READY).set(ready);
+            // Counted by the drain, copied here: nothing per connection.
+            metrics::gauge!(meters::ACTIVE_CONNECTIONS).set(proxy.active_connections() as f64);
+            metrics::gauge!(meters::PARKED_CONNECTIONS).set(proxy.parked_connections() as f64);
             let mut body = crate::surface::metrics::render_metrics();
             let state = proxy.state();
             body.push_str(&crate::surface::metrics::certificate_expiry(

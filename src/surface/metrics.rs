@@ -32,6 +32,9 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
                 PrometheusBuilder::new().build_recorder().handle()
             });
         meters::describe();
+        // Exported at 0 from the start, so the alert on dropped lines has a series before
+        // the first drop (the writer thread may start before this recorder exists).
+        metrics::counter!(meters::LOG_LINES_DROPPED).increment(0);
         handle
     })
 }

@@ -107,7 +107,15 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- $_ := set $cfg "admin" (dict "listeners" $admin) }}
 {{- $_ := set $cfg "timeouts" (dict "client_hello" .Values.timeouts.clientHello "connect" .Values.timeouts.connect "idle" .Values.timeouts.idle "drain" (printf "%ds" (int .Values.timeouts.drainSeconds))) }}
-{{- $_ := set $cfg "limits" (dict "max_connections" (int .Values.limits.maxConnections)) }}
+{{- $limits := dict "max_connections" (int .Values.limits.maxConnections) }}
+{{- with .Values.limits.perClient }}
+{{- $pc := dict }}
+{{- if .maxConnections }}{{- $_ := set $pc "max_connections" (int .maxConnections) }}{{- end }}
+{{- if .rate }}{{- $_ := set $pc "rate" .rate }}{{- end }}
+{{- if .burst }}{{- $_ := set $pc "burst" .burst }}{{- end }}
+{{- $_ := set $limits "per_client" $pc }}
+{{- end }}
+{{- $_ := set $cfg "limits" $limits }}
 {{- $_ := set $cfg "defaults" (dict "allow" .Values.defaults.allow "proxy_protocol" (toString .Values.defaults.proxyProtocol) "balance" (default "least_conn" .Values.defaults.balance) "sticky" (ne (toString .Values.defaults.sticky) "false")) }}
 {{- $tls := default (dict) .Values.tls }}
 {{- $_ := set $cfg.defaults "tls" (default "passthrough" .Values.defaults.tls) }}

@@ -44,8 +44,9 @@ VARIANTS = {
         "routes": INLINE_ROUTES,
         "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}},
     },
-    # Everything of the operations kit on, /routes served to the network.
+    # Everything of the operations kit on, /routes served to the network, per-client limits.
     "operations": {
+        "limits": {"maxConnections": 50000, "perClient": {"maxConnections": 1000, "rate": 100, "burst": 200}},
         "admin": {"port": 9090, "routes": {"enabled": True, "address": "0.0.0.0", "port": 9091}},
         "metrics": {
             "serviceMonitor": {"enabled": True},
@@ -227,6 +228,11 @@ def test_proxy_config_contents(variant):
     assert cfg["timeouts"]["drain"] == "30s"
     assert (cfg["defaults"]["balance"], cfg["defaults"]["sticky"]) == ("least_conn", True)
     assert cfg["health"] == {"eject_after": 1, "eject_for": "5s"}
+    if name == "operations":
+        per_client = {"max_connections": 1000, "rate": 100, "burst": 200}
+        assert cfg["limits"] == {"max_connections": 50000, "per_client": per_client}
+    else:
+        assert cfg["limits"] == {"max_connections": 100000}
     assert cfg["include"] == [f"{POD_ROOT}/routes.d"]
     assert cfg["discovery"]["kubernetes"]["enabled"] is (name == "discovery")
 
@@ -429,6 +435,21 @@ def test_schema_rejects_bad_values():
         render({"kind": "StatefulSet"})
     with pytest.raises(Exception, match="mode"):
         render({"proxyProtocol": {"mode": "sometimes", "trusted": []}})
+
+
+def test_per_client_limits_values(tmp_path):
+    # Only what is set reaches the config; the binary accepts it.
+    docs = render({"limits": {"perClient": {"maxConnections": 3}}})
+    assert proxy_config(docs)["limits"] == {"max_connections": 100000, "per_client": {"max_connections": 3}}
+    result = run_check(materialize(docs, tmp_path))
+    assert result.returncode == 0, result.stderr
+    # A burst needs a rate, and limits are positive.
+    with pytest.raises(Exception, match="rate"):
+        render({"limits": {"perClient": {"burst": 10}}})
+    with pytest.raises(Exception, match="maxConnections"):
+        render({"limits": {"perClient": {"maxConnections": 0}}})
+    with pytest.raises(Exception, match="perClient"):
+        render({"limits": {"perClient": {"connections": 3}}})
 
 
 def test_routes_off_or_on_ipv6_loopback(tmp_path):

@@ -352,6 +352,7 @@ fn cluster_routes_balance_over_replicas_and_pod_routes_stay_on_their_pod() {
     struct Names;
     impl Resolve for Names {
         type Addrs = ();
+        type Meters = ();
         fn addrs(&self, _: &Arc<str>) {}
     }
     struct Hosts<'a>(&'a [crate::model::route::Upstream<()>]);

@@ -23,6 +23,8 @@ use crate::model::allow::AllowList;
 /// compiled, never per connection; on several threads for big tables.
 pub trait Resolve: Sync {
     type Addrs: Clone + Send + Sync;
+    /// What each route carries for the runtime (its metric handles, registered lazily).
+    type Meters: Default + Send + Sync;
 
     /// The handle for `host`, a DNS name or an IP literal (IPv6 without brackets).
     fn addrs(&self, host: &Arc<str>) -> Self::Addrs;
@@ -36,8 +38,12 @@ pub(super) struct Built {
     start: usize,
 }
 
+/// A built route as tables share it.
+type Shared<A, M> = Arc<Route<A, M>>;
+/// A route built with resolver `R`'s handles.
+type SharedBy<R> = Shared<<R as Resolve>::Addrs, <R as Resolve>::Meters>;
 /// The routes compiled by one job.
-type Compiled<A> = Vec<Arc<Route<A>>>;
+type CompiledBy<R> = Vec<SharedBy<R>>;
 
 /// With at least this many specs to compile, jobs run on every core (a
 /// 100k-route file read at start or replaced as a whole).
@@ -46,15 +52,15 @@ pub(super) const PARALLEL_FROM: usize = 4096;
 const JOB: usize = 1024;
 
 /// A group of the previous table: its specs and the routes built from them.
-type Previous<'p, A> = (&'p [RouteSpec], &'p [Arc<Route<A>>]);
+type Previous<'p, A, M> = (&'p [RouteSpec], &'p [Arc<Route<A, M>>]);
 
 /// Routes to compile: `specs[range]` of group number `group`; `found[i]` is a route of the
 /// previous table for `specs[i]`, if it has one.
-struct Job<'a, 'p, A> {
+struct Job<'a, 'p, A, M> {
     group: usize,
     specs: &'a [RouteSpec],
     range: std::ops::Range<usize>,
-    found: &'a [Option<&'p Arc<Route<A>>>],
+    found: &'a [Option<&'p Arc<Route<A, M>>>],
 }
 
 /// Compiles specs into routes; state shared across a build's groups.
@@ -94,15 +100,15 @@ impl<'a, R: Resolve> Compiler<'a, '_, R> {
     /// are many; the first error in spec order, as a sequential build finds.
     fn compile(
         &mut self,
-        jobs: &[Job<'a, '_, R::Addrs>],
-    ) -> Result<Vec<Compiled<R::Addrs>>, RouteError> {
+        jobs: &[Job<'a, '_, R::Addrs, R::Meters>],
+    ) -> Result<Vec<CompiledBy<R>>, RouteError> {
         use rayon::prelude::*;
         let specs = jobs
             .iter()
             .flat_map(|j| j.found.get(j.range.clone()).unwrap_or_default())
             .filter(|f| f.is_none())
             .count();
-        let results: Vec<Result<Compiled<R::Addrs>, RouteError>> = if specs < PARALLEL_FROM {
+        let results: Vec<Result<CompiledBy<R>, RouteError>> = if specs < PARALLEL_FROM {
             jobs.iter()
                 .map(|j| self.routes(j.specs, j.range.clone(), j.found))
                 .collect()
@@ -122,8 +128,8 @@ impl<'a, R: Resolve> Compiler<'a, '_, R> {
         &mut self,
         specs: &'a [RouteSpec],
         range: std::ops::Range<usize>,
-        found: &[Option<&Arc<Route<R::Addrs>>>],
-    ) -> Result<Compiled<R::Addrs>, RouteError> {
+        found: &[Option<&SharedBy<R>>],
+    ) -> Result<CompiledBy<R>, RouteError> {
         let mut out = Vec::with_capacity(range.len());
         for i in range {
             let Some(spec) = specs.get(i) else { break };
@@ -158,13 +164,14 @@ impl<'a, R: Resolve> Compiler<'a, '_, R> {
                 source: spec.source.clone(),
                 patterns,
                 cursor: AtomicUsize::new(0),
+                meters: R::Meters::default(),
             }));
         }
         Ok(out)
     }
 }
 
-impl<A: Clone + Send + Sync> RouteTable<A> {
+impl<A: Clone + Send + Sync, M: Send + Sync> RouteTable<A, M> {
     /// Compiles `specs` (routes without `allow`/`proxy_protocol` take them
     /// from `defaults`). Patterns are normalised again, so specs from other
     /// producers (discovery) are safe. Fails on an invalid pattern, a route
@@ -172,7 +179,7 @@ impl<A: Clone + Send + Sync> RouteTable<A> {
     pub fn build<S, R>(specs: &S, defaults: &Defaults, resolver: &R) -> Result<Self, RouteError>
     where
         S: RouteSpecs + ?Sized,
-        R: Resolve<Addrs = A>,
+        R: Resolve<Addrs = A, Meters = M>,
     {
         Self::build_reusing(specs, defaults, resolver, &RouteTable::default())
     }
@@ -191,7 +198,7 @@ impl<A: Clone + Send + Sync> RouteTable<A> {
     ) -> Result<Self, RouteError>
     where
         S: RouteSpecs + ?Sized,
-        R: Resolve<Addrs = A>,
+        R: Resolve<Addrs = A, Meters = M>,
     {
         let groups: Vec<SpecGroup<'_>> = specs.spec_groups().collect();
         let total: usize = groups.iter().map(|g| g.0.len()).sum();
@@ -200,8 +207,8 @@ impl<A: Clone + Send + Sync> RouteTable<A> {
         }
         // The previous table's groups, by identity (while both `Arc`s are alive, the same
         // address means the same specs) and, for a changed group, by source (a file).
-        let mut same: HashMap<usize, &[Arc<Route<A>>]> = HashMap::new();
-        let mut by_source: HashMap<&str, Previous<'_, A>> = HashMap::new();
+        let mut same: HashMap<usize, &[Arc<Route<A, M>>]> = HashMap::new();
+        let mut by_source: HashMap<&str, Previous<'_, A, M>> = HashMap::new();
         if previous.defaults == *defaults {
             for b in &previous.built {
                 let Some(routes) = previous.routes.get(b.start..b.start + b.specs.len()) else {
@@ -214,7 +221,7 @@ impl<A: Clone + Send + Sync> RouteTable<A> {
             }
         }
         // Per group: all the previous routes, or per spec a previous route or nothing.
-        let reused: Vec<Option<&[Arc<Route<A>>]>> = groups
+        let reused: Vec<Option<&[Shared<A, M>]>> = groups
             .iter()
             .map(|&(slice, shared)| {
                 shared
@@ -222,7 +229,7 @@ impl<A: Clone + Send + Sync> RouteTable<A> {
                     .filter(|routes| routes.len() == slice.len())
             })
             .collect();
-        let found: Vec<Vec<Option<&Arc<Route<A>>>>> = groups
+        let found: Vec<Vec<Option<&Shared<A, M>>>> = groups
             .iter()
             .zip(&reused)
             .map(|(&(slice, shared), reused)| match (reused, shared) {
@@ -313,7 +320,7 @@ impl<A: Clone + Send + Sync> RouteTable<A> {
 
     /// Adds one route; true if one of its patterns was already claimed.
     /// The build checked that every index fits in a `u32`.
-    fn add(&mut self, route: Arc<Route<A>>) -> bool {
+    fn add(&mut self, route: Arc<Route<A, M>>) -> bool {
         let index = u32::try_from(self.routes.len()).unwrap_or(u32::MAX);
         let mut clash = false;
         for p in route.patterns.iter() {
@@ -341,11 +348,11 @@ impl<A: Clone + Send + Sync> RouteTable<A> {
 /// group's earlier version (`earlier`, built into `routes`), if there is one: found by
 /// position, else by first pattern ([`Earlier`]), and equal in every part (a spec read again
 /// from an unchanged entry is the earlier spec itself, so this is mostly pointer comparison).
-fn earlier_routes<'p, A>(
+fn earlier_routes<'p, A, M>(
     specs: &[RouteSpec],
     earlier: &'p [RouteSpec],
-    routes: &'p [Arc<Route<A>>],
-) -> Vec<Option<&'p Arc<Route<A>>>> {
+    routes: &'p [Arc<Route<A, M>>],
+) -> Vec<Option<&'p Arc<Route<A, M>>>> {
     let mut search = Earlier::new(earlier, |s: &'p RouteSpec| s.sni.first().map(|p| &**p));
     specs
         .iter()

@@ -8,14 +8,15 @@ struct Resolver;
 
 impl Resolve for Resolver {
     type Addrs = Arc<str>;
+    type Meters = ();
 
     fn addrs(&self, host: &Arc<str>) -> Arc<str> {
         host.clone()
     }
 }
 
-type RouteTable = super::RouteTable<Arc<str>>;
-type Route = super::Route<Arc<str>>;
+type RouteTable = super::RouteTable<Arc<str>, ()>;
+type Route = super::Route<Arc<str>, ()>;
 
 fn spec(name: &str, sni: &[&str], source: &str) -> RouteSpec {
     RouteSpec {

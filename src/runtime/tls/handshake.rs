@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ch_edge_wire::tls_alert::{self, Alert};
+use metrics::Histogram;
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -29,12 +30,12 @@ use super::Tls;
 /// enough to ride out a burst, short enough that a flood is refused rather than queued.
 const SLOT_WAIT: Duration = Duration::from_millis(500);
 
-/// A terminated connection, ready to relay plaintext.
+/// A terminated connection, ready to relay plaintext (its upstream's [`Lease`] is handed
+/// back beside it: the connection holds it until its end is reported).
 pub struct Session<'a> {
+    /// rustls over the borrowed client socket.
     pub client: tokio_rustls::server::TlsStream<ClientIo<'a>>,
     pub upstream: Upstream,
-    /// Counts the connection against its upstream address while it lives.
-    pub lease: Lease,
 }
 
 /// The upstream leg: plaintext (`terminate`) or TLS again (`reencrypt`).
@@ -53,12 +54,14 @@ pub struct Routed<'r> {
     pub ports: (u16, u16),
 }
 
-/// What the connection's state snapshot says about TLS, deadlines and upstream health.
+/// What the connection's state snapshot says about TLS, deadlines and upstream health, and
+/// where the connect time is recorded.
 #[derive(Clone, Copy)]
 pub struct Live<'s> {
     pub tls: &'s Tls,
     pub timeouts: &'s Timeouts,
     pub health: &'s Health,
+    pub connect_seconds: &'s Histogram,
 }
 
 /// Handshake with the client (the ClientHello is in `preamble`), then the upstream.
@@ -68,7 +71,7 @@ pub async fn establish<'a>(
     routed: Routed<'_>,
     mut preamble: Preamble,
     record: &mut Record,
-) -> Result<Session<'a>, Outcome> {
+) -> Result<(Session<'a>, Lease), Outcome> {
     let route = routed.route;
     let deadline = record.accepted + state.timeouts.client_hello;
     let mut note = TlsNote {
@@ -144,7 +147,7 @@ pub async fn establish<'a>(
         sticky: routed.sticky,
     };
     let connect_started = Instant::now();
-    let connected = connect::recorded(route, attempt, record).await?;
+    let connected = connect::recorded(route, attempt, record, state.connect_seconds).await?;
     let upstream = connected.stream;
     if !routed.proxy_header.is_empty() {
         if let Err(error) = write_all(&upstream, &routed.proxy_header).await {
@@ -161,11 +164,7 @@ pub async fn establish<'a>(
         }
         _ => Upstream::Plain(upstream),
     };
-    Ok(Session {
-        client,
-        upstream,
-        lease: connected.lease,
-    })
+    Ok((Session { client, upstream }, connected.lease))
 }
 
 /// TLS to the upstream, verified against the route's CA (or the system's roots) for its

@@ -17,36 +17,30 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
 use super::handshake::{Session, Upstream};
-use crate::runtime::relay::{End, Meters, Side, Transfer};
+use crate::runtime::relay::{End, Meters, Progress, Side, Transfer};
 use crate::runtime::socket;
 
 /// Bytes per direction in flight: one full TLS record.
 const BUF_SIZE: usize = 16 * 1024;
 
-/// Relays `session` to the end.
-pub async fn relay(session: Session<'_>, idle: Duration, meters: &Meters) -> Transfer {
-    let Session {
-        client,
-        upstream,
-        lease,
-    } = session;
+/// Relays `session` to the end (never [`End::Quiet`]: nothing here parks).
+pub async fn relay(session: Session<'_>, idle: Duration, meters: &Meters<'_>) -> Transfer {
+    let Session { client, upstream } = session;
     let epoch = Instant::now();
     let activity = AtomicU64::new(0);
-    let mut client = Tracked::new(client, &meters.from_client, &activity, epoch);
-    let transfer = match upstream {
+    let mut client = Tracked::new(client, meters.from_client, &activity, epoch);
+    match upstream {
         Upstream::Plain(tcp) => {
             let _ = socket::keep_alive(socket2::SockRef::from(&tcp));
-            let mut up = Tracked::new(tcp, &meters.from_upstream, &activity, epoch);
+            let mut up = Tracked::new(tcp, meters.from_upstream, &activity, epoch);
             both_ways(&mut client, &mut up, idle).await
         }
         Upstream::Tls(tls) => {
             let _ = socket::keep_alive(socket2::SockRef::from(tls.get_ref().0));
-            let mut up = Tracked::new(*tls, &meters.from_upstream, &activity, epoch);
+            let mut up = Tracked::new(*tls, meters.from_upstream, &activity, epoch);
             both_ways(&mut client, &mut up, idle).await
         }
-    };
-    drop(lease);
-    transfer
+    }
 }
 
 async fn both_ways<A, B>(
@@ -88,11 +82,15 @@ where
             },
         },
     };
-    Transfer {
+    // Only the byte counts and the last activity mean anything here: the rest is for
+    // resuming a parked relay, which a terminated connection never is.
+    let progress = Progress {
         from_client: client.bytes,
         from_upstream: up.bytes,
-        end,
-    }
+        last_activity: epoch + Duration::from_millis(activity.load(Ordering::Relaxed)),
+        ..Progress::start()
+    };
+    Transfer { progress, end }
 }
 
 /// One side of the relay: counts the bytes read from it and notes activity.

@@ -1,0 +1,264 @@
+//! A connection past its first bytes: relay turns, parked ([`park`]) while quiet in between,
+//! and its end — one metric sample and one access-log record, however many turns it took.
+
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+
+use crate::runtime::clients::Admitted;
+use crate::runtime::drain::Open;
+use crate::runtime::endpoint::Lease;
+use crate::runtime::observe::Record;
+use crate::runtime::outcome::Outcome;
+use crate::runtime::park::{self, Parking, Sockets};
+use crate::runtime::relay::{self, End, Meters, Progress, Side};
+use crate::runtime::resolve::Route;
+
+/// Where a relayed connection reports its end and parks: the connection layer above, which
+/// this module does not import (it is generic over it instead).
+pub trait Host: Send + Sync + Sized + 'static {
+    /// One metric sample and one report for the connection.
+    fn finish(&self, route: &Route, record: &Record, outcome: Outcome);
+    /// Where quiet connections wait, if anywhere.
+    fn parking(&self) -> Option<&Arc<Parking<Parked<Self>>>>;
+}
+
+/// What a relayed connection carries from turn to turn, and to its end.
+pub struct Session<H> {
+    pub host: H,
+    /// Its route, for the metric handles (not its table).
+    pub route: Arc<Route>,
+    pub record: Record,
+    pub progress: Progress,
+    /// `timeouts.idle` when the connection was accepted.
+    pub idle: Duration,
+    /// Counts held until the end: the drain's, the upstream address's, the client's.
+    pub held: (Open, Lease, Option<Admitted>),
+}
+
+impl<H: Host> Session<H> {
+    /// Reports the end: bytes from the relay turns, one metric sample, one record. (Also how
+    /// a terminated TLS connection, relayed in its own task, ends.)
+    pub fn end(mut self, outcome: Outcome) {
+        self.record.from_client += self.progress.from_client;
+        self.record.from_upstream = self.progress.from_upstream;
+        self.host.finish(&self.route, &self.record, outcome);
+        // Released once reported: a drain waiting for this connection sees its record first.
+        drop(self.held);
+    }
+}
+
+/// A parked connection: its sockets out of the reactor, its session as it stood.
+pub struct Parked<H> {
+    client: std::net::TcpStream,
+    upstream: std::net::TcpStream,
+    session: Session<H>,
+    /// The record's client-given names, moved inline (see [`Kept`]).
+    names: (Kept<62>, Kept<30>, Kept<30>),
+}
+
+impl<H> Parked<H> {
+    fn new(client: std::net::TcpStream, upstream: std::net::TcpStream, mut s: Session<H>) -> Self {
+        let r = &mut s.record;
+        let names = (
+            Kept::new(r.sni.take()),
+            Kept::new(r.sticky.take()),
+            Kept::new(r.vpce.take()),
+        );
+        Parked {
+            client,
+            upstream,
+            session: s,
+            names,
+        }
+    }
+
+    /// The session as it was when parked.
+    fn into_parts(self) -> (std::net::TcpStream, std::net::TcpStream, Session<H>) {
+        let mut s = self.session;
+        let r = &mut s.record;
+        (r.sni, r.sticky, r.vpce) = (
+            self.names.0.restore(),
+            self.names.1.restore(),
+            self.names.2.restore(),
+        );
+        (self.client, self.upstream, s)
+    }
+}
+
+/// A name from the client, held inline while its connection is parked. Parked connections
+/// live in one table; a name left in its own small allocation would sit where the
+/// connection's task was, and keep that memory from going back to the kernel.
+enum Kept<const N: usize> {
+    Inline {
+        len: u8,
+        bytes: [u8; N],
+    },
+    /// Too long to hold inline (rare), or none.
+    Boxed(Option<Box<str>>),
+}
+
+impl<const N: usize> Kept<N> {
+    fn new(name: Option<Box<str>>) -> Self {
+        match name {
+            Some(name) if name.len() <= N && N <= usize::from(u8::MAX) => {
+                let mut bytes = [0u8; N];
+                bytes[..name.len()].copy_from_slice(name.as_bytes());
+                Kept::Inline {
+                    len: name.len() as u8,
+                    bytes,
+                }
+            }
+            other => Kept::Boxed(other),
+        }
+    }
+
+    fn restore(self) -> Option<Box<str>> {
+        match self {
+            Kept::Inline { len, bytes } => std::str::from_utf8(&bytes[..usize::from(len)])
+                .ok()
+                .map(Box::from),
+            Kept::Boxed(name) => name,
+        }
+    }
+}
+
+impl<H> Sockets for Parked<H> {
+    fn sockets(&self) -> [(BorrowedFd<'_>, bool); 2] {
+        let p = &self.session.progress;
+        [
+            (self.client.as_fd(), !p.client_done),
+            (self.upstream.as_fd(), !p.upstream_done),
+        ]
+    }
+
+    fn deadline(&self) -> tokio::time::Instant {
+        self.session.progress.last_activity + self.session.idle
+    }
+}
+
+/// Relays until the connection ends or parks.
+pub async fn relay<H: Host>(mut client: TcpStream, mut upstream: TcpStream, mut s: Session<H>) {
+    loop {
+        let (from_client, from_upstream) = s.route.meters.bytes(&s.route.name);
+        let meters = Meters {
+            from_client,
+            from_upstream,
+        };
+        let turn = relay::relay(
+            &client,
+            &upstream,
+            s.idle,
+            park::PARK_AFTER,
+            &meters,
+            s.progress,
+        )
+        .await;
+        s.progress = turn.progress;
+        let outcome = match turn.end {
+            End::Done => Outcome::Relayed,
+            End::Idle => Outcome::IdleTimeout,
+            End::Error { side, .. } => {
+                // The other side learns of the failure as a reset too, not as a clean end.
+                let other = match side {
+                    Side::Client => &upstream,
+                    Side::Upstream => &client,
+                };
+                let _ = socket2::SockRef::from(other).set_linger(Some(Duration::ZERO));
+                Outcome::RelayError
+            }
+            End::Quiet => match park(client, upstream, s) {
+                ParkResult::Parked => return,
+                ParkResult::Refused(c, u, back) => {
+                    (client, upstream, s) = (c, u, back);
+                    continue;
+                }
+                ParkResult::Failed(back) => return back.end(Outcome::RelayError),
+            },
+        };
+        drop((client, upstream));
+        return s.end(outcome);
+    }
+}
+
+enum ParkResult<H> {
+    Parked,
+    /// Not parked (draining, no set): relay on with these.
+    Refused(TcpStream, TcpStream, Session<H>),
+    /// A socket could not move between the reactor and the set.
+    Failed(Session<H>),
+}
+
+fn park<H: Host>(client: TcpStream, upstream: TcpStream, s: Session<H>) -> ParkResult<H> {
+    let Some(parking) = s.host.parking() else {
+        return ParkResult::Refused(client, upstream, s);
+    };
+    let parking = parking.clone();
+    let (Ok(client), Ok(upstream)) = (client.into_std(), upstream.into_std()) else {
+        return ParkResult::Failed(s);
+    };
+    let parked = Parked::new(client, upstream, s);
+    match parking.park(parked) {
+        Ok(()) => ParkResult::Parked,
+        Err(back) => {
+            let (client, upstream, s) = back.into_parts();
+            match registered(client, upstream) {
+                Ok((c, u)) => ParkResult::Refused(c, u, s),
+                Err(_) => ParkResult::Failed(s),
+            }
+        }
+    }
+}
+
+fn registered(
+    client: std::net::TcpStream,
+    upstream: std::net::TcpStream,
+) -> std::io::Result<(TcpStream, TcpStream)> {
+    Ok((TcpStream::from_std(client)?, TcpStream::from_std(upstream)?))
+}
+
+/// A parked connection's socket woke: relay again, in a task of its own.
+pub fn wake<H: Host>(parked: Parked<H>) {
+    tokio::spawn(async move {
+        let (client, upstream, session) = parked.into_parts();
+        match registered(client, upstream) {
+            Ok((client, upstream)) => relay(client, upstream, session).await,
+            Err(error) => {
+                tracing::warn!(%error, "cannot resume a parked connection");
+                session.end(Outcome::RelayError);
+            }
+        }
+    });
+}
+
+/// A parked connection reached its idle deadline: it ends as an idle relayed one does.
+pub fn expire<H: Host>(parked: Parked<H>) {
+    let (client, upstream, session) = parked.into_parts();
+    drop((client, upstream));
+    session.end(Outcome::IdleTimeout);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Kept;
+
+    #[test]
+    fn names_come_back_from_parking_as_they_went_in() {
+        let long = "x".repeat(63);
+        for name in [
+            None,
+            Some(""),
+            Some("demo.ch.test"),
+            Some(&long[..62]),
+            Some(&long),
+        ] {
+            let boxed = name.map(Box::<str>::from);
+            let kept = Kept::<62>::new(boxed.clone());
+            let inline = matches!(kept, Kept::Inline { .. });
+            assert_eq!(inline, name.is_some_and(|n| n.len() <= 62), "{name:?}");
+            assert_eq!(kept.restore(), boxed);
+        }
+    }
+}
