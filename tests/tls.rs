@@ -143,6 +143,24 @@ async fn terminate_serves_the_certificate_for_the_name_and_sends_plaintext_with_
         &["result=\"incompatible\""],
     );
     assert_eq!(incompatible, 1.0, "{metrics}");
+    // Terminated connections count through their route's handles as passthrough ones do:
+    // plaintext bytes both ways, one sample per connection and outcome.
+    let plain = "route=\"plain.ch.test\"";
+    for family in [
+        "ch_edge_proxy_client_bytes_total",
+        "ch_edge_proxy_upstream_bytes_total",
+    ] {
+        assert_eq!(metric(&metrics, family, &[plain]), 8.0, "{metrics}");
+    }
+    for outcome in ["relayed", "tls_handshake_failed"] {
+        let outcome = format!("outcome=\"{outcome}\"");
+        let n = metric(
+            &metrics,
+            "ch_edge_proxy_connections_total",
+            &[plain, &outcome],
+        );
+        assert_eq!(n, 1.0, "{outcome}: {metrics}");
+    }
     let (_, routes) = proxy.admin_get("/routes");
     let routes: serde_json::Value = serde_json::from_str(&routes).unwrap();
     assert_eq!(routes["routes"][1]["tls"], "terminate");
@@ -441,23 +459,28 @@ async fn slow_and_idle_clients_do_not_starve_handshakes_and_stalled_ones_are_bou
     }
     legit(100).await.unwrap();
     let (_, metrics) = proxy.admin_get("/metrics");
-    let count = |result: &str| {
-        metric(
-            &metrics,
+    // Handshakes by result, and the connections they ended by outcome (route meters).
+    let count = |family: &str, label: &str| metric(&metrics, family, &[label]);
+    let handshakes = |result: &str| {
+        count(
             "ch_edge_proxy_tls_handshakes_total",
-            &[&format!("result=\"{result}\"")],
+            &format!("result=\"{result}\""),
         )
     };
-    assert_eq!(count("busy"), 1.0, "{metrics}");
-    assert_eq!(count("timeout"), 4.0, "{metrics}");
-    assert!(count("ok") >= 9.0, "{metrics}");
-    let slow = metric(
-        &metrics,
-        "ch_edge_proxy_connections_total",
-        &["outcome=\"client_hello_timeout\""],
-    );
+    let ended = |outcome: &str| {
+        count(
+            "ch_edge_proxy_connections_total",
+            &format!("outcome=\"{outcome}\""),
+        )
+    };
+    assert_eq!(handshakes("busy"), 1.0, "{metrics}");
+    assert_eq!(handshakes("timeout"), 4.0, "{metrics}");
+    assert!(handshakes("ok") >= 9.0, "{metrics}");
+    assert_eq!(ended("tls_busy"), 1.0, "{metrics}");
+    assert_eq!(ended("tls_handshake_failed"), 4.0, "{metrics}");
     assert_eq!(
-        slow, 80.0,
+        ended("client_hello_timeout"),
+        80.0,
         "the flood timed out before the ClientHello: {metrics}"
     );
     drop(flood);
@@ -482,5 +505,75 @@ fn check_refuses_a_terminating_route_without_a_certificate() {
     assert!(
         stderr.contains("route \"other.test\": tls: reencrypt: no certificate in tls.certificates covers \"other.test\""),
         "{stderr}"
+    );
+}
+
+/// Polls `/metrics` until `family` (summed over its series) is `n`, bounded by WAIT.
+fn wait_metric(proxy: &Proxy, family: &str, n: f64) {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let (_, text) = proxy.admin_get("/metrics");
+        let now = metric(&text, family, &[]);
+        if now == n {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{family} stayed at {now}, expected {n}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminated_connection_holds_its_place_in_the_limits_until_it_ends() {
+    let mut backend = RawBackend::start(false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("test CA");
+    let (cert, key) = ca.leaf(&["*.ch.test"], 90).write(dir.path(), "leaf");
+    let routes = "  - sni: \"*.ch.test\"\n    upstream: 127.0.0.1\n    tls: terminate\n";
+    let yaml = format!(
+        "{}limits:\n  per_client:\n    max_connections: 1\n",
+        config(backend.addr.port(), &certificates(&[(&cert, &key)]), routes)
+    );
+    let mut proxy = start_in(dir, &yaml);
+    let addr = proxy.addr("native");
+    let client = ca.client(&[]);
+
+    // While one terminated connection is open it counts as active, against its upstream
+    // address and against its client's limit: a second one from the same address is refused.
+    let mut first = connect_verified(&client, addr, "a.ch.test").await.unwrap();
+    echo_all(&mut first, b"SELECT 1").await;
+    let (_, metrics) = proxy.admin_get("/metrics");
+    for family in [
+        "ch_edge_proxy_active_connections",
+        "ch_edge_proxy_upstream_open_connections",
+    ] {
+        assert_eq!(metric(&metrics, family, &[]), 1.0, "{family}: {metrics}");
+    }
+    let second = connect_verified(&client, addr, "b.ch.test").await;
+    assert_eq!(alert_of(second), AlertDescription::AccessDenied);
+    let line = proxy.wait_log(|l| l["target"] == "access" && l["outcome"] == "client_over_limit");
+    assert_eq!(line["route"], serde_json::Value::Null, "{line}");
+
+    // Its end is reported once, then its places are released: the next one is served.
+    first.shutdown().await.unwrap();
+    drop(first);
+    backend.next().await;
+    let line = proxy.wait_log(is_access("*.ch.test"));
+    assert_eq!(line["outcome"], "relayed", "{line}");
+    assert_eq!(line["bytes_from_client"], 8, "{line}");
+    wait_metric(&proxy, "ch_edge_proxy_upstream_open_connections", 0.0);
+    let mut third = connect_verified(&client, addr, "c.ch.test").await.unwrap();
+    echo_all(&mut third, b"SELECT 2").await;
+    let (_, metrics) = proxy.admin_get("/metrics");
+    let relayed = metric(
+        &metrics,
+        "ch_edge_proxy_connections_total",
+        &["route=\"*.ch.test\"", "outcome=\"relayed\""],
+    );
+    assert_eq!(
+        relayed, 1.0,
+        "one sample for the first connection: {metrics}"
     );
 }
