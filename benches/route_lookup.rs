@@ -34,6 +34,7 @@ fn specs(n: usize) -> Vec<RouteSpec> {
             proxy_protocol: None,
             balance: None,
             sticky: None,
+            tls: None,
             source: "bench.yaml".into(),
         })
         .collect()

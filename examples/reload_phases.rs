@@ -75,7 +75,7 @@ fn main() {
     for (what, text) in &texts {
         std::fs::write(&file, text).unwrap();
         let t0 = Instant::now();
-        let hash = config::fingerprint(&main, &live.includes).unwrap();
+        let hash = config::fingerprint(&main, &live.includes, &live.tls_files).unwrap();
         assert_ne!(hash, live.content_hash);
         let t1 = Instant::now();
         let next = config::load_reusing(&main, &live.route_files).unwrap();

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 /// The layers of the main crate, lowest first, with the modules each holds. A new module must
 /// be added here, to the layer whose dependencies it fits.
 const LAYERS: &[(&str, &[&str])] = &[
-    ("model", &["allow", "chi", "config", "route"]),
+    ("model", &["allow", "chi", "config", "route", "tls"]),
     (
         "runtime",
         &[
@@ -38,6 +38,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "server",
             "socket",
             "state",
+            "tls",
             "watch",
         ],
     ),

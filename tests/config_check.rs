@@ -99,7 +99,7 @@ fn example_config_loads_and_routes() {
 
     let summary = config::summary(&c);
     assert!(
-        summary.contains("routes: 4 (3 exact names, 1 wildcard, catch-all: no)"),
+        summary.contains("routes: 4 (3 exact names, 1 wildcard, catch-all: no; 0 TLS here)"),
         "{summary}"
     );
 }

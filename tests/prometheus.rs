@@ -1,10 +1,10 @@
 //! The operations kit against a real Prometheus (Debian's `prometheus` and `promtool`): the
 //! Grafana dashboard's every query returns data from a proxy that serves real traffic
-//! (relayed, refused for several reasons, a client over its per-client limit, a failing
-//! upstream held out by passive health, connections held open, a burst of refusals whose log
-//! lines are suppressed, reloads, Kubernetes discovery against the fake API server), the alert
-//! rules load and evaluate on those metrics, and promtool's unit tests make each alert fire and
-//! not fire.
+//! (relayed, TLS terminated with a test certificate, refused for several reasons, a client over
+//! its per-client limit, a failing upstream held out by passive health, connections held open,
+//! a burst of refusals whose log lines are suppressed, reloads, Kubernetes discovery against
+//! the fake API server), the alert rules load and evaluate on those metrics, and promtool's
+//! unit tests make each alert fire and not fire.
 #![cfg(feature = "k8s")]
 
 mod support;
@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
+use support::certs::{connect_verified, Ca};
 use support::fake_kube::FakeKube;
 use support::peers::{self, RawBackend};
 use support::prometheus::Prometheus;
@@ -120,6 +121,16 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
     names
 }
 
+/// One connection through the terminating route `tls.ch.test`, verified against `ca`.
+async fn terminated(ca: &Ca, addr: std::net::SocketAddr, backend: &mut RawBackend) {
+    let mut tls = connect_verified(&ca.client(&[]), addr, "tls.ch.test")
+        .await
+        .unwrap();
+    echo(&mut tls, b"SELECT 1").await;
+    drop(tls);
+    backend.next().await;
+}
+
 /// A CHI whose service resolves to 127.0.0.1 (as in tests/discovery.rs).
 fn chi(name: &str) -> Value {
     json!({
@@ -180,6 +191,9 @@ async fn every_dashboard_query_and_alert_rule_works_on_a_real_prometheus() {
     let down = format!("127.0.0.1:{}", peers::free_port());
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = fake.kubeconfig(dir.path());
+    // A certificate for a terminating route (the TLS panels and the expiry alert's metric).
+    let ca = Ca::new("test CA");
+    let (cert, key) = ca.leaf(&["tls.ch.test"], 90).write(dir.path(), "leaf");
     let base = format!(
         "listeners:\n  - name: native\n    address: \"127.0.0.1:0\"\n    upstream_port: {port}\n\
          \x20 - name: https\n    address: \"127.0.0.1:0\"\n    upstream_port: {port}\n\
@@ -188,11 +202,15 @@ async fn every_dashboard_query_and_alert_rule_works_on_a_real_prometheus() {
          health:\n  eject_after: 2\n  eject_for: 5m\n\
          limits:\n  per_client:\n    max_connections: {per_client}\n\
          discovery:\n  kubernetes:\n    enabled: true\n    domain: ch.test\n    namespaces: [ch]\n\
+         tls:\n  certificates:\n    - cert: {cert}\n      key: {key}\n\
          routes:\n  - name: files\n    sni: files.ch.test\n    upstream: \"localhost:{port}\"\n\
          \x20 - name: private\n    sni: private.ch.test\n    upstream: \"localhost:{port}\"\n    allow: [\"203.0.113.0/24\"]\n\
-         \x20 - name: broken\n    sni: broken.ch.test\n    upstream: \"{down}\"\n",
+         \x20 - name: broken\n    sni: broken.ch.test\n    upstream: \"{down}\"\n\
+         \x20 - name: terminated\n    sni: tls.ch.test\n    upstream: \"localhost:{port}\"\n    tls: terminate\n",
         port = backend.addr.port(),
         per_client = PER_CLIENT,
+        cert = cert.display(),
+        key = key.display(),
     );
     let mut proxy = Proxy::start_with_env(&base, &[("KUBECONFIG", kubeconfig.as_os_str())]);
     proxy.wait_log(|l| l["message"] == "reload" && l["trigger"] == "discovery");
@@ -221,6 +239,7 @@ async fn every_dashboard_query_and_alert_rule_works_on_a_real_prometheus() {
     backend.next().await;
     peers::exchange(proxy.addr("native"), &peers::client_hello("broken.ch.test")).await;
     proxy.wait_log(|l| l["target"] == "access" && l["outcome"] == "upstream_unavailable");
+    terminated(&ca, proxy.addr("native"), &mut backend).await;
     let route = |name: &str| {
         format!("  - name: {name}\n    sni: {name}.ch.test\n    upstream: \"localhost:1\"\n")
     };
@@ -243,6 +262,7 @@ async fn every_dashboard_query_and_alert_rule_works_on_a_real_prometheus() {
         "ch_edge_proxy_reload_seconds_count{}".to_owned(),
         "ch_edge_proxy_connections_total{outcome=\"client_over_limit\"}".to_owned(),
         format!("ch_edge_proxy_upstream_ejections_total{{{broken}}} == 0"),
+        "ch_edge_proxy_tls_handshake_seconds_count{}".to_owned(),
     ] {
         let query = selector.replacen('{', &format!("{{job=\"{JOB}\", "), 1);
         prometheus.wait_for(&format!("{query} scraped"), || {
@@ -257,6 +277,7 @@ async fn every_dashboard_query_and_alert_rule_works_on_a_real_prometheus() {
     let hello = peers::client_hello("demo.ch.test");
     assert_eq!(peers::exchange(proxy.addr("https"), &hello).await, hello);
     backend.next().await;
+    terminated(&ca, native, &mut backend).await;
     for (bytes, outcome) in [
         (peers::client_hello("nobody.ch.test"), "unknown_sni"),
         (peers::client_hello("private.ch.test"), "access_denied"),
@@ -364,7 +385,12 @@ async fn every_dashboard_query_and_alert_rule_works_on_a_real_prometheus() {
     // The rules: every metric they read is one the proxy exports, every rule evaluates
     // without error, and the alerts this scenario provokes are there.
     let rules = yaml(&rules_file());
-    let rule_list = rules["groups"][0]["rules"].as_array().unwrap();
+    let rule_list: Vec<&Value> = rules["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["rules"].as_array().unwrap())
+        .collect();
     let names: BTreeSet<String> = rule_list
         .iter()
         .flat_map(|r| metric_names(r["expr"].as_str().unwrap()))
@@ -378,7 +404,12 @@ async fn every_dashboard_query_and_alert_rule_works_on_a_real_prometheus() {
     }
     prometheus.wait_for("every rule evaluated", || {
         let groups = prometheus.api("/api/v1/rules")["data"]["groups"].clone();
-        let evaluated: Vec<&Value> = groups[0]["rules"].as_array().unwrap().iter().collect();
+        let evaluated: Vec<&Value> = groups
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|g| g["rules"].as_array().unwrap())
+            .collect();
         evaluated.len() == rule_list.len()
             && evaluated.iter().all(|r| {
                 assert_ne!(r["health"], "err", "rule failed: {r}");
@@ -422,6 +453,7 @@ async fn every_dashboard_query_and_alert_rule_works_on_a_real_prometheus() {
         "ChEdgeProxyNotReady",
         "ChEdgeProxyDiscoveryNotSynced",
         "ChEdgeProxyLogLinesDropped",
+        "ChEdgeProxyCertificateExpiringSoon",
     ] {
         assert!(
             !now.iter().any(|(n, _)| n == quiet),

@@ -3,7 +3,8 @@
 //! - [`route`]: route specs, the SNI route table and its lookup;
 //! - [`allow`]: client-CIDR allowlists;
 //! - [`config`]: files → typed configuration and route specs, validation, one error type;
-//! - [`chi`]: ClickHouseInstallation manifests → route specs (operator naming).
+//! - [`chi`]: ClickHouseInstallation manifests → route specs (operator naming);
+//! - [`tls`]: certificates to serve (checked pairs, chosen by name) and CAs to trust.
 //!
 //! Uses the wire layer ([`ch_edge_wire`]) only: no sockets, no async runtime, no metrics.
 //! `config` parses into `route`'s types; `route` never imports `config`.
@@ -12,3 +13,4 @@ pub mod allow;
 pub mod chi;
 pub mod config;
 pub mod route;
+pub mod tls;

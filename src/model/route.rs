@@ -24,11 +24,13 @@ mod build;
 mod claims;
 pub(crate) mod earlier;
 mod spec;
+pub mod tls;
 
 pub use balance::{Balance, Tag};
 pub use build::Resolve;
 pub use claims::{check_claims, duplicate_claims, RouteRef};
-pub use spec::{Defaults, RouteSpec, RouteSpecs, Routes, SpecGroup, UpstreamAddr};
+pub use spec::{Defaults, RouteSpec, RouteSpecs, RouteTls, Routes, SpecGroup, UpstreamAddr};
+pub use tls::{TlsMode, UpstreamTls};
 
 use build::Built;
 
@@ -86,6 +88,11 @@ pub struct Route<A, M> {
     pub sticky: bool,
     /// Shared by the routes of one file.
     pub source: Arc<str>,
+    pub tls: TlsMode,
+    /// How a `reencrypt` route checks its upstream (CA from `defaults` filled in).
+    pub upstream_tls: Option<Arc<UpstreamTls>>,
+    /// ALPN protocols a terminating route accepts (`None`: none).
+    pub alpn: Option<Arc<[Arc<str>]>>,
     /// Rotation over the route's addresses (round robin, and least_conn's ties), advanced by
     /// each connection.
     pub cursor: AtomicUsize,

@@ -12,6 +12,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use metrics::Histogram;
 use smallvec::SmallVec;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -20,6 +21,8 @@ use crate::model::config::Health;
 use crate::model::route::balance::{self, Choose, Node, Pool, Seen};
 use crate::model::route::Tag;
 use crate::runtime::endpoint::{Claim, Endpoint, Lease, Now};
+use crate::runtime::observe::Record;
+use crate::runtime::outcome::Outcome;
 use crate::runtime::resolve::{Route, Upstream};
 use crate::runtime::socket;
 
@@ -158,6 +161,34 @@ pub async fn connect(route: &Route, attempt: Attempt<'_>) -> Result<Connected, C
             tried,
             last: last.map(|(a, _)| a),
         }),
+    }
+}
+
+/// [`connect`], told to the access log (where, how long, or why not) and to `seconds` (the
+/// connect-time histogram's handle).
+pub async fn recorded(
+    route: &Route,
+    attempt: Attempt<'_>,
+    record: &mut Record,
+    seconds: &Histogram,
+) -> Result<Connected, Outcome> {
+    let started = Instant::now();
+    let connected = connect(route, attempt).await;
+    let elapsed = started.elapsed();
+    record.connect_us = Some(elapsed.as_micros() as u64);
+    seconds.record(elapsed.as_secs_f64());
+    match connected {
+        Ok(c) => {
+            record.upstream = Some(c.lease.endpoint().addr);
+            record.upstream_failed = c.failed;
+            Ok(c)
+        }
+        Err(error) => {
+            tracing::warn!(route = %route.name, %error, "no upstream connection");
+            record.detail = Some(error.detail());
+            record.upstream_failed = error.last_failed();
+            Err(Outcome::UpstreamUnavailable)
+        }
     }
 }
 

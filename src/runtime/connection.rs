@@ -1,5 +1,6 @@
 //! One connection, top to bottom:
 //! PROXY in → ClientHello → route → allow → connect → PROXY out → relay.
+//! Routes that terminate TLS branch off after allow to [`tls`] (handshake, then connect).
 //!
 //! Each phase either hands the next one what it learnt or ends the
 //! connection with an [`Outcome`]; `handle` turns that into one access-log
@@ -14,7 +15,6 @@ use ch_edge_wire::proxy_out::{self, ProxyVersion, PP2_TYPE_AUTHORITY};
 use ch_edge_wire::tls_alert::{self, Alert};
 use metrics::Histogram;
 use tokio::net::TcpStream;
-use tokio::time::Instant;
 
 use crate::model::config::ListenerConfig;
 use crate::model::route::Miss;
@@ -27,11 +27,12 @@ use crate::runtime::observe::{Observer, Record};
 use crate::runtime::outcome::Outcome;
 use crate::runtime::park::Parking;
 use crate::runtime::preamble::{self, Preamble};
-use crate::runtime::relay::{self, Progress};
+use crate::runtime::relay::{self, End, Meters, Progress};
 use crate::runtime::relayed::{self, Host, Parked, Session};
 use crate::runtime::resolve::Route;
 use crate::runtime::route_meters::Outcomes;
 use crate::runtime::state::{Live, State};
+use crate::runtime::tls;
 
 /// After a refusal alert, how long we wait for the client to close first.
 /// Closing with unread input would send RST, which can destroy the alert
@@ -167,46 +168,74 @@ pub async fn handle(
     ))
     .await;
     drop(state);
-    match (established, route) {
-        (Ok((upstream, lease, client)), Some(route)) => {
-            // The ClientHello's bytes, already relayed.
-            route
-                .meters
-                .bytes(&route.name)
-                .0
-                .increment(record.from_client);
-            let session = Session {
-                host: Served { listener, ctx },
-                route,
-                record,
-                progress: Progress::start(),
-                idle,
-                held: (open, lease, client),
-            };
-            relayed::relay(stream, upstream, session).await;
-        }
+    let (established, route) = match (established, route) {
+        (Ok(established), Some(route)) => (established, route),
         (established, route) => {
             // Connected always means routed; a refusal may come before or after routing.
             let outcome = established.err().unwrap_or(Outcome::RelayError);
             drop(stream);
             ctx.finish(&listener, route.as_deref(), &record, outcome);
             drop(open);
+            return;
+        }
+    };
+    let Established {
+        legs,
+        lease,
+        admitted,
+    } = established;
+    // The ClientHello's bytes, already relayed (none where TLS ends here: the handshake took
+    // them). Counted before the session is made, which nothing here borrows: a borrowed local
+    // would stay in the task's state for the whole relay.
+    let (from_client, _) = route.meters.bytes(&route.name);
+    from_client.increment(record.from_client);
+    let session = Session {
+        host: Served { listener, ctx },
+        route,
+        record,
+        progress: Progress::start(),
+        idle,
+        held: (open, lease, admitted),
+    };
+    match legs {
+        Legs::Plain(upstream) => relayed::relay(stream, upstream, session).await,
+        Legs::Tls(terminated) => {
+            // Boxed, the session with it: a passthrough connection's task carries neither.
+            let (session, outcome) = Box::pin(relay_tls(*terminated, session)).await;
+            // Closed before the end is reported, as a passthrough connection's sockets are.
+            drop(stream);
+            session.end(outcome);
         }
     }
 }
 
-/// PROXY in → ClientHello → per-client limits → route → allow → connect → PROXY out: returns
-/// the upstream with the client's first bytes already written to it, and the connection's
-/// place in its client's count.
-async fn establish(
-    stream: &TcpStream,
+/// A connection ready to relay, with the places it holds until its end: its upstream
+/// address's and its client's.
+struct Established<'a> {
+    legs: Legs<'a>,
+    lease: Lease,
+    admitted: Option<Admitted>,
+}
+
+/// The two sockets' sides of a connection ready to relay.
+enum Legs<'a> {
+    /// Passthrough: the upstream with the client's first bytes already written to it.
+    Plain(TcpStream),
+    /// TLS terminated here, the upstream connected.
+    Tls(Box<tls::Session<'a>>),
+}
+
+/// PROXY in → ClientHello → per-client limits → route → allow → connect → PROXY out (or, for a
+/// route that terminates TLS, the handshake first).
+async fn establish<'a>(
+    stream: &'a TcpStream,
     peer: SocketAddr,
     listener: &ListenerCtx,
     state: &State,
     ctx: &Context,
     record: &mut Record,
     routed: &mut Option<Arc<Route>>,
-) -> Result<(TcpStream, Lease, Option<Admitted>), Outcome> {
+) -> Result<Established<'a>, Outcome> {
     // PROXY in + ClientHello, under one deadline.
     let policy = &listener.config.proxy_protocol;
     let trusted = policy.trusts(peer.ip());
@@ -281,39 +310,56 @@ async fn establish(
         return Err(Outcome::AccessDenied);
     }
 
-    // Connect.
-    let started = Instant::now();
-    let attempt = Attempt {
-        default_port: listener.config.upstream_port,
-        budget: state.timeouts.connect,
-        health: &state.health,
-        sticky: sticky.as_ref(),
-    };
-    let connected = connect::connect(route, attempt).await;
-    let elapsed = started.elapsed();
-    record.connect_us = Some(elapsed.as_micros() as u64);
-    ctx.connect_seconds.record(elapsed.as_secs_f64());
-    let connected = match connected {
-        Ok(c) => c,
-        Err(error) => {
-            tracing::warn!(route = %route.name, %error, "no upstream connection");
-            record.detail = Some(error.detail());
-            record.upstream_failed = error.last_failed();
-            return Err(Outcome::UpstreamUnavailable);
-        }
-    };
-    let upstream = connected.stream;
-    let upstream_addr = connected.lease.endpoint().addr;
-    record.upstream = Some(upstream_addr);
-    record.upstream_failed = connected.failed;
-
-    // PROXY out + replay of everything the client sent so far.
     let version = route.proxy_protocol;
     let destination = match preamble.header.as_ref().and_then(|h| h.destination) {
         Some(d) => d,
         None if version == ProxyVersion::Off => peer, // unused
         None => local_addr(stream, &listener.bound),
     };
+    if route.tls.terminates() {
+        let mut proxy_header = Vec::new();
+        write_proxy_header(
+            &preamble,
+            version,
+            client,
+            canonical(destination),
+            &mut proxy_header,
+        );
+        let routed = tls::Routed {
+            route,
+            sticky: sticky.as_ref(),
+            proxy_header,
+            ports: (
+                listener.config.upstream_port_plain,
+                listener.config.upstream_port,
+            ),
+        };
+        let live = tls::Live {
+            tls: &state.tls,
+            timeouts: &state.timeouts,
+            health: &state.health,
+            connect_seconds: &ctx.connect_seconds,
+        };
+        let (session, lease) = tls::establish(stream, live, routed, preamble, record).await?;
+        return Ok(Established {
+            legs: Legs::Tls(Box::new(session)),
+            lease,
+            admitted,
+        });
+    }
+
+    // Connect.
+    let attempt = Attempt {
+        default_port: listener.config.upstream_port,
+        budget: state.timeouts.connect,
+        health: &state.health,
+        sticky: sticky.as_ref(),
+    };
+    let connected = connect::recorded(route, attempt, record, &ctx.connect_seconds).await?;
+    let upstream = connected.stream;
+    let upstream_addr = connected.lease.endpoint().addr;
+
+    // PROXY out + replay of everything the client sent so far.
     let first = first_bytes(&preamble, version, client, canonical(destination));
     record.from_client = preamble.tls_bytes().len() as u64;
     drop(preamble);
@@ -323,7 +369,33 @@ async fn establish(
     }
     drop(first);
 
-    Ok((upstream, connected.lease, admitted))
+    Ok(Established {
+        legs: Legs::Plain(upstream),
+        lease: connected.lease,
+        admitted,
+    })
+}
+
+/// Relays a terminated connection until the end and says how it ended (its session given
+/// back to report it). It is never parked (rustls's state lives in the task), so it ends
+/// here, not in [`relayed`].
+async fn relay_tls(
+    terminated: tls::Session<'_>,
+    mut session: Session<Served>,
+) -> (Session<Served>, Outcome) {
+    let (from_client, from_upstream) = session.route.meters.bytes(&session.route.name);
+    let meters = Meters {
+        from_client,
+        from_upstream,
+    };
+    let transfer = tls::relay(terminated, session.idle, &meters).await;
+    session.progress = transfer.progress;
+    let outcome = match transfer.end {
+        End::Done => Outcome::Relayed,
+        End::Idle => Outcome::IdleTimeout,
+        End::Error { .. } | End::Quiet => Outcome::RelayError,
+    };
+    (session, outcome)
 }
 
 /// The PROXY header for the upstream (if the route wants one) followed by
@@ -336,6 +408,20 @@ fn first_bytes(
 ) -> Vec<u8> {
     let tls = preamble.tls_bytes();
     let mut out = Vec::with_capacity(tls.len() + 256);
+    write_proxy_header(preamble, version, client, destination, &mut out);
+    out.extend_from_slice(tls);
+    out
+}
+
+/// The PROXY header for the upstream, if the route wants one: v2 carries the SNI and the
+/// client's AWS VPC endpoint.
+fn write_proxy_header(
+    preamble: &Preamble,
+    version: ProxyVersion,
+    client: SocketAddr,
+    destination: SocketAddr,
+    out: &mut Vec<u8>,
+) {
     let mut tlvs: Vec<(u8, &[u8])> = Vec::new();
     if version == ProxyVersion::V2 {
         if let Some(sni) = &preamble.hello.sni {
@@ -350,9 +436,7 @@ fn first_bytes(
             );
         }
     }
-    proxy_out::encode(version, client, destination, &tlvs, &mut out);
-    out.extend_from_slice(tls);
-    out
+    proxy_out::encode(version, client, destination, &tlvs, out);
 }
 
 /// The address the client connected to: the listener's own address unless

@@ -47,6 +47,12 @@ pub const MAX_CONNECTIONS: &str = "ch_edge_proxy_max_connections";
 pub const READY: &str = "ch_edge_proxy_ready";
 pub const ADMIN_ACCEPT_ERRORS: &str = "ch_edge_proxy_admin_accept_errors_total";
 pub const ADMIN_OVER_LIMIT: &str = "ch_edge_proxy_admin_over_limit_total";
+pub const TLS_HANDSHAKES: &str = "ch_edge_proxy_tls_handshakes_total";
+pub const TLS_HANDSHAKE_SECONDS: &str = "ch_edge_proxy_tls_handshake_seconds";
+pub const TLS_HANDSHAKES_IN_FLIGHT: &str = "ch_edge_proxy_tls_handshakes_in_flight";
+/// Rendered by the surface at each scrape from the live certificates (a removed certificate's
+/// series disappears), labelled `certificate="<cert file>"`.
+pub const TLS_CERTIFICATE_EXPIRY: &str = "ch_edge_proxy_tls_certificate_expiry_timestamp_seconds";
 pub const CPU_LIMIT: &str = "ch_edge_proxy_cpu_limit_cores";
 pub const MEMORY_LIMIT: &str = "ch_edge_proxy_memory_limit_bytes";
 
@@ -211,6 +217,19 @@ pub fn describe() {
         MEMORY_LIMIT,
         Unit::Bytes,
         "Memory the process may use: its cgroup's limit, else the machine's memory."
+    );
+    describe_counter!(
+        TLS_HANDSHAKES,
+        "TLS handshakes of terminating routes, by side (client, upstream) and result (ok, or why it failed: timeout, busy, closed, peer_alert, incompatible, bad_certificate, protocol_error, io_error)."
+    );
+    describe_histogram!(
+        TLS_HANDSHAKE_SECONDS,
+        Unit::Seconds,
+        "Time of successful TLS handshakes, by side (client: from the complete ClientHello)."
+    );
+    describe_gauge!(
+        TLS_HANDSHAKES_IN_FLIGHT,
+        "Client TLS handshakes holding a slot now (at most tls.max_handshakes)."
     );
     describe_gauge!(
         DISCOVERY_LAST_SYNC,

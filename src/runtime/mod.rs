@@ -35,4 +35,5 @@ pub(crate) mod preamble;
 pub(crate) mod relay;
 pub(crate) mod relayed;
 pub(crate) mod socket;
+pub mod tls;
 pub(crate) mod watch;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use crate::model::config::LogConfig;
+use crate::model::route::TlsMode;
 use crate::runtime::outcome::Outcome;
 
 /// Told about every connection and every configuration change. Called on the connection's own
@@ -54,6 +55,17 @@ pub struct Record {
     pub accepted: Instant,
     pub client_hello_us: Option<u64>,
     pub connect_us: Option<u64>,
+    /// Routes that terminate TLS: how the client's handshake went.
+    pub tls: Option<TlsNote>,
+}
+
+/// A terminated connection's TLS, in 8 bytes (the record lives as long as the connection).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TlsNote {
+    pub mode: TlsMode,
+    /// 12 or 13 (TLS 1.2, 1.3); 0 before the handshake finished.
+    pub version: u8,
+    pub handshake_us: u32,
 }
 
 impl Record {
@@ -76,6 +88,7 @@ impl Record {
             accepted: Instant::now(),
             client_hello_us: None,
             connect_us: None,
+            tls: None,
         }
     }
 }

@@ -43,6 +43,13 @@ pub enum Outcome {
     UpstreamUnavailable,
     /// Writing the PROXY header / ClientHello to the upstream failed.
     UpstreamWriteFailed,
+    /// A terminating route's handshake found no free slot (`tls.max_handshakes`) in time:
+    /// TLS alert `internal_error`.
+    TlsBusy,
+    /// A terminating route's handshake with the client failed (reason in `detail`).
+    TlsHandshakeFailed,
+    /// A reencrypting route's handshake with the upstream failed (reason in `detail`).
+    UpstreamTlsFailed,
 }
 
 ch_edge_wire::keywords!(Outcome {
@@ -65,6 +72,9 @@ ch_edge_wire::keywords!(Outcome {
     AccessDenied => "access_denied",
     UpstreamUnavailable => "upstream_unavailable",
     UpstreamWriteFailed => "upstream_write_failed",
+    TlsBusy => "tls_busy",
+    TlsHandshakeFailed => "tls_handshake_failed",
+    UpstreamTlsFailed => "upstream_tls_failed",
 });
 
 impl Outcome {

@@ -39,8 +39,9 @@ pub struct Session<H> {
 }
 
 impl<H: Host> Session<H> {
-    /// Reports the end: bytes from the relay turns, one metric sample, one record.
-    fn end(mut self, outcome: Outcome) {
+    /// Reports the end: bytes from the relay turns, one metric sample, one record. (Also how
+    /// a terminated TLS connection, relayed in its own task, ends.)
+    pub fn end(mut self, outcome: Outcome) {
         self.record.from_client += self.progress.from_client;
         self.record.from_upstream = self.progress.from_upstream;
         self.host.finish(&self.route, &self.record, outcome);

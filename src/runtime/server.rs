@@ -115,7 +115,7 @@ impl Server {
             .map_err(|e| ConfigError::route_table(&file, &e))?;
         reload::went_live(&config, routes.len(), 1, &*observer);
         let report = Arc::new(discovery::Report::startup(&config.discovery.kubernetes));
-        let state = State::new(&config, routes, 1, report);
+        let state = State::new(&config, routes, 1, report, None);
         let plan = listeners::plan::plan(&[], &config.listeners);
         let listeners = Listeners::bind(plan, &config.listeners, &file)?;
         let mut admin = Vec::new();

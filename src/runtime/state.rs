@@ -7,6 +7,7 @@ use arc_swap::{ArcSwap, Guard};
 use crate::model::config::{Config, Health, Limits, Timeouts};
 use crate::runtime::discovery;
 use crate::runtime::resolve::RouteTable;
+use crate::runtime::tls::Tls;
 
 /// One consistent snapshot. A connection loads it once, so a reload never changes a
 /// connection mid-way; one that started before a reload keeps its routes and timeouts.
@@ -22,17 +23,23 @@ pub struct State {
     pub generation: u64,
     /// Kubernetes discovery as this table reflects it.
     pub discovery: Arc<discovery::Report>,
+    /// What terminating and reencrypting routes use.
+    pub tls: Tls,
 }
 
 impl State {
-    /// The state for `config` with its compiled `routes`.
+    /// The state for `config` with its compiled `routes`; `previous` (the live state) lends
+    /// its TLS session cache and handshake bound.
     pub fn new(
         config: &Config,
         routes: RouteTable,
         generation: u64,
         discovery: Arc<discovery::Report>,
+        previous: Option<&State>,
     ) -> State {
+        let tls = Tls::build(config, &routes, previous.map(|p| &p.tls));
         State {
+            tls,
             routes,
             timeouts: config.timeouts.clone(),
             limits: config.limits.clone(),

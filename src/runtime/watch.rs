@@ -63,6 +63,21 @@ impl Targets {
         }
     }
 
+    /// These plus `files` (certificates, keys, CA files), watched by name in their
+    /// directories: a Kubernetes Secret volume swaps `..data` there, an editor renames over.
+    pub fn with_files(mut self, files: &[PathBuf]) -> Targets {
+        for f in files {
+            self.dirs.push(parent(f));
+            self.files
+                .extend(f.file_name().map(|n| (parent(f), n.into())));
+        }
+        self.dirs.sort();
+        self.dirs.dedup();
+        self.files.sort();
+        self.files.dedup();
+        self
+    }
+
     /// True when an event about `path` may change the configuration: the main file, an
     /// included file, a route file in an included directory, or kubelet's `..data` swap in any
     /// watched directory. Anything else (a log file next to the config) is not.
@@ -248,6 +263,24 @@ mod tests {
         }
         assert!(!with_dir.relevant(&routes_d.join("notes.txt")));
         assert!(Targets::of(Path::new("c.yaml"), &[]).relevant(Path::new("./c.yaml")));
+    }
+
+    #[test]
+    fn certificate_files_are_targets_by_name() {
+        let t = Targets::of(Path::new("cfg/config.yaml"), &[]).with_files(&[
+            PathBuf::from("certs/tls.crt"),
+            PathBuf::from("certs/tls.key"),
+        ]);
+        assert_eq!(t.dirs, vec![PathBuf::from("certs"), PathBuf::from("cfg")]);
+        for p in [
+            "certs/tls.crt",
+            "certs/tls.key",
+            "certs/..data",
+            "cfg/config.yaml",
+        ] {
+            assert!(t.relevant(Path::new(p)), "{p}");
+        }
+        assert!(!t.relevant(Path::new("certs/ca.crt")));
     }
 
     #[test]

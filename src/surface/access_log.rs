@@ -258,6 +258,13 @@ fn json_line(out: &mut Vec<u8>, r: &Record, outcome: Outcome) {
     if let Some(us) = r.connect_us {
         let _ = write!(out, ",\"connect_us\":{us}");
     }
+    if let Some(tls) = r.tls {
+        let _ = write!(out, ",\"tls\":\"{}\"", tls.mode.keyword());
+        if tls.version != 0 {
+            let _ = write!(out, ",\"tls_version\":\"1.{}\"", tls.version % 10);
+            let _ = write!(out, ",\"handshake_us\":{}", tls.handshake_us);
+        }
+    }
     let _ = writeln!(
         out,
         ",\"duration_ms\":{},\"target\":\"access\"}}",
@@ -307,6 +314,10 @@ fn text_line(out: &mut Vec<u8>, r: &Record, outcome: Outcome) {
         })
         .and_then(|()| match r.upstream_failed {
             Some(u) => write!(text, " failed={u}"),
+            None => Ok(()),
+        })
+        .and_then(|()| match r.tls {
+            Some(tls) => write!(text, " tls={}", tls.mode.keyword()),
             None => Ok(()),
         })
         .and_then(|()| {

@@ -145,7 +145,11 @@ fn respond(
             // Counted by the drain, copied here: nothing per connection.
             metrics::gauge!(meters::ACTIVE_CONNECTIONS).set(proxy.active_connections() as f64);
             metrics::gauge!(meters::PARKED_CONNECTIONS).set(proxy.parked_connections() as f64);
-            let body = crate::surface::metrics::render_metrics();
+            let mut body = crate::surface::metrics::render_metrics();
+            let state = proxy.state();
+            body.push_str(&crate::surface::metrics::certificate_expiry(
+                &state.tls.certificates,
+            ));
             let mut resp = Response::new(Full::new(Bytes::from(body)));
             resp.headers_mut().insert(
                 hyper::header::CONTENT_TYPE,
@@ -202,7 +206,29 @@ fn routes_json(proxy: &Handle) -> String {
                 "balance": r.balance.keyword(),
                 "sticky": r.sticky,
                 "proxy_protocol": r.proxy_protocol.keyword(),
+                "tls": r.tls.keyword(),
+                "alpn": r.alpn.as_deref().map(|a| a.iter().map(|p| &**p).collect::<Vec<_>>()),
+                "upstream_tls": r.upstream_tls.as_deref().map(|u| serde_json::json!({
+                    "ca": u.ca.as_ref().map(|p| p.display().to_string()),
+                    "server_name": u.server_name.as_deref(),
+                })),
                 "source": &*r.source,
+            })
+        })
+        .collect();
+    let now = unix_seconds(std::time::SystemTime::now());
+    let certificates: Vec<serde_json::Value> = state
+        .tls
+        .certificates
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "cert": c.cert_file.display().to_string(),
+                "key": c.key_file.display().to_string(),
+                "names": c.names.iter().map(|n| &**n).collect::<Vec<_>>(),
+                "not_before": c.not_before,
+                "not_after": c.not_after,
+                "expires_in_days": ((c.not_after as f64 - now) / 86400.0).floor(),
             })
         })
         .collect();
@@ -230,6 +256,7 @@ fn routes_json(proxy: &Handle) -> String {
             "at": unix_seconds(*t),
         })),
         "discovery": state.discovery.to_json(),
+        "tls": {"certificates": certificates},
         "routes": routes,
     })
     .to_string()

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+use crate::model::tls::CertStore;
 use crate::runtime::endpoint::registry;
 use crate::runtime::meters;
 
@@ -149,6 +150,33 @@ fn per_address() -> String {
         }
         out.push('\n');
     }
+    out
+}
+
+/// `ch_edge_proxy_tls_certificate_expiry_timestamp_seconds` of each live certificate, in the
+/// text format (rendered from the live state, so a removed certificate's series goes away).
+pub fn certificate_expiry(certificates: &CertStore) -> String {
+    use std::fmt::Write;
+    let name = meters::TLS_CERTIFICATE_EXPIRY;
+    let mut out = String::new();
+    let mut certs = certificates.iter().peekable();
+    if certs.peek().is_none() {
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "# HELP {name} When each served certificate expires (notAfter, Unix seconds), by certificate file.\n# TYPE {name} gauge"
+    );
+    for c in certs {
+        let label = c.label();
+        let _ = writeln!(
+            out,
+            "{name}{{certificate=\"{}\"}} {}",
+            escape(&label),
+            c.not_after
+        );
+    }
+    out.push('\n');
     out
 }
 

@@ -57,6 +57,10 @@ pub struct ClickHouse {
     pub native_tls: SocketAddr,
     /// HTTP over TLS (`https_port`).
     pub https: SocketAddr,
+    /// Native protocol in plaintext (`tcp_port`), behind terminating routes.
+    pub native_plain: SocketAddr,
+    /// HTTP in plaintext (`http_port`).
+    pub http: SocketAddr,
     pub dir: PathBuf,
 }
 
@@ -66,7 +70,8 @@ impl ClickHouse {
     pub fn start(bin: &Path, dir: &Path, ca: &TestCa) -> ClickHouse {
         let native_tls: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let https: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let plain_port = free_port();
+        let native_plain: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let d = dir.display();
         // 18.16 needs `mark_cache_size`; every path points into `dir` so no
         // root and no /var/lib are needed. The default user is open to all
@@ -75,7 +80,8 @@ impl ClickHouse {
             "<yandex>\n\
              <logger><level>information</level><log>{d}/server.log</log><errorlog>{d}/error.log</errorlog><console>0</console></logger>\n\
              <listen_host>127.0.0.1</listen_host>\n\
-             <tcp_port>{plain_port}</tcp_port><tcp_port_secure>{}</tcp_port_secure><https_port>{}</https_port>\n\
+             <tcp_port>{}</tcp_port><http_port>{}</http_port>\n\
+             <tcp_port_secure>{}</tcp_port_secure><https_port>{}</https_port>\n\
              <openSSL><server><certificateFile>{}</certificateFile><privateKeyFile>{}</privateKeyFile>\
              <verificationMode>none</verificationMode></server></openSSL>\n\
              <path>{d}/data/</path><tmp_path>{d}/tmp/</tmp_path><user_files_path>{d}/user_files/</user_files_path>\n\
@@ -83,6 +89,8 @@ impl ClickHouse {
              <mark_cache_size>268435456</mark_cache_size>\n\
              <users_config>users.xml</users_config>\n\
              </yandex>\n",
+            native_plain.port(),
+            http.port(),
             native_tls.port(),
             https.port(),
             ca.cert_pem.display(),
@@ -103,10 +111,14 @@ impl ClickHouse {
             .expect("spawn clickhouse-server");
         wait_listening(native_tls, &mut child);
         wait_listening(https, &mut child);
+        wait_listening(native_plain, &mut child);
+        wait_listening(http, &mut child);
         ClickHouse {
             child,
             native_tls,
             https,
+            native_plain,
+            http,
             dir: dir.to_path_buf(),
         }
     }

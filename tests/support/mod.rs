@@ -3,6 +3,7 @@
 //! access log / metrics as observable output. Every wait is bounded.
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod clickhouse;
 pub mod fake_kube;
 pub mod peers;

@@ -52,10 +52,15 @@ pub struct TlsBackend {
 impl TlsBackend {
     /// `expect_proxy`: read a PROXY header (v1 or v2) before TLS.
     pub async fn start(expect_proxy: bool) -> TlsBackend {
+        Self::start_with(expect_proxy, server_config()).await
+    }
+
+    /// Like [`TlsBackend::start`], serving `config`'s certificate.
+    pub async fn start_with(expect_proxy: bool, config: Arc<rustls::ServerConfig>) -> TlsBackend {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = mpsc::unbounded_channel();
-        let acceptor = TlsAcceptor::from(server_config());
+        let acceptor = TlsAcceptor::from(config);
         tokio::spawn(async move {
             loop {
                 let Ok((mut tcp, peer)) = listener.accept().await else {

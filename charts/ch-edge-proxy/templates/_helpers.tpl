@@ -50,6 +50,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{/* Directories inside the pod; the proxy's config and include paths point here. */}}
 {{- define "ch-edge-proxy.configDir" -}}/etc/ch-edge-proxy/config{{- end }}
 {{- define "ch-edge-proxy.routesDir" -}}/etc/ch-edge-proxy/routes.d{{- end }}
+{{/* TLS Secrets (tls.secrets) are mounted at <tlsDir>/<secret name>/; the upstream CA at upstreamCADir. */}}
+{{- define "ch-edge-proxy.tlsDir" -}}/etc/ch-edge-proxy/tls{{- end }}
+{{- define "ch-edge-proxy.upstreamCADir" -}}/etc/ch-edge-proxy/upstream-ca{{- end }}
 
 {{/* Where /routes listens: ip:port, IPv6 in brackets. */}}
 {{- define "ch-edge-proxy.routesAddress" -}}
@@ -94,6 +97,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if ne (toString $pp.mode) "off" }}{{- $_ := set $ppOut "trusted" $pp.trusted }}{{- end }}
 {{- $l := dict "name" .name "address" (printf "0.0.0.0:%d" (int .port)) "proxy_protocol" $ppOut }}
 {{- if .upstreamPort }}{{- $_ := set $l "upstream_port" (int .upstreamPort) }}{{- end }}
+{{- if .upstreamPortPlain }}{{- $_ := set $l "upstream_port_plain" (int .upstreamPortPlain) }}{{- end }}
 {{- $listeners = append $listeners $l }}
 {{- end }}
 {{- $cfg := dict "listeners" $listeners }}
@@ -113,6 +117,18 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- $_ := set $cfg "limits" $limits }}
 {{- $_ := set $cfg "defaults" (dict "allow" .Values.defaults.allow "proxy_protocol" (toString .Values.defaults.proxyProtocol) "balance" (default "least_conn" .Values.defaults.balance) "sticky" (ne (toString .Values.defaults.sticky) "false")) }}
+{{- $tls := default (dict) .Values.tls }}
+{{- $_ := set $cfg.defaults "tls" (default "passthrough" .Values.defaults.tls) }}
+{{- $ca := default (dict) $tls.upstreamCA }}
+{{- if $ca.secretName }}
+{{- $_ := set $cfg.defaults "upstream_tls" (dict "ca" (printf "%s/%s" (include "ch-edge-proxy.upstreamCADir" .) (default "ca.crt" $ca.key))) }}
+{{- end }}
+{{- $certs := list }}
+{{- range (default (list) $tls.secrets) }}
+{{- $dir := printf "%s/%s" (include "ch-edge-proxy.tlsDir" $) . }}
+{{- $certs = append $certs (dict "cert" (printf "%s/tls.crt" $dir) "key" (printf "%s/tls.key" $dir)) }}
+{{- end }}
+{{- $_ := set $cfg "tls" (dict "certificates" $certs "min_version" (toString (default "1.2" $tls.minVersion)) "max_handshakes" (int (default 1024 $tls.maxHandshakes))) }}
 {{- $h := default (dict) .Values.health }}
 {{- $_ := set $cfg "health" (dict "eject_after" (int (default 1 $h.ejectAfter)) "eject_for" (default "5s" $h.ejectFor)) }}
 {{- $_ := set $cfg "log" (dict "access" .Values.log.access "sample" .Values.log.sample "level" .Values.log.level) }}

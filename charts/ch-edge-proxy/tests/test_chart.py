@@ -55,6 +55,17 @@ VARIANTS = {
         },
         "networkPolicy": {"enabled": True},
     },
+    # TLS terminated at the proxy: a cert-manager Secret served for *.ch.example.com, a CA for
+    # reencrypt routes, the plain ports set explicitly.
+    "tls": {
+        "listeners": [
+            {"name": "native", "port": 9440, "upstreamPortPlain": 9000},
+            {"name": "https", "port": 8443, "upstreamPortPlain": 8123},
+        ],
+        "defaults": {"tls": "terminate"},
+        "tls": {"secrets": ["ch-edge-wildcard-tls"], "upstreamCA": {"secretName": "cluster-ca"}, "minVersion": "1.3"},
+        "routes": INLINE_ROUTES,
+    },
 }
 # Custom resources: no bundled schema; checked structurally by their own tests.
 CRDS = {"ServiceMonitor", "PrometheusRule"}
@@ -102,14 +113,33 @@ def configmap_named(docs, name):
     return found[0]
 
 
+def tls_secret_files(directory):
+    """What a cert-manager Secret holds (tls.crt, tls.key, ca.crt), made by openssl for
+    *.ch.example.com, written into `directory`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-days", "30", "-subj", "/CN=ch.example.com",
+         "-addext", "subjectAltName=DNS:*.ch.example.com,DNS:ch.example.com",
+         "-keyout", str(directory / "tls.key"), "-out", str(directory / "tls.crt")],
+        check=True, capture_output=True, timeout=60,
+    )
+    (directory / "ca.crt").write_text((directory / "tls.crt").read_text())
+
+
 def materialize(docs, root):
-    """Write the ConfigMaps the pod mounts into `root`, at the pod's mount paths, as the kubelet
-    would; return the path of the main config file there. Absolute pod paths in the config are
-    rewritten under `root` so its include entries resolve."""
+    """Write the ConfigMaps (and test certificates for the Secrets) the pod mounts into `root`,
+    at the pod's mount paths, as the kubelet would; return the path of the main config file
+    there. Absolute pod paths in the config are rewritten under `root` so its include entries
+    and certificate files resolve."""
     spec = workload(docs)["spec"]["template"]["spec"]
     volumes = {v["name"]: v["configMap"]["name"] for v in spec["volumes"] if "configMap" in v}
+    secrets = {v["name"] for v in spec["volumes"] if "secret" in v}
     mounts = spec["containers"][0]["volumeMounts"]
     for m in mounts:
+        if m["name"] in secrets:
+            tls_secret_files(root / m["mountPath"].lstrip("/"))
+            continue
         cm = configmap_named(docs, volumes[m["name"]])
         target = root / m["mountPath"].lstrip("/")
         target.mkdir(parents=True, exist_ok=True)
@@ -207,6 +237,39 @@ def test_proxy_config_contents(variant):
     assert cfg["discovery"]["kubernetes"]["enabled"] is (name == "discovery")
 
 
+def test_tls_secrets_mounted_and_listed_as_certificates(tmp_path):
+    default = proxy_config(render({}))
+    assert default["tls"] == {"certificates": [], "min_version": "1.2", "max_handshakes": 1024}
+    assert default["defaults"]["tls"] == "passthrough" and "upstream_tls" not in default["defaults"]
+    docs = render(VARIANTS["tls"])
+    cfg = proxy_config(docs)
+    secret_dir = f"{POD_ROOT}/tls/ch-edge-wildcard-tls"
+    assert cfg["tls"] == {
+        "certificates": [{"cert": f"{secret_dir}/tls.crt", "key": f"{secret_dir}/tls.key"}],
+        "min_version": "1.3",
+        "max_handshakes": 1024,
+    }
+    assert cfg["defaults"]["tls"] == "terminate"
+    assert cfg["defaults"]["upstream_tls"] == {"ca": f"{POD_ROOT}/upstream-ca/ca.crt"}
+    assert [l["upstream_port_plain"] for l in cfg["listeners"]] == [9000, 8123]
+    spec = workload(docs)["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    mounts = {m["name"]: m["mountPath"] for m in spec["containers"][0]["volumeMounts"]}
+    assert volumes["tls-0"]["secret"] == {"secretName": "ch-edge-wildcard-tls"}
+    assert mounts["tls-0"] == secret_dir
+    assert volumes["upstream-ca"]["secret"] == {"secretName": "cluster-ca"}
+    assert mounts["upstream-ca"] == f"{POD_ROOT}/upstream-ca"
+    # The proxy's check reads the mounted pair and sees both routes terminate.
+    result = run_check(materialize(docs, tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "*.ch.example.com" in result.stdout and "2 TLS here" in result.stdout
+    # Without a Secret, terminating routes have no certificate: the check refuses them.
+    no_cert = dict(VARIANTS["tls"], tls={"secrets": []})
+    result = run_check(materialize(render(no_cert), tmp_path / "no-cert"))
+    assert result.returncode != 0
+    assert "tls.certificates is empty" in result.stdout + result.stderr
+
+
 def test_inline_routes_land_in_routes_configmap():
     docs = render(VARIANTS["discovery"])
     cm = configmap_named(docs, f"{RELEASE}-ch-edge-proxy-routes")
@@ -218,9 +281,11 @@ def test_configmaps_mounted_as_directories(variant):
     docs = render(values)
     spec = workload(docs)["spec"]["template"]["spec"]
     mounts = {m["name"]: m for m in spec["containers"][0]["volumeMounts"]}
-    assert set(mounts) == {"config", "routes"}
+    secrets = {v["name"] for v in spec["volumes"] if "secret" in v}
+    assert set(mounts) == {"config", "routes"} | secrets
     for m in mounts.values():
-        # subPath mounts never see ConfigMap updates: hot reload would silently stop working.
+        # subPath mounts never see ConfigMap or Secret updates: hot reload (routes, renewed
+        # certificates) would silently stop working.
         assert "subPath" not in m and "subPathExpr" not in m
         assert m["readOnly"] is True
     config_arg = spec["containers"][0]["args"][2]

@@ -1,7 +1,8 @@
 //! TLS alerts we send when refusing a ClientHello, so the client sees why.
 //!
-//! We never terminate TLS, so the alert goes out as a plaintext record
-//! before any ServerHello, which every TLS version allows (RFC 8446 §6).
+//! The alert goes out as a plaintext record before any ServerHello (also on routes that
+//! terminate TLS: routing and refusals come first), which every TLS version allows
+//! (RFC 8446 §6).
 
 /// The alert descriptions the proxy uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,6 +16,8 @@ pub enum Alert {
     MissingExtension = 109,
     /// SNI names no route.
     UnrecognizedName = 112,
+    /// The proxy cannot take the handshake now (too many in flight).
+    InternalError = 80,
 }
 
 /// A fatal alert record: content type 21, legacy version TLS 1.2, length 2.

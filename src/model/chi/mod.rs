@@ -17,7 +17,7 @@ use ipnet::IpNet;
 use serde_json::Value;
 
 use crate::model::allow::parse_net;
-use crate::model::route::{RouteSpec, UpstreamAddr};
+use crate::model::route::{RouteSpec, RouteTls, TlsMode, UpstreamAddr};
 
 pub const API_VERSION: &str = "clickhouse.altinity.com/v1";
 pub const KIND: &str = "ClickHouseInstallation";
@@ -25,6 +25,9 @@ pub const KIND: &str = "ClickHouseInstallation";
 pub const ANNOTATION_ALLOW: &str = "ch-edge-proxy/allow";
 /// CHI annotation: `off`, `v1` or `v2`, the PROXY header sent to its upstreams.
 pub const ANNOTATION_PROXY_PROTOCOL: &str = "ch-edge-proxy/proxy-protocol";
+/// CHI annotation: `passthrough`, `terminate` or `reencrypt`, what its routes do with TLS.
+/// `terminate` reaches the upstreams on the listener's `upstream_port_plain` (9000, 8123).
+pub const ANNOTATION_TLS: &str = "ch-edge-proxy/tls";
 
 /// Routes for every CHI in `text` (YAML, `---`-separated documents, `kind: List`
 /// accepted); other kinds are ignored. `default_namespace` applies to CHIs
@@ -94,6 +97,19 @@ fn derive(chi: &Value, name: &str, ns: &str, domain: &str) -> anyhow::Result<Vec
                 .with_context(|| format!("annotation {ANNOTATION_PROXY_PROTOCOL}"))
         })
         .transpose()?;
+    let tls = annotation(chi, ANNOTATION_TLS)?
+        .map(|t| {
+            t.trim()
+                .parse::<TlsMode>()
+                .with_context(|| format!("annotation {ANNOTATION_TLS}"))
+        })
+        .transpose()?
+        .map(|mode| {
+            Arc::new(RouteTls {
+                mode: Some(mode),
+                ..RouteTls::default()
+            })
+        });
     let domain_pattern = str_at(chi, &["spec", "namespaceDomainPattern"])?;
     let fqdn = |svc: &str| naming::fqdn(svc, ns, domain_pattern);
     let source: Arc<str> = format!("chi:{ns}/{name}").into();
@@ -118,6 +134,7 @@ fn derive(chi: &Value, name: &str, ns: &str, domain: &str) -> anyhow::Result<Vec
             proxy_protocol,
             balance: None,
             sticky: None,
+            tls: tls.clone(),
             source: source.clone(),
         })
     };

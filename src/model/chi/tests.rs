@@ -134,11 +134,38 @@ fn annotations_apply_to_every_route() {
 }
 
 #[test]
+fn the_tls_annotation_sets_every_route_and_is_written_back() {
+    let mut c = chi("demo", json!({}));
+    c["metadata"]["annotations"] = json!({ ANNOTATION_TLS: "Terminate" });
+    let routes = routes_for_chi(&c, "ns", "d.test").unwrap();
+    assert_eq!(routes.len(), 3);
+    for r in &routes {
+        let tls = r.tls.as_deref().unwrap();
+        assert_eq!(tls.mode, Some(TlsMode::Terminate));
+        assert_eq!((tls.upstream.as_ref(), tls.alpn.as_ref()), (None, None));
+    }
+    // `routes from-chi` writes it as a route file says it, and reads it back the same.
+    let text = crate::model::config::render_routes_file(&routes, Default::default()).unwrap();
+    assert!(text.contains("tls: terminate"), "{text}");
+    let back = crate::model::config::parse_routes_file(&text, "x.yaml", Default::default());
+    let back: Vec<_> = back.unwrap().into_iter().map(|r| r.tls).collect();
+    assert!(back
+        .iter()
+        .all(|t| t.as_ref().and_then(|t| t.mode) == Some(TlsMode::Terminate)));
+    c["metadata"]["annotations"] = json!({ ANNOTATION_TLS: "reencrypt" });
+    let routes = routes_for_chi(&c, "ns", "d.test").unwrap();
+    assert!(routes
+        .iter()
+        .all(|r| r.tls.as_ref().and_then(|t| t.mode) == Some(TlsMode::Reencrypt)));
+}
+
+#[test]
 fn bad_annotations_name_the_chi() {
     for (key, value) in [
         (ANNOTATION_ALLOW, "10.0.0.0/33"),
         (ANNOTATION_ALLOW, " , "),
         (ANNOTATION_PROXY_PROTOCOL, "v3"),
+        (ANNOTATION_TLS, "offload"),
     ] {
         let mut c = chi("demo", json!({}));
         c["metadata"]["namespace"] = json!("ns");

@@ -11,7 +11,10 @@ use std::time::Duration;
 
 use ch_edge_wire::proxy_in::Policy;
 
+use std::sync::Arc;
+
 use crate::model::route::{duplicate_claims, Defaults, Routes};
+use crate::model::tls::TlsConfig;
 
 mod admin;
 mod cache;
@@ -22,6 +25,7 @@ mod raw;
 mod route_file;
 mod routes;
 mod summary;
+mod tls;
 mod validate;
 
 pub use cache::RouteFiles;
@@ -31,6 +35,7 @@ pub use limits::{Limits, PerClient, Rate};
 pub use raw::Format;
 pub use route_file::{parse_routes_file, render_routes_file};
 pub use summary::summary;
+pub use tls::uncovered;
 
 use error::Problems;
 
@@ -53,6 +58,10 @@ pub struct Config {
     pub discovery: Discovery,
     pub log: LogConfig,
     pub health: Health,
+    /// Certificates served by terminating routes, CAs trusted by reencrypting ones.
+    pub tls: Arc<TlsConfig>,
+    /// The certificate, key and CA files read for `tls` (watched; in the fingerprint).
+    pub tls_files: Vec<PathBuf>,
     /// Hash over the text of every file read (main file, then each included
     /// file with its path): equal hashes mean an identical configuration.
     pub content_hash: u64,
@@ -106,6 +115,9 @@ pub struct ListenerConfig {
     pub address: SocketAddr,
     /// Port used for upstreams written without one; defaults to `address`'s port.
     pub upstream_port: u16,
+    /// Port used instead by `tls: terminate` routes (plaintext after termination); defaults
+    /// to 9000 for 9440 and 8123 for 8443 (ClickHouse's plain ports), else `upstream_port`.
+    pub upstream_port_plain: u16,
     /// The PROXY header we accept from the peer in front of us (the NLB).
     pub proxy_protocol: Policy,
 }
@@ -248,7 +260,7 @@ fn from_str_reusing(
     let file = path.display().to_string();
     let raw: raw::RawConfig = raw::parse(Format::Yaml, text, &file)?;
     let mut errs = Problems::default();
-    let (mut config, entries) = validate::config(raw, path, &mut errs);
+    let (mut config, entries, tls_entries) = validate::config(raw, path, &mut errs);
     let mut hash = include::Fingerprint::new(text);
     let mut parsed = cache::Builder::default();
     for entry in &entries {
@@ -290,6 +302,16 @@ fn from_str_reusing(
             parsed.add(&f, text_hash, routes);
         }
     }
+    let (tls, tls_files) = tls::load(
+        tls_entries,
+        &config.routes,
+        &config.defaults,
+        &file,
+        &mut hash,
+        &mut errs,
+    );
+    config.tls = Arc::new(tls);
+    config.tls_files = tls_files;
     config.content_hash = hash.finish();
     config.route_files = parsed.finish();
     for e in duplicate_claims(&config.routes) {
@@ -299,10 +321,14 @@ fn from_str_reusing(
 }
 
 /// The [`Config::content_hash`] that loading `path` now would produce, as
-/// long as its `include` entries are still `includes` (true whenever the
-/// main file is unchanged, the case this is for): lets a reload skip parsing
-/// when nothing changed.
-pub fn fingerprint(path: &std::path::Path, includes: &[PathBuf]) -> Result<u64, String> {
+/// long as its `include` entries are still `includes` and the TLS files still `tls_files`
+/// (true whenever the main file and the route files are unchanged, the case this is for):
+/// lets a reload skip parsing when nothing changed.
+pub fn fingerprint(
+    path: &std::path::Path,
+    includes: &[PathBuf],
+    tls_files: &[PathBuf],
+) -> Result<u64, String> {
     let text = include::read(path)?;
     let mut hash = include::Fingerprint::new(&text);
     for entry in includes {
@@ -311,6 +337,9 @@ pub fn fingerprint(path: &std::path::Path, includes: &[PathBuf]) -> Result<u64, 
         for f in files.iter().flatten() {
             hash.text(&include::read(f));
         }
+    }
+    for f in tls_files {
+        hash.text(&include::read(f));
     }
     Ok(hash.finish())
 }

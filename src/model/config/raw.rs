@@ -14,7 +14,8 @@ use serde_saphyr::Spanned;
 
 use super::error::Problem;
 use super::{AccessLogFormat, AdminEndpoint};
-use crate::model::route::Balance;
+use crate::model::route::{Balance, TlsMode};
+use crate::model::tls::TlsVersion;
 
 pub(crate) type S<T> = Spanned<T>;
 
@@ -41,6 +42,35 @@ pub(crate) struct RawConfig {
     pub log: RawLog,
     #[serde(default, deserialize_with = "nullable")]
     pub health: RawHealth,
+    #[serde(default, deserialize_with = "nullable")]
+    pub tls: RawTls,
+}
+
+/// `tls:` certificates served by terminating routes, and handshake settings.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTls {
+    #[serde(default, deserialize_with = "nullable")]
+    pub certificates: Vec<S<RawCertificate>>,
+    pub min_version: Option<S<Keyword<TlsVersion>>>,
+    pub max_handshakes: Option<S<usize>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCertificate {
+    pub cert: Option<S<String>>,
+    pub key: Option<S<String>>,
+}
+
+/// `upstream_tls:` of a route (and `ca` alone in `defaults`).
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawUpstreamTls {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca: Option<S<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<S<String>>,
 }
 
 /// `health:` passive health of upstream addresses.
@@ -72,6 +102,7 @@ pub(crate) struct RawListener {
     pub name: Option<S<String>>,
     pub address: Option<S<String>>,
     pub upstream_port: Option<S<u16>>,
+    pub upstream_port_plain: Option<S<u16>>,
     #[serde(default, deserialize_with = "nullable")]
     pub proxy_protocol: Option<RawProxyIn>,
 }
@@ -133,6 +164,9 @@ pub(crate) struct RawDefaults {
     pub proxy_protocol: Option<Keyword<ProxyVersion>>,
     pub balance: Option<Keyword<Balance>>,
     pub sticky: Option<bool>,
+    pub tls: Option<Keyword<TlsMode>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub upstream_tls: Option<S<RawUpstreamTls>>,
 }
 
 /// One route entry. Written back with absent fields left out.
@@ -153,6 +187,12 @@ pub(crate) struct RawRoute {
     pub balance: Option<Keyword<Balance>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sticky: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<Keyword<TlsMode>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_tls: Option<S<RawUpstreamTls>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alpn: Option<Vec<S<String>>>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -1,17 +1,19 @@
-//! Route entries: `sni`, `upstream`, `allow`, `proxy_protocol`, `balance`, `sticky`, `name`,
-//! validated into
+//! Route entries: `sni`, `upstream`, `allow`, `proxy_protocol`, `balance`, `sticky`, `tls`,
+//! `upstream_tls`, `alpn`, `name`, validated into
 //! [`RouteSpec`]s, and specs written back as entries (`routes from-chi`).
 
+use std::path::Path;
 use std::sync::Arc;
 
-use ch_edge_wire::sni::normalize_pattern;
+use ch_edge_wire::sni::{check_name, normalize_pattern};
 use serde_saphyr::{Location, Spanned};
 
 use super::error::Problems;
-use super::raw::{Keyword, OneOrMany, RawRoute, S};
+use super::raw::{Keyword, OneOrMany, RawRoute, RawUpstreamTls, S};
 use super::validate::cidrs;
 use crate::model::allow::parse_net;
-use crate::model::route::{RouteSpec, UpstreamAddr};
+use crate::model::route::tls::check_alpn;
+use crate::model::route::{RouteSpec, RouteTls, UpstreamAddr, UpstreamTls};
 
 /// Validates the routes of one file, numbered from 1 in messages; `source` is the file named
 /// in problems and in each spec.
@@ -96,6 +98,12 @@ pub(crate) fn route(
         }
         nets
     });
+    let tls = tls(
+        &r,
+        file,
+        &mut |errs, line, field, msg| add(errs, line, field, msg),
+        errs,
+    );
 
     if errs.len() != before {
         return None;
@@ -114,8 +122,90 @@ pub(crate) fn route(
         proxy_protocol: r.proxy_protocol.map(|k| k.0),
         balance: r.balance.map(|k| k.0),
         sticky: r.sticky,
+        tls,
         source: source.clone(),
     })
+}
+
+/// Reports a problem of one route: (problems, line, field, message).
+type AddProblem<'a> = dyn FnMut(&mut Problems, u64, &str, String) + 'a;
+
+/// The route's `tls`, `upstream_tls` and `alpn`, if any is written.
+fn tls(
+    r: &RawRoute,
+    file: &str,
+    add: &mut AddProblem<'_>,
+    errs: &mut Problems,
+) -> Option<Arc<RouteTls>> {
+    if r.tls.is_none() && r.upstream_tls.is_none() && r.alpn.is_none() {
+        return None;
+    }
+    let upstream = r.upstream_tls.as_ref().map(|u| {
+        let line = u.referenced.line();
+        let u = &u.value;
+        let server_name = u.server_name.as_ref().and_then(|n| {
+            let name = n.value.trim_end_matches('.').to_ascii_lowercase();
+            let ok = check_name(&name).is_ok() || name.parse::<std::net::IpAddr>().is_ok();
+            if !ok {
+                let msg = format!("invalid server_name {:?}", n.value);
+                add(errs, n.referenced.line(), "upstream_tls", msg);
+            }
+            ok.then(|| Arc::from(name))
+        });
+        let ca = u.ca.as_ref().and_then(|ca| {
+            if ca.value.is_empty() {
+                add(errs, line, "upstream_tls.ca", "empty path".into());
+            }
+            (!ca.value.is_empty()).then(|| relative_to(file, &ca.value))
+        });
+        UpstreamTls { ca, server_name }
+    });
+    let alpn = r.alpn.as_ref().map(|list| {
+        let mut out: Vec<Arc<str>> = Vec::with_capacity(list.len());
+        for p in list {
+            match check_alpn(&p.value) {
+                Ok(()) => out.push(p.value.as_str().into()),
+                Err(e) => add(errs, p.referenced.line(), "alpn", e),
+            }
+        }
+        Arc::from(out)
+    });
+    Some(Arc::new(RouteTls {
+        mode: r.tls.map(|k| k.0),
+        upstream,
+        alpn,
+    }))
+}
+
+/// `path` as written in `file`: relative paths are relative to that file's directory.
+pub(crate) fn relative_to(file: &str, path: &str) -> Arc<Path> {
+    let base = Path::new(file).parent().unwrap_or(Path::new(""));
+    base.join(path).into()
+}
+
+/// Whether the written TLS fields give `spec`'s.
+fn tls_written_as(raw: &RawRoute, file: &str, spec: Option<&RouteTls>) -> bool {
+    let Some(spec) = spec else {
+        return raw.tls.is_none() && raw.upstream_tls.is_none() && raw.alpn.is_none();
+    };
+    let upstream = match (&raw.upstream_tls, &spec.upstream) {
+        (None, None) => true,
+        (Some(w), Some(u)) => {
+            let w = &w.value;
+            w.ca.as_ref().map(|c| relative_to(file, &c.value)) == u.ca
+                && w.server_name.as_ref().map(|n| n.value.as_str()) == u.server_name.as_deref()
+        }
+        _ => false,
+    };
+    let alpn = match (&raw.alpn, &spec.alpn) {
+        (None, None) => true,
+        (Some(w), Some(a)) => w
+            .iter()
+            .map(|p| p.value.as_str())
+            .eq(a.iter().map(|p| &**p)),
+        _ => false,
+    };
+    raw.tls.map(|k| k.0) == spec.mode && upstream && alpn
 }
 
 /// Whether reading `raw` gives `spec` again (same file): every field written as `spec` has
@@ -150,6 +240,7 @@ pub(crate) fn written_as(raw: &RawRoute, spec: &RouteSpec) -> bool {
         && raw.proxy_protocol.map(|k| k.0) == spec.proxy_protocol
         && raw.balance.map(|k| k.0) == spec.balance
         && raw.sticky == spec.sticky
+        && tls_written_as(raw, &spec.source, spec.tls.as_deref())
 }
 
 /// The first SNI pattern of an entry, as written.
@@ -204,6 +295,22 @@ pub(crate) fn entry(spec: &RouteSpec) -> S<RawRoute> {
         proxy_protocol: spec.proxy_protocol.map(Keyword),
         balance: spec.balance.map(Keyword),
         sticky: spec.sticky,
+        tls: spec.tls.as_ref().and_then(|t| t.mode).map(Keyword),
+        upstream_tls: spec
+            .tls
+            .as_ref()
+            .and_then(|t| t.upstream.as_ref())
+            .map(|u| {
+                unlocated(RawUpstreamTls {
+                    ca: u.ca.as_ref().map(|p| unlocated(p.display().to_string())),
+                    server_name: u.server_name.as_ref().map(|n| unlocated(n.to_string())),
+                })
+            }),
+        alpn: spec
+            .tls
+            .as_ref()
+            .and_then(|t| t.alpn.as_ref())
+            .map(|a| a.iter().map(|p| unlocated(p.to_string())).collect()),
     })
 }
 

@@ -24,8 +24,8 @@ fn write_summary(out: &mut String, c: &Config) -> std::fmt::Result {
         let pp = &l.proxy_protocol;
         write!(
             out,
-            "  {:width$}  {}  upstream port {}  PROXY in: {}",
-            l.name, l.address, l.upstream_port, pp.mode
+            "  {:width$}  {}  upstream port {} (plain {})  PROXY in: {}",
+            l.name, l.address, l.upstream_port, l.upstream_port_plain, pp.mode
         )?;
         if pp.mode != ProxyInMode::Off {
             write!(out, " from {}", join(&pp.trusted))?;
@@ -71,6 +71,27 @@ fn write_summary(out: &mut String, c: &Config) -> std::fmt::Result {
         c.defaults.balance,
         if c.defaults.sticky { "on" } else { "off" },
     )?;
+    let tls = &c.tls;
+    writeln!(
+        out,
+        "tls: default {}; min_version {}; max_handshakes {}; {}",
+        c.defaults.tls,
+        tls.min_version,
+        tls.max_handshakes,
+        plural(tls.certificates.iter().count(), "certificate"),
+    )?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    for cert in tls.certificates.iter() {
+        let days = (cert.not_after - now).div_euclid(86400);
+        writeln!(
+            out,
+            "  {}  {}  expires in {days} days",
+            cert.cert_file.display(),
+            cert.names.join(", ")
+        )?;
+    }
     writeln!(
         out,
         "health: eject_after {}, eject_for {} (doubling per repeat, at most 5m)",
@@ -78,6 +99,14 @@ fn write_summary(out: &mut String, c: &Config) -> std::fmt::Result {
         humantime::format_duration(c.health.eject_for),
     )?;
 
+    let terminating = c
+        .routes
+        .iter()
+        .filter(|r| {
+            let mode = r.tls.as_ref().and_then(|t| t.mode);
+            mode.unwrap_or(c.defaults.tls).terminates()
+        })
+        .count();
     let (mut exact, mut wild, mut catch_all) = (0, 0, false);
     for p in c.routes.iter().flat_map(|r| r.sni.iter()) {
         match &**p {
@@ -88,11 +117,12 @@ fn write_summary(out: &mut String, c: &Config) -> std::fmt::Result {
     }
     writeln!(
         out,
-        "routes: {} ({}, {}, catch-all: {})",
+        "routes: {} ({}, {}, catch-all: {}; {} TLS here)",
         c.routes.len(),
         plural(exact, "exact name"),
         plural(wild, "wildcard"),
-        if catch_all { "yes" } else { "no" }
+        if catch_all { "yes" } else { "no" },
+        terminating,
     )?;
     let mut sources: Vec<(&str, usize)> = Vec::new();
     let mut index: HashMap<&str, usize> = HashMap::new();

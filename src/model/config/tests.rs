@@ -140,6 +140,7 @@ discovery:
             proxy_protocol: Some(ProxyVersion::V1),
             balance: None,
             sticky: None,
+            tls: None,
             source: path.display().to_string().into(),
         }]
     );
@@ -756,14 +757,14 @@ fn summary_describes_the_config() {
         &s,
         &[
             "listeners (2):",
-            "native  0.0.0.0:9440  upstream port 9440  PROXY in: required from 10.0.0.0/8",
-            "https   0.0.0.0:8443  upstream port 8444  PROXY in: off",
+            "native  0.0.0.0:9440  upstream port 9440 (plain 9000)  PROXY in: required from 10.0.0.0/8",
+            "https   0.0.0.0:8443  upstream port 8444 (plain 8444)  PROXY in: off",
             "admin: 127.0.0.1:9090 (probes, metrics, routes)",
             "timeouts: client_hello 5s, connect 3s, idle 1h 30m, drain 30s",
             "limits: max_connections 100000",
             "defaults: allow 0.0.0.0/0, ::/0; proxy_protocol to upstreams off; balance least_conn; sticky on",
             "health: eject_after 1, eject_for 5s (doubling per repeat, at most 5m)",
-            "routes: 3 (2 exact names, 1 wildcard, catch-all: yes)",
+            "routes: 3 (2 exact names, 1 wildcard, catch-all: yes; 0 TLS here)",
             &format!("       2  {r}"),
             "includes:\n  ",
             "discovery: kubernetes off",
@@ -845,7 +846,10 @@ fn content_hash_follows_every_file_and_fingerprint_matches_load() {
     let main = d.join("config.yaml");
     fs::write(&main, with_listener("include: [routes.d]\n")).unwrap();
     let first = load(&main).unwrap();
-    assert_eq!(fingerprint(&main, &first.includes), Ok(first.content_hash));
+    assert_eq!(
+        fingerprint(&main, &first.includes, &[]),
+        Ok(first.content_hash)
+    );
     // A new file in an included directory changes the hash.
     fs::write(
         d.join("routes.d/b.yaml"),
@@ -855,7 +859,7 @@ fn content_hash_follows_every_file_and_fingerprint_matches_load() {
     let second = load(&main).unwrap();
     assert_ne!(second.content_hash, first.content_hash);
     assert_eq!(
-        fingerprint(&main, &second.includes),
+        fingerprint(&main, &second.includes, &[]),
         Ok(second.content_hash)
     );
     // An edit to one included file too.
@@ -865,7 +869,7 @@ fn content_hash_follows_every_file_and_fingerprint_matches_load() {
     )
     .unwrap();
     assert_ne!(
-        fingerprint(&main, &second.includes),
+        fingerprint(&main, &second.includes, &[]),
         Ok(second.content_hash)
     );
 }

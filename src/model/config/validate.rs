@@ -36,7 +36,7 @@ pub(crate) fn config(
     raw: RawConfig,
     path: &Path,
     errs: &mut Problems,
-) -> (Config, Vec<IncludeEntry>) {
+) -> (Config, Vec<IncludeEntry>, super::tls::Entries) {
     let file = path.display().to_string();
     let file = file.as_str();
     let base = path.parent().unwrap_or(Path::new(""));
@@ -86,6 +86,28 @@ pub(crate) fn config(
     if let Some(sticky) = raw.defaults.sticky {
         defaults.sticky = sticky;
     }
+    if let Some(tls) = raw.defaults.tls {
+        defaults.tls = tls.0;
+    }
+    if let Some(u) = raw.defaults.upstream_tls {
+        if let Some(n) = &u.value.server_name {
+            let at = Some(&n.referenced);
+            let msg = "set per route (the default is each upstream's host)";
+            errs.add(file, at, "defaults.upstream_tls.server_name", msg);
+        }
+        match &u.value.ca {
+            Some(ca) if !ca.value.is_empty() => {
+                defaults.upstream_ca = Some(super::routes::relative_to(file, &ca.value));
+            }
+            _ => errs.add(
+                file,
+                Some(&u.referenced),
+                "defaults.upstream_tls.ca",
+                "missing or empty",
+            ),
+        }
+    }
+    let tls = super::tls::section(raw.tls, base, file, errs);
     let health = health(raw.health, file, errs);
 
     let routes = super::routes::routes(raw.routes, &file.into(), errs);
@@ -117,10 +139,12 @@ pub(crate) fn config(
         discovery,
         log,
         health,
+        tls: Default::default(),
+        tls_files: Vec::new(),
         content_hash: 0,
         route_files: RouteFiles::default(),
     };
-    (config, entries)
+    (config, entries, tls)
 }
 
 /// A count that must be at least 1 (kept as written either way: a problem refuses the file).
@@ -253,6 +277,15 @@ fn listener(
         (None, Some(a)) => a.port(),
         (None, None) => 0,
     };
+    let upstream_port_plain = match &l.upstream_port_plain {
+        Some(p) if p.value == 0 => {
+            let what = format!("{what}: upstream_port_plain");
+            errs.add(file, Some(&p.referenced), &what, "must be 1-65535");
+            0
+        }
+        Some(p) => p.value,
+        None => plain_port(upstream_port),
+    };
     let mut proxy_protocol = Policy::default();
     if let Some(pp) = l.proxy_protocol {
         let field = format!("{what}: proxy_protocol");
@@ -280,8 +313,19 @@ fn listener(
         name,
         address,
         upstream_port,
+        upstream_port_plain,
         proxy_protocol,
     })
+}
+
+/// ClickHouse's plaintext port for one of its TLS ports (native 9440 → 9000, HTTPS 8443 →
+/// 8123); any other port stays as it is.
+pub(super) fn plain_port(tls_port: u16) -> u16 {
+    match tls_port {
+        9440 => 9000,
+        8443 => 8123,
+        p => p,
+    }
 }
 
 /// Two listeners may not share a name, nor an address they would both bind

@@ -12,7 +12,10 @@ use ch_edge_wire::sni::normalize_pattern;
 
 use super::claims::{duplicates, route_ref};
 use super::earlier::Earlier;
-use super::{Defaults, Route, RouteError, RouteSpec, RouteSpecs, RouteTable, SpecGroup, Upstream};
+use super::{
+    Defaults, Route, RouteError, RouteSpec, RouteSpecs, RouteTable, SpecGroup, TlsMode, Upstream,
+    UpstreamTls,
+};
 use crate::model::allow::AllowList;
 
 /// Hands out what a route's upstream host carries in the table: the runtime's DNS cache handle
@@ -135,6 +138,7 @@ impl<'a, R: Resolve> Compiler<'a, '_, R> {
                 continue;
             }
             let patterns = patterns(specs, i)?;
+            let (tls, upstream_tls) = tls(spec, self.defaults);
             let upstreams = spec
                 .upstreams
                 .iter()
@@ -154,6 +158,9 @@ impl<'a, R: Resolve> Compiler<'a, '_, R> {
                 proxy_protocol: spec.proxy_protocol.unwrap_or(self.defaults.proxy_protocol),
                 balance: spec.balance.unwrap_or(self.defaults.balance),
                 sticky: spec.sticky.unwrap_or(self.defaults.sticky),
+                tls,
+                upstream_tls,
+                alpn: spec.tls.as_ref().and_then(|t| t.alpn.clone()),
                 source: spec.source.clone(),
                 patterns,
                 cursor: AtomicUsize::new(0),
@@ -403,4 +410,19 @@ fn patterns(specs: &[RouteSpec], i: usize) -> Result<Arc<[Arc<str>]>, RouteError
     } else {
         patterns.into()
     })
+}
+
+/// A route's TLS mode and, for `reencrypt`, how it checks its upstream (the default CA filled
+/// in; shared with the spec when there is nothing to fill).
+fn tls(spec: &RouteSpec, defaults: &Defaults) -> (TlsMode, Option<Arc<UpstreamTls>>) {
+    let written = spec.tls.as_deref();
+    let mode = written.and_then(|t| t.mode).unwrap_or(defaults.tls);
+    if mode != TlsMode::Reencrypt {
+        return (mode, None);
+    }
+    let mut upstream = written.and_then(|t| t.upstream.clone()).unwrap_or_default();
+    if upstream.ca.is_none() {
+        upstream.ca.clone_from(&defaults.upstream_ca);
+    }
+    (mode, Some(Arc::new(upstream)))
 }

@@ -11,6 +11,7 @@ use ch_edge_wire::sni::check_name;
 use ipnet::IpNet;
 
 use super::balance::Balance;
+use super::tls::{TlsMode, UpstreamTls};
 
 /// One route as configured.
 ///
@@ -34,8 +35,23 @@ pub struct RouteSpec {
     pub balance: Option<Balance>,
     /// `None`: use `defaults.sticky`.
     pub sticky: Option<bool>,
+    /// `tls`, `upstream_tls` and `alpn`, when any is written (`None`: all from `defaults`).
+    pub tls: Option<Arc<RouteTls>>,
     /// Where the route came from: a file's path, or `kubernetes:<ns>/<chi>`.
     pub source: Arc<str>,
+}
+
+/// A route's TLS settings as written; what is left out comes from `defaults`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RouteTls {
+    /// `None`: `defaults.tls`.
+    pub mode: Option<TlsMode>,
+    /// `None`: verify against `defaults.upstream_tls.ca` (else the system's roots) for the
+    /// upstream host's name.
+    pub upstream: Option<UpstreamTls>,
+    /// Protocols the route accepts from a client's ALPN offer, in the server's order of
+    /// preference; `None`: none is negotiated.
+    pub alpn: Option<Arc<[Arc<str>]>>,
 }
 
 /// An upstream as written: `host`, `host:port`, `1.2.3.4:9440`, `[::1]:9440`, `[::1]` or `::1`.
@@ -138,6 +154,9 @@ pub struct Defaults {
     pub balance: Balance,
     /// Whether `<tag>.sticky.<name>` pins `<tag>` to one address of `<name>`'s route.
     pub sticky: bool,
+    pub tls: TlsMode,
+    /// `defaults.upstream_tls.ca`: the CA file `reencrypt` routes trust unless they name one.
+    pub upstream_ca: Option<Arc<std::path::Path>>,
 }
 
 impl Default for Defaults {
@@ -147,6 +166,8 @@ impl Default for Defaults {
             proxy_protocol: ProxyVersion::Off,
             balance: Balance::default(),
             sticky: true,
+            tls: TlsMode::Passthrough,
+            upstream_ca: None,
         }
     }
 }

@@ -30,6 +30,7 @@ fn spec(name: &str, sni: &[&str], source: &str) -> RouteSpec {
         proxy_protocol: None,
         balance: None,
         sticky: None,
+        tls: None,
         source: source.into(),
     }
 }

@@ -18,15 +18,22 @@ pub enum RefusalReason {
     SniClaimed,
     /// Its name belongs to an earlier route.
     NameClaimed,
+    /// It terminates TLS (`ch-edge-proxy/tls`) and no certificate covers one of its names.
+    NoCertificate,
 }
 
 ch_edge_wire::keywords!(RefusalReason {
     SniClaimed => "sni_claimed",
     NameClaimed => "name_claimed",
+    NoCertificate => "no_certificate",
 });
 
 impl RefusalReason {
-    pub const ALL: [RefusalReason; 2] = [RefusalReason::SniClaimed, RefusalReason::NameClaimed];
+    pub const ALL: [RefusalReason; 3] = [
+        RefusalReason::SniClaimed,
+        RefusalReason::NameClaimed,
+        RefusalReason::NoCertificate,
+    ];
 }
 
 /// One refused discovered route.
@@ -60,7 +67,7 @@ fn describe(owner: &RouteSpec) -> String {
 /// claimed (what [`super::build_table`] builds, as one list).
 #[cfg(test)]
 pub fn merge(file: &[RouteSpec], catalog: &Catalog) -> (Vec<RouteSpec>, Merged) {
-    let (accepted, report) = discovered(file, file.len(), catalog);
+    let (accepted, report) = discovered(file, file.len(), catalog, |_| None);
     let mut specs = Vec::with_capacity(file.len() + accepted.len());
     specs.extend_from_slice(file);
     specs.extend(accepted);
@@ -68,11 +75,13 @@ pub fn merge(file: &[RouteSpec], catalog: &Catalog) -> (Vec<RouteSpec>, Merged) 
 }
 
 /// The discovered routes [`merge`] would append to `file` (`file_len`
-/// specs, not copied).
+/// specs, not copied). `uncovered` says why a route cannot be served (a terminating route
+/// without a certificate for a name), if it cannot.
 pub fn discovered<'a>(
     file: impl IntoIterator<Item = &'a RouteSpec>,
     file_len: usize,
     catalog: &Catalog,
+    uncovered: impl Fn(&RouteSpec) -> Option<String>,
 ) -> (Vec<RouteSpec>, Merged) {
     let size = file_len;
     let mut names: HashMap<&str, &RouteSpec> = HashMap::with_capacity(size);
@@ -99,6 +108,15 @@ pub fn discovered<'a>(
         for r in routes {
             if let Some(refusal) = conflict(key, r, &names, &patterns) {
                 report.refused.push(refusal);
+                continue;
+            }
+            if let Some(detail) = uncovered(r) {
+                report.refused.push(Refusal {
+                    chi: key.to_string(),
+                    route: r.name.to_string(),
+                    reason: RefusalReason::NoCertificate,
+                    detail,
+                });
                 continue;
             }
             names.insert(&r.name, r);

@@ -20,7 +20,8 @@ use tokio::sync::watch;
 pub use catalog::Catalog;
 pub use merge::{Merged, Refusal, RefusalReason};
 
-use crate::model::config::{Config, ConfigError, KubernetesDiscovery, Problem};
+use crate::model::config::{self, Config, ConfigError, KubernetesDiscovery, Problem};
+use crate::model::route::RouteSpec;
 use crate::runtime::meters;
 use crate::runtime::resolve::{Resolver, RouteTable};
 
@@ -117,7 +118,14 @@ pub fn build_table(
     resolver: &Resolver,
     previous: &RouteTable,
 ) -> Result<(RouteTable, Merged), ConfigError> {
-    let (accepted, merged) = merge::discovered(config.routes.iter(), config.routes.len(), catalog);
+    let certificates = &config.tls.certificates;
+    let uncovered = |r: &RouteSpec| config::uncovered(r, &config.defaults, certificates);
+    let (accepted, merged) = merge::discovered(
+        config.routes.iter(),
+        config.routes.len(),
+        catalog,
+        uncovered,
+    );
     // File routes stay shared per file; the discovered ones are one more group.
     let mut specs = config.routes.clone();
     specs.push_group(accepted.into());

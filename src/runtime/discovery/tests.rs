@@ -27,6 +27,7 @@ fn file_route(name: &str, sni: &str) -> RouteSpec {
         proxy_protocol: None,
         balance: None,
         sticky: None,
+        tls: None,
         source: "routes.yaml".into(),
     }
 }
@@ -231,4 +232,65 @@ fn report_tracks_first_sync_and_refusals() {
     let off = synced.next(&crate::model::config::KubernetesDiscovery::default(), None);
     assert!(!off.enabled && off.merged.is_none());
     assert_eq!(off.to_json()["chis"], 0);
+}
+
+/// Certificates for `names`, as `tls.certificates` holds them.
+fn certificates_for(names: &[&str]) -> crate::model::tls::CertStore {
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let ck = rcgen::generate_simple_self_signed(names).unwrap();
+    let (cert, key) = (ck.cert.pem(), ck.signing_key.serialize_pem());
+    let path = std::path::Path::new("c.pem");
+    let pair = crate::model::tls::load_pair(path, &cert, path, &key).unwrap();
+    crate::model::tls::CertStore::new(vec![pair])
+}
+
+#[test]
+fn a_terminating_chi_without_a_certificate_for_its_names_is_refused() {
+    use crate::model::config::uncovered;
+    use crate::model::route::Defaults;
+
+    let mut x = chi("ns", "x", "2024-01-01T00:00:00Z", &[]);
+    x["metadata"]["annotations"] = json!({"ch-edge-proxy/tls": "terminate"});
+    let y = chi("ns", "y", "2024-01-02T00:00:00Z", &[]);
+    let mut t = Tracker::new("ch.test", vec![None]);
+    assert!(listed(&mut t, 0, &[x, y]));
+    let defaults = Defaults::default();
+    // A wildcard covers every derived name (one label under the domain).
+    let wide = certificates_for(&["*.ch.test"]);
+    let (accepted, merged) =
+        merge::discovered(&[], 0, t.catalog(), |r| uncovered(r, &defaults, &wide));
+    assert_eq!(accepted.len(), 6, "{merged:?}");
+    assert!(merged.refused.is_empty(), "{merged:?}");
+    // A certificate for x's CHI name only: x's other routes are refused, y (passthrough) stays.
+    let narrow = certificates_for(&["x.ch.test"]);
+    let (accepted, merged) =
+        merge::discovered(&[], 0, t.catalog(), |r| uncovered(r, &defaults, &narrow));
+    assert_eq!(
+        snis(&accepted),
+        [
+            "x.ch.test",
+            "y.ch.test",
+            "y-cluster.ch.test",
+            "chi-y-cluster-0-0.ch.test"
+        ],
+        "{merged:?}"
+    );
+    let refused: Vec<(&str, RefusalReason)> = merged
+        .refused
+        .iter()
+        .map(|r| (r.route.as_str(), r.reason))
+        .collect();
+    assert_eq!(
+        refused,
+        [
+            ("ns/x/cluster", RefusalReason::NoCertificate),
+            ("ns/x/cluster/0-0", RefusalReason::NoCertificate),
+        ]
+    );
+    assert!(
+        merged.refused[0]
+            .detail
+            .contains("no certificate in tls.certificates covers \"x-cluster.ch.test\""),
+        "{merged:?}"
+    );
 }

@@ -64,6 +64,7 @@ mod tests {
             name: name.into(),
             address: address.parse().unwrap(),
             upstream_port: 9440,
+            upstream_port_plain: 9000,
             proxy_protocol: Default::default(),
         }
     }

@@ -57,6 +57,33 @@ pub(crate) fn went_live(config: &Config, routes: usize, generation: u64, observe
         metrics::counter!(meters::RELOADS, "result" => result).increment(0);
     }
     observer.configured(&config.log);
+    warn_expiring(config);
+}
+
+/// A certificate is renewed in time only if someone hears of it: at each load, a warning for
+/// every certificate that expires within [`EXPIRY_WARNING`] (or already has).
+pub const EXPIRY_WARNING: Duration = Duration::from_secs(14 * 24 * 3600);
+
+fn warn_expiring(config: &Config) {
+    let now = meters::unix_seconds(SystemTime::now());
+    for c in config.tls.certificates.iter() {
+        let left = c.not_after as f64 - now;
+        if left < EXPIRY_WARNING.as_secs_f64() {
+            let days = (left / 86400.0).floor();
+            let message = if left < 0.0 {
+                "tls certificate has expired"
+            } else {
+                "tls certificate expires within 14 days"
+            };
+            tracing::warn!(
+                certificate = %c.cert_file.display(),
+                names = %c.names.join(","),
+                not_after = c.not_after,
+                days_left = days,
+                "{message}"
+            );
+        }
+    }
 }
 
 /// What the reloader works with, shared with the rest of the server.
@@ -92,7 +119,7 @@ impl Reloader {
         let current = plan::Current {
             listeners: config.listeners.clone(),
             admin: config.admin.clone(),
-            targets: Targets::of(&config.path, &config.includes),
+            targets: Targets::of(&config.path, &config.includes).with_files(&config.tls_files),
             discovery: config.discovery.kubernetes.clone(),
         };
         let watcher = match DirWatcher::new(hints) {
@@ -143,16 +170,18 @@ impl Reloader {
     /// One reload attempt, published and logged.
     pub async fn reload(&mut self, trigger: Trigger) -> ReloadResult {
         let started = Instant::now();
-        let (path, includes, hash) = (
+        let (path, includes, tls_files, hash) = (
             self.config.path.clone(),
             self.config.includes.clone(),
+            self.config.tls_files.clone(),
             self.config.content_hash,
         );
         let files = self.config.route_files.clone();
         // Reading and parsing off the async workers.
-        let loaded = tokio::task::spawn_blocking(move || load(&path, &includes, hash, &files))
-            .await
-            .unwrap_or_else(|e| Err(task_failed("reload", e)));
+        let loaded =
+            tokio::task::spawn_blocking(move || load(&path, &includes, &tls_files, hash, &files))
+                .await
+                .unwrap_or_else(|e| Err(task_failed("reload", e)));
         let result = match loaded {
             Ok(None) => {
                 // Back to the live config: a later identical breakage is news again.
@@ -281,11 +310,10 @@ impl Reloader {
         let live = p.live.peek();
         let generation = live.generation + 1;
         let report = Arc::new(live.discovery.next(settings, merged));
-        drop(live);
         let count = routes.len();
-        let old = p
-            .live
-            .replace(State::new(&config, routes, generation, report));
+        let next = State::new(&config, routes, generation, report, Some(&live));
+        drop(live);
+        let old = p.live.replace(next);
         lock(&p.listeners).apply(bound, &p.connections);
         went_live(&config, count, generation, &*p.observer);
         if let Some(settings) = &plan.discovery {
@@ -382,17 +410,18 @@ impl Reloader {
 fn load(
     path: &std::path::Path,
     includes: &[std::path::PathBuf],
+    tls_files: &[std::path::PathBuf],
     hash: u64,
     files: &config::RouteFiles,
 ) -> Result<Option<(Config, Targets)>, ConfigError> {
-    if config::fingerprint(path, includes) == Ok(hash) {
+    if config::fingerprint(path, includes, tls_files) == Ok(hash) {
         return Ok(None);
     }
     let config = config::load_reusing(path, files)?;
     if config.content_hash == hash {
         return Ok(None);
     }
-    let targets = Targets::of(&config.path, &config.includes);
+    let targets = Targets::of(&config.path, &config.includes).with_files(&config.tls_files);
     Ok(Some((config, targets)))
 }
 
