@@ -78,44 +78,9 @@ PROXY_LOG_DIR=${PROXY_LOG_DIR:-$W/logs}
 mkdir -p "$PROXY_LOG_DIR"
 T_START=$(date +%s)
 available=()
-# Live children only (pids are dropped once reaped, so none can be reused).
-PIDS=()
-untrack() { local p keep=(); for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done; PIDS=("${keep[@]}"); }
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    [ -n "${KEEP:-}" ] || rm -rf "$W"
-}
-trap cleanup EXIT
-trap 'echo "interrupted; partial results:" >&2; report; exit 130' INT TERM
-# Watchdog: every loadgen step has its own deadline; this bounds the rest.
-(
-    trap 'kill "$s" 2>/dev/null; exit 0' TERM
-    sleep "$BUDGET_SECS" & s=$!
-    wait "$s"
-    echo "time budget of ${BUDGET_SECS}s exceeded" >&2
-    kill -TERM $$
-) &
-PIDS+=($!)
+# shellcheck source=../lib.sh
+source "$ROOT/benches/lib.sh"
 
-die() { echo "error: $*" >&2; exit 1; }
-
-# stop PID: SIGTERM, up to 5 s grace, then SIGKILL; reaps the child.
-stop() {
-    local pid=$1 i
-    if kill -TERM "$pid" 2>/dev/null; then
-        for i in $(seq 50); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-    untrack "$pid"
-}
-
-# field LINE KEY -> value of KEY=value in a RESULT/BACKEND line
-field() { sed -n "s/.*[ ]$2=\([^ ]*\).*/\1/p" <<<"$1"; }
 # num LINE KEY -> the value as an integer, 0 if absent
 num() { local v; v=$(field "$1" "$2"); echo "${v:-0}"; }
 

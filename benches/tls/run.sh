@@ -60,40 +60,12 @@ TG=$TLSGEN
 W=$(mktemp -d /tmp/ch-edge-tls.XXXXXX)
 mkdir -p "$W/logs"
 T_START=$(date +%s)
-PIDS=()
-untrack() { local p keep=(); for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done; PIDS=("${keep[@]}"); }
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    [ -n "${KEEP:-}" ] && echo "work directory kept: $W" >&2 || rm -rf "$W"
-}
-trap cleanup EXIT
-trap 'echo "interrupted; partial results:" >&2; report; exit 130' INT TERM
-# Watchdog: each client run has its own bound (tlsgen's per-handshake timeout, `timeout`);
-# this bounds the whole script.
-(
-    trap 'kill "$s" 2>/dev/null; exit 0' TERM
-    sleep "$BUDGET_SECS" & s=$!
-    wait "$s"
-    echo "time budget of ${BUDGET_SECS}s exceeded" >&2
-    kill -TERM $$
-) &
-PIDS+=($!)
-
-stop() {
-    local pid=$1 i
-    if kill -TERM "$pid" 2>/dev/null; then
-        for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-    untrack "$pid"
-}
+# shellcheck source=../lib.sh
+source "$ROOT/benches/lib.sh"
 
 # CPU ticks (user + system, all threads) of PID; the command name may hold spaces, so the
 # fields are counted after its closing parenthesis (utime and stime are fields 14 and 15).
 ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
-field() { sed -n "s/.*[ ]$2=\([^ ]*\).*/\1/p" <<<"$1"; }
 
 available=()
 for p in $PROXIES; do

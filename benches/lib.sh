@@ -1,0 +1,43 @@
+# Shared by benches/load/run.sh and benches/tls/run.sh (sourced, not run): child tracking,
+# cleanup, the bound on the whole run, stopping a child, reading `key=value` fields.
+# The sourcing script sets W (its work directory) and BUDGET_SECS first, and defines `report`
+# (printed when interrupted) before it can be interrupted.
+
+die() { echo "error: $*" >&2; exit 1; }
+
+# Live children only (pids are dropped once reaped, so none can be reused).
+PIDS=()
+untrack() { local p keep=(); for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done; PIDS=("${keep[@]}"); }
+cleanup() {
+    local p
+    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    [ -n "${KEEP:-}" ] && echo "work directory kept: $W" >&2 || rm -rf "$W"
+}
+trap cleanup EXIT
+trap 'echo "interrupted; partial results:" >&2; report; exit 130' INT TERM
+# Watchdog: every client step has its own deadline; this bounds the rest.
+(
+    trap 'kill "$s" 2>/dev/null; exit 0' TERM
+    sleep "$BUDGET_SECS" & s=$!
+    wait "$s"
+    echo "time budget of ${BUDGET_SECS}s exceeded" >&2
+    kill -TERM $$
+) &
+PIDS+=($!)
+
+# stop PID: SIGTERM, up to 5 s grace, then SIGKILL; reaps the child.
+stop() {
+    local pid=$1 i
+    if kill -TERM "$pid" 2>/dev/null; then
+        for i in $(seq 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+    untrack "$pid"
+}
+
+# field LINE KEY -> the value of KEY=value in a client's result line
+field() { sed -n "s/.*[ ]$2=\([^ ]*\).*/\1/p" <<<"$1"; }
