@@ -62,9 +62,10 @@ impl Certificate {
     }
 }
 
-/// The crypto everything TLS in the proxy uses (ring, as kube does: one provider in the tree).
+/// The crypto everything TLS in the proxy uses: aws-lc-rs, named by every configuration (kube
+/// brings ring into the tree too, so there is no process-wide default to rely on).
 pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
 /// Reads a certificate chain (leaf first) and its private key from PEM text, and checks that

@@ -105,6 +105,9 @@ pub(super) async fn run(settings: KubernetesDiscovery, tx: watch::Sender<Option<
 }
 
 async fn client() -> anyhow::Result<kube::Client> {
+    // kube builds its TLS from rustls's process-wide provider, which cannot be guessed with two
+    // in the tree (kube's ring, our aws-lc-rs): make it ours. A second call keeps the first.
+    let _ = (*crate::model::tls::provider()).clone().install_default();
     // KUBECONFIG / ~/.kube/config first, then the pod's service account.
     let config = kube::Config::infer().await?;
     Ok(kube::Client::try_from(config)?)

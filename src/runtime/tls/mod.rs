@@ -129,7 +129,10 @@ impl Tls {
                 Some(path) => tls.upstream_cas.get(path).cloned().unwrap_or_default(),
                 None => system_roots(),
             };
-            built.clients.insert(ca, client_config(&roots));
+            match client_config(&roots) {
+                Ok(client) => _ = built.clients.insert(ca, client),
+                Err(error) => tracing::error!(%error, "tls: cannot build a client configuration"),
+            }
         }
         built
     }
@@ -186,24 +189,17 @@ impl Tls {
 }
 
 /// A client configuration that trusts `roots` (both TLS versions; no client certificate).
-fn client_config(roots: &[CertificateDer<'static>]) -> Arc<ClientConfig> {
+fn client_config(roots: &[CertificateDer<'static>]) -> Result<Arc<ClientConfig>, rustls::Error> {
     let mut store = RootCertStore::empty();
     let (_, ignored) = store.add_parsable_certificates(roots.iter().cloned());
     if ignored > 0 {
         tracing::warn!(ignored, "tls: some CA certificates could not be used");
     }
-    let config = ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map(|b| b.with_root_certificates(store).with_no_client_auth());
-    match config {
-        Ok(c) => Arc::new(c),
-        // ring offers every default version: not reached; fall back to rustls's defaults.
-        Err(_) => Arc::new(
-            ClientConfig::builder()
-                .with_root_certificates(RootCertStore::empty())
-                .with_no_client_auth(),
-        ),
-    }
+    let builder =
+        ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
+    Ok(Arc::new(
+        builder.with_root_certificates(store).with_no_client_auth(),
+    ))
 }
 
 /// The system's trust roots (the OS store: `/etc/ssl/certs` and `SSL_CERT_FILE`), read once.
