@@ -21,6 +21,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "clients",
             "connect",
             "connection",
+            "context",
             "discovery",
             "drain",
             "endpoint",

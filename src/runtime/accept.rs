@@ -9,7 +9,8 @@ use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::runtime::connection::{self, Context, ListenerCtx};
+use crate::runtime::connection;
+use crate::runtime::context::{Context, ListenerCtx};
 use crate::runtime::meters;
 
 /// Back-off bounds when accept fails for lack of resources (EMFILE…).

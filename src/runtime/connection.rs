@@ -13,132 +13,27 @@ use std::time::Duration;
 use ch_edge_wire::proxy_in::{canonical, ProxyHeader, PP2_TYPE_AWS};
 use ch_edge_wire::proxy_out::{self, ProxyVersion, PP2_TYPE_AUTHORITY};
 use ch_edge_wire::tls_alert::{self, Alert};
-use metrics::Histogram;
 use tokio::net::TcpStream;
 
-use crate::model::config::ListenerConfig;
 use crate::model::route::Miss;
-use crate::runtime::clients::{Admitted, Clients};
+use crate::runtime::clients::Admitted;
 use crate::runtime::connect::{self, Attempt};
-use crate::runtime::drain::{Drain, Open};
+use crate::runtime::context::{Context, ListenerCtx, Served};
+use crate::runtime::drain::Open;
 use crate::runtime::endpoint::Lease;
-use crate::runtime::meters;
-use crate::runtime::observe::{Observer, Record};
+use crate::runtime::observe::Record;
 use crate::runtime::outcome::Outcome;
-use crate::runtime::park::Parking;
 use crate::runtime::preamble::{self, Preamble};
 use crate::runtime::relay::{self, End, Meters, Progress};
-use crate::runtime::relayed::{self, Host, Parked, Session};
+use crate::runtime::relayed::{self, Session};
 use crate::runtime::resolve::Route;
-use crate::runtime::route_meters::Outcomes;
-use crate::runtime::state::{Live, State};
+use crate::runtime::state::State;
 use crate::runtime::tls;
 
 /// After a refusal alert, how long we wait for the client to close first.
 /// Closing with unread input would send RST, which can destroy the alert
 /// before the client reads it.
 const ALERT_LINGER: Duration = Duration::from_secs(1);
-
-/// A listener's identity as every connection on it sees it.
-#[derive(Debug)]
-pub struct ListenerCtx {
-    pub name: Arc<str>,
-    pub config: ListenerConfig,
-    /// The bound address (port 0 in the config resolved).
-    pub bound: SocketAddr,
-    /// Connections that ended before a route was chosen, per outcome.
-    pub unrouted: Outcomes,
-}
-
-/// What every connection needs besides its listener, shared by all accept loops.
-pub struct Context {
-    /// The live snapshot, loaded once per connection.
-    live: Arc<Live>,
-    /// Counts the connection while it is open.
-    drain: Arc<Drain>,
-    /// Told how each connection ended.
-    observer: Arc<dyn Observer>,
-    /// Open connections and connection rate per client address.
-    clients: Arc<Clients>,
-    /// Accept → PROXY header + ClientHello complete.
-    hello_seconds: Histogram,
-    /// Choosing and connecting an upstream, failovers included.
-    connect_seconds: Histogram,
-    /// Quiet relayed connections, out of the reactor (`None`: no epoll set could be made).
-    parking: Option<Arc<Parking<Parked<Served>>>>,
-}
-
-/// A relayed connection's place: its listener and the shared context.
-pub struct Served {
-    listener: Arc<ListenerCtx>,
-    ctx: Arc<Context>,
-}
-
-impl Host for Served {
-    fn finish(&self, route: &Route, record: &Record, outcome: Outcome) {
-        self.ctx
-            .finish(&self.listener, Some(route), record, outcome);
-    }
-
-    fn parking(&self) -> Option<&Arc<Parking<Parked<Served>>>> {
-        self.ctx.parking.as_ref()
-    }
-}
-
-impl Context {
-    pub fn new(
-        live: Arc<Live>,
-        drain: Arc<Drain>,
-        observer: Arc<dyn Observer>,
-        clients: Arc<Clients>,
-        parking: Option<Arc<Parking<Parked<Served>>>>,
-    ) -> Self {
-        Context {
-            live,
-            drain,
-            observer,
-            clients,
-            hello_seconds: metrics::histogram!(meters::CLIENT_HELLO_SECONDS),
-            connect_seconds: metrics::histogram!(meters::UPSTREAM_CONNECT_SECONDS),
-            parking,
-        }
-    }
-
-    /// Counts a new connection, unless `limits.max_connections` are open already.
-    pub fn open(&self) -> Option<Open> {
-        self.drain.open(self.live.peek().limits.max_connections)
-    }
-
-    /// Connections open now.
-    pub fn active(&self) -> usize {
-        self.drain.active()
-    }
-
-    /// Counts and reports a connection refused at accept for being over the limit.
-    pub fn over_limit(&self, listener: &ListenerCtx, peer: SocketAddr) {
-        self.finish(
-            listener,
-            None,
-            &Record::new(listener.name.clone(), peer),
-            Outcome::OverLimit,
-        );
-    }
-
-    /// One metric sample and one report per connection.
-    fn finish(
-        &self,
-        listener: &ListenerCtx,
-        route: Option<&Route>,
-        record: &Record,
-        outcome: Outcome,
-    ) {
-        match route {
-            Some(r) => r.meters.count(&r.name, &listener.name, outcome),
-            None => listener.unrouted.count(outcome),
-        }
-        self.observer.connection(record, outcome);
-    }
-}
 
 /// Serves one accepted connection to the end.
 pub async fn handle(

@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::model::config::{ConfigError, ListenerConfig, Problem};
 use crate::runtime::accept;
-use crate::runtime::connection::{Context, ListenerCtx};
+use crate::runtime::context::{Context, ListenerCtx};
 use crate::runtime::route_meters::Outcomes;
 use crate::runtime::socket;
 

@@ -3,7 +3,7 @@
 //! One connection goes [`accept`] → [`preamble`] (PROXY header + ClientHello, wire parsers) →
 //! route and allowlist (model) → [`connect`] (through [`resolve`]'s DNS cache, choosing by the
 //! live state of each address in [`endpoint`]) → PROXY header out → [`relay`], driven top to
-//! bottom by [`connection`]. Around it: [`listeners`] (the accepting sockets), [`state`] (the live snapshot each connection loads once), [`drain`]
+//! bottom by [`connection`] (with what every connection is served with in [`context`]). Around it: [`listeners`] (the accepting sockets), [`state`] (the live snapshot each connection loads once), [`drain`]
 //! (counting connections, waiting for them on shutdown), [`reload`] with [`watch`] and
 //! [`discovery`] (new configurations, planned purely, then applied), and [`server`], which
 //! wires them together.
@@ -25,6 +25,7 @@ pub(crate) mod accept;
 pub(crate) mod clients;
 pub(crate) mod connect;
 pub(crate) mod connection;
+pub(crate) mod context;
 pub(crate) mod discovery;
 pub(crate) mod drain;
 pub(crate) mod listeners;

@@ -14,8 +14,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::model::config::{AdminEndpoint, Config, ConfigError, Problem};
 use crate::runtime::clients::{self, Clients};
-use crate::runtime::connection::Context;
-use crate::runtime::connection::Served;
+use crate::runtime::context::{Context, Served};
 use crate::runtime::discovery;
 use crate::runtime::drain::{Drain, Phase};
 use crate::runtime::listeners::{self, Bound, Listeners};

@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::model::config::{self, Config, ConfigError, Problem};
-use crate::runtime::connection::Context;
+use crate::runtime::context::Context;
 use crate::runtime::discovery::{self, Discovery, Merged};
 use crate::runtime::listeners::{Bound, Listeners};
 use crate::runtime::meters;
