@@ -1,9 +1,22 @@
-# Shared by benches/load/run.sh and benches/tls/run.sh (sourced, not run): child tracking,
-# cleanup, the bound on the whole run, stopping a child, reading `key=value` fields.
-# The sourcing script sets W (its work directory) and BUDGET_SECS first, and defines `report`
-# (printed when interrupted) before it can be interrupted.
+# Shared by benches/load/run.sh and benches/tls/run.sh (sourced, not run): the command line,
+# child tracking, cleanup, the bound on the whole run, stopping a child, reading `key=value`
+# fields. A script sources it first, calls `parse_args "$@"`, and once W (its work directory) and
+# BUDGET_SECS are set, `start_bounds`; it defines `report` (printed when interrupted).
 
 die() { echo "error: $*" >&2; exit 1; }
+
+# parse_args ARGS -> PROXY_BIN (--proxy-bin, else $CH_EDGE_PROXY) and QUICK (--quick: 1)
+parse_args() {
+    PROXY_BIN=${CH_EDGE_PROXY:-}
+    QUICK=0
+    while [ $# -gt 0 ]; do
+        case "$1" in
+            --proxy-bin) PROXY_BIN=$2; shift 2 ;;
+            --quick) QUICK=1; shift ;;
+            *) echo "unknown argument: $1" >&2; exit 2 ;;
+        esac
+    done
+}
 
 # Live children only (pids are dropped once reaped, so none can be reused).
 PIDS=()
@@ -13,17 +26,21 @@ cleanup() {
     for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
     [ -n "${KEEP:-}" ] && echo "work directory kept: $W" >&2 || rm -rf "$W"
 }
-trap cleanup EXIT
-trap 'echo "interrupted; partial results:" >&2; report; exit 130' INT TERM
-# Watchdog: every client step has its own deadline; this bounds the rest.
-(
-    trap 'kill "$s" 2>/dev/null; exit 0' TERM
-    sleep "$BUDGET_SECS" & s=$!
-    wait "$s"
-    echo "time budget of ${BUDGET_SECS}s exceeded" >&2
-    kill -TERM $$
-) &
-PIDS+=($!)
+
+# start_bounds: cleanup on exit, partial results when interrupted, and a watchdog that
+# bounds the whole run (every client step has its own deadline besides).
+start_bounds() {
+    trap cleanup EXIT
+    trap 'echo "interrupted; partial results:" >&2; report; exit 130' INT TERM
+    (
+        trap 'kill "$s" 2>/dev/null; exit 0' TERM
+        sleep "$BUDGET_SECS" & s=$!
+        wait "$s"
+        echo "time budget of ${BUDGET_SECS}s exceeded" >&2
+        kill -TERM $$
+    ) &
+    PIDS+=($!)
+}
 
 # stop PID: SIGTERM, up to 5 s grace, then SIGKILL; reaps the child.
 stop() {

@@ -109,10 +109,10 @@ async fn echo(listen: SocketAddr, port_file: Option<std::path::PathBuf>) -> Resu
 /// A client that never resumes (every handshake is a full one) and does not check the
 /// certificate: the benchmark measures the server's side.
 fn connector() -> TlsConnector {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = ch_edge_proxy::model::tls::provider();
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .expect("ring has the default versions")
+        .expect("the provider has the default versions")
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(NoVerify))
         .with_no_client_auth();
@@ -261,7 +261,7 @@ impl ServerCertVerifier for NoVerify {
         Ok(HandshakeSignatureValid::assertion())
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        rustls::crypto::ring::default_provider()
+        ch_edge_proxy::model::tls::provider()
             .signature_verification_algorithms
             .supported_schemes()
     }

@@ -31,15 +31,9 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-PROXY_BIN=${CH_EDGE_PROXY:-}
-QUICK=0
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --proxy-bin) PROXY_BIN=$2; shift 2 ;;
-        --quick) QUICK=1; shift ;;
-        *) echo "unknown argument: $1" >&2; exit 2 ;;
-    esac
-done
+# shellcheck source=../lib.sh
+source "$ROOT/benches/lib.sh"
+parse_args "$@"
 PROXIES=${PROXIES:-chp haproxy nginx}
 if [ "$QUICK" = 1 ]; then
     REPS=${REPS:-1}; CONN_COUNT=${CONN_COUNT:-5000}; STREAM_MIB=${STREAM_MIB:-512}
@@ -78,8 +72,7 @@ PROXY_LOG_DIR=${PROXY_LOG_DIR:-$W/logs}
 mkdir -p "$PROXY_LOG_DIR"
 T_START=$(date +%s)
 available=()
-# shellcheck source=../lib.sh
-source "$ROOT/benches/lib.sh"
+start_bounds
 
 # num LINE KEY -> the value as an integer, 0 if absent
 num() { local v; v=$(field "$1" "$2"); echo "${v:-0}"; }

@@ -24,15 +24,9 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-PROXY_BIN=${CH_EDGE_PROXY:-}
-QUICK=0
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --proxy-bin) PROXY_BIN=$2; shift 2 ;;
-        --quick) QUICK=1; shift ;;
-        *) echo "unknown argument: $1" >&2; exit 2 ;;
-    esac
-done
+# shellcheck source=../lib.sh
+source "$ROOT/benches/lib.sh"
+parse_args "$@"
 if [ "$QUICK" = 1 ]; then
     REPS=${REPS:-1}; HS_COUNT=${HS_COUNT:-500}; BULK_MIB=${BULK_MIB:-128}
 fi
@@ -47,7 +41,6 @@ BUDGET_SECS=${BUDGET_SECS:-900}
 CLK_TCK=$(getconf CLK_TCK)
 SNI=bench.tls.test
 
-die() { echo "error: $*" >&2; exit 1; }
 command -v openssl >/dev/null || die "needs openssl (the CLI) to make the certificates"
 
 if [ -z "${TLSGEN:-}" ]; then
@@ -60,8 +53,7 @@ TG=$TLSGEN
 W=$(mktemp -d /tmp/ch-edge-tls.XXXXXX)
 mkdir -p "$W/logs"
 T_START=$(date +%s)
-# shellcheck source=../lib.sh
-source "$ROOT/benches/lib.sh"
+start_bounds
 
 # CPU ticks (user + system, all threads) of PID; the command name may hold spaces, so the
 # fields are counted after its closing parenthesis (utime and stime are fields 14 and 15).
