@@ -20,7 +20,9 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 # kubelet's `sleep` action, not an exec of /bin/sleep.
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=builder /out/ch-edge-proxy /usr/local/bin/ch-edge-proxy
-COPY config/ch-edge-proxy.yaml /etc/ch-edge-proxy/config/ch-edge-proxy.yaml
+# The image's own config listens on all addresses (config/container.yaml); mount yours over
+# the directory: -v "$PWD/my-config:/etc/ch-edge-proxy/config:ro".
+COPY config/container.yaml /etc/ch-edge-proxy/config/ch-edge-proxy.yaml
 USER 65532:65532
 EXPOSE 9440 8443 9090
 ENTRYPOINT ["/usr/local/bin/ch-edge-proxy"]
