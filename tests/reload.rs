@@ -225,6 +225,72 @@ async fn kubernetes_configmap_symlink_swaps_are_picked_up() {
     assert!(!routed(addr, "b.test").await);
 }
 
+/// `--config config.yaml` run from its directory, as the Quick start does, with includes
+/// written relative to it: an edit of an included route file, an included file or the config
+/// itself is a watch hint and goes live at once, not at the periodic re-check 30 s later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relative_config_path_is_watched() {
+    // Well below the 30 s re-check: only the watch can make a reload arrive in time.
+    const BEFORE_RECHECK: std::time::Duration = std::time::Duration::from_secs(10);
+    let backend = RawBackend::start(false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    std::fs::create_dir(d.join("routes.d")).unwrap();
+    std::fs::write(
+        d.join("routes.d/a.yaml"),
+        route_file("a.test", backend.addr),
+    )
+    .unwrap();
+    std::fs::write(d.join("extra.yaml"), route_file("x.test", backend.addr)).unwrap();
+    let main = |routes: &str| {
+        format!(
+            "listeners:\n{NATIVE}admin:\n  address: \"127.0.0.1:0\"\n\
+             include: [\"routes.d\", \"extra.yaml\"]\nroutes:\n{routes}"
+        )
+    };
+    std::fs::write(d.join("config.yaml"), main("  []\n")).unwrap();
+    let mut proxy = Proxy::start_relative(dir, Path::new("config.yaml"));
+    let addr = proxy.addr("native");
+    assert!(routed(addr, "a.test").await);
+
+    let edits: [(&str, String, &str); 3] = [
+        (
+            "routes.d/a.yaml",
+            route_file("b.test", backend.addr),
+            "b.test",
+        ),
+        ("extra.yaml", route_file("y.test", backend.addr), "y.test"),
+        (
+            "config.yaml",
+            main(&format!(
+                "  - sni: c.test\n    upstream: \"{}\"\n",
+                backend.addr
+            )),
+            "c.test",
+        ),
+    ];
+    for (generation, (file, text, sni)) in (2u64..).zip(edits) {
+        write_atomic(&d.join(file), &text);
+        let line = proxy.wait_log_within(BEFORE_RECHECK, |l| {
+            l["message"] == "reload" && l["result"] == "ok"
+        });
+        assert_eq!(line["trigger"], "watch", "{file}: {line}");
+        assert_eq!(line["generation"], generation, "{file}: {line}");
+        assert!(routed(addr, sni).await, "{file}");
+        let (_, m) = proxy.admin_get("/metrics");
+        let hints = metric(
+            &m,
+            "ch_edge_proxy_config_watch_events_total",
+            &["result=\"hint\""],
+        );
+        assert!(
+            hints >= (generation - 1) as f64,
+            "{file}: {hints} hints\n{m}"
+        );
+    }
+    assert!(!routed(addr, "a.test").await);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_main_config_mounted_from_a_configmap_is_reloaded() {
     let backend = RawBackend::start(false).await;
