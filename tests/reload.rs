@@ -364,6 +364,61 @@ async fn sighup_reloads() {
     assert!(routed(proxy.addr("native"), "a.test").await);
 }
 
+/// A bad edit of an included file, then reverted: the files equal the running configuration
+/// again, so the reload that finds them so (`unchanged`) clears the "last reload successful"
+/// gauge behind `ChEdgeProxyConfigStale`, and says so once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reverting_a_refused_edit_counts_as_successful() {
+    let backend = RawBackend::start(false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let routes = dir.path().join("routes.d/a.yaml");
+    std::fs::create_dir(dir.path().join("routes.d")).unwrap();
+    let good = route_file("a.test", backend.addr);
+    std::fs::write(&routes, &good).unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "listeners:\n{NATIVE}admin:\n  address: \"127.0.0.1:0\"\ninclude: [\"routes.d\"]\n"
+        ),
+    )
+    .unwrap();
+    let mut proxy = Proxy::start_file(&path, dir);
+    let gauge = |proxy: &Proxy| {
+        let (_, m) = proxy.admin_get("/metrics");
+        metric(&m, "ch_edge_proxy_config_last_reload_successful", &[])
+    };
+    assert_eq!(gauge(&proxy), 1.0);
+
+    write_atomic(&routes, &format!("{good}    allow: [\"10.0.0.0/33\"]\n"));
+    proxy.wait_reload("error");
+    assert_eq!(gauge(&proxy), 0.0);
+    assert_eq!(routes_json(&proxy)["last_reload"]["successful"], false);
+
+    write_atomic(&routes, &good);
+    proxy.signal("HUP");
+    let line = proxy.wait_log(|l| l["message"] == "reload" && l["trigger"] == "signal");
+    assert_eq!(line["result"], "unchanged", "{line}");
+    assert_eq!(line["generation"], 1, "{line}");
+    // Whichever attempt saw the revert first (the watch's or the signal's) said so.
+    let news = proxy.wait_log(|l| {
+        l["message"] == "reload"
+            && l["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("match the running configuration again"))
+    });
+    assert_eq!(news["result"], "unchanged", "{news}");
+    assert_eq!(news["level"], "INFO", "{news}");
+    assert_eq!(gauge(&proxy), 1.0);
+    let status = routes_json(&proxy);
+    assert_eq!(status["last_reload"]["successful"], true, "{status}");
+    assert!(
+        !status["last_error"].is_null(),
+        "the refusal stays as history"
+    );
+    assert!(routed(proxy.addr("native"), "a.test").await);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_adds_removes_and_updates_listeners() {
     let one = RawBackend::start(false).await;

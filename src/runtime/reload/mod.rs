@@ -32,6 +32,7 @@ use crate::runtime::state::{Live, State};
 use crate::runtime::watch::{DirWatcher, Targets};
 
 pub mod plan;
+mod publish;
 mod status;
 
 pub use status::{Channel, ReloadResult, Status, Trigger};
@@ -184,7 +185,8 @@ impl Reloader {
                 .unwrap_or_else(|e| Err(task_failed("reload", e)));
         let result = match loaded {
             Ok(None) => {
-                // Back to the live config: a later identical breakage is news again.
+                // Back to the live config: the refusal is over (published as successful), and
+                // a later identical breakage is news again.
                 self.failed = None;
                 ReloadResult::Unchanged
             }
@@ -333,75 +335,20 @@ impl Reloader {
         self.replaced = Some((old, old_config));
     }
 
+    /// Publishes and logs one attempt's result: the files last read are the running
+    /// configuration unless a refusal stands (`self.failed`).
     fn publish(&self, trigger: Trigger, result: &ReloadResult, took: Duration) {
         let state = self.parts.live.peek();
-        let now = SystemTime::now();
-        let label = result.label();
-        metrics::counter!(meters::RELOADS, "result" => label).increment(1);
-        metrics::histogram!(meters::RELOAD_SECONDS, "result" => label).record(took.as_secs_f64());
-        // `unchanged` says nothing new: after an error it means the same broken files.
-        match result {
-            ReloadResult::Ok => metrics::gauge!(meters::CONFIG_LAST_RELOAD_SUCCESSFUL).set(1.0),
-            ReloadResult::Error(_) => {
-                metrics::gauge!(meters::CONFIG_LAST_RELOAD_SUCCESSFUL).set(0.0)
-            }
-            ReloadResult::Unchanged => {}
-        }
-        let hash = format!("{:016x}", state.config_hash);
-        let took_ms = took.as_secs_f64() * 1e3;
-        match result {
-            ReloadResult::Ok => tracing::info!(
-                generation = state.generation,
-                result = label,
-                trigger = %trigger,
-                config_hash = hash,
-                routes = state.routes.len(),
-                duration_ms = took_ms,
-                "reload"
-            ),
-            ReloadResult::Error(error) => {
-                let first = error.problems().first();
-                tracing::error!(
-                    generation = state.generation,
-                    result = label,
-                    trigger = %trigger,
-                    error = %error,
-                    problems = error.problems().len(),
-                    file = first.and_then(|p| p.file.as_deref()),
-                    line = first.and_then(|p| p.line),
-                    route = first.and_then(|p| p.route.as_deref()),
-                    duration_ms = took_ms,
-                    "reload"
-                )
-            }
-            // A timer or watch hint that found nothing new is routine; an operator's SIGHUP
-            // deserves an answer.
-            ReloadResult::Unchanged if trigger == Trigger::Signal => tracing::info!(
-                generation = state.generation,
-                result = label,
-                trigger = %trigger,
-                "reload"
-            ),
-            ReloadResult::Unchanged => tracing::debug!(
-                generation = state.generation,
-                result = label,
-                trigger = %trigger,
-                "reload"
-            ),
-        }
-        self.parts.channel.publish(|s| {
-            s.generation = state.generation;
-            s.result = result.clone();
-            s.trigger = trigger;
-            s.at = now;
-            s.took = took;
-            s.config_hash = state.config_hash;
-            match result {
-                ReloadResult::Ok => s.last_success = now,
-                ReloadResult::Error(e) => s.last_error = Some((e.clone(), now)),
-                ReloadResult::Unchanged => {}
-            }
-        });
+        publish::publish(
+            &self.parts.channel,
+            &state,
+            publish::Attempt {
+                trigger,
+                result,
+                took,
+                successful: self.failed.is_none(),
+            },
+        );
     }
 }
 
