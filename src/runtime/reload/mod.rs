@@ -46,12 +46,18 @@ pub const DEBOUNCE_MAX: Duration = Duration::from_millis(500);
 /// Safety net for lost events and directories that could not be watched.
 pub const RECHECK_EVERY: Duration = Duration::from_secs(30);
 
-/// Sets the gauges that describe the live configuration and tells the observer.
+/// The first configuration went live: its gauges, and no refusal yet.
 pub(crate) fn went_live(config: &Config, routes: usize, generation: u64, observer: &dyn Observer) {
+    metrics::gauge!(meters::CONFIG_LAST_RELOAD_SUCCESSFUL).set(1.0);
+    now_live(config, routes, generation, observer);
+}
+
+/// Sets the gauges that describe the live configuration and tells the observer. (Whether the
+/// files are refused is the publisher's: a discovery rebuild goes live while they may be.)
+fn now_live(config: &Config, routes: usize, generation: u64, observer: &dyn Observer) {
     metrics::gauge!(meters::ROUTES).set(routes as f64);
     metrics::gauge!(meters::CONFIG_GENERATION).set(generation as f64);
     metrics::gauge!(meters::CONFIG_LAST_SUCCESS).set(meters::unix_seconds(SystemTime::now()));
-    metrics::gauge!(meters::CONFIG_LAST_RELOAD_SUCCESSFUL).set(1.0);
     metrics::gauge!(meters::MAX_CONNECTIONS).set(config.limits.max_connections as f64);
     // Every result exported from the start, at 0, so `increase(...)` sees the first error.
     for result in ReloadResult::LABELS {
@@ -105,8 +111,11 @@ pub struct Reloader {
     config: Arc<Config>,
     /// What is live, as planning sees it.
     current: plan::Current,
-    /// The last refusal while the live config is older than it.
+    /// The last refusal of the files while the live config is older than them.
     failed: Option<ConfigError>,
+    /// The last refusal of a discovery rebuild, kept apart: a rebuild that works does not make
+    /// refused files good.
+    rebuild_failed: Option<ConfigError>,
     watcher: Option<DirWatcher>,
     discovery: Discovery,
     /// What the last commit replaced, until [`Reloader::free_replaced`].
@@ -139,6 +148,7 @@ impl Reloader {
             config,
             current,
             failed: None,
+            rebuild_failed: None,
             watcher,
             replaced: None,
         }
@@ -193,12 +203,14 @@ impl Reloader {
             Ok(Some((config, targets))) => {
                 let config = Arc::new(config);
                 match self.build(&config, true).await {
-                    Ok(Some((routes, merged))) => self.install(config, &targets, routes, merged),
+                    Ok(Some((routes, merged))) => {
+                        self.install(trigger, config, &targets, routes, merged)
+                    }
                     Ok(None) => ReloadResult::Unchanged,
-                    Err(e) => self.refuse(e),
+                    Err(e) => self.refuse(trigger, e),
                 }
             }
-            Err(e) => self.refuse(e),
+            Err(e) => self.refuse(trigger, e),
         };
         self.publish(trigger, &result, started.elapsed());
         self.free_replaced().await;
@@ -212,9 +224,11 @@ impl Reloader {
         let config = self.config.clone();
         let targets = self.current.targets.clone();
         let result = match self.build(&config, false).await {
-            Ok(Some((routes, merged @ Some(_)))) => self.install(config, &targets, routes, merged),
+            Ok(Some((routes, merged @ Some(_)))) => {
+                self.install(Trigger::Discovery, config, &targets, routes, merged)
+            }
             Ok(_) => ReloadResult::Unchanged,
-            Err(e) => self.refuse(e),
+            Err(e) => self.refuse(Trigger::Discovery, e),
         };
         self.publish(Trigger::Discovery, &result, started.elapsed());
         self.free_replaced().await;
@@ -260,6 +274,7 @@ impl Reloader {
     /// `self.replaced`.
     fn install(
         &mut self,
+        trigger: Trigger,
         config: Arc<Config>,
         targets: &Targets,
         routes: RouteTable,
@@ -269,10 +284,10 @@ impl Reloader {
         let file = config.path.display().to_string();
         match Listeners::bind(plan.listeners.clone(), &config.listeners, &file) {
             Ok(bound) => {
-                self.commit(config, plan, bound, routes, merged);
+                self.commit(trigger, config, plan, bound, routes, merged);
                 ReloadResult::Ok
             }
-            Err(e) => self.refuse(e),
+            Err(e) => self.refuse(trigger, e),
         }
     }
 
@@ -286,11 +301,17 @@ impl Reloader {
         }
     }
 
-    fn refuse(&mut self, error: ConfigError) -> ReloadResult {
-        if self.failed.as_ref() == Some(&error) {
+    /// Records `error` as the refusal of the files, or of a discovery rebuild; the same one
+    /// again is `unchanged` (already reported).
+    fn refuse(&mut self, trigger: Trigger, error: ConfigError) -> ReloadResult {
+        let slot = match trigger {
+            Trigger::Discovery => &mut self.rebuild_failed,
+            _ => &mut self.failed,
+        };
+        if slot.as_ref() == Some(&error) {
             return ReloadResult::Unchanged;
         }
-        self.failed = Some(error.clone());
+        *slot = Some(error.clone());
         ReloadResult::Error(error)
     }
 
@@ -298,6 +319,7 @@ impl Reloader {
     /// so shutdown cannot interrupt it half-way.
     fn commit(
         &mut self,
+        trigger: Trigger,
         config: Arc<Config>,
         plan: plan::Plan,
         bound: Bound,
@@ -317,14 +339,19 @@ impl Reloader {
         drop(live);
         let old = p.live.replace(next);
         lock(&p.listeners).apply(bound, &p.connections);
-        went_live(&config, count, generation, &*p.observer);
+        now_live(&config, count, generation, &*p.observer);
         if let Some(settings) = &plan.discovery {
             self.discovery.configure(settings);
         }
         if let (Some(targets), Some(w)) = (&plan.watch, &mut self.watcher) {
             w.set(targets);
         }
-        self.failed = None;
+        // Every table is built with the latest catalog: any commit ends a rebuild's refusal,
+        // only one of files ends theirs.
+        if trigger != Trigger::Discovery {
+            self.failed = None;
+        }
+        self.rebuild_failed = None;
         self.current = plan::Current {
             listeners: config.listeners.clone(),
             admin: self.current.admin.clone(),
@@ -336,7 +363,7 @@ impl Reloader {
     }
 
     /// Publishes and logs one attempt's result: the files last read are the running
-    /// configuration unless a refusal stands (`self.failed`).
+    /// configuration unless a refusal stands.
     fn publish(&self, trigger: Trigger, result: &ReloadResult, took: Duration) {
         let state = self.parts.live.peek();
         publish::publish(
@@ -346,7 +373,7 @@ impl Reloader {
                 trigger,
                 result,
                 took,
-                successful: self.failed.is_none(),
+                successful: self.failed.is_none() && self.rebuild_failed.is_none(),
             },
         );
     }
