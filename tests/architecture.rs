@@ -35,6 +35,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "relayed",
             "reload",
             "resolve",
+            "resolve_log",
             "route_meters",
             "server",
             "socket",

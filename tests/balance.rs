@@ -369,3 +369,40 @@ async fn a_name_that_never_resolved_fails_at_once() {
         assert_eq!(line["detail"], "no upstream address resolved", "{line}");
     }
 }
+
+/// A name that never resolved: one line saying so plainly when its first lookup fails (nothing
+/// "kept"), not one per 10 s refresh; the metric counts every failed lookup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_that_never_resolved_is_logged_once_not_per_refresh() {
+    let host = "no-such-host.invalid";
+    let mut proxy = Proxy::start(&config(
+        &format!("  - sni: nowhere.ch.test\n    upstream: \"{host}:9440\"\n"),
+        "",
+    ));
+    let line = proxy.wait_log(|l| l["host"] == host);
+    assert_eq!(line["level"], "WARN", "{line}");
+    assert!(
+        line["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("cannot resolve upstream; no address known yet")),
+        "{line}"
+    );
+    assert!(line["kept"].is_null(), "{line}");
+    // The next refresh, 10 s on, fails again: counted, not logged.
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let (_, m) = proxy.admin_get("/metrics");
+        if metric(&m, "ch_edge_proxy_dns_lookups_total", &["result=\"error\""]) >= 2.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no second lookup\n{m}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // Lines are written in order: every line about that lookup comes before this answer.
+    proxy.signal("HUP");
+    proxy.wait_reload("unchanged");
+    assert_eq!(proxy.seen_count(|l| l["host"] == host), 0);
+}

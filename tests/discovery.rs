@@ -425,3 +425,40 @@ async fn across_all_namespaces_the_older_chi_keeps_a_contested_name() {
     let routes = routes_json(&proxy);
     assert_eq!(routes["discovery"]["refused"], json!([]), "{routes}");
 }
+
+/// Refused files stay refused when a discovery rebuild goes live (it reuses the running file
+/// routes, not the files on disk): `ChEdgeProxyConfigStale`'s gauge stays 0 until the files
+/// are good again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_discovery_rebuild_does_not_make_refused_files_good() {
+    let fake = FakeKube::start().await;
+    fake.apply(chi("alpha", "2024-01-01T00:00:00Z", &[]));
+    let yaml = config(9440, "");
+    let (mut proxy, _dir) = start(&fake, &yaml);
+    discovery_ok(&mut proxy, "generation", json!(2));
+    let gauge = |proxy: &Proxy| {
+        let (_, m) = proxy.admin_get("/metrics");
+        metric(&m, "ch_edge_proxy_config_last_reload_successful", &[])
+    };
+    assert_eq!(gauge(&proxy), 1.0);
+
+    let path = proxy.config.clone();
+    write_atomic(&path, &format!("{yaml}routes:\n  - sni: [\n"));
+    proxy.wait_reload("error");
+    assert_eq!(gauge(&proxy), 0.0);
+    fake.apply(chi("beta", "2024-01-02T00:00:00Z", &[]));
+    discovery_ok(&mut proxy, "generation", json!(3));
+    assert!(has_route(&proxy, "ch/beta"));
+    assert_eq!(gauge(&proxy), 0.0);
+    assert_eq!(routes_json(&proxy)["last_reload"]["successful"], false);
+
+    // Back to the files that run: good again.
+    write_atomic(&path, &yaml);
+    proxy.wait_log(|l| {
+        l["message"] == "reload"
+            && l["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("match the running configuration again"))
+    });
+    assert_eq!(gauge(&proxy), 1.0);
+}

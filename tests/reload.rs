@@ -225,6 +225,72 @@ async fn kubernetes_configmap_symlink_swaps_are_picked_up() {
     assert!(!routed(addr, "b.test").await);
 }
 
+/// `--config config.yaml` run from its directory, as the Quick start does, with includes
+/// written relative to it: an edit of an included route file, an included file or the config
+/// itself is a watch hint and goes live at once, not at the periodic re-check 30 s later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relative_config_path_is_watched() {
+    // Well below the 30 s re-check: only the watch can make a reload arrive in time.
+    const BEFORE_RECHECK: std::time::Duration = std::time::Duration::from_secs(10);
+    let backend = RawBackend::start(false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    std::fs::create_dir(d.join("routes.d")).unwrap();
+    std::fs::write(
+        d.join("routes.d/a.yaml"),
+        route_file("a.test", backend.addr),
+    )
+    .unwrap();
+    std::fs::write(d.join("extra.yaml"), route_file("x.test", backend.addr)).unwrap();
+    let main = |routes: &str| {
+        format!(
+            "listeners:\n{NATIVE}admin:\n  address: \"127.0.0.1:0\"\n\
+             include: [\"routes.d\", \"extra.yaml\"]\nroutes:\n{routes}"
+        )
+    };
+    std::fs::write(d.join("config.yaml"), main("  []\n")).unwrap();
+    let mut proxy = Proxy::start_relative(dir, Path::new("config.yaml"));
+    let addr = proxy.addr("native");
+    assert!(routed(addr, "a.test").await);
+
+    let edits: [(&str, String, &str); 3] = [
+        (
+            "routes.d/a.yaml",
+            route_file("b.test", backend.addr),
+            "b.test",
+        ),
+        ("extra.yaml", route_file("y.test", backend.addr), "y.test"),
+        (
+            "config.yaml",
+            main(&format!(
+                "  - sni: c.test\n    upstream: \"{}\"\n",
+                backend.addr
+            )),
+            "c.test",
+        ),
+    ];
+    for (generation, (file, text, sni)) in (2u64..).zip(edits) {
+        write_atomic(&d.join(file), &text);
+        let line = proxy.wait_log_within(BEFORE_RECHECK, |l| {
+            l["message"] == "reload" && l["result"] == "ok"
+        });
+        assert_eq!(line["trigger"], "watch", "{file}: {line}");
+        assert_eq!(line["generation"], generation, "{file}: {line}");
+        assert!(routed(addr, sni).await, "{file}");
+        let (_, m) = proxy.admin_get("/metrics");
+        let hints = metric(
+            &m,
+            "ch_edge_proxy_config_watch_events_total",
+            &["result=\"hint\""],
+        );
+        assert!(
+            hints >= (generation - 1) as f64,
+            "{file}: {hints} hints\n{m}"
+        );
+    }
+    assert!(!routed(addr, "a.test").await);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_main_config_mounted_from_a_configmap_is_reloaded() {
     let backend = RawBackend::start(false).await;
@@ -295,6 +361,61 @@ async fn sighup_reloads() {
     assert_eq!(line["generation"], 1, "{line}");
     // Still alive and serving (SIGHUP's default action would have killed it).
     assert_eq!(proxy.admin_get("/healthz").0, 200);
+    assert!(routed(proxy.addr("native"), "a.test").await);
+}
+
+/// A bad edit of an included file, then reverted: the files equal the running configuration
+/// again, so the reload that finds them so (`unchanged`) clears the "last reload successful"
+/// gauge behind `ChEdgeProxyConfigStale`, and says so once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reverting_a_refused_edit_counts_as_successful() {
+    let backend = RawBackend::start(false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let routes = dir.path().join("routes.d/a.yaml");
+    std::fs::create_dir(dir.path().join("routes.d")).unwrap();
+    let good = route_file("a.test", backend.addr);
+    std::fs::write(&routes, &good).unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "listeners:\n{NATIVE}admin:\n  address: \"127.0.0.1:0\"\ninclude: [\"routes.d\"]\n"
+        ),
+    )
+    .unwrap();
+    let mut proxy = Proxy::start_file(&path, dir);
+    let gauge = |proxy: &Proxy| {
+        let (_, m) = proxy.admin_get("/metrics");
+        metric(&m, "ch_edge_proxy_config_last_reload_successful", &[])
+    };
+    assert_eq!(gauge(&proxy), 1.0);
+
+    write_atomic(&routes, &format!("{good}    allow: [\"10.0.0.0/33\"]\n"));
+    proxy.wait_reload("error");
+    assert_eq!(gauge(&proxy), 0.0);
+    assert_eq!(routes_json(&proxy)["last_reload"]["successful"], false);
+
+    write_atomic(&routes, &good);
+    proxy.signal("HUP");
+    let line = proxy.wait_log(|l| l["message"] == "reload" && l["trigger"] == "signal");
+    assert_eq!(line["result"], "unchanged", "{line}");
+    assert_eq!(line["generation"], 1, "{line}");
+    // Whichever attempt saw the revert first (the watch's or the signal's) said so.
+    let news = proxy.wait_log(|l| {
+        l["message"] == "reload"
+            && l["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("match the running configuration again"))
+    });
+    assert_eq!(news["result"], "unchanged", "{news}");
+    assert_eq!(news["level"], "INFO", "{news}");
+    assert_eq!(gauge(&proxy), 1.0);
+    let status = routes_json(&proxy);
+    assert_eq!(status["last_reload"]["successful"], true, "{status}");
+    assert!(
+        !status["last_error"].is_null(),
+        "the refusal stays as history"
+    );
     assert!(routed(proxy.addr("native"), "a.test").await);
 }
 

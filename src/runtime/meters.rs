@@ -191,7 +191,7 @@ pub fn describe() {
     );
     describe_gauge!(
         CONFIG_LAST_RELOAD_SUCCESSFUL,
-        "1 when the last reload that found changed files succeeded, 0 while they are refused."
+        "1 while the configuration files are the running configuration (loaded, or equal to it again), 0 while they are refused."
     );
     describe_gauge!(
         MAX_CONNECTIONS,

@@ -35,6 +35,7 @@ pub(crate) mod park;
 pub(crate) mod preamble;
 pub(crate) mod relay;
 pub(crate) mod relayed;
+pub(crate) mod resolve_log;
 pub(crate) mod socket;
 pub mod tls;
 pub(crate) mod watch;

@@ -2,7 +2,8 @@
 //!
 //! Connections never wait on DNS once a name has been looked up: every name in
 //! the route table has an [`Addrs`] handle whose address list a background task
-//! refreshes. A failed refresh keeps the last good list. IP literals never
+//! refreshes. A failed refresh keeps the last good list; what the log says about
+//! failures (a line per change, not per refresh) is [`resolve_log`]. IP literals never
 //! touch DNS. Each handle also carries the live state of its addresses
 //! ([`endpoint`](crate::runtime::endpoint)), kept for addresses a refresh keeps.
 
@@ -10,7 +11,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use tokio::sync::Notify;
@@ -19,6 +20,7 @@ use tokio::task::JoinSet;
 use crate::model::route;
 use crate::runtime::endpoint::{Endpoint, Ports};
 use crate::runtime::meters;
+use crate::runtime::resolve_log::{self, LookupLog};
 use crate::runtime::route_meters::RouteMeters;
 
 /// The route table as the runtime holds it: each upstream carries its address handle.
@@ -165,6 +167,8 @@ pub struct Resolver {
     /// Woken when a name is registered that has never been resolved.
     new_name: Notify,
     refresh_every: Duration,
+    /// The failing names, for the log (touched by the refresh only).
+    log: Mutex<LookupLog>,
 }
 
 impl Default for Resolver {
@@ -179,6 +183,7 @@ impl Resolver {
             names: Mutex::new(HashMap::new()),
             new_name: Notify::new(),
             refresh_every,
+            log: Mutex::default(),
         }
     }
 
@@ -206,6 +211,9 @@ impl Resolver {
     fn live(&self, only_unresolved: bool) -> Vec<Arc<Addrs>> {
         let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
         names.retain(|_, weak| weak.strong_count() > 0);
+        if !only_unresolved {
+            lock(&self.log).retain(|host| names.contains_key(host));
+        }
         names
             .values()
             .filter_map(Weak::upgrade)
@@ -237,11 +245,18 @@ impl Resolver {
                         tracing::debug!(host = %addrs.host, ips = ?addrs.current(), "upstream addresses changed");
                     }
                     metrics::counter!(meters::DNS_LOOKUPS, "result" => "ok").increment(1);
+                    if let Some(line) = lock(&self.log).resolved(&addrs.host) {
+                        resolve_log::write(&addrs.host, &line, None, &addrs.current());
+                    }
                 }
                 Err(error) => {
                     addrs.looked_up();
                     metrics::counter!(meters::DNS_LOOKUPS, "result" => "error").increment(1);
-                    tracing::warn!(host = %addrs.host, %error, kept = ?addrs.current(), "upstream lookup failed; keeping last good addresses");
+                    let error = error.to_string();
+                    let line = lock(&self.log).failed(&addrs.host, &error, Instant::now());
+                    if let Some(line) = line {
+                        resolve_log::write(&addrs.host, &line, Some(&error), &addrs.current());
+                    }
                 }
             }
         }
@@ -268,6 +283,11 @@ impl Resolver {
             }
         }
     }
+}
+
+/// The lookup log's lock; it holds no invariant a panic could break, so poison is ignored.
+fn lock(log: &Mutex<LookupLog>) -> std::sync::MutexGuard<'_, LookupLog> {
+    log.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 async fn lookup(host: &str) -> std::io::Result<Vec<IpAddr>> {

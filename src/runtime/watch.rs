@@ -6,6 +6,11 @@
 //! to re-read (the reloader decides by content); events about files that
 //! cannot matter (a log file written next to the config) are dropped, so they
 //! do not make the proxy re-read its route files over and over.
+//!
+//! Every path in [`Targets`] is absolute, made so once where the targets are derived: notify
+//! names an event's path as the watched directory joined to the current directory, so a
+//! target kept relative (`--config config.yaml`, an include written `routes.d`) would never
+//! match one and every edit would wait for the periodic re-check.
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;
@@ -19,7 +24,7 @@ use tokio::sync::mpsc;
 use crate::model::config::is_route_file;
 use crate::runtime::meters;
 
-/// What to watch for one configuration.
+/// What to watch for one configuration; every path absolute.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Targets {
     /// The main file's directory and each include entry's (a directory
@@ -34,20 +39,21 @@ pub struct Targets {
 
 impl Targets {
     pub fn of(path: &Path, includes: &[PathBuf]) -> Targets {
-        let mut dirs = vec![parent(path)];
+        let path = absolute(path);
+        let mut dirs = vec![parent(&path)];
         let mut files: Vec<(PathBuf, OsString)> = path
             .file_name()
-            .map(|n| (parent(path), n.into()))
+            .map(|n| (parent(&path), n.into()))
             .into_iter()
             .collect();
         let mut route_dirs = Vec::new();
-        for entry in includes {
+        for entry in includes.iter().map(|e| absolute(e)) {
             if entry.is_dir() {
                 dirs.push(entry.clone());
-                route_dirs.push(entry.clone());
+                route_dirs.push(entry);
             } else {
-                dirs.push(parent(entry));
-                files.extend(entry.file_name().map(|n| (parent(entry), n.into())));
+                dirs.push(parent(&entry));
+                files.extend(entry.file_name().map(|n| (parent(&entry), n.into())));
             }
         }
         for list in [&mut dirs, &mut route_dirs] {
@@ -66,10 +72,10 @@ impl Targets {
     /// These plus `files` (certificates, keys, CA files), watched by name in their
     /// directories: a Kubernetes Secret volume swaps `..data` there, an editor renames over.
     pub fn with_files(mut self, files: &[PathBuf]) -> Targets {
-        for f in files {
-            self.dirs.push(parent(f));
+        for f in files.iter().map(|f| absolute(f)) {
+            self.dirs.push(parent(&f));
             self.files
-                .extend(f.file_name().map(|n| (parent(f), n.into())));
+                .extend(f.file_name().map(|n| (parent(&f), n.into())));
         }
         self.dirs.sort();
         self.dirs.dedup();
@@ -80,7 +86,8 @@ impl Targets {
 
     /// True when an event about `path` may change the configuration: the main file, an
     /// included file, a route file in an included directory, or kubelet's `..data` swap in any
-    /// watched directory. Anything else (a log file next to the config) is not.
+    /// watched directory. Anything else (a log file next to the config) is not. `path` is
+    /// absolute, as notify reports it.
     fn relevant(&self, path: &Path) -> bool {
         let Some(name) = path.file_name() else {
             return true;
@@ -93,12 +100,16 @@ impl Targets {
     }
 }
 
-/// The directory of `p` as watches name it (`.` for a bare file name).
+/// The directory of an absolute `p` (itself for the root).
 fn parent(p: &Path) -> PathBuf {
-    match p.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
+    p.parent().unwrap_or(p).to_path_buf()
+}
+
+/// `p` against the current directory, as notify joins a watched directory (no symlink
+/// resolved, so a Kubernetes `..data` swap still happens inside the watched directory). Only
+/// a current directory that is gone leaves `p` as it is.
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
 /// Watches a set of directories (non-recursive) and sends a hint per
@@ -228,33 +239,33 @@ mod tests {
     #[test]
     fn relevance() {
         let t = Targets::of(
-            Path::new("cfg/config.yaml"),
-            &[PathBuf::from("cfg/routes.conf")],
+            Path::new("/etc/p/config.yaml"),
+            &[PathBuf::from("/etc/p/routes.conf")],
         );
         // A directory entry must exist to count as one.
         let dir = tempfile::tempdir().unwrap();
         let routes_d = dir.path().join("routes.d");
         std::fs::create_dir(&routes_d).unwrap();
         let with_dir = Targets::of(
-            Path::new("cfg/config.yaml"),
+            Path::new("/etc/p/config.yaml"),
             std::slice::from_ref(&routes_d),
         );
         for p in [
-            "cfg/config.yaml",
-            "cfg/routes.conf",
-            "cfg/..data",
-            "cfg/..data_tmp",
-            "cfg/..2026_11_22",
+            "/etc/p/config.yaml",
+            "/etc/p/routes.conf",
+            "/etc/p/..data",
+            "/etc/p/..data_tmp",
+            "/etc/p/..2026_11_22",
         ] {
             assert!(t.relevant(Path::new(p)), "{p}");
         }
         for p in [
-            "cfg/proxy.log",
-            "cfg/other.yaml", // not included: the config's directory is not an include
-            "cfg/a.yaml.tmp~",
-            "cfg/4913",
-            "cfg/.config.yaml.swp",
-            "elsewhere/config.yaml",
+            "/etc/p/proxy.log",
+            "/etc/p/other.yaml", // not included: the config's directory is not an include
+            "/etc/p/a.yaml.tmp~",
+            "/etc/p/4913",
+            "/etc/p/.config.yaml.swp",
+            "/elsewhere/config.yaml",
         ] {
             assert!(!t.relevant(Path::new(p)), "{p}");
         }
@@ -262,25 +273,60 @@ mod tests {
             assert!(with_dir.relevant(&routes_d.join(name)), "{name}");
         }
         assert!(!with_dir.relevant(&routes_d.join("notes.txt")));
-        assert!(Targets::of(Path::new("c.yaml"), &[]).relevant(Path::new("./c.yaml")));
+    }
+
+    /// `--config config.yaml` and includes written relative to it: the targets are absolute,
+    /// so the absolute paths notify reports match them.
+    #[test]
+    fn relative_paths_become_absolute_targets() {
+        let cwd = std::env::current_dir().unwrap();
+        let t = Targets::of(
+            Path::new("config.yaml"),
+            &[PathBuf::from("cfg/routes.yaml")],
+        )
+        .with_files(&[PathBuf::from("./certs/tls.crt")]);
+        let mut dirs = vec![cwd.clone(), cwd.join("cfg"), cwd.join("certs")];
+        dirs.sort();
+        assert_eq!(t.dirs, dirs);
+        assert!(t.files.iter().all(|(d, _)| d.is_absolute()), "{t:?}");
+        for p in [
+            "config.yaml",
+            "cfg/routes.yaml",
+            "certs/tls.crt",
+            "cfg/..data",
+        ] {
+            assert!(t.relevant(&cwd.join(p)), "{p}");
+        }
+        // What notify reports for a directory watched as `./cfg`: the same directory.
+        assert!(t.relevant(&cwd.join("./cfg/routes.yaml")));
+        assert!(!t.relevant(&cwd.join("cfg/config.yaml")));
+        // The same configuration named absolutely watches the same targets.
+        assert_eq!(
+            t,
+            Targets::of(&cwd.join("config.yaml"), &[cwd.join("cfg/routes.yaml")])
+                .with_files(&[cwd.join("certs/tls.crt")])
+        );
     }
 
     #[test]
     fn certificate_files_are_targets_by_name() {
-        let t = Targets::of(Path::new("cfg/config.yaml"), &[]).with_files(&[
-            PathBuf::from("certs/tls.crt"),
-            PathBuf::from("certs/tls.key"),
+        let t = Targets::of(Path::new("/etc/p/config.yaml"), &[]).with_files(&[
+            PathBuf::from("/etc/certs/tls.crt"),
+            PathBuf::from("/etc/certs/tls.key"),
         ]);
-        assert_eq!(t.dirs, vec![PathBuf::from("certs"), PathBuf::from("cfg")]);
+        assert_eq!(
+            t.dirs,
+            vec![PathBuf::from("/etc/certs"), PathBuf::from("/etc/p")]
+        );
         for p in [
-            "certs/tls.crt",
-            "certs/tls.key",
-            "certs/..data",
-            "cfg/config.yaml",
+            "/etc/certs/tls.crt",
+            "/etc/certs/tls.key",
+            "/etc/certs/..data",
+            "/etc/p/config.yaml",
         ] {
             assert!(t.relevant(Path::new(p)), "{p}");
         }
-        assert!(!t.relevant(Path::new("certs/ca.crt")));
+        assert!(!t.relevant(Path::new("/etc/certs/ca.crt")));
     }
 
     #[test]

@@ -243,6 +243,7 @@ fn routes_json(proxy: &Handle) -> String {
         "route_count": state.routes.len(),
         "last_reload": {
             "result": status.result.label(),
+            "successful": status.successful,
             "trigger": status.trigger.keyword(),
             "at": unix_seconds(status.at),
             "duration_ms": status.took.as_secs_f64() * 1e3,

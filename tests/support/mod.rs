@@ -77,6 +77,13 @@ impl Proxy {
         Self::spawn(&path, dir, Some(max_fds), true, &[])
     }
 
+    /// Starts the proxy in `dir` (its current directory) with `--config` given as `relative`
+    /// (as the README's Quick start does); `config` is then `dir` joined to it.
+    pub fn start_relative(dir: tempfile::TempDir, relative: &std::path::Path) -> Proxy {
+        let cwd = dir.path().to_path_buf();
+        Self::spawn_in(relative, dir, None, true, &[], Some(&cwd))
+    }
+
     fn spawn(
         path: &std::path::Path,
         dir: tempfile::TempDir,
@@ -84,9 +91,25 @@ impl Proxy {
         rust_log: bool,
         env: &[(&str, &std::ffi::OsStr)],
     ) -> Proxy {
+        Self::spawn_in(path, dir, max_fds, rust_log, env, None)
+    }
+
+    /// [`Proxy::spawn`] in `cwd` (a relative `path` is relative to it).
+    fn spawn_in(
+        path: &std::path::Path,
+        dir: tempfile::TempDir,
+        max_fds: Option<u64>,
+        rust_log: bool,
+        env: &[(&str, &std::ffi::OsStr)],
+        cwd: Option<&std::path::Path>,
+    ) -> Proxy {
+        let config = cwd.map_or_else(|| path.to_path_buf(), |d| d.join(path));
         let (expected_listeners, expected_admin) =
-            yaml_listener_counts(&std::fs::read_to_string(path).unwrap());
+            yaml_listener_counts(&std::fs::read_to_string(&config).unwrap());
         let mut command = Command::new(env!("CARGO_BIN_EXE_ch-edge-proxy"));
+        if let Some(cwd) = cwd {
+            command.current_dir(cwd);
+        }
         command
             .args(["run", "--config"])
             .arg(path)
@@ -136,7 +159,7 @@ impl Proxy {
             admin_listeners: Vec::new(),
             lines: rx,
             seen: Vec::new(),
-            config: path.to_path_buf(),
+            config,
             _dir: dir,
         };
         let deadline = Instant::now() + WAIT;
@@ -192,10 +215,20 @@ impl Proxy {
 
     /// The next log line (in order) that matches `pred`, waiting up to WAIT.
     pub fn wait_log(&mut self, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        self.wait_log_within(WAIT, pred)
+    }
+
+    /// [`Proxy::wait_log`] with a bound of its own (for an event that must come before
+    /// something else would cause it).
+    pub fn wait_log_within(
+        &mut self,
+        bound: Duration,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
         if let Some(i) = self.seen.iter().position(&pred) {
             return self.seen.remove(i);
         }
-        let deadline = Instant::now() + WAIT;
+        let deadline = Instant::now() + bound;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = self

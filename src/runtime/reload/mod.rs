@@ -32,6 +32,7 @@ use crate::runtime::state::{Live, State};
 use crate::runtime::watch::{DirWatcher, Targets};
 
 pub mod plan;
+mod publish;
 mod status;
 
 pub use status::{Channel, ReloadResult, Status, Trigger};
@@ -45,12 +46,18 @@ pub const DEBOUNCE_MAX: Duration = Duration::from_millis(500);
 /// Safety net for lost events and directories that could not be watched.
 pub const RECHECK_EVERY: Duration = Duration::from_secs(30);
 
-/// Sets the gauges that describe the live configuration and tells the observer.
+/// The first configuration went live: its gauges, and no refusal yet.
 pub(crate) fn went_live(config: &Config, routes: usize, generation: u64, observer: &dyn Observer) {
+    metrics::gauge!(meters::CONFIG_LAST_RELOAD_SUCCESSFUL).set(1.0);
+    now_live(config, routes, generation, observer);
+}
+
+/// Sets the gauges that describe the live configuration and tells the observer. (Whether the
+/// files are refused is the publisher's: a discovery rebuild goes live while they may be.)
+fn now_live(config: &Config, routes: usize, generation: u64, observer: &dyn Observer) {
     metrics::gauge!(meters::ROUTES).set(routes as f64);
     metrics::gauge!(meters::CONFIG_GENERATION).set(generation as f64);
     metrics::gauge!(meters::CONFIG_LAST_SUCCESS).set(meters::unix_seconds(SystemTime::now()));
-    metrics::gauge!(meters::CONFIG_LAST_RELOAD_SUCCESSFUL).set(1.0);
     metrics::gauge!(meters::MAX_CONNECTIONS).set(config.limits.max_connections as f64);
     // Every result exported from the start, at 0, so `increase(...)` sees the first error.
     for result in ReloadResult::LABELS {
@@ -104,8 +111,11 @@ pub struct Reloader {
     config: Arc<Config>,
     /// What is live, as planning sees it.
     current: plan::Current,
-    /// The last refusal while the live config is older than it.
+    /// The last refusal of the files while the live config is older than them.
     failed: Option<ConfigError>,
+    /// The last refusal of a discovery rebuild, kept apart: a rebuild that works does not make
+    /// refused files good.
+    rebuild_failed: Option<ConfigError>,
     watcher: Option<DirWatcher>,
     discovery: Discovery,
     /// What the last commit replaced, until [`Reloader::free_replaced`].
@@ -138,6 +148,7 @@ impl Reloader {
             config,
             current,
             failed: None,
+            rebuild_failed: None,
             watcher,
             replaced: None,
         }
@@ -184,19 +195,22 @@ impl Reloader {
                 .unwrap_or_else(|e| Err(task_failed("reload", e)));
         let result = match loaded {
             Ok(None) => {
-                // Back to the live config: a later identical breakage is news again.
+                // Back to the live config: the refusal is over (published as successful), and
+                // a later identical breakage is news again.
                 self.failed = None;
                 ReloadResult::Unchanged
             }
             Ok(Some((config, targets))) => {
                 let config = Arc::new(config);
                 match self.build(&config, true).await {
-                    Ok(Some((routes, merged))) => self.install(config, &targets, routes, merged),
+                    Ok(Some((routes, merged))) => {
+                        self.install(trigger, config, &targets, routes, merged)
+                    }
                     Ok(None) => ReloadResult::Unchanged,
-                    Err(e) => self.refuse(e),
+                    Err(e) => self.refuse(trigger, e),
                 }
             }
-            Err(e) => self.refuse(e),
+            Err(e) => self.refuse(trigger, e),
         };
         self.publish(trigger, &result, started.elapsed());
         self.free_replaced().await;
@@ -210,9 +224,11 @@ impl Reloader {
         let config = self.config.clone();
         let targets = self.current.targets.clone();
         let result = match self.build(&config, false).await {
-            Ok(Some((routes, merged @ Some(_)))) => self.install(config, &targets, routes, merged),
+            Ok(Some((routes, merged @ Some(_)))) => {
+                self.install(Trigger::Discovery, config, &targets, routes, merged)
+            }
             Ok(_) => ReloadResult::Unchanged,
-            Err(e) => self.refuse(e),
+            Err(e) => self.refuse(Trigger::Discovery, e),
         };
         self.publish(Trigger::Discovery, &result, started.elapsed());
         self.free_replaced().await;
@@ -258,6 +274,7 @@ impl Reloader {
     /// `self.replaced`.
     fn install(
         &mut self,
+        trigger: Trigger,
         config: Arc<Config>,
         targets: &Targets,
         routes: RouteTable,
@@ -267,10 +284,10 @@ impl Reloader {
         let file = config.path.display().to_string();
         match Listeners::bind(plan.listeners.clone(), &config.listeners, &file) {
             Ok(bound) => {
-                self.commit(config, plan, bound, routes, merged);
+                self.commit(trigger, config, plan, bound, routes, merged);
                 ReloadResult::Ok
             }
-            Err(e) => self.refuse(e),
+            Err(e) => self.refuse(trigger, e),
         }
     }
 
@@ -284,11 +301,17 @@ impl Reloader {
         }
     }
 
-    fn refuse(&mut self, error: ConfigError) -> ReloadResult {
-        if self.failed.as_ref() == Some(&error) {
+    /// Records `error` as the refusal of the files, or of a discovery rebuild; the same one
+    /// again is `unchanged` (already reported).
+    fn refuse(&mut self, trigger: Trigger, error: ConfigError) -> ReloadResult {
+        let slot = match trigger {
+            Trigger::Discovery => &mut self.rebuild_failed,
+            _ => &mut self.failed,
+        };
+        if slot.as_ref() == Some(&error) {
             return ReloadResult::Unchanged;
         }
-        self.failed = Some(error.clone());
+        *slot = Some(error.clone());
         ReloadResult::Error(error)
     }
 
@@ -296,6 +319,7 @@ impl Reloader {
     /// so shutdown cannot interrupt it half-way.
     fn commit(
         &mut self,
+        trigger: Trigger,
         config: Arc<Config>,
         plan: plan::Plan,
         bound: Bound,
@@ -315,14 +339,19 @@ impl Reloader {
         drop(live);
         let old = p.live.replace(next);
         lock(&p.listeners).apply(bound, &p.connections);
-        went_live(&config, count, generation, &*p.observer);
+        now_live(&config, count, generation, &*p.observer);
         if let Some(settings) = &plan.discovery {
             self.discovery.configure(settings);
         }
         if let (Some(targets), Some(w)) = (&plan.watch, &mut self.watcher) {
             w.set(targets);
         }
-        self.failed = None;
+        // Every table is built with the latest catalog: any commit ends a rebuild's refusal,
+        // only one of files ends theirs.
+        if trigger != Trigger::Discovery {
+            self.failed = None;
+        }
+        self.rebuild_failed = None;
         self.current = plan::Current {
             listeners: config.listeners.clone(),
             admin: self.current.admin.clone(),
@@ -333,75 +362,20 @@ impl Reloader {
         self.replaced = Some((old, old_config));
     }
 
+    /// Publishes and logs one attempt's result: the files last read are the running
+    /// configuration unless a refusal stands.
     fn publish(&self, trigger: Trigger, result: &ReloadResult, took: Duration) {
         let state = self.parts.live.peek();
-        let now = SystemTime::now();
-        let label = result.label();
-        metrics::counter!(meters::RELOADS, "result" => label).increment(1);
-        metrics::histogram!(meters::RELOAD_SECONDS, "result" => label).record(took.as_secs_f64());
-        // `unchanged` says nothing new: after an error it means the same broken files.
-        match result {
-            ReloadResult::Ok => metrics::gauge!(meters::CONFIG_LAST_RELOAD_SUCCESSFUL).set(1.0),
-            ReloadResult::Error(_) => {
-                metrics::gauge!(meters::CONFIG_LAST_RELOAD_SUCCESSFUL).set(0.0)
-            }
-            ReloadResult::Unchanged => {}
-        }
-        let hash = format!("{:016x}", state.config_hash);
-        let took_ms = took.as_secs_f64() * 1e3;
-        match result {
-            ReloadResult::Ok => tracing::info!(
-                generation = state.generation,
-                result = label,
-                trigger = %trigger,
-                config_hash = hash,
-                routes = state.routes.len(),
-                duration_ms = took_ms,
-                "reload"
-            ),
-            ReloadResult::Error(error) => {
-                let first = error.problems().first();
-                tracing::error!(
-                    generation = state.generation,
-                    result = label,
-                    trigger = %trigger,
-                    error = %error,
-                    problems = error.problems().len(),
-                    file = first.and_then(|p| p.file.as_deref()),
-                    line = first.and_then(|p| p.line),
-                    route = first.and_then(|p| p.route.as_deref()),
-                    duration_ms = took_ms,
-                    "reload"
-                )
-            }
-            // A timer or watch hint that found nothing new is routine; an operator's SIGHUP
-            // deserves an answer.
-            ReloadResult::Unchanged if trigger == Trigger::Signal => tracing::info!(
-                generation = state.generation,
-                result = label,
-                trigger = %trigger,
-                "reload"
-            ),
-            ReloadResult::Unchanged => tracing::debug!(
-                generation = state.generation,
-                result = label,
-                trigger = %trigger,
-                "reload"
-            ),
-        }
-        self.parts.channel.publish(|s| {
-            s.generation = state.generation;
-            s.result = result.clone();
-            s.trigger = trigger;
-            s.at = now;
-            s.took = took;
-            s.config_hash = state.config_hash;
-            match result {
-                ReloadResult::Ok => s.last_success = now,
-                ReloadResult::Error(e) => s.last_error = Some((e.clone(), now)),
-                ReloadResult::Unchanged => {}
-            }
-        });
+        publish::publish(
+            &self.parts.channel,
+            &state,
+            publish::Attempt {
+                trigger,
+                result,
+                took,
+                successful: self.failed.is_none() && self.rebuild_failed.is_none(),
+            },
+        );
     }
 }
 

@@ -31,8 +31,8 @@ ch_edge_wire::keywords!(Trigger {
 pub enum ReloadResult {
     /// A new generation is live.
     Ok,
-    /// The files hash as the live configuration, or fail exactly as the last attempt did
-    /// (already reported).
+    /// The files hash as the live configuration (after a refusal: they are good again, see
+    /// [`Status::successful`]), or fail exactly as the last attempt did (already reported).
     Unchanged,
     /// Refused; the running state stays.
     Error(ConfigError),
@@ -65,6 +65,10 @@ pub struct Status {
     pub took: Duration,
     /// Content hash of the live configuration.
     pub config_hash: u64,
+    /// True while the files last read are the running configuration (loaded, or found equal
+    /// to it again after a refusal); false while they are refused (a repeated `unchanged`
+    /// failure included). The gauge `ch_edge_proxy_config_last_reload_successful`.
+    pub successful: bool,
     pub last_success: SystemTime,
     /// The most recent refusal, kept after later successes for `/routes`.
     pub last_error: Option<(ConfigError, SystemTime)>,
@@ -80,6 +84,7 @@ impl Status {
             at: now,
             took: Duration::ZERO,
             config_hash,
+            successful: true,
             last_success: now,
             last_error: None,
         }

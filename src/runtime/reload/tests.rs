@@ -88,20 +88,23 @@ async fn reload_results_are_published_and_old_states_freed() {
     assert!(e.to_string().contains("\"a.test\" is claimed twice"), "{e}");
     assert_eq!(s.generation, 2);
     assert!(s.last_error.is_some());
+    assert!(!s.successful);
     assert!(proxy.state().routes.lookup(Some(b"a.test")).is_ok());
 
     // The same broken files again: already reported, so not a second error.
     proxy.request_reload();
     let s = next(&mut status, |s| s.trigger == Trigger::Signal).await;
     assert_eq!(s.result, ReloadResult::Unchanged);
+    assert!(!s.successful, "the same broken files are still refused");
 
-    // Back to the live files, then broken the same way again: a new error.
+    // Back to the live files (good again), then broken the same way again: a new error.
     // (The only watch-triggered `unchanged` so far: earlier ones were ok/error.)
     write_atomic(&path, &yaml(&["a.test", "b.test"]));
-    next(&mut status, |s| {
+    let s = next(&mut status, |s| {
         s.trigger == Trigger::Watch && s.result == ReloadResult::Unchanged
     })
     .await;
+    assert!(s.successful, "the files equal the running configuration");
     write_atomic(&path, &yaml(&["a.test", "b.test", "A.test"]));
     next(&mut status, |s| matches!(s.result, ReloadResult::Error(_))).await;
 
