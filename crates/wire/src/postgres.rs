@@ -79,7 +79,8 @@ pub enum Start {
     /// A client waits for the answer before sending more, so bytes after these 8 in the same read
     /// were sent early (PostgreSQL refuses them since CVE-2021-23214); the caller decides.
     SslRequest,
-    /// `GSSENCRequest` ([`GSSENC_REQUEST`], 8 bytes): answer [`REFUSE`]; another start follows.
+    /// `GSSENCRequest` ([`GSSENC_REQUEST`], 8 bytes): answer [`REFUSE`]; another start follows,
+    /// parsed on its own. Once per connection: PostgreSQL refuses a second one with an error.
     GssEncRequest,
     /// A TLS handshake record at byte 0: a direct-SSL client (PostgreSQL 17+,
     /// `sslnegotiation=direct`). The same bytes go to [`crate::client_hello`].
@@ -202,12 +203,12 @@ pub fn parse(buf: &[u8]) -> Start {
         })
 }
 
-const UNKNOWN_CODE: &str = "unknown start code or protocol version";
+const UNKNOWN_CODE: &str = "unknown request code or protocol version";
 
 /// Why no start fits once byte `end - 1` is known: the length field, or the code after it.
 fn refusal(end: usize) -> &'static str {
     if end <= 4 {
-        "length of no PostgreSQL start"
+        "length fits no PostgreSQL start"
     } else {
         UNKNOWN_CODE
     }
