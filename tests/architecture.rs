@@ -54,6 +54,7 @@ const LAYERS: &[(&str, &[&str])] = &[
 const WIRE: &[&str] = &[
     "client_hello",
     "keyword",
+    "postgres",
     "proxy_in",
     "proxy_out",
     "sni",

@@ -6,6 +6,10 @@
 //!   it consumed, and passthrough must replay them);
 //! - [`proxy_in`]: the PROXY v1/v2 header sent to us, and the trust policy ([`proxy_in::ProxyInMode`]);
 //! - [`proxy_out`]: the PROXY header we send upstream ([`proxy_out::ProxyVersion`]);
+//! - [`postgres`]: the PostgreSQL wire start on a `protocol: postgres` listener (`SSLRequest`,
+//!   `GSSENCRequest`, direct TLS, plaintext starts), its one-byte answers and `ErrorResponse`,
+//!   the proxy's own `SSLRequest` upstream and the answer to it ([`postgres::ListenerProtocol`],
+//!   [`postgres::Negotiation`]);
 //! - [`tls_alert`]: the alert records refusals send;
 //! - [`sni`]: host names and SNI patterns (syntax, normal form, the lookup key);
 //! - [`keyword`]: the one spelling of each keyword value (`FromStr` + `Display`).
@@ -15,6 +19,7 @@
 
 pub mod client_hello;
 pub mod keyword;
+pub mod postgres;
 pub mod proxy_in;
 pub mod proxy_out;
 pub mod sni;
