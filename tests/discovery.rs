@@ -50,10 +50,45 @@ fn config(upstream_port: u16, file_routes: &str) -> String {
 
 /// Starts the proxy against `fake`; returns once its listeners are bound.
 fn start(fake: &FakeKube, yaml: &str) -> (Proxy, tempfile::TempDir) {
+    start_stalling_after(fake, yaml, None)
+}
+
+/// The stall timeout the watch tests set (the shortest accepted): the
+/// fake's watches then end after `timeoutSeconds=1`.
+const STALL: &str = "2s";
+/// The stall timeout where a false stall is looked for: more headroom for a
+/// loaded machine (`timeoutSeconds` stays 1).
+const QUIET_STALL_SECS: u64 = 3;
+
+/// Like [`start`], with the watch stall timeout shortened to `stall`
+/// (`CH_EDGE_PROXY_WATCH_STALL_TIMEOUT`, for tests only).
+fn start_stalling_after(
+    fake: &FakeKube,
+    yaml: &str,
+    stall: Option<&str>,
+) -> (Proxy, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = fake.kubeconfig(dir.path());
-    let proxy = Proxy::start_with_env(yaml, &[("KUBECONFIG", kubeconfig.as_os_str())]);
+    let mut env = vec![("KUBECONFIG", kubeconfig.as_os_str())];
+    if let Some(stall) = stall {
+        env.push((
+            "CH_EDGE_PROXY_WATCH_STALL_TIMEOUT",
+            std::ffi::OsStr::new(stall),
+        ));
+    }
+    let proxy = Proxy::start_with_env(yaml, &env);
     (proxy, dir)
+}
+
+const STALLED: &str = "kubernetes discovery: watch stalled; dropped it, watching again";
+
+fn api_errors(proxy: &Proxy, kind: &str) -> f64 {
+    let (_, m) = proxy.admin_get("/metrics");
+    metric(
+        &m,
+        "ch_edge_proxy_discovery_api_errors_total",
+        &[&format!("kind=\"{kind}\"")],
+    )
 }
 
 /// The next successful discovery reload line.
@@ -461,4 +496,156 @@ async fn a_discovery_rebuild_does_not_make_refused_files_good() {
                 .is_some_and(|d| d.contains("match the running configuration again"))
     });
     assert_eq!(gauge(&proxy), 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_black_holed_watch_is_dropped_counted_and_watched_again() {
+    let mut backend = TlsBackend::start(false).await;
+    let fake = FakeKube::start().await;
+    fake.apply(chi("a", "2024-01-01T00:00:00Z", &[]));
+    // The first watch gets its headers, then nothing: no event, no bookmark, no end.
+    fake.black_hole_watches(1);
+    let (mut proxy, _dir) =
+        start_stalling_after(&fake, &config(backend.addr.port(), ""), Some(STALL));
+    let addr = proxy.addr("native");
+    discovery_ok(&mut proxy, "generation", json!(2));
+    assert_eq!(
+        api_errors(&proxy, "stalled"),
+        0.0,
+        "exported from the start"
+    );
+    fake.wait_black_holed(1).await;
+    let watch = fake
+        .requests()
+        .into_iter()
+        .find(|r| r.contains("watch=true"))
+        .unwrap();
+    assert!(
+        watch.contains("allowWatchBookmarks=true") && watch.contains("timeoutSeconds=1"),
+        "{watch}"
+    );
+
+    let stalled = proxy.wait_log(|l| l["message"] == STALLED);
+    assert_eq!(stalled["level"], "WARN", "{stalled}");
+    assert_eq!(stalled["namespace"], NS, "{stalled}");
+    assert!(
+        stalled["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("sent no bytes for 2s")),
+        "{stalled}"
+    );
+    assert!(api_errors(&proxy, "stalled") >= 1.0);
+    // Watched again (from the last resourceVersion): a CHI added now is routed.
+    fake.wait_watches_started(1).await;
+    fake.apply(chi("b", "2024-01-02T00:00:00Z", &[]));
+    let line = wait_discovery(&mut proxy);
+    assert_eq!(line["result"], "ok", "{line}");
+    assert!(has_route(&proxy, "ch/b"));
+    reaches(addr, "b.ch.test", &mut backend).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_request_answered_410_gone_relists() {
+    let mut backend = TlsBackend::start(false).await;
+    let fake = FakeKube::start().await;
+    fake.apply(chi("a", "2024-01-01T00:00:00Z", &[]));
+    let (mut proxy, _dir) = start(&fake, &config(backend.addr.port(), ""));
+    let addr = proxy.addr("native");
+    discovery_ok(&mut proxy, "generation", json!(2));
+    fake.wait_watches_open(1).await;
+
+    // "c" arrives without an event, the history is compacted, and the
+    // stream drops: the watch resumes from a resourceVersion that is gone,
+    // and the API server answers the watch request itself with 410.
+    fake.apply_silently(chi("c", "2024-01-03T00:00:00Z", &[]));
+    fake.compact();
+    let before = fake.requests().len();
+    fake.drop_watches();
+    fake.wait_gone_answered(1).await;
+    let gone = proxy.wait_log(|l| {
+        l["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("410 Gone"))
+    });
+    assert!(
+        gone["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("too old resource version")),
+        "{gone}"
+    );
+    // A relist, not the same resourceVersion again: "c" appears.
+    discovery_ok(&mut proxy, "generation", json!(3));
+    assert!(has_route(&proxy, "ch/c"));
+    let after: Vec<String> = fake.requests()[before..].to_vec();
+    let first_list = after.iter().position(|r| !r.contains("watch=true"));
+    assert!(first_list.is_some_and(|i| i > 0), "{after:?}");
+    assert!(api_errors(&proxy, "watch_start") >= 1.0);
+
+    // Watching again from the list's resourceVersion: changes are live.
+    fake.wait_watches_open(1).await;
+    fake.apply(chi("d", "2024-01-04T00:00:00Z", &[]));
+    discovery_ok(&mut proxy, "generation", json!(4));
+    reaches(addr, "d.ch.test", &mut backend).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quiet_healthy_watches_are_not_stalled() {
+    let mut backend = TlsBackend::start(false).await;
+    let fake = FakeKube::start().await;
+    fake.apply(chi("a", "2024-01-01T00:00:00Z", &[]));
+    let stall = format!("{QUIET_STALL_SECS}s");
+    let (mut proxy, _dir) =
+        start_stalling_after(&fake, &config(backend.addr.port(), ""), Some(&stall));
+    let addr = proxy.addr("native");
+    discovery_ok(&mut proxy, "generation", json!(2));
+
+    // No events, no bookmarks: the server ends each watch after
+    // timeoutSeconds (1 s), before the deadline, and kube watches again.
+    fake.wait_watches_started(4).await;
+
+    // A server that keeps the watch open and sends only bookmarks (every
+    // eighth of the deadline): one stream for three deadlines.
+    fake.honour_timeouts(false);
+    let started = fake.watches_started();
+    fake.wait_watches_started(started + 1).await;
+    fake.wait_watches_open(1).await;
+    let started = fake.watches_started();
+    fake.send_bookmarks(std::time::Duration::from_millis(
+        QUIET_STALL_SECS * 1000 / 8,
+    ));
+    fake.wait_bookmarks(3 * 8).await;
+    assert_eq!(
+        fake.watches_started(),
+        started,
+        "the bookmarked watch ended"
+    );
+
+    // TCP keepalive is on the API connections, probing after 30 s idle (a
+    // socket with only SO_KEEPALIVE would wait the kernel's 2 h: "119min").
+    if let Some(ss) = tool("ss") {
+        let port = format!(":{}", fake.addr.port());
+        let out = std::process::Command::new(ss)
+            .args(["-tnoH", "state", "established", "dport", "=", &port])
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&out.stdout);
+        let timers: Vec<&str> = out
+            .split("timer:(keepalive,")
+            .skip(1)
+            .map(|t| t.split(',').next().unwrap_or(""))
+            .collect();
+        assert!(
+            !timers.is_empty()
+                && timers
+                    .iter()
+                    .all(|t| t.ends_with("sec") || t.ends_with("ms")),
+            "{out}"
+        );
+    }
+
+    assert_eq!(api_errors(&proxy, "stalled"), 0.0);
+    assert_eq!(proxy.seen_count(|l| l["message"] == STALLED), 0);
+    fake.apply(chi("b", "2024-01-02T00:00:00Z", &[]));
+    assert_eq!(wait_discovery(&mut proxy)["result"], "ok");
+    reaches(addr, "b.ch.test", &mut backend).await;
 }

@@ -1,8 +1,10 @@
 //! A fake Kubernetes API server on loopback for ClickHouseInstallations:
 //! answers list and watch requests the way the API server does (list with a
 //! resourceVersion; watch as a stream of JSON lines, replaying the events
-//! after the requested resourceVersion), driven by the test: changes with
-//! or without events, a 410 Gone watch error, dropped streams, 500s.
+//! after the requested resourceVersion, ended after `timeoutSeconds`, with
+//! BOOKMARK events on request), driven by the test: changes with or without
+//! events, a 410 Gone watch error in the stream or as the watch request's
+//! status (compaction), dropped streams, black-holed streams, 500s.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -11,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use hyper::body::{Body, Bytes, Frame, Incoming};
 use hyper::{Request, Response, StatusCode};
@@ -23,8 +26,11 @@ const GROUP_PATH: &str = "/apis/clickhouse.altinity.com/v1";
 
 /// One open watch: what it selects and where its lines go.
 struct Watch {
+    id: u64,
     namespace: Option<String>,
     selector: Option<(String, String)>,
+    /// `allowWatchBookmarks=true` was asked for.
+    bookmarks: bool,
     lines: mpsc::UnboundedSender<Bytes>,
 }
 
@@ -35,7 +41,20 @@ struct Inner {
     /// `(resourceVersion, event type, object)` of every event sent.
     history: Vec<(u64, &'static str, Value)>,
     watches: Vec<Watch>,
+    watch_ids: u64,
     failing: bool,
+    /// Watch requests from a resourceVersion below this are answered with
+    /// HTTP status 410 (the history before it is compacted away).
+    compacted: u64,
+    gone_answered: usize,
+    /// So many next watch requests get their headers and then nothing, ever.
+    black_holes_armed: usize,
+    black_holed: usize,
+    /// The senders of black-holed streams, kept so the streams never end.
+    black_holes: Vec<mpsc::UnboundedSender<Bytes>>,
+    /// `timeoutSeconds` is not honoured (as by a server with a long timeout).
+    ignore_timeouts: bool,
+    bookmarks_sent: usize,
     /// Request URIs (path and query), in order.
     requests: Vec<String>,
     watches_started: usize,
@@ -132,6 +151,79 @@ impl FakeKube {
     /// While set, every request is answered with 500.
     pub fn set_failing(&self, failing: bool) {
         self.lock().failing = failing;
+    }
+
+    /// Watch requests from a resourceVersion older than the current one are
+    /// answered with HTTP status 410 Gone from now on, as the API server does
+    /// once etcd compacted the history they would replay.
+    pub fn compact(&self) {
+        let mut inner = self.lock();
+        inner.compacted = inner.resource_version;
+    }
+
+    /// The next `n` watch requests are answered with headers and then
+    /// nothing at all, never ending: a black-holed connection.
+    pub fn black_hole_watches(&self, n: usize) {
+        self.lock().black_holes_armed += n;
+    }
+
+    /// Whether watches end after their `timeoutSeconds` (they do by default,
+    /// as on the API server); a watch keeps what held when it started.
+    pub fn honour_timeouts(&self, honour: bool) {
+        self.lock().ignore_timeouts = !honour;
+    }
+
+    /// Sends a BOOKMARK with the current resourceVersion every `every` to
+    /// each open watch that asked for bookmarks, for as long as the test runs.
+    pub fn send_bookmarks(&self, every: Duration) {
+        let fake = self.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            loop {
+                ticks.tick().await;
+                let mut inner = fake.lock();
+                let rv = inner.resource_version.to_string();
+                let bookmark = line(&json!({"type": "BOOKMARK", "object": {
+                    "apiVersion": "clickhouse.altinity.com/v1",
+                    "kind": "ClickHouseInstallation",
+                    "metadata": {"resourceVersion": rv},
+                }}));
+                let mut sent = 0;
+                inner.watches.retain(|w| {
+                    let ok = !w.bookmarks || w.lines.send(bookmark.clone()).is_ok();
+                    sent += usize::from(ok && w.bookmarks);
+                    ok
+                });
+                inner.bookmarks_sent += sent;
+                drop(inner);
+                fake.changed.notify_waiters();
+            }
+        });
+    }
+
+    /// Bookmarks sent so far.
+    pub fn bookmarks_sent(&self) -> usize {
+        self.lock().bookmarks_sent
+    }
+
+    /// Waits until at least `n` bookmarks were sent in total.
+    pub async fn wait_bookmarks(&self, n: usize) {
+        self.wait(|i| i.bookmarks_sent >= n).await;
+    }
+
+    /// Waits until at least `n` watch requests were black-holed.
+    pub async fn wait_black_holed(&self, n: usize) {
+        self.wait(|i| i.black_holed >= n).await;
+    }
+
+    /// Waits until at least `n` watch requests were answered 410 Gone.
+    pub async fn wait_gone_answered(&self, n: usize) {
+        self.wait(|i| i.gone_answered >= n).await;
+    }
+
+    /// Watch streams started so far.
+    pub fn watches_started(&self) -> usize {
+        self.lock().watches_started
     }
 
     /// Waits until at least `n` watch streams were started in total.
@@ -236,18 +328,45 @@ impl FakeKube {
                 .get("resourceVersion")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0);
+            if from < inner.compacted {
+                inner.gone_answered += 1;
+                self.changed.notify_waiters();
+                let message = format!("too old resource version: {from} ({})", inner.compacted);
+                return status(StatusCode::GONE, &message);
+            }
             let (tx, rx) = mpsc::unbounded_channel();
+            if inner.black_holes_armed > 0 {
+                inner.black_holes_armed -= 1;
+                inner.black_holed += 1;
+                inner.black_holes.push(tx);
+                self.changed.notify_waiters();
+                return Response::new(Lines(rx));
+            }
             for (rv, kind, chi) in &inner.history {
                 if *rv > from && selects(chi) {
                     let _ = tx.send(line(&json!({"type": kind, "object": chi})));
                 }
             }
+            inner.watch_ids += 1;
+            let id = inner.watch_ids;
             inner.watches.push(Watch {
+                id,
                 namespace,
                 selector,
+                bookmarks: params.get("allowWatchBookmarks").map(String::as_str) == Some("true"),
                 lines: tx,
             });
             inner.watches_started += 1;
+            let timeout = params.get("timeoutSeconds").and_then(|t| t.parse().ok());
+            if let (Some(secs), false) = (timeout, inner.ignore_timeouts) {
+                // The API server's own timer: the stream ends, without an error.
+                let fake = self.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_secs(secs)).await;
+                    fake.lock().watches.retain(|w| w.id != id);
+                    fake.changed.notify_waiters();
+                });
+            }
             self.changed.notify_waiters();
             return Response::new(Lines(rx));
         }
@@ -319,9 +438,14 @@ fn percent_decode(s: &str) -> String {
 }
 
 fn status(code: StatusCode, message: &str) -> Response<Lines> {
+    let reason = if code == StatusCode::GONE {
+        "Expired"
+    } else {
+        ""
+    };
     let status = json!({
         "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-        "message": message, "code": code.as_u16(),
+        "message": message, "reason": reason, "code": code.as_u16(),
     });
     body(code, line(&status))
 }

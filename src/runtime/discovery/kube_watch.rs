@@ -1,21 +1,24 @@
 //! The watcher task: kube-rs watches of `clickhouseinstallations` (one over
 //! all namespaces, or one per listed namespace), fed into a [`Tracker`].
 //!
-//! kube's watcher relists after a watch expires (410 Gone) and resumes after
-//! a dropped stream; every error is logged, counted and retried with kube's
-//! default backoff (0.8 s doubling to 30 s, jittered). Nothing is published
-//! on an error, so the last table stays.
+//! Each watch is a [`watch_stream::watch`]: kube's watcher relists after a
+//! watch expires (410 Gone, in the stream or as the watch request's status)
+//! and resumes after a dropped or silent stream ([`kube_client`]); every
+//! error is logged, counted and retried with kube's default backoff (0.8 s
+//! doubling to 30 s, jittered). Nothing is published on an error, so the
+//! last table stays.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures_util::stream::{self, StreamExt};
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
-use kube::runtime::watcher::{self, Event};
-use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::Event;
 use tokio::sync::watch;
 
 use super::catalog::{Catalog, Change, Tracker};
+use super::kube_client;
+use super::watch_stream;
 use crate::model::config::KubernetesDiscovery;
 use crate::runtime::meters;
 
@@ -29,11 +32,10 @@ const CLIENT_RETRY: Duration = Duration::from_secs(5);
 /// Watches until aborted, publishing each new catalog on `tx`.
 pub(super) async fn run(settings: KubernetesDiscovery, tx: watch::Sender<Option<Arc<Catalog>>>) {
     // Every kind exported from the start, at 0, so `increase(...)` sees the first error.
-    for kind in ERROR_KINDS {
-        metrics::counter!(meters::DISCOVERY_API_ERRORS, "kind" => kind).increment(0);
-    }
+    watch_stream::export_error_kinds();
+    let silence = watch_stream::silence();
     let client = loop {
-        match client().await {
+        match client(silence).await {
             Ok(c) => break c,
             Err(error) => {
                 api_error("client");
@@ -54,7 +56,7 @@ pub(super) async fn run(settings: KubernetesDiscovery, tx: watch::Sender<Option<
     } else {
         settings.namespaces.iter().cloned().map(Some).collect()
     };
-    let mut config = watcher::Config::default();
+    let mut config = watch_stream::config(silence);
     if !settings.label_selector.is_empty() {
         config = config.labels(&settings.label_selector);
     }
@@ -63,8 +65,7 @@ pub(super) async fn run(settings: KubernetesDiscovery, tx: watch::Sender<Option<
             Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
             None => Api::all_with(client.clone(), &resource),
         };
-        watcher::watcher(api, config.clone())
-            .default_backoff()
+        watch_stream::watch(api, config.clone())
             .map(move |event| (scope, event))
             .boxed()
     });
@@ -73,18 +74,15 @@ pub(super) async fn run(settings: KubernetesDiscovery, tx: watch::Sender<Option<
         namespaces = ?settings.namespaces,
         label_selector = settings.label_selector.as_str(),
         domain = settings.domain.as_str(),
+        stall_timeout = ?silence,
         "kubernetes discovery: watching ClickHouseInstallations"
     );
-    let mut tracker = Tracker::new(&settings.domain, scopes);
+    let mut tracker = Tracker::new(&settings.domain, scopes.clone());
     while let Some((scope, event)) = events.next().await {
         let change = match event {
             Ok(event) => change(event),
             Err(error) => {
-                api_error(error_kind(&error));
-                tracing::warn!(
-                    error = %error,
-                    "kubernetes discovery: API error; keeping the last routes, retrying with backoff"
-                );
+                watch_stream::log_error(&error, scopes[scope].as_deref());
                 continue;
             }
         };
@@ -104,13 +102,13 @@ pub(super) async fn run(settings: KubernetesDiscovery, tx: watch::Sender<Option<
     }
 }
 
-async fn client() -> anyhow::Result<kube::Client> {
+async fn client(silence: Duration) -> anyhow::Result<kube::Client> {
     // kube builds its TLS from rustls's process-wide provider, which cannot be guessed with two
     // in the tree (kube's ring, our aws-lc-rs): make it ours. A second call keeps the first.
     let _ = (*crate::model::tls::provider()).clone().install_default();
     // KUBECONFIG / ~/.kube/config first, then the pod's service account.
     let config = kube::Config::infer().await?;
-    Ok(kube::Client::try_from(config)?)
+    kube_client::build(config, silence)
 }
 
 fn change(event: Event<DynamicObject>) -> Change {
@@ -124,27 +122,6 @@ fn change(event: Event<DynamicObject>) -> Change {
     }
 }
 
-/// Every `kind` label of [`meters::DISCOVERY_API_ERRORS`].
-const ERROR_KINDS: [&str; 6] = [
-    "client",
-    "list",
-    "watch_start",
-    "watch",
-    "watch_event",
-    "no_resource_version",
-];
-
-/// Metric label of a watcher error.
-fn error_kind(error: &watcher::Error) -> &'static str {
-    match error {
-        watcher::Error::InitialListFailed(_) => "list",
-        watcher::Error::WatchStartFailed(_) => "watch_start",
-        watcher::Error::WatchError(_) => "watch_event",
-        watcher::Error::WatchFailed(_) => "watch",
-        watcher::Error::NoResourceVersion => "no_resource_version",
-    }
-}
-
 fn api_error(kind: &'static str) {
-    metrics::counter!(meters::DISCOVERY_API_ERRORS, "kind" => kind).increment(1);
+    watch_stream::count_error(kind);
 }

@@ -9,8 +9,12 @@
 
 pub mod catalog;
 #[cfg(feature = "k8s")]
+mod kube_client;
+#[cfg(feature = "k8s")]
 mod kube_watch;
 pub mod merge;
+#[cfg(feature = "k8s")]
+mod watch_stream;
 
 use std::collections::HashSet;
 use std::sync::Arc;
