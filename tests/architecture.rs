@@ -40,6 +40,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "socket",
             "state",
             "tls",
+            "untrusted",
             "watch",
         ],
     ),

@@ -37,4 +37,5 @@ pub(crate) mod relay;
 pub(crate) mod relayed;
 pub(crate) mod socket;
 pub mod tls;
+pub(crate) mod untrusted;
 pub(crate) mod watch;
