@@ -41,6 +41,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "socket",
             "state",
             "tls",
+            "untrusted",
             "watch",
         ],
     ),

@@ -132,3 +132,48 @@ async fn the_connection_rate_is_limited_per_client() {
     assert!(relayed(&mut other).await, "127.0.0.5 was refused");
     assert_eq!(counted(&proxy, "client_over_limit") as usize, 30 - admitted);
 }
+
+/// The first seven bytes of the proxy's answer, as a fatal alert's description (or panics).
+async fn alert(tcp: &mut TcpStream) -> u8 {
+    let mut first = [0u8; 7];
+    tokio::time::timeout(WAIT, tcp.read_exact(&mut first))
+        .await
+        .expect("an answer in time")
+        .expect("seven bytes");
+    match first {
+        [0x15, 3, 3, 0, 2, 2, description] => description,
+        other => panic!("expected an alert, got {other:?}"),
+    }
+}
+
+/// A client over its limit that asks for a name with no route is told the name is unknown
+/// (112), not that it is over its limit: the route decision is reported first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_clients_unknown_name_is_refused_as_unknown_not_over_limit() {
+    let backend = RawBackend::start(false).await;
+    let mut proxy = Proxy::start(&config(
+        backend.addr,
+        "{max_connections: 1, rate: 1, burst: 2}",
+    ));
+    let addr = proxy.addr("native");
+    let mut held = hello_from("127.0.0.6", addr, b"").await;
+    assert!(relayed(&mut held).await);
+    // At its connection limit: a known name is refused as over the limit…
+    let mut over = hello_from("127.0.0.6", addr, b"").await;
+    assert_eq!(alert(&mut over).await, 49);
+    let line = proxy.access();
+    assert_eq!(line["outcome"], "client_over_limit", "{line}");
+    // …an unknown one as unknown, however busy the client (its rate is spent too by now).
+    for _ in 0..3 {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.6:0".parse().unwrap()).unwrap();
+        let mut tcp = socket.connect(addr).await.unwrap();
+        tcp.write_all(&client_hello("nope.test")).await.unwrap();
+        assert_eq!(alert(&mut tcp).await, 112, "unrecognized_name");
+        let line = proxy.access();
+        assert_eq!(line["outcome"], "unknown_sni", "{line}");
+        assert_eq!(line["detail"], serde_json::Value::Null, "{line}");
+    }
+    assert_eq!(counted(&proxy, "client_over_limit"), 1.0);
+    drop(held);
+}

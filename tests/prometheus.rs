@@ -197,6 +197,8 @@ async fn every_dashboard_query_and_alert_rule_works_on_a_real_prometheus() {
     let base = format!(
         "listeners:\n  - name: native\n    address: \"127.0.0.1:0\"\n    upstream_port: {port}\n\
          \x20 - name: https\n    address: \"127.0.0.1:0\"\n    upstream_port: {port}\n\
+         \x20 - name: nlb\n    address: \"127.0.0.1:0\"\n    upstream_port: {port}\n\
+         \x20   proxy_protocol: {{mode: optional, trusted: [\"127.0.0.9/32\"]}}\n\
          admin:\n  listeners:\n    - {{address: \"127.0.0.1:0\", serve: [probes, metrics]}}\n    - {{address: \"127.0.0.1:0\", serve: [routes]}}\n\
          timeouts:\n  connect: 2s\n\
          health:\n  eject_after: 2\n  eject_for: 5m\n\
@@ -255,12 +257,19 @@ async fn every_dashboard_query_and_alert_rule_works_on_a_real_prometheus() {
     let (_, relayed) = hello_from("127.0.0.2", native, "files.ch.test").await;
     assert!(!relayed, "127.0.0.2 went over its limit");
     proxy.wait_log(|l| l["target"] == "access" && l["outcome"] == "client_over_limit");
+    // A PROXY header from a peer outside `trusted` (we connect from 127.0.0.1), as an NLB
+    // that preserves client IPs delivers it. Only the header: all of it is read before the
+    // refusal, so the close is clean.
+    let untrusted_header = b"PROXY TCP4 203.0.113.1 127.0.0.1 40000 9440\r\n";
+    peers::exchange(proxy.addr("nlb"), untrusted_header).await;
+    proxy.wait_log(|l| l["target"] == "access" && l["outcome"] == "proxy_untrusted");
     let broken = format!("upstream=\"{down}\"");
     for selector in [
         "ch_edge_proxy_client_hello_seconds_count{}".to_owned(),
         "ch_edge_proxy_upstream_connect_seconds_count{}".to_owned(),
         "ch_edge_proxy_reload_seconds_count{}".to_owned(),
         "ch_edge_proxy_connections_total{outcome=\"client_over_limit\"}".to_owned(),
+        "ch_edge_proxy_connections_total{outcome=\"proxy_untrusted\"}".to_owned(),
         format!("ch_edge_proxy_upstream_ejections_total{{{broken}}} == 0"),
         "ch_edge_proxy_tls_handshake_seconds_count{}".to_owned(),
     ] {
@@ -293,6 +302,8 @@ async fn every_dashboard_query_and_alert_rule_works_on_a_real_prometheus() {
     for _ in 0..10 {
         let (_, relayed) = hello_from("127.0.0.2", native, "files.ch.test").await;
         assert!(!relayed, "127.0.0.2 went over its limit");
+        // And over one a minute from an untrusted peer: that alert's threshold.
+        peers::exchange(proxy.addr("nlb"), untrusted_header).await;
     }
     // Past 100 refusal lines per outcome and second, lines are suppressed (and counted). A
     // burst that straddles a second may stay under that in both: another one then.
@@ -433,6 +444,7 @@ async fn every_dashboard_query_and_alert_rule_works_on_a_real_prometheus() {
         ("ChEdgeProxyUpstreamUnavailable", "pending"),
         ("ChEdgeProxyUpstreamsEjected", "pending"),
         ("ChEdgeProxyClientOverLimit", "pending"),
+        ("ChEdgeProxyProxyHeaderFromUntrustedPeer", "pending"),
     ];
     let mut now = Vec::new();
     let deadline = std::time::Instant::now() + WAIT;

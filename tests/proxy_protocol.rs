@@ -262,3 +262,134 @@ async fn haproxy_in_front_and_nginx_behind_see_the_real_client() {
         assert_eq!(line["proxy_version"], 2);
     }
 }
+
+/// A TLS server answering every request with `200 ok` (for curl), on 127.0.0.1.
+async fn https_ok() -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(server_config());
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok";
+                let _ = tls.write_all(answer).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+/// `curl --haproxy-protocol` (a PROXY v1 header with curl's own address) from `source`, to
+/// https://demo.ch.test on `proxy`: (exit status success, stdout, stderr).
+fn curl_from(
+    curl: &std::path::Path,
+    source: &str,
+    proxy: SocketAddr,
+    haproxy: bool,
+) -> (bool, String, String) {
+    let mut command = std::process::Command::new(curl);
+    command
+        .args(["-sS", "-k", "--max-time", "20", "--interface", source])
+        .args([
+            "--resolve",
+            &format!("demo.ch.test:{}:{}", proxy.port(), proxy.ip()),
+        ]);
+    if haproxy {
+        command.arg("--haproxy-protocol");
+    }
+    let out = command
+        .arg(format!("https://demo.ch.test:{}/", proxy.port()))
+        .output()
+        .expect("run curl");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// README "Behind an AWS NLB", checked locally: a PROXY header from a trusted peer (the load
+/// balancer) is used; one from any other address (what an NLB that preserves client IPs
+/// delivers) is refused, counted apart from a direct connection without a header, and logged
+/// with the hint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_haproxy_protocol_from_a_trusted_and_an_untrusted_source() {
+    let Some(curl) = tool("curl") else { return };
+    let backend = https_ok().await;
+    let mut proxy = Proxy::start(&config(
+        "required",
+        "\"127.0.0.2/32\"",
+        &format!("  - sni: demo.ch.test\n    upstream: \"{backend}\"\n"),
+    ));
+    let addr = proxy.addr("nlb");
+    let (_, metrics) = proxy.admin_get("/metrics");
+    let untrusted = |m: &str| {
+        metric(
+            m,
+            "ch_edge_proxy_connections_total",
+            &["outcome=\"proxy_untrusted\""],
+        )
+    };
+    assert_eq!(untrusted(&metrics), 0.0);
+
+    // The load balancer's address: the header is read and its client used.
+    let (ok, stdout, stderr) = curl_from(&curl, "127.0.0.2", addr, true);
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout, "ok");
+    let line = proxy.access();
+    assert_eq!(line["outcome"], "relayed", "{line}");
+    assert_eq!(line["proxy_version"], 1, "{line}");
+    assert!(
+        line["client"].as_str().unwrap().starts_with("127.0.0.2:"),
+        "{line}"
+    );
+
+    // Any other address: refused, counted, and the misconfiguration named once.
+    let (ok, _, _) = curl_from(&curl, "127.0.0.3", addr, true);
+    assert!(!ok, "a header from an untrusted peer went through");
+    let line = proxy.access();
+    assert_eq!(line["outcome"], "proxy_untrusted", "{line}");
+    let warning = proxy.wait_log(|l| {
+        l["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("PROXY header from a peer outside"))
+    });
+    assert_eq!(warning["level"], "WARN", "{warning}");
+    assert_eq!(warning["listener"], "nlb", "{warning}");
+    assert!(
+        warning["peer"].as_str().unwrap().starts_with("127.0.0.3:"),
+        "{warning}"
+    );
+    let message = warning["message"].as_str().unwrap();
+    assert!(message.contains("preserve client IP"), "{message}");
+    assert!(message.contains("Behind an AWS NLB"), "{message}");
+    let (_, metrics) = proxy.admin_get("/metrics");
+    assert_eq!(untrusted(&metrics), 1.0, "{metrics}");
+
+    // The same address without a header is a direct connection, not the load balancer's sign.
+    let (ok, _, _) = curl_from(&curl, "127.0.0.3", addr, false);
+    assert!(!ok);
+    assert_eq!(proxy.access()["outcome"], "untrusted_direct");
+    let (_, metrics) = proxy.admin_get("/metrics");
+    assert_eq!(untrusted(&metrics), 1.0, "{metrics}");
+    let direct = metric(
+        &metrics,
+        "ch_edge_proxy_connections_total",
+        &["outcome=\"untrusted_direct\""],
+    );
+    assert_eq!(direct, 1.0, "{metrics}");
+}

@@ -247,7 +247,10 @@ async fn a_reset_on_either_side_reaches_the_other_as_a_reset() {
         Ending::Reset,
         "client reset, as the upstream saw it"
     );
-    assert_eq!(proxy.access()["outcome"], "relay_error");
+    let line = proxy.access();
+    assert_eq!(line["outcome"], "relay_error");
+    // Which side failed, and how.
+    assert_eq!(line["detail"], "client: connection reset", "{line}");
 
     // The upstream resets (a crashed server): the client sees a reset too.
     let mut client = TcpStream::connect(proxy.addr("native")).await.unwrap();
@@ -261,7 +264,9 @@ async fn a_reset_on_either_side_reaches_the_other_as_a_reset() {
         Ending::Reset,
         "upstream reset, as the client saw it"
     );
-    assert_eq!(proxy.access()["outcome"], "relay_error");
+    let line = proxy.access();
+    assert_eq!(line["outcome"], "relay_error");
+    assert_eq!(line["detail"], "upstream: connection reset", "{line}");
 
     // A clean close still ends cleanly.
     let mut client = TcpStream::connect(proxy.addr("native")).await.unwrap();

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use rustls::AlertDescription;
 use support::certs::{client_trusting, connect_verified, der, served, Ca, Leaf};
-use support::peers::{client_hello, RawBackend};
+use support::peers::{self, client_hello, RawBackend};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -554,7 +554,8 @@ async fn a_terminated_connection_holds_its_place_in_the_limits_until_it_ends() {
     let second = connect_verified(&client, addr, "b.ch.test").await;
     assert_eq!(alert_of(second), AlertDescription::AccessDenied);
     let line = proxy.wait_log(|l| l["target"] == "access" && l["outcome"] == "client_over_limit");
-    assert_eq!(line["route"], serde_json::Value::Null, "{line}");
+    // The limit is reported after the route decision, so the line names the route asked for.
+    assert_eq!(line["route"], "*.ch.test", "{line}");
 
     // Its end is reported once, then its places are released: the next one is served.
     first.shutdown().await.unwrap();
@@ -576,4 +577,29 @@ async fn a_terminated_connection_holds_its_place_in_the_limits_until_it_ends() {
         relayed, 1.0,
         "one sample for the first connection: {metrics}"
     );
+}
+
+/// A terminated client whose upstream is down is told by the TLS session's own end
+/// (`close_notify`: its handshake is done, so a plaintext alert is no longer valid), not a bare
+/// TCP close, which its TLS library reports as an unexpected end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminated_client_whose_upstream_is_down_gets_close_notify() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("test CA");
+    let (cert, key) = ca.leaf(&["*.ch.test"], 90).write(dir.path(), "leaf");
+    let dead = peers::free_port();
+    let routes =
+        format!("  - sni: dead.ch.test\n    upstream: \"127.0.0.1:{dead}\"\n    tls: terminate\n");
+    let mut proxy = start_in(dir, &config(dead, &certificates(&[(&cert, &key)]), &routes));
+    let client = ca.client(&[]);
+    let mut tls = connect_verified(&client, proxy.addr("native"), "dead.ch.test")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(WAIT, tls.read(&mut buf))
+        .await
+        .expect("an end in time");
+    assert_eq!(read.map_err(|e| e.kind()), Ok(0), "a clean TLS end");
+    let line = proxy.wait_log(is_access("dead.ch.test"));
+    assert_eq!(line["outcome"], "upstream_unavailable", "{line}");
 }

@@ -35,6 +35,13 @@ use crate::runtime::tls;
 /// before the client reads it.
 const ALERT_LINGER: Duration = Duration::from_secs(1);
 
+/// What a passthrough client is told when no upstream could take its connection. Nothing has
+/// reached it yet (no ServerHello), so a plaintext alert record is still valid. `internal_error`
+/// (80) and not `handshake_failure` (40): the fault is on the server's side and unrelated to
+/// what the client offered, so it should not make the client retry with other parameters
+/// (RFC 8446 §6.2). A bare close would look like a network fault.
+const UPSTREAM_DOWN: Alert = Alert::InternalError;
+
 /// Serves one accepted connection to the end.
 pub async fn handle(
     stream: TcpStream,
@@ -120,7 +127,7 @@ enum Legs<'a> {
     Tls(Box<tls::Session<'a>>),
 }
 
-/// PROXY in → ClientHello → per-client limits → route → allow → connect → PROXY out (or, for a
+/// PROXY in → ClientHello → route → allow → per-client limits → connect → PROXY out (or, for a
 /// route that terminates TLS, the handshake first).
 async fn establish<'a>(
     stream: &'a TcpStream,
@@ -168,19 +175,13 @@ async fn establish<'a>(
         .map(|s| String::from_utf8_lossy(s.as_bytes()).into());
     record.ech = preamble.hello.ech;
 
-    // Per-client limits, on the real client address.
+    // Per-client limits, on the real client address: every attempt is counted here (a rate
+    // token charged), but a refusal for the name or the allowlist is reported before the
+    // limit's, since it says what is wrong with the request (README "Per-client limits").
     let now = std::time::Instant::now();
-    let admitted = match ctx
+    let admission = ctx
         .clients
-        .admit(client.ip(), &state.limits.per_client, now)
-    {
-        Ok(admitted) => admitted,
-        Err(over) => {
-            record.detail = Some(over.detail());
-            refuse_with_alert(stream, Alert::AccessDenied).await;
-            return Err(Outcome::ClientOverLimit);
-        }
-    };
+        .admit(client.ip(), &state.limits.per_client, now);
 
     // Route.
     let sni = preamble.hello.sni.as_ref().map(|s| s.as_bytes());
@@ -204,6 +205,14 @@ async fn establish<'a>(
         refuse_with_alert(stream, Alert::AccessDenied).await;
         return Err(Outcome::AccessDenied);
     }
+    let admitted = match admission {
+        Ok(admitted) => admitted,
+        Err(over) => {
+            record.detail = Some(over.detail());
+            refuse_with_alert(stream, Alert::AccessDenied).await;
+            return Err(Outcome::ClientOverLimit);
+        }
+    };
 
     let version = route.proxy_protocol;
     let destination = match preamble.header.as_ref().and_then(|h| h.destination) {
@@ -250,7 +259,13 @@ async fn establish<'a>(
         health: &state.health,
         sticky: sticky.as_ref(),
     };
-    let connected = connect::recorded(route, attempt, record, &ctx.connect_seconds).await?;
+    let connected = match connect::recorded(route, attempt, record, &ctx.connect_seconds).await {
+        Ok(connected) => connected,
+        Err(outcome) => {
+            refuse_with_alert(stream, UPSTREAM_DOWN).await;
+            return Err(outcome);
+        }
+    };
     let upstream = connected.stream;
     let upstream_addr = connected.lease.endpoint().addr;
 
@@ -260,6 +275,7 @@ async fn establish<'a>(
     drop(preamble);
     if let Err(error) = relay::write_all(&upstream, &first).await {
         tracing::debug!(%upstream_addr, %error, "writing the ClientHello upstream failed");
+        refuse_with_alert(stream, UPSTREAM_DOWN).await;
         return Err(Outcome::UpstreamWriteFailed);
     }
     drop(first);
@@ -288,7 +304,11 @@ async fn relay_tls(
     let outcome = match transfer.end {
         End::Done => Outcome::Relayed,
         End::Idle => Outcome::IdleTimeout,
-        End::Error { .. } | End::Quiet => Outcome::RelayError,
+        End::Error { side, kind } => {
+            session.record.detail = Some(relayed::error_detail(side, kind));
+            Outcome::RelayError
+        }
+        End::Quiet => Outcome::RelayError,
     };
     (session, outcome)
 }

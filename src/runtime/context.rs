@@ -17,6 +17,7 @@ use crate::runtime::relayed::{Host, Parked};
 use crate::runtime::resolve::Route;
 use crate::runtime::route_meters::Outcomes;
 use crate::runtime::state::Live;
+use crate::runtime::untrusted::UntrustedHeaders;
 
 /// A listener's identity as every connection on it sees it.
 #[derive(Debug)]
@@ -45,6 +46,8 @@ pub struct Context {
     pub(crate) connect_seconds: Histogram,
     /// Quiet relayed connections, out of the reactor (`None`: no epoll set could be made).
     pub(crate) parking: Option<Arc<Parking<Parked<Served>>>>,
+    /// Warns (rate-limited) about PROXY headers from untrusted peers.
+    untrusted_headers: UntrustedHeaders,
 }
 
 /// A relayed connection's place: its listener and the shared context.
@@ -80,6 +83,7 @@ impl Context {
             hello_seconds: metrics::histogram!(meters::CLIENT_HELLO_SECONDS),
             connect_seconds: metrics::histogram!(meters::UPSTREAM_CONNECT_SECONDS),
             parking,
+            untrusted_headers: UntrustedHeaders::default(),
         }
     }
 
@@ -114,6 +118,9 @@ impl Context {
         match route {
             Some(r) => r.meters.count(&r.name, &listener.name, outcome),
             None => listener.unrouted.count(outcome),
+        }
+        if outcome == Outcome::ProxyUntrusted {
+            self.untrusted_headers.refused(&listener.name, record.peer);
         }
         self.observer.connection(record, outcome);
     }

@@ -38,4 +38,5 @@ pub(crate) mod relayed;
 pub(crate) mod resolve_log;
 pub(crate) mod socket;
 pub mod tls;
+pub(crate) mod untrusted;
 pub(crate) mod watch;

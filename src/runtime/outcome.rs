@@ -19,8 +19,11 @@ pub enum Outcome {
     ClientOverLimit,
     /// PROXY v2 LOCAL (NLB health check): closed quietly.
     HealthCheck,
-    /// A PROXY header from a peer outside `trusted`, or mode `required` and peer untrusted.
+    /// A PROXY header from a peer outside `trusted` (logged with a hint, rate-limited: the sign
+    /// of a load balancer that preserves client addresses).
     ProxyUntrusted,
+    /// Mode `required`, a peer outside `trusted` and no PROXY header: a direct connection.
+    UntrustedDirect,
     /// Mode `required` and no header.
     ProxyMissing,
     /// A malformed PROXY header.
@@ -61,6 +64,7 @@ ch_edge_wire::keywords!(Outcome {
     ClientOverLimit => "client_over_limit",
     HealthCheck => "health_check",
     ProxyUntrusted => "proxy_untrusted",
+    UntrustedDirect => "untrusted_direct",
     ProxyMissing => "proxy_missing",
     ProxyInvalid => "proxy_invalid",
     NotTls => "not_tls",

@@ -81,6 +81,7 @@ pub async fn read(
                 Decision::Refuse(r) => {
                     let outcome = match r {
                         Refusal::UntrustedPeer => Outcome::ProxyUntrusted,
+                        Refusal::UntrustedDirect => Outcome::UntrustedDirect,
                         Refusal::Missing => Outcome::ProxyMissing,
                         Refusal::Invalid(_) => Outcome::ProxyInvalid,
                     };

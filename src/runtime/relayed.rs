@@ -160,13 +160,14 @@ pub async fn relay<H: Host>(mut client: TcpStream, mut upstream: TcpStream, mut 
         let outcome = match turn.end {
             End::Done => Outcome::Relayed,
             End::Idle => Outcome::IdleTimeout,
-            End::Error { side, .. } => {
+            End::Error { side, kind } => {
                 // The other side learns of the failure as a reset too, not as a clean end.
                 let other = match side {
                     Side::Client => &upstream,
                     Side::Upstream => &client,
                 };
                 let _ = socket2::SockRef::from(other).set_linger(Some(Duration::ZERO));
+                s.record.detail = Some(error_detail(side, kind));
                 Outcome::RelayError
             }
             End::Quiet => match park(client, upstream, s) {
@@ -238,6 +239,50 @@ pub fn expire<H: Host>(parked: Parked<H>) {
     let (client, upstream, session) = parked.into_parts();
     drop((client, upstream));
     session.end(Outcome::IdleTimeout);
+}
+
+/// A `relay_error`'s `detail`: the side whose socket failed and how (`client: connection
+/// reset`), static so the record stays small.
+pub fn error_detail(side: Side, kind: std::io::ErrorKind) -> &'static str {
+    use std::io::ErrorKind as K;
+    // [client, upstream] per kind; the kinds a relayed TCP (or TLS) socket can end with.
+    const KNOWN: [(K, [&str; 2]); 7] = [
+        (
+            K::ConnectionReset,
+            ["client: connection reset", "upstream: connection reset"],
+        ),
+        (
+            K::BrokenPipe,
+            ["client: broken pipe", "upstream: broken pipe"],
+        ),
+        (
+            K::ConnectionAborted,
+            ["client: connection aborted", "upstream: connection aborted"],
+        ),
+        (K::TimedOut, ["client: timed out", "upstream: timed out"]),
+        (
+            K::UnexpectedEof,
+            ["client: unexpected eof", "upstream: unexpected eof"],
+        ),
+        (
+            K::InvalidData,
+            ["client: invalid data", "upstream: invalid data"],
+        ),
+        (
+            K::NotConnected,
+            ["client: not connected", "upstream: not connected"],
+        ),
+    ];
+    let i = match side {
+        Side::Client => 0,
+        Side::Upstream => 1,
+    };
+    KNOWN
+        .iter()
+        .find(|(k, _)| *k == kind)
+        .map_or(["client: i/o error", "upstream: i/o error"][i], |(_, d)| {
+            d[i]
+        })
 }
 
 #[cfg(test)]

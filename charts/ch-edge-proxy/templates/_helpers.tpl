@@ -138,3 +138,51 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- $_ := set $cfg "discovery" (dict "kubernetes" (dict "enabled" $k.enabled "domain" $k.domain "namespaces" $k.namespaces "label_selector" $k.labelSelector)) }}
 {{- toYaml $cfg }}
 {{- end }}
+
+{{/* The Service's annotations: the NLB's (service.nlb) with `annotations` and
+`extraAnnotations` over them. */}}
+{{- define "ch-edge-proxy.serviceAnnotations" -}}
+{{- $ann := dict }}
+{{- $nlb := .Values.service.nlb | default dict }}
+{{- if and (eq .Values.service.type "LoadBalancer") $nlb.enabled }}
+{{- $p := "service.beta.kubernetes.io/aws-load-balancer-" }}
+{{- $_ := set $ann (print $p "type") "external" }}
+{{- $_ := set $ann (print $p "nlb-target-type") $nlb.targetType }}
+{{- $_ := set $ann (print $p "scheme") $nlb.scheme }}
+{{- $_ := set $ann (print $p "target-group-attributes") (printf "preserve_client_ip.enabled=%t" $nlb.preserveClientIp) }}
+{{- if $nlb.proxyProtocolV2 }}{{- $_ := set $ann (print $p "proxy-protocol") "*" }}{{- end }}
+{{- end }}
+{{- $ann = merge (dict) .Values.service.extraAnnotations .Values.service.annotations $ann }}
+{{- include "ch-edge-proxy.checkNlb" (dict "ann" $ann "Values" .Values) }}
+{{- with $ann }}{{ toYaml . }}{{ end }}
+{{- end }}
+
+{{/* What an AWS NLB with these annotations delivers to the pods, checked against the listeners'
+PROXY protocol: a combination that would refuse every client fails the render (README "Behind
+an AWS NLB"). Defaults as AWS documents them: client IP preservation is on for instance
+targets, off for IP targets (TCP). */}}
+{{- define "ch-edge-proxy.checkNlb" -}}
+{{- $ann := .ann }}
+{{- $p := "service.beta.kubernetes.io/aws-load-balancer-" }}
+{{- $type := toString (index $ann (print $p "type") | default "") }}
+{{- if and (eq .Values.service.type "LoadBalancer") (has $type (list "external" "nlb" "nlb-ip")) }}
+{{- $target := toString (index $ann (print $p "nlb-target-type") | default (ternary "ip" "instance" (eq $type "nlb-ip"))) }}
+{{- $attrs := splitList "," (toString (index $ann (print $p "target-group-attributes") | default "") | nospace) }}
+{{- $preserve := eq $target "instance" }}
+{{- if has "preserve_client_ip.enabled=true" $attrs }}{{ $preserve = true }}{{ end }}
+{{- if has "preserve_client_ip.enabled=false" $attrs }}{{ $preserve = false }}{{ end }}
+{{- $pp2 := or (eq (toString (index $ann (print $p "proxy-protocol") | default "")) "*") (has "proxy_protocol_v2.enabled=true" $attrs) }}
+{{- range .Values.listeners }}
+{{- $mode := toString (default $.Values.proxyProtocol .proxyProtocol).mode }}
+{{- if and $preserve (ne $mode "off") }}
+{{- fail (printf "listener %s: the NLB preserves client IPs (%s targets, preserve_client_ip.enabled=true), so its PROXY headers would come from the clients' own addresses, outside proxyProtocol.trusted, and every connection would be refused (proxy_untrusted). Use service.nlb.targetType=ip with preserveClientIp=false, or PROXY protocol off on both sides (README \"Behind an AWS NLB\")" .name $target) }}
+{{- end }}
+{{- if and (eq $mode "required") (not $pp2) }}
+{{- fail (printf "listener %s: proxyProtocol.mode is required but the NLB sends no PROXY header (service.nlb.proxyProtocolV2=false): every connection would be refused (proxy_missing)" .name) }}
+{{- end }}
+{{- if and $pp2 (eq $mode "off") }}
+{{- fail (printf "listener %s: the NLB sends PROXY v2 headers but proxyProtocol.mode is off: every connection would be refused (not_tls). Set the mode to required, or service.nlb.proxyProtocolV2=false" .name) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}

@@ -384,30 +384,100 @@ def test_low_port_adds_net_bind_service():
     assert sc["capabilities"] == {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}
 
 
-def test_service_nlb_proxy_protocol_v2(variant):
+ANN = "service.beta.kubernetes.io/aws-load-balancer-"
+PRIVATE_RANGES = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]
+
+
+def load_balancer(docs):
+    return next(s for s in by_kind(docs, "Service") if s["spec"]["type"] == "LoadBalancer")
+
+
+def notes(values):
+    out = Chart.load(str(CHART)).render(values, name=RELEASE, namespace=NAMESPACE)
+    return next(text for path, text in out.items() if path.endswith("NOTES.txt"))
+
+
+def test_service_nlb_defaults_go_with_the_proxy_trust_settings(variant):
+    """README "Behind an AWS NLB": IP targets with client-IP preservation off (the TCP peer is
+    the NLB, inside the VPC ranges), PROXY v2 on, and every listener requiring the header from
+    the private ranges only."""
     _, values = variant
     docs = render(values)
-    svc = next(s for s in by_kind(docs, "Service") if s["spec"]["type"] == "LoadBalancer")
+    svc = load_balancer(docs)
     ann = svc["metadata"]["annotations"]
-    assert ann["service.beta.kubernetes.io/aws-load-balancer-type"] == "nlb"
-    assert ann["service.beta.kubernetes.io/aws-load-balancer-proxy-protocol"] == "*"
-    assert svc["spec"]["externalTrafficPolicy"] == "Local"
+    assert ann[ANN + "type"] == "external"  # the AWS Load Balancer Controller, not the in-tree one
+    assert ann[ANN + "nlb-target-type"] == "ip"
+    assert ann[ANN + "target-group-attributes"] == "preserve_client_ip.enabled=false"
+    assert ann[ANN + "proxy-protocol"] == "*"
+    assert ann[ANN + "scheme"] == "internet-facing"
+    # IP targets: the NLB reaches pods directly; Local would only add a health-check node port.
+    assert svc["spec"]["externalTrafficPolicy"] == "Cluster"
     assert [(p["port"], p["targetPort"]) for p in svc["spec"]["ports"]] == [(9440, "native"), (8443, "https")]
     assert svc["spec"]["selector"] == workload(docs)["spec"]["selector"]["matchLabels"]
+    config = yaml.safe_load(configmap_named(docs, f"{RELEASE}-ch-edge-proxy")["data"]["ch-edge-proxy.yaml"])
+    for listener in config["listeners"]:
+        assert listener["proxy_protocol"] == {"mode": "required", "trusted": PRIVATE_RANGES}, listener
 
 
 def test_service_options():
-    svc = next(
-        s
-        for s in by_kind(
-            render({"service": {"externalTrafficPolicy": "Cluster", "extraAnnotations": {"x/y": "z"}}}),
-            "Service",
-        )
-        if s["spec"]["type"] == "LoadBalancer"
+    svc = load_balancer(
+        render({"service": {"externalTrafficPolicy": "Local", "extraAnnotations": {"x/y": "z"}}})
     )
-    assert svc["spec"]["externalTrafficPolicy"] == "Cluster"
+    assert svc["spec"]["externalTrafficPolicy"] == "Local"
     assert svc["metadata"]["annotations"]["x/y"] == "z"
-    assert svc["metadata"]["annotations"]["service.beta.kubernetes.io/aws-load-balancer-proxy-protocol"] == "*"
+    assert svc["metadata"]["annotations"][ANN + "proxy-protocol"] == "*"
+    # Another cloud: no AWS annotations at all.
+    svc = load_balancer(render({"service": {"nlb": {"enabled": False}}}))
+    assert not any(k.startswith(ANN) for k in svc["metadata"].get("annotations", {}))
+    # An internal NLB; instance targets with preservation off still deliver the NLB's address.
+    svc = load_balancer(render({"service": {"nlb": {"scheme": "internal", "targetType": "instance"}}}))
+    ann = svc["metadata"]["annotations"]
+    assert (ann[ANN + "scheme"], ann[ANN + "nlb-target-type"]) == ("internal", "instance")
+    assert ann[ANN + "target-group-attributes"] == "preserve_client_ip.enabled=false"
+
+
+@pytest.mark.parametrize(
+    "values, reason",
+    [
+        # Instance targets preserving client IPs, PROXY on: every header from an untrusted peer.
+        ({"service": {"nlb": {"targetType": "instance", "preserveClientIp": True}}}, "preserves client IPs"),
+        # The same through annotations set by hand, on one listener's own PROXY settings.
+        (
+            {
+                "service": {"extraAnnotations": {ANN + "target-group-attributes": "preserve_client_ip.enabled=true"}},
+                "listeners": [{"name": "native", "port": 9440, "proxyProtocol": {"mode": "optional", "trusted": PRIVATE_RANGES}}],
+                "proxyProtocol": {"mode": "off"},
+            },
+            "preserves client IPs",
+        ),
+        # The in-tree NLB (instance targets, preservation on by AWS's default) with PROXY on.
+        ({"service": {"nlb": {"enabled": False}, "annotations": {ANN + "type": "nlb", ANN + "proxy-protocol": "*"}}}, "preserves client IPs"),
+        ({"service": {"nlb": {"proxyProtocolV2": False}}}, "proxy_missing"),
+        ({"proxyProtocol": {"mode": "off"}}, "not_tls"),
+    ],
+)
+def test_nlb_combinations_that_refuse_every_client_are_refused(values, reason):
+    with pytest.raises(Exception, match=reason):
+        render(values)
+
+
+def test_documented_alternative_instance_targets_without_proxy_protocol():
+    """Instance targets preserving client IPs, PROXY off on both sides: renders, and warns
+    unless externalTrafficPolicy is Local (kube-proxy would hide client addresses)."""
+    alternative = {
+        "proxyProtocol": {"mode": "off"},
+        "service": {"nlb": {"targetType": "instance", "preserveClientIp": True, "proxyProtocolV2": False}},
+    }
+    docs = render(alternative)
+    ann = load_balancer(docs)["metadata"]["annotations"]
+    assert ann[ANN + "target-group-attributes"] == "preserve_client_ip.enabled=true"
+    assert ANN + "proxy-protocol" not in ann
+    config = yaml.safe_load(configmap_named(docs, f"{RELEASE}-ch-edge-proxy")["data"]["ch-edge-proxy.yaml"])
+    assert all(listener["proxy_protocol"] == {"mode": "off"} for listener in config["listeners"])
+    assert "WARNING" in notes(alternative) and "externalTrafficPolicy=Local" in notes(alternative)
+    local = {**alternative, "service": {**alternative["service"], "externalTrafficPolicy": "Local"}}
+    assert "WARNING" not in notes(local)
+    assert "ChEdgeProxyProxyHeaderFromUntrustedPeer" in notes({})
 
 
 def test_pdb_only_for_multi_replica_deployment():

@@ -319,25 +319,33 @@ pub enum Decision {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
-    /// A header (or mode=required) from a peer outside `trusted`.
+    /// A PROXY signature from a peer outside `trusted`: the sign of a load balancer that
+    /// preserves client addresses, or of `trusted` not covering it.
     UntrustedPeer,
+    /// Mode `required`, a peer outside `trusted` and no header: a direct connection that
+    /// bypassed the load balancer.
+    UntrustedDirect,
     /// Required but absent.
     Missing,
     Invalid(&'static str),
 }
 
 /// Policy: Off → always NoHeader without looking (a header then fails as non-TLS later).
-/// Required → untrusted peer: Refuse(UntrustedPeer) immediately (before any byte); trusted: header must be present.
+/// Required → untrusted peer: refused as soon as the first bytes say whether a header was sent
+///            (UntrustedPeer if so, UntrustedDirect if not: telling them apart is what makes a
+///            misconfigured load balancer visible); trusted: header must be present.
 /// Optional → header present: trusted peer uses it, untrusted peer is refused (else anyone could forge their address past an allowlist);
 ///            absent → NoHeader.
 pub fn decide(mode: ProxyInMode, peer_trusted: bool, buf: &[u8]) -> Decision {
     match (mode, peer_trusted) {
         (ProxyInMode::Off, _) => Decision::NoHeader,
-        (ProxyInMode::Required, false) => Decision::Refuse(Refusal::UntrustedPeer),
         // An untrusted peer is refused once the signature is complete, valid header or not,
         // so there is no point buffering the rest of it.
-        (ProxyInMode::Optional, false) => match signature(buf) {
+        (ProxyInMode::Optional | ProxyInMode::Required, false) => match signature(buf) {
             Signature::Prefix => Decision::Incomplete,
+            Signature::Absent if mode == ProxyInMode::Required => {
+                Decision::Refuse(Refusal::UntrustedDirect)
+            }
             Signature::Absent => Decision::NoHeader,
             Signature::V1 | Signature::V2 => Decision::Refuse(Refusal::UntrustedPeer),
         },

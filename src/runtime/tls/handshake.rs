@@ -147,7 +147,13 @@ pub async fn establish<'a>(
         sticky: routed.sticky,
     };
     let connect_started = Instant::now();
-    let connected = connect::recorded(route, attempt, record, state.connect_seconds).await?;
+    let connected = match connect::recorded(route, attempt, record, state.connect_seconds).await {
+        Ok(connected) => connected,
+        Err(outcome) => {
+            close_notify(client).await;
+            return Err(outcome);
+        }
+    };
     let upstream = connected.stream;
     if !routed.proxy_header.is_empty() {
         if let Err(error) = write_all(&upstream, &routed.proxy_header).await {
@@ -166,6 +172,17 @@ pub async fn establish<'a>(
     };
     Ok((Session { client, upstream }, connected.lease))
 }
+
+/// Ends a client's session whose upstream could not be reached. Its handshake is done, so only
+/// an encrypted alert is valid, and the only one rustls sends on request is `close_notify`: the
+/// client at least sees the TLS session closed, not a bare TCP close (README "Refusals").
+async fn close_notify(mut client: tokio_rustls::server::TlsStream<ClientIo<'_>>) {
+    let shutdown = tokio::io::AsyncWriteExt::shutdown(&mut client);
+    let _ = tokio::time::timeout(CLOSE_WAIT, shutdown).await;
+}
+
+/// How long sending `close_notify` may take (a client that reads nothing cannot hold us).
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
 /// TLS to the upstream, verified against the route's CA (or the system's roots) for its
 /// `server_name` (or the upstream host), within what is left of `timeouts.connect`.

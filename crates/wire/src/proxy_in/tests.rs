@@ -337,6 +337,7 @@ fn decide_table() {
     .concat();
     let v2_header = Decision::Header(header(28, 2, Some(("192.0.2.1:56324", "10.0.0.5:9440"))));
     const UNTRUSTED: Decision = Decision::Refuse(Refusal::UntrustedPeer);
+    const DIRECT: Decision = Decision::Refuse(Refusal::UntrustedDirect);
     const INVALID: Decision = Decision::Refuse(Refusal::Invalid("malformed v1 header"));
     use Decision::{Incomplete, NoHeader};
     #[rustfmt::skip]
@@ -374,9 +375,11 @@ fn decide_table() {
         (Required, true, "empty", b"", Incomplete),
         (Required, false, "v1", v1, UNTRUSTED),
         (Required, false, "v2", &v2, UNTRUSTED),
-        (Required, false, "tls", TLS, UNTRUSTED),
+        (Required, false, "tls", TLS, DIRECT),
+        (Required, false, "signature prefix", b"PROX", Incomplete),
         (Required, false, "partial", b"PROXY TCP4 1.", UNTRUSTED),
-        (Required, false, "empty", b"", UNTRUSTED),
+        (Required, false, "partial v2", &v2[..13], UNTRUSTED),
+        (Required, false, "empty", b"", Incomplete),
     ];
     for (mode, trusted, name, buf, expected) in table {
         assert_eq!(
