@@ -13,6 +13,7 @@ use crate::runtime::meters;
 use crate::runtime::observe::{Observer, Record};
 use crate::runtime::outcome::Outcome;
 use crate::runtime::park::Parking;
+use crate::runtime::registry::Registry;
 use crate::runtime::relayed::{Host, Parked};
 use crate::runtime::resolve::Route;
 use crate::runtime::route_meters::Outcomes;
@@ -45,6 +46,8 @@ pub struct Context {
     pub(crate) connect_seconds: Histogram,
     /// Quiet relayed connections, out of the reactor (`None`: no epoll set could be made).
     pub(crate) parking: Option<Arc<Parking<Parked<Served>>>>,
+    /// The live relayed connections, for the admin listing.
+    pub(crate) registry: Arc<Registry>,
 }
 
 /// A relayed connection's place: its listener and the shared context.
@@ -71,6 +74,7 @@ impl Context {
         observer: Arc<dyn Observer>,
         clients: Arc<Clients>,
         parking: Option<Arc<Parking<Parked<Served>>>>,
+        registry: Arc<Registry>,
     ) -> Self {
         Context {
             live,
@@ -80,6 +84,7 @@ impl Context {
             hello_seconds: metrics::histogram!(meters::CLIENT_HELLO_SECONDS),
             connect_seconds: metrics::histogram!(meters::UPSTREAM_CONNECT_SECONDS),
             parking,
+            registry,
         }
     }
 
