@@ -58,9 +58,10 @@ pub(super) fn routes_json(proxy: &Handle) -> String {
             })
         })
         .collect();
+    // Whole days left, counted from now to the second's fraction (as the expiry log line does).
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        .map_or(0.0, |d| d.as_secs_f64());
     let certificates: Vec<serde_json::Value> = state
         .tls
         .certificates
@@ -72,7 +73,7 @@ pub(super) fn routes_json(proxy: &Handle) -> String {
                 "names": c.names.iter().map(|n| &**n).collect::<Vec<_>>(),
                 "not_before": rfc3339_unix(c.not_before),
                 "not_after": rfc3339_unix(c.not_after),
-                "expires_in_days": (c.not_after.saturating_sub(now)).div_euclid(86400),
+                "expires_in_days": ((c.not_after as f64 - now) / 86400.0).floor() as i64,
             })
         })
         .collect();
