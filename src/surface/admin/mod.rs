@@ -13,10 +13,13 @@
 //! head buffer hyper allows: probes are answered, anything else gets a 503, and the connection
 //! closes. A probe sends its request at once; an idle or slow connection gives its place up
 //! within a second, so holding this budget too takes a steady stream of new connections rather
-//! than a handful. Past both, connections are closed at accept. Everything stays bounded:
-//! connections (32 + 16), time per connection, bytes per head.
+//! than a handful. Past both, connections are closed at accept. One peer address gets at most a
+//! quarter of each budget ([`places`]), so holding them all takes several addresses, and the
+//! kubelet keeps its own. Everything stays bounded: connections (32 + 16), time per
+//! connection, bytes per head.
 
 mod connections;
+mod places;
 mod routes;
 
 use std::convert::Infallible;
@@ -29,25 +32,19 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use metrics::{Counter, SharedString};
 use tokio::net::TcpStream;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::model::config::AdminEndpoint;
 use crate::runtime::accept::Backoff;
 use crate::runtime::meters;
 use crate::runtime::server::{AdminSocket, Handle, NotReady};
+use places::{Budget, Place, Places, MAX_CONNECTIONS, OVERFLOW_CONNECTIONS};
 
 /// Slow or silent admin clients cannot hold a connection open: the request head (also the
 /// next one on a kept-alive connection) must arrive within this.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest life of one admin connection, however busy (a slow reader of a big `/routes`).
 const CONNECTION_MAX: Duration = Duration::from_secs(60);
-/// Open connections per admin listener. Probes, a Prometheus or two and a person need a
-/// handful.
-const MAX_CONNECTIONS: usize = 32;
-/// Past [`MAX_CONNECTIONS`], connections served one request each, probes only (see the
-/// module's comment); more are closed at accept and counted.
-const OVERFLOW_CONNECTIONS: usize = 16;
 /// Header deadline over the cap: a probe's request arrives in a round trip.
 const OVERFLOW_HEADER_TIMEOUT: Duration = Duration::from_secs(1);
 /// Life of a connection over the cap (one request, one short answer).
@@ -56,15 +53,6 @@ const OVERFLOW_MAX: Duration = Duration::from_secs(2);
 const OVERFLOW_HEAD_BYTES: usize = 8192;
 /// At most one warning about connections over the cap per this interval; the rest are counted.
 const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
-
-/// Which budget an admin connection was taken in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Budget {
-    /// Within the cap: every endpoint the listener serves, kept alive.
-    Full,
-    /// Over the cap: one request, probes only.
-    ProbesOnly,
-}
 
 /// Refusals over the cap: counted, and logged at most once per [`REFUSAL_LOG_EVERY`].
 struct Refusals {
@@ -114,12 +102,11 @@ pub async fn serve(socket: AdminSocket, proxy: Handle) {
         throttle: Mutex::default(),
     });
     let serve: Arc<[AdminEndpoint]> = serve.into();
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let overflow = Arc::new(Semaphore::new(OVERFLOW_CONNECTIONS));
+    let places = Places::default();
     let mut backoff = Backoff::default();
     loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
             Err(error) => {
                 accept_errors.increment(1);
                 backoff.failed("admin", &error).await;
@@ -127,24 +114,18 @@ pub async fn serve(socket: AdminSocket, proxy: Handle) {
             }
         };
         backoff.reset();
-        let (slot, budget) = match slots.clone().try_acquire_owned() {
-            Ok(slot) => (slot, Budget::Full),
-            Err(_) => match overflow.clone().try_acquire_owned() {
-                Ok(slot) => (slot, Budget::ProbesOnly),
-                Err(_) => {
-                    drop(stream);
-                    refusals.refused("too many open");
-                    continue;
-                }
-            },
+        let Some(place) = places.take(peer.ip()) else {
+            drop(stream);
+            refusals.refused("too many open");
+            continue;
         };
         let connection = Connection {
             serve: serve.clone(),
             proxy: proxy.clone(),
             refusals: refusals.clone(),
-            budget,
+            budget: place.budget,
         };
-        tokio::spawn(connection.run(stream, slot));
+        tokio::spawn(connection.run(stream, place));
     }
 }
 
@@ -157,8 +138,8 @@ struct Connection {
 }
 
 impl Connection {
-    /// Serves the connection to its end (or its life's end), then gives its slot back.
-    async fn run(self, stream: TcpStream, slot: OwnedSemaphorePermit) {
+    /// Serves the connection to its end (or its life's end), then gives its place back.
+    async fn run(self, stream: TcpStream, place: Place) {
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder.timer(TokioTimer::new());
         let life = match self.budget {
@@ -181,7 +162,7 @@ impl Connection {
         });
         let connection = builder.serve_connection(TokioIo::new(stream), service);
         let _ = tokio::time::timeout(life, connection).await;
-        drop(slot);
+        drop(place);
     }
 
     fn answer(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
