@@ -49,7 +49,9 @@ struct ShardInner {
 #[derive(Debug)]
 struct Chunk([Tally; CHUNK]);
 
-/// What changes while a connection lives: its byte counts and whether it is parked.
+/// What changes while a connection lives: its byte counts and whether it is parked. Not padded
+/// to a cache line: a slot shares one with two neighbours at most, while the route's byte
+/// counter, incremented at the same point, is shared by every connection of the route.
 #[derive(Debug, Default)]
 pub struct Tally {
     pub from_client: AtomicU64,
@@ -105,14 +107,10 @@ pub enum ConnState {
     Parked,
 }
 
-impl ConnState {
-    pub fn keyword(self) -> &'static str {
-        match self {
-            ConnState::Relaying => "relaying",
-            ConnState::Parked => "parked",
-        }
-    }
-}
+ch_edge_wire::keywords!(ConnState {
+    Relaying => "relaying",
+    Parked => "parked",
+});
 
 /// One live connection as the listing shows it.
 #[derive(Debug, Clone)]
