@@ -31,6 +31,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "outcome",
             "park",
             "preamble",
+            "registry",
             "relay",
             "relayed",
             "reload",

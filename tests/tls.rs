@@ -360,6 +360,13 @@ async fn expired_and_expiring_certificates_are_reported() {
         .map(|c| c["expires_in_days"].as_f64().unwrap())
         .collect();
     assert_eq!(days, [89.0, 2.0, -2.0], "{routes}");
+    // Validity as RFC 3339 in UTC, e.g. `2026-12-07T13:00:00.000Z`.
+    for cert in routes["tls"]["certificates"].as_array().unwrap() {
+        for field in ["not_before", "not_after"] {
+            let t = cert[field].as_str().unwrap_or_default();
+            assert!(t.len() == 24 && t.ends_with(".000Z"), "{field}: {cert}");
+        }
+    }
     let (_, metrics) = proxy.admin_get("/metrics");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -602,4 +609,39 @@ async fn a_terminated_client_whose_upstream_is_down_gets_close_notify() {
     assert_eq!(read.map_err(|e| e.kind()), Ok(0), "a clean TLS end");
     let line = proxy.wait_log(is_access("dead.ch.test"));
     assert_eq!(line["outcome"], "upstream_unavailable", "{line}");
+}
+
+/// A terminated connection is listed in `/connections` from its handshake to its end, with the
+/// plaintext bytes relayed each way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminated_connection_is_listed_with_its_plaintext_bytes() {
+    let backend = RawBackend::start(false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("test CA");
+    let (cert, key) = ca.leaf(&["*.ch.test"], 90).write(dir.path(), "leaf");
+    let routes = "  - sni: \"*.ch.test\"\n    upstream: 127.0.0.1\n    tls: terminate\n";
+    let yaml = config(backend.addr.port(), &certificates(&[(&cert, &key)]), routes);
+    let mut proxy = start_in(dir, &yaml);
+    let client = ca.client(&[]);
+    let mut tls = connect_verified(&client, proxy.addr("native"), "a.ch.test")
+        .await
+        .unwrap();
+    echo_all(&mut tls, b"SELECT 1").await;
+    let (status, listed) = proxy.admin_get("/connections");
+    assert_eq!(status, 200, "{listed}");
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(listed["total"], 1, "{listed}");
+    let c = &listed["connections"][0];
+    assert_eq!(c["sni"], "a.ch.test", "{c}");
+    assert_eq!(c["route"], "*.ch.test", "{c}");
+    assert_eq!(c["upstream"], backend.addr.to_string().as_str(), "{c}");
+    assert_eq!(c["bytes_from_client"], 8, "{c}");
+    assert_eq!(c["bytes_from_upstream"], 8, "{c}");
+    assert_eq!(c["state"], "relaying", "{c}");
+    tls.shutdown().await.unwrap();
+    drop(tls);
+    proxy.wait_log(is_access("*.ch.test"));
+    let (_, listed) = proxy.admin_get("/connections");
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(listed["total"], 0, "{listed}");
 }

@@ -24,7 +24,7 @@ use crate::runtime::endpoint::Lease;
 use crate::runtime::observe::Record;
 use crate::runtime::outcome::Outcome;
 use crate::runtime::preamble::{self, Preamble};
-use crate::runtime::relay::{self, End, Meters, Progress};
+use crate::runtime::relay::{self, End, Progress};
 use crate::runtime::relayed::{self, Session};
 use crate::runtime::resolve::Route;
 use crate::runtime::state::State;
@@ -91,6 +91,7 @@ pub async fn handle(
     // would stay in the task's state for the whole relay.
     let (from_client, _) = route.meters.bytes(&route.name);
     from_client.increment(record.from_client);
+    let live = ctx.registry.register(&record);
     let session = Session {
         host: Served { listener, ctx },
         route,
@@ -98,6 +99,7 @@ pub async fn handle(
         progress: Progress::start(),
         idle,
         held: (open, lease, admitted),
+        live,
     };
     match legs {
         Legs::Plain(upstream) => relayed::relay(stream, upstream, session).await,
@@ -294,11 +296,7 @@ async fn relay_tls(
     terminated: tls::Session<'_>,
     mut session: Session<Served>,
 ) -> (Session<Served>, Outcome) {
-    let (from_client, from_upstream) = session.route.meters.bytes(&session.route.name);
-    let meters = Meters {
-        from_client,
-        from_upstream,
-    };
+    let meters = relayed::byte_meters(&session);
     let transfer = tls::relay(terminated, session.idle, &meters).await;
     session.progress = transfer.progress;
     let outcome = match transfer.end {

@@ -13,6 +13,7 @@ use crate::runtime::meters;
 use crate::runtime::observe::{Observer, Record};
 use crate::runtime::outcome::Outcome;
 use crate::runtime::park::Parking;
+use crate::runtime::registry::Registry;
 use crate::runtime::relayed::{Host, Parked};
 use crate::runtime::resolve::Route;
 use crate::runtime::route_meters::Outcomes;
@@ -48,6 +49,8 @@ pub struct Context {
     pub(crate) parking: Option<Arc<Parking<Parked<Served>>>>,
     /// Warns (rate-limited) about PROXY headers from untrusted peers.
     untrusted_headers: UntrustedHeaders,
+    /// The live relayed connections, for the admin listing.
+    pub(crate) registry: Arc<Registry>,
 }
 
 /// A relayed connection's place: its listener and the shared context.
@@ -74,6 +77,7 @@ impl Context {
         observer: Arc<dyn Observer>,
         clients: Arc<Clients>,
         parking: Option<Arc<Parking<Parked<Served>>>>,
+        registry: Arc<Registry>,
     ) -> Self {
         Context {
             live,
@@ -84,6 +88,7 @@ impl Context {
             connect_seconds: metrics::histogram!(meters::UPSTREAM_CONNECT_SECONDS),
             parking,
             untrusted_headers: UntrustedHeaders::default(),
+            registry,
         }
     }
 

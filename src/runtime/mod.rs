@@ -4,7 +4,7 @@
 //! route and allowlist (model) → [`connect`] (through [`resolve`]'s DNS cache, choosing by the
 //! live state of each address in [`endpoint`]) → PROXY header out → [`relay`], driven top to
 //! bottom by [`connection`] (with what every connection is served with in [`context`]). Around it: [`listeners`] (the accepting sockets), [`state`] (the live snapshot each connection loads once), [`drain`]
-//! (counting connections, waiting for them on shutdown), [`reload`] with [`watch`] and
+//! (counting connections, waiting for them on shutdown), [`registry`] (the live connections, for the admin listing), [`reload`] with [`watch`] and
 //! [`discovery`] (new configurations, planned purely, then applied), and [`server`], which
 //! wires them together.
 //!
@@ -33,6 +33,7 @@ pub(crate) mod meters;
 pub(crate) mod outcome;
 pub(crate) mod park;
 pub(crate) mod preamble;
+pub mod registry;
 pub(crate) mod relay;
 pub(crate) mod relayed;
 pub(crate) mod resolve_log;

@@ -12,6 +12,7 @@ use std::cell::RefCell;
 use std::future::Future;
 use std::io;
 use std::net::Shutdown;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
@@ -99,10 +100,25 @@ pub struct Transfer {
     pub end: End,
 }
 
-/// Live byte counters for metrics (route-labelled), held by the route.
+/// Live byte counters, one per direction.
 pub struct Meters<'a> {
-    pub from_client: &'a Counter,
-    pub from_upstream: &'a Counter,
+    pub from_client: Meter<'a>,
+    pub from_upstream: Meter<'a>,
+}
+
+/// One direction's byte counters: the route's, for metrics (held by the route), and the
+/// connection's own, for the admin listing (in its registry slot; relaxed, uncontended).
+#[derive(Clone, Copy)]
+pub struct Meter<'a> {
+    pub route: &'a Counter,
+    pub connection: &'a AtomicU64,
+}
+
+impl Meter<'_> {
+    pub fn increment(&self, n: u64) {
+        self.route.increment(n);
+        self.connection.fetch_add(n, Ordering::Relaxed);
+    }
 }
 
 /// Relays from `progress` until both directions are done, an error, `idle` of silence, or
@@ -142,7 +158,7 @@ pub async fn relay(
             cx,
             client,
             upstream,
-            meters.from_client,
+            &meters.from_client,
             other_done,
             &mut moved,
         ) {
@@ -161,7 +177,7 @@ pub async fn relay(
             cx,
             upstream,
             client,
-            meters.from_upstream,
+            &meters.from_upstream,
             other_done,
             &mut moved,
         ) {
@@ -274,7 +290,7 @@ impl Half {
         cx: &mut Context<'_>,
         from: &TcpStream,
         to: &TcpStream,
-        meter: &Counter,
+        meter: &Meter<'_>,
         other_done: bool,
         moved: &mut bool,
     ) -> Poll<Result<(), Failure>> {

@@ -13,7 +13,8 @@ use crate::runtime::endpoint::Lease;
 use crate::runtime::observe::Record;
 use crate::runtime::outcome::Outcome;
 use crate::runtime::park::{self, Parking, Sockets};
-use crate::runtime::relay::{self, End, Meters, Progress, Side};
+use crate::runtime::registry::Registered;
+use crate::runtime::relay::{self, End, Meter, Meters, Progress, Side};
 use crate::runtime::resolve::Route;
 
 /// Where a relayed connection reports its end and parks: the connection layer above, which
@@ -36,12 +37,16 @@ pub struct Session<H> {
     pub idle: Duration,
     /// Counts held until the end: the drain's, the upstream address's, the client's.
     pub held: (Open, Lease, Option<Admitted>),
+    /// Its entry in the live connections' registry (its byte counts, parked or not).
+    pub live: Registered,
 }
 
 impl<H: Host> Session<H> {
     /// Reports the end: bytes from the relay turns, one metric sample, one record. (Also how
     /// a terminated TLS connection, relayed in its own task, ends.)
     pub fn end(mut self, outcome: Outcome) {
+        // Gone from the listing before it is reported: whoever saw the report no longer sees it.
+        drop(self.live);
         self.record.from_client += self.progress.from_client;
         self.record.from_upstream = self.progress.from_upstream;
         self.host.finish(&self.route, &self.record, outcome);
@@ -142,11 +147,7 @@ impl<H> Sockets for Parked<H> {
 /// Relays until the connection ends or parks.
 pub async fn relay<H: Host>(mut client: TcpStream, mut upstream: TcpStream, mut s: Session<H>) {
     loop {
-        let (from_client, from_upstream) = s.route.meters.bytes(&s.route.name);
-        let meters = Meters {
-            from_client,
-            from_upstream,
-        };
+        let meters = byte_meters(&s);
         let turn = relay::relay(
             &client,
             &upstream,
@@ -184,6 +185,22 @@ pub async fn relay<H: Host>(mut client: TcpStream, mut upstream: TcpStream, mut 
     }
 }
 
+/// The route's byte counters and the connection's own.
+pub fn byte_meters<H>(s: &Session<H>) -> Meters<'_> {
+    let (from_client, from_upstream) = s.route.meters.bytes(&s.route.name);
+    let tally = s.live.tally();
+    Meters {
+        from_client: Meter {
+            route: from_client,
+            connection: &tally.from_client,
+        },
+        from_upstream: Meter {
+            route: from_upstream,
+            connection: &tally.from_upstream,
+        },
+    }
+}
+
 enum ParkResult<H> {
     Parked,
     /// Not parked (draining, no set): relay on with these.
@@ -200,11 +217,14 @@ fn park<H: Host>(client: TcpStream, upstream: TcpStream, s: Session<H>) -> ParkR
     let (Ok(client), Ok(upstream)) = (client.into_std(), upstream.into_std()) else {
         return ParkResult::Failed(s);
     };
+    // Marked before it is in the set: once there, it may wake (and be marked relaying) at once.
+    s.live.tally().set_parked(true);
     let parked = Parked::new(client, upstream, s);
     match parking.park(parked) {
         Ok(()) => ParkResult::Parked,
         Err(back) => {
             let (client, upstream, s) = back.into_parts();
+            s.live.tally().set_parked(false);
             match registered(client, upstream) {
                 Ok((c, u)) => ParkResult::Refused(c, u, s),
                 Err(_) => ParkResult::Failed(s),
@@ -224,6 +244,7 @@ fn registered(
 pub fn wake<H: Host>(parked: Parked<H>) {
     tokio::spawn(async move {
         let (client, upstream, session) = parked.into_parts();
+        session.live.tally().set_parked(false);
         match registered(client, upstream) {
             Ok((client, upstream)) => relay(client, upstream, session).await,
             Err(error) => {

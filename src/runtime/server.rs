@@ -20,6 +20,7 @@ use crate::runtime::drain::{Drain, Phase};
 use crate::runtime::listeners::{self, Bound, Listeners};
 use crate::runtime::observe::Observer;
 use crate::runtime::park::Parking;
+use crate::runtime::registry::{Listing, Registry};
 use crate::runtime::relayed::{self, Parked};
 use crate::runtime::reload::{self, Channel, Reloader, Status};
 use crate::runtime::resolve::{Resolver, RouteTable};
@@ -50,6 +51,8 @@ pub struct Handle {
     reload: Arc<Channel>,
     /// Quiet relayed connections, out of the reactor (`None`: no epoll set could be made).
     parking: Option<Arc<Parking<Parked<Served>>>>,
+    /// The live relayed connections.
+    registry: Arc<Registry>,
 }
 
 /// Why `/readyz` says no.
@@ -90,6 +93,11 @@ impl Handle {
     /// Relayed connections parked now (quiet, out of the reactor).
     pub fn parked_connections(&self) -> usize {
         self.parking.as_ref().map_or(0, |p| p.len())
+    }
+
+    /// The `limit` oldest live relayed connections (parked ones included), and how many are live.
+    pub fn connections(&self, limit: usize) -> Listing {
+        self.registry.list(limit)
     }
 
     /// Whether load balancers should send connections.
@@ -139,6 +147,7 @@ impl Server {
                         None
                     }
                 },
+                registry: Arc::default(),
             },
             resolver,
             observer,
@@ -180,6 +189,7 @@ impl Server {
             observer.clone(),
             clients.clone(),
             handle.parking.clone(),
+            handle.registry.clone(),
         ));
         let sweeping = tokio::spawn(sweep_clients(clients, handle.live.clone()));
         let parking = handle.parking.clone();

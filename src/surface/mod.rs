@@ -1,7 +1,7 @@
 //! The surface layer: what operators and other programs touch.
 //!
 //! - [`cli`]: the command line (`run`, `check`, `routes from-chi`);
-//! - [`admin`]: `/metrics`, `/healthz`, `/readyz`, `/routes`;
+//! - [`admin`]: `/` (index), `/metrics`, `/healthz`, `/readyz`, `/routes`, `/connections`;
 //! - [`metrics`]: the Prometheus recorder and exposition;
 //! - [`access_log`]: one line per connection, and the log setup;
 //! - [`log_sink`]: the one batched writer every log line goes through.

@@ -11,10 +11,17 @@ async fn pair() -> (TcpStream, TcpStream) {
 
 fn meters() -> Meters<'static> {
     static NOOP: std::sync::OnceLock<Counter> = std::sync::OnceLock::new();
+    static BYTES: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
     let noop = NOOP.get_or_init(Counter::noop);
     Meters {
-        from_client: noop,
-        from_upstream: noop,
+        from_client: Meter {
+            route: noop,
+            connection: &BYTES[0],
+        },
+        from_upstream: Meter {
+            route: noop,
+            connection: &BYTES[1],
+        },
     }
 }
 

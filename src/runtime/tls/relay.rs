@@ -12,12 +12,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use metrics::Counter;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
 use super::handshake::{Session, Upstream};
-use crate::runtime::relay::{End, Meters, Progress, Side, Transfer};
+use crate::runtime::relay::{End, Meter, Meters, Progress, Side, Transfer};
 use crate::runtime::socket;
 
 /// Bytes per direction in flight: one full TLS record.
@@ -96,7 +95,7 @@ where
 /// One side of the relay: counts the bytes read from it and notes activity.
 struct Tracked<'m, S> {
     inner: S,
-    counter: &'m Counter,
+    counter: Meter<'m>,
     activity: &'m AtomicU64,
     epoch: Instant,
     bytes: u64,
@@ -104,7 +103,7 @@ struct Tracked<'m, S> {
 }
 
 impl<'m, S> Tracked<'m, S> {
-    fn new(inner: S, counter: &'m Counter, activity: &'m AtomicU64, epoch: Instant) -> Self {
+    fn new(inner: S, counter: Meter<'m>, activity: &'m AtomicU64, epoch: Instant) -> Self {
         Tracked {
             inner,
             counter,
