@@ -5,6 +5,7 @@ use clap::Parser;
 use std::sync::Arc;
 
 use ch_edge_proxy::model::{chi, config};
+use ch_edge_proxy::runtime::observe::Observer as _;
 use ch_edge_proxy::runtime::resolve::{Resolver, RouteTable};
 use ch_edge_proxy::runtime::server::Server;
 use ch_edge_proxy::surface::access_log::{self, AccessLog};
@@ -122,6 +123,8 @@ fn serve(path: &std::path::Path) -> ExitCode {
         // Installed before binding: from here on SIGHUP no longer kills us.
         let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
         let access_log = Arc::new(AccessLog::default());
+        // The configured log format from the first line on (the reload applies it again).
+        access_log.configured(&cfg.log);
         let mut server = match Server::bind(cfg, access_log.clone()).await {
             Ok(s) => s,
             Err(error) => {

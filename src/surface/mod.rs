@@ -4,13 +4,17 @@
 //! - [`admin`]: `/metrics`, `/healthz`, `/readyz`, `/routes`;
 //! - [`metrics`]: the Prometheus recorder and exposition;
 //! - [`access_log`]: one line per connection, and the log setup;
+//! - [`access_text`]: the access line in the text format;
+//! - [`log_text`]: the log format in force, and the text format of every line;
 //! - [`log_sink`]: the one batched writer every log line goes through.
 //!
 //! May use every layer below; nothing below uses it (the runtime reports through
 //! [`crate::runtime::observe::Observer`], which [`access_log::AccessLog`] implements).
 
 pub mod access_log;
+pub mod access_text;
 pub mod admin;
 pub mod cli;
 pub mod log_sink;
+pub mod log_text;
 pub mod metrics;
