@@ -54,6 +54,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "log_text",
             "main",
             "metrics",
+            "signals",
         ],
     ),
 ];
