@@ -132,25 +132,27 @@ where
         if !TEXT.load(Ordering::Relaxed) {
             return self.json.format_event(ctx, writer, event);
         }
-        let mut fields = TextFields::default();
-        event.record(&mut fields);
-        let meta = event.metadata();
-        write!(
-            writer,
-            "{} {} {}{}",
-            timestamp(),
-            meta.level(),
-            Escaped(&fields.message),
-            fields.line
-        )?;
-        // Our own modules' targets say nothing to an operator; a chosen one (`access`) or a
-        // library's (`rustls`, `kube`) does.
-        let target = fields.log_target.as_deref().unwrap_or(meta.target());
-        if !target.starts_with("ch_edge_proxy") {
-            write!(writer, " target={}", Value(Some(target)))?;
-        }
-        writeln!(writer)
+        text_event(&mut writer, event)
     }
+}
+
+/// One event as a text line.
+fn text_event(writer: &mut Writer<'_>, event: &Event<'_>) -> fmt::Result {
+    let mut fields = TextFields::default();
+    event.record(&mut fields);
+    let meta = event.metadata();
+    write!(writer, "{} {}", timestamp(), meta.level())?;
+    if !fields.message.is_empty() {
+        write!(writer, " {}", Escaped(&fields.message))?;
+    }
+    writer.write_str(&fields.line)?;
+    // Our own modules' targets say nothing to an operator; a chosen one (`access`) or a
+    // library's (`rustls`, `kube`) does.
+    let target = fields.log_target.as_deref().unwrap_or(meta.target());
+    if !target.starts_with("ch_edge_proxy") {
+        write!(writer, " target={}", Value(Some(target)))?;
+    }
+    writeln!(writer)
 }
 
 /// An event's fields as ` key=value` text, the message apart.
@@ -254,6 +256,75 @@ mod tests {
                 assert!(!out.chars().any(char::is_control), "{out:?}");
             }
         }
+    }
+
+    /// Formats events as text only (the global switch is left alone: tests run in parallel).
+    struct TextOnly;
+
+    impl<S, N> FormatEvent<S, N> for TextOnly
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+        N: for<'w> FormatFields<'w> + 'static,
+    {
+        fn format_event(
+            &self,
+            _: &FmtContext<'_, S, N>,
+            mut writer: Writer<'_>,
+            event: &Event<'_>,
+        ) -> fmt::Result {
+            text_event(&mut writer, event)
+        }
+    }
+
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn captured(emit: impl FnOnce()) -> String {
+        let out = Captured::default();
+        let writer = out.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .event_format(TextOnly)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, emit);
+        let bytes = out.0.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    #[test]
+    fn events_are_one_line_of_message_and_key_values() {
+        let error = std::io::Error::other("refused\n2026-12-07T00:00:00Z ERROR forged");
+        let line = captured(|| {
+            tracing::info!(routes = 12, listeners = 2, ok = true, "reload applied");
+            tracing::warn!(
+                target: "access",
+                sni = "x y=z",
+                address = %"127.0.0.1:9440",
+                %error,
+                "refused\tby \u{1b}[31mus"
+            );
+        });
+        let lines: Vec<&str> = line.lines().collect();
+        assert_eq!(lines.len(), 2, "{line}");
+        let (time, rest) = lines[0].split_once(' ').unwrap();
+        assert!(humantime::parse_rfc3339(time).is_ok(), "{line}");
+        assert_eq!(rest, "INFO reload applied routes=12 listeners=2 ok=true");
+        let rest = lines[1].split_once(' ').unwrap().1;
+        assert_eq!(
+            rest,
+            "WARN refused\\tby \\u{1b}[31mus sni=\"x y=z\" address=127.0.0.1:9440 \
+             error=\"refused\\n2026-12-07T00:00:00Z ERROR forged\" target=access"
+        );
     }
 
     #[test]
