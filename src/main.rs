@@ -12,7 +12,7 @@ use ch_edge_proxy::runtime::server::AdminSocket;
 use ch_edge_proxy::runtime::server::Server;
 use ch_edge_proxy::surface::access_log::{self, AccessLog};
 use ch_edge_proxy::surface::cli::{self, Cli, Command, RoutesCommand};
-use ch_edge_proxy::surface::{admin, log_sink, metrics, signals};
+use ch_edge_proxy::surface::{admin, log_sink, log_text, metrics, signals};
 use ch_edge_wire::proxy_in::ProxyInMode;
 
 fn main() -> ExitCode {
@@ -112,6 +112,9 @@ fn serve(path: &std::path::Path) -> ExitCode {
     let cfg = match config::load(path) {
         Ok(cfg) => cfg,
         Err(error) => {
+            if let Some(format) = log_format_hint(path) {
+                log_text::set_format(format);
+            }
             tracing::error!(config = %path.display(), error = %error, "invalid configuration");
             eprintln!("error: {}: {error}", path.display());
             return ExitCode::FAILURE;
@@ -172,6 +175,22 @@ fn serve(path: &std::path::Path) -> ExitCode {
         access_log.finish();
         code
     })
+}
+
+/// `log.format` of a configuration that failed to load, if it can still be read: the error line
+/// is then written in the format the operator asked for.
+fn log_format_hint(path: &std::path::Path) -> Option<config::LogFormat> {
+    #[derive(serde::Deserialize)]
+    struct Peek {
+        log: Option<PeekLog>,
+    }
+    #[derive(serde::Deserialize)]
+    struct PeekLog {
+        format: Option<String>,
+    }
+    let text = std::fs::read_to_string(path).ok()?;
+    let peek: Peek = serde_saphyr::from_str(&text).ok()?;
+    peek.log?.format?.parse().ok()
 }
 
 /// What the startup line says about the configuration (taken before `Server::bind` consumes it).

@@ -368,3 +368,30 @@ async fn access_can_differ_from_the_format_of_other_lines() {
         );
     }
 }
+
+#[test]
+fn a_config_that_fails_to_load_is_reported_in_its_own_format() {
+    let dir = tempfile::tempdir().unwrap();
+    // Valid YAML, invalid configuration (port 0 without upstream_port), text asked for.
+    let yaml = "listeners:\n  - name: native\n    address: \"127.0.0.1:0\"\nlog:\n  format: text\n";
+    std::fs::write(dir.path().join("config.yaml"), yaml).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ch-edge-proxy"))
+        .args(["run", "--config", "config.yaml"])
+        .current_dir(dir.path())
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "{stdout}");
+    assert_text(lines[0]);
+    assert!(
+        lines[0].contains(" ERROR invalid configuration "),
+        "{stdout}"
+    );
+    assert!(
+        text_field(lines[0], "error").is_some_and(|e| e.contains("upstream_port")),
+        "{stdout}"
+    );
+}
