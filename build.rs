@@ -41,9 +41,15 @@ fn from_git() -> Option<String> {
     for dir in ["src", "crates", "Cargo.toml", "Cargo.lock", "build.rs"] {
         println!("cargo:rerun-if-changed={dir}");
     }
-    // `status` (unlike `diff-index`) looks past files that were only touched.
-    let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
-        .is_some_and(|changes| !changes.is_empty());
+    // `status` (unlike `diff-index`) looks past files that were only touched; without optional
+    // locks it does not rewrite the index, which would rerun this script on the next build.
+    let dirty = git(&[
+        "--no-optional-locks",
+        "status",
+        "--porcelain",
+        "--untracked-files=no",
+    ])
+    .is_some_and(|changes| !changes.is_empty());
     Some(if dirty { format!("{hash}-dirty") } else { hash })
 }
 
