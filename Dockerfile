@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
 # Builds the ch-edge-proxy binary the Helm chart (charts/ch-edge-proxy) runs.
-#   docker build -t ghcr.io/example/ch-edge-proxy:0.1.0 .
+#   docker build -t ghcr.io/example/ch-edge-proxy:0.1.0 \
+#     --build-arg CH_EDGE_PROXY_COMMIT=$(git rev-parse --short HEAD) .
 
 FROM rust:1-bookworm AS builder
 WORKDIR /src
@@ -10,6 +11,10 @@ COPY crates ./crates
 COPY src ./src
 COPY benches ./benches
 COPY examples ./examples
+COPY build.rs ./
+# No .git in the context: the commit `--version` shows comes from here, e.g.
+#   docker build --build-arg CH_EDGE_PROXY_COMMIT=$(git rev-parse --short HEAD) .
+ARG CH_EDGE_PROXY_COMMIT=unknown
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked --features k8s --bin ch-edge-proxy \

@@ -1,15 +1,19 @@
 use std::process::ExitCode;
 
-use clap::Parser;
-
+use std::net::SocketAddr;
 use std::sync::Arc;
 
+use clap::Parser;
+
 use ch_edge_proxy::model::{chi, config};
+use ch_edge_proxy::runtime::observe::Observer as _;
 use ch_edge_proxy::runtime::resolve::{Resolver, RouteTable};
+use ch_edge_proxy::runtime::server::AdminSocket;
 use ch_edge_proxy::runtime::server::Server;
 use ch_edge_proxy::surface::access_log::{self, AccessLog};
-use ch_edge_proxy::surface::cli::{Cli, Command, RoutesCommand};
-use ch_edge_proxy::surface::{admin, log_sink, metrics};
+use ch_edge_proxy::surface::cli::{self, Cli, Command, RoutesCommand};
+use ch_edge_proxy::surface::{admin, log_sink, log_text, metrics, signals};
+use ch_edge_wire::proxy_in::ProxyInMode;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -25,6 +29,10 @@ fn main() -> ExitCode {
                     files,
                 },
         } => routes_from_chi(&domain, &namespace, format, &files),
+        Command::Completions { shell } => {
+            cli::completions(shell, &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
     }
 }
 
@@ -91,6 +99,7 @@ fn check(path: &std::path::Path) -> ExitCode {
 }
 
 fn run(path: &std::path::Path) -> ExitCode {
+    signals::ignore_user_signals();
     access_log::init_logging();
     metrics::metrics_handle();
     let code = serve(path);
@@ -103,6 +112,9 @@ fn serve(path: &std::path::Path) -> ExitCode {
     let cfg = match config::load(path) {
         Ok(cfg) => cfg,
         Err(error) => {
+            if let Some(format) = log_format_hint(path) {
+                log_text::set_format(format);
+            }
             tracing::error!(config = %path.display(), error = %error, "invalid configuration");
             eprintln!("error: {}: {error}", path.display());
             return ExitCode::FAILURE;
@@ -120,8 +132,12 @@ fn serve(path: &std::path::Path) -> ExitCode {
     };
     runtime.block_on(async {
         // Installed before binding: from here on SIGHUP no longer kills us.
-        let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+        let hangup = signals::Hangup::install();
+        signals::log_user_signals();
         let access_log = Arc::new(AccessLog::default());
+        // The configured log format from the first line on (the reload applies it again).
+        access_log.configured(&cfg.log);
+        let starting = Startup::of(path, &cfg);
         let mut server = match Server::bind(cfg, access_log.clone()).await {
             Ok(s) => s,
             Err(error) => {
@@ -139,25 +155,14 @@ fn serve(path: &std::path::Path) -> ExitCode {
                 ticking.tick();
             }
         });
+        let admin = server.take_admin();
+        starting.log(&server.listener_addrs(), &admin);
         // Serves while the proxy drains, so `/readyz` can report it; ends with the process.
-        for socket in server.take_admin() {
+        for socket in admin {
             tokio::spawn(admin::serve(socket, server.handle()));
         }
-        match hangup {
-            Ok(mut hangup) => {
-                let proxy = server.handle();
-                tokio::spawn(async move {
-                    while hangup.recv().await.is_some() {
-                        tracing::info!(signal = "SIGHUP", "reload requested");
-                        proxy.request_reload();
-                    }
-                });
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot handle SIGHUP; reloading on file changes only")
-            }
-        }
-        let (first_signal, mut more_signals) = signals();
+        hangup.reload(server.handle());
+        let (first_signal, mut more_signals) = signals::termination();
         let run = server.run(first_signal);
         tokio::pin!(run);
         let code = tokio::select! {
@@ -172,44 +177,85 @@ fn serve(path: &std::path::Path) -> ExitCode {
     })
 }
 
-/// The first SIGTERM/SIGINT starts the drain; a second one arrives on the
-/// channel and ends the process at once.
-fn signals() -> (
-    impl std::future::Future<Output = ()>,
-    tokio::sync::mpsc::Receiver<()>,
-) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (first_tx, first_rx) = tokio::sync::oneshot::channel();
-    let (more_tx, more_rx) = tokio::sync::mpsc::channel(1);
-    tokio::spawn(async move {
-        let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
-            tracing::error!("cannot install signal handlers");
-            return;
-        };
-        let mut first = Some(first_tx);
-        loop {
-            let name = tokio::select! {
-                _ = term.recv() => "SIGTERM",
-                _ = int.recv() => "SIGINT",
-            };
-            match first.take() {
-                Some(tx) => {
-                    tracing::info!(signal = name, "shutting down: draining connections");
-                    let _ = tx.send(());
-                }
-                None => {
-                    let _ = more_tx.try_send(());
-                }
-            }
+/// `log.format` of a configuration that failed to load, if it can still be read: the error line
+/// is then written in the format the operator asked for.
+fn log_format_hint(path: &std::path::Path) -> Option<config::LogFormat> {
+    #[derive(serde::Deserialize)]
+    struct Peek {
+        log: Option<PeekLog>,
+    }
+    #[derive(serde::Deserialize)]
+    struct PeekLog {
+        format: Option<String>,
+    }
+    let text = std::fs::read_to_string(path).ok()?;
+    let peek: Peek = serde_saphyr::from_str(&text).ok()?;
+    peek.log?.format?.parse().ok()
+}
+
+/// What the startup line says about the configuration (taken before `Server::bind` consumes it).
+struct Startup {
+    config: String,
+    config_path: String,
+    /// Per listener: name and PROXY-in mode, in config order.
+    listeners: Vec<(String, ProxyInMode)>,
+    routes: usize,
+}
+
+impl Startup {
+    fn of(path: &std::path::Path, cfg: &config::Config) -> Startup {
+        Startup {
+            config: path.display().to_string(),
+            config_path: std::path::absolute(path)
+                .unwrap_or_else(|_| path.to_path_buf())
+                .display()
+                .to_string(),
+            listeners: cfg
+                .listeners
+                .iter()
+                .map(|l| (l.name.clone(), l.proxy_protocol.mode))
+                .collect(),
+            routes: cfg.routes.len(),
         }
-    });
-    (
-        async move {
-            let _ = first_rx.await;
-        },
-        more_rx,
-    )
+    }
+
+    /// One line with the version, the config, the bound listeners and admin addresses and the
+    /// route count: what an operator checks first when something does not answer.
+    fn log(self, bound: &[(String, SocketAddr)], admin: &[AdminSocket]) {
+        let listeners = self
+            .listeners
+            .iter()
+            .map(|(name, proxy)| {
+                let address = bound
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map_or_else(|| "?".to_owned(), |(_, a)| a.to_string());
+                format!("{name}={address} (tls, PROXY {proxy})")
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let admin = admin
+            .iter()
+            .map(|a| {
+                let address = a
+                    .listener
+                    .local_addr()
+                    .map_or_else(|_| "?".to_owned(), |a| a.to_string());
+                let serve: Vec<_> = a.serve.iter().map(|e| e.keyword()).collect();
+                format!("{address} ({})", serve.join(","))
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        tracing::info!(
+            version = cli::VERSION,
+            commit = cli::COMMIT,
+            features = cli::FEATURES,
+            config = self.config,
+            config_path = self.config_path,
+            listeners,
+            routes = self.routes,
+            admin = if admin.is_empty() { "none" } else { &admin },
+            "ch-edge-proxy starting"
+        );
+    }
 }

@@ -48,7 +48,17 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     (
         "surface",
-        &["access_log", "admin", "cli", "log_sink", "main", "metrics"],
+        &[
+            "access_log",
+            "access_text",
+            "admin",
+            "cli",
+            "log_sink",
+            "log_text",
+            "main",
+            "metrics",
+            "signals",
+        ],
     ),
 ];
 

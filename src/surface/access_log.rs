@@ -1,6 +1,7 @@
-//! Logging: JSON lines on stdout — one access-log line per connection, and the `tracing`
-//! events — through one batched writer ([`super::log_sink`]); the log level follows the
-//! configuration on every reload ([`AccessLog`] is the runtime's observer).
+//! Logging: lines on stdout — one access-log line per connection, and the `tracing` events —
+//! through one batched writer ([`super::log_sink`]), as JSON or text (`log.format`,
+//! [`super::log_text`]; access lines as `log.access`, [`super::access_text`]); format and level
+//! follow the configuration on every reload ([`AccessLog`] is the runtime's observer).
 //!
 //! Access lines are formatted by hand into a per-thread buffer (no `tracing` machinery per
 //! connection). Refusals are always logged, but at most [`REFUSALS_PER_SECOND`] lines per outcome
@@ -14,11 +15,13 @@ use std::sync::OnceLock;
 use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
+use tracing_subscriber::fmt::format::JsonFields;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{reload, EnvFilter, Registry};
 
-use super::log_sink;
+use super::log_text::{self, EventFormat};
+use super::{access_text, log_sink};
 use crate::model::config::{AccessLogFormat, LogConfig};
 use crate::runtime::meters;
 use crate::runtime::observe::{Observer, Record};
@@ -30,21 +33,20 @@ pub const REFUSALS_PER_SECOND: u32 = 100;
 /// Swaps the log filter when the config's `log.level` changes.
 static LEVEL: OnceLock<reload::Handle<EnvFilter, Registry>> = OnceLock::new();
 
-/// JSON lines on stdout; level from `RUST_LOG`, else `info` until the configuration's
-/// `log.level` is applied (by [`AccessLog::configured`]).
+/// Lines on stdout, JSON until the configuration's `log.format` is applied; level from
+/// `RUST_LOG`, else `info` until the configuration's `log.level` is applied (both by
+/// [`AccessLog::configured`], at start and on every reload).
 pub fn init_logging() {
     let from_env = EnvFilter::try_from_default_env().ok();
     let fixed = from_env.is_some();
     let (filter, handle) = reload::Layer::new(from_env.unwrap_or_else(|| EnvFilter::new("info")));
-    let json = tracing_subscriber::fmt::layer()
-        .json()
-        .flatten_event(true)
-        .with_current_span(false)
-        .with_span_list(false)
+    let lines = tracing_subscriber::fmt::layer()
+        .fmt_fields(JsonFields::new())
+        .event_format(EventFormat::default())
         .with_writer(log_sink::Lines);
     if tracing_subscriber::registry()
         .with(filter)
-        .with(json)
+        .with(lines)
         .try_init()
         .is_ok()
         && !fixed
@@ -114,7 +116,7 @@ impl Observer for AccessLog {
             let mut line = scratch.borrow_mut();
             line.clear();
             match log.access {
-                AccessLogFormat::Text => text_line(&mut line, record, outcome),
+                AccessLogFormat::Text => access_text::text_line(&mut line, record, outcome),
                 _ => json_line(&mut line, record, outcome),
             }
             log_sink::append(&line);
@@ -122,6 +124,7 @@ impl Observer for AccessLog {
     }
 
     fn configured(&self, log: &LogConfig) {
+        log_text::set_format(log.format);
         if **self.settings.load() != *log {
             self.settings.store(log.clone().into());
         }
@@ -286,84 +289,6 @@ fn json_str(out: &mut Vec<u8>, s: &str) {
     }
 }
 
-/// The text format: the same JSON envelope, with one human-readable message:
-/// `client via peer listener sni=… route=… [sticky=…] upstream=… [failed=…] outcome in=… out=…
-/// Nms (detail)`.
-/// Every value a client controls is quoted and escaped unless it is plain, so a line always
-/// parses back into the same fields.
-fn text_line(out: &mut Vec<u8>, r: &Record, outcome: Outcome) {
-    let mut text = String::with_capacity(160);
-    let _ = {
-        use std::fmt::Write as _;
-        write!(
-            text,
-            "{} via {} {} sni={} route={}",
-            r.client.unwrap_or(r.peer),
-            r.peer,
-            Quoted(Some(&r.listener)),
-            Quoted(r.sni.as_deref()),
-            Quoted(r.route.as_deref()),
-        )
-        .and_then(|()| match &r.sticky {
-            Some(tag) => write!(text, " sticky={}", Quoted(Some(tag))),
-            None => Ok(()),
-        })
-        .and_then(|()| match r.upstream {
-            Some(u) => write!(text, " upstream={u}"),
-            None => text.write_str(" upstream=-"),
-        })
-        .and_then(|()| match r.upstream_failed {
-            Some(u) => write!(text, " failed={u}"),
-            None => Ok(()),
-        })
-        .and_then(|()| match r.tls {
-            Some(tls) => write!(text, " tls={}", tls.mode.keyword()),
-            None => Ok(()),
-        })
-        .and_then(|()| {
-            write!(
-                text,
-                " {} in={} out={} {}ms",
-                outcome.keyword(),
-                r.from_client,
-                r.from_upstream,
-                r.accepted.elapsed().as_millis(),
-            )
-        })
-        .and_then(|()| match r.detail {
-            Some(d) => write!(text, " ({d})"),
-            None => Ok(()),
-        })
-    };
-    let _ = write!(
-        out,
-        "{{\"timestamp\":\"{}\",\"level\":\"INFO\",\"message\":",
-        humantime::format_rfc3339_micros(SystemTime::now())
-    );
-    json_str(out, &text);
-    let _ = writeln!(out, ",\"target\":\"access\"}}");
-}
-
-/// A value of the text format: `-` when absent, as is when it is plain (letters, digits and
-/// `.:/_-[]@`), else in quotes with `"`, `\` and anything not printable escaped.
-struct Quoted<'a>(Option<&'a str>);
-
-impl std::fmt::Display for Quoted<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let Some(v) = self.0 else {
-            return f.write_str("-");
-        };
-        let plain = !v.is_empty()
-            && v.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b".:/_-[]@".contains(&b));
-        if plain {
-            f.write_str(v)
-        } else {
-            write!(f, "\"{}\"", v.escape_debug())
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -379,18 +304,6 @@ mod tests {
         assert_eq!(count(0.5, 1000), 500);
         assert_eq!(count(0.01, 1000), 10);
         assert_eq!(count(0.25, 8), 2);
-    }
-
-    #[test]
-    fn text_values_never_carry_raw_separators() {
-        let q = |s: &str| Quoted(Some(s)).to_string();
-        assert_eq!(q("a.ch.test"), "a.ch.test");
-        assert_eq!(q("ns/demo"), "ns/demo");
-        assert_eq!(q("[::1]:9440"), "[::1]:9440");
-        assert_eq!(Quoted(None).to_string(), "-");
-        assert_eq!(q(""), "\"\"");
-        assert_eq!(q("x route=evil"), "\"x route=evil\"");
-        assert_eq!(q("a\"b\\c\nd\u{7f}"), "\"a\\\"b\\\\c\\nd\\u{7f}\"");
     }
 
     #[test]

@@ -2,14 +2,33 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::model::config::Format;
+
+/// The crate's version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The commit built (`build.rs`: `CH_EDGE_PROXY_COMMIT`, else git, else `unknown`).
+pub const COMMIT: &str = env!("CH_EDGE_PROXY_COMMIT");
+/// Optional features compiled in: `k8s` (Kubernetes discovery) or `none`.
+pub const FEATURES: &str = env!("CH_EDGE_PROXY_FEATURES");
+
+/// Where `run` and `check` read the configuration unless told otherwise.
+pub const CONFIG_ENV: &str = "CH_EDGE_PROXY_CONFIG";
+
+/// What `run --help` says about signals (the README's "Signals" says the same).
+const SIGNALS: &str = "\
+Signals:
+  SIGHUP           reload the configuration (also reloaded on file changes)
+  SIGTERM, SIGINT  drain: stop accepting, wait for open connections (timeouts.drain), exit 0
+  second TERM/INT  exit at once without waiting for the drain (exit 1)
+  SIGUSR1, SIGUSR2 ignored (logged at most once a minute); they never stop the proxy
+  SIGPIPE          ignored (a peer that went away is an error on that connection only)";
 
 #[derive(Debug, Parser)]
 #[command(
     name = "ch-edge-proxy",
-    version,
+    version = env!("CH_EDGE_PROXY_LONG_VERSION"),
     about = "L4 edge proxy for ClickHouse: PROXY protocol in, SNI routing, per-route allowlists, PROXY protocol out"
 )]
 pub struct Cli {
@@ -20,19 +39,28 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the proxy.
+    #[command(after_help = SIGNALS)]
     Run {
-        #[arg(long, default_value = "config/ch-edge-proxy.yaml")]
+        /// The configuration file.
+        #[arg(long, env = CONFIG_ENV, default_value = "config/ch-edge-proxy.yaml")]
         config: PathBuf,
     },
     /// Validate the config and every route file; print a summary; exit 1 on error.
     Check {
-        #[arg(long, default_value = "config/ch-edge-proxy.yaml")]
+        /// The configuration file.
+        #[arg(long, env = CONFIG_ENV, default_value = "config/ch-edge-proxy.yaml")]
         config: PathBuf,
     },
     /// Generate route files.
     Routes {
         #[command(subcommand)]
         command: RoutesCommand,
+    },
+    /// Print a shell completion script to stdout, e.g.
+    /// `ch-edge-proxy completions bash > /etc/bash_completion.d/ch-edge-proxy`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
     },
 }
 
@@ -53,4 +81,29 @@ pub enum RoutesCommand {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+}
+
+/// Writes the completion script for `shell` to `out`.
+pub fn completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
+    clap_complete::generate(shell, &mut Cli::command(), "ch-edge-proxy", out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn version_names_commit_and_features() {
+        let version = Cli::command().render_version();
+        assert_eq!(
+            version.trim(),
+            format!("ch-edge-proxy {VERSION} (commit {COMMIT}, features: {FEATURES})")
+        );
+        assert_eq!(FEATURES, if cfg!(feature = "k8s") { "k8s" } else { "none" });
+    }
 }

@@ -11,6 +11,8 @@ use std::io::{self, Write};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
+use super::log_text;
+use crate::model::config::LogFormat;
 use crate::runtime::meters;
 
 /// Longest a line waits in the buffer.
@@ -122,11 +124,18 @@ fn writer() {
         };
         if dropped > 0 {
             metrics::counter!(meters::LOG_LINES_DROPPED).increment(dropped);
-            let _ = writeln!(
-                stdout,
-                "{{\"timestamp\":\"{}\",\"level\":\"WARN\",\"message\":\"log lines dropped: stdout too slow\",\"dropped\":{dropped},\"target\":\"log\"}}",
-                humantime::format_rfc3339_micros(std::time::SystemTime::now())
-            );
+            let _ = match log_text::current() {
+                LogFormat::Json => writeln!(
+                    stdout,
+                    "{{\"timestamp\":\"{}\",\"level\":\"WARN\",\"message\":\"log lines dropped: stdout too slow\",\"dropped\":{dropped},\"target\":\"log\"}}",
+                    log_text::timestamp()
+                ),
+                LogFormat::Text => writeln!(
+                    stdout,
+                    "{} WARN log lines dropped: stdout too slow dropped={dropped} target=log",
+                    log_text::timestamp()
+                ),
+            };
         }
         if !batch.is_empty() {
             // A failed write (stdout closed) loses the batch; nothing better to do with it.

@@ -1,16 +1,22 @@
 //! The surface layer: what operators and other programs touch.
 //!
-//! - [`cli`]: the command line (`run`, `check`, `routes from-chi`);
+//! - [`cli`]: the command line (`run`, `check`, `routes from-chi`, `completions`);
 //! - [`admin`]: `/` (index), `/metrics`, `/healthz`, `/readyz`, `/routes`, `/connections`;
 //! - [`metrics`]: the Prometheus recorder and exposition;
 //! - [`access_log`]: one line per connection, and the log setup;
-//! - [`log_sink`]: the one batched writer every log line goes through.
+//! - [`access_text`]: the access line in the text format;
+//! - [`log_text`]: the log format in force, and the text format of every line;
+//! - [`log_sink`]: the one batched writer every log line goes through;
+//! - [`signals`]: what `run` does on each signal.
 //!
 //! May use every layer below; nothing below uses it (the runtime reports through
 //! [`crate::runtime::observe::Observer`], which [`access_log::AccessLog`] implements).
 
 pub mod access_log;
+pub mod access_text;
 pub mod admin;
 pub mod cli;
 pub mod log_sink;
+pub mod log_text;
 pub mod metrics;
+pub mod signals;

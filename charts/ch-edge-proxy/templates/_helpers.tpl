@@ -131,7 +131,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- $_ := set $cfg "tls" (dict "certificates" $certs "min_version" (toString (default "1.2" $tls.minVersion)) "max_handshakes" (int (default 1024 $tls.maxHandshakes))) }}
 {{- $h := default (dict) .Values.health }}
 {{- $_ := set $cfg "health" (dict "eject_after" (int (default 1 $h.ejectAfter)) "eject_for" (default "5s" $h.ejectFor)) }}
-{{- $_ := set $cfg "log" (dict "access" .Values.log.access "sample" .Values.log.sample "level" .Values.log.level) }}
+{{- $log := dict "format" (default "json" .Values.log.format) "sample" .Values.log.sample "level" .Values.log.level }}
+{{- with .Values.log.access }}{{ $_ := set $log "access" . }}{{ end }}
+{{- $_ := set $cfg "log" $log }}
 {{- $_ := set $cfg "routes" list }}
 {{- $_ := set $cfg "include" (list (include "ch-edge-proxy.routesDir" .)) }}
 {{- $k := .Values.discovery.kubernetes }}

@@ -626,3 +626,12 @@ def test_network_policy():
     (listeners,) = one(closed, "NetworkPolicy")["spec"]["ingress"]
     assert listeners["from"] == [{"ipBlock": {"cidr": "10.0.0.0/8"}}]
     kubernetes_validate.validate(one(closed, "NetworkPolicy"), KUBE_VERSION, strict=True)
+
+
+def test_log_format_from_values():
+    # Default: JSON lines, access lines following the format (no `access` key).
+    assert proxy_config(render({}))["log"] == {"format": "json", "sample": 1.0, "level": "info"}
+    cfg = proxy_config(render({"log": {"format": "text"}}))
+    assert cfg["log"]["format"] == "text" and "access" not in cfg["log"]
+    cfg = proxy_config(render({"log": {"format": "text", "access": "off"}}))
+    assert (cfg["log"]["format"], cfg["log"]["access"]) == ("text", "off")

@@ -70,9 +70,12 @@ pub struct Config {
     pub route_files: RouteFiles,
 }
 
-/// `log:` section: access-log format and sampling, log level.
+/// `log:` section: the format of every line, access-log format and sampling, log level.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LogConfig {
+    /// How every log line is written (tracing events, access lines, the log's own notices).
+    pub format: LogFormat,
+    /// How access lines are written: `log.access` if set, else [`LogConfig::format`].
     pub access: AccessLogFormat,
     /// Fraction of relayed connections logged (0.0..=1.0); refusals are
     /// always logged, since they are what an operator debugs.
@@ -84,6 +87,7 @@ pub struct LogConfig {
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
+            format: LogFormat::Json,
             access: AccessLogFormat::Json,
             sample: 1.0,
             level: "info".to_owned(),
@@ -91,13 +95,28 @@ impl Default for LogConfig {
     }
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// One JSON object per line.
+    #[default]
+    Json,
+    /// One human line per event: `<time> <LEVEL> <message> key=value…`, no control characters.
+    Text,
+}
+
+ch_edge_wire::keywords!(LogFormat {
+    Json => "json",
+    Text => "text",
+});
+
 /// How access-log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum AccessLogFormat {
-    /// One structured event per connection (a JSON line, like every log line).
+    /// A JSON object per connection, its fields those of the record.
     #[default]
     Json,
-    /// One event whose message is a single human-readable line.
+    /// A human line per connection: the same fields as `key=value`.
     Text,
     Off,
 }
@@ -107,6 +126,16 @@ ch_edge_wire::keywords!(AccessLogFormat {
     Text => "text",
     Off => "off",
 });
+
+impl From<LogFormat> for AccessLogFormat {
+    /// The access log's format when `log.access` is not set: the format of every other line.
+    fn from(format: LogFormat) -> AccessLogFormat {
+        match format {
+            LogFormat::Json => AccessLogFormat::Json,
+            LogFormat::Text => AccessLogFormat::Text,
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenerConfig {

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_saphyr::Spanned;
 
 use super::error::Problem;
-use super::{AccessLogFormat, AdminEndpoint};
+use super::{AccessLogFormat, AdminEndpoint, LogFormat};
 use crate::model::route::{Balance, TlsMode};
 use crate::model::tls::TlsVersion;
 
@@ -84,6 +84,7 @@ pub(crate) struct RawHealth {
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawLog {
+    pub format: Option<Keyword<LogFormat>>,
     pub access: Option<Keyword<AccessLogFormat>>,
     pub sample: Option<S<f64>>,
     pub level: Option<S<String>>,

@@ -148,8 +148,8 @@ fn write_summary(out: &mut String, c: &Config) -> std::fmt::Result {
     }
     writeln!(
         out,
-        "log: access {}, sample {} (refusals always), level {:?} (unless RUST_LOG is set)",
-        c.log.access, c.log.sample, c.log.level
+        "log: format {}, access {}, sample {} (refusals always), level {:?} (unless RUST_LOG is set)",
+        c.log.format, c.log.access, c.log.sample, c.log.level
     )?;
     let k = &c.discovery.kubernetes;
     if k.enabled {

@@ -827,10 +827,37 @@ fn log_section() {
         &["json, text, off"],
     );
     assert_contains(
-        &error(&with_listener("log:\n  format: json\n")),
-        &["format"],
+        &error(&with_listener("log:\n  format: logfmt\n")),
+        &["logfmt", "json, text"],
     );
-    assert!(summary(&parse(LISTENER).unwrap()).contains("log: access json, sample 1"));
+    assert!(summary(&parse(LISTENER).unwrap()).contains("log: format json, access json, sample 1"));
+}
+
+#[test]
+fn access_log_follows_log_format_unless_set() {
+    let c = parse(LISTENER).unwrap();
+    assert_eq!(
+        (c.log.format, c.log.access),
+        (LogFormat::Json, AccessLogFormat::Json)
+    );
+    let c = parse(&with_listener("log:\n  format: text\n")).unwrap();
+    assert_eq!(
+        (c.log.format, c.log.access),
+        (LogFormat::Text, AccessLogFormat::Text)
+    );
+    let c = parse(&with_listener("log:\n  format: text\n  access: json\n")).unwrap();
+    assert_eq!(
+        (c.log.format, c.log.access),
+        (LogFormat::Text, AccessLogFormat::Json)
+    );
+    let c = parse(&with_listener("log:\n  format: json\n  access: text\n")).unwrap();
+    assert_eq!(
+        (c.log.format, c.log.access),
+        (LogFormat::Json, AccessLogFormat::Text)
+    );
+    let c = parse(&with_listener("log:\n  format: text\n  access: off\n")).unwrap();
+    assert_eq!(c.log.access, AccessLogFormat::Off);
+    assert!(summary(&c).contains("log: format text, access off"));
 }
 
 #[test]

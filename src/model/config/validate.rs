@@ -191,9 +191,13 @@ fn health(raw: RawHealth, file: &str, errs: &mut Problems) -> Health {
 
 fn log(raw: RawLog, file: &str, errs: &mut Problems) -> LogConfig {
     let mut log = LogConfig::default();
-    if let Some(access) = raw.access {
-        log.access = access.0;
+    if let Some(format) = raw.format {
+        log.format = format.0;
     }
+    log.access = match raw.access {
+        Some(access) => access.0,
+        None => log.format.into(),
+    };
     if let Some(sample) = raw.sample {
         if (0.0..=1.0).contains(&sample.value) {
             log.sample = sample.value;
