@@ -84,7 +84,13 @@ fn check(path: &std::path::Path) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(error) => {
-            eprintln!("error: {}: {error}", path.display());
+            // Each problem names its own file: one line each, then the count.
+            for problem in error.problems() {
+                eprintln!("error: {problem}");
+            }
+            if let [_, _, ..] = error.problems() {
+                eprintln!("{} configuration errors", error.problems().len());
+            }
             ExitCode::FAILURE
         }
     }
