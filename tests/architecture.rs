@@ -45,7 +45,15 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     (
         "surface",
-        &["access_log", "admin", "cli", "log_sink", "main", "metrics"],
+        &[
+            "access_log",
+            "admin",
+            "cli",
+            "from_chi",
+            "log_sink",
+            "main",
+            "metrics",
+        ],
     ),
 ];
 

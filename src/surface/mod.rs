@@ -1,6 +1,7 @@
 //! The surface layer: what operators and other programs touch.
 //!
 //! - [`cli`]: the command line (`run`, `check`, `routes from-chi`);
+//! - [`from_chi`]: `routes from-chi`, manifests to a routes file;
 //! - [`admin`]: `/metrics`, `/healthz`, `/readyz`, `/routes`;
 //! - [`metrics`]: the Prometheus recorder and exposition;
 //! - [`access_log`]: one line per connection, and the log setup;
@@ -12,5 +13,6 @@
 pub mod access_log;
 pub mod admin;
 pub mod cli;
+pub mod from_chi;
 pub mod log_sink;
 pub mod metrics;
