@@ -40,20 +40,23 @@ impl<'de> Visitor<'de> for EntryVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawRoute, A::Error> {
         let mut r = RawRoute::default();
-        while let Some(key) = map.next_key::<String>()? {
-            let known = ROUTE_KEYS.iter().position(|k| *k == key);
-            let message = match known {
-                Some(k) if !is_set(&r, k) => {
+        while let Some(key) = map.next_key::<Key>()? {
+            let (key, message) = match key {
+                Key::Known(k) if !is_set(&r, k) => {
                     read(&mut r, k, &mut map)?;
                     continue;
                 }
-                Some(_) => "written twice in this route: keep one".to_owned(),
-                None => {
+                Key::Known(k) => (
+                    ROUTE_KEYS[k].to_owned(),
+                    "written twice in this route: keep one".to_owned(),
+                ),
+                Key::Unknown(key) => {
                     let expected = format!("expected one of {}", ROUTE_KEYS.join(", "));
-                    match suggestion(&key) {
+                    let message = match suggestion(&key) {
                         Some(near) => format!("unknown key ({expected}; did you mean {near:?}?)"),
                         None => format!("unknown key ({expected})"),
-                    }
+                    };
+                    (key, message)
                 }
             };
             // The value is skipped; its line stands for the key's (the same, but for a
@@ -62,6 +65,32 @@ impl<'de> Visitor<'de> for EntryVisitor {
             r.key_problems.push(KeyProblem { line, key, message });
         }
         Ok(r)
+    }
+}
+
+/// A key of a route entry: its number in [`ROUTE_KEYS`], or the text of an unknown one (only
+/// then allocated: a big file has hundreds of thousands of keys).
+enum Key {
+    Known(usize),
+    Unknown(String),
+}
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Key;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a route key")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Key, E> {
+                Ok(match ROUTE_KEYS.iter().position(|k| *k == v) {
+                    Some(k) => Key::Known(k),
+                    None => Key::Unknown(v.to_owned()),
+                })
+            }
+        }
+        d.deserialize_identifier(V)
     }
 }
 
