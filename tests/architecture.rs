@@ -53,6 +53,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "access_text",
             "admin",
             "cli",
+            "from_chi",
             "log_sink",
             "log_text",
             "main",

@@ -103,3 +103,61 @@ fn example_config_loads_and_routes() {
         "{summary}"
     );
 }
+
+/// `check` on a configuration with several problems: every one on its own line, each file
+/// named once, then the count; exit 1.
+#[test]
+fn check_reports_every_problem_once_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("main.yaml"),
+        "listeners:\n  - name: native\n    address: \"127.0.0.1:0\"\n    upstream_port: 9440\ninclude: [routes.json, routes.yaml]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("routes.yaml"),
+        "routes:\n  - name: web\n    sni: web.example.com\n    upstream: \"http://127.0.0.1:8123\"\n  - name: native\n    sni: native.example.com\n    upstream: 127.0.0.1:9000\n    tls: termiante\n  - name: spread\n    sni: spread.example.com\n    upstream: 127.0.0.1:9000\n    balance: leastconn\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("routes.json"),
+        "{\"routes\": [\n  {\"sni\": \"a.example.com\", \"upstream\": \"h:1\",\n   \"sni\": \"b.example.com\"}\n]}\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ch-edge-proxy"))
+        .args(["check", "--config", "main.yaml"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "error: routes.json:3: route \"a.example.com\" (#1): sni: written twice in this route: keep one",
+            "error: routes.yaml:4: route \"web\" (#1): upstream: invalid upstream \"http://127.0.0.1:8123\": an upstream is host[:port], not a URL: drop `http://`",
+            "error: routes.yaml:8: route \"native\" (#2): tls: invalid value \"termiante\": expected one of passthrough, terminate, reencrypt (did you mean \"terminate\"?)",
+            "error: routes.yaml:12: route \"spread\" (#3): balance: invalid value \"leastconn\": expected one of least_conn, round_robin (did you mean \"least_conn\"?)",
+            "4 configuration errors",
+        ],
+        "{stderr}"
+    );
+
+    // One problem in the main file: its name once.
+    std::fs::write(
+        dir.path().join("main.yaml"),
+        "listeners:\n  - name: native\n    address: \"127.0.0.1:0\"\n    name: again\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ch-edge-proxy"))
+        .args(["check", "--config", "main.yaml"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: main.yaml:4: name: written twice in this section: keep one\n"
+    );
+}

@@ -242,3 +242,162 @@ fn errors_exit_1_with_a_message() {
         &["simple.yaml"],
     );
 }
+
+/// `from-chi` with `input` on standard input.
+fn from_chi_stdin(args: &[&str], input: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ch-edge-proxy"))
+        .args(["routes", "from-chi"])
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run ch-edge-proxy");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input)
+        .expect("write stdin");
+    child.wait_with_output().expect("wait")
+}
+
+#[test]
+fn dash_reads_standard_input() {
+    let manifest = std::fs::read(fixtures().join("replcluster.yaml")).unwrap();
+    let out = from_chi_stdin(&["--domain", DOMAIN, "-"], &manifest);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let golden = std::fs::read_to_string(fixtures().join("replcluster.routes.yaml")).unwrap();
+    assert_eq!(stdout(&out), golden);
+    assert_eq!(stderr(&out), "");
+
+    // `-` among files: read in its place.
+    let simple = fixtures().join("simple.yaml");
+    let out = from_chi_stdin(
+        &["--domain", DOMAIN, "-", simple.to_str().unwrap()],
+        &manifest,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let routes = config::parse_routes_file(&stdout(&out), "generated", Format::Yaml).unwrap();
+    assert_eq!(&*routes[0].name, "analytics/repl-05");
+    assert_eq!(
+        &*routes.last().unwrap().name,
+        "default/simple-01/cluster/0-0"
+    );
+}
+
+#[test]
+fn an_input_without_a_chi_is_named_on_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let other = write(
+        dir.path(),
+        "other.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: b}\n",
+    );
+    // No input has a CHI: exit 1, nothing on stdout, each input named with what it held.
+    let out = from_chi_stdin(&["--domain", DOMAIN, &other, "-"], b"");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "note: {other}: no ClickHouseInstallation (clickhouse.altinity.com/v1); kinds seen: ConfigMap, Service\n\
+             note: standard input: no ClickHouseInstallation (clickhouse.altinity.com/v1); it holds no objects\n\
+             error: no ClickHouseInstallation in any input: nothing to write\n"
+        )
+    );
+
+    // Another input has one: its routes are written, the note stays, exit 0.
+    let simple = fixtures().join("simple.yaml");
+    let out = from_chi(&["--domain", DOMAIN, &other, simple.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        std::fs::read_to_string(fixtures().join("simple.routes.yaml")).unwrap()
+    );
+    assert_eq!(
+        stderr(&out),
+        format!("note: {other}: no ClickHouseInstallation (clickhouse.altinity.com/v1); kinds seen: ConfigMap, Service\n")
+    );
+}
+
+/// (name, SNI, upstream hosts) of the shard routes of `output`.
+fn shard_routes(output: &str) -> Vec<(String, String, Vec<String>)> {
+    config::parse_routes_file(output, "generated", Format::Yaml)
+        .unwrap()
+        .iter()
+        .filter(|r| r.name.contains("/shards/"))
+        .map(|r| {
+            (
+                r.name.to_string(),
+                r.sni[0].to_string(),
+                r.upstreams.iter().map(|u| u.host.to_string()).collect(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_cluster_of_two_shards_by_two_replicas_gets_a_route_per_shard() {
+    let input = fixtures().join("replcluster.yaml");
+    let out = from_chi(&["--domain", DOMAIN, input.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let host = |h: &str| format!("chi-repl-05-replcluster-{h}.analytics.svc.cluster.local");
+    assert_eq!(
+        shard_routes(&stdout(&out)),
+        [
+            (
+                "analytics/repl-05/replcluster/shards/0".to_owned(),
+                "repl-05-replcluster-shard-0.ch.example.com".to_owned(),
+                vec![host("0-0"), host("0-1")]
+            ),
+            (
+                "analytics/repl-05/replcluster/shards/1".to_owned(),
+                "repl-05-replcluster-shard-1.ch.example.com".to_owned(),
+                vec![host("1-0"), host("1-1")]
+            ),
+        ]
+    );
+    // A cluster of one shard has none: its cluster route is that shard's.
+    let simple = fixtures().join("simple.yaml");
+    let out = from_chi(&["--domain", DOMAIN, simple.to_str().unwrap()]);
+    assert!(shard_routes(&stdout(&out)).is_empty());
+}
+
+#[test]
+fn explicit_shard_names_make_the_shard_route_names() {
+    let input = fixtures().join("explicit.yaml");
+    let out = from_chi(&["--domain", DOMAIN, input.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let got: Vec<(String, String, usize)> = shard_routes(&stdout(&out))
+        .into_iter()
+        .map(|(name, sni, up)| (name, sni, up.len()))
+        .collect();
+    let route = |name: &str, sni: &str, n| (name.to_owned(), sni.to_owned(), n);
+    assert_eq!(
+        got,
+        [
+            route(
+                "default/explicit/sharded/shards/shard0",
+                "explicit-sharded-shard-shard0.ch.example.com",
+                2
+            ),
+            route(
+                "default/explicit/sharded/shards/1",
+                "explicit-sharded-shard-1.ch.example.com",
+                2
+            ),
+            route(
+                "default/explicit/byreplica/shards/0",
+                "explicit-byreplica-shard-0.ch.example.com",
+                2
+            ),
+            route(
+                "default/explicit/byreplica/shards/1",
+                "explicit-byreplica-shard-1.ch.example.com",
+                2
+            ),
+        ]
+    );
+}

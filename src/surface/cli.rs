@@ -77,7 +77,7 @@ pub enum RoutesCommand {
         /// Output format: yaml, or json for big tables (read much faster on reload).
         #[arg(long, default_value = "yaml")]
         format: Format,
-        /// YAML manifests (multi-document and `kind: List` accepted).
+        /// YAML manifests (multi-document and `kind: List` accepted); `-` is standard input.
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },

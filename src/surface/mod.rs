@@ -1,6 +1,7 @@
 //! The surface layer: what operators and other programs touch.
 //!
 //! - [`cli`]: the command line (`run`, `check`, `routes from-chi`, `completions`);
+//! - [`from_chi`]: `routes from-chi`, manifests to a routes file;
 //! - [`admin`]: `/` (index), `/metrics`, `/healthz`, `/readyz`, `/routes`, `/connections`;
 //! - [`metrics`]: the Prometheus recorder and exposition;
 //! - [`access_log`]: one line per connection, and the log setup;
@@ -16,6 +17,7 @@ pub mod access_log;
 pub mod access_text;
 pub mod admin;
 pub mod cli;
+pub mod from_chi;
 pub mod log_sink;
 pub mod log_text;
 pub mod metrics;

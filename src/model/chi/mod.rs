@@ -3,7 +3,9 @@
 //!
 //! Per CHI `<chi>` in namespace `<ns>`, domain `D` (DESIGN.md, "Derived from CHI"):
 //! `<chi>.D` → the CHI service, `<chi>-<cluster>.D` → every host service of the
-//! cluster, `chi-<chi>-<cluster>-<host>.D` → that host's service.
+//! cluster, `<chi>-<cluster>-shard-<shard>.D` → every host service of the shard (clusters of
+//! two or more shards), `chi-<chi>-<cluster>-<host>.D` → that host's service. The host names
+//! are the operator's Services; the CHI, cluster and shard names are this proxy's convention.
 
 pub mod layout;
 pub mod naming;
@@ -29,6 +31,16 @@ pub const ANNOTATION_PROXY_PROTOCOL: &str = "ch-edge-proxy/proxy-protocol";
 /// `terminate` reaches the upstreams on the listener's `upstream_port_plain` (9000, 8123).
 pub const ANNOTATION_TLS: &str = "ch-edge-proxy/tls";
 
+/// What a manifest file held: the routes of its CHIs, how many CHIs, and the other kinds.
+#[derive(Debug, Default, PartialEq)]
+pub struct Manifests {
+    pub routes: Vec<RouteSpec>,
+    pub chis: usize,
+    /// Each other `kind` seen, once, in order (`(no kind)` for a document without one; a CHI
+    /// of another `apiVersion` with it).
+    pub other_kinds: Vec<String>,
+}
+
 /// Routes for every CHI in `text` (YAML, `---`-separated documents, `kind: List`
 /// accepted); other kinds are ignored. `default_namespace` applies to CHIs
 /// without `metadata.namespace`.
@@ -37,6 +49,15 @@ pub fn routes_from_manifests(
     default_namespace: &str,
     domain: &str,
 ) -> anyhow::Result<Vec<RouteSpec>> {
+    Ok(read_manifests(text, default_namespace, domain)?.routes)
+}
+
+/// Like [`routes_from_manifests`], saying also how many CHIs there were and which other kinds.
+pub fn read_manifests(
+    text: &str,
+    default_namespace: &str,
+    domain: &str,
+) -> anyhow::Result<Manifests> {
     let docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| {
         anyhow!(
             "{}",
@@ -45,19 +66,35 @@ pub fn routes_from_manifests(
             })
         )
     })?;
-    let mut routes = Vec::new();
-    for doc in &docs {
+    let mut out = Manifests::default();
+    // An empty document (a trailing `---`) is no object.
+    for doc in docs.iter().filter(|d| !d.is_null()) {
         let items = match (doc.get("kind").and_then(Value::as_str), doc.get("items")) {
             (Some("List"), Some(Value::Array(items))) => items.iter().collect(),
             (Some("List"), None | Some(Value::Null)) => Vec::new(),
             (Some("List"), Some(_)) => bail!("kind: List with non-list items"),
             _ => vec![doc],
         };
-        for item in items.into_iter().filter(|v| is_chi(v)) {
-            routes.extend(routes_for_chi(item, default_namespace, domain)?);
+        for item in items {
+            if is_chi(item) {
+                out.chis += 1;
+                out.routes
+                    .extend(routes_for_chi(item, default_namespace, domain)?);
+                continue;
+            }
+            let api = item.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+            let kind = match item.get("kind").and_then(Value::as_str) {
+                // A CHI of another API version is named with it: it is why it was skipped.
+                Some(KIND) => format!("{KIND} ({api})"),
+                Some(k) if !k.is_empty() => k.to_owned(),
+                _ => "(no kind)".to_owned(),
+            };
+            if !out.other_kinds.contains(&kind) {
+                out.other_kinds.push(kind);
+            }
         }
     }
-    Ok(routes)
+    Ok(out)
 }
 
 /// Whether `v` is a ClickHouseInstallation (`clickhouse.altinity.com/v1`).
@@ -66,7 +103,8 @@ pub fn is_chi(v: &Value) -> bool {
         && v.get("kind").and_then(Value::as_str) == Some(KIND)
 }
 
-/// The routes of one CHI object: the CHI route, one per cluster, one per host.
+/// The routes of one CHI object: the CHI route; per cluster, its route, one per shard (if it
+/// has two or more) and one per host.
 /// Errors name the CHI.
 pub fn routes_for_chi(
     chi: &Value,
@@ -159,7 +197,9 @@ fn derive(chi: &Value, name: &str, ns: &str, domain: &str) -> anyhow::Result<Vec
         let cluster_template = layout::replica_service_template(cluster_obj)?;
         let mut cluster_upstreams = Vec::with_capacity(hosts.len());
         let mut host_routes = Vec::with_capacity(hosts.len());
-        for host in hosts {
+        // Per shard in order: its index, name and hosts' upstreams.
+        let mut shards: Vec<(usize, &str, Vec<String>)> = Vec::new();
+        for host in &hosts {
             let template = host
                 .service_template
                 .as_deref()
@@ -187,6 +227,10 @@ fn derive(chi: &Value, name: &str, ns: &str, domain: &str) -> anyhow::Result<Vec
                 None => naming::host_service(name, cluster, &host.name),
             };
             cluster_upstreams.push(fqdn(&svc));
+            match shards.last_mut() {
+                Some((i, _, upstreams)) if *i == host.shard_index => upstreams.push(fqdn(&svc)),
+                _ => shards.push((host.shard_index, &host.shard, vec![fqdn(&svc)])),
+            }
             host_routes.push(route(
                 format!("{ns}/{name}/{cluster}/{}", host.name),
                 format!("{svc}.{domain}"),
@@ -198,6 +242,24 @@ fn derive(chi: &Value, name: &str, ns: &str, domain: &str) -> anyhow::Result<Vec
             format!("{chi_part}-{}.{domain}", naming::short_part(cluster)),
             cluster_upstreams,
         )?);
+        // A shard's route balances over its host services, like the cluster route, not over
+        // the shard Service (which the operator creates only with a shardServiceTemplate, from
+        // a template this cannot check): the proxy's balancing and passive health then see
+        // each host. One shard: the cluster route already is that route.
+        if shards.len() > 1 {
+            for (_, shard, upstreams) in shards {
+                let label = naming::shard_label(name, cluster, shard);
+                // Longer than a DNS label: left out (its hosts keep their routes), rather
+                // than refusing a CHI the operator runs.
+                if label.len() <= naming::MAX_LABEL {
+                    routes.push(route(
+                        format!("{ns}/{name}/{cluster}/shards/{shard}"),
+                        format!("{label}.{domain}"),
+                        upstreams,
+                    )?);
+                }
+            }
+        }
         routes.extend(host_routes);
     }
     Ok(routes)
@@ -285,5 +347,7 @@ fn str_at<'a>(v: &'a Value, path: &[&str]) -> anyhow::Result<Option<&'a str>> {
     }
 }
 
+#[cfg(test)]
+mod shard_tests;
 #[cfg(test)]
 mod tests;

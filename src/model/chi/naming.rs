@@ -29,6 +29,24 @@ pub fn chi_service(chi: &str) -> String {
     format!("clickhouse-{}", chi_part(chi))
 }
 
+/// Longest DNS label.
+pub const MAX_LABEL: usize = 63;
+
+/// The first label of a shard's SNI name, this proxy's convention (the operator has no
+/// shard name without a shardServiceTemplate): `{chi}-{cluster}-shard-{shard}`, each part
+/// cut and trimmed like the operator's. It reads as the cluster route's `{chi}-{cluster}` plus
+/// the shard, and cannot be a host name (those start `chi-`, these end in `-shard-<shard>`); a
+/// clash with another derived name (a cluster named `<cluster>-shard-0`) is refused as a
+/// duplicate claim like any other.
+pub fn shard_label(chi: &str, cluster: &str, shard: &str) -> String {
+    format!(
+        "{}-{}-shard-{}",
+        chi_part(chi),
+        short_part(cluster),
+        short_part(shard)
+    )
+}
+
 /// A host's service (and StatefulSet): `chi-{chi}-{cluster}-{host}`.
 pub fn host_service(chi: &str, cluster: &str, host: &str) -> String {
     format!(

@@ -88,8 +88,9 @@ fn listener(
     }
     let mut serve = Vec::with_capacity(l.serve.len());
     for e in &l.serve {
-        if !serve.contains(&e.value.0) {
-            serve.push(e.value.0);
+        match errs.keyword(file, e, &format!("{what}: serve")) {
+            Some(e) if !serve.contains(&e) => serve.push(e),
+            _ => {}
         }
     }
     Some(AdminListener {

@@ -6,6 +6,7 @@ use std::fmt;
 
 use serde_saphyr::Location;
 
+use super::raw::{Keyword, S};
 use crate::model::route::RouteError;
 
 /// Most problems listed in one message; the rest are counted.
@@ -139,6 +140,18 @@ impl Problems {
         }
     }
 
+    /// The value of keyword field `raw`, or a problem about `what` (the key, after the route or
+    /// section it is in) that lists the accepted words.
+    pub fn keyword<T: Copy>(&mut self, file: &str, raw: &S<Keyword<T>>, what: &str) -> Option<T> {
+        match &raw.value.0 {
+            Ok(value) => Some(*value),
+            Err(e) => {
+                self.add(file, Some(&raw.referenced), what, e);
+                None
+            }
+        }
+    }
+
     /// The problems recorded since there were `from`.
     pub fn since(&mut self, from: usize) -> &mut [Problem] {
         self.0.get_mut(from..).unwrap_or_default()
@@ -157,13 +170,23 @@ impl Problems {
         self.0.append(&mut other.0);
     }
 
-    /// `Ok(value)` if nothing was recorded.
-    pub fn finish<T>(self, value: T) -> Result<T, ConfigError> {
+    /// `Ok(value)` if nothing was recorded; else the problems, each file's in line order
+    /// (files in the order first named), whichever check found them.
+    pub fn finish<T>(mut self, value: T) -> Result<T, ConfigError> {
         if self.0.is_empty() {
-            Ok(value)
-        } else {
-            Err(ConfigError { problems: self.0 })
+            return Ok(value);
         }
+        let mut files: Vec<Option<String>> = Vec::new();
+        for p in &self.0 {
+            if !files.contains(&p.file) {
+                files.push(p.file.clone());
+            }
+        }
+        self.0.sort_by_key(|p| {
+            let file = files.iter().position(|f| *f == p.file);
+            (file, p.line.unwrap_or(0))
+        });
+        Err(ConfigError { problems: self.0 })
     }
 }
 

@@ -18,10 +18,13 @@ use crate::model::tls::TlsConfig;
 
 mod admin;
 mod cache;
+mod claims;
 mod error;
 mod include;
 mod limits;
+mod parse_error;
 mod raw;
+mod raw_route;
 mod route_file;
 mod routes;
 mod summary;
@@ -344,7 +347,12 @@ fn from_str_reusing(
     config.content_hash = hash.finish();
     config.route_files = parsed.finish();
     for e in duplicate_claims(&config.routes) {
-        errs.push(e.into());
+        let known = claims::Known {
+            file: &file,
+            text,
+            main: true,
+        };
+        errs.push(claims::problem(e, known));
     }
     errs.finish(config)
 }
@@ -373,5 +381,7 @@ pub fn fingerprint(
     Ok(hash.finish())
 }
 
+#[cfg(test)]
+mod message_tests;
 #[cfg(test)]
 mod tests;

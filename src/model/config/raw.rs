@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_saphyr::Spanned;
 
 use super::error::Problem;
+pub(super) use super::parse_error::{describe_json, describe_yaml};
 use super::{AccessLogFormat, AdminEndpoint, LogFormat};
 use crate::model::route::{Balance, TlsMode};
 use crate::model::tls::TlsVersion;
@@ -84,8 +85,8 @@ pub(crate) struct RawHealth {
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawLog {
-    pub format: Option<Keyword<LogFormat>>,
-    pub access: Option<Keyword<AccessLogFormat>>,
+    pub format: Option<S<Keyword<LogFormat>>>,
+    pub access: Option<S<Keyword<AccessLogFormat>>>,
     pub sample: Option<S<f64>>,
     pub level: Option<S<String>>,
 }
@@ -162,17 +163,18 @@ pub(crate) struct RawPerClient {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawDefaults {
     pub allow: Option<Vec<S<String>>>,
-    pub proxy_protocol: Option<Keyword<ProxyVersion>>,
-    pub balance: Option<Keyword<Balance>>,
+    pub proxy_protocol: Option<S<Keyword<ProxyVersion>>>,
+    pub balance: Option<S<Keyword<Balance>>>,
     pub sticky: Option<bool>,
-    pub tls: Option<Keyword<TlsMode>>,
+    pub tls: Option<S<Keyword<TlsMode>>>,
     #[serde(default, deserialize_with = "nullable")]
     pub upstream_tls: Option<S<RawUpstreamTls>>,
 }
 
-/// One route entry. Written back with absent fields left out.
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+/// One route entry. Written back with absent fields left out; read by hand
+/// ([`super::raw_route`]) so that an unknown or repeated key is a problem of this entry, not
+/// the end of the file.
+#[derive(Debug, Default, Serialize)]
 pub(crate) struct RawRoute {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<S<String>>,
@@ -183,17 +185,28 @@ pub(crate) struct RawRoute {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub allow: Option<Vec<S<String>>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub proxy_protocol: Option<Keyword<ProxyVersion>>,
+    pub proxy_protocol: Option<S<Keyword<ProxyVersion>>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub balance: Option<Keyword<Balance>>,
+    pub balance: Option<S<Keyword<Balance>>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sticky: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub tls: Option<Keyword<TlsMode>>,
+    pub tls: Option<S<Keyword<TlsMode>>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream_tls: Option<S<RawUpstreamTls>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alpn: Option<Vec<S<String>>>,
+    /// Keys refused while reading the entry (unknown, repeated), for validation to report.
+    #[serde(skip)]
+    pub key_problems: Vec<KeyProblem>,
+}
+
+/// A key of a route entry that is refused: `line`, the key, and what is wrong with it.
+#[derive(Debug)]
+pub(crate) struct KeyProblem {
+    pub line: u64,
+    pub key: String,
+    pub message: String,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -266,11 +279,24 @@ impl<'de> Deserialize<'de> for OneOrMany {
 }
 
 /// A keyword value (`off`, `v1`, `required`, …), read and written through its type's one
-/// spelling (`FromStr` + `Display`, [`ch_edge_wire::keywords`]). YAML 1.1 reads a plain `off`
+/// spelling (`FromStr` + `Display`, [`ch_edge_wire::keywords`]). A word that is none of them
+/// is kept, not refused by the parser: validation reports it with its key, route and line
+/// (a parser error would name neither, and stop at the first). YAML 1.1 reads a plain `off`
 /// as the boolean `false`; serde-saphyr hands a typed field the text `off`, but a deserializer
 /// that has already made it a boolean `false` gets `off` too.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Keyword<T>(pub T);
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Keyword<T>(pub Result<T, String>);
+
+impl<T: Copy> Keyword<T> {
+    pub fn of(value: T) -> Self {
+        Keyword(Ok(value))
+    }
+
+    /// The value, if the word is one.
+    pub fn known(&self) -> Option<T> {
+        self.0.as_ref().ok().copied()
+    }
+}
 
 impl<'de, T> Deserialize<'de> for Keyword<T>
 where
@@ -289,9 +315,7 @@ where
                 f.write_str("a keyword")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Keyword<T>, E> {
-                v.parse()
-                    .map(Keyword)
-                    .map_err(|e| E::custom(format!("invalid value {e}")))
+                Ok(Keyword(v.parse().map_err(|e| format!("invalid value {e}"))))
             }
             fn visit_bool<E: de::Error>(self, v: bool) -> Result<Keyword<T>, E> {
                 if v {
@@ -307,7 +331,10 @@ where
 
 impl<T: fmt::Display> Serialize for Keyword<T> {
     fn serialize<Z: Serializer>(&self, z: Z) -> Result<Z::Ok, Z::Error> {
-        z.collect_str(&self.0)
+        match &self.0 {
+            Ok(value) => z.collect_str(value),
+            Err(e) => Err(serde::ser::Error::custom(e)),
+        }
     }
 }
 
@@ -348,7 +375,8 @@ pub(crate) fn parse<T: serde::de::DeserializeOwned>(
 }
 
 fn parse_yaml<T: serde::de::DeserializeOwned>(text: &str, file: &str) -> Result<T, Problem> {
-    serde_saphyr::from_str_with_options(text, yaml_options()).map_err(|e| describe_yaml(&e, file))
+    serde_saphyr::from_str_with_options(text, yaml_options())
+        .map_err(|e| describe_yaml(&e, text, file))
 }
 
 pub(super) fn yaml_options() -> serde_saphyr::Options {
@@ -359,42 +387,9 @@ pub(super) fn yaml_options() -> serde_saphyr::Options {
         max_nodes: 10_000_000,
         max_events: 20_000_000,
     };
+    // A repeated key reaches the reader, which refuses it in our words: a route entry records
+    // it and goes on (raw_route.rs), a section's derived reader stops with `duplicate field`
+    // (worded by `describe_yaml`).
+    options.duplicate_keys = serde_saphyr::options::DuplicateKeyPolicy::PassThrough;
     options
-}
-
-pub(super) fn describe_yaml(e: &serde_saphyr::Error, file: &str) -> Problem {
-    let msg = e.render_with_options(serde_saphyr::render_options! {
-        snippets: serde_saphyr::SnippetMode::Off,
-    });
-    // The renderer appends " at line L, column C"; the line goes next to the file.
-    let located = e.location().filter(|l| l.line() > 0).and_then(|l| {
-        let suffix = format!(" at line {}, column {}", l.line(), l.column());
-        msg.strip_suffix(suffix.as_str())
-            .map(|m| (l.line(), m.to_owned()))
-    });
-    let (line, mut message) = match located {
-        Some((line, m)) => (Some(line), m),
-        None => (None, msg.clone()),
-    };
-    // A plain `*` starts a YAML alias: the parser's complaint names aliases or anchors.
-    if msg.contains("alias") || msg.contains("anchor") {
-        message
-            .push_str(" (hint: quote values that start with '*', e.g. sni: \"*.ch.example.com\")");
-    }
-    Problem {
-        line,
-        message,
-        ..Problem::in_file(file, "")
-    }
-}
-
-pub(super) fn describe_json(e: &serde_json::Error, file: &str) -> Problem {
-    let msg = e.to_string();
-    // serde_json appends " at line L column C".
-    let suffix = format!(" at line {} column {}", e.line(), e.column());
-    Problem {
-        line: Some(e.line() as u64).filter(|l| *l > 0),
-        message: msg.strip_suffix(&suffix).unwrap_or(&msg).to_owned(),
-        ..Problem::in_file(file, "")
-    }
 }

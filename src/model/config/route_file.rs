@@ -43,7 +43,31 @@ pub(crate) fn read(
         earlier: Earlier::new(earlier, |s: &RouteSpec| s.sni.first().map(|p| &**p)),
     };
     let read = parse_routes(format, text, source, |entry| validator.add(entry));
+    if format == Format::Json && read.is_ok() && validator.errs.len() > 0 {
+        // serde_json keeps no lines for what it read well; JSON is YAML, and the YAML reader
+        // does. Only on this error path: it is several times slower.
+        let mut located = Problems::default();
+        read_yaml_for_lines(text, source, &mut located);
+        if located.len() == validator.errs.len() {
+            validator.errs = located;
+        }
+    }
     validator.finish(read, errs)
+}
+
+/// The problems of a JSON route file's `text` as the YAML reader finds them, with lines.
+fn read_yaml_for_lines(text: &str, source: &str, errs: &mut Problems) {
+    let mut validator = Validator {
+        source: Arc::from(source),
+        index: 0,
+        specs: Vec::new(),
+        errs: Problems::default(),
+        earlier: Earlier::new(&[], |s: &RouteSpec| s.sni.first().map(|p| &**p)),
+    };
+    let read = parse_routes(Format::Yaml, text, source, |entry| validator.add(entry));
+    if read.is_ok() {
+        errs.append(validator.errs);
+    }
 }
 
 /// Validates a file's entries in order, numbering them from 1.
@@ -87,7 +111,7 @@ const ROUTES_FILE_FIELDS: &[&str] = &["routes"];
 /// of 100k routes is never held as 100k raw entries (a big, growing list of spanned values
 /// cost more than reading them). Refuses what [`RawRoutesFile`] would: any key but `routes`,
 /// no `routes`; `routes:` left empty means none.
-fn parse_routes(
+pub(super) fn parse_routes(
     format: Format,
     text: &str,
     file: &str,
@@ -99,7 +123,7 @@ fn parse_routes(
             serde_saphyr::with_deserializer_from_str_with_options(text, raw::yaml_options(), |d| {
                 seed.deserialize(d)
             })
-            .map_err(|e| raw::describe_yaml(&e, file))
+            .map_err(|e| raw::describe_yaml(&e, text, file))
         }
         Format::Json => {
             let mut d = serde_json::Deserializer::from_str(text);
@@ -194,7 +218,12 @@ pub fn parse_routes_file(
     let mut errs = Problems::default();
     let routes = read(text, source, format, &[], &mut errs);
     for e in duplicate_claims(&routes) {
-        errs.push(e.into());
+        let known = super::claims::Known {
+            file: source,
+            text,
+            main: false,
+        };
+        errs.push(super::claims::problem(e, known));
     }
     errs.finish(routes)
 }

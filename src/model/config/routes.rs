@@ -54,6 +54,9 @@ pub(crate) fn route(
     };
     let before = errs.len();
 
+    for p in &r.key_problems {
+        add(errs, p.line, &p.key, p.message.clone());
+    }
     if let Some(n) = &r.name {
         if n.value.is_empty() {
             add(errs, n.referenced.line(), "name", "empty".into());
@@ -98,14 +101,14 @@ pub(crate) fn route(
         }
         nets
     });
-    let tls = tls(
-        &r,
-        file,
-        &mut |errs, line, field, msg| add(errs, line, field, msg),
-        errs,
-    );
+    let add = &mut |errs: &mut Problems, line, field: &str, msg| add(errs, line, field, msg);
+    let proxy_protocol = keyword(r.proxy_protocol.as_ref(), "proxy_protocol", add, errs);
+    let balance = keyword(r.balance.as_ref(), "balance", add, errs);
+    let tls = tls(&r, file, add, errs);
 
     if errs.len() != before {
+        // In line order, whichever check found them.
+        errs.since(before).sort_by_key(|p| p.line);
         return None;
     }
     // A name that is its first pattern shares the pattern's string.
@@ -119,8 +122,8 @@ pub(crate) fn route(
         sni: patterns.into(),
         upstreams: upstreams.into(),
         allow: allow.map(Arc::from),
-        proxy_protocol: r.proxy_protocol.map(|k| k.0),
-        balance: r.balance.map(|k| k.0),
+        proxy_protocol,
+        balance,
         sticky: r.sticky,
         tls,
         source: source.clone(),
@@ -129,6 +132,31 @@ pub(crate) fn route(
 
 /// Reports a problem of one route: (problems, line, field, message).
 type AddProblem<'a> = dyn FnMut(&mut Problems, u64, &str, String) + 'a;
+
+/// The value of keyword field `field`, if written and one of its words.
+fn keyword<T: Copy>(
+    raw: Option<&S<Keyword<T>>>,
+    field: &str,
+    add: &mut AddProblem<'_>,
+    errs: &mut Problems,
+) -> Option<T> {
+    let raw = raw?;
+    match &raw.value.0 {
+        Ok(value) => Some(*value),
+        Err(e) => {
+            add(errs, raw.referenced.line(), field, e.clone());
+            None
+        }
+    }
+}
+
+/// Whether keyword field `raw` is written as `spec`'s value (absent for none).
+fn keyword_written_as<T: Copy + PartialEq>(raw: Option<&S<Keyword<T>>>, spec: Option<T>) -> bool {
+    match raw {
+        None => spec.is_none(),
+        Some(k) => k.value.known().is_some_and(|k| Some(k) == spec),
+    }
+}
 
 /// The route's `tls`, `upstream_tls` and `alpn`, if any is written.
 fn tls(
@@ -170,8 +198,9 @@ fn tls(
         }
         Arc::from(out)
     });
+    let mode = keyword(r.tls.as_ref(), "tls", add, errs);
     Some(Arc::new(RouteTls {
-        mode: r.tls.map(|k| k.0),
+        mode,
         upstream,
         alpn,
     }))
@@ -205,7 +234,7 @@ fn tls_written_as(raw: &RawRoute, file: &str, spec: Option<&RouteTls>) -> bool {
             .eq(a.iter().map(|p| &**p)),
         _ => false,
     };
-    raw.tls.map(|k| k.0) == spec.mode && upstream && alpn
+    keyword_written_as(raw.tls.as_ref(), spec.mode) && upstream && alpn
 }
 
 /// Whether reading `raw` gives `spec` again (same file): every field written as `spec` has
@@ -237,10 +266,17 @@ pub(crate) fn written_as(raw: &RawRoute, spec: &RouteSpec) -> bool {
     name && sni
         && upstream
         && allow
-        && raw.proxy_protocol.map(|k| k.0) == spec.proxy_protocol
-        && raw.balance.map(|k| k.0) == spec.balance
+        && keyword_written_as(raw.proxy_protocol.as_ref(), spec.proxy_protocol)
+        && keyword_written_as(raw.balance.as_ref(), spec.balance)
         && raw.sticky == spec.sticky
         && tls_written_as(raw, &spec.source, spec.tls.as_deref())
+}
+
+/// The line of the entry's SNI item that is `pattern` (normalised), else the entry's own.
+pub(crate) fn sni_line(raw: &S<RawRoute>, pattern: &str) -> u64 {
+    items(raw.value.sni.as_ref())
+        .find(|(p, _)| normalize_pattern(p).is_ok_and(|n| *n == *pattern))
+        .map_or(raw.referenced.line(), |(_, line)| line)
 }
 
 /// The first SNI pattern of an entry, as written.
@@ -292,10 +328,14 @@ pub(crate) fn entry(spec: &RouteSpec) -> S<RawRoute> {
             .allow
             .as_ref()
             .map(|nets| nets.iter().map(|n| unlocated(n.to_string())).collect()),
-        proxy_protocol: spec.proxy_protocol.map(Keyword),
-        balance: spec.balance.map(Keyword),
+        proxy_protocol: spec.proxy_protocol.map(|k| unlocated(Keyword::of(k))),
+        balance: spec.balance.map(|k| unlocated(Keyword::of(k))),
         sticky: spec.sticky,
-        tls: spec.tls.as_ref().and_then(|t| t.mode).map(Keyword),
+        tls: spec
+            .tls
+            .as_ref()
+            .and_then(|t| t.mode)
+            .map(|k| unlocated(Keyword::of(k))),
         upstream_tls: spec
             .tls
             .as_ref()
@@ -311,6 +351,7 @@ pub(crate) fn entry(spec: &RouteSpec) -> S<RawRoute> {
             .as_ref()
             .and_then(|t| t.alpn.as_ref())
             .map(|a| a.iter().map(|p| unlocated(p.to_string())).collect()),
+        key_problems: Vec::new(),
     })
 }
 

@@ -175,12 +175,19 @@ fn unknown_keys_are_refused_with_file_and_line() {
             &e,
             &[
                 &format!("cfg.yaml:{line}: "),
-                &format!("unknown field `{key}`"),
+                &format!("{key}: unknown key (expected one of "),
             ],
         );
     }
     let e = error("listeners:\n  - name: a\n    address: \"127.0.0.1:1\"\n    proxy_protocol: {mode: off, trust: []}\n");
-    assert_contains(&e, &["cfg.yaml:4: ", "unknown field `trust`"]);
+    assert_contains(
+        &e,
+        &[
+            "cfg.yaml:4: ",
+            "trust: unknown key",
+            "did you mean \"trusted\"?",
+        ],
+    );
 }
 
 #[test]
@@ -263,7 +270,7 @@ fn yaml_off_is_a_keyword_not_a_boolean() {
             serde::de::value::Error,
         >::new(false))
         .unwrap();
-    assert_eq!(v.0, ProxyVersion::Off);
+    assert_eq!(v.known(), Some(ProxyVersion::Off));
     let e = error(&with_listener("defaults:\n  proxy_protocol: v3\n"));
     assert_contains(&e, &["cfg.yaml:5: ", "v3", "one of off, v1, v2"]);
 }
@@ -459,7 +466,10 @@ fn upstream_syntax() {
         ("a b", "invalid character ' '"),
         ("a..b", "empty label"),
         ("1.2.3.999", "not a valid IPv4 address"),
-        ("https://host", "invalid"),
+        (
+            "https://host",
+            "an upstream is host[:port], not a URL: drop `https://`",
+        ),
     ];
     for (text, why) in bad {
         let e = text.parse::<UpstreamAddr>().unwrap_err();
@@ -653,7 +663,7 @@ fn include_errors() {
     let e = format!("{:#}", load(&dir.path().join("c.yaml")).unwrap_err());
     assert_contains(
         &e,
-        &["r.yaml:1: unknown field `listeners`, expected one of routes"],
+        &["r.yaml:1: listeners: unknown key (expected one of routes)"],
     );
 
     // An empty file is refused (a half-written file must not drop its routes).
@@ -702,14 +712,18 @@ fn duplicate_claims_across_files() {
         dir.path().join("c.yaml").display().to_string(),
         dir.path().join("r.yaml").display().to_string(),
     );
+    // At the second claim's line, naming the first's.
     assert_eq!(
         e,
-        format!("SNI \"demo.example.com\" is claimed twice: route \"main\" (#1) in {c} and route \"dup\" (#2) in {r}")
+        format!("{r}:5: route \"dup\" (#2): sni: \"demo.example.com\" is already claimed by route \"main\" (#1) at {c}:6")
     );
     let e = error(&with_listener(
         "routes:\n  - sni: \"*.a\"\n    upstream: h\n  - sni: \"*.A.\"\n    upstream: h\n",
     ));
-    assert_contains(&e, &["SNI \"*.a\" is claimed twice"]);
+    assert_contains(
+        &e,
+        &["cfg.yaml:7: route \"*.a\" (#2): sni: \"*.a\" is already claimed by route \"*.a\" (#1) at cfg.yaml:5"],
+    );
 }
 
 #[test]
@@ -728,17 +742,16 @@ fn parse_routes_file_checks_like_an_include() {
     );
     assert_contains(
         &e,
-        &[
-            "SNI \"a\" is claimed twice",
-            "(#1) in gen.yaml",
-            "(#2) in gen.yaml",
-        ],
+        &["gen.yaml:4: route \"a\" (#2): sni: \"a\" is already claimed by route \"a\" (#1) at gen.yaml:2"],
     );
     let e = format!(
         "{:#}",
         parse_routes_file("routes: []\nextra: 1\n", "gen.yaml", Format::Yaml).unwrap_err()
     );
-    assert_contains(&e, &["gen.yaml:2: unknown field `extra`"]);
+    assert_contains(
+        &e,
+        &["gen.yaml:2: extra: unknown key (expected one of routes)"],
+    );
 }
 
 #[test]
@@ -980,7 +993,10 @@ fn per_client_limits() {
             "limits:\n  per_client: {max_connections: 0}\n",
             "limits.per_client.max_connections: must be at least 1",
         ),
-        ("limits:\n  per_client: {max: 1}\n", "unknown field `max`"),
+        (
+            "limits:\n  per_client: {max: 1}\n",
+            "max: unknown key (expected one of max_connections, rate, burst)",
+        ),
     ] {
         let e = error(&with_listener(rest));
         assert!(e.contains(wanted), "{rest}: {e}");

@@ -42,8 +42,11 @@ pub(crate) fn section(raw: RawTls, base: &Path, file: &str, errs: &mut Problems)
             entries.pairs.push((cert, key, line));
         }
     }
-    if let Some(v) = raw.min_version {
-        entries.config.min_version = v.value.0;
+    if let Some(v) = raw
+        .min_version
+        .and_then(|v| errs.keyword(file, &v, "tls.min_version"))
+    {
+        entries.config.min_version = v;
     }
     entries.config.max_handshakes = DEFAULT_MAX_HANDSHAKES;
     if let Some(n) = raw.max_handshakes {

@@ -74,20 +74,25 @@ pub(crate) fn config(
     let limits = super::limits::limits(raw.limits, file, errs);
 
     let mut defaults = Defaults::default();
-    if let Some(allow) = raw.defaults.allow {
-        defaults.allow = cidrs(located(&allow), file, "defaults.allow", errs);
+    if let Some(allow) = &raw.defaults.allow {
+        defaults.allow = cidrs(located(allow), file, "defaults.allow", errs);
     }
-    if let Some(pp) = raw.defaults.proxy_protocol {
-        defaults.proxy_protocol = pp.0;
+    let d = &raw.defaults;
+    if let Some(pp) = d.proxy_protocol.as_ref() {
+        let pp = errs.keyword(file, pp, "defaults.proxy_protocol");
+        defaults.proxy_protocol = pp.unwrap_or(defaults.proxy_protocol);
     }
-    if let Some(balance) = raw.defaults.balance {
-        defaults.balance = balance.0;
+    if let Some(balance) = d.balance.as_ref() {
+        let balance = errs.keyword(file, balance, "defaults.balance");
+        defaults.balance = balance.unwrap_or(defaults.balance);
     }
     if let Some(sticky) = raw.defaults.sticky {
         defaults.sticky = sticky;
     }
-    if let Some(tls) = raw.defaults.tls {
-        defaults.tls = tls.0;
+    if let Some(tls) = d.tls.as_ref() {
+        defaults.tls = errs
+            .keyword(file, tls, "defaults.tls")
+            .unwrap_or(defaults.tls);
     }
     if let Some(u) = raw.defaults.upstream_tls {
         if let Some(n) = &u.value.server_name {
@@ -191,11 +196,17 @@ fn health(raw: RawHealth, file: &str, errs: &mut Problems) -> Health {
 
 fn log(raw: RawLog, file: &str, errs: &mut Problems) -> LogConfig {
     let mut log = LogConfig::default();
-    if let Some(format) = raw.format {
-        log.format = format.0;
+    if let Some(format) = raw
+        .format
+        .and_then(|f| errs.keyword(file, &f, "log.format"))
+    {
+        log.format = format;
     }
-    log.access = match raw.access {
-        Some(access) => access.0,
+    log.access = match raw
+        .access
+        .and_then(|a| errs.keyword(file, &a, "log.access"))
+    {
+        Some(access) => access,
         None => log.format.into(),
     };
     if let Some(sample) = raw.sample {
@@ -299,13 +310,14 @@ fn listener(
             &format!("{field}.trusted"),
             errs,
         );
-        if let Some(mode) = pp.mode {
-            proxy_protocol.mode = mode.value.0;
-            if mode.value.0 != ProxyInMode::Off && pp.trusted.is_empty() {
-                let m = mode.value.0;
+        let mode = pp.mode.as_ref();
+        let known = mode.and_then(|m| errs.keyword(file, m, &format!("{field}.mode")));
+        if let (Some(m), Some(at)) = (known, mode) {
+            proxy_protocol.mode = m;
+            if m != ProxyInMode::Off && pp.trusted.is_empty() {
                 errs.add(
                     file,
-                    Some(&mode.referenced),
+                    Some(&at.referenced),
                     &field,
                     format!("mode {m} needs `trusted`: the CIDRs of the peers (load balancers) allowed to send a PROXY header"),
                 );

@@ -67,6 +67,12 @@ impl FromStr for UpstreamAddr {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
+        // `http://host:8123` is the likeliest slip (ClickHouse is reached by URL elsewhere).
+        if let Some((scheme, _)) = s.split_once("://") {
+            return Err(format!(
+                "an upstream is host[:port], not a URL: drop `{scheme}://`"
+            ));
+        }
         let (host, port) = if let Some(rest) = s.strip_prefix('[') {
             let (ip, after) = rest.split_once(']').ok_or("missing ']'")?;
             ip.parse::<Ipv6Addr>()

@@ -294,3 +294,40 @@ fn a_terminating_chi_without_a_certificate_for_its_names_is_refused() {
         "{merged:?}"
     );
 }
+
+#[test]
+fn a_sharded_cluster_is_discovered_with_a_route_per_shard() {
+    let mut c = chi("ns", "x", "2024-01-01T00:00:00Z", &[]);
+    c["spec"]["configuration"]["clusters"] =
+        json!([{"name": "main", "layout": {"shardsCount": 2, "replicasCount": 2}}]);
+    let mut t = Tracker::new("ch.test", vec![None]);
+    assert!(listed(&mut t, 0, &[c]));
+    let (accepted, merged) = merge::discovered(&[], 0, t.catalog(), |_| None);
+    assert!(merged.refused.is_empty(), "{merged:?}");
+    // The same derivation as `routes from-chi`: CHI, cluster, 2 shards, 4 hosts.
+    assert_eq!(
+        snis(&accepted),
+        [
+            "x.ch.test",
+            "x-main.ch.test",
+            "x-main-shard-0.ch.test",
+            "x-main-shard-1.ch.test",
+            "chi-x-main-0-0.ch.test",
+            "chi-x-main-0-1.ch.test",
+            "chi-x-main-1-0.ch.test",
+            "chi-x-main-1-1.ch.test",
+        ]
+    );
+    let shard = accepted
+        .iter()
+        .find(|r| &*r.name == "ns/x/main/shards/1")
+        .unwrap();
+    let hosts: Vec<&str> = shard.upstreams.iter().map(|u| &*u.host).collect();
+    assert_eq!(
+        hosts,
+        [
+            "chi-x-main-1-0.ns.svc.cluster.local",
+            "chi-x-main-1-1.ns.svc.cluster.local"
+        ]
+    );
+}

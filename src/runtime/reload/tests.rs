@@ -85,7 +85,11 @@ async fn reload_results_are_published_and_old_states_freed() {
     let ReloadResult::Error(e) = &s.result else {
         unreachable!()
     };
-    assert!(e.to_string().contains("\"a.test\" is claimed twice"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("sni: \"a.test\" is already claimed by route"),
+        "{e}"
+    );
     assert_eq!(s.generation, 2);
     assert!(s.last_error.is_some());
     assert!(!s.successful);

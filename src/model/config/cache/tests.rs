@@ -82,7 +82,7 @@ fn unchanged_files_are_reused_changed_ones_parsed_and_checks_still_run() {
     let err = load_reusing(&main, &second.route_files)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("\"a1.test\" is claimed twice"), "{err}");
+    assert!(err.contains("sni: \"a1.test\" is already claimed"), "{err}");
     assert!(err.contains("a.yaml") && err.contains("c.yaml"), "{err}");
 
     // A broken file is not kept; removing files shrinks the set.
@@ -108,9 +108,14 @@ fn json_problems_name_the_file_and_the_route() {
     )
     .unwrap();
     let e = load(&main).unwrap_err();
-    let p = &e.problems()[0];
+    let p = &e.problems()[1];
     assert_eq!(p.line, Some(2), "{e}");
-    assert!(p.message.contains("unknown field `upstrem`"), "{e}");
+    assert!(
+        p.message
+            .contains("upstrem: unknown key (expected one of name, sni, upstream,"),
+        "{e}"
+    );
+    assert!(p.message.ends_with("did you mean \"upstream\"?)"), "{e}");
     fs::write(
         d.join("routes.d/b.json"),
         "{\"routes\": [{\"sni\": \"b.test\", \"upstream\": \"x\", \"allow\": [\"10.0.0.0/33\"]}]}",
@@ -120,7 +125,8 @@ fn json_problems_name_the_file_and_the_route() {
     let b = d.join("routes.d/b.json").display().to_string();
     assert_eq!(
         e.to_string(),
-        format!("{b}: route \"b.test\" (#1): allow: invalid CIDR \"10.0.0.0/33\"")
+        // A JSON file's problems have lines too (read again as YAML on this error path).
+        format!("{b}:1: route \"b.test\" (#1): allow: invalid CIDR \"10.0.0.0/33\"")
     );
     assert_eq!(e.problems()[0].route.as_deref(), Some("b.test"));
     assert_eq!(e.problems()[0].file.as_deref(), Some(b.as_str()));
