@@ -4,7 +4,7 @@ use clap::Parser;
 
 use std::sync::Arc;
 
-use ch_edge_proxy::model::{chi, config};
+use ch_edge_proxy::model::{config, sources};
 use ch_edge_proxy::runtime::resolve::{Resolver, RouteTable};
 use ch_edge_proxy::runtime::server::Server;
 use ch_edge_proxy::surface::access_log::{self, AccessLog};
@@ -43,8 +43,8 @@ fn routes_from_chi(
                 return ExitCode::FAILURE;
             }
         };
-        match chi::routes_from_manifests(&text, namespace, domain) {
-            Ok(r) => routes.extend(r),
+        match sources::routes_from_manifests(&text, namespace, domain) {
+            Ok(r) => routes.extend(r.routes),
             Err(error) => {
                 eprintln!("error: {}: {error:#}", file.display());
                 return ExitCode::FAILURE;

@@ -23,6 +23,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "config",
             "manifests",
             "route",
+            "sources",
             "tls",
         ],
     ),

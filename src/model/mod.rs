@@ -7,6 +7,7 @@
 //! - [`chc`]: ClickHouseCluster manifests → route specs (official operator naming);
 //! - [`annotations`], [`manifests`]: what every Kubernetes source shares (the
 //!   `ch-edge-proxy/*` annotations; multi-document and `kind: List` manifests);
+//! - [`sources`]: manifests of every source at once (`routes from-manifests`);
 //! - [`tls`]: certificates to serve (checked pairs, chosen by name) and CAs to trust.
 //!
 //! Uses the wire layer ([`ch_edge_wire`]) only: no sockets, no async runtime, no metrics.
@@ -19,4 +20,5 @@ pub mod chi;
 pub mod config;
 pub mod manifests;
 pub mod route;
+pub mod sources;
 pub mod tls;
