@@ -4,6 +4,30 @@
 use crate::model::route::RouteSpec;
 use crate::model::{chc, chi, manifests};
 
+/// A kind of Kubernetes object that routes are derived from (`discovery.kubernetes.sources`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SourceKind {
+    /// `clickhouseinstallations.clickhouse.altinity.com` (Altinity operator).
+    Chi,
+    /// `clickhouseclusters.clickhouse.com` (the official operator).
+    ClickHouseCluster,
+}
+
+ch_edge_wire::keywords!(SourceKind {
+    Chi => "chi",
+    ClickHouseCluster => "clickhousecluster",
+});
+
+impl SourceKind {
+    /// The object's kind, as in its manifest.
+    pub fn kind(self) -> &'static str {
+        match self {
+            SourceKind::Chi => chi::KIND,
+            SourceKind::ClickHouseCluster => chc::KIND,
+        }
+    }
+}
+
 /// What one manifest text yields.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct FromManifests {

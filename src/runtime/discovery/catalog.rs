@@ -1,5 +1,6 @@
-//! The ClickHouseInstallations the watches last reported, each with the
-//! routes derived from it, as a pure state machine fed by watch events.
+//! The objects the watches last reported (ClickHouseInstallations and
+//! ClickHouseClusters), each with the routes derived from it, as a pure state
+//! machine fed by watch events.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -7,18 +8,37 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use crate::model::chc;
 use crate::model::route::RouteSpec;
+use crate::model::sources::SourceKind;
 
-/// A CHI's identity: namespace and name.
+/// An object's identity: namespace, name and kind.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ChiKey {
     pub namespace: String,
     pub name: String,
+    pub kind: SourceKind,
 }
 
+impl ChiKey {
+    /// A ClickHouseInstallation's key.
+    #[cfg(test)]
+    pub fn chi(namespace: &str, name: &str) -> ChiKey {
+        ChiKey {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            kind: SourceKind::Chi,
+        }
+    }
+}
+
+/// `ns/name` for a CHI (as ever), `ClickHouseCluster ns/name` for the other kind.
 impl fmt::Display for ChiKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
+        match self.kind {
+            SourceKind::Chi => write!(f, "{}/{}", self.namespace, self.name),
+            other => write!(f, "{} {}/{}", other.kind(), self.namespace, self.name),
+        }
     }
 }
 
@@ -32,6 +52,9 @@ pub struct ChiEntry {
     scope: usize,
     /// The derived routes, or why they could not be derived (CHI skipped).
     pub routes: Result<Vec<RouteSpec>, String>,
+    /// A ClickHouseCluster without TLS: its routes terminate, so a refusal for want of a
+    /// certificate says why they do.
+    pub plaintext_only: bool,
 }
 
 /// A consistent snapshot of every watched CHI.
@@ -74,8 +97,8 @@ pub enum Change {
 #[cfg_attr(not(feature = "k8s"), allow(dead_code))]
 pub struct Tracker {
     domain: String,
-    /// Per watch: the namespace it covers (`None`: all).
-    scopes: Vec<Option<String>>,
+    /// Per watch: the kind it watches and the namespace it covers (`None`: all).
+    scopes: Vec<(SourceKind, Option<String>)>,
     catalog: Catalog,
     /// Per watch: the list being received, until its `ListDone`.
     listing: Vec<Option<BTreeMap<ChiKey, Arc<ChiEntry>>>>,
@@ -86,8 +109,15 @@ pub struct Tracker {
 
 #[cfg_attr(not(feature = "k8s"), allow(dead_code))]
 impl Tracker {
-    /// One scope per watch: `None` watches all namespaces.
+    /// One scope per CHI watch: `None` watches all namespaces.
+    #[cfg(test)]
     pub fn new(domain: &str, scopes: Vec<Option<String>>) -> Tracker {
+        let scopes = scopes.into_iter().map(|ns| (SourceKind::Chi, ns)).collect();
+        Tracker::with_sources(domain, scopes)
+    }
+
+    /// One scope per watch: its kind and namespace (`None`: all namespaces).
+    pub fn with_sources(domain: &str, scopes: Vec<(SourceKind, Option<String>)>) -> Tracker {
         let n = scopes.len();
         Tracker {
             domain: domain.to_owned(),
@@ -173,12 +203,13 @@ impl Tracker {
         Some(ChiKey {
             namespace: namespace.to_owned(),
             name: name.to_owned(),
+            kind: self.scopes.get(scope)?.0,
         })
     }
 
     fn default_namespace(&self, scope: usize) -> &str {
         match self.scopes.get(scope) {
-            Some(Some(ns)) => ns,
+            Some((_, Some(ns))) => ns,
             _ => "default",
         }
     }
@@ -187,7 +218,8 @@ impl Tracker {
     fn entry(&self, scope: usize, obj: &Value) -> Option<(ChiKey, Arc<ChiEntry>)> {
         let Some(key) = self.key(scope, obj) else {
             tracing::warn!(
-                "kubernetes discovery: ClickHouseInstallation without metadata.name ignored"
+                kind = self.scopes.get(scope).map_or("", |s| s.0.kind()),
+                "kubernetes discovery: object without metadata.name ignored"
             );
             return None;
         };
@@ -197,22 +229,32 @@ impl Tracker {
             .filter(|t| !t.is_empty())
             .map(str::to_owned);
         let source: std::sync::Arc<str> = format!("kubernetes:{key}").into();
-        let routes = crate::model::chi::routes_for_chi(obj, &key.namespace, &self.domain)
-            .map(|routes| {
-                routes
-                    .into_iter()
-                    .map(|r| RouteSpec {
-                        source: source.clone(),
-                        ..r
-                    })
-                    .collect()
-            })
-            .map_err(|e| format!("{e:#}"));
+        let mut plaintext_only = false;
+        let routes = match key.kind {
+            SourceKind::Chi => crate::model::chi::routes_for_chi(obj, &key.namespace, &self.domain)
+                .map_err(|e| format!("{e:#}")),
+            SourceKind::ClickHouseCluster => chc::Cluster::from_object(obj, &key.namespace)
+                .and_then(|c| {
+                    plaintext_only = c.plaintext_only();
+                    // Every replica counts as ready: pods are not watched (yet).
+                    c.routes(&self.domain, &Default::default())
+                })
+                .map_err(|e| e.to_string()),
+        };
+        let routes = routes.map(|routes| {
+            routes
+                .into_iter()
+                .map(|r| RouteSpec {
+                    source: source.clone(),
+                    ..r
+                })
+                .collect()
+        });
         if let Err(error) = &routes {
             tracing::warn!(
-                chi = %key,
+                object = %key,
                 error = error.as_str(),
-                "kubernetes discovery: cannot derive routes; CHI skipped"
+                "kubernetes discovery: cannot derive routes; object skipped"
             );
         }
         Some((
@@ -221,6 +263,7 @@ impl Tracker {
                 created,
                 scope,
                 routes,
+                plaintext_only,
             }),
         ))
     }

@@ -1,5 +1,7 @@
-//! The watcher task: kube-rs watches of `clickhouseinstallations` (one over
-//! all namespaces, or one per listed namespace), fed into a [`Tracker`].
+//! The watcher task: kube-rs watches of each source kind
+//! (`clickhouseinstallations.clickhouse.altinity.com`,
+//! `clickhouseclusters.clickhouse.com`), one over all namespaces or one per
+//! listed namespace, fed into a [`Tracker`].
 //!
 //! Each watch is a [`watch_stream::watch`]: kube's watcher relists after a
 //! watch expires (410 Gone, in the stream or as the watch request's status)
@@ -22,9 +24,16 @@ use super::watch_stream;
 use crate::model::config::KubernetesDiscovery;
 use crate::runtime::meters;
 
-const GROUP: &str = "clickhouse.altinity.com";
-const VERSION: &str = "v1";
-const PLURAL: &str = "clickhouseinstallations";
+use crate::model::sources::SourceKind;
+
+/// `(group, version, plural)` of a source kind's resource.
+fn resource_of(kind: SourceKind) -> ApiResource {
+    let (group, version, plural) = match kind {
+        SourceKind::Chi => ("clickhouse.altinity.com", "v1", "clickhouseinstallations"),
+        SourceKind::ClickHouseCluster => ("clickhouse.com", "v1alpha1", "clickhouseclusters"),
+    };
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind.kind()), plural)
+}
 
 /// Between attempts to build a client (no kubeconfig, no in-cluster token).
 const CLIENT_RETRY: Duration = Duration::from_secs(5);
@@ -47,20 +56,22 @@ pub(super) async fn run(settings: KubernetesDiscovery, tx: watch::Sender<Option<
             }
         }
     };
-    let resource = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk(GROUP, VERSION, crate::model::chi::KIND),
-        PLURAL,
-    );
-    let scopes: Vec<Option<String>> = if settings.namespaces.is_empty() {
+    let namespaces: Vec<Option<String>> = if settings.namespaces.is_empty() {
         vec![None]
     } else {
         settings.namespaces.iter().cloned().map(Some).collect()
     };
+    let scopes: Vec<(SourceKind, Option<String>)> = settings
+        .sources
+        .iter()
+        .flat_map(|&kind| namespaces.iter().map(move |ns| (kind, ns.clone())))
+        .collect();
     let mut config = watch_stream::config(silence);
     if !settings.label_selector.is_empty() {
         config = config.labels(&settings.label_selector);
     }
-    let watches = scopes.iter().enumerate().map(|(scope, ns)| {
+    let watches = scopes.iter().enumerate().map(|(scope, (kind, ns))| {
+        let resource = resource_of(*kind);
         let api: Api<DynamicObject> = match ns {
             Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
             None => Api::all_with(client.clone(), &resource),
@@ -71,18 +82,19 @@ pub(super) async fn run(settings: KubernetesDiscovery, tx: watch::Sender<Option<
     });
     let mut events = stream::select_all(watches);
     tracing::info!(
+        sources = ?settings.sources.iter().map(|s| s.keyword()).collect::<Vec<_>>(),
         namespaces = ?settings.namespaces,
         label_selector = settings.label_selector.as_str(),
         domain = settings.domain.as_str(),
         stall_timeout = ?silence,
-        "kubernetes discovery: watching ClickHouseInstallations"
+        "kubernetes discovery: watching"
     );
-    let mut tracker = Tracker::new(&settings.domain, scopes.clone());
+    let mut tracker = Tracker::with_sources(&settings.domain, scopes.clone());
     while let Some((scope, event)) = events.next().await {
         let change = match event {
             Ok(event) => change(event),
             Err(error) => {
-                watch_stream::log_error(&error, scopes[scope].as_deref());
+                watch_stream::log_error(&error, scopes[scope].1.as_deref());
                 continue;
             }
         };

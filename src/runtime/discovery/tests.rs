@@ -76,10 +76,7 @@ fn apply_and_delete_change_one_entry_and_no_op_updates_are_quiet() {
     let mut status = demo.clone();
     status["status"] = json!({"state": "Completed"});
     assert!(!t.apply(0, Change::Applied(status)));
-    let entry = &t.catalog().chis[&ChiKey {
-        namespace: "ns".into(),
-        name: "demo".into(),
-    }];
+    let entry = &t.catalog().chis[&ChiKey::chi("ns", "demo")];
     let routes = entry.routes.as_ref().unwrap();
     assert_eq!(
         snis(routes),
@@ -293,4 +290,113 @@ fn a_terminating_chi_without_a_certificate_for_its_names_is_refused() {
             .contains("no certificate in tls.certificates covers \"x-cluster.ch.test\""),
         "{merged:?}"
     );
+}
+
+fn cluster(ns: &str, name: &str, spec: Value) -> Value {
+    json!({
+        "apiVersion": "clickhouse.com/v1alpha1",
+        "kind": "ClickHouseCluster",
+        "metadata": {"namespace": ns, "name": name, "creationTimestamp": "2024-01-01T00:00:00Z"},
+        "spec": spec,
+    })
+}
+
+#[test]
+fn clickhouseclusters_are_tracked_beside_chis_and_refused_with_a_reason() {
+    use crate::model::config::uncovered;
+    use crate::model::route::Defaults;
+    use crate::model::sources::SourceKind;
+
+    let mut t = Tracker::with_sources(
+        "ch.test",
+        vec![
+            (SourceKind::Chi, None),
+            (SourceKind::ClickHouseCluster, None),
+        ],
+    );
+    assert!(!listed(
+        &mut t,
+        0,
+        &[chi("ns", "demo", "2024-01-01T00:00:00Z", &[])]
+    ));
+    let tls = json!({"replicas": 1, "settings": {"tls": {"enabled": true}}});
+    // Same name as the CHI, another kind: two objects.
+    assert!(listed(
+        &mut t,
+        1,
+        &[
+            cluster("ns", "demo", tls),
+            cluster("ns", "plain", json!({"replicas": 1}))
+        ]
+    ));
+    let keys: Vec<String> = t.catalog().chis.keys().map(|k| k.to_string()).collect();
+    assert_eq!(
+        keys,
+        [
+            "ns/demo",
+            "ClickHouseCluster ns/demo",
+            "ClickHouseCluster ns/plain"
+        ]
+    );
+    let defaults = Defaults::default();
+    let none = crate::model::tls::CertStore::new(vec![]);
+    let (accepted, merged) =
+        merge::discovered(&[], 0, t.catalog(), |r| uncovered(r, &defaults, &none));
+    assert_eq!((merged.chis, merged.clusters), (1, 2));
+    // The CHI is older by name order and keeps demo.ch.test; the cluster's own names stay.
+    assert!(
+        snis(&accepted).contains(&"demo-clickhouse-0-0.ch.test"),
+        "{merged:?}"
+    );
+    let refused: Vec<(&str, SourceKind, RefusalReason)> = merged
+        .refused
+        .iter()
+        .map(|r| (r.route.as_str(), r.kind, r.reason))
+        .collect();
+    assert_eq!(
+        refused,
+        [
+            (
+                "ns/demo",
+                SourceKind::ClickHouseCluster,
+                RefusalReason::SniClaimed
+            ),
+            (
+                "ns/plain",
+                SourceKind::ClickHouseCluster,
+                RefusalReason::NoCertificate
+            ),
+            (
+                "ns/plain/shard-0",
+                SourceKind::ClickHouseCluster,
+                RefusalReason::NoCertificate
+            ),
+            (
+                "ns/plain/0-0",
+                SourceKind::ClickHouseCluster,
+                RefusalReason::NoCertificate
+            ),
+        ],
+        "{merged:?}"
+    );
+    assert!(
+        merged.refused[1].detail.contains("has no TLS"),
+        "{merged:?}"
+    );
+    let json = Report::default().next(
+        &crate::model::config::KubernetesDiscovery {
+            enabled: true,
+            ..Default::default()
+        },
+        Some(merged),
+    );
+    assert_eq!(json.to_json()["refused"][1]["kind"], "clickhousecluster");
+    assert_eq!(
+        json.to_json()["refused"][1]["chi"],
+        "ClickHouseCluster ns/plain"
+    );
+    // A wildcard certificate serves the plaintext cluster's names.
+    let wide = certificates_for(&["*.ch.test"]);
+    let (_, merged) = merge::discovered(&[], 0, t.catalog(), |r| uncovered(r, &defaults, &wide));
+    assert_eq!(merged.refused.len(), 1, "{merged:?}");
 }
