@@ -786,3 +786,57 @@ async fn a_clickhousecluster_without_tls_or_certificate_is_refused_with_a_reason
     });
     assert_eq!(line["reason"], "no_certificate", "{line}");
 }
+
+/// A pod of the sample cluster as the operator labels it, `Ready` or not.
+fn sample_pod(replica: u32, ready: bool) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": format!("sample-clickhouse-0-{replica}-0"),
+            "namespace": NS,
+            "uid": format!("uid-pod-{replica}"),
+            "labels": {
+                "app": "sample-clickhouse",
+                "clickhouse.com/role": "clickhouse-server",
+                "clickhouse.com/shard-id": "0",
+                "clickhouse.com/replica-id": replica.to_string(),
+            },
+        },
+        "status": {"conditions": [
+            {"type": "Ready", "status": if ready { "True" } else { "False" }},
+        ]},
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clickhousecluster_replica_whose_pod_is_not_ready_leaves_the_balanced_routes() {
+    let backend = TlsBackend::start(false).await;
+    let fake = FakeKube::start().await;
+    fake.apply(sample_cluster(2));
+    fake.apply(sample_pod(0, true));
+    fake.apply(sample_pod(1, false));
+    let (mut proxy, _dir) = start(&fake, &config_with_clusters(backend.addr.port()));
+    discovery_ok(&mut proxy, "routes", json!(4));
+    let requests = fake.requests();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.starts_with("/api/v1/namespaces/ch/pods?")
+                && r.contains("labelSelector=clickhouse.com%2Frole%3Dclickhouse-server")),
+        "{requests:?}"
+    );
+    assert_eq!(upstream_hosts(&proxy, "ch/sample"), [pod(0)]);
+    assert_eq!(upstream_hosts(&proxy, "ch/sample/shard-0"), [pod(0)]);
+    assert_eq!(upstream_hosts(&proxy, "ch/sample/0-1"), [pod(1)]);
+
+    // The pod turns ready: balanced over both.
+    fake.wait_watches_open(3).await;
+    fake.apply(sample_pod(1, true));
+    discovery_ok(&mut proxy, "routes", json!(4));
+    assert_eq!(upstream_hosts(&proxy, "ch/sample"), [pod(0), pod(1)]);
+    // The first pod is deleted (rescheduling): out until it is back.
+    fake.delete_pod(NS, "sample-clickhouse-0-0-0");
+    discovery_ok(&mut proxy, "routes", json!(4));
+    assert_eq!(upstream_hosts(&proxy, "ch/sample"), [pod(1)]);
+}

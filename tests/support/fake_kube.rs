@@ -24,7 +24,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Notify};
 
 /// `(API path, plural, kind)` of every resource served.
-const RESOURCES: [(&str, &str, &str); 2] = [
+const RESOURCES: [(&str, &str, &str); 3] = [
     (
         "/apis/clickhouse.altinity.com/v1",
         "clickhouseinstallations",
@@ -35,6 +35,7 @@ const RESOURCES: [(&str, &str, &str); 2] = [
         "clickhouseclusters",
         "ClickHouseCluster",
     ),
+    ("/api/v1", "pods", "Pod"),
 ];
 
 /// The plural of `obj`'s kind.
@@ -167,6 +168,11 @@ impl FakeKube {
     /// Deletes a CHI without an event.
     pub fn delete_silently(&self, namespace: &str, name: &str) {
         self.remove("clickhouseinstallations", namespace, name, false);
+    }
+
+    /// Deletes a pod, sending DELETED to open watches.
+    pub fn delete_pod(&self, namespace: &str, name: &str) {
+        self.remove("pods", namespace, name, true);
     }
 
     /// Deletes a ClickHouseCluster, sending DELETED to open watches.
@@ -412,7 +418,7 @@ impl FakeKube {
         let items: Vec<&Value> = inner.objects.values().filter(|c| selects(c)).collect();
         let (prefix, _, kind) = RESOURCES.iter().find(|r| r.1 == resource).unwrap();
         let list = json!({
-            "apiVersion": prefix.trim_start_matches("/apis/"),
+            "apiVersion": prefix.trim_start_matches("/apis/").trim_start_matches("/api/"),
             "kind": format!("{kind}List"),
             "metadata": {"resourceVersion": inner.resource_version.to_string()},
             "items": items,

@@ -647,8 +647,9 @@ def test_clickhousecluster_source_gets_its_rbac_and_config():
             "resources": ["clickhouseclusters"],
             "verbs": ["get", "list", "watch"],
         },
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
     ]
     only = copy.deepcopy(VARIANTS["discovery"])
     only["discovery"]["kubernetes"]["sources"] = ["clickhousecluster"]
     (role,) = by_kind(render(only), "ClusterRole")
-    assert [r["resources"] for r in role["rules"]] == [["clickhouseclusters"]]
+    assert [r["resources"] for r in role["rules"]] == [["clickhouseclusters"], ["pods"]]

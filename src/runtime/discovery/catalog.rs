@@ -8,9 +8,19 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use super::readiness::{Pods, Touched};
 use crate::model::chc;
 use crate::model::route::RouteSpec;
 use crate::model::sources::SourceKind;
+
+/// What one watch reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Feed {
+    /// Objects of a source kind.
+    Objects(SourceKind),
+    /// The official operator's ClickHouse pods, for their clusters' readiness.
+    Pods,
+}
 
 /// An object's identity: namespace, name and kind.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -55,6 +65,8 @@ pub struct ChiEntry {
     /// A ClickHouseCluster without TLS: its routes terminate, so a refusal for want of a
     /// certificate says why they do.
     pub plaintext_only: bool,
+    /// A ClickHouseCluster as read, to derive its routes again when its pods' readiness changes.
+    cluster: Option<chc::Cluster>,
 }
 
 /// A consistent snapshot of every watched CHI.
@@ -97,8 +109,11 @@ pub enum Change {
 #[cfg_attr(not(feature = "k8s"), allow(dead_code))]
 pub struct Tracker {
     domain: String,
-    /// Per watch: the kind it watches and the namespace it covers (`None`: all).
-    scopes: Vec<(SourceKind, Option<String>)>,
+    /// Per watch: what it watches and the namespace it covers (`None`: all).
+    scopes: Vec<(Feed, Option<String>)>,
+    /// What the pod watches reported; with no pod watch every replica counts as ready.
+    pods: Pods,
+    pods_watched: bool,
     catalog: Catalog,
     /// Per watch: the list being received, until its `ListDone`.
     listing: Vec<Option<BTreeMap<ChiKey, Arc<ChiEntry>>>>,
@@ -116,12 +131,25 @@ impl Tracker {
         Tracker::with_sources(domain, scopes)
     }
 
-    /// One scope per watch: its kind and namespace (`None`: all namespaces).
+    /// One scope per watch of objects: its kind and namespace (`None`: all namespaces).
+    #[cfg(test)]
     pub fn with_sources(domain: &str, scopes: Vec<(SourceKind, Option<String>)>) -> Tracker {
+        let feeds = scopes
+            .into_iter()
+            .map(|(kind, ns)| (Feed::Objects(kind), ns))
+            .collect();
+        Tracker::with_feeds(domain, feeds)
+    }
+
+    /// One scope per watch: what it reports and its namespace (`None`: all namespaces).
+    pub fn with_feeds(domain: &str, scopes: Vec<(Feed, Option<String>)>) -> Tracker {
         let n = scopes.len();
+        let pods_watched = scopes.iter().any(|(feed, _)| *feed == Feed::Pods);
         Tracker {
             domain: domain.to_owned(),
             scopes,
+            pods: Pods::default(),
+            pods_watched,
             catalog: Catalog::default(),
             listing: vec![None; n],
             listed: vec![false; n],
@@ -133,8 +161,24 @@ impl Tracker {
     /// published: it changed, every watch has listed once, and no partial
     /// list is pending. Events of an unknown scope are ignored.
     pub fn apply(&mut self, scope: usize, change: Change) -> bool {
-        if scope >= self.scopes.len() {
+        let Some((feed, _)) = self.scopes.get(scope) else {
             return false;
+        };
+        if *feed == Feed::Pods {
+            let list_done = matches!(change, Change::ListDone);
+            let changed = match self.pods.apply(scope, change) {
+                Touched::Nothing => false,
+                Touched::Namespace(ns) => self.rederive(Some(&ns)),
+                Touched::All => self.rederive(None),
+            };
+            if list_done {
+                if let Some(l) = self.listed.get_mut(scope) {
+                    *l = true;
+                }
+            }
+            let publish = self.synced() && (changed || !self.published);
+            self.published |= publish;
+            return publish;
         }
         let changed = match change {
             Change::Restart => {
@@ -203,7 +247,10 @@ impl Tracker {
         Some(ChiKey {
             namespace: namespace.to_owned(),
             name: name.to_owned(),
-            kind: self.scopes.get(scope)?.0,
+            kind: match self.scopes.get(scope)?.0 {
+                Feed::Objects(kind) => kind,
+                Feed::Pods => return None,
+            },
         })
     }
 
@@ -218,7 +265,7 @@ impl Tracker {
     fn entry(&self, scope: usize, obj: &Value) -> Option<(ChiKey, Arc<ChiEntry>)> {
         let Some(key) = self.key(scope, obj) else {
             tracing::warn!(
-                kind = self.scopes.get(scope).map_or("", |s| s.0.kind()),
+                scope,
                 "kubernetes discovery: object without metadata.name ignored"
             );
             return None;
@@ -228,28 +275,20 @@ impl Tracker {
             .and_then(Value::as_str)
             .filter(|t| !t.is_empty())
             .map(str::to_owned);
-        let source: std::sync::Arc<str> = format!("kubernetes:{key}").into();
-        let mut plaintext_only = false;
+        let mut cluster = None;
         let routes = match key.kind {
             SourceKind::Chi => crate::model::chi::routes_for_chi(obj, &key.namespace, &self.domain)
+                .map(|routes| with_source(routes, &key))
                 .map_err(|e| format!("{e:#}")),
-            SourceKind::ClickHouseCluster => chc::Cluster::from_object(obj, &key.namespace)
-                .and_then(|c| {
-                    plaintext_only = c.plaintext_only();
-                    // Every replica counts as ready: pods are not watched (yet).
-                    c.routes(&self.domain, &Default::default())
-                })
-                .map_err(|e| e.to_string()),
+            SourceKind::ClickHouseCluster => match chc::Cluster::from_object(obj, &key.namespace) {
+                Ok(c) => {
+                    let routes = self.cluster_routes(&c, &key);
+                    cluster = Some(c);
+                    routes
+                }
+                Err(e) => Err(e.to_string()),
+            },
         };
-        let routes = routes.map(|routes| {
-            routes
-                .into_iter()
-                .map(|r| RouteSpec {
-                    source: source.clone(),
-                    ..r
-                })
-                .collect()
-        });
         if let Err(error) = &routes {
             tracing::warn!(
                 object = %key,
@@ -263,8 +302,59 @@ impl Tracker {
                 created,
                 scope,
                 routes,
-                plaintext_only,
+                plaintext_only: cluster.as_ref().is_some_and(chc::Cluster::plaintext_only),
+                cluster,
             }),
         ))
     }
+
+    /// A ClickHouseCluster's routes, its not-ready replicas left out of the balanced ones.
+    fn cluster_routes(&self, c: &chc::Cluster, key: &ChiKey) -> Result<Vec<RouteSpec>, String> {
+        let not_ready = if self.pods_watched {
+            self.pods.not_ready(c)
+        } else {
+            Default::default()
+        };
+        c.routes(&self.domain, &not_ready)
+            .map(|routes| with_source(routes, key))
+            .map_err(|e| e.to_string())
+    }
+
+    /// Derives the ClickHouseClusters of `namespace` (`None`: all) again after their pods
+    /// changed; true if any route changed.
+    fn rederive(&mut self, namespace: Option<&str>) -> bool {
+        let mut updates = Vec::new();
+        for (key, entry) in &self.catalog.chis {
+            let Some(c) = &entry.cluster else { continue };
+            if namespace.is_some_and(|ns| ns != key.namespace) {
+                continue;
+            }
+            let routes = self.cluster_routes(c, key);
+            if routes != entry.routes {
+                let entry = ChiEntry {
+                    created: entry.created.clone(),
+                    scope: entry.scope,
+                    routes,
+                    plaintext_only: entry.plaintext_only,
+                    cluster: entry.cluster.clone(),
+                };
+                updates.push((key.clone(), Arc::new(entry)));
+            }
+        }
+        let changed = !updates.is_empty();
+        self.catalog.chis.extend(updates);
+        changed
+    }
+}
+
+/// `routes` with the `source` of discovered routes: `kubernetes:<key>`.
+fn with_source(routes: Vec<RouteSpec>, key: &ChiKey) -> Vec<RouteSpec> {
+    let source: Arc<str> = format!("kubernetes:{key}").into();
+    routes
+        .into_iter()
+        .map(|r| RouteSpec {
+            source: source.clone(),
+            ..r
+        })
+        .collect()
 }

@@ -18,21 +18,33 @@ use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
 use kube::runtime::watcher::Event;
 use tokio::sync::watch;
 
-use super::catalog::{Catalog, Change, Tracker};
+use super::catalog::{Catalog, Change, Feed, Tracker};
 use super::kube_client;
+use super::readiness;
 use super::watch_stream;
 use crate::model::config::KubernetesDiscovery;
 use crate::runtime::meters;
 
 use crate::model::sources::SourceKind;
 
-/// `(group, version, plural)` of a source kind's resource.
-fn resource_of(kind: SourceKind) -> ApiResource {
-    let (group, version, plural) = match kind {
-        SourceKind::Chi => ("clickhouse.altinity.com", "v1", "clickhouseinstallations"),
-        SourceKind::ClickHouseCluster => ("clickhouse.com", "v1alpha1", "clickhouseclusters"),
+/// The resource a feed watches.
+fn resource_of(feed: Feed) -> ApiResource {
+    let (group, version, kind, plural) = match feed {
+        Feed::Objects(SourceKind::Chi) => (
+            "clickhouse.altinity.com",
+            "v1",
+            SourceKind::Chi.kind(),
+            "clickhouseinstallations",
+        ),
+        Feed::Objects(SourceKind::ClickHouseCluster) => (
+            "clickhouse.com",
+            "v1alpha1",
+            SourceKind::ClickHouseCluster.kind(),
+            "clickhouseclusters",
+        ),
+        Feed::Pods => ("", "v1", "Pod", "pods"),
     };
-    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind.kind()), plural)
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
 }
 
 /// Between attempts to build a client (no kubeconfig, no in-cluster token).
@@ -61,22 +73,32 @@ pub(super) async fn run(settings: KubernetesDiscovery, tx: watch::Sender<Option<
     } else {
         settings.namespaces.iter().cloned().map(Some).collect()
     };
-    let scopes: Vec<(SourceKind, Option<String>)> = settings
-        .sources
+    // ClickHouseClusters' readiness comes from their pods (the user's label selector picks
+    // clusters, not pods).
+    let mut feeds: Vec<Feed> = settings.sources.iter().map(|&k| Feed::Objects(k)).collect();
+    if settings.sources.contains(&SourceKind::ClickHouseCluster) {
+        feeds.push(Feed::Pods);
+    }
+    let scopes: Vec<(Feed, Option<String>)> = feeds
         .iter()
-        .flat_map(|&kind| namespaces.iter().map(move |ns| (kind, ns.clone())))
+        .flat_map(|&feed| namespaces.iter().map(move |ns| (feed, ns.clone())))
         .collect();
     let mut config = watch_stream::config(silence);
+    let pod_config = config.clone().labels(readiness::POD_SELECTOR);
     if !settings.label_selector.is_empty() {
         config = config.labels(&settings.label_selector);
     }
-    let watches = scopes.iter().enumerate().map(|(scope, (kind, ns))| {
-        let resource = resource_of(*kind);
+    let watches = scopes.iter().enumerate().map(|(scope, (feed, ns))| {
+        let resource = resource_of(*feed);
         let api: Api<DynamicObject> = match ns {
             Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
             None => Api::all_with(client.clone(), &resource),
         };
-        watch_stream::watch(api, config.clone())
+        let config = match feed {
+            Feed::Pods => pod_config.clone(),
+            Feed::Objects(_) => config.clone(),
+        };
+        watch_stream::watch(api, config)
             .map(move |event| (scope, event))
             .boxed()
     });
@@ -89,7 +111,7 @@ pub(super) async fn run(settings: KubernetesDiscovery, tx: watch::Sender<Option<
         stall_timeout = ?silence,
         "kubernetes discovery: watching"
     );
-    let mut tracker = Tracker::with_sources(&settings.domain, scopes.clone());
+    let mut tracker = Tracker::with_feeds(&settings.domain, scopes.clone());
     while let Some((scope, event)) = events.next().await {
         let change = match event {
             Ok(event) => change(event),

@@ -13,6 +13,7 @@ mod kube_client;
 #[cfg(feature = "k8s")]
 mod kube_watch;
 pub mod merge;
+pub mod readiness;
 #[cfg(feature = "k8s")]
 mod watch_stream;
 

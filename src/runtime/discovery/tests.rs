@@ -400,3 +400,66 @@ fn clickhouseclusters_are_tracked_beside_chis_and_refused_with_a_reason() {
     let (_, merged) = merge::discovered(&[], 0, t.catalog(), |r| uncovered(r, &defaults, &wide));
     assert_eq!(merged.refused.len(), 1, "{merged:?}");
 }
+
+fn pod(name: &str, ready: bool) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"namespace": "ns", "name": name},
+        "status": {"conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]},
+    })
+}
+
+#[test]
+fn a_clickhouseclusters_unready_pods_leave_its_balanced_routes() {
+    use super::catalog::Feed;
+    use crate::model::sources::SourceKind;
+
+    let mut t = Tracker::with_feeds(
+        "ch.test",
+        vec![
+            (Feed::Objects(SourceKind::ClickHouseCluster), None),
+            (Feed::Pods, None),
+        ],
+    );
+    let c = cluster(
+        "ns",
+        "c",
+        json!({"replicas": 2, "settings": {"tls": {"enabled": true}}}),
+    );
+    assert!(!listed(&mut t, 0, &[c]), "the pods have not listed yet");
+    assert!(listed(
+        &mut t,
+        1,
+        &[
+            pod("c-clickhouse-0-0-0", true),
+            pod("c-clickhouse-0-1-0", false)
+        ]
+    ));
+    let upstreams = |t: &Tracker, route: &str| -> Vec<String> {
+        let (_, entry) = t.catalog().in_claim_order()[0];
+        let routes = entry.routes.as_ref().unwrap();
+        let r = routes.iter().find(|r| &*r.name == route).unwrap();
+        r.upstreams
+            .iter()
+            .map(|u| u.host.split('.').next().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(upstreams(&t, "ns/c"), ["c-clickhouse-0-0-0"]);
+    assert_eq!(upstreams(&t, "ns/c/shard-0"), ["c-clickhouse-0-0-0"]);
+    assert_eq!(
+        upstreams(&t, "ns/c/0-1"),
+        ["c-clickhouse-0-1-0"],
+        "its own route stays"
+    );
+    // Ready now: back in the balanced routes; a repeat changes nothing.
+    assert!(t.apply(1, Change::Applied(pod("c-clickhouse-0-1-0", true))));
+    assert!(!t.apply(1, Change::Applied(pod("c-clickhouse-0-1-0", true))));
+    assert_eq!(
+        upstreams(&t, "ns/c"),
+        ["c-clickhouse-0-0-0", "c-clickhouse-0-1-0"]
+    );
+    // The first pod goes away.
+    assert!(t.apply(1, Change::Deleted(pod("c-clickhouse-0-0-0", true))));
+    assert_eq!(upstreams(&t, "ns/c"), ["c-clickhouse-0-1-0"]);
+}
