@@ -15,6 +15,7 @@ use crate::model::sources::SourceKind;
 
 /// What one watch reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(feature = "k8s"), allow(dead_code))]
 pub enum Feed {
     /// Objects of a source kind.
     Objects(SourceKind),

@@ -10,6 +10,7 @@ use super::catalog::Change;
 use crate::model::chc::{naming, Cluster, ReplicaId};
 
 /// The label selector of the pod watches: the official operator's ClickHouse server pods.
+#[cfg_attr(not(feature = "k8s"), allow(dead_code))]
 pub const POD_SELECTOR: &str = "clickhouse.com/role=clickhouse-server";
 
 /// A pod: namespace and name.
