@@ -649,3 +649,194 @@ async fn quiet_healthy_watches_are_not_stalled() {
     assert_eq!(wait_discovery(&mut proxy)["result"], "ok");
     reaches(addr, "b.ch.test", &mut backend).await;
 }
+
+/// The ClickHouseCluster of the official operator's sample `examples/cluster_with_ssl.yaml`
+/// (tests/fixtures/chc), placed in namespace `ch` with the selected label and `replicas`.
+fn sample_cluster(replicas: u64) -> Value {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/chc/cluster_with_ssl.yaml"
+    ))
+    .unwrap();
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&text).unwrap();
+    let mut cluster = docs
+        .into_iter()
+        .find(|d| d["kind"] == "ClickHouseCluster")
+        .expect("the sample has a ClickHouseCluster");
+    cluster["metadata"]["namespace"] = json!(NS);
+    cluster["metadata"]["labels"] = json!({"team": "ch"});
+    cluster["metadata"]["uid"] = json!("uid-sample");
+    cluster["metadata"]["creationTimestamp"] = json!("2024-03-01T00:00:00Z");
+    cluster["spec"]["replicas"] = json!(replicas);
+    cluster
+}
+
+fn config_with_clusters(upstream_port: u16) -> String {
+    config(upstream_port, "").replace(
+        "    label_selector: team=ch\n",
+        "    label_selector: team=ch\n    sources: [chi, clickhousecluster]\n",
+    )
+}
+
+/// `upstreams[].host` of the live route `name`.
+fn upstream_hosts(proxy: &Proxy, name: &str) -> Vec<String> {
+    let routes = routes_json(proxy);
+    let route = routes["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == name)
+        .unwrap_or_else(|| panic!("no route {name}: {routes}"));
+    route["upstreams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["host"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn pod(replica: u32) -> String {
+    format!("sample-clickhouse-0-{replica}-0.sample-clickhouse-headless.ch.svc.cluster.local")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clickhousecluster_add_modify_delete_follow_the_api() {
+    let backend = TlsBackend::start(false).await;
+    let fake = FakeKube::start().await;
+    fake.apply(chi("alpha", "2024-01-01T00:00:00Z", &[]));
+    let (mut proxy, _dir) = start(&fake, &config_with_clusters(backend.addr.port()));
+    let addr = proxy.addr("native");
+    discovery_ok(&mut proxy, "routes", json!(3));
+    let requests = fake.requests();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r
+                .starts_with("/apis/clickhouse.com/v1alpha1/namespaces/ch/clickhouseclusters?")),
+        "{requests:?}"
+    );
+
+    // Added: the cluster's, its shard's and its replica's routes.
+    fake.wait_watches_open(2).await;
+    fake.apply(sample_cluster(1));
+    discovery_ok(&mut proxy, "routes", json!(6));
+    let source = "kubernetes:ClickHouseCluster ch/sample";
+    let routes = live_routes(&proxy);
+    for name in ["ch/sample", "ch/sample/shard-0", "ch/sample/0-0"] {
+        assert!(
+            routes.contains(&(name.to_owned(), source.to_owned())),
+            "{name}: {routes:?}"
+        );
+    }
+    assert_eq!(upstream_hosts(&proxy, "ch/sample"), [pod(0)]);
+    let routes = routes_json(&proxy);
+    assert_eq!(routes["discovery"]["clickhouseclusters"], 1, "{routes}");
+    // The name is routed (the pod name does not resolve here: not `unrecognized_name`).
+    let refused = tls_connect(addr, b"", Some("sample-clickhouse-0-0.ch.test")).await;
+    assert_ne!(
+        alert_of(refused),
+        rustls::AlertDescription::UnrecognisedName
+    );
+
+    // Modified: replicas 1 → 2, the new replica is routed and balanced over.
+    fake.apply(sample_cluster(2));
+    discovery_ok(&mut proxy, "routes", json!(7));
+    assert_eq!(upstream_hosts(&proxy, "ch/sample"), [pod(0), pod(1)]);
+    assert_eq!(
+        upstream_hosts(&proxy, "ch/sample/shard-0"),
+        [pod(0), pod(1)]
+    );
+    assert_eq!(upstream_hosts(&proxy, "ch/sample/0-1"), [pod(1)]);
+
+    // Deleted: gone; the CHI stays.
+    fake.delete_cluster(NS, "sample");
+    discovery_ok(&mut proxy, "routes", json!(3));
+    assert!(!has_route(&proxy, "ch/sample"));
+    assert!(has_route(&proxy, "ch/alpha"));
+    let gone = tls_connect(addr, b"", Some("sample.ch.test")).await;
+    assert_eq!(alert_of(gone), rustls::AlertDescription::UnrecognisedName);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clickhousecluster_without_tls_or_certificate_is_refused_with_a_reason() {
+    let backend = TlsBackend::start(false).await;
+    let fake = FakeKube::start().await;
+    let mut plain = sample_cluster(1);
+    plain["spec"]["settings"] = json!(null);
+    fake.apply(plain);
+    let (mut proxy, _dir) = start(&fake, &config_with_clusters(backend.addr.port()));
+    discovery_ok(&mut proxy, "routes", json!(0));
+    let routes = routes_json(&proxy);
+    let refused = routes["discovery"]["refused"].as_array().unwrap();
+    assert_eq!(refused.len(), 3, "{routes}");
+    for r in refused {
+        assert_eq!(
+            (&r["kind"], &r["chi"], &r["reason"]),
+            (
+                &json!("clickhousecluster"),
+                &json!("ClickHouseCluster ch/sample"),
+                &json!("no_certificate")
+            ),
+            "{r}"
+        );
+        assert!(r["detail"].as_str().unwrap().contains("has no TLS"), "{r}");
+    }
+    let line = proxy.wait_log(|l| {
+        l["message"] == "kubernetes discovery: route refused" && l["kind"] == "clickhousecluster"
+    });
+    assert_eq!(line["reason"], "no_certificate", "{line}");
+}
+
+/// A pod of the sample cluster as the operator labels it, `Ready` or not.
+fn sample_pod(replica: u32, ready: bool) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": format!("sample-clickhouse-0-{replica}-0"),
+            "namespace": NS,
+            "uid": format!("uid-pod-{replica}"),
+            "labels": {
+                "app": "sample-clickhouse",
+                "clickhouse.com/role": "clickhouse-server",
+                "clickhouse.com/shard-id": "0",
+                "clickhouse.com/replica-id": replica.to_string(),
+            },
+        },
+        "status": {"conditions": [
+            {"type": "Ready", "status": if ready { "True" } else { "False" }},
+        ]},
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clickhousecluster_replica_whose_pod_is_not_ready_leaves_the_balanced_routes() {
+    let backend = TlsBackend::start(false).await;
+    let fake = FakeKube::start().await;
+    fake.apply(sample_cluster(2));
+    fake.apply(sample_pod(0, true));
+    fake.apply(sample_pod(1, false));
+    let (mut proxy, _dir) = start(&fake, &config_with_clusters(backend.addr.port()));
+    discovery_ok(&mut proxy, "routes", json!(4));
+    let requests = fake.requests();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.starts_with("/api/v1/namespaces/ch/pods?")
+                && r.contains("labelSelector=clickhouse.com%2Frole%3Dclickhouse-server")),
+        "{requests:?}"
+    );
+    assert_eq!(upstream_hosts(&proxy, "ch/sample"), [pod(0)]);
+    assert_eq!(upstream_hosts(&proxy, "ch/sample/shard-0"), [pod(0)]);
+    assert_eq!(upstream_hosts(&proxy, "ch/sample/0-1"), [pod(1)]);
+
+    // The pod turns ready: balanced over both.
+    fake.wait_watches_open(3).await;
+    fake.apply(sample_pod(1, true));
+    discovery_ok(&mut proxy, "routes", json!(4));
+    assert_eq!(upstream_hosts(&proxy, "ch/sample"), [pod(0), pod(1)]);
+    // The first pod is deleted (rescheduling): out until it is back.
+    fake.delete_pod(NS, "sample-clickhouse-0-0-0");
+    discovery_ok(&mut proxy, "routes", json!(4));
+    assert_eq!(upstream_hosts(&proxy, "ch/sample"), [pod(1)]);
+}

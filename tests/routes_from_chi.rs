@@ -302,9 +302,9 @@ fn an_input_without_a_chi_is_named_on_stderr() {
     assert_eq!(
         stderr(&out),
         format!(
-            "note: {other}: no ClickHouseInstallation (clickhouse.altinity.com/v1); kinds seen: ConfigMap, Service\n\
-             note: standard input: no ClickHouseInstallation (clickhouse.altinity.com/v1); it holds no objects\n\
-             error: no ClickHouseInstallation in any input: nothing to write\n"
+            "note: {other}: no ClickHouseInstallation (clickhouse.altinity.com/v1) or ClickHouseCluster (clickhouse.com/v1alpha1); kinds seen: ConfigMap, Service\n\
+             note: standard input: no ClickHouseInstallation (clickhouse.altinity.com/v1) or ClickHouseCluster (clickhouse.com/v1alpha1); it holds no objects\n\
+             error: no ClickHouseInstallation (clickhouse.altinity.com/v1) or ClickHouseCluster (clickhouse.com/v1alpha1) in any input: nothing to write\n"
         )
     );
 
@@ -318,7 +318,7 @@ fn an_input_without_a_chi_is_named_on_stderr() {
     );
     assert_eq!(
         stderr(&out),
-        format!("note: {other}: no ClickHouseInstallation (clickhouse.altinity.com/v1); kinds seen: ConfigMap, Service\n")
+        format!("note: {other}: no ClickHouseInstallation (clickhouse.altinity.com/v1) or ClickHouseCluster (clickhouse.com/v1alpha1); kinds seen: ConfigMap, Service\n")
     );
 }
 

@@ -66,12 +66,14 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum RoutesCommand {
-    /// Print a routes file (`routes: [...]`) for every ClickHouseInstallation in FILEs.
+    /// Print a routes file (`routes: [...]`) for every ClickHouseInstallation (Altinity
+    /// operator) and ClickHouseCluster (official operator) in FILEs.
+    #[command(name = "from-manifests", visible_alias = "from-chi")]
     FromChi {
         /// Domain under which the SNI names live, e.g. ch.example.com.
         #[arg(long)]
         domain: String,
-        /// Namespace of CHIs without metadata.namespace.
+        /// Namespace of objects without metadata.namespace.
         #[arg(long, default_value = "default")]
         namespace: String,
         /// Output format: yaml, or json for big tables (read much faster on reload).

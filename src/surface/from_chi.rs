@@ -1,12 +1,13 @@
-//! `routes from-chi`: ClickHouseInstallation manifests (files, `-` for standard input) → one
-//! routes file, with a word on stderr for every input that held no CHI.
+//! `routes from-manifests` (alias `from-chi`): ClickHouseInstallation and ClickHouseCluster
+//! manifests (files, `-` for standard input) → one routes file, with a word on stderr for every
+//! input that held neither.
 
 use std::io::Read;
 use std::path::Path;
 
-use crate::model::chi;
 use crate::model::config::{self, Format};
 use crate::model::route::duplicate_claims;
+use crate::model::{chc, chi, sources};
 
 /// What the command prints: the routes file (stdout) and notes (stderr).
 #[derive(Debug)]
@@ -22,8 +23,9 @@ pub struct Failed {
     pub error: String,
 }
 
-/// The routes file for every CHI in `files` (`-` is standard input). Fails if an input cannot
-/// be read or derived, if two routes claim one name, or if no input holds a CHI.
+/// The routes file for every CHI and ClickHouseCluster in `files` (`-` is standard input).
+/// Fails if an input cannot be read or derived, if two routes claim one name, or if no input
+/// holds either kind.
 pub fn generate(
     files: &[impl AsRef<Path>],
     namespace: &str,
@@ -36,30 +38,29 @@ pub fn generate(
         error,
     };
     let mut routes = Vec::new();
-    let mut chis = 0;
+    let mut objects = 0;
     for file in files {
         let file = file.as_ref();
         let (shown, text) = match read(file) {
             Ok(read) => read,
             Err(e) => return Err(fail(&mut notes, e)),
         };
-        let found = match chi::read_manifests(&text, namespace, domain) {
+        let found = match sources::routes_from_manifests(&text, namespace, domain) {
             Ok(found) => found,
             Err(e) => return Err(fail(&mut notes, format!("{shown}: {e:#}"))),
         };
-        if found.chis == 0 {
+        if found.chis + found.clusters == 0 {
             let kinds = match found.other_kinds.as_slice() {
                 [] => "it holds no objects".to_owned(),
                 kinds => format!("kinds seen: {}", kinds.join(", ")),
             };
-            let (kind, api) = (chi::KIND, chi::API_VERSION);
-            notes.push(format!("{shown}: no {kind} ({api}); {kinds}"));
+            notes.push(format!("{shown}: no {}; {kinds}", ours()));
         }
-        chis += found.chis;
+        objects += found.chis + found.clusters;
         routes.extend(found.routes);
     }
-    if chis == 0 {
-        let error = format!("no {} in any input: nothing to write", chi::KIND);
+    if objects == 0 {
+        let error = format!("no {} in any input: nothing to write", ours());
         return Err(fail(&mut notes, error));
     }
     // Names claimed twice (two CHIs of one name in two namespaces), named by CHI.
@@ -83,6 +84,17 @@ pub fn generate(
         Format::Json => text,
     };
     Ok(Generated { text, notes })
+}
+
+/// The kinds routes are derived from, with their API versions.
+fn ours() -> String {
+    format!(
+        "{} ({}) or {} ({})",
+        chi::KIND,
+        chi::API_VERSION,
+        chc::KIND,
+        chc::API_VERSION
+    )
 }
 
 /// The text of `file` (`-`: standard input), with the name to show for it.

@@ -1,4 +1,5 @@
-//! A fake Kubernetes API server on loopback for ClickHouseInstallations:
+//! A fake Kubernetes API server on loopback for ClickHouseInstallations and
+//! ClickHouseClusters (the official operator's `clickhouse.com/v1alpha1`):
 //! answers list and watch requests the way the API server does (list with a
 //! resourceVersion; watch as a stream of JSON lines, replaying the events
 //! after the requested resourceVersion, ended after `timeoutSeconds`, with
@@ -22,11 +23,49 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Notify};
 
-const GROUP_PATH: &str = "/apis/clickhouse.altinity.com/v1";
+/// `(API path, plural, kind)` of every resource served.
+const RESOURCES: [(&str, &str, &str); 3] = [
+    (
+        "/apis/clickhouse.altinity.com/v1",
+        "clickhouseinstallations",
+        "ClickHouseInstallation",
+    ),
+    (
+        "/apis/clickhouse.com/v1alpha1",
+        "clickhouseclusters",
+        "ClickHouseCluster",
+    ),
+    ("/api/v1", "pods", "Pod"),
+];
+
+/// The plural of `obj`'s kind.
+fn plural_of(obj: &Value) -> &'static str {
+    let kind = obj["kind"].as_str().unwrap_or("");
+    RESOURCES
+        .iter()
+        .find(|(_, _, k)| *k == kind)
+        .map(|(_, plural, _)| *plural)
+        .unwrap_or_else(|| panic!("fake API server: no resource for kind {kind:?}"))
+}
+
+/// The resource (plural) and namespace a request path names.
+fn resource_of(path: &str) -> Option<(&'static str, Option<String>)> {
+    RESOURCES.iter().find_map(|(prefix, plural, _)| {
+        let rest = path.strip_prefix(prefix)?;
+        if rest.strip_prefix('/') == Some(plural) {
+            return Some((*plural, None));
+        }
+        let ns = rest
+            .strip_prefix("/namespaces/")?
+            .strip_suffix(&format!("/{plural}"))?;
+        Some((*plural, Some(ns.to_owned())))
+    })
+}
 
 /// One open watch: what it selects and where its lines go.
 struct Watch {
     id: u64,
+    resource: &'static str,
     namespace: Option<String>,
     selector: Option<(String, String)>,
     /// `allowWatchBookmarks=true` was asked for.
@@ -36,7 +75,8 @@ struct Watch {
 
 #[derive(Default)]
 struct Inner {
-    objects: BTreeMap<(String, String), Value>,
+    /// By (plural, namespace, name).
+    objects: BTreeMap<(&'static str, String, String), Value>,
     resource_version: u64,
     /// `(resourceVersion, event type, object)` of every event sent.
     history: Vec<(u64, &'static str, Value)>,
@@ -122,12 +162,22 @@ impl FakeKube {
 
     /// Deletes a CHI, sending DELETED to open watches.
     pub fn delete(&self, namespace: &str, name: &str) {
-        self.remove(namespace, name, true);
+        self.remove("clickhouseinstallations", namespace, name, true);
     }
 
     /// Deletes a CHI without an event.
     pub fn delete_silently(&self, namespace: &str, name: &str) {
-        self.remove(namespace, name, false);
+        self.remove("clickhouseinstallations", namespace, name, false);
+    }
+
+    /// Deletes a pod, sending DELETED to open watches.
+    pub fn delete_pod(&self, namespace: &str, name: &str) {
+        self.remove("pods", namespace, name, true);
+    }
+
+    /// Deletes a ClickHouseCluster, sending DELETED to open watches.
+    pub fn delete_cluster(&self, namespace: &str, name: &str) {
+        self.remove("clickhouseclusters", namespace, name, true);
     }
 
     /// Sends every open watch a 410 Gone error and ends it, as the API server
@@ -279,11 +329,11 @@ impl FakeKube {
         }
     }
 
-    fn remove(&self, namespace: &str, name: &str, notify: bool) {
+    fn remove(&self, plural: &'static str, namespace: &str, name: &str, notify: bool) {
         let mut inner = self.lock();
-        let key = (namespace.to_owned(), name.to_owned());
+        let key = (plural, namespace.to_owned(), name.to_owned());
         let Some(mut chi) = inner.objects.remove(&key) else {
-            panic!("no CHI {namespace}/{name} to delete");
+            panic!("no {plural} {namespace}/{name} to delete");
         };
         inner.resource_version += 1;
         let rv = inner.resource_version;
@@ -299,16 +349,8 @@ impl FakeKube {
         let mut inner = self.lock();
         inner.requests.push(format!("{path}?{query}"));
         self.changed.notify_waiters();
-        let namespace = match path.strip_prefix(GROUP_PATH) {
-            Some("/clickhouseinstallations") => None,
-            Some(rest) => match rest
-                .strip_prefix("/namespaces/")
-                .and_then(|r| r.strip_suffix("/clickhouseinstallations"))
-            {
-                Some(ns) => Some(ns.to_owned()),
-                None => return status(StatusCode::NOT_FOUND, "no such resource"),
-            },
-            None => return status(StatusCode::NOT_FOUND, "no such resource"),
+        let Some((resource, namespace)) = resource_of(&path) else {
+            return status(StatusCode::NOT_FOUND, "no such resource");
         };
         if inner.failing {
             return status(StatusCode::INTERNAL_SERVER_ERROR, "injected failure");
@@ -322,7 +364,9 @@ impl FakeKube {
             .get("labelSelector")
             .and_then(|s| s.split_once('='))
             .map(|(k, v)| (k.to_owned(), v.to_owned()));
-        let selects = |chi: &Value| selected(chi, namespace.as_deref(), selector.as_ref());
+        let selects = |chi: &Value| {
+            plural_of(chi) == resource && selected(chi, namespace.as_deref(), selector.as_ref())
+        };
         if params.get("watch").map(String::as_str) == Some("true") {
             let from: u64 = params
                 .get("resourceVersion")
@@ -351,6 +395,7 @@ impl FakeKube {
             let id = inner.watch_ids;
             inner.watches.push(Watch {
                 id,
+                resource,
                 namespace,
                 selector,
                 bookmarks: params.get("allowWatchBookmarks").map(String::as_str) == Some("true"),
@@ -371,9 +416,10 @@ impl FakeKube {
             return Response::new(Lines(rx));
         }
         let items: Vec<&Value> = inner.objects.values().filter(|c| selects(c)).collect();
+        let (prefix, _, kind) = RESOURCES.iter().find(|r| r.1 == resource).unwrap();
         let list = json!({
-            "apiVersion": "clickhouse.altinity.com/v1",
-            "kind": "ClickHouseInstallationList",
+            "apiVersion": prefix.trim_start_matches("/apis/").trim_start_matches("/api/"),
+            "kind": format!("{kind}List"),
             "metadata": {"resourceVersion": inner.resource_version.to_string()},
             "items": items,
         });
@@ -384,17 +430,20 @@ impl FakeKube {
 impl Inner {
     fn send(&mut self, rv: u64, kind: &'static str, chi: Value) {
         let event = line(&json!({"type": kind, "object": &chi}));
+        let resource = plural_of(&chi);
         self.watches.retain(|w| {
-            !selected(&chi, w.namespace.as_deref(), w.selector.as_ref())
+            w.resource != resource
+                || !selected(&chi, w.namespace.as_deref(), w.selector.as_ref())
                 || w.lines.send(event.clone()).is_ok()
         });
         self.history.push((rv, kind, chi));
     }
 }
 
-fn key_of(chi: &Value) -> (String, String) {
+fn key_of(chi: &Value) -> (&'static str, String, String) {
     let meta = &chi["metadata"];
     (
+        plural_of(chi),
         meta["namespace"].as_str().unwrap().to_owned(),
         meta["name"].as_str().unwrap().to_owned(),
     )

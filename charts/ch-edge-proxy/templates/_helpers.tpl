@@ -137,7 +137,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- $_ := set $cfg "routes" list }}
 {{- $_ := set $cfg "include" (list (include "ch-edge-proxy.routesDir" .)) }}
 {{- $k := .Values.discovery.kubernetes }}
-{{- $_ := set $cfg "discovery" (dict "kubernetes" (dict "enabled" $k.enabled "domain" $k.domain "namespaces" $k.namespaces "label_selector" $k.labelSelector)) }}
+{{- $_ := set $cfg "discovery" (dict "kubernetes" (dict "enabled" $k.enabled "domain" $k.domain "namespaces" $k.namespaces "label_selector" $k.labelSelector "sources" (default (list "chi") $k.sources))) }}
 {{- toYaml $cfg }}
 {{- end }}
 

@@ -5,6 +5,7 @@ the proxy relies on, and run the real binary's `check` on the rendered proxy con
 Run: pytest charts/ch-edge-proxy/tests  (binary: $CH_EDGE_PROXY_BIN, default target/debug/ch-edge-proxy)
 """
 
+import copy
 import json
 import os
 import pathlib
@@ -235,6 +236,7 @@ def test_proxy_config_contents(variant):
         assert cfg["limits"] == {"max_connections": 100000}
     assert cfg["include"] == [f"{POD_ROOT}/routes.d"]
     assert cfg["discovery"]["kubernetes"]["enabled"] is (name == "discovery")
+    assert cfg["discovery"]["kubernetes"]["sources"] == ["chi"]
 
 
 def test_tls_secrets_mounted_and_listed_as_certificates(tmp_path):
@@ -635,3 +637,28 @@ def test_log_format_from_values():
     assert cfg["log"]["format"] == "text" and "access" not in cfg["log"]
     cfg = proxy_config(render({"log": {"format": "text", "access": "off"}}))
     assert (cfg["log"]["format"], cfg["log"]["access"]) == ("text", "off")
+
+
+def test_clickhousecluster_source_gets_its_rbac_and_config():
+    values = copy.deepcopy(VARIANTS["discovery"])
+    values["discovery"]["kubernetes"]["sources"] = ["clickhousecluster", "chi"]
+    docs = render(values)
+    assert proxy_config(docs)["discovery"]["kubernetes"]["sources"] == ["clickhousecluster", "chi"]
+    (role,) = by_kind(docs, "ClusterRole")
+    assert role["rules"] == [
+        {
+            "apiGroups": ["clickhouse.altinity.com"],
+            "resources": ["clickhouseinstallations"],
+            "verbs": ["get", "list", "watch"],
+        },
+        {
+            "apiGroups": ["clickhouse.com"],
+            "resources": ["clickhouseclusters"],
+            "verbs": ["get", "list", "watch"],
+        },
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+    ]
+    only = copy.deepcopy(VARIANTS["discovery"])
+    only["discovery"]["kubernetes"]["sources"] = ["clickhousecluster"]
+    (role,) = by_kind(render(only), "ClusterRole")
+    assert [r["resources"] for r in role["rules"]] == [["clickhouseclusters"], ["pods"]]

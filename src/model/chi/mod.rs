@@ -13,33 +13,24 @@ pub mod naming;
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context};
-use ch_edge_wire::proxy_out::ProxyVersion;
 use ch_edge_wire::sni::{check_name, normalize_pattern};
-use ipnet::IpNet;
 use serde_json::Value;
 
-use crate::model::allow::parse_net;
-use crate::model::route::{RouteSpec, RouteTls, TlsMode, UpstreamAddr};
+use crate::model::annotations::{self, RouteAnnotations};
+use crate::model::manifests;
+use crate::model::route::{RouteSpec, UpstreamAddr};
+
+pub use crate::model::annotations::parse_allow;
 
 pub const API_VERSION: &str = "clickhouse.altinity.com/v1";
 pub const KIND: &str = "ClickHouseInstallation";
 /// CHI annotation: comma-separated client CIDRs for all the CHI's routes.
-pub const ANNOTATION_ALLOW: &str = "ch-edge-proxy/allow";
+pub const ANNOTATION_ALLOW: &str = annotations::ALLOW;
 /// CHI annotation: `off`, `v1` or `v2`, the PROXY header sent to its upstreams.
-pub const ANNOTATION_PROXY_PROTOCOL: &str = "ch-edge-proxy/proxy-protocol";
+pub const ANNOTATION_PROXY_PROTOCOL: &str = annotations::PROXY_PROTOCOL;
 /// CHI annotation: `passthrough`, `terminate` or `reencrypt`, what its routes do with TLS.
 /// `terminate` reaches the upstreams on the listener's `upstream_port_plain` (9000, 8123).
-pub const ANNOTATION_TLS: &str = "ch-edge-proxy/tls";
-
-/// What a manifest file held: the routes of its CHIs, how many CHIs, and the other kinds.
-#[derive(Debug, Default, PartialEq)]
-pub struct Manifests {
-    pub routes: Vec<RouteSpec>,
-    pub chis: usize,
-    /// Each other `kind` seen, once, in order (`(no kind)` for a document without one; a CHI
-    /// of another `apiVersion` with it).
-    pub other_kinds: Vec<String>,
-}
+pub const ANNOTATION_TLS: &str = annotations::TLS;
 
 /// Routes for every CHI in `text` (YAML, `---`-separated documents, `kind: List`
 /// accepted); other kinds are ignored. `default_namespace` applies to CHIs
@@ -49,58 +40,16 @@ pub fn routes_from_manifests(
     default_namespace: &str,
     domain: &str,
 ) -> anyhow::Result<Vec<RouteSpec>> {
-    Ok(read_manifests(text, default_namespace, domain)?.routes)
-}
-
-/// Like [`routes_from_manifests`], saying also how many CHIs there were and which other kinds.
-pub fn read_manifests(
-    text: &str,
-    default_namespace: &str,
-    domain: &str,
-) -> anyhow::Result<Manifests> {
-    let docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| {
-        anyhow!(
-            "{}",
-            e.render_with_options(serde_saphyr::render_options! {
-                snippets: serde_saphyr::SnippetMode::Off,
-            })
-        )
-    })?;
-    let mut out = Manifests::default();
-    // An empty document (a trailing `---`) is no object.
-    for doc in docs.iter().filter(|d| !d.is_null()) {
-        let items = match (doc.get("kind").and_then(Value::as_str), doc.get("items")) {
-            (Some("List"), Some(Value::Array(items))) => items.iter().collect(),
-            (Some("List"), None | Some(Value::Null)) => Vec::new(),
-            (Some("List"), Some(_)) => bail!("kind: List with non-list items"),
-            _ => vec![doc],
-        };
-        for item in items {
-            if is_chi(item) {
-                out.chis += 1;
-                out.routes
-                    .extend(routes_for_chi(item, default_namespace, domain)?);
-                continue;
-            }
-            let api = item.get("apiVersion").and_then(Value::as_str).unwrap_or("");
-            let kind = match item.get("kind").and_then(Value::as_str) {
-                // A CHI of another API version is named with it: it is why it was skipped.
-                Some(KIND) => format!("{KIND} ({api})"),
-                Some(k) if !k.is_empty() => k.to_owned(),
-                _ => "(no kind)".to_owned(),
-            };
-            if !out.other_kinds.contains(&kind) {
-                out.other_kinds.push(kind);
-            }
-        }
+    let mut routes = Vec::new();
+    for item in manifests::objects(text)?.iter().filter(|v| is_chi(v)) {
+        routes.extend(routes_for_chi(item, default_namespace, domain)?);
     }
-    Ok(out)
+    Ok(routes)
 }
 
 /// Whether `v` is a ClickHouseInstallation (`clickhouse.altinity.com/v1`).
 pub fn is_chi(v: &Value) -> bool {
-    v.get("apiVersion").and_then(Value::as_str) == Some(API_VERSION)
-        && v.get("kind").and_then(Value::as_str) == Some(KIND)
+    manifests::is_kind(v, API_VERSION, KIND)
 }
 
 /// The routes of one CHI object: the CHI route; per cluster, its route, one per shard (if it
@@ -124,30 +73,13 @@ pub fn routes_for_chi(
 }
 
 fn derive(chi: &Value, name: &str, ns: &str, domain: &str) -> anyhow::Result<Vec<RouteSpec>> {
-    let allow: Option<Arc<[IpNet]>> = annotation(chi, ANNOTATION_ALLOW)?
-        .map(|a| parse_allow(a).with_context(|| format!("annotation {ANNOTATION_ALLOW}")))
-        .transpose()?
-        .map(Arc::from);
-    let proxy_protocol = annotation(chi, ANNOTATION_PROXY_PROTOCOL)?
-        .map(|p| {
-            p.trim()
-                .parse::<ProxyVersion>()
-                .with_context(|| format!("annotation {ANNOTATION_PROXY_PROTOCOL}"))
-        })
-        .transpose()?;
-    let tls = annotation(chi, ANNOTATION_TLS)?
-        .map(|t| {
-            t.trim()
-                .parse::<TlsMode>()
-                .with_context(|| format!("annotation {ANNOTATION_TLS}"))
-        })
-        .transpose()?
-        .map(|mode| {
-            Arc::new(RouteTls {
-                mode: Some(mode),
-                ..RouteTls::default()
-            })
-        });
+    let annotations = RouteAnnotations::read(chi)?;
+    let tls = annotations.route_tls();
+    let RouteAnnotations {
+        allow,
+        proxy_protocol,
+        ..
+    } = annotations;
     let domain_pattern = str_at(chi, &["spec", "namespaceDomainPattern"])?;
     let fqdn = |svc: &str| naming::fqdn(svc, ns, domain_pattern);
     let source: Arc<str> = format!("chi:{ns}/{name}").into();
@@ -314,24 +246,6 @@ fn generate_name<'a>(chi: &'a Value, wanted: &str) -> anyhow::Result<Option<&'a 
         Some(t) => Ok(str_at(t, &["generateName"])?.filter(|g| !g.is_empty())),
         None => Ok(None),
     }
-}
-
-fn annotation<'a>(chi: &'a Value, key: &str) -> anyhow::Result<Option<&'a str>> {
-    str_at(chi, &["metadata", "annotations", key])
-}
-
-/// `"10.0.0.0/8, 192.0.2.1"`: CIDRs or single addresses, at least one.
-pub fn parse_allow(value: &str) -> anyhow::Result<Vec<IpNet>> {
-    let nets = value
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| parse_net(s).ok_or_else(|| anyhow!("invalid CIDR {s:?}")))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    if nets.is_empty() {
-        bail!("no CIDRs in {value:?}");
-    }
-    Ok(nets)
 }
 
 fn at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {

@@ -1,4 +1,7 @@
 use super::*;
+use crate::model::route::TlsMode;
+use ch_edge_wire::proxy_out::ProxyVersion;
+use ipnet::IpNet;
 use serde_json::json;
 
 fn chi(name: &str, spec: Value) -> Value {

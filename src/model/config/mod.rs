@@ -14,6 +14,7 @@ use ch_edge_wire::proxy_in::Policy;
 use std::sync::Arc;
 
 use crate::model::route::{duplicate_claims, Defaults, Routes};
+pub use crate::model::sources::SourceKind;
 use crate::model::tls::TlsConfig;
 
 mod admin;
@@ -251,13 +252,31 @@ pub struct Discovery {
     pub kubernetes: KubernetesDiscovery,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KubernetesDiscovery {
     pub enabled: bool,
     pub domain: String,
     pub namespaces: Vec<String>,
     pub label_selector: String,
+    /// The kinds watched, each once, in the order written (default: CHIs only, so that a
+    /// cluster without the official operator's CRD is not waited on).
+    pub sources: Vec<SourceKind>,
 }
+
+impl Default for KubernetesDiscovery {
+    fn default() -> Self {
+        KubernetesDiscovery {
+            enabled: false,
+            domain: String::new(),
+            namespaces: Vec::new(),
+            label_selector: String::new(),
+            sources: DEFAULT_SOURCES.to_vec(),
+        }
+    }
+}
+
+/// `discovery.kubernetes.sources` when not written.
+pub const DEFAULT_SOURCES: &[SourceKind] = &[SourceKind::Chi];
 
 /// Loads and validates `path` and everything it includes.
 ///

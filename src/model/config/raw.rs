@@ -226,6 +226,8 @@ pub(crate) struct RawKubernetes {
     pub namespaces: Vec<S<String>>,
     #[serde(default, deserialize_with = "nullable")]
     pub label_selector: String,
+    /// `None`: the default sources.
+    pub sources: Option<Vec<S<String>>>,
 }
 
 /// An empty value (`routes:` with every entry commented out) means the default.

@@ -160,8 +160,10 @@ fn write_summary(out: &mut String, c: &Config) -> std::fmt::Result {
         };
         writeln!(
             out,
-            "discovery: kubernetes on, domain {}, namespaces {ns}, label selector {:?}",
-            k.domain, k.label_selector
+            "discovery: kubernetes on, domain {}, namespaces {ns}, label selector {:?}, sources {}",
+            k.domain,
+            k.label_selector,
+            join(&k.sources)
         )?;
     } else {
         writeln!(out, "discovery: kubernetes off")?;

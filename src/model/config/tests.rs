@@ -526,6 +526,26 @@ fn limits_and_discovery() {
             "team=x"
         )
     );
+    assert_eq!(k.sources, [SourceKind::Chi], "the default");
+}
+
+#[test]
+fn discovery_sources() {
+    let with = |sources: &str| {
+        with_listener(&format!(
+            "discovery:\n  kubernetes:\n    domain: ch.example.com\n    sources: {sources}\n"
+        ))
+    };
+    let c = parse(&with("[ClickHouseCluster, chi, clickhousecluster]")).unwrap();
+    assert_eq!(
+        c.discovery.kubernetes.sources,
+        [SourceKind::ClickHouseCluster, SourceKind::Chi]
+    );
+    assert_contains(
+        &error(&with("[chi, gateway]")),
+        &["discovery.kubernetes.sources: \"gateway\": expected one of chi, clickhousecluster"],
+    );
+    assert_contains(&error(&with("[]")), &["needs at least one source"]);
 }
 
 #[test]

@@ -520,12 +520,40 @@ fn discovery(raw: RawDiscovery, file: &str, errs: &mut Problems) -> Discovery {
             namespaces.push(ns.value);
         }
     }
+    let sources = match k.sources {
+        None => DEFAULT_SOURCES.to_vec(),
+        Some(written) => {
+            let mut sources = Vec::new();
+            for s in &written {
+                match s.value.trim().parse::<SourceKind>() {
+                    Ok(kind) if !sources.contains(&kind) => sources.push(kind),
+                    Ok(_) => {}
+                    Err(e) => errs.add(
+                        file,
+                        Some(&s.referenced),
+                        &format!("{what}.sources"),
+                        e.to_string(),
+                    ),
+                }
+            }
+            if written.is_empty() {
+                errs.add(
+                    file,
+                    None,
+                    &format!("{what}.sources"),
+                    "needs at least one source (leave it out for the default, [chi])",
+                );
+            }
+            sources
+        }
+    };
     Discovery {
         kubernetes: KubernetesDiscovery {
             enabled: k.enabled,
             domain,
             namespaces,
             label_selector: k.label_selector,
+            sources,
         },
     }
 }

@@ -1,5 +1,6 @@
-//! The ClickHouseInstallations the watches last reported, each with the
-//! routes derived from it, as a pure state machine fed by watch events.
+//! The objects the watches last reported (ClickHouseInstallations and
+//! ClickHouseClusters), each with the routes derived from it, as a pure state
+//! machine fed by watch events.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -7,18 +8,48 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use super::readiness::{Pods, Touched};
+use crate::model::chc;
 use crate::model::route::RouteSpec;
+use crate::model::sources::SourceKind;
 
-/// A CHI's identity: namespace and name.
+/// What one watch reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(feature = "k8s"), allow(dead_code))]
+pub enum Feed {
+    /// Objects of a source kind.
+    Objects(SourceKind),
+    /// The official operator's ClickHouse pods, for their clusters' readiness.
+    Pods,
+}
+
+/// An object's identity: namespace, name and kind.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ChiKey {
     pub namespace: String,
     pub name: String,
+    pub kind: SourceKind,
 }
 
+impl ChiKey {
+    /// A ClickHouseInstallation's key.
+    #[cfg(test)]
+    pub fn chi(namespace: &str, name: &str) -> ChiKey {
+        ChiKey {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            kind: SourceKind::Chi,
+        }
+    }
+}
+
+/// `ns/name` for a CHI (as ever), `ClickHouseCluster ns/name` for the other kind.
 impl fmt::Display for ChiKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
+        match self.kind {
+            SourceKind::Chi => write!(f, "{}/{}", self.namespace, self.name),
+            other => write!(f, "{} {}/{}", other.kind(), self.namespace, self.name),
+        }
     }
 }
 
@@ -32,6 +63,11 @@ pub struct ChiEntry {
     scope: usize,
     /// The derived routes, or why they could not be derived (CHI skipped).
     pub routes: Result<Vec<RouteSpec>, String>,
+    /// A ClickHouseCluster without TLS: its routes terminate, so a refusal for want of a
+    /// certificate says why they do.
+    pub plaintext_only: bool,
+    /// A ClickHouseCluster as read, to derive its routes again when its pods' readiness changes.
+    cluster: Option<chc::Cluster>,
 }
 
 /// A consistent snapshot of every watched CHI.
@@ -74,8 +110,11 @@ pub enum Change {
 #[cfg_attr(not(feature = "k8s"), allow(dead_code))]
 pub struct Tracker {
     domain: String,
-    /// Per watch: the namespace it covers (`None`: all).
-    scopes: Vec<Option<String>>,
+    /// Per watch: what it watches and the namespace it covers (`None`: all).
+    scopes: Vec<(Feed, Option<String>)>,
+    /// What the pod watches reported; with no pod watch every replica counts as ready.
+    pods: Pods,
+    pods_watched: bool,
     catalog: Catalog,
     /// Per watch: the list being received, until its `ListDone`.
     listing: Vec<Option<BTreeMap<ChiKey, Arc<ChiEntry>>>>,
@@ -86,12 +125,32 @@ pub struct Tracker {
 
 #[cfg_attr(not(feature = "k8s"), allow(dead_code))]
 impl Tracker {
-    /// One scope per watch: `None` watches all namespaces.
+    /// One scope per CHI watch: `None` watches all namespaces.
+    #[cfg(test)]
     pub fn new(domain: &str, scopes: Vec<Option<String>>) -> Tracker {
+        let scopes = scopes.into_iter().map(|ns| (SourceKind::Chi, ns)).collect();
+        Tracker::with_sources(domain, scopes)
+    }
+
+    /// One scope per watch of objects: its kind and namespace (`None`: all namespaces).
+    #[cfg(test)]
+    pub fn with_sources(domain: &str, scopes: Vec<(SourceKind, Option<String>)>) -> Tracker {
+        let feeds = scopes
+            .into_iter()
+            .map(|(kind, ns)| (Feed::Objects(kind), ns))
+            .collect();
+        Tracker::with_feeds(domain, feeds)
+    }
+
+    /// One scope per watch: what it reports and its namespace (`None`: all namespaces).
+    pub fn with_feeds(domain: &str, scopes: Vec<(Feed, Option<String>)>) -> Tracker {
         let n = scopes.len();
+        let pods_watched = scopes.iter().any(|(feed, _)| *feed == Feed::Pods);
         Tracker {
             domain: domain.to_owned(),
             scopes,
+            pods: Pods::default(),
+            pods_watched,
             catalog: Catalog::default(),
             listing: vec![None; n],
             listed: vec![false; n],
@@ -103,8 +162,24 @@ impl Tracker {
     /// published: it changed, every watch has listed once, and no partial
     /// list is pending. Events of an unknown scope are ignored.
     pub fn apply(&mut self, scope: usize, change: Change) -> bool {
-        if scope >= self.scopes.len() {
+        let Some((feed, _)) = self.scopes.get(scope) else {
             return false;
+        };
+        if *feed == Feed::Pods {
+            let list_done = matches!(change, Change::ListDone);
+            let changed = match self.pods.apply(scope, change) {
+                Touched::Nothing => false,
+                Touched::Namespace(ns) => self.rederive(Some(&ns)),
+                Touched::All => self.rederive(None),
+            };
+            if list_done {
+                if let Some(l) = self.listed.get_mut(scope) {
+                    *l = true;
+                }
+            }
+            let publish = self.synced() && (changed || !self.published);
+            self.published |= publish;
+            return publish;
         }
         let changed = match change {
             Change::Restart => {
@@ -173,12 +248,16 @@ impl Tracker {
         Some(ChiKey {
             namespace: namespace.to_owned(),
             name: name.to_owned(),
+            kind: match self.scopes.get(scope)?.0 {
+                Feed::Objects(kind) => kind,
+                Feed::Pods => return None,
+            },
         })
     }
 
     fn default_namespace(&self, scope: usize) -> &str {
         match self.scopes.get(scope) {
-            Some(Some(ns)) => ns,
+            Some((_, Some(ns))) => ns,
             _ => "default",
         }
     }
@@ -187,7 +266,8 @@ impl Tracker {
     fn entry(&self, scope: usize, obj: &Value) -> Option<(ChiKey, Arc<ChiEntry>)> {
         let Some(key) = self.key(scope, obj) else {
             tracing::warn!(
-                "kubernetes discovery: ClickHouseInstallation without metadata.name ignored"
+                scope,
+                "kubernetes discovery: object without metadata.name ignored"
             );
             return None;
         };
@@ -196,23 +276,25 @@ impl Tracker {
             .and_then(Value::as_str)
             .filter(|t| !t.is_empty())
             .map(str::to_owned);
-        let source: std::sync::Arc<str> = format!("kubernetes:{key}").into();
-        let routes = crate::model::chi::routes_for_chi(obj, &key.namespace, &self.domain)
-            .map(|routes| {
-                routes
-                    .into_iter()
-                    .map(|r| RouteSpec {
-                        source: source.clone(),
-                        ..r
-                    })
-                    .collect()
-            })
-            .map_err(|e| format!("{e:#}"));
+        let mut cluster = None;
+        let routes = match key.kind {
+            SourceKind::Chi => crate::model::chi::routes_for_chi(obj, &key.namespace, &self.domain)
+                .map(|routes| with_source(routes, &key))
+                .map_err(|e| format!("{e:#}")),
+            SourceKind::ClickHouseCluster => match chc::Cluster::from_object(obj, &key.namespace) {
+                Ok(c) => {
+                    let routes = self.cluster_routes(&c, &key);
+                    cluster = Some(c);
+                    routes
+                }
+                Err(e) => Err(e.to_string()),
+            },
+        };
         if let Err(error) = &routes {
             tracing::warn!(
-                chi = %key,
+                object = %key,
                 error = error.as_str(),
-                "kubernetes discovery: cannot derive routes; CHI skipped"
+                "kubernetes discovery: cannot derive routes; object skipped"
             );
         }
         Some((
@@ -221,7 +303,59 @@ impl Tracker {
                 created,
                 scope,
                 routes,
+                plaintext_only: cluster.as_ref().is_some_and(chc::Cluster::plaintext_only),
+                cluster,
             }),
         ))
     }
+
+    /// A ClickHouseCluster's routes, its not-ready replicas left out of the balanced ones.
+    fn cluster_routes(&self, c: &chc::Cluster, key: &ChiKey) -> Result<Vec<RouteSpec>, String> {
+        let not_ready = if self.pods_watched {
+            self.pods.not_ready(c)
+        } else {
+            Default::default()
+        };
+        c.routes(&self.domain, &not_ready)
+            .map(|routes| with_source(routes, key))
+            .map_err(|e| e.to_string())
+    }
+
+    /// Derives the ClickHouseClusters of `namespace` (`None`: all) again after their pods
+    /// changed; true if any route changed.
+    fn rederive(&mut self, namespace: Option<&str>) -> bool {
+        let mut updates = Vec::new();
+        for (key, entry) in &self.catalog.chis {
+            let Some(c) = &entry.cluster else { continue };
+            if namespace.is_some_and(|ns| ns != key.namespace) {
+                continue;
+            }
+            let routes = self.cluster_routes(c, key);
+            if routes != entry.routes {
+                let entry = ChiEntry {
+                    created: entry.created.clone(),
+                    scope: entry.scope,
+                    routes,
+                    plaintext_only: entry.plaintext_only,
+                    cluster: entry.cluster.clone(),
+                };
+                updates.push((key.clone(), Arc::new(entry)));
+            }
+        }
+        let changed = !updates.is_empty();
+        self.catalog.chis.extend(updates);
+        changed
+    }
+}
+
+/// `routes` with the `source` of discovered routes: `kubernetes:<key>`.
+fn with_source(routes: Vec<RouteSpec>, key: &ChiKey) -> Vec<RouteSpec> {
+    let source: Arc<str> = format!("kubernetes:{key}").into();
+    routes
+        .into_iter()
+        .map(|r| RouteSpec {
+            source: source.clone(),
+            ..r
+        })
+        .collect()
 }

@@ -1,5 +1,7 @@
-//! The watcher task: kube-rs watches of `clickhouseinstallations` (one over
-//! all namespaces, or one per listed namespace), fed into a [`Tracker`].
+//! The watcher task: kube-rs watches of each source kind
+//! (`clickhouseinstallations.clickhouse.altinity.com`,
+//! `clickhouseclusters.clickhouse.com`), one over all namespaces or one per
+//! listed namespace, fed into a [`Tracker`].
 //!
 //! Each watch is a [`watch_stream::watch`]: kube's watcher relists after a
 //! watch expires (410 Gone, in the stream or as the watch request's status)
@@ -16,15 +18,34 @@ use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
 use kube::runtime::watcher::Event;
 use tokio::sync::watch;
 
-use super::catalog::{Catalog, Change, Tracker};
+use super::catalog::{Catalog, Change, Feed, Tracker};
 use super::kube_client;
+use super::readiness;
 use super::watch_stream;
 use crate::model::config::KubernetesDiscovery;
 use crate::runtime::meters;
 
-const GROUP: &str = "clickhouse.altinity.com";
-const VERSION: &str = "v1";
-const PLURAL: &str = "clickhouseinstallations";
+use crate::model::sources::SourceKind;
+
+/// The resource a feed watches.
+fn resource_of(feed: Feed) -> ApiResource {
+    let (group, version, kind, plural) = match feed {
+        Feed::Objects(SourceKind::Chi) => (
+            "clickhouse.altinity.com",
+            "v1",
+            SourceKind::Chi.kind(),
+            "clickhouseinstallations",
+        ),
+        Feed::Objects(SourceKind::ClickHouseCluster) => (
+            "clickhouse.com",
+            "v1alpha1",
+            SourceKind::ClickHouseCluster.kind(),
+            "clickhouseclusters",
+        ),
+        Feed::Pods => ("", "v1", "Pod", "pods"),
+    };
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
+}
 
 /// Between attempts to build a client (no kubeconfig, no in-cluster token).
 const CLIENT_RETRY: Duration = Duration::from_secs(5);
@@ -47,42 +68,55 @@ pub(super) async fn run(settings: KubernetesDiscovery, tx: watch::Sender<Option<
             }
         }
     };
-    let resource = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk(GROUP, VERSION, crate::model::chi::KIND),
-        PLURAL,
-    );
-    let scopes: Vec<Option<String>> = if settings.namespaces.is_empty() {
+    let namespaces: Vec<Option<String>> = if settings.namespaces.is_empty() {
         vec![None]
     } else {
         settings.namespaces.iter().cloned().map(Some).collect()
     };
+    // ClickHouseClusters' readiness comes from their pods (the user's label selector picks
+    // clusters, not pods).
+    let mut feeds: Vec<Feed> = settings.sources.iter().map(|&k| Feed::Objects(k)).collect();
+    if settings.sources.contains(&SourceKind::ClickHouseCluster) {
+        feeds.push(Feed::Pods);
+    }
+    let scopes: Vec<(Feed, Option<String>)> = feeds
+        .iter()
+        .flat_map(|&feed| namespaces.iter().map(move |ns| (feed, ns.clone())))
+        .collect();
     let mut config = watch_stream::config(silence);
+    let pod_config = config.clone().labels(readiness::POD_SELECTOR);
     if !settings.label_selector.is_empty() {
         config = config.labels(&settings.label_selector);
     }
-    let watches = scopes.iter().enumerate().map(|(scope, ns)| {
+    let watches = scopes.iter().enumerate().map(|(scope, (feed, ns))| {
+        let resource = resource_of(*feed);
         let api: Api<DynamicObject> = match ns {
             Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
             None => Api::all_with(client.clone(), &resource),
         };
-        watch_stream::watch(api, config.clone())
+        let config = match feed {
+            Feed::Pods => pod_config.clone(),
+            Feed::Objects(_) => config.clone(),
+        };
+        watch_stream::watch(api, config)
             .map(move |event| (scope, event))
             .boxed()
     });
     let mut events = stream::select_all(watches);
     tracing::info!(
+        sources = ?settings.sources.iter().map(|s| s.keyword()).collect::<Vec<_>>(),
         namespaces = ?settings.namespaces,
         label_selector = settings.label_selector.as_str(),
         domain = settings.domain.as_str(),
         stall_timeout = ?silence,
-        "kubernetes discovery: watching ClickHouseInstallations"
+        "kubernetes discovery: watching"
     );
-    let mut tracker = Tracker::new(&settings.domain, scopes.clone());
+    let mut tracker = Tracker::with_feeds(&settings.domain, scopes.clone());
     while let Some((scope, event)) = events.next().await {
         let change = match event {
             Ok(event) => change(event),
             Err(error) => {
-                watch_stream::log_error(&error, scopes[scope].as_deref());
+                watch_stream::log_error(&error, scopes[scope].1.as_deref());
                 continue;
             }
         };

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 
 use super::catalog::{Catalog, ChiKey};
 use crate::model::route::RouteSpec;
+use crate::model::sources::SourceKind;
 
 /// Why a discovered route was left out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -39,8 +40,9 @@ impl RefusalReason {
 /// One refused discovered route.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Refusal {
-    /// `namespace/name` of the CHI.
+    /// The object it comes from: `namespace/name` of a CHI, `ClickHouseCluster namespace/name`.
     pub chi: String,
+    pub kind: SourceKind,
     pub route: String,
     pub reason: RefusalReason,
     /// What is contested and who holds it, for people.
@@ -50,7 +52,10 @@ pub struct Refusal {
 /// What one merge did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Merged {
+    /// ClickHouseInstallations in the catalog.
     pub chis: usize,
+    /// ClickHouseClusters in the catalog.
+    pub clusters: usize,
     /// Discovered routes in the table.
     pub routes: usize,
     pub refused: Vec<Refusal>,
@@ -92,8 +97,10 @@ pub fn discovered<'a>(
             patterns.entry(p).or_insert(r);
         }
     }
+    let count = |kind| catalog.chis.keys().filter(|k| k.kind == kind).count();
     let mut report = Merged {
-        chis: catalog.chis.len(),
+        chis: count(SourceKind::Chi),
+        clusters: count(SourceKind::ClickHouseCluster),
         ..Merged::default()
     };
     let mut accepted: Vec<&RouteSpec> = Vec::new();
@@ -111,8 +118,17 @@ pub fn discovered<'a>(
                 continue;
             }
             if let Some(detail) = uncovered(r) {
+                let detail = if entry.plaintext_only {
+                    format!(
+                        "the ClickHouseCluster has no TLS (spec.settings.tls.enabled), so its \
+                         routes can only terminate TLS here: {detail}"
+                    )
+                } else {
+                    detail
+                };
                 report.refused.push(Refusal {
                     chi: key.to_string(),
+                    kind: key.kind,
                     route: r.name.to_string(),
                     reason: RefusalReason::NoCertificate,
                     detail,
@@ -138,6 +154,7 @@ fn conflict(
 ) -> Option<Refusal> {
     let refusal = |reason, detail| Refusal {
         chi: chi.to_string(),
+        kind: chi.kind,
         route: route.name.to_string(),
         reason,
         detail,

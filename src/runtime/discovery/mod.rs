@@ -1,4 +1,4 @@
-//! Kubernetes discovery: ClickHouseInstallations become routes.
+//! Kubernetes discovery: ClickHouseInstallations and ClickHouseClusters become routes.
 //!
 //! A watcher task (feature `k8s`, [`kube_watch`]) folds watch events into a
 //! [`Catalog`] ([`catalog::Tracker`]) and publishes a snapshot after every
@@ -13,6 +13,7 @@ mod kube_client;
 #[cfg(feature = "k8s")]
 mod kube_watch;
 pub mod merge;
+pub mod readiness;
 #[cfg(feature = "k8s")]
 mod watch_stream;
 
@@ -60,6 +61,7 @@ impl Report {
             if !old.contains(r) {
                 tracing::warn!(
                     chi = r.chi.as_str(),
+                    kind = r.kind.keyword(),
                     route = r.route.as_str(),
                     reason = r.reason.keyword(),
                     detail = r.detail.as_str(),
@@ -98,9 +100,11 @@ impl Report {
             "enabled": self.enabled,
             "synced": merged.is_some(),
             "chis": merged.map_or(0, |m| m.chis),
+            "clickhouseclusters": merged.map_or(0, |m| m.clusters),
             "routes": merged.map_or(0, |m| m.routes),
             "refused": merged.map(|m| m.refused.iter().map(|r| serde_json::json!({
                 "chi": r.chi,
+                "kind": r.kind.keyword(),
                 "route": r.route,
                 "reason": r.reason.keyword(),
                 "detail": r.detail,

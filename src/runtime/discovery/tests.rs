@@ -76,10 +76,7 @@ fn apply_and_delete_change_one_entry_and_no_op_updates_are_quiet() {
     let mut status = demo.clone();
     status["status"] = json!({"state": "Completed"});
     assert!(!t.apply(0, Change::Applied(status)));
-    let entry = &t.catalog().chis[&ChiKey {
-        namespace: "ns".into(),
-        name: "demo".into(),
-    }];
+    let entry = &t.catalog().chis[&ChiKey::chi("ns", "demo")];
     let routes = entry.routes.as_ref().unwrap();
     assert_eq!(
         snis(routes),
@@ -330,4 +327,176 @@ fn a_sharded_cluster_is_discovered_with_a_route_per_shard() {
             "chi-x-main-1-1.ns.svc.cluster.local"
         ]
     );
+}
+
+fn cluster(ns: &str, name: &str, spec: Value) -> Value {
+    json!({
+        "apiVersion": "clickhouse.com/v1alpha1",
+        "kind": "ClickHouseCluster",
+        "metadata": {"namespace": ns, "name": name, "creationTimestamp": "2024-01-01T00:00:00Z"},
+        "spec": spec,
+    })
+}
+
+#[test]
+fn clickhouseclusters_are_tracked_beside_chis_and_refused_with_a_reason() {
+    use crate::model::config::uncovered;
+    use crate::model::route::Defaults;
+    use crate::model::sources::SourceKind;
+
+    let mut t = Tracker::with_sources(
+        "ch.test",
+        vec![
+            (SourceKind::Chi, None),
+            (SourceKind::ClickHouseCluster, None),
+        ],
+    );
+    assert!(!listed(
+        &mut t,
+        0,
+        &[chi("ns", "demo", "2024-01-01T00:00:00Z", &[])]
+    ));
+    let tls = json!({"replicas": 1, "settings": {"tls": {"enabled": true}}});
+    // Same name as the CHI, another kind: two objects.
+    assert!(listed(
+        &mut t,
+        1,
+        &[
+            cluster("ns", "demo", tls),
+            cluster("ns", "plain", json!({"replicas": 1}))
+        ]
+    ));
+    let keys: Vec<String> = t.catalog().chis.keys().map(|k| k.to_string()).collect();
+    assert_eq!(
+        keys,
+        [
+            "ns/demo",
+            "ClickHouseCluster ns/demo",
+            "ClickHouseCluster ns/plain"
+        ]
+    );
+    let defaults = Defaults::default();
+    let none = crate::model::tls::CertStore::new(vec![]);
+    let (accepted, merged) =
+        merge::discovered(&[], 0, t.catalog(), |r| uncovered(r, &defaults, &none));
+    assert_eq!((merged.chis, merged.clusters), (1, 2));
+    // The CHI is older by name order and keeps demo.ch.test; the cluster's own names stay.
+    assert!(
+        snis(&accepted).contains(&"demo-clickhouse-0-0.ch.test"),
+        "{merged:?}"
+    );
+    let refused: Vec<(&str, SourceKind, RefusalReason)> = merged
+        .refused
+        .iter()
+        .map(|r| (r.route.as_str(), r.kind, r.reason))
+        .collect();
+    assert_eq!(
+        refused,
+        [
+            (
+                "ns/demo",
+                SourceKind::ClickHouseCluster,
+                RefusalReason::SniClaimed
+            ),
+            (
+                "ns/plain",
+                SourceKind::ClickHouseCluster,
+                RefusalReason::NoCertificate
+            ),
+            (
+                "ns/plain/shard-0",
+                SourceKind::ClickHouseCluster,
+                RefusalReason::NoCertificate
+            ),
+            (
+                "ns/plain/0-0",
+                SourceKind::ClickHouseCluster,
+                RefusalReason::NoCertificate
+            ),
+        ],
+        "{merged:?}"
+    );
+    assert!(
+        merged.refused[1].detail.contains("has no TLS"),
+        "{merged:?}"
+    );
+    let json = Report::default().next(
+        &crate::model::config::KubernetesDiscovery {
+            enabled: true,
+            ..Default::default()
+        },
+        Some(merged),
+    );
+    assert_eq!(json.to_json()["refused"][1]["kind"], "clickhousecluster");
+    assert_eq!(
+        json.to_json()["refused"][1]["chi"],
+        "ClickHouseCluster ns/plain"
+    );
+    // A wildcard certificate serves the plaintext cluster's names.
+    let wide = certificates_for(&["*.ch.test"]);
+    let (_, merged) = merge::discovered(&[], 0, t.catalog(), |r| uncovered(r, &defaults, &wide));
+    assert_eq!(merged.refused.len(), 1, "{merged:?}");
+}
+
+fn pod(name: &str, ready: bool) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"namespace": "ns", "name": name},
+        "status": {"conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]},
+    })
+}
+
+#[test]
+fn a_clickhouseclusters_unready_pods_leave_its_balanced_routes() {
+    use super::catalog::Feed;
+    use crate::model::sources::SourceKind;
+
+    let mut t = Tracker::with_feeds(
+        "ch.test",
+        vec![
+            (Feed::Objects(SourceKind::ClickHouseCluster), None),
+            (Feed::Pods, None),
+        ],
+    );
+    let c = cluster(
+        "ns",
+        "c",
+        json!({"replicas": 2, "settings": {"tls": {"enabled": true}}}),
+    );
+    assert!(!listed(&mut t, 0, &[c]), "the pods have not listed yet");
+    assert!(listed(
+        &mut t,
+        1,
+        &[
+            pod("c-clickhouse-0-0-0", true),
+            pod("c-clickhouse-0-1-0", false)
+        ]
+    ));
+    let upstreams = |t: &Tracker, route: &str| -> Vec<String> {
+        let (_, entry) = t.catalog().in_claim_order()[0];
+        let routes = entry.routes.as_ref().unwrap();
+        let r = routes.iter().find(|r| &*r.name == route).unwrap();
+        r.upstreams
+            .iter()
+            .map(|u| u.host.split('.').next().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(upstreams(&t, "ns/c"), ["c-clickhouse-0-0-0"]);
+    assert_eq!(upstreams(&t, "ns/c/shard-0"), ["c-clickhouse-0-0-0"]);
+    assert_eq!(
+        upstreams(&t, "ns/c/0-1"),
+        ["c-clickhouse-0-1-0"],
+        "its own route stays"
+    );
+    // Ready now: back in the balanced routes; a repeat changes nothing.
+    assert!(t.apply(1, Change::Applied(pod("c-clickhouse-0-1-0", true))));
+    assert!(!t.apply(1, Change::Applied(pod("c-clickhouse-0-1-0", true))));
+    assert_eq!(
+        upstreams(&t, "ns/c"),
+        ["c-clickhouse-0-0-0", "c-clickhouse-0-1-0"]
+    );
+    // The first pod goes away.
+    assert!(t.apply(1, Change::Deleted(pod("c-clickhouse-0-0-0", true))));
+    assert_eq!(upstreams(&t, "ns/c"), ["c-clickhouse-0-1-0"]);
 }
