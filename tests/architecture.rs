@@ -13,7 +13,10 @@ use std::path::{Path, PathBuf};
 /// The layers of the main crate, lowest first, with the modules each holds. A new module must
 /// be added here, to the layer whose dependencies it fits.
 const LAYERS: &[(&str, &[&str])] = &[
-    ("model", &["allow", "chi", "config", "route", "tls"]),
+    (
+        "model",
+        &["allow", "chi", "config", "gateway", "route", "tls"],
+    ),
     (
         "runtime",
         &[

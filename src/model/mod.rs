@@ -4,6 +4,8 @@
 //! - [`allow`]: client-CIDR allowlists;
 //! - [`config`]: files → typed configuration and route specs, validation, one error type;
 //! - [`chi`]: ClickHouseInstallation manifests → route specs (operator naming);
+//! - [`gateway`]: Gateway API objects (GatewayClass, Gateway, TLSRoute, ReferenceGrant) → route
+//!   specs and statuses;
 //! - [`tls`]: certificates to serve (checked pairs, chosen by name) and CAs to trust.
 //!
 //! Uses the wire layer ([`ch_edge_wire`]) only: no sockets, no async runtime, no metrics.
@@ -12,5 +14,6 @@
 pub mod allow;
 pub mod chi;
 pub mod config;
+pub mod gateway;
 pub mod route;
 pub mod tls;
