@@ -18,6 +18,7 @@ pub mod backends;
 pub mod hostname;
 pub mod listeners;
 pub mod objects;
+pub mod patch;
 mod specs;
 pub mod status;
 mod translate;

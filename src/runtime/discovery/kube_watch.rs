@@ -97,7 +97,14 @@ pub(super) async fn run(settings: KubernetesDiscovery, tx: watch::Sender<Option<
             );
         }
         if publish {
-            tx.send_replace(Some(Arc::new(tracker.catalog().clone())));
+            // The Gateway API watcher's part of the catalog stays.
+            let mut next = tracker.catalog().clone();
+            tx.send_modify(|slot| {
+                if let Some(old) = slot {
+                    next.tls_routes = old.tls_routes.clone();
+                }
+                *slot = Some(Arc::new(std::mem::take(&mut next)));
+            });
         }
     }
 }
