@@ -163,6 +163,7 @@ pub(super) async fn run(settings: GatewayApi, tx: watch::Sender<Option<Arc<Catal
         leases: Api::namespaced_with(client.clone(), &lease_ns, &lease_resource()),
         identity,
         leader: false,
+        waiting_for: None,
         written: HashMap::new(),
     };
     tracing::info!(
@@ -288,6 +289,8 @@ struct Writer {
     leases: Api<DynamicObject>,
     identity: String,
     leader: bool,
+    /// The other replica holding the Lease, once logged.
+    waiting_for: Option<String>,
     /// The last patch written per object: not written again before the watch shows it.
     written: HashMap<(usize, Key), Value>,
 }
@@ -306,12 +309,18 @@ impl Writer {
         };
         let decision = lease::decide(current.as_ref(), &self.identity, now, LEASE_DURATION);
         if let Decision::Wait { holder, .. } = &decision {
-            if self.leader {
-                tracing::info!(holder = holder.as_str(), "gateway api: lost the Lease");
+            // Once per holder, not every check.
+            if self.leader || self.waiting_for.as_deref() != Some(holder) {
+                tracing::info!(
+                    holder = holder.as_str(),
+                    "gateway api: the Lease is held by another replica; not writing statuses"
+                );
+                self.waiting_for = Some(holder.clone());
             }
             self.leader = false;
             return;
         }
+        self.waiting_for = None;
         let spec = lease::spec(
             current.as_ref(),
             &self.identity,
