@@ -8,7 +8,7 @@
 //! Watches are [`watch_stream::watch`]es like the CHI one (bookmarks, silence deadline, 410
 //! relists, backoff); errors are logged and counted the same way and keep the last routes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -165,6 +165,7 @@ pub(super) async fn run(settings: GatewayApi, tx: watch::Sender<Option<Arc<Catal
         leader: false,
         waiting_for: None,
         written: HashMap::new(),
+        failing: HashSet::new(),
     };
     tracing::info!(
         controller_name = settings.controller_name.as_str(),
@@ -293,6 +294,8 @@ struct Writer {
     waiting_for: Option<String>,
     /// The last patch written per object: not written again before the watch shows it.
     written: HashMap<(usize, Key), Value>,
+    /// Objects whose last status write failed (logged once).
+    failing: HashSet<(usize, Key)>,
 }
 
 impl Writer {
@@ -420,15 +423,27 @@ impl Writer {
                 .await
             {
                 Ok(_) => {
+                    self.failing.remove(&(kind, key.clone()));
                     self.written.insert((kind, key), p);
                 }
-                Err(error) => tracing::warn!(
-                    kind = KINDS[kind].2,
-                    object = format!("{}/{}", key.0, key.1),
-                    error = %error,
-                    "gateway api: status not written"
-                ),
+                Err(error) => {
+                    watch_stream::count_error("status");
+                    // Once per object until it succeeds (retried on the next change).
+                    if self.failing.insert((kind, key.clone())) {
+                        tracing::warn!(
+                            kind = KINDS[kind].2,
+                            object = format!("{}/{}", key.0, key.1),
+                            error = %error,
+                            "gateway api: status not written"
+                        );
+                    }
+                }
             }
         }
+        // Forget what was written to objects that are gone.
+        self.written
+            .retain(|(kind, key), _| store.objects[*kind].contains_key(key));
+        self.failing
+            .retain(|(kind, key)| store.objects[*kind].contains_key(key));
     }
 }
