@@ -358,15 +358,18 @@ fn from_str_reusing(
     );
     config.tls = Arc::new(tls);
     config.tls_files = tls_files;
-    // What the Gateway API translation needs of the proxy: its ports and certificate names.
+    // What the Gateway API translation needs of the proxy: its ports and certificate names
+    // (only when on: a change of them restarts the watches, as any discovery setting does).
     let gateway = &mut config.discovery.kubernetes.gateway_api;
-    gateway.listener_ports = config.listeners.iter().map(|l| l.address.port()).collect();
-    gateway.certificate_names = config
-        .tls
-        .certificates
-        .iter()
-        .flat_map(|c| c.names.iter().cloned())
-        .collect();
+    if gateway.enabled {
+        gateway.listener_ports = config.listeners.iter().map(|l| l.address.port()).collect();
+        gateway.certificate_names = config
+            .tls
+            .certificates
+            .iter()
+            .flat_map(|c| c.names.iter().cloned())
+            .collect();
+    }
     config.content_hash = hash.finish();
     config.route_files = parsed.finish();
     for e in duplicate_claims(&config.routes) {
