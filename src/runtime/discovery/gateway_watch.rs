@@ -8,26 +8,24 @@
 //! Watches are [`watch_stream::watch`]es like the CHI one (bookmarks, silence deadline, 410
 //! relists, backoff); errors are logged and counted the same way and keep the last routes.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use futures_util::stream::{self, StreamExt};
-use kube::api::{
-    Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
-};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
 use kube::runtime::watcher::Event;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::watch;
 
 use super::catalog::{Catalog, ChiEntry, ChiKey};
-use super::lease::{self, Decision};
+use super::gateway_writer::Writer;
 use super::{kube_client, watch_stream};
 use crate::model::config::GatewayApi;
-use crate::model::gateway::{self, patch, Objects, Settings, Statuses};
+use crate::model::gateway::{self, Objects, Settings};
 
 /// `(group, version, kind, plural, namespaced)` of each watched kind, in [`Objects`] order.
-const KINDS: [(&str, &str, &str, &str, bool); 5] = [
+pub(super) const KINDS: [(&str, &str, &str, &str, bool); 5] = [
     (
         gateway::objects::GROUP,
         "v1",
@@ -46,21 +44,21 @@ const KINDS: [(&str, &str, &str, &str, bool); 5] = [
     ),
     ("", "v1", "Service", "services", true),
 ];
-const CLASS: usize = 0;
-const GATEWAY: usize = 1;
-const ROUTE: usize = 2;
+pub(super) const CLASS: usize = 0;
+pub(super) const GATEWAY: usize = 1;
+pub(super) const ROUTE: usize = 2;
 
 /// The Lease: held for this long unless renewed, renewed (and checked) this often.
-const LEASE_DURATION: Duration = Duration::from_secs(15);
+pub(super) const LEASE_DURATION: Duration = Duration::from_secs(15);
 const LEASE_TICK: Duration = Duration::from_secs(5);
-const LEASE_NAME: &str = "ch-edge-proxy-gateway-api";
+pub(super) const LEASE_NAME: &str = "ch-edge-proxy-gateway-api";
 
-type Key = (String, String);
+pub(super) type Key = (String, String);
 
 /// The objects as last seen, per kind, and the lists in progress.
 #[derive(Default)]
-struct Store {
-    objects: [BTreeMap<Key, Value>; 5],
+pub(super) struct Store {
+    pub(super) objects: [BTreeMap<Key, Value>; 5],
     listing: [Option<BTreeMap<Key, Value>>; 5],
     listed: [bool; 5],
 }
@@ -123,7 +121,7 @@ fn key(v: &Value) -> Key {
     (s("namespace"), s("name"))
 }
 
-fn resource(kind: usize) -> ApiResource {
+pub(super) fn resource(kind: usize) -> ApiResource {
     let (group, version, k, plural, _) = KINDS[kind];
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, k), plural)
 }
@@ -157,16 +155,12 @@ pub(super) async fn run(settings: GatewayApi, tx: watch::Sender<Option<Arc<Catal
         .unwrap_or_else(|_| format!("ch-edge-proxy-{}", std::process::id()));
     let lease_ns =
         std::env::var("POD_NAMESPACE").unwrap_or_else(|_| client.default_namespace().to_owned());
-    let mut writer = Writer {
-        client: client.clone(),
-        controller: settings.controller_name.clone(),
-        leases: Api::namespaced_with(client.clone(), &lease_ns, &lease_resource()),
+    let mut writer = Writer::new(
+        client.clone(),
+        settings.controller_name.clone(),
+        Api::namespaced_with(client.clone(), &lease_ns, &lease_resource()),
         identity,
-        leader: false,
-        waiting_for: None,
-        written: HashMap::new(),
-        failing: HashSet::new(),
-    };
+    );
     tracing::info!(
         controller_name = settings.controller_name.as_str(),
         lease = format!("{lease_ns}/{LEASE_NAME}"),
@@ -270,7 +264,7 @@ fn publish(
     done
 }
 
-fn lease_resource() -> ApiResource {
+pub(super) fn lease_resource() -> ApiResource {
     ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk("coordination.k8s.io", "v1", "Lease"),
         "leases",
@@ -281,169 +275,4 @@ async fn client(silence: Duration) -> anyhow::Result<kube::Client> {
     let _ = (*crate::model::tls::provider()).clone().install_default();
     let config = kube::Config::infer().await?;
     kube_client::build(config, silence)
-}
-
-/// Writes statuses while holding the Lease.
-struct Writer {
-    client: kube::Client,
-    controller: String,
-    leases: Api<DynamicObject>,
-    identity: String,
-    leader: bool,
-    /// The other replica holding the Lease, once logged.
-    waiting_for: Option<String>,
-    /// The last patch written per object: not written again before the watch shows it.
-    written: HashMap<(usize, Key), Value>,
-    /// Objects whose last status write failed (logged once).
-    failing: HashSet<(usize, Key)>,
-}
-
-impl Writer {
-    /// Takes or renews the Lease; `leader` says whether we hold it now.
-    async fn lease(&mut self) {
-        let now = SystemTime::now();
-        let current = match self.leases.get_opt(LEASE_NAME).await {
-            Ok(l) => l.map(|l| serde_json::to_value(l).unwrap_or_default()),
-            Err(error) => {
-                tracing::warn!(error = %error, "gateway api: cannot read the Lease");
-                self.leader = false;
-                return;
-            }
-        };
-        let decision = lease::decide(current.as_ref(), &self.identity, now, LEASE_DURATION);
-        if let Decision::Wait { holder, .. } = &decision {
-            // Once per holder, not every check.
-            if self.leader || self.waiting_for.as_deref() != Some(holder) {
-                tracing::info!(
-                    holder = holder.as_str(),
-                    "gateway api: the Lease is held by another replica; not writing statuses"
-                );
-                self.waiting_for = Some(holder.clone());
-            }
-            self.leader = false;
-            return;
-        }
-        self.waiting_for = None;
-        let spec = lease::spec(
-            current.as_ref(),
-            &self.identity,
-            now,
-            LEASE_DURATION,
-            &decision,
-        );
-        let mut obj = json!({
-            "apiVersion": "coordination.k8s.io/v1",
-            "kind": "Lease",
-            "metadata": {"name": LEASE_NAME},
-            "spec": spec,
-        });
-        let written = match &current {
-            None => match serde_json::from_value::<DynamicObject>(obj) {
-                Ok(o) => self
-                    .leases
-                    .create(&PostParams::default(), &o)
-                    .await
-                    .map(drop),
-                Err(e) => Err(kube::Error::SerdeError(e)),
-            },
-            Some(cur) => {
-                // With its resourceVersion: of two replicas taking it, one gets 409.
-                obj["metadata"]["resourceVersion"] = cur["metadata"]["resourceVersion"].clone();
-                match serde_json::from_value::<DynamicObject>(obj) {
-                    Ok(o) => self
-                        .leases
-                        .replace(LEASE_NAME, &PostParams::default(), &o)
-                        .await
-                        .map(drop),
-                    Err(e) => Err(kube::Error::SerdeError(e)),
-                }
-            }
-        };
-        let was = self.leader;
-        self.leader = written.is_ok();
-        match written {
-            Ok(()) if !was => {
-                tracing::info!(
-                    identity = self.identity.as_str(),
-                    "gateway api: holding the Lease; writing statuses"
-                );
-                self.written.clear();
-            }
-            Ok(()) => {}
-            Err(error) => tracing::info!(error = %error, "gateway api: Lease not taken"),
-        }
-    }
-
-    /// Patches every status that differs from what its object says.
-    async fn write(&mut self, store: &Store, statuses: &Statuses) {
-        let now = lease::micro_time(SystemTime::now());
-        let now = now
-            .split('.')
-            .next()
-            .map(|s| format!("{s}Z"))
-            .unwrap_or(now);
-        let status = |kind: usize, ns: &str, name: &str| {
-            store.objects[kind]
-                .get(&(ns.to_owned(), name.to_owned()))
-                .and_then(|v| v.get("status"))
-                .cloned()
-        };
-        let mut patches: Vec<(usize, Key, Value)> = Vec::new();
-        for (k, s) in &statuses.gateway_classes {
-            if let Some(p) = patch::gateway_class(status(CLASS, "", &k.name).as_ref(), s, &now) {
-                patches.push((CLASS, (String::new(), k.name.clone()), p));
-            }
-        }
-        for (k, s) in &statuses.gateways {
-            if let Some(p) =
-                patch::gateway(status(GATEWAY, &k.namespace, &k.name).as_ref(), s, &now)
-            {
-                patches.push((GATEWAY, (k.namespace.clone(), k.name.clone()), p));
-            }
-        }
-        let empty = gateway::status::RouteStatus { parents: vec![] };
-        for ((ns, name), v) in &store.objects[ROUTE] {
-            // Routes no longer attached to a Gateway of ours lose our parents entries.
-            let desired = statuses.tls_route(ns, name).unwrap_or(&empty);
-            if let Some(p) = patch::tls_route(v.get("status"), desired, &self.controller, &now) {
-                patches.push((ROUTE, (ns.clone(), name.clone()), p));
-            }
-        }
-        for (kind, key, p) in patches {
-            if self.written.get(&(kind, key.clone())) == Some(&p) {
-                continue;
-            }
-            let api: Api<DynamicObject> = if KINDS[kind].4 {
-                Api::namespaced_with(self.client.clone(), &key.0, &resource(kind))
-            } else {
-                Api::all_with(self.client.clone(), &resource(kind))
-            };
-            match api
-                .patch_status(&key.1, &PatchParams::default(), &Patch::Merge(&p))
-                .await
-            {
-                Ok(_) => {
-                    self.failing.remove(&(kind, key.clone()));
-                    self.written.insert((kind, key), p);
-                }
-                Err(error) => {
-                    watch_stream::count_error("status");
-                    // Once per object until it succeeds (retried on the next change).
-                    if self.failing.insert((kind, key.clone())) {
-                        tracing::warn!(
-                            kind = KINDS[kind].2,
-                            object = format!("{}/{}", key.0, key.1),
-                            error = %error,
-                            "gateway api: status not written"
-                        );
-                    }
-                }
-            }
-        }
-        // Forget what was written to objects that are gone.
-        self.written
-            .retain(|(kind, key), _| store.objects[*kind].contains_key(key));
-        self.failing
-            .retain(|(kind, key)| store.objects[*kind].contains_key(key));
-    }
 }

@@ -12,6 +12,8 @@ pub mod catalog;
 #[cfg(feature = "k8s")]
 mod gateway_watch;
 #[cfg(feature = "k8s")]
+mod gateway_writer;
+#[cfg(feature = "k8s")]
 mod kube_client;
 #[cfg(feature = "k8s")]
 mod kube_watch;
