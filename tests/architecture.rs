@@ -21,6 +21,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "chc",
             "chi",
             "config",
+            "gateway",
             "manifests",
             "route",
             "sources",

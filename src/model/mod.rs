@@ -8,6 +8,8 @@
 //! - [`annotations`], [`manifests`]: what every Kubernetes source shares (the
 //!   `ch-edge-proxy/*` annotations; multi-document and `kind: List` manifests);
 //! - [`sources`]: manifests of every source at once (`routes from-manifests`);
+//! - [`gateway`]: Gateway API objects (GatewayClass, Gateway, TLSRoute, ReferenceGrant) → route
+//!   specs and statuses;
 //! - [`tls`]: certificates to serve (checked pairs, chosen by name) and CAs to trust.
 //!
 //! Uses the wire layer ([`ch_edge_wire`]) only: no sockets, no async runtime, no metrics.
@@ -18,6 +20,7 @@ pub mod annotations;
 pub mod chc;
 pub mod chi;
 pub mod config;
+pub mod gateway;
 pub mod manifests;
 pub mod route;
 pub mod sources;

@@ -11,11 +11,15 @@ pub enum SourceKind {
     Chi,
     /// `clickhouseclusters.clickhouse.com` (the official operator).
     ClickHouseCluster,
+    /// `tlsroutes.gateway.networking.k8s.io`: switched on by `gateway_api.enabled`, not listed
+    /// in `sources` (a Gateway API implementation watches more than one kind).
+    TlsRoute,
 }
 
 ch_edge_wire::keywords!(SourceKind {
     Chi => "chi",
     ClickHouseCluster => "clickhousecluster",
+    TlsRoute => "tlsroute",
 });
 
 impl SourceKind {
@@ -24,6 +28,7 @@ impl SourceKind {
         match self {
             SourceKind::Chi => chi::KIND,
             SourceKind::ClickHouseCluster => chc::KIND,
+            SourceKind::TlsRoute => "TLSRoute",
         }
     }
 }

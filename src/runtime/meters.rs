@@ -163,7 +163,7 @@ pub fn describe() {
     );
     describe_counter!(
         DISCOVERY_API_ERRORS,
-        "Kubernetes API errors of discovery, by kind (client, list, watch_start, watch, watch_event, no_resource_version, stalled: the API server sent nothing for the stall timeout)."
+        "Kubernetes API errors of discovery, by kind (client, list, watch_start, watch, watch_event, no_resource_version, stalled: the API server sent nothing for the stall timeout; status: a Gateway API status patch refused)."
     );
     describe_counter!(
         CONFIG_WATCH_EVENTS,

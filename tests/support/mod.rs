@@ -5,6 +5,7 @@
 
 pub mod certs;
 pub mod clickhouse;
+pub mod fake_api;
 pub mod fake_kube;
 pub mod peers;
 pub mod prometheus;

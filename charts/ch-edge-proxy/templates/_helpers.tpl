@@ -137,7 +137,12 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- $_ := set $cfg "routes" list }}
 {{- $_ := set $cfg "include" (list (include "ch-edge-proxy.routesDir" .)) }}
 {{- $k := .Values.discovery.kubernetes }}
-{{- $_ := set $cfg "discovery" (dict "kubernetes" (dict "enabled" $k.enabled "domain" $k.domain "namespaces" $k.namespaces "label_selector" $k.labelSelector "sources" (default (list "chi") $k.sources))) }}
+{{- $kube := dict "enabled" $k.enabled "domain" $k.domain "namespaces" $k.namespaces "label_selector" $k.labelSelector "sources" (default (list "chi") $k.sources) }}
+{{- $g := default (dict) $k.gatewayApi }}
+{{- if $g.enabled }}
+{{- $_ := set $kube "gateway_api" (dict "enabled" true "controller_name" $g.controllerName "cluster_domain" $g.clusterDomain) }}
+{{- end }}
+{{- $_ := set $cfg "discovery" (dict "kubernetes" $kube) }}
 {{- toYaml $cfg }}
 {{- end }}
 

@@ -41,7 +41,14 @@ VARIANTS = {
     "daemonset": {"kind": "DaemonSet"},
     "hostnetwork": {"hostNetwork": True, "kind": "DaemonSet"},
     "discovery": {
-        "discovery": {"kubernetes": {"enabled": True, "namespaces": ["ch"], "labelSelector": "team=x"}},
+        "discovery": {
+            "kubernetes": {
+                "enabled": True,
+                "namespaces": ["ch"],
+                "labelSelector": "team=x",
+                "gatewayApi": {"enabled": True},
+            }
+        },
         "routes": INLINE_ROUTES,
         "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}},
     },
@@ -69,7 +76,7 @@ VARIANTS = {
     },
 }
 # Custom resources: no bundled schema; checked structurally by their own tests.
-CRDS = {"ServiceMonitor", "PrometheusRule"}
+CRDS = {"ServiceMonitor", "PrometheusRule", "GatewayClass"}
 DASHBOARD = CHART / "files" / "grafana-dashboard.json"
 RULES = CHART / "files" / "prometheus-rules.yaml"
 
@@ -339,7 +346,18 @@ def test_rbac_only_with_discovery(variant):
             "apiGroups": ["clickhouse.altinity.com"],
             "resources": ["clickhouseinstallations"],
             "verbs": ["get", "list", "watch"],
-        }
+        },
+        {
+            "apiGroups": ["gateway.networking.k8s.io"],
+            "resources": ["gatewayclasses", "gateways", "tlsroutes", "referencegrants"],
+            "verbs": ["get", "list", "watch"],
+        },
+        {
+            "apiGroups": ["gateway.networking.k8s.io"],
+            "resources": ["gatewayclasses/status", "gateways/status", "tlsroutes/status"],
+            "verbs": ["patch"],
+        },
+        {"apiGroups": [""], "resources": ["services"], "verbs": ["get", "list", "watch"]},
     ]
     (binding,) = bindings
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
@@ -641,6 +659,7 @@ def test_log_format_from_values():
 
 def test_clickhousecluster_source_gets_its_rbac_and_config():
     values = copy.deepcopy(VARIANTS["discovery"])
+    values["discovery"]["kubernetes"]["gatewayApi"] = {"enabled": False}
     values["discovery"]["kubernetes"]["sources"] = ["clickhousecluster", "chi"]
     docs = render(values)
     assert proxy_config(docs)["discovery"]["kubernetes"]["sources"] == ["clickhousecluster", "chi"]
@@ -659,6 +678,37 @@ def test_clickhousecluster_source_gets_its_rbac_and_config():
         {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
     ]
     only = copy.deepcopy(VARIANTS["discovery"])
+    only["discovery"]["kubernetes"]["gatewayApi"] = {"enabled": False}
     only["discovery"]["kubernetes"]["sources"] = ["clickhousecluster"]
     (role,) = by_kind(render(only), "ClusterRole")
     assert [r["resources"] for r in role["rules"]] == [["clickhouseclusters"], ["pods"]]
+
+
+def test_gateway_api_class_lease_rbac_and_pod_identity():
+    docs = render(VARIANTS["discovery"])
+    (gc,) = by_kind(docs, "GatewayClass")
+    assert gc["metadata"]["name"] == "ch-edge-proxy"
+    assert gc["spec"]["controllerName"] == "ch-edge-proxy.io/gateway-controller"
+    lease = lambda kind, d: [r for r in by_kind(d, kind) if r["metadata"]["name"].endswith("-gateway-lease")]
+    (role,) = lease("Role", docs)
+    assert role["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]}
+    ]
+    (binding,) = lease("RoleBinding", docs)
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"][0]["namespace"] == NAMESPACE
+    env = {e["name"]: e for e in workload(docs)["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+    cfg = proxy_config(docs)["discovery"]["kubernetes"]["gateway_api"]
+    assert cfg == {
+        "enabled": True,
+        "controller_name": "ch-edge-proxy.io/gateway-controller",
+        "cluster_domain": "cluster.local",
+    }
+    # Off by default, and no class without discovery; a class can be left to the user.
+    for values in [{}, {"discovery": {"kubernetes": {"gatewayApi": {"enabled": True}}}}]:
+        docs = render(values)
+        assert by_kind(docs, "GatewayClass") == [] and lease("Role", docs) == []
+    own = {"discovery": {"kubernetes": {"enabled": True, "gatewayApi": {"enabled": True, "gatewayClass": {"create": False}}}}}
+    assert by_kind(render(own), "GatewayClass") == []

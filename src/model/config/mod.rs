@@ -261,6 +261,52 @@ pub struct KubernetesDiscovery {
     /// The kinds watched, each once, in the order written (default: CHIs only, so that a
     /// cluster without the official operator's CRD is not waited on).
     pub sources: Vec<SourceKind>,
+    /// Gateway API (TLSRoute) discovery; needs `enabled`.
+    pub gateway_api: GatewayApi,
+}
+
+/// `discovery.kubernetes.gateway_api`: GatewayClasses of `controller_name`, their Gateways and
+/// TLSRoutes become routes; statuses are written back (README "Gateway API").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayApi {
+    pub enabled: bool,
+    pub controller_name: String,
+    /// Backends are `<svc>.<ns>.svc.<cluster_domain>`.
+    pub cluster_domain: String,
+    /// The ports of `listeners` (Gateway listeners are matched to them).
+    pub listener_ports: Vec<u16>,
+    /// The DNS names of `tls.certificates` (`*.suffix` for wildcards): what a `Terminate`
+    /// listener can serve.
+    pub certificate_names: Vec<Arc<str>>,
+}
+
+impl GatewayApi {
+    /// Whether a certificate's name covers `pattern` (a name, or `*.suffix` by the same
+    /// wildcard).
+    pub fn has_certificate(&self, pattern: &str) -> bool {
+        self.certificate_names.iter().any(|n| {
+            **n == *pattern
+                || n.strip_prefix("*.").is_some_and(|suffix| {
+                    pattern.strip_suffix(suffix).is_some_and(|head| {
+                        head.len() > 1
+                            && head.ends_with('.')
+                            && !head[..head.len() - 1].contains('.')
+                    })
+                })
+        })
+    }
+}
+
+impl Default for GatewayApi {
+    fn default() -> Self {
+        GatewayApi {
+            enabled: false,
+            controller_name: crate::model::gateway::DEFAULT_CONTROLLER_NAME.to_owned(),
+            cluster_domain: "cluster.local".to_owned(),
+            listener_ports: Vec::new(),
+            certificate_names: Vec::new(),
+        }
+    }
 }
 
 impl Default for KubernetesDiscovery {
@@ -271,6 +317,7 @@ impl Default for KubernetesDiscovery {
             namespaces: Vec::new(),
             label_selector: String::new(),
             sources: DEFAULT_SOURCES.to_vec(),
+            gateway_api: GatewayApi::default(),
         }
     }
 }
@@ -363,6 +410,18 @@ fn from_str_reusing(
     );
     config.tls = Arc::new(tls);
     config.tls_files = tls_files;
+    // What the Gateway API translation needs of the proxy: its ports and certificate names
+    // (only when on: a change of them restarts the watches, as any discovery setting does).
+    let gateway = &mut config.discovery.kubernetes.gateway_api;
+    if gateway.enabled {
+        gateway.listener_ports = config.listeners.iter().map(|l| l.address.port()).collect();
+        gateway.certificate_names = config
+            .tls
+            .certificates
+            .iter()
+            .flat_map(|c| c.names.iter().cloned())
+            .collect();
+    }
     config.content_hash = hash.finish();
     config.route_files = parsed.finish();
     for e in duplicate_claims(&config.routes) {

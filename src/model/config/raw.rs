@@ -228,6 +228,18 @@ pub(crate) struct RawKubernetes {
     pub label_selector: String,
     /// `None`: the default sources.
     pub sources: Option<Vec<S<String>>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub gateway_api: RawGatewayApi,
+}
+
+/// `discovery.kubernetes.gateway_api`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGatewayApi {
+    #[serde(default, deserialize_with = "nullable")]
+    pub enabled: bool,
+    pub controller_name: Option<S<String>>,
+    pub cluster_domain: Option<S<String>>,
 }
 
 /// An empty value (`routes:` with every entry commented out) means the default.

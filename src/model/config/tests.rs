@@ -1151,3 +1151,54 @@ fn balance_sticky_and_health() {
     let e = error(&with_listener("health:\n  probe: 1s\n"));
     assert!(e.contains("probe"), "{e}");
 }
+
+#[test]
+fn gateway_api_settings() {
+    let on = |rest: &str| {
+        with_listener(&format!(
+            "discovery:\n  kubernetes:\n    enabled: true\n    domain: ch.test\n    gateway_api:\n      enabled: true\n{rest}"
+        ))
+    };
+    let c = parse(&on("")).unwrap();
+    let g = &c.discovery.kubernetes.gateway_api;
+    assert!(g.enabled);
+    assert_eq!(g.controller_name, "ch-edge-proxy.io/gateway-controller");
+    assert_eq!(g.cluster_domain, "cluster.local");
+    // The translation matches Gateway listeners to these ports.
+    assert_eq!(g.listener_ports, [9440]);
+    let c = parse(&on(
+        "      controller_name: example.com/edge\n      cluster_domain: corp.internal\n",
+    ))
+    .unwrap();
+    let g = &c.discovery.kubernetes.gateway_api;
+    assert_eq!(
+        (&*g.controller_name, &*g.cluster_domain),
+        ("example.com/edge", "corp.internal")
+    );
+    let e = error(&on("      controller_name: edge\n"));
+    assert_contains(&e, &["controller_name", "domain-prefixed path"]);
+    let e = error(&with_listener(
+        "discovery:\n  kubernetes:\n    gateway_api:\n      enabled: true\n",
+    ));
+    assert_contains(&e, &["enabled needs discovery.kubernetes.enabled"]);
+    let e = error(&on("      color: blue\n"));
+    assert_contains(&e, &["color"]);
+}
+
+#[test]
+fn gateway_api_certificate_cover() {
+    let g = GatewayApi {
+        certificate_names: vec!["*.example.com".into(), "tls.example.org".into()],
+        ..GatewayApi::default()
+    };
+    for (name, covered) in [
+        ("a.example.com", true),
+        ("*.example.com", true),
+        ("a.b.example.com", false),
+        ("example.com", false),
+        ("tls.example.org", true),
+        ("x.example.org", false),
+    ] {
+        assert_eq!(g.has_certificate(name), covered, "{name}");
+    }
+}

@@ -13,7 +13,7 @@ use ipnet::IpNet;
 use serde_saphyr::Location;
 
 use super::error::Problems;
-use super::raw::{RawConfig, RawDiscovery, RawHealth, RawListener, RawLog, S};
+use super::raw::{RawConfig, RawDiscovery, RawGatewayApi, RawHealth, RawListener, RawLog, S};
 use super::*;
 use crate::model::allow::parse_net;
 use crate::model::route::Defaults;
@@ -469,6 +469,53 @@ pub(crate) fn cidrs<'a>(
     out
 }
 
+fn gateway_api(g: RawGatewayApi, kubernetes: bool, file: &str, errs: &mut Problems) -> GatewayApi {
+    let what = "discovery.kubernetes.gateway_api";
+    let mut out = GatewayApi {
+        enabled: g.enabled,
+        ..GatewayApi::default()
+    };
+    if g.enabled && !kubernetes {
+        errs.add(
+            file,
+            None,
+            what,
+            "enabled needs discovery.kubernetes.enabled",
+        );
+    }
+    if let Some(c) = g.controller_name {
+        // The spec: a domain-prefixed path, `example.com/some-controller`.
+        let ok = c.value.split_once('/').is_some_and(|(domain, path)| {
+            domain.contains('.') && check_name(domain).is_ok() && !path.is_empty()
+        });
+        if ok {
+            out.controller_name = c.value;
+        } else {
+            errs.add(
+                file,
+                Some(&c.referenced),
+                &format!("{what}.controller_name"),
+                format!(
+                    "{:?} is not a domain-prefixed path (example.com/controller)",
+                    c.value
+                ),
+            );
+        }
+    }
+    if let Some(d) = g.cluster_domain {
+        match check_name(&d.value) {
+            Ok(()) => out.cluster_domain = d.value.to_ascii_lowercase(),
+            Err(e) => errs.add(
+                file,
+                Some(&d.referenced),
+                &format!("{what}.cluster_domain"),
+                format!("invalid cluster domain {:?}: {e}", d.value),
+            ),
+        }
+    }
+    out
+}
+
 fn discovery(raw: RawDiscovery, file: &str, errs: &mut Problems) -> Discovery {
     let k = raw.kubernetes;
     let what = "discovery.kubernetes";
@@ -526,6 +573,12 @@ fn discovery(raw: RawDiscovery, file: &str, errs: &mut Problems) -> Discovery {
             let mut sources = Vec::new();
             for s in &written {
                 match s.value.trim().parse::<SourceKind>() {
+                    Ok(SourceKind::TlsRoute) => errs.add(
+                        file,
+                        Some(&s.referenced),
+                        &format!("{what}.sources"),
+                        "TLSRoutes come with the Gateway API: set gateway_api.enabled instead",
+                    ),
                     Ok(kind) if !sources.contains(&kind) => sources.push(kind),
                     Ok(_) => {}
                     Err(e) => errs.add(
@@ -547,6 +600,7 @@ fn discovery(raw: RawDiscovery, file: &str, errs: &mut Problems) -> Discovery {
             sources
         }
     };
+    let gateway_api = gateway_api(k.gateway_api, k.enabled, file, errs);
     Discovery {
         kubernetes: KubernetesDiscovery {
             enabled: k.enabled,
@@ -554,6 +608,7 @@ fn discovery(raw: RawDiscovery, file: &str, errs: &mut Problems) -> Discovery {
             namespaces,
             label_selector: k.label_selector,
             sources,
+            gateway_api,
         },
     }
 }

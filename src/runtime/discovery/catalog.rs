@@ -70,17 +70,39 @@ pub struct ChiEntry {
     cluster: Option<chc::Cluster>,
 }
 
+impl ChiEntry {
+    /// An entry published by another watcher than the CHI [`Tracker`] (no watch scope).
+    #[cfg_attr(not(feature = "k8s"), allow(dead_code))]
+    pub fn published(created: Option<String>, routes: Vec<RouteSpec>) -> ChiEntry {
+        ChiEntry {
+            created,
+            scope: usize::MAX,
+            routes: Ok(routes),
+            plaintext_only: false,
+            cluster: None,
+        }
+    }
+}
+
 /// A consistent snapshot of every watched CHI.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Catalog {
     pub chis: BTreeMap<ChiKey, Arc<ChiEntry>>,
+    /// The routes of each TLSRoute (Gateway API, `gateway_watch`), keyed by the TLSRoute; they
+    /// claim names in the same order as CHIs (oldest first).
+    pub tls_routes: BTreeMap<ChiKey, Arc<ChiEntry>>,
 }
 
 impl Catalog {
     /// CHIs in claim order: oldest `creationTimestamp` first (CHIs without
     /// one last), then namespace/name.
     pub fn in_claim_order(&self) -> Vec<(&ChiKey, &ChiEntry)> {
-        let mut chis: Vec<_> = self.chis.iter().map(|(k, e)| (k, &**e)).collect();
+        let mut chis: Vec<_> = self
+            .chis
+            .iter()
+            .chain(&self.tls_routes)
+            .map(|(k, e)| (k, &**e))
+            .collect();
         chis.sort_by(|(ka, a), (kb, b)| {
             let age = |e: &ChiEntry| (e.created.is_none(), e.created.clone());
             age(a).cmp(&age(b)).then_with(|| ka.cmp(kb))
@@ -289,6 +311,8 @@ impl Tracker {
                 }
                 Err(e) => Err(e.to_string()),
             },
+            // Not a feed of this tracker: the Gateway API watcher publishes its own entries.
+            SourceKind::TlsRoute => Err("TLSRoutes are read by the Gateway API watcher".to_owned()),
         };
         if let Err(error) = &routes {
             tracing::warn!(

@@ -42,6 +42,13 @@ fn resource_of(feed: Feed) -> ApiResource {
             SourceKind::ClickHouseCluster.kind(),
             "clickhouseclusters",
         ),
+        // Watched by the Gateway API watcher (`gateway_watch`), never a feed of this one.
+        Feed::Objects(SourceKind::TlsRoute) => (
+            "gateway.networking.k8s.io",
+            "v1",
+            SourceKind::TlsRoute.kind(),
+            "tlsroutes",
+        ),
         Feed::Pods => ("", "v1", "Pod", "pods"),
     };
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
@@ -131,7 +138,14 @@ pub(super) async fn run(settings: KubernetesDiscovery, tx: watch::Sender<Option<
             );
         }
         if publish {
-            tx.send_replace(Some(Arc::new(tracker.catalog().clone())));
+            // The Gateway API watcher's part of the catalog stays.
+            let mut next = tracker.catalog().clone();
+            tx.send_modify(|slot| {
+                if let Some(old) = slot {
+                    next.tls_routes = old.tls_routes.clone();
+                }
+                *slot = Some(Arc::new(std::mem::take(&mut next)));
+            });
         }
     }
 }

@@ -1,4 +1,6 @@
-//! Kubernetes discovery: ClickHouseInstallations and ClickHouseClusters become routes.
+//! Kubernetes discovery: ClickHouseInstallations and ClickHouseClusters (and, with
+//! `gateway_api`, Gateway API TLSRoutes: [`gateway_watch`], which also writes their statuses)
+//! become routes.
 //!
 //! A watcher task (feature `k8s`, [`kube_watch`]) folds watch events into a
 //! [`Catalog`] ([`catalog::Tracker`]) and publishes a snapshot after every
@@ -9,9 +11,15 @@
 
 pub mod catalog;
 #[cfg(feature = "k8s")]
+mod gateway_watch;
+#[cfg(feature = "k8s")]
+mod gateway_writer;
+#[cfg(feature = "k8s")]
 mod kube_client;
 #[cfg(feature = "k8s")]
 mod kube_watch;
+#[cfg_attr(not(feature = "k8s"), allow(dead_code))]
+pub mod lease;
 pub mod merge;
 pub mod readiness;
 #[cfg(feature = "k8s")]
@@ -226,6 +234,22 @@ fn spawn_watcher(
     settings: &KubernetesDiscovery,
     tx: watch::Sender<Option<Arc<Catalog>>>,
 ) -> Option<tokio::task::JoinHandle<()>> {
+    if settings.gateway_api.enabled {
+        // Shares the catalog: each watcher replaces only its own part.
+        let gateway = tokio::spawn(gateway_watch::run(settings.gateway_api.clone(), tx.clone()));
+        let chis = kube_watch::run(settings.clone(), tx);
+        return Some(tokio::spawn(async move {
+            // Aborting this task (a settings change) must end the Gateway API watch too.
+            struct AbortOnDrop(tokio::task::JoinHandle<()>);
+            impl Drop for AbortOnDrop {
+                fn drop(&mut self) {
+                    self.0.abort();
+                }
+            }
+            let _gateway = AbortOnDrop(gateway);
+            chis.await
+        }));
+    }
     Some(tokio::spawn(kube_watch::run(settings.clone(), tx)))
 }
 

@@ -500,3 +500,49 @@ fn a_clickhouseclusters_unready_pods_leave_its_balanced_routes() {
     assert!(t.apply(1, Change::Deleted(pod("c-clickhouse-0-0-0", true))));
     assert_eq!(upstreams(&t, "ns/c"), ["c-clickhouse-0-1-0"]);
 }
+
+/// The Gateway API watcher's part of the catalog: routes per TLSRoute, merged after the file
+/// routes and in claim order with the CHIs (the older claimant keeps a name).
+#[test]
+fn tls_routes_merge_with_file_and_chi_routes_in_claim_order() {
+    let mut t = Tracker::new("ch.test", vec![None]);
+    assert!(listed(
+        &mut t,
+        0,
+        &[chi("ns", "demo", "2024-01-02T00:00:00Z", &[])]
+    ));
+    let mut catalog = t.catalog().clone();
+    let mut route = |name: &str, sni: &str, created: &str| {
+        let mut r = file_route(&format!("tlsroute/ns/{name}"), sni);
+        r.source = format!("tlsroute:ns/{name}").into();
+        catalog.tls_routes.insert(
+            ChiKey {
+                namespace: "ns".into(),
+                name: name.to_owned(),
+                kind: crate::model::sources::SourceKind::TlsRoute,
+            },
+            Arc::new(catalog::ChiEntry::published(Some(created.into()), vec![r])),
+        );
+    };
+    // Older than the CHI: keeps demo.ch.test; newer one loses to the file route.
+    route("old", "demo.ch.test", "2024-01-01T00:00:00Z");
+    route("new", "file.example.com", "2024-01-03T00:00:00Z");
+    route("own", "own.example.com", "2024-01-03T00:00:00Z");
+    let file = [file_route("file", "file.example.com")];
+    let (specs, merged) = merge(&file, &catalog);
+    let names: Vec<&str> = specs.iter().map(|s| &*s.name).collect();
+    assert!(names.contains(&"tlsroute/ns/old"), "{names:?}");
+    assert!(names.contains(&"tlsroute/ns/own"), "{names:?}");
+    assert!(!names.contains(&"tlsroute/ns/new"), "{names:?}");
+    let refused: Vec<(&str, &str)> = merged
+        .refused
+        .iter()
+        .map(|r| (r.chi.as_str(), r.route.as_str()))
+        .collect();
+    assert!(
+        refused.contains(&("TLSRoute ns/new", "tlsroute/ns/new")),
+        "{refused:?}"
+    );
+    assert!(refused.contains(&("ns/demo", "ns/demo")), "{refused:?}");
+    assert_eq!(merged.chis, 1, "TLSRoutes are not counted as CHIs");
+}

@@ -105,7 +105,7 @@ fn gone_on_watch_start(error: &watcher::Error) -> bool {
 }
 
 /// Every `kind` label of [`meters::DISCOVERY_API_ERRORS`].
-const ERROR_KINDS: [&str; 7] = [
+const ERROR_KINDS: [&str; 8] = [
     "client",
     "list",
     "watch_start",
@@ -113,6 +113,8 @@ const ERROR_KINDS: [&str; 7] = [
     "watch_event",
     "no_resource_version",
     "stalled",
+    // A Gateway API status patch refused (gateway_watch).
+    "status",
 ];
 
 /// Exports every kind at 0, so `increase(...)` sees the first error.

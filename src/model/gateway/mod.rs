@@ -1,0 +1,57 @@
+//! Gateway API (`gateway.networking.k8s.io/v1`) for TLS → route specs and statuses: a pure
+//! translation, shared by Kubernetes discovery and tests (DESIGN.md, "Gateway API").
+//!
+//! - a `GatewayClass` whose `controllerName` is this proxy's is `Accepted`;
+//! - a `Gateway` of such a class: each listener of protocol `TLS` is matched to the proxy's
+//!   listeners by port (none: `Accepted=False`, `PortUnavailable`), mode `Passthrough`, or
+//!   `Terminate` where the proxy holds a certificate for the listener's hostname (its
+//!   `certificateRefs` are not read);
+//! - a `TLSRoute` attached through `parentRefs` (`sectionName`, `port`) serves its hostnames
+//!   intersected with each listener's, to its `backendRefs` (Services, as
+//!   `<svc>.<ns>.svc.<clusterDomain>:<port>`; another namespace only with a `ReferenceGrant`);
+//!   the annotations `ch-edge-proxy/allow` and `ch-edge-proxy/proxy-protocol` set its allowlist
+//!   and PROXY version, as on CHIs.
+//!
+//! No I/O: objects in, routes and statuses out; the writer adds `lastTransitionTime`.
+
+pub mod backends;
+pub mod hostname;
+pub mod listeners;
+pub mod objects;
+pub mod patch;
+mod specs;
+pub mod status;
+mod translate;
+
+pub use objects::{GatewayError, Objects};
+pub use status::Statuses;
+pub use translate::translate;
+
+use crate::model::route::RouteSpec;
+
+/// The default `controllerName` (a domain-prefixed path, as the spec requires).
+pub const DEFAULT_CONTROLLER_NAME: &str = "ch-edge-proxy.io/gateway-controller";
+
+/// What the translation needs to know of the proxy.
+pub struct Settings<'a> {
+    /// The `controllerName` of GatewayClasses this proxy implements.
+    pub controller_name: &'a str,
+    /// `cluster.local` unless the cluster says otherwise.
+    pub cluster_domain: &'a str,
+    /// The ports the proxy's listeners listen on.
+    pub listener_ports: &'a [u16],
+    /// Whether the proxy holds a certificate for a name or pattern (for `Terminate`).
+    pub has_certificate: &'a dyn Fn(&str) -> bool,
+}
+
+/// What the objects become.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Translation {
+    /// Routes of accepted TLSRoutes, oldest route first; an SNI name is claimed by the oldest
+    /// route asking for it (creation time, then namespace/name), as the spec orders conflicts.
+    pub routes: Vec<RouteSpec>,
+    pub statuses: Statuses,
+}
+
+#[cfg(test)]
+mod tests;

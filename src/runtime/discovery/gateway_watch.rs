@@ -1,0 +1,280 @@
+//! The Gateway API watcher task: watches GatewayClasses, Gateways, TLSRoutes, ReferenceGrants
+//! and Services (every namespace), runs the pure translation ([`crate::model::gateway`]) after
+//! each change once every watch has listed, publishes the routes into the catalog's
+//! `tls_routes`, and — while this replica holds the Lease ([`super::lease`]) — writes the
+//! statuses that changed ([`crate::model::gateway::patch`]) as merge patches on the `status`
+//! subresource.
+//!
+//! Watches are [`watch_stream::watch`]es like the CHI one (bookmarks, silence deadline, 410
+//! relists, backoff); errors are logged and counted the same way and keep the last routes.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::stream::{self, StreamExt};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
+use kube::runtime::watcher::Event;
+use serde_json::Value;
+use tokio::sync::watch;
+
+use super::catalog::{Catalog, ChiEntry, ChiKey};
+use super::gateway_writer::Writer;
+use super::{kube_client, watch_stream};
+use crate::model::config::GatewayApi;
+use crate::model::gateway::{self, Objects, Settings};
+use crate::model::sources::SourceKind;
+
+/// `(group, version, kind, plural, namespaced)` of each watched kind, in [`Objects`] order.
+pub(super) const KINDS: [(&str, &str, &str, &str, bool); 5] = [
+    (
+        gateway::objects::GROUP,
+        "v1",
+        "GatewayClass",
+        "gatewayclasses",
+        false,
+    ),
+    (gateway::objects::GROUP, "v1", "Gateway", "gateways", true),
+    (gateway::objects::GROUP, "v1", "TLSRoute", "tlsroutes", true),
+    (
+        gateway::objects::GROUP,
+        "v1",
+        "ReferenceGrant",
+        "referencegrants",
+        true,
+    ),
+    ("", "v1", "Service", "services", true),
+];
+pub(super) const CLASS: usize = 0;
+pub(super) const GATEWAY: usize = 1;
+pub(super) const ROUTE: usize = 2;
+
+/// The Lease: held for this long unless renewed, renewed (and checked) this often.
+pub(super) const LEASE_DURATION: Duration = Duration::from_secs(15);
+const LEASE_TICK: Duration = Duration::from_secs(5);
+pub(super) const LEASE_NAME: &str = "ch-edge-proxy-gateway-api";
+
+pub(super) type Key = (String, String);
+
+/// The objects as last seen, per kind, and the lists in progress.
+#[derive(Default)]
+pub(super) struct Store {
+    pub(super) objects: [BTreeMap<Key, Value>; 5],
+    listing: [Option<BTreeMap<Key, Value>>; 5],
+    listed: [bool; 5],
+}
+
+impl Store {
+    fn apply(&mut self, kind: usize, event: Event<DynamicObject>) {
+        let json = |o: DynamicObject| serde_json::to_value(o).unwrap_or_default();
+        match event {
+            Event::Init => self.listing[kind] = Some(BTreeMap::new()),
+            Event::InitApply(o) => {
+                let v = json(o);
+                self.listing[kind]
+                    .get_or_insert_with(BTreeMap::new)
+                    .insert(key(&v), v);
+            }
+            Event::InitDone => {
+                self.objects[kind] = self.listing[kind].take().unwrap_or_default();
+                self.listed[kind] = true;
+            }
+            Event::Apply(o) => {
+                let v = json(o);
+                self.objects[kind].insert(key(&v), v);
+            }
+            Event::Delete(o) => {
+                self.objects[kind].remove(&key(&json(o)));
+            }
+        }
+    }
+
+    fn ready(&self) -> bool {
+        self.listed.iter().all(|l| *l)
+    }
+
+    /// Every object as the translation reads it; the keys of the ones it cannot read.
+    fn objects(&self) -> (Objects, Vec<String>) {
+        let mut objects = Objects {
+            services: Some(Vec::new()),
+            ..Objects::default()
+        };
+        let mut invalid = Vec::new();
+        for (kind, store) in self.objects.iter().enumerate() {
+            for ((ns, name), v) in store {
+                if let Err(e) = objects.push(v, "default") {
+                    invalid.push(format!("{} {ns}/{name}: {e}", KINDS[kind].2));
+                }
+            }
+        }
+        (objects, invalid)
+    }
+}
+
+fn key(v: &Value) -> Key {
+    let s = |f: &str| {
+        v.get("metadata")
+            .and_then(|m| m.get(f))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    (s("namespace"), s("name"))
+}
+
+pub(super) fn resource(kind: usize) -> ApiResource {
+    let (group, version, k, plural, _) = KINDS[kind];
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, k), plural)
+}
+
+/// Watches until aborted.
+pub(super) async fn run(settings: GatewayApi, tx: watch::Sender<Option<Arc<Catalog>>>) {
+    let silence = watch_stream::silence();
+    let client = loop {
+        match client(silence).await {
+            Ok(c) => break c,
+            Err(error) => {
+                watch_stream::count_error("client");
+                tracing::error!(
+                    error = format!("{error:#}"),
+                    "gateway api: no API client; retrying"
+                );
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        }
+    };
+    let config = watch_stream::config(silence);
+    let watches = (0..KINDS.len()).map(|kind| {
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource(kind));
+        watch_stream::watch(api, config.clone())
+            .map(move |e| (kind, e))
+            .boxed()
+    });
+    let mut events = stream::select_all(watches);
+    let identity = std::env::var("POD_NAME")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| format!("ch-edge-proxy-{}", std::process::id()));
+    let lease_ns =
+        std::env::var("POD_NAMESPACE").unwrap_or_else(|_| client.default_namespace().to_owned());
+    let mut writer = Writer::new(
+        client.clone(),
+        settings.controller_name.clone(),
+        Api::namespaced_with(client.clone(), &lease_ns, &lease_resource()),
+        identity,
+    );
+    tracing::info!(
+        controller_name = settings.controller_name.as_str(),
+        lease = format!("{lease_ns}/{LEASE_NAME}"),
+        identity = writer.identity.as_str(),
+        "gateway api: watching GatewayClasses, Gateways, TLSRoutes, ReferenceGrants, Services"
+    );
+    let mut store = Store::default();
+    let mut published: Option<BTreeMap<ChiKey, Arc<ChiEntry>>> = None;
+    let mut invalid_seen: Vec<String> = Vec::new();
+    let mut tick = tokio::time::interval(LEASE_TICK);
+    loop {
+        tokio::select! {
+            next = events.next() => {
+                let Some((kind, event)) = next else { return };
+                match event {
+                    Ok(event) => store.apply(kind, event),
+                    Err(error) => {
+                        watch_stream::log_error(&error, None);
+                        continue;
+                    }
+                }
+            }
+            _ = tick.tick() => writer.lease().await,
+        }
+        if !store.ready() {
+            continue;
+        }
+        let (objects, invalid) = store.objects();
+        if invalid != invalid_seen {
+            for i in invalid.iter().filter(|i| !invalid_seen.contains(i)) {
+                tracing::warn!(object = i.as_str(), "gateway api: object not read");
+            }
+            invalid_seen = invalid;
+        }
+        let has_certificate = |name: &str| settings.has_certificate(name);
+        let translation = gateway::translate(
+            &objects,
+            &Settings {
+                controller_name: &settings.controller_name,
+                cluster_domain: &settings.cluster_domain,
+                listener_ports: &settings.listener_ports,
+                has_certificate: &has_certificate,
+            },
+        );
+        let entries = entries(&store, translation.routes);
+        if published.as_ref() != Some(&entries) && publish(&tx, &entries) {
+            tracing::info!(routes = entries.len(), "gateway api: routes published");
+            published = Some(entries);
+        }
+        if writer.leader {
+            writer.write(&store, &translation.statuses).await;
+        }
+    }
+}
+
+/// The routes per TLSRoute (their `source` names it), with its creation time.
+fn entries(
+    store: &Store,
+    routes: Vec<crate::model::route::RouteSpec>,
+) -> BTreeMap<ChiKey, Arc<ChiEntry>> {
+    let mut by_route: BTreeMap<ChiKey, Vec<_>> = BTreeMap::new();
+    for r in routes {
+        let (ns, name) = r
+            .source
+            .strip_prefix("tlsroute:")
+            .and_then(|k| k.split_once('/'))
+            .unwrap_or(("", &r.source));
+        let k = ChiKey {
+            namespace: ns.to_owned(),
+            name: name.to_owned(),
+            kind: SourceKind::TlsRoute,
+        };
+        by_route.entry(k).or_default().push(r.clone());
+    }
+    by_route
+        .into_iter()
+        .map(|(k, routes)| {
+            let name = k.name.clone();
+            let created = store.objects[ROUTE]
+                .get(&(k.namespace.clone(), name))
+                .and_then(|v| v["metadata"]["creationTimestamp"].as_str())
+                .map(str::to_owned);
+            (k, Arc::new(ChiEntry::published(created, routes)))
+        })
+        .collect()
+}
+
+/// Into the catalog, once the CHI watch has published one (the first table waits for it).
+fn publish(
+    tx: &watch::Sender<Option<Arc<Catalog>>>,
+    entries: &BTreeMap<ChiKey, Arc<ChiEntry>>,
+) -> bool {
+    let mut done = false;
+    tx.send_if_modified(|slot| {
+        let Some(old) = slot else { return false };
+        let mut next = (**old).clone();
+        next.tls_routes = entries.clone();
+        *slot = Some(Arc::new(next));
+        done = true;
+        true
+    });
+    done
+}
+
+pub(super) fn lease_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("coordination.k8s.io", "v1", "Lease"),
+        "leases",
+    )
+}
+
+async fn client(silence: Duration) -> anyhow::Result<kube::Client> {
+    let _ = (*crate::model::tls::provider()).clone().install_default();
+    let config = kube::Config::infer().await?;
+    kube_client::build(config, silence)
+}

@@ -1,0 +1,286 @@
+//! Gateway API through the real binary against a fake API server on loopback
+//! (tests/support/fake_api.rs) serving the Gateway API project's TLS routing example
+//! (tests/fixtures/gateway-api): the Lease is taken, statuses are written as merge patches on
+//! the status subresource, once, and again only when something changes.
+#![cfg(feature = "k8s")]
+
+mod support;
+
+use serde_json::{json, Value};
+
+use support::fake_api::FakeApi;
+use support::*;
+
+const CONTROLLER: &str = "ch-edge-proxy.io/gateway-controller";
+const CLASSES: &str = "/apis/gateway.networking.k8s.io/v1/gatewayclasses";
+const GATEWAYS: &str = "/apis/gateway.networking.k8s.io/v1/gateways";
+const ROUTES: &str = "/apis/gateway.networking.k8s.io/v1/tlsroutes";
+const LEASES: &str = "/apis/coordination.k8s.io/v1/leases";
+
+/// The project's example objects, as a cluster would hold them (namespace `default`).
+fn example(path: &str) -> Value {
+    let full = format!(
+        "{}/tests/fixtures/gateway-api/{path}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(full).unwrap();
+    let mut v: Value = serde_saphyr::from_str(&text).unwrap();
+    v["metadata"]["namespace"] = json!("default");
+    v["metadata"]["generation"] = json!(1);
+    v["metadata"]["creationTimestamp"] = json!("2026-12-01T00:00:00Z");
+    v
+}
+
+fn class() -> Value {
+    json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+        "metadata": {"name": "example-gateway-class", "generation": 1},
+        "spec": {"controllerName": CONTROLLER},
+    })
+}
+
+fn service(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": "default"}})
+}
+
+fn patches_of(fake: &FakeApi, resource: &str, name: &str) -> Vec<Value> {
+    fake.patches()
+        .into_iter()
+        .filter(|(r, _, n, _)| r == resource && n == name)
+        .map(|(_, _, _, p)| p)
+        .collect()
+}
+
+fn condition<'a>(conditions: &'a Value, kind: &str) -> &'a Value {
+    conditions
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} in {conditions}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statuses_written_by_the_lease_holder_once_and_on_change() {
+    let fake = FakeApi::start().await;
+    fake.apply(class());
+    fake.apply(example("examples/standard/tls-routing/gateway.yaml"));
+    fake.apply(example("examples/standard/tls-routing/tls-route.yaml"));
+    fake.apply(service("foo-svc"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = fake.kubeconfig(dir.path());
+    // The proxy listens on 127.0.0.1:0: no Gateway listener port (443, 8443) is one of its.
+    let yaml = "listeners:\n  - name: tls\n    address: \"127.0.0.1:0\"\n    upstream_port: 9440\n\
+                admin:\n  address: \"127.0.0.1:0\"\n\
+                discovery:\n  kubernetes:\n    enabled: true\n    domain: ch.test\n    \
+                gateway_api:\n      enabled: true\n";
+    let env = [
+        ("KUBECONFIG", kubeconfig.as_os_str()),
+        ("POD_NAME", std::ffi::OsStr::new("replica-a")),
+        ("POD_NAMESPACE", std::ffi::OsStr::new("default")),
+    ];
+    let _proxy = Proxy::start_with_env(yaml, &env);
+
+    fake.wait("the TLSRoute's status", |f| {
+        !patches_of(f, ROUTES, "foo-route").is_empty()
+    })
+    .await;
+    let lease = fake
+        .object(LEASES, "default", "ch-edge-proxy-gateway-api")
+        .expect("a Lease");
+    assert_eq!(lease["spec"]["holderIdentity"], "replica-a");
+
+    let class = fake.object(CLASSES, "", "example-gateway-class").unwrap();
+    let accepted = condition(&class["status"]["conditions"], "Accepted");
+    assert_eq!(
+        (&accepted["status"], &accepted["reason"]),
+        (&json!("True"), &json!("Accepted"))
+    );
+    assert!(accepted["lastTransitionTime"].is_string());
+
+    let gw = fake.object(GATEWAYS, "default", "example-gateway").unwrap();
+    let listeners = gw["status"]["listeners"].as_array().unwrap();
+    assert_eq!(listeners.len(), 2);
+    let tls = &listeners[0];
+    assert_eq!(tls["name"], "tls");
+    assert_eq!(
+        tls["supportedKinds"],
+        json!([{"group": "gateway.networking.k8s.io", "kind": "TLSRoute"}])
+    );
+    assert_eq!(tls["attachedRoutes"], 1);
+    let a = condition(&tls["conditions"], "Accepted");
+    assert_eq!(
+        (&a["status"], &a["reason"]),
+        (&json!("False"), &json!("PortUnavailable"))
+    );
+    assert_eq!(a["observedGeneration"], 1);
+
+    let route = fake.object(ROUTES, "default", "foo-route").unwrap();
+    let parent = &route["status"]["parents"][0];
+    assert_eq!(parent["controllerName"], CONTROLLER);
+    assert_eq!(parent["parentRef"]["sectionName"], "tls");
+    let a = condition(&parent["conditions"], "Accepted");
+    assert_eq!(
+        (&a["status"], &a["reason"]),
+        (&json!("False"), &json!("NotAllowedByListeners"))
+    );
+    let r = condition(&parent["conditions"], "ResolvedRefs");
+    assert_eq!(
+        (&r["status"], &r["reason"]),
+        (&json!("True"), &json!("ResolvedRefs"))
+    );
+
+    // A change to the route (a backend that does not exist, a new generation): its status is
+    // written again, and only its status.
+    let mut changed = example("examples/standard/tls-routing/tls-route.yaml");
+    changed["metadata"]["generation"] = json!(2);
+    changed["spec"]["rules"][0]["backendRefs"][0]["name"] = json!("gone-svc");
+    changed["status"] = route["status"].clone();
+    fake.apply(changed);
+    fake.wait("the TLSRoute's second status", |f| {
+        patches_of(f, ROUTES, "foo-route").len() >= 2
+    })
+    .await;
+    let route = fake.object(ROUTES, "default", "foo-route").unwrap();
+    let r = condition(&route["status"]["parents"][0]["conditions"], "ResolvedRefs");
+    assert_eq!(
+        (&r["status"], &r["reason"], &r["observedGeneration"]),
+        (&json!("False"), &json!("BackendNotFound"), &json!(2))
+    );
+    // The Accepted condition did not change status: its time is the first one.
+    let before = condition(&parent["conditions"], "Accepted")["lastTransitionTime"].clone();
+    let after = condition(&route["status"]["parents"][0]["conditions"], "Accepted");
+    assert_eq!(after["lastTransitionTime"], before);
+
+    // One more change as a sync point: the class and the Gateway were written once each,
+    // whatever the events in between (the proxy's own patches come back as MODIFIED events).
+    fake.apply(service("gone-svc"));
+    fake.wait("the TLSRoute's third status", |f| {
+        patches_of(f, ROUTES, "foo-route").len() >= 3
+    })
+    .await;
+    assert_eq!(patches_of(&fake, CLASSES, "example-gateway-class").len(), 1);
+    assert_eq!(patches_of(&fake, GATEWAYS, "example-gateway").len(), 1);
+    assert_eq!(patches_of(&fake, ROUTES, "foo-route").len(), 3);
+}
+
+fn start(fake: &FakeApi, dir: &tempfile::TempDir, pod: &str) -> Proxy {
+    let kubeconfig = fake.kubeconfig(dir.path());
+    let yaml = "listeners:\n  - name: tls\n    address: \"127.0.0.1:0\"\n    upstream_port: 9440\n\
+                admin:\n  address: \"127.0.0.1:0\"\n\
+                discovery:\n  kubernetes:\n    enabled: true\n    domain: ch.test\n    \
+                gateway_api:\n      enabled: true\n";
+    let env = [
+        ("KUBECONFIG", kubeconfig.as_os_str()),
+        ("POD_NAME", std::ffi::OsStr::new(pod)),
+        ("POD_NAMESPACE", std::ffi::OsStr::new("default")),
+    ];
+    Proxy::start_with_env(yaml, &env)
+}
+
+/// The live route of that name, from `/routes`.
+fn live_route(proxy: &Proxy, name: &str) -> Option<Value> {
+    let (status, body) = proxy.admin_get("/routes");
+    assert_eq!(status, 200);
+    let routes: Value = serde_json::from_str(&body).unwrap();
+    routes["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == name)
+        .cloned()
+}
+
+/// The TLSRoute's routes reach the live table, with the allowlist and PROXY version of its
+/// annotations, and leave it when the route goes.
+///
+/// The proxy listens on port 0 (tests bind no fixed port), so the Gateway's listener says port
+/// 0 — a value the API server's validation would refuse, which this fake does not check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_route_becomes_a_live_route() {
+    let fake = FakeApi::start().await;
+    fake.apply(class());
+    let mut gw = example("examples/standard/tls-routing/gateway.yaml");
+    gw["spec"]["listeners"][0]["port"] = json!(0);
+    fake.apply(gw);
+    let mut route = example("examples/standard/tls-routing/tls-route.yaml");
+    route["metadata"]["annotations"] = json!({
+        "ch-edge-proxy/allow": "10.0.0.0/8",
+        "ch-edge-proxy/proxy-protocol": "v2",
+    });
+    fake.apply(route);
+    fake.apply(service("foo-svc"));
+    let dir = tempfile::tempdir().unwrap();
+    let mut proxy = start(&fake, &dir, "replica-a");
+    let name = "tlsroute/default/foo-route";
+    while live_route(&proxy, name).is_none() {
+        proxy.wait_log(|l| l["message"] == "reload" && l["trigger"] == "discovery");
+    }
+    let r = live_route(&proxy, name).unwrap();
+    assert_eq!(r["sni"], json!(["foo.example.com"]));
+    assert_eq!(
+        r["upstreams"][0]["host"],
+        "foo-svc.default.svc.cluster.local"
+    );
+    assert_eq!(r["upstreams"][0]["port"], 443);
+    assert_eq!(
+        (&r["tls"], &r["proxy_protocol"]),
+        (&json!("passthrough"), &json!("v2"))
+    );
+    assert_eq!(r["source"], "tlsroute:default/foo-route");
+    fake.wait("Accepted", |f| {
+        f.object(ROUTES, "default", "foo-route")
+            .is_some_and(|r| r["status"]["parents"][0]["conditions"][0]["status"] == "True")
+    })
+    .await;
+
+    // The backend's weight set to 0: no backend left, no route.
+    let mut route = fake.object(ROUTES, "default", "foo-route").unwrap();
+    route["spec"]["rules"][0]["backendRefs"][0]["weight"] = json!(0);
+    fake.apply(route);
+    while live_route(&proxy, name).is_some() {
+        proxy.wait_log(|l| l["message"] == "reload" && l["trigger"] == "discovery");
+    }
+}
+
+/// Two replicas: the second finds the Lease held and writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_replica_writes_statuses() {
+    let fake = FakeApi::start().await;
+    fake.apply(class());
+    fake.apply(example("examples/standard/tls-routing/gateway.yaml"));
+    fake.apply(example("examples/standard/tls-routing/tls-route.yaml"));
+    let dir = tempfile::tempdir().unwrap();
+    let _a = start(&fake, &dir, "replica-a");
+    fake.wait("the first statuses", |f| {
+        !patches_of(f, ROUTES, "foo-route").is_empty()
+    })
+    .await;
+    let mut b = start(&fake, &dir, "replica-b");
+    let held = b.wait_log(|l| {
+        l["message"] == "gateway api: the Lease is held by another replica; not writing statuses"
+    });
+    assert_eq!(held["holder"], "replica-a");
+    let lease = fake
+        .object(LEASES, "default", "ch-edge-proxy-gateway-api")
+        .unwrap();
+    assert_eq!(lease["spec"]["holderIdentity"], "replica-a");
+    assert_eq!(lease["spec"]["leaseTransitions"], 0);
+    // A change: written once (by a), not twice.
+    fake.apply(service("foo-svc"));
+    fake.wait("the second route status", |f| {
+        patches_of(f, ROUTES, "foo-route").len() >= 2
+    })
+    .await;
+    fake.apply(service("other-svc"));
+    let mut route = fake.object(ROUTES, "default", "foo-route").unwrap();
+    route["metadata"]["generation"] = json!(5);
+    fake.apply(route);
+    fake.wait("the third route status", |f| {
+        patches_of(f, ROUTES, "foo-route").len() >= 3
+    })
+    .await;
+    assert_eq!(patches_of(&fake, CLASSES, "example-gateway-class").len(), 1);
+    assert_eq!(patches_of(&fake, ROUTES, "foo-route").len(), 3);
+}
