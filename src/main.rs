@@ -29,10 +29,7 @@ fn main() -> ExitCode {
                     files,
                 },
         } => routes_from_chi(&domain, &namespace, format, &files),
-        Command::Completions { shell } => {
-            cli::completions(shell, &mut std::io::stdout());
-            ExitCode::SUCCESS
-        }
+        Command::Completions { shell } => cli::write_stdout(&cli::completions(shell)),
     }
 }
 
@@ -47,8 +44,7 @@ fn routes_from_chi(
             for note in out.notes {
                 eprintln!("note: {note}");
             }
-            print!("{}", out.text);
-            ExitCode::SUCCESS
+            cli::write_stdout(out.text.as_bytes())
         }
         Err(failed) => {
             for note in failed.notes {
@@ -68,11 +64,7 @@ fn check(path: &std::path::Path) -> ExitCode {
         Ok(cfg)
     });
     match result {
-        Ok(cfg) => {
-            print!("{}", config::summary(&cfg));
-            println!("config OK");
-            ExitCode::SUCCESS
-        }
+        Ok(cfg) => cli::write_stdout(format!("{}config OK\n", config::summary(&cfg)).as_bytes()),
         Err(error) => {
             print_problems(&error);
             ExitCode::FAILURE

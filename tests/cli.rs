@@ -71,6 +71,27 @@ fn completions_cover_every_subcommand() {
     assert!(!out.status.success());
 }
 
+/// A reader that stops early (`completions bash | head`): the command ends quietly with
+/// status 0, as Unix tools do, instead of a panic about a broken pipe.
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    use std::process::Stdio;
+    for args in [&["completions", "bash"][..], &["completions", "zsh"][..]] {
+        let mut child = bin()
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reading end closed before the command writes a byte.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {:?} {stderr}", out.status);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
+
 #[test]
 fn check_reads_the_config_named_by_the_environment() {
     let dir = tempfile::tempdir().unwrap();

@@ -85,9 +85,27 @@ pub enum RoutesCommand {
     },
 }
 
-/// Writes the completion script for `shell` to `out`.
-pub fn completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
-    clap_complete::generate(shell, &mut Cli::command(), "ch-edge-proxy", out);
+/// The completion script for `shell` (made in memory: clap_complete panics on a failed write,
+/// and `completions bash | head` closes the pipe early).
+pub fn completions(shell: clap_complete::Shell) -> Vec<u8> {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "ch-edge-proxy", &mut script);
+    script
+}
+
+/// Writes a command's output to stdout. A reader that stopped early (`| head`) ends the
+/// command quietly, as it does for other Unix tools; another write error is reported.
+pub fn write_stdout(bytes: &[u8]) -> std::process::ExitCode {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: cannot write to standard output: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 #[cfg(test)]
