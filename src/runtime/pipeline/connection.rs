@@ -17,18 +17,18 @@ use tokio::net::TcpStream;
 
 use crate::model::route::Miss;
 use crate::runtime::clients::Admitted;
-use crate::runtime::connect::{self, Attempt};
-use crate::runtime::context::{Context, ListenerCtx, Served};
 use crate::runtime::drain::Open;
 use crate::runtime::endpoint::Lease;
 use crate::runtime::observe::Record;
 use crate::runtime::outcome::Outcome;
-use crate::runtime::preamble::{self, Preamble};
-use crate::runtime::relay::{self, End, Progress};
-use crate::runtime::relayed::{self, Session};
+use crate::runtime::pipeline::connect::{self, Attempt};
+use crate::runtime::pipeline::context::{Context, ListenerCtx, Served};
+use crate::runtime::pipeline::preamble::{self, Preamble};
+use crate::runtime::pipeline::relay::{self, End, Progress};
+use crate::runtime::pipeline::session::{self, Session};
+use crate::runtime::pipeline::terminated;
 use crate::runtime::resolve::Route;
 use crate::runtime::state::State;
-use crate::runtime::tls;
 
 /// After a refusal alert, how long we wait for the client to close first.
 /// Closing with unread input would send RST, which can destroy the alert
@@ -102,7 +102,7 @@ pub async fn handle(
         live,
     };
     match legs {
-        Legs::Plain(upstream) => relayed::relay(stream, upstream, session).await,
+        Legs::Plain(upstream) => session::relay(stream, upstream, session).await,
         Legs::Tls(terminated) => {
             // Boxed, the session with it: a passthrough connection's task carries neither.
             let (session, outcome) = Box::pin(relay_tls(*terminated, session)).await;
@@ -126,7 +126,7 @@ enum Legs<'a> {
     /// Passthrough: the upstream with the client's first bytes already written to it.
     Plain(TcpStream),
     /// TLS terminated here, the upstream connected.
-    Tls(Box<tls::Session<'a>>),
+    Tls(Box<terminated::Session<'a>>),
 }
 
 /// PROXY in → ClientHello → route → allow → per-client limits → connect → PROXY out (or, for a
@@ -231,7 +231,7 @@ async fn establish<'a>(
             canonical(destination),
             &mut proxy_header,
         );
-        let routed = tls::Routed {
+        let routed = terminated::Routed {
             route,
             sticky: sticky.as_ref(),
             proxy_header,
@@ -240,13 +240,14 @@ async fn establish<'a>(
                 listener.config.upstream_port,
             ),
         };
-        let live = tls::Live {
+        let live = terminated::Live {
             tls: &state.tls,
             timeouts: &state.timeouts,
             health: &state.health,
             connect_seconds: &ctx.connect_seconds,
         };
-        let (session, lease) = tls::establish(stream, live, routed, preamble, record).await?;
+        let (session, lease) =
+            terminated::establish(stream, live, routed, preamble, record).await?;
         return Ok(Established {
             legs: Legs::Tls(Box::new(session)),
             lease,
@@ -291,19 +292,19 @@ async fn establish<'a>(
 
 /// Relays a terminated connection until the end and says how it ended (its session given
 /// back to report it). It is never parked (rustls's state lives in the task), so it ends
-/// here, not in [`relayed`].
+/// here, not in [`session`].
 async fn relay_tls(
-    terminated: tls::Session<'_>,
+    terminated: terminated::Session<'_>,
     mut session: Session<Served>,
 ) -> (Session<Served>, Outcome) {
-    let meters = relayed::byte_meters(&session);
-    let transfer = tls::relay(terminated, session.idle, &meters).await;
+    let meters = session::byte_meters(&session);
+    let transfer = terminated::relay(terminated, session.idle, &meters).await;
     session.progress = transfer.progress;
     let outcome = match transfer.end {
         End::Done => Outcome::Relayed,
         End::Idle => Outcome::IdleTimeout,
         End::Error { side, kind } => {
-            session.record.detail = Some(relayed::error_detail(side, kind));
+            session.record.detail = Some(session::error_detail(side, kind));
             Outcome::RelayError
         }
         End::Quiet => Outcome::RelayError,

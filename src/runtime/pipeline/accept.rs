@@ -9,9 +9,9 @@ use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::runtime::connection;
-use crate::runtime::context::{Context, ListenerCtx};
 use crate::runtime::meters;
+use crate::runtime::pipeline::connection;
+use crate::runtime::pipeline::context::{Context, ListenerCtx};
 
 /// Back-off bounds when accept fails for lack of resources (EMFILE…).
 const BACKOFF_MIN: Duration = Duration::from_millis(5);

@@ -12,19 +12,17 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-use super::failure::{Failure, Side};
 use super::io::ClientIo;
 use crate::model::config::{Health, Timeouts};
 use crate::model::route::{Tag, TlsMode};
-use crate::runtime::connect::{self, Attempt};
 use crate::runtime::endpoint::Lease;
 use crate::runtime::observe::{Record, TlsNote};
 use crate::runtime::outcome::Outcome;
-use crate::runtime::preamble::Preamble;
-use crate::runtime::relay::write_all;
+use crate::runtime::pipeline::connect::{self, Attempt};
+use crate::runtime::pipeline::preamble::Preamble;
+use crate::runtime::pipeline::relay::write_all;
 use crate::runtime::resolve::Route;
-
-use super::Tls;
+use crate::runtime::tls::{Failure, Side, Tls};
 
 /// How long a complete ClientHello waits for a handshake slot before it is refused: long
 /// enough to ride out a burst, short enough that a flood is refused rather than queued.

@@ -16,7 +16,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
 use super::handshake::{Session, Upstream};
-use crate::runtime::relay::{End, Meter, Meters, Progress, Side, Transfer};
+use crate::runtime::pipeline::relay::{End, Meter, Meters, Progress, Side, Transfer};
 use crate::runtime::socket;
 
 /// Bytes per direction in flight: one full TLS record.

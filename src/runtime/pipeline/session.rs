@@ -12,9 +12,9 @@ use crate::runtime::drain::Open;
 use crate::runtime::endpoint::Lease;
 use crate::runtime::observe::Record;
 use crate::runtime::outcome::Outcome;
-use crate::runtime::park::{self, Parking, Sockets};
-use crate::runtime::registry::Registered;
-use crate::runtime::relay::{self, End, Meter, Meters, Progress, Side};
+use crate::runtime::pipeline::park::{self, Parking, Sockets};
+use crate::runtime::pipeline::registry::Registered;
+use crate::runtime::pipeline::relay::{self, End, Meter, Meters, Progress, Side};
 use crate::runtime::resolve::Route;
 
 /// Where a relayed connection reports its end and parks: the connection layer above, which

@@ -12,13 +12,13 @@ use crate::runtime::drain::{Drain, Open};
 use crate::runtime::meters;
 use crate::runtime::observe::{Observer, Record};
 use crate::runtime::outcome::Outcome;
-use crate::runtime::park::Parking;
-use crate::runtime::registry::Registry;
-use crate::runtime::relayed::{Host, Parked};
+use crate::runtime::pipeline::park::Parking;
+use crate::runtime::pipeline::registry::Registry;
+use crate::runtime::pipeline::session::{Host, Parked};
+use crate::runtime::pipeline::untrusted::UntrustedHeaders;
 use crate::runtime::resolve::Route;
-use crate::runtime::route_meters::Outcomes;
+use crate::runtime::route_counters::Outcomes;
 use crate::runtime::state::Live;
-use crate::runtime::untrusted::UntrustedHeaders;
 
 /// A listener's identity as every connection on it sees it.
 #[derive(Debug)]
