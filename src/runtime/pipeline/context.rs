@@ -18,7 +18,7 @@ use crate::runtime::pipeline::session::{Host, Parked};
 use crate::runtime::pipeline::untrusted::UntrustedHeaders;
 use crate::runtime::resolve::Route;
 use crate::runtime::route_counters::Outcomes;
-use crate::runtime::state::Live;
+use crate::runtime::state::{Live, State};
 
 /// A listener's identity as every connection on it sees it.
 #[derive(Debug)]
@@ -51,6 +51,15 @@ pub struct Context {
     untrusted_headers: UntrustedHeaders,
     /// The live relayed connections, for the admin listing.
     pub(crate) registry: Arc<Registry>,
+}
+
+/// What a connection consults while it is being established: its listener, the live snapshot
+/// it loaded once, and the shared context.
+#[derive(Clone, Copy)]
+pub struct At<'a> {
+    pub listener: &'a ListenerCtx,
+    pub state: &'a State,
+    pub ctx: &'a Context,
 }
 
 /// A relayed connection's place: its listener and the shared context.

@@ -1,14 +1,15 @@
 //! The connection pipeline: one accepted connection's life, top to bottom.
 //!
-//! [`accept`] → [`preamble`] (PROXY header + ClientHello, wire parsers) → the route decision
-//! (model: name, allowlist, per-client limits) → [`connect`] (an upstream address chosen by its
-//! live state) → [`proxy_out`] (the PROXY header and first bytes for the upstream) → relay
-//! ([`relay`] moves bytes, parked by [`park`] while quiet) → the end ([`session`]: one metric
-//! sample, one access-log record). [`connection`] is the table of contents: it calls each step
-//! in turn. Routes that end TLS here take the [`terminated`] legs (handshake, plaintext relay)
-//! in place of connect + relay. Beside them: what every connection is served with
-//! ([`context`]), the live connections for the admin listing ([`registry`]), and the warning
-//! about PROXY headers from untrusted peers ([`untrusted`]).
+//! [`accept`] → [`routing`] (PROXY header + ClientHello read by [`preamble`], then the route
+//! decision: per-client limits, route by SNI, allowlist; a refusal's alert from [`refuse`]) →
+//! a leg's connect ([`passthrough`]: [`connect`] an upstream chosen by its live state, then
+//! [`proxy_out`]'s PROXY header and first bytes; or [`terminated`] for a route that ends TLS
+//! here) → relay ([`relay`] moves bytes, [`park`] holds quiet connections) → the end
+//! ([`session`]: one metric sample, one access-log record). [`connection`] is the table of
+//! contents: it calls each step in turn, passing values ([`routing::Routed`],
+//! [`routing::Established`]) or ending [`routing::Refused`]. Beside them: what every connection
+//! is served with ([`context`]), the live connections for the admin listing ([`registry`]), and
+//! the warning about PROXY headers from untrusted peers ([`untrusted`]).
 //!
 //! Owns: everything per connection, from the accepted socket to its end. May call: the model,
 //! the live snapshot ([`crate::runtime::state`]), the upstream side (resolve, endpoint,
@@ -25,9 +26,13 @@ pub(crate) mod connect;
 pub(crate) mod connection;
 pub(crate) mod context;
 pub(crate) mod park;
+pub(crate) mod passthrough;
 pub(crate) mod preamble;
+pub(crate) mod proxy_out;
+pub(crate) mod refuse;
 pub mod registry;
 pub(crate) mod relay;
+pub(crate) mod routing;
 pub(crate) mod session;
 pub(crate) mod terminated;
 pub(crate) mod untrusted;
