@@ -31,6 +31,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "runtime",
         &[
+            "addrs",
             "clients",
             "discovery",
             "drain",

@@ -12,6 +12,7 @@
 //! through the `metrics` facade under the names in [`meters`], into handles each route and
 //! listener resolves once ([`route_counters`]); the surface exposes them.
 
+pub mod addrs;
 pub mod endpoint;
 pub mod observe;
 pub mod pipeline;

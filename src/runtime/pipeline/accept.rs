@@ -9,6 +9,7 @@ use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::runtime::addrs::PeerAddr;
 use crate::runtime::meters;
 use crate::runtime::pipeline::connection;
 use crate::runtime::pipeline::context::{Context, ListenerCtx};
@@ -72,6 +73,7 @@ pub async fn run(
         let listener_ctx = slot.load_full();
         match accepted {
             Ok((stream, peer)) => {
+                let peer = PeerAddr(peer);
                 backoff.reset();
                 let Some(open) = ctx.open() else {
                     // Over the limit: close at once (no reset storm, no queueing).

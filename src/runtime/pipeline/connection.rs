@@ -6,11 +6,11 @@
 //! Each step hands the next one a value ([`Routed`], then [`Established`]) or ends the
 //! connection [`Refused`]; `handle` turns that into one access-log line and one metric sample.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpStream;
 
+use crate::runtime::addrs::PeerAddr;
 use crate::runtime::drain::Open;
 use crate::runtime::observe::Record;
 use crate::runtime::pipeline::context::{At, Context, ListenerCtx, Served};
@@ -22,7 +22,7 @@ use crate::runtime::pipeline::{passthrough, terminated};
 /// Serves one accepted connection to the end.
 pub async fn handle(
     stream: TcpStream,
-    peer: SocketAddr,
+    peer: PeerAddr,
     listener: Arc<ListenerCtx>,
     ctx: Arc<Context>,
     open: Open,
@@ -93,7 +93,7 @@ enum Legs<'a> {
 /// Route, then connect by the route's leg.
 async fn establish<'a>(
     stream: &'a TcpStream,
-    peer: SocketAddr,
+    peer: PeerAddr,
     at: At<'_>,
     record: &mut Record,
 ) -> Result<Established<Legs<'a>>, Refused> {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use metrics::Histogram;
 
 use crate::model::config::ListenerConfig;
+use crate::runtime::addrs::PeerAddr;
 use crate::runtime::clients::Clients;
 use crate::runtime::drain::{Drain, Open};
 use crate::runtime::meters;
@@ -19,6 +20,10 @@ use crate::runtime::pipeline::untrusted::UntrustedHeaders;
 use crate::runtime::resolve::Route;
 use crate::runtime::route_counters::Outcomes;
 use crate::runtime::state::{Live, State};
+
+/// Where this server's quiet relayed connections wait. (Spelled once here: [`Host`] lets the
+/// session module name it without importing this one, which would close a file cycle.)
+pub type ParkingLot = Parking<Parked<Served>>;
 
 /// A listener's identity as every connection on it sees it.
 #[derive(Debug)]
@@ -46,7 +51,7 @@ pub struct Context {
     /// Choosing and connecting an upstream, failovers included.
     pub(crate) connect_seconds: Histogram,
     /// Quiet relayed connections, out of the reactor (`None`: no epoll set could be made).
-    pub(crate) parking: Option<Arc<Parking<Parked<Served>>>>,
+    pub(crate) parking: Option<Arc<ParkingLot>>,
     /// Warns (rate-limited) about PROXY headers from untrusted peers.
     untrusted_headers: UntrustedHeaders,
     /// The live relayed connections, for the admin listing.
@@ -74,7 +79,7 @@ impl Host for Served {
             .finish(&self.listener, Some(route), record, outcome);
     }
 
-    fn parking(&self) -> Option<&Arc<Parking<Parked<Served>>>> {
+    fn parking(&self) -> Option<&Arc<ParkingLot>> {
         self.ctx.parking.as_ref()
     }
 }
@@ -85,7 +90,7 @@ impl Context {
         drain: Arc<Drain>,
         observer: Arc<dyn Observer>,
         clients: Arc<Clients>,
-        parking: Option<Arc<Parking<Parked<Served>>>>,
+        parking: Option<Arc<ParkingLot>>,
         registry: Arc<Registry>,
     ) -> Self {
         Context {
@@ -112,7 +117,7 @@ impl Context {
     }
 
     /// Counts and reports a connection refused at accept for being over the limit.
-    pub fn over_limit(&self, listener: &ListenerCtx, peer: SocketAddr) {
+    pub fn over_limit(&self, listener: &ListenerCtx, peer: PeerAddr) {
         self.finish(
             listener,
             None,

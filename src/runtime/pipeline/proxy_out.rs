@@ -7,6 +7,7 @@ use ch_edge_wire::proxy_in::{canonical, ProxyHeader, PP2_TYPE_AWS};
 use ch_edge_wire::proxy_out::{self, ProxyVersion, PP2_TYPE_AUTHORITY};
 use tokio::net::TcpStream;
 
+use crate::runtime::addrs::{ClientAddr, LocalAddr, PeerAddr};
 use crate::runtime::pipeline::preamble::Preamble;
 
 /// The address the client connected to, as the header out says it: the PROXY header's, else
@@ -16,14 +17,14 @@ pub fn destination(
     version: ProxyVersion,
     stream: &TcpStream,
     bound: &SocketAddr,
-    peer: SocketAddr,
-) -> SocketAddr {
+    peer: PeerAddr,
+) -> LocalAddr {
     let destination = match header.and_then(|h| h.destination) {
         Some(d) => d,
-        None if version == ProxyVersion::Off => peer, // unused
+        None if version == ProxyVersion::Off => peer.0, // unused
         None => local_addr(stream, bound),
     };
-    canonical(destination)
+    LocalAddr(canonical(destination))
 }
 
 /// The PROXY header for the upstream (if the route wants one) followed by
@@ -31,8 +32,8 @@ pub fn destination(
 pub fn first_bytes(
     preamble: &Preamble,
     version: ProxyVersion,
-    client: SocketAddr,
-    destination: SocketAddr,
+    client: ClientAddr,
+    destination: LocalAddr,
 ) -> Vec<u8> {
     let tls = preamble.tls_bytes();
     let mut out = Vec::with_capacity(tls.len() + 256);
@@ -46,8 +47,8 @@ pub fn first_bytes(
 pub fn header(
     preamble: &Preamble,
     version: ProxyVersion,
-    client: SocketAddr,
-    destination: SocketAddr,
+    client: ClientAddr,
+    destination: LocalAddr,
     out: &mut Vec<u8>,
 ) {
     let mut tlvs: Vec<(u8, &[u8])> = Vec::new();
@@ -64,7 +65,7 @@ pub fn header(
             );
         }
     }
-    proxy_out::encode(version, client, destination, &tlvs, out);
+    proxy_out::encode(version, client.0, destination.0, &tlvs, out);
 }
 
 /// The address the client connected to: the listener's own address unless

@@ -2,14 +2,14 @@
 //! (under one deadline) → the real client → per-client limits → route by SNI → allowlist, and
 //! the connection comes out [`Routed`] or [`Refused`] (its alert sent here).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use ch_edge_wire::proxy_in::{canonical, ProxyHeader};
+use ch_edge_wire::proxy_in::ProxyHeader;
 use ch_edge_wire::tls_alert::Alert;
 use tokio::net::TcpStream;
 
 use crate::model::route::{Miss, Tag};
+use crate::runtime::addrs::{ClientAddr, LocalAddr, PeerAddr};
 use crate::runtime::clients::Admitted;
 use crate::runtime::endpoint::Lease;
 use crate::runtime::observe::Record;
@@ -25,9 +25,9 @@ pub struct Routed {
     /// The tag of a sticky name (`<tag>.sticky.<name>`).
     pub sticky: Option<Tag>,
     /// The real client: the trusted PROXY header's source, else the TCP peer.
-    pub client: SocketAddr,
+    pub client: ClientAddr,
     /// What the PROXY header out gives as the destination.
-    pub destination: SocketAddr,
+    pub destination: LocalAddr,
     /// Everything read so far (the ClientHello, to replay or to hand to rustls).
     pub preamble: Preamble,
     /// The client's place under the per-client limits, held to the end.
@@ -81,7 +81,7 @@ impl Refused {
 /// notebook: what is learnt is written there, refused or not.
 pub async fn route(
     stream: &TcpStream,
-    peer: SocketAddr,
+    peer: PeerAddr,
     at: At<'_>,
     record: &mut Record,
 ) -> Result<Routed, Refused> {
@@ -107,14 +107,10 @@ pub async fn route(
     record.client_hello_us = Some(record.accepted.elapsed().as_micros() as u64);
     ctx.hello_seconds
         .record(record.accepted.elapsed().as_secs_f64());
-    let client = match &preamble.header {
-        Some(h) => {
-            note_header(record, h);
-            h.source.unwrap_or(peer)
-        }
-        None => peer,
-    };
-    let client = canonical(client);
+    if let Some(h) = &preamble.header {
+        note_header(record, h);
+    }
+    let client = ClientAddr::of(peer, preamble.header.as_ref().and_then(|h| h.source));
     record.client = Some(client);
     record.sni = preamble
         .hello
