@@ -13,9 +13,11 @@
 //!
 //! Owns: everything per connection, from the accepted socket to its end. May call: the model,
 //! the live snapshot ([`crate::runtime::state`]), the upstream side (resolve, endpoint,
-//! clients), the TLS configurations ([`crate::runtime::tls`]), and the runtime's shared
-//! vocabulary (observe, outcome, meters, socket). Nothing here calls the control plane
-//! (reload, listeners, server): they start accept loops and hand in the [`context::Context`].
+//! route_counters, clients, drain), the TLS configurations ([`crate::runtime::tls`]), and the
+//! runtime's shared vocabulary (addrs, observe, outcome, meters, socket). Nothing here calls
+//! the control plane (reload, listeners, server, discovery): they start accept loops and hand
+//! in the [`context::Context`]; the surface sees connections only through the
+//! [`crate::runtime::observe::Observer`] and the [`registry`].
 //!
 //! Where a new per-connection feature goes: a new step or a refusal in [`connection`]'s
 //! sequence (its work in a module of its own here), what it learns in the
