@@ -9,6 +9,7 @@ use tokio::time::Instant;
 
 use crate::model::config::LogConfig;
 use crate::model::route::TlsMode;
+use crate::runtime::addrs::{ClientAddr, ConnectedAddr, PeerAddr};
 use crate::runtime::outcome::Outcome;
 
 /// Told about every connection and every configuration change. Called on the connection's own
@@ -34,9 +35,9 @@ impl Observer for Silent {
 #[derive(Debug)]
 pub struct Record {
     pub listener: Arc<str>,
-    pub peer: SocketAddr,
+    pub peer: PeerAddr,
     /// The real client: from a trusted PROXY header, else `peer`.
-    pub client: Option<SocketAddr>,
+    pub client: Option<ClientAddr>,
     pub proxy_version: Option<u8>,
     pub vpce: Option<Box<str>>,
     /// Held on the heap at its exact size: the record lives as long as the connection, and an
@@ -46,9 +47,9 @@ pub struct Record {
     pub route: Option<Arc<str>>,
     /// The tag of a sticky name (`<tag>.sticky.<name>`): in the log, never a metric label.
     pub sticky: Option<Box<str>>,
-    pub upstream: Option<SocketAddr>,
+    pub upstream: Option<ConnectedAddr>,
     /// The last upstream address whose connect failed (before a failover, or before giving up).
-    pub upstream_failed: Option<SocketAddr>,
+    pub upstream_failed: Option<ConnectedAddr>,
     pub detail: Option<&'static str>,
     pub from_client: u64,
     pub from_upstream: u64,
@@ -69,7 +70,7 @@ pub struct TlsNote {
 }
 
 impl Record {
-    pub fn new(listener: Arc<str>, peer: SocketAddr) -> Self {
+    pub fn new(listener: Arc<str>, peer: PeerAddr) -> Self {
         Record {
             listener,
             peer,
@@ -90,5 +91,11 @@ impl Record {
             connect_us: None,
             tls: None,
         }
+    }
+
+    /// The client as far as it is known: the real one once the preamble named it, the TCP
+    /// peer for a connection refused before.
+    pub fn client_or_peer(&self) -> SocketAddr {
+        self.client.map_or(self.peer.0, |c| c.0)
     }
 }

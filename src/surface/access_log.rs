@@ -227,7 +227,7 @@ fn json_line(out: &mut Vec<u8>, r: &Record, outcome: Outcome) {
         out,
         ",\"peer\":\"{}\",\"client\":\"{}\"",
         r.peer,
-        r.client.unwrap_or(r.peer)
+        r.client_or_peer()
     );
     if let Some(v) = r.proxy_version {
         let _ = write!(out, ",\"proxy_version\":{v}");

@@ -24,7 +24,7 @@ pub fn text_line(out: &mut Vec<u8>, r: &Record, outcome: Outcome) {
         timestamp(),
         outcome.keyword(),
         Value(Some(&r.listener)),
-        r.client.unwrap_or(r.peer),
+        r.client_or_peer(),
         r.peer,
     );
     if let Some(v) = r.proxy_version {

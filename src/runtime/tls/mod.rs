@@ -1,10 +1,6 @@
-//! TLS termination (`tls: terminate`) and re-encryption (`tls: reencrypt`), per route.
-//!
-//! Routing, allowlists and their refusal alerts happen before any of this, on the peeked
-//! ClientHello, exactly as for passthrough; [`establish`] then runs the client's handshake
-//! (rustls, fed the bytes the preamble already read), connects to the upstream (plaintext on
-//! the listener's `upstream_port_plain`, or TLS again, verified), and [`relay`] moves the
-//! plaintext both ways.
+//! TLS termination (`tls: terminate`) and re-encryption (`tls: reencrypt`): what a reload
+//! builds for them. A connection's TLS legs (handshake, plaintext relay) are the pipeline's
+//! ([`crate::runtime::pipeline::terminated`]); they use what is here.
 //!
 //! [`Tls`] is the part of the live state this needs: one rustls server configuration per ALPN
 //! list the routes accept (certificate chosen by SNI from `tls.certificates`), one client
@@ -27,14 +23,9 @@ use crate::model::tls::{provider, CertStore, TlsVersion};
 use crate::runtime::resolve::RouteTable;
 
 mod failure;
-mod handshake;
-mod io;
-mod meters;
-mod relay;
+mod handshake_metrics;
 
 pub use failure::{Failure, Side};
-pub use handshake::{establish, Live, Routed, Session, Upstream};
-pub use relay::relay;
 
 /// A route's `alpn` list (`None`: no ALPN).
 type Alpn = Option<Arc<[Arc<str>]>>;
@@ -55,7 +46,7 @@ pub struct Tls {
     max_handshakes: usize,
     sessions: Arc<dyn StoresServerSessions>,
     /// Handshake metrics, registered once TLS is configured (none for passthrough only).
-    meters: Option<Arc<meters::Meters>>,
+    meters: Option<Arc<handshake_metrics::Meters>>,
 }
 
 impl Default for Tls {
@@ -103,7 +94,7 @@ impl Tls {
             return built;
         }
         if built.meters.is_none() {
-            built.meters = Some(Arc::new(meters::Meters::new()));
+            built.meters = Some(Arc::new(handshake_metrics::Meters::new()));
         }
         let mut alpns: Vec<Alpn> = vec![None];
         let mut cas: Vec<Option<Arc<Path>>> = Vec::new();

@@ -1,5 +1,6 @@
 //! A connection past its first bytes: relay turns, parked ([`park`]) while quiet in between,
-//! and its end — one metric sample and one access-log record, however many turns it took.
+//! and its end — one metric sample and one access-log record, however many turns it took
+//! (the `End → Outcome` mapping, [`End::outcome`], is here, for both kinds of relay).
 
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
@@ -12,9 +13,9 @@ use crate::runtime::drain::Open;
 use crate::runtime::endpoint::Lease;
 use crate::runtime::observe::Record;
 use crate::runtime::outcome::Outcome;
-use crate::runtime::park::{self, Parking, Sockets};
-use crate::runtime::registry::Registered;
-use crate::runtime::relay::{self, End, Meter, Meters, Progress, Side};
+use crate::runtime::pipeline::park::{self, Parking, Sockets};
+use crate::runtime::pipeline::registry::Registered;
+use crate::runtime::pipeline::relay::{self, End, Meter, Meters, Progress, Side};
 use crate::runtime::resolve::Route;
 
 /// Where a relayed connection reports its end and parks: the connection layer above, which
@@ -158,19 +159,7 @@ pub async fn relay<H: Host>(mut client: TcpStream, mut upstream: TcpStream, mut 
         )
         .await;
         s.progress = turn.progress;
-        let outcome = match turn.end {
-            End::Done => Outcome::Relayed,
-            End::Idle => Outcome::IdleTimeout,
-            End::Error { side, kind } => {
-                // The other side learns of the failure as a reset too, not as a clean end.
-                let other = match side {
-                    Side::Client => &upstream,
-                    Side::Upstream => &client,
-                };
-                let _ = socket2::SockRef::from(other).set_linger(Some(Duration::ZERO));
-                s.record.detail = Some(error_detail(side, kind));
-                Outcome::RelayError
-            }
+        match turn.end {
             End::Quiet => match park(client, upstream, s) {
                 ParkResult::Parked => return,
                 ParkResult::Refused(c, u, back) => {
@@ -179,9 +168,35 @@ pub async fn relay<H: Host>(mut client: TcpStream, mut upstream: TcpStream, mut 
                 }
                 ParkResult::Failed(back) => return back.end(Outcome::RelayError),
             },
-        };
+            End::Error { side, .. } => {
+                // The other side learns of the failure as a reset too, not as a clean end.
+                let other = match side {
+                    Side::Client => &upstream,
+                    Side::Upstream => &client,
+                };
+                let _ = socket2::SockRef::from(other).set_linger(Some(Duration::ZERO));
+            }
+            End::Done | End::Idle => {}
+        }
+        let (outcome, detail) = turn.end.outcome();
+        if detail.is_some() {
+            s.record.detail = detail;
+        }
         drop((client, upstream));
         return s.end(outcome);
+    }
+}
+
+impl End {
+    /// How a relay's end ends the connection, and the `detail` of an error. (A quiet relay
+    /// that was not parked is not an end: a terminated one, which never parks, never is.)
+    pub fn outcome(self) -> (Outcome, Option<&'static str>) {
+        match self {
+            End::Done => (Outcome::Relayed, None),
+            End::Idle => (Outcome::IdleTimeout, None),
+            End::Error { side, kind } => (Outcome::RelayError, Some(error_detail(side, kind))),
+            End::Quiet => (Outcome::RelayError, None),
+        }
     }
 }
 
@@ -264,7 +279,7 @@ pub fn expire<H: Host>(parked: Parked<H>) {
 
 /// A `relay_error`'s `detail`: the side whose socket failed and how (`client: connection
 /// reset`), static so the record stays small.
-pub fn error_detail(side: Side, kind: std::io::ErrorKind) -> &'static str {
+fn error_detail(side: Side, kind: std::io::ErrorKind) -> &'static str {
     use std::io::ErrorKind as K;
     // [client, upstream] per kind; the kinds a relayed TCP (or TLS) socket can end with.
     const KNOWN: [(K, [&str; 2]); 7] = [

@@ -12,19 +12,17 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-use super::failure::{Failure, Side};
 use super::io::ClientIo;
 use crate::model::config::{Health, Timeouts};
 use crate::model::route::{Tag, TlsMode};
-use crate::runtime::connect::{self, Attempt};
 use crate::runtime::endpoint::Lease;
 use crate::runtime::observe::{Record, TlsNote};
 use crate::runtime::outcome::Outcome;
-use crate::runtime::preamble::Preamble;
-use crate::runtime::relay::write_all;
+use crate::runtime::pipeline::connect::{self, Attempt};
+use crate::runtime::pipeline::preamble::Preamble;
+use crate::runtime::pipeline::relay::write_all;
 use crate::runtime::resolve::Route;
-
-use super::Tls;
+use crate::runtime::tls::{Failure, Side, Tls};
 
 /// How long a complete ClientHello waits for a handshake slot before it is refused: long
 /// enough to ride out a burst, short enough that a flood is refused rather than queued.
@@ -32,7 +30,7 @@ const SLOT_WAIT: Duration = Duration::from_millis(500);
 
 /// A terminated connection, ready to relay plaintext (its upstream's [`Lease`] is handed
 /// back beside it: the connection holds it until its end is reported).
-pub struct Session<'a> {
+pub struct Streams<'a> {
     /// rustls over the borrowed client socket.
     pub client: tokio_rustls::server::TlsStream<ClientIo<'a>>,
     pub upstream: Upstream,
@@ -44,8 +42,8 @@ pub enum Upstream {
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
-/// What a terminating route's connection brings from routing.
-pub struct Routed<'r> {
+/// Where a terminating route's connection goes, from its [`crate::runtime::pipeline::routing::Routed`].
+pub struct Target<'r> {
     pub route: &'r Arc<Route>,
     pub sticky: Option<&'r Tag>,
     /// The PROXY header for the upstream (empty without one).
@@ -68,11 +66,11 @@ pub struct Live<'s> {
 pub async fn establish<'a>(
     stream: &'a TcpStream,
     state: Live<'_>,
-    routed: Routed<'_>,
+    target: Target<'_>,
     mut preamble: Preamble,
     record: &mut Record,
-) -> Result<(Session<'a>, Lease), Outcome> {
-    let route = routed.route;
+) -> Result<(Streams<'a>, Lease), Outcome> {
+    let route = target.route;
     let deadline = record.accepted + state.timeouts.client_hello;
     let mut note = TlsNote {
         mode: route.tls,
@@ -139,12 +137,12 @@ pub async fn establish<'a>(
     // The upstream: ClickHouse's plain port after termination, its TLS port to reencrypt.
     let attempt = Attempt {
         default_port: match route.tls {
-            TlsMode::Terminate => routed.ports.0,
-            _ => routed.ports.1,
+            TlsMode::Terminate => target.ports.0,
+            _ => target.ports.1,
         },
         budget: state.timeouts.connect,
         health: state.health,
-        sticky: routed.sticky,
+        sticky: target.sticky,
     };
     let connect_started = Instant::now();
     let connected = match connect::recorded(route, attempt, record, state.connect_seconds).await {
@@ -155,8 +153,8 @@ pub async fn establish<'a>(
         }
     };
     let upstream = connected.stream;
-    if !routed.proxy_header.is_empty() {
-        if let Err(error) = write_all(&upstream, &routed.proxy_header).await {
+    if !target.proxy_header.is_empty() {
+        if let Err(error) = write_all(&upstream, &target.proxy_header).await {
             let upstream_addr = connected.lease.endpoint().addr;
             tracing::debug!(%upstream_addr, %error, "writing the PROXY header upstream failed");
             return Err(Outcome::UpstreamWriteFailed);
@@ -170,7 +168,7 @@ pub async fn establish<'a>(
         }
         _ => Upstream::Plain(upstream),
     };
-    Ok((Session { client, upstream }, connected.lease))
+    Ok((Streams { client, upstream }, connected.lease))
 }
 
 /// Ends a client's session whose upstream could not be reached. Its handshake is done, so only

@@ -15,16 +15,16 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
-use super::handshake::{Session, Upstream};
-use crate::runtime::relay::{End, Meter, Meters, Progress, Side, Transfer};
+use super::handshake::{Streams, Upstream};
+use crate::runtime::pipeline::relay::{End, Meter, Meters, Progress, Side, Transfer};
 use crate::runtime::socket;
 
 /// Bytes per direction in flight: one full TLS record.
 const BUF_SIZE: usize = 16 * 1024;
 
 /// Relays `session` to the end (never [`End::Quiet`]: nothing here parks).
-pub async fn relay(session: Session<'_>, idle: Duration, meters: &Meters<'_>) -> Transfer {
-    let Session { client, upstream } = session;
+pub async fn relay(session: Streams<'_>, idle: Duration, meters: &Meters<'_>) -> Transfer {
+    let Streams { client, upstream } = session;
     let epoch = Instant::now();
     let activity = AtomicU64::new(0);
     let mut client = Tracked::new(client, meters.from_client, &activity, epoch);

@@ -3,7 +3,7 @@
 //! and counted (outcome `proxy_untrusted`); this says so in the log with the hint an operator
 //! needs, at most once per [`EVERY`] however many arrive.
 
-use std::net::SocketAddr;
+use crate::runtime::addrs::PeerAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
@@ -32,7 +32,7 @@ impl Default for UntrustedHeaders {
 
 impl UntrustedHeaders {
     /// A PROXY header from `peer` on `listener` was refused: warn, unless one did recently.
-    pub fn refused(&self, listener: &str, peer: SocketAddr) {
+    pub fn refused(&self, listener: &str, peer: PeerAddr) {
         if let Some(held_back) = self.ready() {
             tracing::warn!(
                 listener,

@@ -17,7 +17,10 @@ const LISTENER_SLOTS: usize = 4;
 
 /// A route's handles: allocated on its first connection, so an unused route costs one pointer.
 #[derive(Default)]
-pub struct RouteMeters(OnceLock<Box<Handles>>);
+pub struct RouteCounters(OnceLock<Box<Handles>>);
+
+/// i20: the old name, removed after the merge.
+pub type RouteMeters = RouteCounters;
 
 struct Handles {
     from_client: Counter,
@@ -25,15 +28,15 @@ struct Handles {
     by_listener: [OnceLock<Box<Outcomes>>; LISTENER_SLOTS],
 }
 
-impl std::fmt::Debug for RouteMeters {
+impl std::fmt::Debug for RouteCounters {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RouteMeters")
+        f.debug_struct("RouteCounters")
             .field("registered", &self.0.get().is_some())
             .finish()
     }
 }
 
-impl RouteMeters {
+impl RouteCounters {
     fn handles(&self, route: &Arc<str>) -> &Handles {
         self.0.get_or_init(|| {
             let label = || SharedString::from_shared(route.clone());
@@ -127,7 +130,7 @@ mod tests {
 
     #[test]
     fn listeners_beyond_the_slots_still_count() {
-        let m = RouteMeters::default();
+        let m = RouteCounters::default();
         let route: Arc<str> = "r".into();
         for i in 0..LISTENER_SLOTS + 2 {
             let listener: Arc<str> = format!("l{i}").into();

@@ -7,18 +7,23 @@ use std::sync::Arc;
 use metrics::Histogram;
 
 use crate::model::config::ListenerConfig;
+use crate::runtime::addrs::PeerAddr;
 use crate::runtime::clients::Clients;
 use crate::runtime::drain::{Drain, Open};
 use crate::runtime::meters;
 use crate::runtime::observe::{Observer, Record};
 use crate::runtime::outcome::Outcome;
-use crate::runtime::park::Parking;
-use crate::runtime::registry::Registry;
-use crate::runtime::relayed::{Host, Parked};
+use crate::runtime::pipeline::park::Parking;
+use crate::runtime::pipeline::registry::Registry;
+use crate::runtime::pipeline::session::{Host, Parked};
+use crate::runtime::pipeline::untrusted::UntrustedHeaders;
 use crate::runtime::resolve::Route;
-use crate::runtime::route_meters::Outcomes;
-use crate::runtime::state::Live;
-use crate::runtime::untrusted::UntrustedHeaders;
+use crate::runtime::route_counters::Outcomes;
+use crate::runtime::state::{Live, State};
+
+/// Where this server's quiet relayed connections wait. (Spelled once here: [`Host`] lets the
+/// session module name it without importing this one, which would close a file cycle.)
+pub type ParkingLot = Parking<Parked<Served>>;
 
 /// A listener's identity as every connection on it sees it.
 #[derive(Debug)]
@@ -46,11 +51,20 @@ pub struct Context {
     /// Choosing and connecting an upstream, failovers included.
     pub(crate) connect_seconds: Histogram,
     /// Quiet relayed connections, out of the reactor (`None`: no epoll set could be made).
-    pub(crate) parking: Option<Arc<Parking<Parked<Served>>>>,
+    pub(crate) parking: Option<Arc<ParkingLot>>,
     /// Warns (rate-limited) about PROXY headers from untrusted peers.
     untrusted_headers: UntrustedHeaders,
     /// The live relayed connections, for the admin listing.
     pub(crate) registry: Arc<Registry>,
+}
+
+/// What a connection consults while it is being established: its listener, the live snapshot
+/// it loaded once, and the shared context.
+#[derive(Clone, Copy)]
+pub struct At<'a> {
+    pub listener: &'a ListenerCtx,
+    pub state: &'a State,
+    pub ctx: &'a Context,
 }
 
 /// A relayed connection's place: its listener and the shared context.
@@ -65,7 +79,7 @@ impl Host for Served {
             .finish(&self.listener, Some(route), record, outcome);
     }
 
-    fn parking(&self) -> Option<&Arc<Parking<Parked<Served>>>> {
+    fn parking(&self) -> Option<&Arc<ParkingLot>> {
         self.ctx.parking.as_ref()
     }
 }
@@ -76,7 +90,7 @@ impl Context {
         drain: Arc<Drain>,
         observer: Arc<dyn Observer>,
         clients: Arc<Clients>,
-        parking: Option<Arc<Parking<Parked<Served>>>>,
+        parking: Option<Arc<ParkingLot>>,
         registry: Arc<Registry>,
     ) -> Self {
         Context {
@@ -103,7 +117,7 @@ impl Context {
     }
 
     /// Counts and reports a connection refused at accept for being over the limit.
-    pub fn over_limit(&self, listener: &ListenerCtx, peer: SocketAddr) {
+    pub fn over_limit(&self, listener: &ListenerCtx, peer: PeerAddr) {
         self.finish(
             listener,
             None,

@@ -158,9 +158,9 @@ impl Registry {
         let info = Info {
             listener: record.listener.clone(),
             route: record.route.clone().unwrap_or_else(|| Arc::from("")),
-            peer: Addr::from(record.peer),
-            client: Addr::from(record.client.unwrap_or(record.peer)),
-            upstream: record.upstream.map(Addr::from),
+            peer: Addr::from(record.peer.0),
+            client: Addr::from(record.client_or_peer()),
+            upstream: record.upstream.map(|u| Addr::from(u.0)),
             sni: Name::new(record.sni.as_deref()),
             opened: record.accepted,
         };
@@ -322,10 +322,12 @@ impl Name {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::addrs::{ClientAddr, PeerAddr};
 
     fn record(port: u16, sni: Option<&str>) -> Record {
-        let mut r = Record::new(Arc::from("native"), SocketAddr::from(([10, 0, 0, 1], port)));
-        r.client = Some(SocketAddr::from(([203, 0, 113, 7], 40000)));
+        let peer = PeerAddr(SocketAddr::from(([10, 0, 0, 1], port)));
+        let mut r = Record::new(Arc::from("native"), peer);
+        r.client = Some(ClientAddr(SocketAddr::from(([203, 0, 113, 7], 40000))));
         r.route = Some(Arc::from("demo"));
         r.sni = sni.map(Box::from);
         r.upstream = Some("[::1]:9440".parse().unwrap());

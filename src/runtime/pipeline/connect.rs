@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use crate::model::config::Health;
 use crate::model::route::balance::{self, Choose, Node, Pool, Seen};
 use crate::model::route::Tag;
+use crate::runtime::addrs::ConnectedAddr;
 use crate::runtime::endpoint::{Claim, Endpoint, Lease, Now};
 use crate::runtime::observe::Record;
 use crate::runtime::outcome::Outcome;
@@ -179,14 +180,14 @@ pub async fn recorded(
     seconds.record(elapsed.as_secs_f64());
     match connected {
         Ok(c) => {
-            record.upstream = Some(c.lease.endpoint().addr);
-            record.upstream_failed = c.failed;
+            record.upstream = Some(ConnectedAddr(c.lease.endpoint().addr));
+            record.upstream_failed = c.failed.map(ConnectedAddr);
             Ok(c)
         }
         Err(error) => {
             tracing::warn!(route = %route.name, %error, "no upstream connection");
             record.detail = Some(error.detail());
-            record.upstream_failed = error.last_failed();
+            record.upstream_failed = error.last_failed().map(ConnectedAddr);
             Err(Outcome::UpstreamUnavailable)
         }
     }

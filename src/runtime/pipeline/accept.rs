@@ -9,9 +9,10 @@ use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::runtime::connection;
-use crate::runtime::context::{Context, ListenerCtx};
+use crate::runtime::addrs::PeerAddr;
 use crate::runtime::meters;
+use crate::runtime::pipeline::connection;
+use crate::runtime::pipeline::context::{Context, ListenerCtx};
 
 /// Back-off bounds when accept fails for lack of resources (EMFILE…).
 const BACKOFF_MIN: Duration = Duration::from_millis(5);
@@ -72,6 +73,7 @@ pub async fn run(
         let listener_ctx = slot.load_full();
         match accepted {
             Ok((stream, peer)) => {
+                let peer = PeerAddr(peer);
                 backoff.reset();
                 let Some(open) = ctx.open() else {
                     // Over the limit: close at once (no reset storm, no queueing).

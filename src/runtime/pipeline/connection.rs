@@ -1,0 +1,108 @@
+//! One connection, top to bottom — the pipeline's table of contents:
+//! route ([`routing`]: PROXY in → ClientHello → per-client limits → route → allow) →
+//! connect (a leg: [`passthrough`], or [`terminated`] for a route that ends TLS here) →
+//! relay ([`session`], or the terminated leg's) → the end, reported once.
+//!
+//! Each step hands the next one a value ([`Routed`], then [`Established`]) or ends the
+//! connection [`Refused`]; `handle` turns that into one access-log line and one metric sample.
+
+use std::sync::Arc;
+
+use tokio::net::TcpStream;
+
+use crate::runtime::addrs::PeerAddr;
+use crate::runtime::drain::Open;
+use crate::runtime::observe::Record;
+use crate::runtime::pipeline::context::{At, Context, ListenerCtx, Served};
+use crate::runtime::pipeline::relay::Progress;
+use crate::runtime::pipeline::routing::{self, Established, Refused};
+use crate::runtime::pipeline::session::{self, Session};
+use crate::runtime::pipeline::{passthrough, terminated};
+
+/// Serves one accepted connection to the end.
+pub async fn handle(
+    stream: TcpStream,
+    peer: PeerAddr,
+    listener: Arc<ListenerCtx>,
+    ctx: Arc<Context>,
+    open: Open,
+) {
+    let mut record = Record::new(listener.name.clone(), peer);
+    let state = ctx.live.load();
+    let idle = state.timeouts.idle;
+    let at = At {
+        listener: &listener,
+        state: &state,
+        ctx: &ctx,
+    };
+    // Everything before the relay runs boxed, so its buffers and parser
+    // state are freed before the relay, which may last for hours: an idle
+    // connection's task holds only what the relay needs. The config snapshot
+    // is released too, so old route tables do not outlive a reload.
+    let established = Box::pin(establish(&stream, peer, at, &mut record)).await;
+    drop(state);
+    let Established {
+        legs,
+        route,
+        lease,
+        admitted,
+    } = match established {
+        Ok(established) => established,
+        Err(Refused { outcome, route }) => {
+            drop(stream);
+            ctx.finish(&listener, route.as_deref(), &record, outcome);
+            drop(open);
+            return;
+        }
+    };
+    // The ClientHello's bytes, already relayed (none where TLS ends here: the handshake took
+    // them). Counted before the session is made, which nothing here borrows: a borrowed local
+    // would stay in the task's state for the whole relay.
+    let (from_client, _) = route.meters.bytes(&route.name);
+    from_client.increment(record.from_client);
+    let live = ctx.registry.register(&record);
+    let session = Session {
+        host: Served { listener, ctx },
+        route,
+        record,
+        progress: Progress::start(),
+        idle,
+        held: (open, lease, admitted),
+        live,
+    };
+    match legs {
+        Legs::Plain(upstream) => session::relay(stream, upstream, session).await,
+        Legs::Tls(streams) => {
+            // Boxed, the session with it: a passthrough connection's task carries neither.
+            let (session, outcome) = Box::pin(terminated::relay(*streams, session)).await;
+            // Closed before the end is reported, as a passthrough connection's sockets are.
+            drop(stream);
+            session.end(outcome);
+        }
+    }
+}
+
+/// The two sockets' sides of a connection ready to relay.
+enum Legs<'a> {
+    /// Passthrough: the upstream with the client's first bytes already written to it.
+    Plain(TcpStream),
+    /// TLS terminated here, the upstream connected.
+    Tls(Box<terminated::Streams<'a>>),
+}
+
+/// Route, then connect by the route's leg.
+async fn establish<'a>(
+    stream: &'a TcpStream,
+    peer: PeerAddr,
+    at: At<'_>,
+    record: &mut Record,
+) -> Result<Established<Legs<'a>>, Refused> {
+    let routed = routing::route(stream, peer, at, record).await?;
+    if routed.route.tls.terminates() {
+        let established = terminated::connect(stream, routed, at, record).await?;
+        Ok(established.map(|streams| Legs::Tls(Box::new(streams))))
+    } else {
+        let established = passthrough::connect(stream, routed, at, record).await?;
+        Ok(established.map(Legs::Plain))
+    }
+}
