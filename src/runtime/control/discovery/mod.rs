@@ -36,7 +36,8 @@ pub use merge::{Merged, Refusal, RefusalReason};
 use crate::model::config::{self, Config, ConfigError, KubernetesDiscovery, Problem};
 use crate::model::route::RouteSpec;
 use crate::runtime::meters;
-use crate::runtime::resolve::{Resolver, RouteTable};
+use crate::runtime::table::RouteTable;
+use crate::runtime::upstream::resolve::Resolver;
 
 /// Discovery as the live table reflects it (for `/routes` and `/readyz`).
 #[derive(Debug, Clone, Default)]

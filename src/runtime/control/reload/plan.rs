@@ -4,8 +4,8 @@
 //! same way, inside the table build: `RouteTable::build_reusing`.)
 
 use crate::model::config::{AdminConfig, Config, KubernetesDiscovery, ListenerConfig};
-use crate::runtime::listeners;
-use crate::runtime::watch::Targets;
+use crate::runtime::control::listeners;
+use crate::runtime::control::watch::Targets;
 
 /// What is live, as far as a reload is concerned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,7 +49,7 @@ mod tests {
 
     use super::*;
     use crate::model::config;
-    use crate::runtime::listeners::Step::{Bind, Keep};
+    use crate::runtime::control::listeners::Step::{Bind, Keep};
 
     fn config(yaml: &str) -> Config {
         config::from_str(yaml, Path::new("/etc/p/c.yaml")).unwrap()

@@ -13,18 +13,19 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
 use crate::model::config::{AdminEndpoint, Config, ConfigError, Problem};
-use crate::runtime::clients::{self, Clients};
 use crate::runtime::context::{Context, Served};
-use crate::runtime::discovery;
+use crate::runtime::control::discovery;
+use crate::runtime::control::listeners::{self, Bound, Listeners};
+use crate::runtime::control::reload::{self, Channel, Reloader, Status};
+use crate::runtime::control::state::{Live, State};
 use crate::runtime::drain::{Drain, Phase};
-use crate::runtime::listeners::{self, Bound, Listeners};
 use crate::runtime::observe::Observer;
 use crate::runtime::park::Parking;
 use crate::runtime::registry::{Listing, Registry};
 use crate::runtime::relayed::{self, Parked};
-use crate::runtime::reload::{self, Channel, Reloader, Status};
-use crate::runtime::resolve::{Resolver, RouteTable};
-use crate::runtime::state::{Live, State};
+use crate::runtime::table::RouteTable;
+use crate::runtime::upstream::clients::{self, Clients};
+use crate::runtime::upstream::resolve::Resolver;
 
 /// A bound, not yet running proxy.
 pub struct Server {

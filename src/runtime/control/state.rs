@@ -5,8 +5,8 @@ use std::sync::Arc;
 use arc_swap::{ArcSwap, Guard};
 
 use crate::model::config::{Config, Health, Limits, Timeouts};
-use crate::runtime::discovery;
-use crate::runtime::resolve::RouteTable;
+use crate::runtime::control::discovery;
+use crate::runtime::table::RouteTable;
 use crate::runtime::tls::Tls;
 
 /// One consistent snapshot. A connection loads it once, so a reload never changes a

@@ -9,8 +9,12 @@
 use std::time::{Duration, SystemTime};
 
 use super::{Channel, ReloadResult, Trigger};
+use crate::runtime::control::state::State;
 use crate::runtime::meters;
-use crate::runtime::state::State;
+
+/// The reload lines' target, where they were logged from before the control plane had a room
+/// of its own: operators filter on it (`log.level: "info,ch_edge_proxy::runtime::reload=debug"`).
+const TARGET: &str = "ch_edge_proxy::runtime::reload";
 
 /// What one attempt found.
 pub(super) struct Attempt<'a> {
@@ -64,6 +68,7 @@ pub(super) fn publish(channel: &Channel, state: &State, attempt: Attempt<'_>) {
     let generation = state.generation;
     match report(&attempt, channel.latest().successful) {
         Report::Ok => tracing::info!(
+            target: TARGET,
             generation,
             result = label,
             trigger = %trigger,
@@ -78,6 +83,7 @@ pub(super) fn publish(channel: &Channel, state: &State, attempt: Attempt<'_>) {
             };
             let first = error.problems().first();
             tracing::error!(
+            target: TARGET,
                 generation,
                 result = label,
                 trigger = %trigger,
@@ -91,6 +97,7 @@ pub(super) fn publish(channel: &Channel, state: &State, attempt: Attempt<'_>) {
             )
         }
         Report::Recovered => tracing::info!(
+            target: TARGET,
             generation,
             result = label,
             trigger = %trigger,
@@ -99,6 +106,7 @@ pub(super) fn publish(channel: &Channel, state: &State, attempt: Attempt<'_>) {
             "reload"
         ),
         Report::Unchanged { asked: true } => tracing::info!(
+            target: TARGET,
             generation,
             result = label,
             trigger = %trigger,
@@ -106,6 +114,7 @@ pub(super) fn publish(channel: &Channel, state: &State, attempt: Attempt<'_>) {
             "reload"
         ),
         Report::Unchanged { asked: false } => tracing::debug!(
+            target: TARGET,
             generation,
             result = label,
             trigger = %trigger,

@@ -1,7 +1,7 @@
 //! Hot reload: re-read the configuration when its files change, on request (SIGHUP) and every
 //! [`RECHECK_EVERY`]; validate it fully; plan the changes ([`plan`]); then apply them at once.
 //!
-//! Watch events are hints only (see [`crate::runtime::watch`]): after a short quiet period
+//! Watch events are hints only (see [`crate::runtime::control::watch`]): after a short quiet period
 //! ([`DEBOUNCE`]) the files are hashed, and nothing is parsed when the hash matches the live
 //! configuration. A configuration that fails to load, to compile into a route table, or to bind
 //! a new listener is refused as a whole: the running state stays, the error is logged, counted,
@@ -12,7 +12,7 @@
 //! `{"message":"reload","generation":N,"result":"ok"|"error"|"unchanged",…}`.
 //!
 //! With Kubernetes discovery, every table also holds the discovered routes
-//! ([`crate::runtime::discovery`]), and each new discovery snapshot rebuilds the table from the
+//! ([`crate::runtime::control::discovery`]), and each new discovery snapshot rebuilds the table from the
 //! live configuration (files are not re-read): trigger `discovery`.
 
 use std::sync::{Arc, Mutex};
@@ -23,13 +23,14 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::model::config::{self, Config, ConfigError, Problem};
 use crate::runtime::context::Context;
-use crate::runtime::discovery::{self, Discovery, Merged};
-use crate::runtime::listeners::{Bound, Listeners};
+use crate::runtime::control::discovery::{self, Discovery, Merged};
+use crate::runtime::control::listeners::{Bound, Listeners};
+use crate::runtime::control::state::{Live, State};
+use crate::runtime::control::watch::{DirWatcher, Targets};
 use crate::runtime::meters;
 use crate::runtime::observe::Observer;
-use crate::runtime::resolve::{Resolver, RouteTable};
-use crate::runtime::state::{Live, State};
-use crate::runtime::watch::{DirWatcher, Targets};
+use crate::runtime::table::RouteTable;
+use crate::runtime::upstream::resolve::Resolver;
 
 pub mod plan;
 mod publish;
