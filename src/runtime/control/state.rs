@@ -51,6 +51,23 @@ impl State {
     }
 }
 
+impl State {
+    /// Before the first configuration went live: no routes, generation 0. Startup replaces it
+    /// as a reload replaces any state.
+    pub fn empty() -> State {
+        State {
+            routes: RouteTable::default(),
+            timeouts: Timeouts::default(),
+            limits: Limits::default(),
+            health: Health::default(),
+            config_hash: 0,
+            generation: 0,
+            discovery: Arc::new(discovery::Report::empty()),
+            tls: Tls::default(),
+        }
+    }
+}
+
 /// The current [`State`]: read by every connection, replaced only by the reloader.
 #[derive(Debug)]
 pub struct Live(ArcSwap<State>);

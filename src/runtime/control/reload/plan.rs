@@ -17,6 +17,19 @@ pub struct Current {
     pub discovery: KubernetesDiscovery,
 }
 
+impl Current {
+    /// Nothing live yet: what startup plans its first configuration over, so that it goes live
+    /// by the same plan and apply as every later one.
+    pub fn empty() -> Current {
+        Current {
+            listeners: Vec::new(),
+            admin: None,
+            targets: Targets::default(),
+            discovery: KubernetesDiscovery::default(),
+        }
+    }
+}
+
 /// The changes one reload makes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
@@ -27,7 +40,7 @@ pub struct Plan {
     /// Discovery settings to restart the watch with, when they differ.
     pub discovery: Option<KubernetesDiscovery>,
     /// The `admin` section changed (an address, what a listener serves), which takes a
-    /// restart: warned about, not applied.
+    /// restart: warned about, not applied (at startup, the server binds it).
     pub admin_moved: bool,
 }
 
