@@ -65,6 +65,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "log_text",
             "main",
             "metrics",
+            "reload_log",
             "signals",
         ],
     ),

@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::model::config::{AdminEndpoint, Config, ConfigError, Problem};
 use crate::runtime::context::Context;
+use crate::runtime::control::listeners;
 use crate::runtime::control::reload::plan::Current;
 use crate::runtime::control::reload::{self, Channel, Parts, Pending, Reloader, Staged, Status};
 use crate::runtime::control::state::{Live, State};
@@ -209,7 +210,7 @@ impl Server {
         ctx.drain.set_phase(Phase::Draining);
         reloading.abort();
         let _ = reloading.await;
-        let accepting = reload::lock(&listeners).stop_all();
+        let accepting = listeners::lock(&listeners).stop_all();
         for task in accepting {
             let _ = task.await;
         }

@@ -14,6 +14,7 @@ use std::time::SystemTime;
 use super::plan::{self, Current, Plan};
 use super::ReloadResult;
 use crate::model::config::{Config, ConfigError};
+use crate::model::tls;
 use crate::runtime::context::Context;
 use crate::runtime::control::discovery::{self, Catalog, Merged};
 use crate::runtime::control::listeners::{Bound, Listeners};
@@ -127,5 +128,25 @@ fn now_live(config: &Config, routes: usize, generation: u64, observer: &dyn Obse
         metrics::counter!(meters::RELOADS, "result" => result).increment(0);
     }
     observer.configured(&config.log);
-    super::warn_expiring(config);
+    warn_expiring(config);
+}
+
+/// A warning for every certificate that expires within 14 days or has
+/// ([`tls::expiring`]).
+fn warn_expiring(config: &Config) {
+    for e in tls::expiring(&config.tls.certificates, SystemTime::now()) {
+        let c = e.certificate;
+        let message = if e.expired {
+            "tls certificate has expired"
+        } else {
+            "tls certificate expires within 14 days"
+        };
+        tracing::warn!(
+            certificate = %c.cert_file.display(),
+            names = %c.names.join(","),
+            not_after = c.not_after,
+            days_left = e.days_left,
+            "{message}"
+        );
+    }
 }

@@ -20,7 +20,7 @@
 //! live configuration (files are not re-read): trigger `discovery`.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -29,10 +29,9 @@ use crate::model::config::KubernetesDiscovery;
 use crate::model::config::{self, Config, ConfigError, Problem};
 use crate::runtime::context::Context;
 use crate::runtime::control::discovery::{Discovery, Merged};
-use crate::runtime::control::listeners::Listeners;
+use crate::runtime::control::listeners::{self, Listeners};
 use crate::runtime::control::state::State;
 use crate::runtime::control::watch::{DirWatcher, Targets};
-use crate::runtime::meters;
 use crate::runtime::table::RouteTable;
 use crate::runtime::upstream::resolve::Resolver;
 
@@ -53,32 +52,6 @@ pub const DEBOUNCE: Duration = Duration::from_millis(50);
 pub const DEBOUNCE_MAX: Duration = Duration::from_millis(500);
 /// Safety net for lost events and directories that could not be watched.
 pub const RECHECK_EVERY: Duration = Duration::from_secs(30);
-
-/// A certificate is renewed in time only if someone hears of it: at each load, a warning for
-/// every certificate that expires within [`EXPIRY_WARNING`] (or already has).
-pub const EXPIRY_WARNING: Duration = Duration::from_secs(14 * 24 * 3600);
-
-pub(super) fn warn_expiring(config: &Config) {
-    let now = meters::unix_seconds(SystemTime::now());
-    for c in config.tls.certificates.iter() {
-        let left = c.not_after as f64 - now;
-        if left < EXPIRY_WARNING.as_secs_f64() {
-            let days = (left / 86400.0).floor();
-            let message = if left < 0.0 {
-                "tls certificate has expired"
-            } else {
-                "tls certificate expires within 14 days"
-            };
-            tracing::warn!(
-                certificate = %c.cert_file.display(),
-                names = %c.names.join(","),
-                not_after = c.not_after,
-                days_left = days,
-                "{message}"
-            );
-        }
-    }
-}
 
 /// What the reloader works with, shared with the rest of the server: the connections'
 /// [`Context`] (the live state and the observer among it) and what only the control plane
@@ -318,7 +291,7 @@ impl Reloader {
         if let Some(settings) = &plan.discovery {
             self.discovery.configure(settings);
         }
-        lock(&self.parts.listeners).apply(bound, &self.parts.ctx);
+        listeners::lock(&self.parts.listeners).apply(bound, &self.parts.ctx);
         self.current = plan::Current {
             listeners: config.listeners.clone(),
             admin: self.current.admin.clone(),
@@ -334,6 +307,7 @@ impl Reloader {
         let state = self.parts.ctx.live.peek();
         publish::publish(
             &self.parts.channel,
+            &*self.parts.ctx.observer,
             &state,
             publish::Attempt {
                 trigger,
@@ -385,12 +359,6 @@ async fn settle(hints: &mut mpsc::Receiver<()>) {
             _ => return,
         }
     }
-}
-
-/// The listener set's lock; a panic elsewhere while holding it leaves the set consistent (every
-/// change is a plain push/drain), so poison is ignored.
-pub(crate) fn lock(listeners: &Mutex<Listeners>) -> std::sync::MutexGuard<'_, Listeners> {
-    listeners.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]
