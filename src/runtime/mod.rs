@@ -1,12 +1,14 @@
 //! The runtime layer: sockets, tasks and live state — the proxy running the model.
 //!
 //! One connection goes [`accept`] → [`preamble`] (PROXY header + ClientHello, wire parsers) →
-//! route and allowlist (model) → [`connect`] (through [`resolve`]'s DNS cache, choosing by the
-//! live state of each address in [`endpoint`]) → PROXY header out → [`relay`], driven top to
-//! bottom by [`connection`] (with what every connection is served with in [`context`]). Around it: [`listeners`] (the accepting sockets), [`state`] (the live snapshot each connection loads once), [`drain`]
-//! (counting connections, waiting for them on shutdown), [`registry`] (the live connections, for the admin listing), [`reload`] with [`watch`] and
-//! [`discovery`] (new configurations, planned purely, then applied), and [`server`], which
-//! wires them together.
+//! route and allowlist (model) → [`connect`] (through [`upstream::resolve`]'s DNS cache,
+//! choosing by the live state of each address in [`upstream::endpoint`]) → PROXY header out →
+//! [`relay`], driven top to bottom by [`connection`] (with what every connection is served with
+//! in [`context`]). Around it: [`drain`] (counting connections, waiting for them on shutdown),
+//! [`registry`] (the live connections, for the admin listing), [`table`] (the route table as
+//! the runtime holds it), and two rooms: [`control`] (what configuration is live and how it
+//! changes: startup, reloads, watches, listeners, discovery, the live snapshot) and
+//! [`upstream`] (DNS, each address's state, per-client limits).
 //!
 //! Uses the wire and model layers, never the surface: what surfaces (access-log lines, the log
 //! level) is handed to an [`observe::Observer`] the surface provides. Metrics are recorded
