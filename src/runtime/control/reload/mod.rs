@@ -1,23 +1,24 @@
 //! Hot reload: re-read the configuration when its files change, on request (SIGHUP) and every
 //! [`RECHECK_EVERY`]; validate it fully; plan the changes ([`plan`]); then apply them at once.
 //!
-//! Watch events are hints only (see [`crate::runtime::control::watch`]): after a short quiet period
-//! ([`DEBOUNCE`]) the files are hashed, and nothing is parsed when the hash matches the live
+//! Watch events are hints only (see [`crate::runtime::control::watch`]): after a short quiet
+//! period ([`DEBOUNCE`]) the files are hashed, and nothing is parsed when the hash matches the live
 //! configuration. A configuration that fails to load, to compile into a route table, or to bind
 //! a new listener is refused as a whole: the running state stays, the error is logged, counted,
 //! and kept for `/routes`. On success a new [`State`] (generation + 1) goes live; connections
 //! already running keep the state they loaded when they began.
 //!
-//! Every attempt's result is published on the [`Channel`] and logged as
-//! `{"message":"reload","generation":N,"result":"ok"|"error"|"unchanged",…}`.
+//! Every attempt's result is published on the [`Channel`] and handed to the observer, which
+//! logs it as `{"message":"reload","generation":N,"result":"ok"|"error"|"unchanged",…}`
+//! (`surface::reload_log`).
 //!
 //! Startup takes the same path from the empty state ([`go_live`]): `Server::bind` stages the
 //! first configuration and makes its state live, [`Reloader::start`] applies the rest of its
 //! plan as a reload's commit does.
 //!
 //! With Kubernetes discovery, every table also holds the discovered routes
-//! ([`crate::runtime::control::discovery`]), and each new discovery snapshot rebuilds the table from the
-//! live configuration (files are not re-read): trigger `discovery`.
+//! ([`crate::runtime::control::discovery`]), and each new discovery snapshot rebuilds the table
+//! from the live configuration (files are not re-read): trigger `discovery`.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
