@@ -139,4 +139,30 @@ mod tests {
             );
         }
     }
+
+    /// Startup is a reload from the empty state: every listener bound, every target watched,
+    /// discovery started when configured, the admin section new (the server binds it).
+    #[test]
+    fn startup_plans_from_the_empty_state() {
+        let k8s = "discovery:\n  kubernetes:\n    domain: ch.test\n";
+        let https = "  - name: https\n    address: \"127.0.0.1:8443\"\n";
+        let next = config(&format!(
+            "{}{k8s}",
+            BASE.replace("admin:", &format!("{https}admin:"))
+        ));
+        assert_eq!(
+            plan(&Current::empty(), &next, &targets(&["/etc/p"])),
+            Plan {
+                listeners: listeners::Plan {
+                    steps: vec![Bind, Bind],
+                    stop: vec![]
+                },
+                watch: Some(targets(&["/etc/p"])),
+                discovery: Some(next.discovery.kubernetes.clone()),
+                admin_moved: true,
+            }
+        );
+        let plain = plan(&Current::empty(), &config(BASE), &targets(&["/etc/p"]));
+        assert_eq!(plain.discovery, None, "discovery off stays off");
+    }
 }
