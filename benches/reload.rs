@@ -15,9 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ch_edge_proxy::model::config::{self, Format};
+use ch_edge_proxy::runtime::control::reload::{ReloadResult, Status, Trigger};
+use ch_edge_proxy::runtime::control::server::{Handle, Server};
 use ch_edge_proxy::runtime::observe::Silent;
-use ch_edge_proxy::runtime::reload::{ReloadResult, Status, Trigger};
-use ch_edge_proxy::runtime::server::{Handle, Server};
 use tokio::sync::watch;
 
 const WAIT: Duration = Duration::from_secs(120);

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use ch_edge_proxy::model::config::{parse_routes_file, Format};
 use ch_edge_proxy::model::route::balance::{choose, Choose, Node, Pool, Seen};
 use ch_edge_proxy::model::route::{Balance, Defaults, RouteSpec, Tag, UpstreamAddr};
-use ch_edge_proxy::runtime::resolve::{Resolver, RouteTable};
+use ch_edge_proxy::runtime::table::RouteTable;
+use ch_edge_proxy::runtime::upstream::resolve::Resolver;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 
 /// Route `i`: every tenth a wildcard `*.t{i}.ch.example.com`, the rest

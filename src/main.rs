@@ -6,10 +6,11 @@ use std::sync::Arc;
 use clap::Parser;
 
 use ch_edge_proxy::model::config;
+use ch_edge_proxy::runtime::control::server::AdminSocket;
+use ch_edge_proxy::runtime::control::server::Server;
 use ch_edge_proxy::runtime::observe::Observer as _;
-use ch_edge_proxy::runtime::resolve::{Resolver, RouteTable};
-use ch_edge_proxy::runtime::server::AdminSocket;
-use ch_edge_proxy::runtime::server::Server;
+use ch_edge_proxy::runtime::table::RouteTable;
+use ch_edge_proxy::runtime::upstream::resolve::Resolver;
 use ch_edge_proxy::surface::access_log::{self, AccessLog};
 use ch_edge_proxy::surface::cli::{self, Cli, Command, RoutesCommand};
 use ch_edge_proxy::surface::{admin, from_chi, log_sink, log_text, metrics, signals};

@@ -3,7 +3,8 @@
 use std::path::Path;
 
 use ch_edge_proxy::model::config;
-use ch_edge_proxy::runtime::resolve::{Resolver, RouteTable};
+use ch_edge_proxy::runtime::table::RouteTable;
+use ch_edge_proxy::runtime::upstream::resolve::Resolver;
 use ch_edge_wire::proxy_in::ProxyInMode;
 use ch_edge_wire::proxy_out::ProxyVersion;
 

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -201,6 +202,38 @@ impl CertStore {
     }
 }
 
+/// A certificate is renewed in time only if someone hears of it: one that expires within this
+/// (or already has) is warned about at each load.
+pub const EXPIRY_WARNING: Duration = Duration::from_secs(14 * 24 * 3600);
+
+/// A served certificate near (or past) its end.
+#[derive(Debug, Clone, Copy)]
+pub struct Expiring<'a> {
+    pub certificate: &'a Certificate,
+    /// Whole days left, rounded down: negative once expired.
+    pub days_left: f64,
+    pub expired: bool,
+}
+
+/// The certificates of `certs` that expire within [`EXPIRY_WARNING`] of `now`, or have, in
+/// configuration order.
+pub fn expiring(certs: &CertStore, now: SystemTime) -> Vec<Expiring<'_>> {
+    let now = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    certs
+        .iter()
+        .filter_map(|c| {
+            let left = c.not_after as f64 - now;
+            (left < EXPIRY_WARNING.as_secs_f64()).then(|| Expiring {
+                certificate: c,
+                days_left: (left / 86400.0).floor(),
+                expired: left < 0.0,
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,5 +294,44 @@ mod tests {
         let half = &cert[..cert.len() / 2];
         assert!(load_pair(c, half, k, &key).is_err());
         assert!(certificates(&cert).is_ok());
+    }
+
+    #[test]
+    fn certificates_expiring_within_14_days_are_found() {
+        const DAY: i64 = 86400;
+        let now = 1_800_000_000;
+        let at = |not_after: i64, file: &str| Certificate {
+            not_after,
+            ..load(&["a.test"], file)
+        };
+        let store = CertStore::new(vec![
+            at(now + 100 * DAY, "far.pem"),
+            at(now + 14 * DAY, "at-the-bound.pem"),
+            at(now + 14 * DAY - 1, "just-within.pem"),
+            at(now + DAY / 2, "today.pem"),
+            at(now, "now.pem"),
+            at(now - 1, "expired.pem"),
+            at(now - 3 * DAY, "long-expired.pem"),
+        ]);
+        let found: Vec<(String, f64, bool)> = expiring(
+            &store,
+            SystemTime::UNIX_EPOCH + Duration::from_secs(now as u64),
+        )
+        .iter()
+        .map(|e| (e.certificate.label(), e.days_left, e.expired))
+        .collect();
+        #[rustfmt::skip]
+        let want = [
+            ("just-within.pem", 13.0, false),
+            ("today.pem", 0.0, false),
+            ("now.pem", 0.0, false),
+            ("expired.pem", -1.0, true),
+            ("long-expired.pem", -3.0, true),
+        ];
+        let want: Vec<(String, f64, bool)> = want
+            .iter()
+            .map(|(f, d, e)| (f.to_string(), *d, *e))
+            .collect();
+        assert_eq!(found, want);
     }
 }

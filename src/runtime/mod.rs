@@ -1,11 +1,12 @@
 //! The runtime layer: sockets, tasks and live state — the proxy running the model.
 //!
 //! One connection's life is the [`pipeline`]: accept → PROXY header + ClientHello → route and
-//! allowlist (model) → connect (through [`resolve`]'s DNS cache, choosing by the live state of
-//! each address in [`endpoint`]) → PROXY header out → relay, TLS legs included. Around it: [`listeners`] (the accepting sockets), [`state`] (the live snapshot each connection loads once), [`drain`]
-//! (counting connections, waiting for them on shutdown), [`registry`] (the live connections, for the admin listing), [`reload`] with [`watch`] and
-//! [`discovery`] (new configurations, planned purely, then applied), and [`server`], which
-//! wires them together.
+//! allowlist (model) → connect (through [`upstream::resolve`]'s DNS cache, choosing by the live
+//! state of each address in [`upstream::endpoint`]) → PROXY header out → relay, TLS legs
+//! included. Around it: [`drain`] (counting connections, waiting for them on shutdown),
+//! [`table`] (the route table as the runtime holds it), and two rooms: [`control`] (what
+//! configuration is live and how it changes: startup, reloads, watches, listeners, discovery,
+//! the live snapshot) and [`upstream`] (DNS, each address's state, per-client limits).
 //!
 //! Uses the wire and model layers, never the surface: what surfaces (access-log lines, the log
 //! level) is handed to an [`observe::Observer`] the surface provides. Metrics are recorded
@@ -13,28 +14,32 @@
 //! listener resolves once ([`route_counters`]); the surface exposes them.
 
 pub mod addrs;
-pub mod endpoint;
+pub mod control;
 pub mod observe;
 pub mod pipeline;
-pub mod reload;
-pub mod resolve;
 pub mod route_counters;
-pub mod server;
-pub mod state;
+pub mod table;
+pub mod upstream;
 
-pub(crate) mod clients;
-pub(crate) mod discovery;
 pub(crate) mod drain;
-pub(crate) mod listeners;
 pub(crate) mod meters;
 pub(crate) mod outcome;
-pub(crate) mod resolve_log;
 pub(crate) mod socket;
 pub mod tls;
-pub(crate) mod watch;
 
-// i20: old paths, removed after the merge.
+// i20: old paths, kept until every import names the rooms.
+#[allow(unused_imports)]
+pub(crate) use control::{discovery, listeners, watch};
+pub use control::{reload, server, state};
 pub use pipeline::registry;
 pub(crate) use pipeline::session as relayed;
 pub(crate) use pipeline::{accept, context, park};
 pub use route_counters as route_meters;
+pub use upstream::endpoint;
+#[allow(unused_imports)]
+pub(crate) use upstream::{clients, resolve_log};
+/// i20: old path (the DNS cache and the table's aliases).
+pub mod resolve {
+    pub use super::table::{Route, RouteTable, Upstream};
+    pub use super::upstream::resolve::*;
+}

@@ -1,13 +1,14 @@
-//! What the runtime reports upwards without knowing who listens: each finished connection, and
-//! each configuration that went live. The surface's access log implements [`Observer`]
+//! What the runtime reports upwards without knowing who listens: each finished connection,
+//! each configuration that went live, and each reload attempt. The surface's access log implements [`Observer`]
 //! (formatting, sampling, the log level); tests and benches use [`Silent`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::model::config::LogConfig;
+use crate::model::config::{ConfigError, LogConfig};
 use crate::model::route::TlsMode;
 use crate::runtime::addrs::{ClientAddr, ConnectedAddr, PeerAddr};
 use crate::runtime::outcome::Outcome;
@@ -20,6 +21,42 @@ pub trait Observer: Send + Sync + 'static {
 
     /// A configuration went live (at start and after each successful reload).
     fn configured(&self, log: &LogConfig);
+
+    /// A reload attempt ended (not startup's); the control plane decided what news it is.
+    fn reloaded(&self, reload: &Reloaded<'_>);
+}
+
+/// One reload attempt, as the log tells it.
+#[derive(Debug, Clone, Copy)]
+pub struct Reloaded<'a> {
+    /// The generation live after it.
+    pub generation: u64,
+    /// `ok`, `unchanged` or `error`: the `result` label of the metrics.
+    pub result: &'static str,
+    /// What started it: `watch`, `signal`, `timer`, `discovery`.
+    pub trigger: &'static str,
+    pub news: ReloadNews<'a>,
+}
+
+/// What a reload attempt is news of.
+#[derive(Debug, Clone, Copy)]
+pub enum ReloadNews<'a> {
+    /// A new generation is live, from the configuration hashing as `config_hash`.
+    Live {
+        config_hash: u64,
+        routes: usize,
+        took: Duration,
+    },
+    /// Refused; the running configuration stays.
+    Refused {
+        error: &'a ConfigError,
+        took: Duration,
+    },
+    /// The files equal the running configuration again after a refusal.
+    Recovered { config_hash: u64 },
+    /// Nothing new (`successful`: no refusal stands); worth an answer at info only when an
+    /// operator `asked` (SIGHUP).
+    Unchanged { asked: bool, successful: bool },
 }
 
 /// Discards everything.
@@ -29,6 +66,7 @@ pub struct Silent;
 impl Observer for Silent {
     fn connection(&self, _: &Record, _: Outcome) {}
     fn configured(&self, _: &LogConfig) {}
+    fn reloaded(&self, _: &Reloaded<'_>) {}
 }
 
 /// What we learnt about one connection, filled in phase by phase.

@@ -21,10 +21,10 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{reload, EnvFilter, Registry};
 
 use super::log_text::{self, EventFormat};
-use super::{access_text, log_sink};
+use super::{access_text, log_sink, reload_log};
 use crate::model::config::{AccessLogFormat, LogConfig};
 use crate::runtime::meters;
-use crate::runtime::observe::{Observer, Record};
+use crate::runtime::observe::{Observer, Record, Reloaded};
 use crate::runtime::outcome::Outcome;
 
 /// Refusal lines logged per outcome and second; the rest are counted and summed up.
@@ -129,6 +129,10 @@ impl Observer for AccessLog {
             self.settings.store(log.clone().into());
         }
         set_level(&log.level);
+    }
+
+    fn reloaded(&self, reload: &Reloaded<'_>) {
+        reload_log::log(reload);
     }
 }
 

@@ -6,8 +6,8 @@ use std::time::Duration;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::model::tls::CertStore;
-use crate::runtime::endpoint::registry;
 use crate::runtime::meters;
+use crate::runtime::upstream::endpoint::registry;
 
 /// Latency buckets in seconds: from sub-millisecond loopback to the 5 s default deadline.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -197,7 +197,7 @@ fn escape(value: &str) -> std::borrow::Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::endpoint::Endpoint;
+    use crate::runtime::upstream::endpoint::Endpoint;
 
     #[test]
     fn cgroup_cpu_quota_and_meminfo() {

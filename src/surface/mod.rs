@@ -6,6 +6,7 @@
 //! - [`metrics`]: the Prometheus recorder and exposition;
 //! - [`access_log`]: one line per connection, and the log setup;
 //! - [`access_text`]: the access line in the text format;
+//! - [`reload_log`]: the reload line, one per attempt the control plane reports;
 //! - [`log_text`]: the log format in force, and the text format of every line;
 //! - [`log_sink`]: the one batched writer every log line goes through;
 //! - [`signals`]: what `run` does on each signal.
@@ -21,4 +22,5 @@ pub mod from_chi;
 pub mod log_sink;
 pub mod log_text;
 pub mod metrics;
+pub mod reload_log;
 pub mod signals;

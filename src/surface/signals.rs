@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::runtime::server::Handle;
+use crate::runtime::control::server::Handle;
 
 /// One "ignored" line per signal and this long; the rest are counted into the next line.
 pub const IGNORED_LINE_EVERY: Duration = Duration::from_secs(60);

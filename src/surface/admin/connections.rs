@@ -4,8 +4,8 @@
 
 use std::time::SystemTime;
 
+use crate::runtime::control::server::Handle;
 use crate::runtime::registry::Entry;
-use crate::runtime::server::Handle;
 
 use super::routes::{millis, rfc3339};
 

@@ -36,8 +36,8 @@ use tokio::time::Instant;
 
 use crate::model::config::AdminEndpoint;
 use crate::runtime::accept::Backoff;
+use crate::runtime::control::server::{AdminSocket, Handle, NotReady};
 use crate::runtime::meters;
-use crate::runtime::server::{AdminSocket, Handle, NotReady};
 use places::{Budget, Place, Places, MAX_CONNECTIONS, OVERFLOW_CONNECTIONS};
 
 /// Slow or silent admin clients cannot hold a connection open: the request head (also the

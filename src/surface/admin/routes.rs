@@ -5,9 +5,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::model::config::ConfigError;
-use crate::runtime::reload::ReloadResult;
-use crate::runtime::resolve::Upstream;
-use crate::runtime::server::Handle;
+use crate::runtime::control::reload::ReloadResult;
+use crate::runtime::control::server::Handle;
+use crate::runtime::table::Upstream;
 
 /// The last second RFC 3339 (four-digit years) can write: 9999-12-31T23:59:59Z.
 const LAST_WRITABLE: u64 = 253_402_300_799;

@@ -127,7 +127,7 @@ pub(crate) fn write(host: &str, line: &Line, error: Option<&str>, known: &[IpAdd
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::resolve::Resolver;
+    use crate::runtime::upstream::resolve::Resolver;
 
     const NX: &str = "failed to lookup address information: Name or service not known";
     const TIMEOUT: &str = "lookup timed out";

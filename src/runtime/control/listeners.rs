@@ -6,7 +6,7 @@
 //! and stops the removed ones (their live connections carry on; only accepting stops).
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
@@ -52,6 +52,12 @@ impl Bound {
             .filter_map(|(c, socket)| Some((c.name.clone(), socket.as_ref()?.local_addr().ok()?)))
             .collect()
     }
+}
+
+/// The listener set's lock; a panic elsewhere while holding it leaves the set consistent (every
+/// change is a plain push/drain), so poison is ignored.
+pub(crate) fn lock(listeners: &Mutex<Listeners>) -> MutexGuard<'_, Listeners> {
+    listeners.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Listeners {

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use arc_swap::{ArcSwap, Guard};
 
 use crate::model::config::{Config, Health, Limits, Timeouts};
-use crate::runtime::discovery;
-use crate::runtime::resolve::RouteTable;
+use crate::runtime::control::discovery;
+use crate::runtime::table::RouteTable;
 use crate::runtime::tls::Tls;
 
 /// One consistent snapshot. A connection loads it once, so a reload never changes a
@@ -47,6 +47,23 @@ impl State {
             config_hash: config.content_hash,
             generation,
             discovery,
+        }
+    }
+}
+
+impl State {
+    /// Before the first configuration went live: no routes, generation 0. Startup replaces it
+    /// as a reload replaces any state.
+    pub fn empty() -> State {
+        State {
+            routes: RouteTable::default(),
+            timeouts: Timeouts::default(),
+            limits: Limits::default(),
+            health: Health::default(),
+            config_hash: 0,
+            generation: 0,
+            discovery: Arc::new(discovery::Report::empty()),
+            tls: Tls::default(),
         }
     }
 }

@@ -4,8 +4,8 @@
 //! same way, inside the table build: `RouteTable::build_reusing`.)
 
 use crate::model::config::{AdminConfig, Config, KubernetesDiscovery, ListenerConfig};
-use crate::runtime::listeners;
-use crate::runtime::watch::Targets;
+use crate::runtime::control::listeners;
+use crate::runtime::control::watch::Targets;
 
 /// What is live, as far as a reload is concerned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,6 +15,19 @@ pub struct Current {
     pub admin: Option<AdminConfig>,
     pub targets: Targets,
     pub discovery: KubernetesDiscovery,
+}
+
+impl Current {
+    /// Nothing live yet: what startup plans its first configuration over, so that it goes live
+    /// by the same plan and apply as every later one.
+    pub fn empty() -> Current {
+        Current {
+            listeners: Vec::new(),
+            admin: None,
+            targets: Targets::default(),
+            discovery: KubernetesDiscovery::default(),
+        }
+    }
 }
 
 /// The changes one reload makes.
@@ -27,7 +40,7 @@ pub struct Plan {
     /// Discovery settings to restart the watch with, when they differ.
     pub discovery: Option<KubernetesDiscovery>,
     /// The `admin` section changed (an address, what a listener serves), which takes a
-    /// restart: warned about, not applied.
+    /// restart: warned about, not applied (at startup, the server binds it).
     pub admin_moved: bool,
 }
 
@@ -49,7 +62,7 @@ mod tests {
 
     use super::*;
     use crate::model::config;
-    use crate::runtime::listeners::Step::{Bind, Keep};
+    use crate::runtime::control::listeners::Step::{Bind, Keep};
 
     fn config(yaml: &str) -> Config {
         config::from_str(yaml, Path::new("/etc/p/c.yaml")).unwrap()
@@ -125,5 +138,31 @@ mod tests {
                 "{what}"
             );
         }
+    }
+
+    /// Startup is a reload from the empty state: every listener bound, every target watched,
+    /// discovery started when configured, the admin section new (the server binds it).
+    #[test]
+    fn startup_plans_from_the_empty_state() {
+        let k8s = "discovery:\n  kubernetes:\n    domain: ch.test\n";
+        let https = "  - name: https\n    address: \"127.0.0.1:8443\"\n";
+        let next = config(&format!(
+            "{}{k8s}",
+            BASE.replace("admin:", &format!("{https}admin:"))
+        ));
+        assert_eq!(
+            plan(&Current::empty(), &next, &targets(&["/etc/p"])),
+            Plan {
+                listeners: listeners::Plan {
+                    steps: vec![Bind, Bind],
+                    stop: vec![]
+                },
+                watch: Some(targets(&["/etc/p"])),
+                discovery: Some(next.discovery.kubernetes.clone()),
+                admin_moved: true,
+            }
+        );
+        let plain = plan(&Current::empty(), &config(BASE), &targets(&["/etc/p"]));
+        assert_eq!(plain.discovery, None, "discovery off stays off");
     }
 }

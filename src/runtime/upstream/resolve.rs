@@ -5,7 +5,7 @@
 //! refreshes. A failed refresh keeps the last good list; what the log says about
 //! failures (a line per change, not per refresh) is [`resolve_log`]. IP literals never
 //! touch DNS. Each handle also carries the live state of its addresses
-//! ([`endpoint`](crate::runtime::endpoint)), kept for addresses a refresh keeps.
+//! ([`endpoint`](crate::runtime::upstream::endpoint)), kept for addresses a refresh keeps.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -18,17 +18,10 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 use crate::model::route;
-use crate::runtime::endpoint::{Endpoint, Ports};
 use crate::runtime::meters;
-use crate::runtime::resolve_log::{self, LookupLog};
 use crate::runtime::route_meters::RouteMeters;
-
-/// The route table as the runtime holds it: each upstream carries its address handle.
-pub type RouteTable = route::RouteTable<Arc<Addrs>, RouteMeters>;
-/// One route of a [`RouteTable`].
-pub type Route = route::Route<Arc<Addrs>, RouteMeters>;
-/// One upstream host of a [`Route`].
-pub type Upstream = route::Upstream<Arc<Addrs>>;
+use crate::runtime::upstream::endpoint::{Endpoint, Ports};
+use crate::runtime::upstream::resolve_log::{self, LookupLog};
 
 /// How many lookups run at once during a refresh.
 const CONCURRENT_LOOKUPS: usize = 32;

@@ -9,8 +9,8 @@ use tokio::sync::oneshot;
 
 use super::*;
 use crate::model::config;
+use crate::runtime::control::server::Server;
 use crate::runtime::observe::Silent;
-use crate::runtime::server::Server;
 
 /// Bound for waits that must end (not a timing assertion).
 const WAIT: Duration = Duration::from_secs(20);

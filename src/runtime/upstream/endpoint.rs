@@ -2,7 +2,7 @@
 //! health (consecutive connect failures, ejection), for least_conn and for skipping dead
 //! addresses.
 //!
-//! The state hangs off the upstream host's address handle ([`crate::runtime::resolve::Addrs`]),
+//! The state hangs off the upstream host's address handle ([`crate::runtime::upstream::resolve::Addrs`]),
 //! one list per port in use, so a connection reaches it from its route without any lookup;
 //! a DNS refresh keeps the state of addresses that stay, and a reused route keeps its handle.
 //! Every endpoint is also listed (weakly) in a process-wide [`registry`] for `/metrics`: an

@@ -35,8 +35,8 @@ mod portable;
 #[cfg(not(target_os = "linux"))]
 use portable::Backend;
 
-/// What to watch for one configuration; every path absolute.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What to watch for one configuration; every path absolute. The default watches nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Targets {
     /// The main file's directory and each include entry's (a directory
     /// entry itself, a file entry's parent), sorted, without duplicates.

@@ -1,4 +1,6 @@
-//! One reload attempt made known: counted, logged and published on the [`Channel`].
+//! One reload attempt made known: counted, published on the [`Channel`], and handed to the
+//! observer as the news it is ([`report`]: ok, refused, recovered, unchanged), which the
+//! surface words as a log line.
 //!
 //! `ch_edge_proxy_config_last_reload_successful` (and [`Status::successful`]) says whether the
 //! files last read are the configuration that runs: 1 after a load, and also after an
@@ -9,8 +11,9 @@
 use std::time::{Duration, SystemTime};
 
 use super::{Channel, ReloadResult, Trigger};
+use crate::runtime::control::state::State;
 use crate::runtime::meters;
-use crate::runtime::state::State;
+use crate::runtime::observe::{Observer, ReloadNews, Reloaded};
 
 /// What one attempt found.
 pub(super) struct Attempt<'a> {
@@ -46,8 +49,14 @@ fn report(attempt: &Attempt<'_>, was_successful: bool) -> Report {
     }
 }
 
-/// Counts, logs and publishes `attempt` against the live `state`.
-pub(super) fn publish(channel: &Channel, state: &State, attempt: Attempt<'_>) {
+/// Counts and publishes `attempt` against the live `state`, and tells `observer` (who logs
+/// it) what news it is.
+pub(super) fn publish(
+    channel: &Channel,
+    observer: &dyn Observer,
+    state: &State,
+    attempt: Attempt<'_>,
+) {
     let Attempt {
         trigger,
         result,
@@ -59,60 +68,30 @@ pub(super) fn publish(channel: &Channel, state: &State, attempt: Attempt<'_>) {
     metrics::counter!(meters::RELOADS, "result" => label).increment(1);
     metrics::histogram!(meters::RELOAD_SECONDS, "result" => label).record(took.as_secs_f64());
     metrics::gauge!(meters::CONFIG_LAST_RELOAD_SUCCESSFUL).set(if successful { 1.0 } else { 0.0 });
-    let hash = format!("{:016x}", state.config_hash);
-    let took_ms = took.as_secs_f64() * 1e3;
     let generation = state.generation;
-    match report(&attempt, channel.latest().successful) {
-        Report::Ok => tracing::info!(
-            generation,
-            result = label,
-            trigger = %trigger,
-            config_hash = hash,
-            routes = state.routes.len(),
-            duration_ms = took_ms,
-            "reload"
-        ),
+    let news = match report(&attempt, channel.latest().successful) {
+        Report::Ok => ReloadNews::Live {
+            config_hash: state.config_hash,
+            routes: state.routes.len(),
+            took,
+        },
         Report::Error => {
             let ReloadResult::Error(error) = result else {
                 unreachable!("an error report is an error result")
             };
-            let first = error.problems().first();
-            tracing::error!(
-                generation,
-                result = label,
-                trigger = %trigger,
-                error = %error,
-                problems = error.problems().len(),
-                file = first.and_then(|p| p.file.as_deref()),
-                line = first.and_then(|p| p.line),
-                route = first.and_then(|p| p.route.as_deref()),
-                duration_ms = took_ms,
-                "reload"
-            )
+            ReloadNews::Refused { error, took }
         }
-        Report::Recovered => tracing::info!(
-            generation,
-            result = label,
-            trigger = %trigger,
-            config_hash = hash,
-            detail = "the files on disk match the running configuration again; the last refusal no longer applies",
-            "reload"
-        ),
-        Report::Unchanged { asked: true } => tracing::info!(
-            generation,
-            result = label,
-            trigger = %trigger,
-            successful,
-            "reload"
-        ),
-        Report::Unchanged { asked: false } => tracing::debug!(
-            generation,
-            result = label,
-            trigger = %trigger,
-            successful,
-            "reload"
-        ),
-    }
+        Report::Recovered => ReloadNews::Recovered {
+            config_hash: state.config_hash,
+        },
+        Report::Unchanged { asked } => ReloadNews::Unchanged { asked, successful },
+    };
+    observer.reloaded(&Reloaded {
+        generation,
+        result: label,
+        trigger: trigger.keyword(),
+        news,
+    });
     channel.publish(|s| {
         s.generation = generation;
         s.result = result.clone();

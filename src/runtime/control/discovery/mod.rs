@@ -36,7 +36,8 @@ pub use merge::{Merged, Refusal, RefusalReason};
 use crate::model::config::{self, Config, ConfigError, KubernetesDiscovery, Problem};
 use crate::model::route::RouteSpec;
 use crate::runtime::meters;
-use crate::runtime::resolve::{Resolver, RouteTable};
+use crate::runtime::table::RouteTable;
+use crate::runtime::upstream::resolve::Resolver;
 
 /// Discovery as the live table reflects it (for `/routes` and `/readyz`).
 #[derive(Debug, Clone, Default)]
@@ -50,15 +51,19 @@ pub struct Report {
 }
 
 impl Report {
-    /// Before the first table with discovered routes.
-    pub fn startup(settings: &KubernetesDiscovery) -> Report {
-        let report = Report {
-            enabled: settings.enabled,
-            awaiting_first_sync: settings.enabled,
+    /// Before any table: no discovered list has made it into one. (The first table's report
+    /// is its [`Report::next`], as every later one's.)
+    pub fn empty() -> Report {
+        Report {
+            enabled: false,
+            awaiting_first_sync: true,
             merged: None,
-        };
-        report.record();
-        report
+        }
+    }
+
+    /// The first table's report, before it has discovered routes: [`Report::empty`]'s next.
+    pub fn startup(settings: &KubernetesDiscovery) -> Report {
+        Report::empty().next(settings, None)
     }
 
     /// The report once a table built under `settings` (with `merged`, if a

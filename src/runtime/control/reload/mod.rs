@@ -1,39 +1,47 @@
 //! Hot reload: re-read the configuration when its files change, on request (SIGHUP) and every
 //! [`RECHECK_EVERY`]; validate it fully; plan the changes ([`plan`]); then apply them at once.
 //!
-//! Watch events are hints only (see [`crate::runtime::watch`]): after a short quiet period
-//! ([`DEBOUNCE`]) the files are hashed, and nothing is parsed when the hash matches the live
+//! Watch events are hints only (see [`crate::runtime::control::watch`]): after a short quiet
+//! period ([`DEBOUNCE`]) the files are hashed, and nothing is parsed when the hash matches the live
 //! configuration. A configuration that fails to load, to compile into a route table, or to bind
 //! a new listener is refused as a whole: the running state stays, the error is logged, counted,
 //! and kept for `/routes`. On success a new [`State`] (generation + 1) goes live; connections
 //! already running keep the state they loaded when they began.
 //!
-//! Every attempt's result is published on the [`Channel`] and logged as
-//! `{"message":"reload","generation":N,"result":"ok"|"error"|"unchanged",…}`.
+//! Every attempt's result is published on the [`Channel`] and handed to the observer, which
+//! logs it as `{"message":"reload","generation":N,"result":"ok"|"error"|"unchanged",…}`
+//! (`surface::reload_log`).
+//!
+//! Startup takes the same path from the empty state ([`go_live`]): `Server::bind` stages the
+//! first configuration and makes its state live, [`Reloader::start`] applies the rest of its
+//! plan as a reload's commit does.
 //!
 //! With Kubernetes discovery, every table also holds the discovered routes
-//! ([`crate::runtime::discovery`]), and each new discovery snapshot rebuilds the table from the
-//! live configuration (files are not re-read): trigger `discovery`.
+//! ([`crate::runtime::control::discovery`]), and each new discovery snapshot rebuilds the table
+//! from the live configuration (files are not re-read): trigger `discovery`.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 
+use crate::model::config::KubernetesDiscovery;
 use crate::model::config::{self, Config, ConfigError, Problem};
 use crate::runtime::context::Context;
-use crate::runtime::discovery::{self, Discovery, Merged};
-use crate::runtime::listeners::{Bound, Listeners};
-use crate::runtime::meters;
-use crate::runtime::observe::Observer;
-use crate::runtime::resolve::{Resolver, RouteTable};
-use crate::runtime::state::{Live, State};
-use crate::runtime::watch::{DirWatcher, Targets};
+use crate::runtime::control::discovery::{Discovery, Merged};
+use crate::runtime::control::listeners::{self, Listeners};
+use crate::runtime::control::state::State;
+use crate::runtime::control::watch::{DirWatcher, Targets};
+use crate::runtime::table::RouteTable;
+use crate::runtime::upstream::resolve::Resolver;
 
+pub(crate) mod go_live;
 pub mod plan;
 mod publish;
 mod status;
+
+pub(crate) use go_live::{Pending, Staged};
 
 pub use status::{Channel, ReloadResult, Status, Trigger};
 
@@ -46,61 +54,14 @@ pub const DEBOUNCE_MAX: Duration = Duration::from_millis(500);
 /// Safety net for lost events and directories that could not be watched.
 pub const RECHECK_EVERY: Duration = Duration::from_secs(30);
 
-/// The first configuration went live: its gauges, and no refusal yet.
-pub(crate) fn went_live(config: &Config, routes: usize, generation: u64, observer: &dyn Observer) {
-    metrics::gauge!(meters::CONFIG_LAST_RELOAD_SUCCESSFUL).set(1.0);
-    now_live(config, routes, generation, observer);
-}
-
-/// Sets the gauges that describe the live configuration and tells the observer. (Whether the
-/// files are refused is the publisher's: a discovery rebuild goes live while they may be.)
-fn now_live(config: &Config, routes: usize, generation: u64, observer: &dyn Observer) {
-    metrics::gauge!(meters::ROUTES).set(routes as f64);
-    metrics::gauge!(meters::CONFIG_GENERATION).set(generation as f64);
-    metrics::gauge!(meters::CONFIG_LAST_SUCCESS).set(meters::unix_seconds(SystemTime::now()));
-    metrics::gauge!(meters::MAX_CONNECTIONS).set(config.limits.max_connections as f64);
-    // Every result exported from the start, at 0, so `increase(...)` sees the first error.
-    for result in ReloadResult::LABELS {
-        metrics::counter!(meters::RELOADS, "result" => result).increment(0);
-    }
-    observer.configured(&config.log);
-    warn_expiring(config);
-}
-
-/// A certificate is renewed in time only if someone hears of it: at each load, a warning for
-/// every certificate that expires within [`EXPIRY_WARNING`] (or already has).
-pub const EXPIRY_WARNING: Duration = Duration::from_secs(14 * 24 * 3600);
-
-fn warn_expiring(config: &Config) {
-    let now = meters::unix_seconds(SystemTime::now());
-    for c in config.tls.certificates.iter() {
-        let left = c.not_after as f64 - now;
-        if left < EXPIRY_WARNING.as_secs_f64() {
-            let days = (left / 86400.0).floor();
-            let message = if left < 0.0 {
-                "tls certificate has expired"
-            } else {
-                "tls certificate expires within 14 days"
-            };
-            tracing::warn!(
-                certificate = %c.cert_file.display(),
-                names = %c.names.join(","),
-                not_after = c.not_after,
-                days_left = days,
-                "{message}"
-            );
-        }
-    }
-}
-
-/// What the reloader works with, shared with the rest of the server.
+/// What the reloader works with, shared with the rest of the server: the connections'
+/// [`Context`] (the live state and the observer among it) and what only the control plane
+/// holds.
 pub(crate) struct Parts {
-    pub live: Arc<Live>,
+    pub ctx: Arc<Context>,
     pub listeners: Arc<Mutex<Listeners>>,
-    pub connections: Arc<Context>,
     pub channel: Arc<Channel>,
     pub resolver: Arc<Resolver>,
-    pub observer: Arc<dyn Observer>,
 }
 
 /// Owns reloading for one running server.
@@ -123,35 +84,33 @@ pub struct Reloader {
 }
 
 impl Reloader {
-    /// Starts watching the configuration's directories (events go to `hints`) and, if
-    /// configured, Kubernetes. Needs a Tokio runtime.
-    pub(crate) fn new(parts: Parts, config: Arc<Config>, hints: mpsc::Sender<()>) -> Reloader {
-        let current = plan::Current {
-            listeners: config.listeners.clone(),
-            admin: config.admin.clone(),
-            targets: Targets::of(&config.path, &config.includes).with_files(&config.tls_files),
-            discovery: config.discovery.kubernetes.clone(),
-        };
+    /// The reloader of a server whose first configuration went live from the empty state
+    /// (`Server::bind`): applies the rest of its plan as every reload's commit does — the
+    /// configuration's directories watched (events go to `hints`), discovery started if
+    /// configured, the listeners accepting. Needs a Tokio runtime.
+    pub(crate) fn start(parts: Parts, first: Pending, hints: mpsc::Sender<()>) -> Reloader {
         let watcher = match DirWatcher::new(hints) {
-            Ok(mut w) => {
-                w.set(&current.targets);
-                Some(w)
-            }
+            Ok(w) => Some(w),
             Err(error) => {
                 tracing::warn!(%error, "cannot watch the configuration; reloading on SIGHUP and every 30s only");
                 None
             }
         };
-        Reloader {
+        let mut current = plan::Current::empty();
+        // Bound by `Server::bind` with the first configuration; it moves only on restart.
+        current.admin = first.config.admin.clone();
+        let mut reloader = Reloader {
             parts,
-            discovery: Discovery::start(&config.discovery.kubernetes),
-            config,
+            config: first.config.clone(),
             current,
             failed: None,
             rebuild_failed: None,
             watcher,
+            discovery: Discovery::start(&KubernetesDiscovery::default()),
             replaced: None,
-        }
+        };
+        reloader.apply(first);
+        reloader
     }
 
     /// Reloads on watch hints (debounced), requests and the periodic timer, forever.
@@ -235,10 +194,9 @@ impl Reloader {
         result
     }
 
-    /// The one table for `config`: its file routes, with the discovered routes merged in when
-    /// discovery has a catalog. Routes built from files unchanged since the live table are
-    /// reused from it. `None` when there is no catalog and `files_only` is false (nothing to
-    /// rebuild).
+    /// The one table for `config` ([`go_live::table`]), with the latest catalog when
+    /// discovery has one. `None` when there is no catalog and `files_only` is false (nothing
+    /// to rebuild).
     async fn build(
         &self,
         config: &Arc<Config>,
@@ -249,22 +207,10 @@ impl Reloader {
             _ if files_only => None,
             _ => return Ok(None),
         };
-        let live = self.parts.live.load();
+        let live = self.parts.ctx.live.load();
         let (config, resolver) = (config.clone(), self.parts.resolver.clone());
         tokio::task::spawn_blocking(move || {
-            let previous = &live.routes;
-            match catalog {
-                Some(catalog) => discovery::build_table(&config, &catalog, &resolver, previous)
-                    .map(|(routes, merged)| Some((routes, Some(merged)))),
-                None => RouteTable::build_reusing(
-                    &config.routes,
-                    &config.defaults,
-                    &*resolver,
-                    previous,
-                )
-                .map(|routes| Some((routes, None)))
-                .map_err(|e| ConfigError::route_table(&config.path.display().to_string(), &e)),
-            }
+            go_live::table(&config, catalog.as_deref(), &resolver, &live.routes).map(Some)
         })
         .await
         .unwrap_or_else(|e| Err(task_failed("build", e)))
@@ -280,11 +226,9 @@ impl Reloader {
         routes: RouteTable,
         merged: Option<Merged>,
     ) -> ReloadResult {
-        let plan = plan::plan(&self.current, &config, targets);
-        let file = config.path.display().to_string();
-        match Listeners::bind(plan.listeners.clone(), &config.listeners, &file) {
-            Ok(bound) => {
-                self.commit(trigger, config, plan, bound, routes, merged);
+        match Staged::new(&self.current, config, targets, (routes, merged)) {
+            Ok(staged) => {
+                self.commit(trigger, staged);
                 ReloadResult::Ok
             }
             Err(e) => self.refuse(trigger, e),
@@ -315,59 +259,56 @@ impl Reloader {
         ReloadResult::Error(error)
     }
 
-    /// Swaps state and listeners and applies the rest of `plan`. Nothing here awaits or fails,
+    /// Makes `staged` live and applies the rest of its plan. Nothing here awaits or fails,
     /// so shutdown cannot interrupt it half-way.
-    fn commit(
-        &mut self,
-        trigger: Trigger,
-        config: Arc<Config>,
-        plan: plan::Plan,
-        bound: Bound,
-        routes: RouteTable,
-        merged: Option<Merged>,
-    ) {
-        let p = &self.parts;
-        if plan.admin_moved {
+    fn commit(&mut self, trigger: Trigger, staged: Staged) {
+        if staged.plan.admin_moved {
             tracing::warn!("admin changed; admin listeners move only on restart");
         }
-        let settings = &config.discovery.kubernetes;
-        let live = p.live.peek();
-        let generation = live.generation + 1;
-        let report = Arc::new(live.discovery.next(settings, merged));
-        let count = routes.len();
-        let next = State::new(&config, routes, generation, report, Some(&live));
-        drop(live);
-        let old = p.live.replace(next);
-        lock(&p.listeners).apply(bound, &p.connections);
-        now_live(&config, count, generation, &*p.observer);
-        if let Some(settings) = &plan.discovery {
-            self.discovery.configure(settings);
-        }
-        if let (Some(targets), Some(w)) = (&plan.watch, &mut self.watcher) {
-            w.set(targets);
-        }
+        let (pending, old) = staged.go_live(&self.parts.ctx);
+        let old_config = self.apply(pending);
         // Every table is built with the latest catalog: any commit ends a rebuild's refusal,
         // only one of files ends theirs.
         if trigger != Trigger::Discovery {
             self.failed = None;
         }
         self.rebuild_failed = None;
+        self.replaced = Some((old, old_config));
+    }
+
+    /// The rest of a plan whose state is live: watches first (a change made by anyone who
+    /// waited for a "listening" line is seen), discovery, then the listeners start, move and
+    /// stop. Returns the configuration it replaced.
+    fn apply(&mut self, pending: Pending) -> Arc<Config> {
+        let Pending {
+            config,
+            plan,
+            bound,
+        } = pending;
+        if let (Some(targets), Some(w)) = (&plan.watch, &mut self.watcher) {
+            w.set(targets);
+        }
+        let settings = &config.discovery.kubernetes;
+        if let Some(settings) = &plan.discovery {
+            self.discovery.configure(settings);
+        }
+        listeners::lock(&self.parts.listeners).apply(bound, &self.parts.ctx);
         self.current = plan::Current {
             listeners: config.listeners.clone(),
             admin: self.current.admin.clone(),
             targets: plan.watch.unwrap_or_else(|| self.current.targets.clone()),
             discovery: settings.clone(),
         };
-        let old_config = std::mem::replace(&mut self.config, config);
-        self.replaced = Some((old, old_config));
+        std::mem::replace(&mut self.config, config)
     }
 
     /// Publishes and logs one attempt's result: the files last read are the running
     /// configuration unless a refusal stands.
     fn publish(&self, trigger: Trigger, result: &ReloadResult, took: Duration) {
-        let state = self.parts.live.peek();
+        let state = self.parts.ctx.live.peek();
         publish::publish(
             &self.parts.channel,
+            &*self.parts.ctx.observer,
             &state,
             publish::Attempt {
                 trigger,
@@ -395,7 +336,7 @@ fn load(
     if config.content_hash == hash {
         return Ok(None);
     }
-    let targets = Targets::of(&config.path, &config.includes).with_files(&config.tls_files);
+    let targets = go_live::targets(&config);
     Ok(Some((config, targets)))
 }
 
@@ -419,12 +360,6 @@ async fn settle(hints: &mut mpsc::Receiver<()>) {
             _ => return,
         }
     }
-}
-
-/// The listener set's lock; a panic elsewhere while holding it leaves the set consistent (every
-/// change is a plain push/drain), so poison is ignored.
-pub(crate) fn lock(listeners: &Mutex<Listeners>) -> std::sync::MutexGuard<'_, Listeners> {
-    listeners.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]

@@ -1,39 +1,41 @@
 //! The running proxy: binds everything, serves, drains.
 //!
 //! [`Server::bind`] does everything that can fail (route table, sockets) so a bad config never
-//! half-starts; [`Server::run`] serves until shutdown, then drains (mini-redis style: stop
+//! half-starts: startup is a reload from the empty state (the same table, plan, binding and
+//! switch to the new state, [`reload::go_live`]); the rest of the first plan (watches,
+//! discovery, accepting) is applied when [`Server::run`] starts the reloader. [`Server::run`] serves until shutdown, then drains (mini-redis style: stop
 //! accepting, wait for live connections up to `timeouts.drain`). A [`Handle`] is what the
 //! outside sees of a running server: its state, readiness, reload results, reload requests.
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
 use crate::model::config::{AdminEndpoint, Config, ConfigError, Problem};
-use crate::runtime::clients::{self, Clients};
-use crate::runtime::context::{Context, Served};
-use crate::runtime::discovery;
-use crate::runtime::drain::{Drain, Phase};
-use crate::runtime::listeners::{self, Bound, Listeners};
+use crate::runtime::context::Context;
+use crate::runtime::control::listeners;
+use crate::runtime::control::reload::plan::Current;
+use crate::runtime::control::reload::{self, Channel, Parts, Pending, Reloader, Staged, Status};
+use crate::runtime::control::state::{Live, State};
+use crate::runtime::drain::Phase;
+use crate::runtime::meters;
 use crate::runtime::observe::Observer;
 use crate::runtime::park::Parking;
-use crate::runtime::registry::{Listing, Registry};
-use crate::runtime::relayed::{self, Parked};
-use crate::runtime::reload::{self, Channel, Reloader, Status};
-use crate::runtime::resolve::{Resolver, RouteTable};
-use crate::runtime::state::{Live, State};
+use crate::runtime::registry::Listing;
+use crate::runtime::relayed;
+use crate::runtime::upstream::clients::{self, Clients};
+use crate::runtime::upstream::resolve::Resolver;
 
 /// A bound, not yet running proxy.
 pub struct Server {
     handle: Handle,
-    resolver: Arc<Resolver>,
-    observer: Arc<dyn Observer>,
-    listeners: Bound,
+    parts: Parts,
+    /// The first configuration: its state live, the rest of its plan applied by `run`.
+    first: Pending,
     admin: Vec<AdminSocket>,
-    config: Arc<Config>,
 }
 
 /// One bound admin listener and the endpoints it serves.
@@ -44,15 +46,20 @@ pub struct AdminSocket {
 }
 
 /// The running proxy as the admin endpoint, signal handlers and tests see it.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Handle {
-    live: Arc<Live>,
-    drain: Arc<Drain>,
+    /// What connections are served with: the live state, the drain, parking, the registry.
+    ctx: Arc<Context>,
     reload: Arc<Channel>,
-    /// Quiet relayed connections, out of the reactor (`None`: no epoll set could be made).
-    parking: Option<Arc<Parking<Parked<Served>>>>,
-    /// The live relayed connections.
-    registry: Arc<Registry>,
+}
+
+impl std::fmt::Debug for Handle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handle")
+            .field("generation", &self.ctx.live.peek().generation)
+            .field("reload", &self.reload)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why `/readyz` says no.
@@ -67,7 +74,7 @@ pub enum NotReady {
 impl Handle {
     /// The live snapshot.
     pub fn state(&self) -> Arc<State> {
-        self.live.load()
+        self.ctx.live.load()
     }
 
     /// Asks for a reload now (what SIGHUP does); the result arrives on [`Handle::reloads`].
@@ -87,25 +94,25 @@ impl Handle {
 
     /// Connections open now.
     pub fn active_connections(&self) -> usize {
-        self.drain.active()
+        self.ctx.drain.active()
     }
 
     /// Relayed connections parked now (quiet, out of the reactor).
     pub fn parked_connections(&self) -> usize {
-        self.parking.as_ref().map_or(0, |p| p.len())
+        self.ctx.parking.as_ref().map_or(0, |p| p.len())
     }
 
     /// The `limit` oldest live relayed connections (parked ones included), and how many are live.
     pub fn connections(&self, limit: usize) -> Listing {
-        self.registry.list(limit)
+        self.ctx.registry.list(limit)
     }
 
     /// Whether load balancers should send connections.
     pub fn ready(&self) -> Result<(), NotReady> {
-        match self.drain.phase() {
+        match self.ctx.drain.phase() {
             Phase::Starting => Err(NotReady::Starting),
             Phase::Draining => Err(NotReady::Draining),
-            Phase::Serving if self.live.peek().discovery.awaiting_first_sync => {
+            Phase::Serving if self.ctx.live.peek().discovery.awaiting_first_sync => {
                 Err(NotReady::AwaitingDiscovery)
             }
             Phase::Serving => Ok(()),
@@ -115,51 +122,53 @@ impl Handle {
 
 impl Server {
     /// Builds the route table and binds every socket; `observer` hears of every connection.
+    /// The first configuration goes live as a reload's would, from the empty state.
     pub async fn bind(config: Config, observer: Arc<dyn Observer>) -> Result<Server, ConfigError> {
-        let file = config.path.display().to_string();
         let resolver = Arc::new(Resolver::default());
-        let routes = RouteTable::build(&config.routes, &config.defaults, &*resolver)
-            .map_err(|e| ConfigError::route_table(&file, &e))?;
-        reload::went_live(&config, routes.len(), 1, &*observer);
-        let report = Arc::new(discovery::Report::startup(&config.discovery.kubernetes));
-        let state = State::new(&config, routes, 1, report, None);
-        let plan = listeners::plan::plan(&[], &config.listeners);
-        let listeners = Listeners::bind(plan, &config.listeners, &file)?;
-        let mut admin = Vec::new();
-        for a in config.admin.iter().flat_map(|a| &a.listeners) {
-            let listener = TcpListener::bind(a.address).await.map_err(|e| {
-                Problem::in_file(&file, format!("admin: cannot bind {}: {e}", a.address))
-            })?;
-            admin.push(AdminSocket {
-                listener,
-                serve: a.serve.clone(),
-            });
-        }
+        let parking = match Parking::new() {
+            Ok(p) => Some(Arc::new(p)),
+            Err(error) => {
+                tracing::warn!(%error, "cannot park quiet connections; they keep their tasks");
+                None
+            }
+        };
+        let ctx = Arc::new(Context::new(
+            Arc::new(Live::new(State::empty())),
+            Arc::default(),
+            observer,
+            Arc::new(Clients::default()),
+            parking,
+            Arc::default(),
+        ));
+        let config = Arc::new(config);
+        let table = reload::go_live::table(&config, None, &resolver, &ctx.live.peek().routes)?;
+        let targets = reload::go_live::targets(&config);
+        let staged = Staged::new(&Current::empty(), config, &targets, table)?;
+        // From nothing, the admin section "moved": bound now, and only now.
+        let admin = bind_admin(&staged.config).await?;
+        // No refusal yet (later, each reload's result sets it).
+        metrics::gauge!(meters::CONFIG_LAST_RELOAD_SUCCESSFUL).set(1.0);
+        let channel = Arc::new(Channel::new(staged.config.content_hash));
+        let (first, _empty) = staged.go_live(&ctx);
         Ok(Server {
             handle: Handle {
-                live: Arc::new(Live::new(state)),
-                drain: Arc::default(),
-                reload: Arc::new(Channel::new(config.content_hash)),
-                parking: match Parking::new() {
-                    Ok(p) => Some(Arc::new(p)),
-                    Err(error) => {
-                        tracing::warn!(%error, "cannot park quiet connections; they keep their tasks");
-                        None
-                    }
-                },
-                registry: Arc::default(),
+                ctx: ctx.clone(),
+                reload: channel.clone(),
             },
-            resolver,
-            observer,
-            listeners,
+            parts: Parts {
+                ctx,
+                listeners: Arc::default(),
+                channel,
+                resolver,
+            },
+            first,
             admin,
-            config: Arc::new(config),
         })
     }
 
     /// Bound listener addresses by name (port 0 in the config resolves here).
     pub fn listener_addrs(&self) -> Vec<(String, SocketAddr)> {
-        self.listeners.new_addrs()
+        self.first.bound.new_addrs()
     }
 
     /// The admin sockets, for the surface to serve (taken once).
@@ -174,53 +183,34 @@ impl Server {
     /// Serves until `shutdown` resolves, then drains and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let Server {
-            handle,
-            resolver,
-            observer,
-            listeners: bound,
+            handle: _,
+            parts,
+            first,
             admin: _,
-            config,
         } = self;
-        let resolving = tokio::spawn(resolver.clone().run());
-        let clients = Arc::new(Clients::default());
-        let connections = Arc::new(Context::new(
-            handle.live.clone(),
-            handle.drain.clone(),
-            observer.clone(),
-            clients.clone(),
-            handle.parking.clone(),
-            handle.registry.clone(),
-        ));
-        let sweeping = tokio::spawn(sweep_clients(clients, handle.live.clone()));
-        let parking = handle.parking.clone();
+        let resolving = tokio::spawn(parts.resolver.clone().run());
+        let ctx = parts.ctx.clone();
+        let listeners = parts.listeners.clone();
+        let sweeping = tokio::spawn(sweep_clients(ctx.clients.clone(), ctx.live.clone()));
+        let parking = ctx.parking.clone();
         let parked = parking
             .clone()
             .map(|p| tokio::spawn(async move { p.run(relayed::wake, relayed::expire).await }));
-        // Watches are in place before "listening" is logged: a change made by anyone who
-        // waited for that line is seen. Ready is set before the "listening" lines too, which
-        // tell watchers we are up.
-        let listeners = Arc::new(Mutex::new(Listeners::default()));
+        // Ready before the "listening" lines, which tell watchers we are up; the reloader
+        // sets the watches before it starts the listeners, so a change made by anyone who
+        // waited for those lines is seen.
+        ctx.drain.set_phase(Phase::Serving);
         let (hints_tx, hints) = mpsc::channel(1);
-        let parts = reload::Parts {
-            live: handle.live.clone(),
-            listeners: listeners.clone(),
-            connections: connections.clone(),
-            channel: handle.reload.clone(),
-            resolver,
-            observer,
-        };
-        let reloader = Reloader::new(parts, config, hints_tx);
-        handle.drain.set_phase(Phase::Serving);
-        reload::lock(&listeners).apply(bound, &connections);
+        let reloader = Reloader::start(parts, first, hints_tx);
         let reloading = tokio::spawn(reloader.run(hints));
         shutdown.await;
 
         // Not ready first, so load balancers stop sending; no reload may open listeners any
         // more; then stop accepting.
-        handle.drain.set_phase(Phase::Draining);
+        ctx.drain.set_phase(Phase::Draining);
         reloading.abort();
         let _ = reloading.await;
-        let accepting = reload::lock(&listeners).stop_all();
+        let accepting = listeners::lock(&listeners).stop_all();
         for task in accepting {
             let _ = task.await;
         }
@@ -228,14 +218,14 @@ impl Server {
         if let Some(parking) = &parking {
             parking.close().into_iter().for_each(relayed::wake);
         }
-        let deadline = handle.live.peek().timeouts.drain;
-        let active = handle.drain.active();
+        let deadline = ctx.live.peek().timeouts.drain;
+        let active = ctx.drain.active();
         tracing::info!(active, drain_secs = deadline.as_secs_f64(), "draining");
-        if handle.drain.wait(deadline).await {
+        if ctx.drain.wait(deadline).await {
             tracing::info!("drained; exiting");
         } else {
             tracing::warn!(
-                remaining = handle.drain.active(),
+                remaining = ctx.drain.active(),
                 "drain deadline passed; closing remaining connections"
             );
         }
@@ -245,6 +235,22 @@ impl Server {
             task.abort();
         }
     }
+}
+
+/// Binds every admin listener of `config`.
+async fn bind_admin(config: &Config) -> Result<Vec<AdminSocket>, ConfigError> {
+    let file = config.path.display().to_string();
+    let mut admin = Vec::new();
+    for a in config.admin.iter().flat_map(|a| &a.listeners) {
+        let listener = TcpListener::bind(a.address).await.map_err(|e| {
+            Problem::in_file(&file, format!("admin: cannot bind {}: {e}", a.address))
+        })?;
+        admin.push(AdminSocket {
+            listener,
+            serve: a.serve.clone(),
+        });
+    }
+    Ok(admin)
 }
 
 /// Forgets, every [`clients::SWEEP_EVERY`], the clients with nothing open and a full bucket.
