@@ -22,6 +22,7 @@ mod cache;
 mod claims;
 mod error;
 mod include;
+mod keyword;
 mod limits;
 mod parse_error;
 mod raw;
@@ -31,6 +32,7 @@ mod routes;
 mod summary;
 mod tls;
 mod validate;
+mod values;
 
 pub use cache::RouteFiles;
 pub use error::{ConfigError, Problem};
@@ -461,5 +463,7 @@ pub fn fingerprint(
 
 #[cfg(test)]
 mod message_tests;
+#[cfg(test)]
+mod route_file_tests;
 #[cfg(test)]
 mod tests;
