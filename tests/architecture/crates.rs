@@ -33,8 +33,6 @@ pub const MAY_USE: &[(&str, &[&str])] = &[
             "x509_parser",
             // Only to check `log.level` with the filter grammar it is used with.
             "tracing_subscriber",
-            // i20: until the CHI reader's errors are typed (then the surface's only).
-            "anyhow",
         ],
     ),
     (
@@ -73,7 +71,8 @@ pub const MAY_USE: &[(&str, &[&str])] = &[
 
 /// Crates a layer must never use, whatever [`MAY_USE`] says: the model has no I/O runtime, no
 /// sockets, no metrics, no watch and no Kubernetes client; the runtime has no command line, log
-/// subscriber or metrics exporter (the surface's).
+/// subscriber or metrics exporter (the surface's). The model's errors are typed (`anyhow` is
+/// for the layers that only report them).
 pub const MUST_NOT: &[(&str, &[&str])] = &[
     (
         "model",
@@ -93,6 +92,7 @@ pub const MUST_NOT: &[(&str, &[&str])] = &[
             "socket2",
             "libc",
             "tracing",
+            "anyhow",
         ],
     ),
     (
