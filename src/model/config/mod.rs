@@ -36,7 +36,7 @@ mod values;
 
 pub use cache::RouteFiles;
 pub use error::{ConfigError, Problem};
-pub use include::is_route_file;
+pub use include::{is_route_file, IncludeError};
 pub use limits::{Limits, PerClient, Rate};
 pub use raw::Format;
 pub use route_file::{parse_routes_file, render_routes_file};
@@ -445,7 +445,7 @@ pub fn fingerprint(
     path: &std::path::Path,
     includes: &[PathBuf],
     tls_files: &[PathBuf],
-) -> Result<u64, String> {
+) -> Result<u64, IncludeError> {
     let text = include::read(path)?;
     let mut hash = include::Fingerprint::new(&text);
     for entry in includes {
