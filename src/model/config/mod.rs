@@ -39,7 +39,7 @@ pub use error::{ConfigError, Problem};
 pub use include::{is_route_file, IncludeError};
 pub use limits::{Limits, PerClient, Rate};
 pub use raw::Format;
-pub use route_file::{parse_routes_file, render_routes_file};
+pub use route_file::{parse_routes_file, render_routes_file, RenderError};
 pub use summary::summary;
 pub use tls::uncovered;
 

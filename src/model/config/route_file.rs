@@ -228,8 +228,17 @@ pub fn parse_routes_file(
     errs.finish(routes)
 }
 
+/// Why routes could not be written out (the serializer's own message).
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error(transparent)]
+    Yaml(#[from] serde_saphyr::ser::Error),
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
+
 /// A route file holding `routes`, in `format`; reading it back gives the same specs.
-pub fn render_routes_file(routes: &[RouteSpec], format: Format) -> Result<String, String> {
+pub fn render_routes_file(routes: &[RouteSpec], format: Format) -> Result<String, RenderError> {
     let file = RawRoutesFile {
         routes: routes.iter().map(routes::entry).collect(),
     };
@@ -240,9 +249,9 @@ pub fn render_routes_file(routes: &[RouteSpec], format: Format) -> Result<String
                 prefer_block_scalars: false,
                 compact_list_indent: false,
             };
-            serde_saphyr::to_string_with_options(&file, options).map_err(|e| e.to_string())?
+            serde_saphyr::to_string_with_options(&file, options)?
         }
-        Format::Json => serde_json::to_string_pretty(&file).map_err(|e| e.to_string())?,
+        Format::Json => serde_json::to_string_pretty(&file)?,
     };
     if !text.ends_with('\n') {
         text.push('\n');

@@ -213,7 +213,7 @@ fn route_tls(
         for p in list {
             match check_alpn(&p.value) {
                 Ok(()) => out.push(p.value.as_str().into()),
-                Err(e) => add(errs, p.referenced.line(), "alpn", e),
+                Err(e) => add(errs, p.referenced.line(), "alpn", e.to_string()),
             }
         }
         Arc::from(out)
