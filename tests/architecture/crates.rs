@@ -135,7 +135,11 @@ pub fn dependencies(root: &Path) -> Vec<String> {
 pub fn uses(root: &Path) -> BTreeMap<(String, String), String> {
     let crates = dependencies(root);
     let mut out = BTreeMap::new();
-    for s in sources(root, "src") {
+    // `*_tests.rs` files are test modules too (they may use what tests use).
+    let code = sources(root, "src")
+        .into_iter()
+        .filter(|s| !s.shown.ends_with("_tests.rs"));
+    for s in code {
         let layer = match s.here.first().map(String::as_str) {
             Some("lib") | None => continue,
             Some("main") => "surface".to_owned(),
@@ -220,6 +224,7 @@ mod detection {
              #[cfg(test)]\nmod tests {\n    use tokio;\n}\n",
         );
         write("src/model/tests.rs", "use tokio::net;");
+        write("src/model/b_tests.rs", "use tokio::net;");
         write(
             "src/runtime/mod.rs",
             "use metrics_exporter_prometheus::PrometheusBuilder;",

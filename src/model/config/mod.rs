@@ -27,6 +27,7 @@ mod limits;
 mod parse_error;
 mod raw;
 mod raw_route;
+mod route_entry;
 mod route_file;
 mod routes;
 mod summary;

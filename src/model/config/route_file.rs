@@ -8,7 +8,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 
 use super::error::{ConfigError, Problem, Problems};
 use super::raw::{self, Format, RawRoute, RawRoutesFile, S};
-use super::routes;
+use super::{route_entry, routes};
 use crate::model::route::earlier::Earlier;
 use crate::model::route::{duplicate_claims, RouteSpec};
 
@@ -240,7 +240,7 @@ pub enum RenderError {
 /// A route file holding `routes`, in `format`; reading it back gives the same specs.
 pub fn render_routes_file(routes: &[RouteSpec], format: Format) -> Result<String, RenderError> {
     let file = RawRoutesFile {
-        routes: routes.iter().map(routes::entry).collect(),
+        routes: routes.iter().map(route_entry::entry).collect(),
     };
     let mut text = match format {
         Format::Yaml => {

@@ -10,7 +10,7 @@ use ch_edge_wire::proxy_out::ProxyVersion;
 use ipnet::{IpNet, Ipv4Net};
 use proptest::prelude::*;
 
-use super::{parse_routes_file, render_routes_file, routes, Format};
+use super::{parse_routes_file, render_routes_file, route_entry, routes, Format};
 use crate::model::route::{Balance, RouteSpec, RouteTls, TlsMode, UpstreamAddr, UpstreamTls};
 
 const SOURCE: &str = "routes.d/generated.yaml";
@@ -127,7 +127,7 @@ proptest! {
             .unwrap_or_else(|e| panic!("{e}\n--- written:\n{text}"));
         prop_assert_eq!(&back, &specs, "written:\n{}", text);
         for spec in &specs {
-            prop_assert!(routes::written_as(&routes::entry(spec).value, spec), "{:?}", spec);
+            prop_assert!(routes::written_as(&route_entry::entry(spec).value, spec), "{:?}", spec);
         }
     }
 }
