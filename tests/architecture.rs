@@ -1,6 +1,7 @@
 //! The layering of DESIGN.md ("Architecture"), checked on the source: every module belongs to a
 //! layer, imports only from its own layer or the ones below, and no two modules import each
-//! other, directly or round a cycle. A failure names the file and the edge.
+//! other, directly or round a cycle; no two files inside a module either ([`files`]); and each
+//! layer uses only the outside crates it may ([`crates`]). A failure names the file and the edge.
 //!
 //! wire (crate `ch-edge-wire`) → model → runtime → surface. Cargo keeps the wire crate free of
 //! everything above it; this test covers the modules inside each crate. Test code (`tests.rs`
@@ -97,6 +98,11 @@ const WIRE: &[&str] = &[
     "tls_alert",
 ];
 
+#[path = "architecture/crates.rs"]
+mod crates;
+#[path = "architecture/files.rs"]
+mod files;
+
 type Module = (String, String);
 
 #[test]
@@ -148,9 +154,13 @@ fn layers_point_down_and_modules_form_no_cycle() {
     }
     problems.extend(cycles(&wire_edges));
 
+    problems.extend(files::file_cycles(root, "src", "crate", files::KNOWN));
+    problems.extend(files::file_cycles(root, "crates/wire/src", "wire", &[]));
+    problems.extend(crates::problems(root));
+
     assert!(
         problems.is_empty(),
-        "architecture (DESIGN.md: wire → model → runtime → surface, no cycles):\n  {}",
+        "architecture (DESIGN.md: wire → model → runtime → surface, no cycles, crates per layer):\n  {}",
         problems.join("\n  ")
     );
     // The check saw the code: the layers import downwards a good deal.

@@ -29,7 +29,9 @@ pub mod tls;
 pub use balance::{Balance, Tag};
 pub use build::Resolve;
 pub use claims::{check_claims, duplicate_claims, RouteRef};
-pub use spec::{Defaults, RouteSpec, RouteSpecs, RouteTls, Routes, SpecGroup, UpstreamAddr};
+pub use spec::{
+    Defaults, RouteSpec, RouteSpecs, RouteTls, Routes, SpecGroup, UpstreamAddr, UpstreamAddrError,
+};
 pub use tls::{TlsMode, UpstreamTls};
 
 use build::Built;

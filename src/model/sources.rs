@@ -33,6 +33,22 @@ impl SourceKind {
     }
 }
 
+/// Why a Kubernetes object (or manifest text) gives no routes, as each source's derivation
+/// says it: discovery keeps it with the object (its log line, `/routes`), `routes
+/// from-manifests` prints it with the file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SourceError {
+    #[error(transparent)]
+    Manifest(#[from] manifests::ManifestError),
+    #[error(transparent)]
+    Chi(#[from] chi::ChiError),
+    #[error(transparent)]
+    Chc(#[from] chc::ChcError),
+    /// A TLSRoute handed to the CHI watch's tracker (the Gateway API watcher reads them).
+    #[error("TLSRoutes are read by the Gateway API watcher")]
+    TlsRouteNotOfThisFeed,
+}
+
 /// What one manifest text yields.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct FromManifests {
@@ -53,7 +69,7 @@ pub fn routes_from_manifests(
     text: &str,
     default_namespace: &str,
     domain: &str,
-) -> anyhow::Result<FromManifests> {
+) -> Result<FromManifests, SourceError> {
     let mut out = FromManifests::default();
     for obj in manifests::objects(text)? {
         if chi::is_chi(&obj) {

@@ -6,11 +6,11 @@
 //! certificate reloads), this module parses and checks them.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 
@@ -69,6 +69,37 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
+/// Why a PEM file gives no certificates.
+#[derive(Debug, thiserror::Error)]
+pub enum PemError {
+    #[error("invalid PEM: {0}")]
+    Invalid(pem::Error),
+    #[error("no CERTIFICATE in the file")]
+    NoCertificate,
+}
+
+/// Why a certificate and its key cannot be served; each names the file at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum PairError {
+    #[error("cert {}: {error}", file.display())]
+    Certificates { file: PathBuf, error: PemError },
+    #[error("key {}: no private key (PKCS#8, PKCS#1 or SEC1 PEM): {error}", file.display())]
+    NoKey { file: PathBuf, error: pem::Error },
+    #[error("empty chain")]
+    EmptyChain,
+    #[error("key {} does not belong to the certificate {}", key.display(), cert.display())]
+    KeyMismatch { key: PathBuf, cert: PathBuf },
+    #[error("key {}: {error}", file.display())]
+    Key { file: PathBuf, error: rustls::Error },
+    #[error("cert {}: not an X.509 certificate: {error}", file.display())]
+    NotX509 {
+        file: PathBuf,
+        error: x509_parser::nom::Err<x509_parser::error::X509Error>,
+    },
+    #[error("cert {}: no DNS name in subjectAltName (clients check names there only)", file.display())]
+    NoDnsName { file: PathBuf },
+}
+
 /// Reads a certificate chain (leaf first) and its private key from PEM text, and checks that
 /// they belong together and that the leaf names at least one DNS name.
 pub fn load_pair(
@@ -76,29 +107,32 @@ pub fn load_pair(
     cert_pem: &str,
     key_file: &Path,
     key_pem: &str,
-) -> Result<Certificate, String> {
-    let chain = certificates(cert_pem).map_err(|e| format!("cert {}: {e}", cert_file.display()))?;
-    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| {
-        format!(
-            "key {}: no private key (PKCS#8, PKCS#1 or SEC1 PEM): {e}",
-            key_file.display()
-        )
+) -> Result<Certificate, PairError> {
+    let chain = certificates(cert_pem).map_err(|error| PairError::Certificates {
+        file: cert_file.into(),
+        error,
     })?;
-    let leaf = chain.first().cloned().ok_or("empty chain")?;
+    let key =
+        PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|error| PairError::NoKey {
+            file: key_file.into(),
+            error,
+        })?;
+    let leaf = chain.first().cloned().ok_or(PairError::EmptyChain)?;
     let certified = CertifiedKey::from_der(chain, key, &provider()).map_err(|e| match e {
-        rustls::Error::InconsistentKeys(_) => format!(
-            "key {} does not belong to the certificate {}",
-            key_file.display(),
-            cert_file.display()
-        ),
-        e => format!("key {}: {e}", key_file.display()),
+        rustls::Error::InconsistentKeys(_) => PairError::KeyMismatch {
+            key: key_file.into(),
+            cert: cert_file.into(),
+        },
+        error => PairError::Key {
+            file: key_file.into(),
+            error,
+        },
     })?;
-    let (_, x509) = x509_parser::parse_x509_certificate(&leaf).map_err(|e| {
-        format!(
-            "cert {}: not an X.509 certificate: {e}",
-            cert_file.display()
-        )
-    })?;
+    let (_, x509) =
+        x509_parser::parse_x509_certificate(&leaf).map_err(|error| PairError::NotX509 {
+            file: cert_file.into(),
+            error,
+        })?;
     let mut names: Vec<Arc<str>> = Vec::new();
     if let Ok(Some(san)) = x509.subject_alternative_name() {
         for name in &san.value.general_names {
@@ -111,10 +145,9 @@ pub fn load_pair(
         }
     }
     if names.is_empty() {
-        return Err(format!(
-            "cert {}: no DNS name in subjectAltName (clients check names there only)",
-            cert_file.display()
-        ));
+        return Err(PairError::NoDnsName {
+            file: cert_file.into(),
+        });
     }
     let validity = x509.validity();
     Ok(Certificate {
@@ -128,12 +161,12 @@ pub fn load_pair(
 }
 
 /// The certificates of a PEM file (a CA bundle, or a chain); at least one.
-pub fn certificates(pem: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+pub fn certificates(pem: &str) -> Result<Vec<CertificateDer<'static>>, PemError> {
     let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("invalid PEM: {e}"))?;
+        .map_err(PemError::Invalid)?;
     if certs.is_empty() {
-        return Err("no CERTIFICATE in the file".into());
+        return Err(PemError::NoCertificate);
     }
     Ok(certs)
 }
@@ -284,11 +317,11 @@ mod tests {
         let loaded = load_pair(c, &cert, k, &key).unwrap();
         assert_eq!(loaded.names, vec![Arc::<str>::from("a.test")]);
         assert!(loaded.not_after > loaded.not_before);
-        let err = load_pair(c, &cert, k, &other_key).unwrap_err();
+        let err = load_pair(c, &cert, k, &other_key).unwrap_err().to_string();
         assert!(err.contains("does not belong"), "{err}");
-        let err = load_pair(c, "garbage", k, &key).unwrap_err();
+        let err = load_pair(c, "garbage", k, &key).unwrap_err().to_string();
         assert!(err.contains("no CERTIFICATE"), "{err}");
-        let err = load_pair(c, &cert, k, &cert).unwrap_err();
+        let err = load_pair(c, &cert, k, &cert).unwrap_err().to_string();
         assert!(err.contains("no private key"), "{err}");
         // A truncated PEM block.
         let half = &cert[..cert.len() / 2];

@@ -1,10 +1,25 @@
 //! A cluster's hosts from its `layout`, as the operator's normalizer lays them out.
 
-use anyhow::{bail, Context};
 use serde_json::Value;
 
 /// Most hosts one cluster may declare: a bigger layout is a typo, not a cluster.
 pub const MAX_HOSTS: u64 = 10_000;
+
+/// What is wrong with a cluster's `layout` (or a template reference in it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LayoutError {
+    #[error("layout of {shards} shards x {replicas} replicas exceeds {MAX_HOSTS} hosts")]
+    TooManyHosts { shards: u64, replicas: u64 },
+    #[error("{key}: expected a list")]
+    NotAList { key: String },
+    /// `got` is the value as JSON.
+    #[error("{key}: expected a non-negative integer, got {got}")]
+    NotACount { key: String, got: String },
+    #[error("templates.replicaServiceTemplate: expected a string, got {got}")]
+    TemplateNotAString { got: String },
+    #[error("name: expected a string, got {got}")]
+    NameNotAString { got: String },
+}
 
 /// One host (replica pod) of a cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,7 +45,7 @@ pub struct Host {
 /// `replicas[]` overrides the layout's. An explicitly named host
 /// (`shards[i].replicas[j].name` or `replicas[j].shards[i].name`) keeps its
 /// name; otherwise it is `<shard>-<replica>`, each defaulting to its index.
-pub fn hosts(layout: Option<&Value>) -> anyhow::Result<Vec<Host>> {
+pub fn hosts(layout: Option<&Value>) -> Result<Vec<Host>, LayoutError> {
     let empty = Vec::new();
     let shards = array(layout, "shards")?.unwrap_or(&empty);
     let replicas = array(layout, "replicas")?.unwrap_or(&empty);
@@ -51,9 +66,10 @@ pub fn hosts(layout: Option<&Value>) -> anyhow::Result<Vec<Host>> {
     }
     let replicas_count = replicas_count.max(1);
     if shards_count.saturating_mul(replicas_count) > MAX_HOSTS {
-        bail!(
-            "layout of {shards_count} shards x {replicas_count} replicas exceeds {MAX_HOSTS} hosts"
-        );
+        return Err(LayoutError::TooManyHosts {
+            shards: shards_count,
+            replicas: replicas_count,
+        });
     }
 
     let mut out = Vec::new();
@@ -99,20 +115,21 @@ fn len(a: &[Value]) -> u64 {
     a.len() as u64
 }
 
-fn array<'a>(obj: Option<&'a Value>, key: &str) -> anyhow::Result<Option<&'a Vec<Value>>> {
+fn array<'a>(obj: Option<&'a Value>, key: &str) -> Result<Option<&'a Vec<Value>>, LayoutError> {
     match obj.and_then(|o| o.get(key)) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Array(a)) => Ok(Some(a)),
-        Some(_) => bail!("{key}: expected a list"),
+        Some(_) => Err(LayoutError::NotAList { key: key.into() }),
     }
 }
 
-fn count(obj: Option<&Value>, key: &str) -> anyhow::Result<u64> {
+fn count(obj: Option<&Value>, key: &str) -> Result<u64, LayoutError> {
     match obj.and_then(|o| o.get(key)) {
         None | Some(Value::Null) => Ok(0),
-        Some(v) => v
-            .as_u64()
-            .with_context(|| format!("{key}: expected a non-negative integer, got {v}")),
+        Some(v) => v.as_u64().ok_or_else(|| LayoutError::NotACount {
+            key: key.into(),
+            got: v.to_string(),
+        }),
     }
 }
 
@@ -120,12 +137,12 @@ fn host_of<'a>(
     parent: Option<&'a Value>,
     key: &str,
     i: usize,
-) -> anyhow::Result<Option<&'a Value>> {
+) -> Result<Option<&'a Value>, LayoutError> {
     Ok(array(parent, key)?.and_then(|a| a.get(i)))
 }
 
 /// `templates.replicaServiceTemplate` of a layout entry or cluster, if set.
-pub fn replica_service_template(obj: Option<&Value>) -> anyhow::Result<Option<&str>> {
+pub fn replica_service_template(obj: Option<&Value>) -> Result<Option<&str>, LayoutError> {
     let t = obj
         .and_then(|o| o.get("templates"))
         .and_then(|t| t.get("replicaServiceTemplate"));
@@ -133,17 +150,17 @@ pub fn replica_service_template(obj: Option<&Value>) -> anyhow::Result<Option<&s
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.is_empty() => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
-        Some(v) => bail!("templates.replicaServiceTemplate: expected a string, got {v}"),
+        Some(v) => Err(LayoutError::TemplateNotAString { got: v.to_string() }),
     }
 }
 
 /// An entry's `name`, if set and non-empty.
-fn name(obj: Option<&Value>) -> anyhow::Result<Option<&str>> {
+fn name(obj: Option<&Value>) -> Result<Option<&str>, LayoutError> {
     match obj.and_then(|o| o.get("name")) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.is_empty() => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
-        Some(v) => bail!("name: expected a string, got {v}"),
+        Some(v) => Err(LayoutError::NameNotAString { got: v.to_string() }),
     }
 }
 
@@ -156,7 +173,7 @@ mod tests {
         host_names(Some(&layout)).unwrap()
     }
 
-    fn host_names(layout: Option<&Value>) -> anyhow::Result<Vec<String>> {
+    fn host_names(layout: Option<&Value>) -> Result<Vec<String>, LayoutError> {
         Ok(hosts(layout)?.into_iter().map(|h| h.name).collect())
     }
 

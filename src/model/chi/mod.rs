@@ -7,12 +7,12 @@
 //! two or more shards), `chi-<chi>-<cluster>-<host>.D` → that host's service. The host names
 //! are the operator's Services; the CHI, cluster and shard names are this proxy's convention.
 
+mod error;
 pub mod layout;
 pub mod naming;
 
 use std::sync::Arc;
 
-use anyhow::{anyhow, bail, Context};
 use ch_edge_wire::sni::{check_name, normalize_pattern};
 use serde_json::Value;
 
@@ -21,6 +21,8 @@ use crate::model::manifests;
 use crate::model::route::{RouteSpec, UpstreamAddr};
 
 pub use crate::model::annotations::parse_allow;
+pub use error::{ChiError, ChiProblem};
+pub use layout::LayoutError;
 
 pub const API_VERSION: &str = "clickhouse.altinity.com/v1";
 pub const KIND: &str = "ClickHouseInstallation";
@@ -39,7 +41,7 @@ pub fn routes_from_manifests(
     text: &str,
     default_namespace: &str,
     domain: &str,
-) -> anyhow::Result<Vec<RouteSpec>> {
+) -> Result<Vec<RouteSpec>, ChiError> {
     let mut routes = Vec::new();
     for item in manifests::objects(text)?.iter().filter(|v| is_chi(v)) {
         routes.extend(routes_for_chi(item, default_namespace, domain)?);
@@ -59,20 +61,23 @@ pub fn routes_for_chi(
     chi: &Value,
     default_namespace: &str,
     domain: &str,
-) -> anyhow::Result<Vec<RouteSpec>> {
+) -> Result<Vec<RouteSpec>, ChiError> {
     let name = str_at(chi, &["metadata", "name"])
         .ok()
         .flatten()
         .filter(|n| !n.is_empty())
-        .context("ClickHouseInstallation without metadata.name")?;
+        .ok_or(ChiError::NoName)?;
     let ns = match str_at(chi, &["metadata", "namespace"]) {
         Ok(Some(ns)) if !ns.is_empty() => ns,
         _ => default_namespace,
     };
-    derive(chi, name, ns, domain).with_context(|| format!("ClickHouseInstallation {ns}/{name}"))
+    derive(chi, name, ns, domain).map_err(|problem| ChiError::Invalid {
+        chi: format!("{ns}/{name}"),
+        problem,
+    })
 }
 
-fn derive(chi: &Value, name: &str, ns: &str, domain: &str) -> anyhow::Result<Vec<RouteSpec>> {
+fn derive(chi: &Value, name: &str, ns: &str, domain: &str) -> Result<Vec<RouteSpec>, ChiProblem> {
     let annotations = RouteAnnotations::read(chi)?;
     let tls = annotations.route_tls();
     let RouteAnnotations {
@@ -85,7 +90,10 @@ fn derive(chi: &Value, name: &str, ns: &str, domain: &str) -> anyhow::Result<Vec
     let source: Arc<str> = format!("chi:{ns}/{name}").into();
     let chi_part = naming::chi_part(name);
     let route = |route_name: String, sni: String, upstreams: Vec<String>| {
-        let sni = normalize_pattern(&sni).map_err(|e| anyhow!("derived SNI {sni:?}: {e}"))?;
+        let sni = match normalize_pattern(&sni) {
+            Ok(sni) => sni,
+            Err(error) => return Err(ChiProblem::DerivedSni { sni, error }),
+        };
         let upstreams = upstreams
             .into_iter()
             .map(|host| match check_name(&host) {
@@ -93,10 +101,10 @@ fn derive(chi: &Value, name: &str, ns: &str, domain: &str) -> anyhow::Result<Vec
                     host: host.into(),
                     port: None,
                 }),
-                Err(e) => Err(anyhow!("derived service name {host:?}: {e}")),
+                Err(error) => Err(ChiProblem::DerivedServiceName { host, error }),
             })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        Ok::<_, anyhow::Error>(RouteSpec {
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok::<_, ChiProblem>(RouteSpec {
             name: route_name.into(),
             sni: Arc::from([Arc::from(sni)]),
             upstreams: upstreams.into(),
@@ -124,8 +132,12 @@ fn derive(chi: &Value, name: &str, ns: &str, domain: &str) -> anyhow::Result<Vec
         &["spec", "defaults", "templates", "replicaServiceTemplate"],
     )?;
     for (cluster_index, (cluster, cluster_obj)) in clusters(chi)?.into_iter().enumerate() {
-        let hosts = layout::hosts(cluster_obj.and_then(|c| c.get("layout")))
-            .with_context(|| format!("cluster {cluster:?}"))?;
+        let hosts = layout::hosts(cluster_obj.and_then(|c| c.get("layout"))).map_err(|error| {
+            ChiProblem::Cluster {
+                cluster: cluster.to_owned(),
+                error,
+            }
+        })?;
         let cluster_template = layout::replica_service_template(cluster_obj)?;
         let mut cluster_upstreams = Vec::with_capacity(hosts.len());
         let mut host_routes = Vec::with_capacity(hosts.len());
@@ -199,25 +211,25 @@ fn derive(chi: &Value, name: &str, ns: &str, domain: &str) -> anyhow::Result<Vec
 
 /// `(name, cluster object)` of each cluster; no clusters → the operator's default
 /// cluster `cluster` (1 shard × 1 replica).
-fn clusters(chi: &Value) -> anyhow::Result<Vec<(&str, Option<&Value>)>> {
+fn clusters(chi: &Value) -> Result<Vec<(&str, Option<&Value>)>, ChiProblem> {
     let list = match at(chi, &["spec", "configuration", "clusters"]) {
         None | Some(Value::Null) => return Ok(vec![("cluster", None)]),
         Some(Value::Array(a)) if a.is_empty() => return Ok(vec![("cluster", None)]),
         Some(Value::Array(a)) => a,
-        Some(_) => bail!("spec.configuration.clusters: expected a list"),
+        Some(_) => return Err(ChiProblem::ClustersNotAList),
     };
     list.iter()
         .enumerate()
         .map(|(i, c)| match str_at(c, &["name"]) {
             Ok(Some(n)) if !n.is_empty() => Ok((n, Some(c))),
-            _ => Err(anyhow!("cluster #{}: missing name", i + 1)),
+            _ => Err(ChiProblem::UnnamedCluster { number: i + 1 }),
         })
         .collect()
 }
 
 /// `generateName` of the CHI-level service template (`spec.defaults.templates.
 /// serviceTemplate`, else the first of `serviceTemplates`), if it has one.
-fn service_template_generate_name(chi: &Value) -> anyhow::Result<Option<&str>> {
+fn service_template_generate_name(chi: &Value) -> Result<Option<&str>, ChiProblem> {
     let refs = ["spec", "defaults", "templates"];
     let wanted = match str_at(chi, &[refs[0], refs[1], refs[2], "serviceTemplate"])? {
         Some(t) => Some(t),
@@ -234,7 +246,7 @@ fn service_template_generate_name(chi: &Value) -> anyhow::Result<Option<&str>> {
 
 /// `generateName` of `spec.templates.serviceTemplates[name == wanted]`, if
 /// that template exists and has one (a missing template: the default name).
-fn generate_name<'a>(chi: &'a Value, wanted: &str) -> anyhow::Result<Option<&'a str>> {
+fn generate_name<'a>(chi: &'a Value, wanted: &str) -> Result<Option<&'a str>, ChiProblem> {
     let templates = match at(chi, &["spec", "templates", "serviceTemplates"]) {
         Some(Value::Array(a)) => a.as_slice(),
         _ => &[],
@@ -253,11 +265,14 @@ fn at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
 }
 
 /// A string at `path`; absent or null is `None`, another type is an error.
-fn str_at<'a>(v: &'a Value, path: &[&str]) -> anyhow::Result<Option<&'a str>> {
+fn str_at<'a>(v: &'a Value, path: &[&str]) -> Result<Option<&'a str>, ChiProblem> {
     match at(v, path) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
-        Some(other) => bail!("{}: expected a string, got {other}", path.join(".")),
+        Some(other) => Err(ChiProblem::NotAString {
+            path: path.join("."),
+            got: other.to_string(),
+        }),
     }
 }
 

@@ -10,7 +10,7 @@ use serde_saphyr::Location;
 
 use super::error::Problems;
 use super::raw::{RawAdmin, RawAdminListener, S};
-use super::validate::{binds_same, socket_addr};
+use super::values::{binds_same, socket_addr};
 use super::{AdminConfig, AdminEndpoint, AdminListener, ListenerConfig};
 
 /// Validates `raw` (the data `listeners` are checked against for address clashes).

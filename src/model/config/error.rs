@@ -6,7 +6,7 @@ use std::fmt;
 
 use serde_saphyr::Location;
 
-use super::raw::{Keyword, S};
+use super::keyword::{Keyword, S};
 use crate::model::route::RouteError;
 
 /// Most problems listed in one message; the rest are counted.

@@ -22,22 +22,25 @@ mod cache;
 mod claims;
 mod error;
 mod include;
+mod keyword;
 mod limits;
 mod parse_error;
 mod raw;
 mod raw_route;
+mod route_entry;
 mod route_file;
 mod routes;
 mod summary;
 mod tls;
 mod validate;
+mod values;
 
 pub use cache::RouteFiles;
 pub use error::{ConfigError, Problem};
-pub use include::is_route_file;
+pub use include::{is_route_file, IncludeError};
 pub use limits::{Limits, PerClient, Rate};
 pub use raw::Format;
-pub use route_file::{parse_routes_file, render_routes_file};
+pub use route_file::{parse_routes_file, render_routes_file, RenderError};
 pub use summary::summary;
 pub use tls::uncovered;
 
@@ -443,7 +446,7 @@ pub fn fingerprint(
     path: &std::path::Path,
     includes: &[PathBuf],
     tls_files: &[PathBuf],
-) -> Result<u64, String> {
+) -> Result<u64, IncludeError> {
     let text = include::read(path)?;
     let mut hash = include::Fingerprint::new(&text);
     for entry in includes {
@@ -461,5 +464,7 @@ pub fn fingerprint(
 
 #[cfg(test)]
 mod message_tests;
+#[cfg(test)]
+mod route_file_tests;
 #[cfg(test)]
 mod tests;

@@ -1,24 +1,21 @@
 //! The configuration's grammar, once: serde types for the main file and for route files. Every
 //! section refuses unknown keys, and values that need checking keep their source location
-//! ([`Spanned`]) so validation errors can point at a line. Route files are read from YAML and
+//! ([`S`]) so validation errors can point at a line. Route files are read from YAML and
 //! JSON through these same types, and written back (`routes from-chi`) through them too.
 
 use std::fmt;
-use std::str::FromStr;
 
 use ch_edge_wire::proxy_in::ProxyInMode;
 use ch_edge_wire::proxy_out::ProxyVersion;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
-use serde_saphyr::Spanned;
 
 use super::error::Problem;
+pub(crate) use super::keyword::{Keyword, S};
 pub(super) use super::parse_error::{describe_json, describe_yaml};
 use super::{AccessLogFormat, AdminEndpoint, LogFormat};
 use crate::model::route::{Balance, TlsMode};
 use crate::model::tls::TlsVersion;
-
-pub(crate) type S<T> = Spanned<T>;
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -289,66 +286,6 @@ impl<'de> Deserialize<'de> for OneOrMany {
             }
         }
         d.deserialize_any(V)
-    }
-}
-
-/// A keyword value (`off`, `v1`, `required`, …), read and written through its type's one
-/// spelling (`FromStr` + `Display`, [`ch_edge_wire::keywords`]). A word that is none of them
-/// is kept, not refused by the parser: validation reports it with its key, route and line
-/// (a parser error would name neither, and stop at the first). YAML 1.1 reads a plain `off`
-/// as the boolean `false`; serde-saphyr hands a typed field the text `off`, but a deserializer
-/// that has already made it a boolean `false` gets `off` too.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Keyword<T>(pub Result<T, String>);
-
-impl<T: Copy> Keyword<T> {
-    pub fn of(value: T) -> Self {
-        Keyword(Ok(value))
-    }
-
-    /// The value, if the word is one.
-    pub fn known(&self) -> Option<T> {
-        self.0.as_ref().ok().copied()
-    }
-}
-
-impl<'de, T> Deserialize<'de> for Keyword<T>
-where
-    T: FromStr,
-    T::Err: fmt::Display,
-{
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<T>(std::marker::PhantomData<T>);
-        impl<T> Visitor<'_> for V<T>
-        where
-            T: FromStr,
-            T::Err: fmt::Display,
-        {
-            type Value = Keyword<T>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a keyword")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Keyword<T>, E> {
-                Ok(Keyword(v.parse().map_err(|e| format!("invalid value {e}"))))
-            }
-            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Keyword<T>, E> {
-                if v {
-                    Err(E::invalid_value(de::Unexpected::Bool(v), &self))
-                } else {
-                    self.visit_str("off")
-                }
-            }
-        }
-        d.deserialize_str(V(std::marker::PhantomData))
-    }
-}
-
-impl<T: fmt::Display> Serialize for Keyword<T> {
-    fn serialize<Z: Serializer>(&self, z: Z) -> Result<Z::Ok, Z::Error> {
-        match &self.0 {
-            Ok(value) => z.collect_str(value),
-            Err(e) => Err(serde::ser::Error::custom(e)),
-        }
     }
 }
 

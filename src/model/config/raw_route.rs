@@ -96,34 +96,62 @@ impl<'de> Deserialize<'de> for Key {
 
 /// Reads the value of key number `k` into `r`.
 fn read<'de, A: MapAccess<'de>>(r: &mut RawRoute, k: usize, map: &mut A) -> Result<(), A::Error> {
+    // Every field named: a new one does not compile until it is read here (and in `is_set`,
+    // and in [`ROUTE_KEYS`] at its number).
+    let RawRoute {
+        name,
+        sni,
+        upstream,
+        allow,
+        proxy_protocol,
+        balance,
+        sticky,
+        tls,
+        upstream_tls,
+        alpn,
+        key_problems: _,
+    } = r;
     match k {
-        0 => r.name = Some(map.next_value()?),
-        1 => r.sni = Some(map.next_value()?),
-        2 => r.upstream = Some(map.next_value()?),
-        3 => r.allow = Some(map.next_value()?),
-        4 => r.proxy_protocol = Some(map.next_value()?),
-        5 => r.balance = Some(map.next_value()?),
-        6 => r.sticky = Some(map.next_value()?),
-        7 => r.tls = Some(map.next_value()?),
-        8 => r.upstream_tls = Some(map.next_value()?),
-        _ => r.alpn = Some(map.next_value()?),
+        0 => *name = Some(map.next_value()?),
+        1 => *sni = Some(map.next_value()?),
+        2 => *upstream = Some(map.next_value()?),
+        3 => *allow = Some(map.next_value()?),
+        4 => *proxy_protocol = Some(map.next_value()?),
+        5 => *balance = Some(map.next_value()?),
+        6 => *sticky = Some(map.next_value()?),
+        7 => *tls = Some(map.next_value()?),
+        8 => *upstream_tls = Some(map.next_value()?),
+        _ => *alpn = Some(map.next_value()?),
     }
     Ok(())
 }
 
 /// Whether key number `k` already has a value.
 fn is_set(r: &RawRoute, k: usize) -> bool {
+    let RawRoute {
+        name,
+        sni,
+        upstream,
+        allow,
+        proxy_protocol,
+        balance,
+        sticky,
+        tls,
+        upstream_tls,
+        alpn,
+        key_problems: _,
+    } = r;
     match k {
-        0 => r.name.is_some(),
-        1 => r.sni.is_some(),
-        2 => r.upstream.is_some(),
-        3 => r.allow.is_some(),
-        4 => r.proxy_protocol.is_some(),
-        5 => r.balance.is_some(),
-        6 => r.sticky.is_some(),
-        7 => r.tls.is_some(),
-        8 => r.upstream_tls.is_some(),
-        _ => r.alpn.is_some(),
+        0 => name.is_some(),
+        1 => sni.is_some(),
+        2 => upstream.is_some(),
+        3 => allow.is_some(),
+        4 => proxy_protocol.is_some(),
+        5 => balance.is_some(),
+        6 => sticky.is_some(),
+        7 => tls.is_some(),
+        8 => upstream_tls.is_some(),
+        _ => alpn.is_some(),
     }
 }
 

@@ -8,7 +8,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 
 use super::error::{ConfigError, Problem, Problems};
 use super::raw::{self, Format, RawRoute, RawRoutesFile, S};
-use super::routes;
+use super::{route_entry, routes};
 use crate::model::route::earlier::Earlier;
 use crate::model::route::{duplicate_claims, RouteSpec};
 
@@ -228,10 +228,19 @@ pub fn parse_routes_file(
     errs.finish(routes)
 }
 
+/// Why routes could not be written out (the serializer's own message).
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error(transparent)]
+    Yaml(#[from] serde_saphyr::ser::Error),
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
+
 /// A route file holding `routes`, in `format`; reading it back gives the same specs.
-pub fn render_routes_file(routes: &[RouteSpec], format: Format) -> Result<String, String> {
+pub fn render_routes_file(routes: &[RouteSpec], format: Format) -> Result<String, RenderError> {
     let file = RawRoutesFile {
-        routes: routes.iter().map(routes::entry).collect(),
+        routes: routes.iter().map(route_entry::entry).collect(),
     };
     let mut text = match format {
         Format::Yaml => {
@@ -240,9 +249,9 @@ pub fn render_routes_file(routes: &[RouteSpec], format: Format) -> Result<String
                 prefer_block_scalars: false,
                 compact_list_indent: false,
             };
-            serde_saphyr::to_string_with_options(&file, options).map_err(|e| e.to_string())?
+            serde_saphyr::to_string_with_options(&file, options)?
         }
-        Format::Json => serde_json::to_string_pretty(&file).map_err(|e| e.to_string())?,
+        Format::Json => serde_json::to_string_pretty(&file)?,
     };
     if !text.ends_with('\n') {
         text.push('\n');

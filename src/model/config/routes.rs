@@ -1,19 +1,17 @@
 //! Route entries: `sni`, `upstream`, `allow`, `proxy_protocol`, `balance`, `sticky`, `tls`,
 //! `upstream_tls`, `alpn`, `name`, validated into
-//! [`RouteSpec`]s, and specs written back as entries (`routes from-chi`).
+//! [`RouteSpec`]s (and compared with specs, `written_as`; the writing is `route_entry`).
 
-use std::path::Path;
 use std::sync::Arc;
 
 use ch_edge_wire::sni::{check_name, normalize_pattern};
-use serde_saphyr::{Location, Spanned};
 
 use super::error::Problems;
 use super::raw::{Keyword, OneOrMany, RawRoute, RawUpstreamTls, S};
-use super::validate::cidrs;
+use super::values::{cidrs, relative_to};
 use crate::model::allow::parse_net;
 use crate::model::route::tls::check_alpn;
-use crate::model::route::{RouteSpec, RouteTls, UpstreamAddr, UpstreamTls};
+use crate::model::route::{RouteSpec, RouteTls, TlsMode, UpstreamAddr, UpstreamTls};
 
 /// Validates the routes of one file, numbered from 1 in messages; `source` is the file named
 /// in problems and in each spec.
@@ -37,10 +35,22 @@ pub(crate) fn route(
 ) -> Option<RouteSpec> {
     let file: &str = source;
     let at = raw.referenced.line();
-    let r = raw.value;
-    let sni = items(r.sni.as_ref());
-    let label = r
-        .name
+    // Every field named: a new one does not compile until it is validated here.
+    let RawRoute {
+        name,
+        sni,
+        upstream,
+        allow,
+        proxy_protocol,
+        balance,
+        sticky,
+        tls,
+        upstream_tls,
+        alpn,
+        key_problems,
+    } = raw.value;
+    let sni = items(sni.as_ref());
+    let label = name
         .as_ref()
         .map(|n| n.value.as_str())
         .or(sni.clone().next().map(|s| s.0));
@@ -54,10 +64,10 @@ pub(crate) fn route(
     };
     let before = errs.len();
 
-    for p in &r.key_problems {
+    for p in &key_problems {
         add(errs, p.line, &p.key, p.message.clone());
     }
-    if let Some(n) = &r.name {
+    if let Some(n) = &name {
         if n.value.is_empty() {
             add(errs, n.referenced.line(), "name", "empty".into());
         }
@@ -74,7 +84,7 @@ pub(crate) fn route(
             }
         })
         .collect();
-    let upstream = items(r.upstream.as_ref());
+    let upstream = items(upstream.as_ref());
     if upstream.clone().next().is_none() {
         add(errs, at, "upstream", "missing or empty".into());
     }
@@ -92,7 +102,7 @@ pub(crate) fn route(
             }
         })
         .collect();
-    let allow = r.allow.as_ref().map(|a| {
+    let allow = allow.as_ref().map(|a| {
         let items = a.iter().map(|s| (s.value.as_str(), s.referenced.line()));
         let before = errs.len();
         let nets = cidrs(items, file, &what("allow"), errs);
@@ -102,9 +112,16 @@ pub(crate) fn route(
         nets
     });
     let add = &mut |errs: &mut Problems, line, field: &str, msg| add(errs, line, field, msg);
-    let proxy_protocol = keyword(r.proxy_protocol.as_ref(), "proxy_protocol", add, errs);
-    let balance = keyword(r.balance.as_ref(), "balance", add, errs);
-    let tls = tls(&r, file, add, errs);
+    let proxy_protocol = keyword(proxy_protocol.as_ref(), "proxy_protocol", add, errs);
+    let balance = keyword(balance.as_ref(), "balance", add, errs);
+    let tls = route_tls(
+        tls.as_ref(),
+        upstream_tls.as_ref(),
+        alpn.as_ref(),
+        file,
+        add,
+        errs,
+    );
 
     if errs.len() != before {
         // In line order, whichever check found them.
@@ -112,7 +129,7 @@ pub(crate) fn route(
         return None;
     }
     // A name that is its first pattern shares the pattern's string.
-    let name = match (r.name, patterns.first()) {
+    let name = match (name, patterns.first()) {
         (Some(n), Some(p)) if *n.value == **p => p.clone(),
         (Some(n), _) => n.value.into(),
         (None, p) => p.cloned().unwrap_or_else(|| Arc::from("")),
@@ -124,7 +141,7 @@ pub(crate) fn route(
         allow: allow.map(Arc::from),
         proxy_protocol,
         balance,
-        sticky: r.sticky,
+        sticky,
         tls,
         source: source.clone(),
     })
@@ -159,19 +176,21 @@ fn keyword_written_as<T: Copy + PartialEq>(raw: Option<&S<Keyword<T>>>, spec: Op
 }
 
 /// The route's `tls`, `upstream_tls` and `alpn`, if any is written.
-fn tls(
-    r: &RawRoute,
+fn route_tls(
+    mode: Option<&S<Keyword<TlsMode>>>,
+    upstream_tls: Option<&S<RawUpstreamTls>>,
+    alpn: Option<&Vec<S<String>>>,
     file: &str,
     add: &mut AddProblem<'_>,
     errs: &mut Problems,
 ) -> Option<Arc<RouteTls>> {
-    if r.tls.is_none() && r.upstream_tls.is_none() && r.alpn.is_none() {
+    if mode.is_none() && upstream_tls.is_none() && alpn.is_none() {
         return None;
     }
-    let upstream = r.upstream_tls.as_ref().map(|u| {
+    let upstream = upstream_tls.map(|u| {
         let line = u.referenced.line();
-        let u = &u.value;
-        let server_name = u.server_name.as_ref().and_then(|n| {
+        let RawUpstreamTls { ca, server_name } = &u.value;
+        let server_name = server_name.as_ref().and_then(|n| {
             let name = n.value.trim_end_matches('.').to_ascii_lowercase();
             let ok = check_name(&name).is_ok() || name.parse::<std::net::IpAddr>().is_ok();
             if !ok {
@@ -180,7 +199,7 @@ fn tls(
             }
             ok.then(|| Arc::from(name))
         });
-        let ca = u.ca.as_ref().and_then(|ca| {
+        let ca = ca.as_ref().and_then(|ca| {
             if ca.value.is_empty() {
                 add(errs, line, "upstream_tls.ca", "empty path".into());
             }
@@ -188,17 +207,17 @@ fn tls(
         });
         UpstreamTls { ca, server_name }
     });
-    let alpn = r.alpn.as_ref().map(|list| {
+    let alpn = alpn.map(|list| {
         let mut out: Vec<Arc<str>> = Vec::with_capacity(list.len());
         for p in list {
             match check_alpn(&p.value) {
                 Ok(()) => out.push(p.value.as_str().into()),
-                Err(e) => add(errs, p.referenced.line(), "alpn", e),
+                Err(e) => add(errs, p.referenced.line(), "alpn", e.to_string()),
             }
         }
         Arc::from(out)
     });
-    let mode = keyword(r.tls.as_ref(), "tls", add, errs);
+    let mode = keyword(mode, "tls", add, errs);
     Some(Arc::new(RouteTls {
         mode,
         upstream,
@@ -206,27 +225,40 @@ fn tls(
     }))
 }
 
-/// `path` as written in `file`: relative paths are relative to that file's directory.
-pub(crate) fn relative_to(file: &str, path: &str) -> Arc<Path> {
-    let base = Path::new(file).parent().unwrap_or(Path::new(""));
-    base.join(path).into()
-}
+/// A route entry's TLS fields as written: `tls`, `upstream_tls`, `alpn`.
+type WrittenTls<'a> = (
+    Option<&'a S<Keyword<TlsMode>>>,
+    Option<&'a S<RawUpstreamTls>>,
+    Option<&'a Vec<S<String>>>,
+);
 
 /// Whether the written TLS fields give `spec`'s.
-fn tls_written_as(raw: &RawRoute, file: &str, spec: Option<&RouteTls>) -> bool {
-    let Some(spec) = spec else {
-        return raw.tls.is_none() && raw.upstream_tls.is_none() && raw.alpn.is_none();
+fn tls_written_as(
+    (mode, upstream_tls, alpn): WrittenTls<'_>,
+    file: &str,
+    spec: Option<&RouteTls>,
+) -> bool {
+    let Some(RouteTls {
+        mode: spec_mode,
+        upstream: spec_upstream,
+        alpn: spec_alpn,
+    }) = spec
+    else {
+        return mode.is_none() && upstream_tls.is_none() && alpn.is_none();
     };
-    let upstream = match (&raw.upstream_tls, &spec.upstream) {
+    let upstream = match (upstream_tls, spec_upstream) {
         (None, None) => true,
-        (Some(w), Some(u)) => {
-            let w = &w.value;
-            w.ca.as_ref().map(|c| relative_to(file, &c.value)) == u.ca
-                && w.server_name.as_ref().map(|n| n.value.as_str()) == u.server_name.as_deref()
+        (Some(w), Some(UpstreamTls { ca, server_name })) => {
+            let RawUpstreamTls {
+                ca: written_ca,
+                server_name: written_name,
+            } = &w.value;
+            written_ca.as_ref().map(|c| relative_to(file, &c.value)) == *ca
+                && written_name.as_ref().map(|n| n.value.as_str()) == server_name.as_deref()
         }
         _ => false,
     };
-    let alpn = match (&raw.alpn, &spec.alpn) {
+    let alpn = match (alpn, spec_alpn) {
         (None, None) => true,
         (Some(w), Some(a)) => w
             .iter()
@@ -234,28 +266,55 @@ fn tls_written_as(raw: &RawRoute, file: &str, spec: Option<&RouteTls>) -> bool {
             .eq(a.iter().map(|p| &**p)),
         _ => false,
     };
-    keyword_written_as(raw.tls.as_ref(), spec.mode) && upstream && alpn
+    keyword_written_as(mode, *spec_mode) && upstream && alpn
 }
 
 /// Whether reading `raw` gives `spec` again (same file): every field written as `spec` has
 /// it, checked without allocating. What a reload of an edited file uses to keep the specs of
 /// the entries it did not change.
 pub(crate) fn written_as(raw: &RawRoute, spec: &RouteSpec) -> bool {
-    let name = match &raw.name {
-        Some(n) => n.value == *spec.name,
-        None => spec.sni.first().is_some_and(|p| *p == spec.name),
+    // Every field of both named: a new one does not compile until it is compared here (else a
+    // reload would keep a stale spec for an entry whose new field changed).
+    let RawRoute {
+        name,
+        sni,
+        upstream,
+        allow,
+        proxy_protocol,
+        balance,
+        sticky,
+        tls,
+        upstream_tls,
+        alpn,
+        // Only an entry that validated has a spec to compare with.
+        key_problems: _,
+    } = raw;
+    let RouteSpec {
+        name: spec_name,
+        sni: spec_sni,
+        upstreams: spec_upstreams,
+        allow: spec_allow,
+        proxy_protocol: spec_proxy_protocol,
+        balance: spec_balance,
+        sticky: spec_sticky,
+        tls: spec_tls,
+        source,
+    } = spec;
+    let name = match name {
+        Some(n) => n.value == **spec_name,
+        None => spec_sni.first().is_some_and(|p| p == spec_name),
     };
-    let sni = items(raw.sni.as_ref())
+    let sni = items(sni.as_ref())
         .map(|s| s.0)
-        .eq(spec.sni.iter().map(|p| &**p));
+        .eq(spec_sni.iter().map(|p| &**p));
     let upstream = {
-        let mut written = items(raw.upstream.as_ref());
-        spec.upstreams
+        let mut written = items(upstream.as_ref());
+        spec_upstreams
             .iter()
             .all(|u| written.next().is_some_and(|(w, _)| u.is_written_as(w)))
             && written.next().is_none()
     };
-    let allow = match (&raw.allow, &spec.allow) {
+    let allow = match (allow, spec_allow) {
         (None, None) => true,
         (Some(written), Some(nets)) => written
             .iter()
@@ -266,10 +325,14 @@ pub(crate) fn written_as(raw: &RawRoute, spec: &RouteSpec) -> bool {
     name && sni
         && upstream
         && allow
-        && keyword_written_as(raw.proxy_protocol.as_ref(), spec.proxy_protocol)
-        && keyword_written_as(raw.balance.as_ref(), spec.balance)
-        && raw.sticky == spec.sticky
-        && tls_written_as(raw, &spec.source, spec.tls.as_deref())
+        && keyword_written_as(proxy_protocol.as_ref(), *spec_proxy_protocol)
+        && keyword_written_as(balance.as_ref(), *spec_balance)
+        && sticky == spec_sticky
+        && tls_written_as(
+            (tls.as_ref(), upstream_tls.as_ref(), alpn.as_ref()),
+            source,
+            spec_tls.as_deref(),
+        )
 }
 
 /// The line of the entry's SNI item that is `pattern` (normalised), else the entry's own.
@@ -309,52 +372,4 @@ impl<'a> Iterator for Items<'a> {
             Items::Many(many) => many.next().map(|s| (s.value.as_str(), s.referenced.line())),
         }
     }
-}
-
-/// `spec` as a route file entry: what reading it back gives again.
-pub(crate) fn entry(spec: &RouteSpec) -> S<RawRoute> {
-    let list = |mut items: Vec<String>| {
-        let value = match items.len() {
-            1 => OneOrMany::One(items.remove(0)),
-            _ => OneOrMany::Many(items.into_iter().map(unlocated).collect()),
-        };
-        unlocated(value)
-    };
-    unlocated(RawRoute {
-        name: Some(unlocated(spec.name.to_string())),
-        sni: Some(list(spec.sni.iter().map(|p| p.to_string()).collect())),
-        upstream: Some(list(spec.upstreams.iter().map(|u| u.to_string()).collect())),
-        allow: spec
-            .allow
-            .as_ref()
-            .map(|nets| nets.iter().map(|n| unlocated(n.to_string())).collect()),
-        proxy_protocol: spec.proxy_protocol.map(|k| unlocated(Keyword::of(k))),
-        balance: spec.balance.map(|k| unlocated(Keyword::of(k))),
-        sticky: spec.sticky,
-        tls: spec
-            .tls
-            .as_ref()
-            .and_then(|t| t.mode)
-            .map(|k| unlocated(Keyword::of(k))),
-        upstream_tls: spec
-            .tls
-            .as_ref()
-            .and_then(|t| t.upstream.as_ref())
-            .map(|u| {
-                unlocated(RawUpstreamTls {
-                    ca: u.ca.as_ref().map(|p| unlocated(p.display().to_string())),
-                    server_name: u.server_name.as_ref().map(|n| unlocated(n.to_string())),
-                })
-            }),
-        alpn: spec
-            .tls
-            .as_ref()
-            .and_then(|t| t.alpn.as_ref())
-            .map(|a| a.iter().map(|p| unlocated(p.to_string())).collect()),
-        key_problems: Vec::new(),
-    })
-}
-
-fn unlocated<T>(value: T) -> S<T> {
-    Spanned::new(value, Location::UNKNOWN, Location::UNKNOWN)
 }

@@ -472,7 +472,7 @@ fn upstream_syntax() {
         ),
     ];
     for (text, why) in bad {
-        let e = text.parse::<UpstreamAddr>().unwrap_err();
+        let e = text.parse::<UpstreamAddr>().unwrap_err().to_string();
         assert!(e.contains(why), "{text}: {e}");
     }
     let e = error(&with_listener(

@@ -83,7 +83,7 @@ pub(crate) fn load(
         let what = format!("tls.certificates #{}", i + 1);
         let (cert_pem, key_pem) = (read(cert, &mut files), read(key, &mut files));
         let loaded = match (cert_pem, key_pem) {
-            (Ok(c), Ok(k)) => tls::load_pair(cert, &c, key, &k),
+            (Ok(c), Ok(k)) => tls::load_pair(cert, &c, key, &k).map_err(|e| e.to_string()),
             (Err(e), _) => Err(format!("cert {}: {e}", cert.display())),
             (_, Err(e)) => Err(format!("key {}: {e}", key.display())),
         };
@@ -101,7 +101,11 @@ pub(crate) fn load(
         .collect();
     let mut loaded: HashMap<Arc<Path>, Arc<[_]>> = HashMap::with_capacity(cas.len());
     for ca in cas {
-        match read(&ca, &mut files).and_then(|pem| tls::certificates(&pem)) {
+        let certs = match read(&ca, &mut files) {
+            Ok(pem) => tls::certificates(&pem).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match certs {
             Ok(certs) => {
                 loaded.insert(ca, certs.into());
             }

@@ -3,19 +3,17 @@
 //! `routes.d/a.yaml:7: route "demo" (#2): allow: invalid CIDR "10.0.0.0/33"`.
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ch_edge_wire::proxy_in::{Policy, ProxyInMode};
 use ch_edge_wire::sni::check_name;
-use ipnet::IpNet;
 use serde_saphyr::Location;
 
 use super::error::Problems;
 use super::raw::{RawConfig, RawDiscovery, RawGatewayApi, RawHealth, RawListener, RawLog, S};
+use super::values::{binds_same, cidrs, relative_to, socket_addr};
 use super::*;
-use crate::model::allow::parse_net;
 use crate::model::route::Defaults;
 
 /// Longest accepted timeout: keeps `Instant + timeout` arithmetic far from overflow.
@@ -102,7 +100,7 @@ pub(crate) fn config(
         }
         match &u.value.ca {
             Some(ca) if !ca.value.is_empty() => {
-                defaults.upstream_ca = Some(super::routes::relative_to(file, &ca.value));
+                defaults.upstream_ca = Some(relative_to(file, &ca.value));
             }
             _ => errs.add(
                 file,
@@ -376,33 +374,6 @@ fn check_listener_clashes(listeners: &[ListenerConfig], file: &str, errs: &mut P
 
 /// Whether two sockets would both bind one address: the same address, or the same port where
 /// one is the wildcard address of the same family (port 0 never clashes).
-pub(super) fn binds_same(x: SocketAddr, y: SocketAddr) -> bool {
-    let same_family = x.is_ipv4() == y.is_ipv4();
-    let overlap =
-        x.ip() == y.ip() || (same_family && (x.ip().is_unspecified() || y.ip().is_unspecified()));
-    x.port() == y.port() && x.port() != 0 && overlap
-}
-
-pub(super) fn socket_addr(
-    raw: &S<String>,
-    file: &str,
-    what: &str,
-    errs: &mut Problems,
-) -> Option<SocketAddr> {
-    match raw.value.parse::<SocketAddr>() {
-        Ok(a) => Some(a),
-        Err(_) => {
-            errs.add(
-                file,
-                Some(&raw.referenced),
-                what,
-                format!("invalid address {:?} (expected ip:port, e.g. \"0.0.0.0:9440\" or \"[::]:9440\")", raw.value),
-            );
-            None
-        }
-    }
-}
-
 fn duration(
     raw: Option<S<String>>,
     default: Duration,
@@ -453,22 +424,6 @@ fn located(items: &[S<String>]) -> impl ExactSizeIterator<Item = (&str, u64)> {
 }
 
 /// CIDRs; a bare address means that one host.
-pub(crate) fn cidrs<'a>(
-    raw: impl ExactSizeIterator<Item = (&'a str, u64)>,
-    file: &str,
-    what: &str,
-    errs: &mut Problems,
-) -> Vec<IpNet> {
-    let mut out = Vec::with_capacity(raw.len());
-    for (s, line) in raw {
-        match parse_net(s) {
-            Some(net) => out.push(net),
-            None => errs.add_line(file, line, what, format!("invalid CIDR {s:?}")),
-        }
-    }
-    out
-}
-
 fn gateway_api(g: RawGatewayApi, kubernetes: bool, file: &str, errs: &mut Problems) -> GatewayApi {
     let what = "discovery.kubernetes.gateway_api";
     let mut out = GatewayApi {

@@ -4,10 +4,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use ch_edge_wire::keyword::UnknownKeyword;
 use ch_edge_wire::proxy_out::ProxyVersion;
 use ch_edge_wire::sni::normalize_pattern;
 use ipnet::IpNet;
 
+use crate::model::annotations::AnnotationError;
 use crate::model::chi::{parse_allow, ANNOTATION_ALLOW, ANNOTATION_PROXY_PROTOCOL};
 use crate::model::route::{RouteSpec, RouteTls, TlsMode};
 
@@ -75,23 +77,28 @@ pub(super) fn emit(
 /// A route's allowlist and PROXY version (`None`: the defaults).
 pub(super) type PerRoute = (Option<Arc<[IpNet]>>, Option<ProxyVersion>);
 
+/// A TLSRoute annotation that cannot be used (the route is not accepted, with this message).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RouteAnnotationError {
+    #[error("annotation {key}: {0}", key = ANNOTATION_ALLOW)]
+    Allow(AnnotationError),
+    #[error("annotation {key}: {0}", key = ANNOTATION_PROXY_PROTOCOL)]
+    ProxyProtocol(UnknownKeyword),
+}
+
 /// The route's allowlist and PROXY version from the annotations CHIs use.
-pub(super) fn annotations(route: &TlsRoute) -> Result<PerRoute, String> {
+pub(super) fn annotations(route: &TlsRoute) -> Result<PerRoute, RouteAnnotationError> {
     let a = &route.metadata.annotations;
     let allow = match a.get(ANNOTATION_ALLOW) {
         None => None,
-        Some(v) => Some(
-            parse_allow(v)
-                .map_err(|e| format!("annotation {ANNOTATION_ALLOW}: {e}"))?
-                .into(),
-        ),
+        Some(v) => Some(parse_allow(v).map_err(RouteAnnotationError::Allow)?.into()),
     };
     let proxy_protocol = match a.get(ANNOTATION_PROXY_PROTOCOL) {
         None => None,
         Some(v) => Some(
             v.trim()
                 .parse::<ProxyVersion>()
-                .map_err(|e| format!("annotation {ANNOTATION_PROXY_PROTOCOL}: {e}"))?,
+                .map_err(RouteAnnotationError::ProxyProtocol)?,
         ),
     };
     Ok((allow, proxy_protocol))

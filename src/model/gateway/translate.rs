@@ -114,7 +114,8 @@ pub fn translate(objects: &Objects, settings: &Settings<'_>) -> Translation {
         }
         let mut notes = Vec::new();
         match annotations(route) {
-            Err(msg) => {
+            Err(e) => {
+                let msg = e.to_string();
                 serve.clear();
                 for p in &mut parents {
                     if let Some(c) = p.conditions.first_mut().filter(|c| c.is_true()) {

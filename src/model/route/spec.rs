@@ -7,7 +7,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use ch_edge_wire::proxy_out::ProxyVersion;
-use ch_edge_wire::sni::check_name;
+use ch_edge_wire::sni::{check_name, PatternError};
 use ipnet::IpNet;
 
 use super::balance::Balance;
@@ -63,23 +63,49 @@ pub struct UpstreamAddr {
     pub port: Option<u16>,
 }
 
-impl FromStr for UpstreamAddr {
-    type Err = String;
+/// Why a text is not an upstream address.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UpstreamAddrError {
+    #[error("an upstream is host[:port], not a URL: drop `{scheme}://`")]
+    Url { scheme: String },
+    #[error("missing ']'")]
+    MissingBracket,
+    #[error("{ip:?} is not an IPv6 address")]
+    NotIpv6 { ip: String },
+    #[error("expected ':port' after ']'")]
+    NoPortAfterBracket,
+    #[error("write an IPv6 address with a port as [addr]:port")]
+    Ipv6PortWithoutBrackets,
+    #[error("host {host:?}: {error}")]
+    Host { host: String, error: PatternError },
+    #[error("{host:?} is not a valid IPv4 address")]
+    NotIpv4 { host: String },
+    #[error("invalid port {port:?} (1-65535)")]
+    Port { port: String },
+}
 
-    fn from_str(s: &str) -> Result<Self, String> {
+impl FromStr for UpstreamAddr {
+    type Err = UpstreamAddrError;
+
+    fn from_str(s: &str) -> Result<Self, UpstreamAddrError> {
         // `http://host:8123` is the likeliest slip (ClickHouse is reached by URL elsewhere).
         if let Some((scheme, _)) = s.split_once("://") {
-            return Err(format!(
-                "an upstream is host[:port], not a URL: drop `{scheme}://`"
-            ));
+            return Err(UpstreamAddrError::Url {
+                scheme: scheme.into(),
+            });
         }
         let (host, port) = if let Some(rest) = s.strip_prefix('[') {
-            let (ip, after) = rest.split_once(']').ok_or("missing ']'")?;
+            let (ip, after) = rest
+                .split_once(']')
+                .ok_or(UpstreamAddrError::MissingBracket)?;
             ip.parse::<Ipv6Addr>()
-                .map_err(|_| format!("{ip:?} is not an IPv6 address"))?;
+                .map_err(|_| UpstreamAddrError::NotIpv6 { ip: ip.into() })?;
             let port = match after {
                 "" => None,
-                p => Some(p.strip_prefix(':').ok_or("expected ':port' after ']'")?),
+                p => Some(
+                    p.strip_prefix(':')
+                        .ok_or(UpstreamAddrError::NoPortAfterBracket)?,
+                ),
             };
             (ip, port)
         } else if s.bytes().filter(|&b| b == b':').count() >= 2 && s.parse::<Ipv6Addr>().is_ok() {
@@ -87,7 +113,7 @@ impl FromStr for UpstreamAddr {
         } else {
             match s.rsplit_once(':') {
                 Some((h, _)) if h.contains(':') => {
-                    return Err("write an IPv6 address with a port as [addr]:port".into())
+                    return Err(UpstreamAddrError::Ipv6PortWithoutBrackets)
                 }
                 Some((h, p)) => (h, Some(p)),
                 None => (s, None),
@@ -100,7 +126,7 @@ impl FromStr for UpstreamAddr {
             None => None,
             Some(p) => match p.parse::<u16>() {
                 Ok(n) if n > 0 => Some(n),
-                _ => return Err(format!("invalid port {p:?} (1-65535)")),
+                _ => return Err(UpstreamAddrError::Port { port: p.into() }),
             },
         };
         Ok(UpstreamAddr {
@@ -141,13 +167,16 @@ impl fmt::Display for UpstreamAddr {
 }
 
 /// A DNS name (one trailing dot allowed) or an IPv4 literal.
-fn check_host(host: &str) -> Result<(), String> {
+fn check_host(host: &str) -> Result<(), UpstreamAddrError> {
     let name = host.strip_suffix('.').unwrap_or(host);
-    check_name(name).map_err(|e| format!("host {host:?}: {e}"))?;
+    check_name(name).map_err(|error| UpstreamAddrError::Host {
+        host: host.into(),
+        error,
+    })?;
     // A name whose last label is numeric can only be an IPv4 address.
     let last = name.rsplit('.').next().unwrap_or(name);
     if last.bytes().all(|b| b.is_ascii_digit()) && name.parse::<Ipv4Addr>().is_err() {
-        return Err(format!("{host:?} is not a valid IPv4 address"));
+        return Err(UpstreamAddrError::NotIpv4 { host: host.into() });
     }
     Ok(())
 }
@@ -307,7 +336,7 @@ impl RouteSpecs for Routes {
 mod tests {
     use super::*;
 
-    fn up(s: &str) -> Result<UpstreamAddr, String> {
+    fn up(s: &str) -> Result<UpstreamAddr, UpstreamAddrError> {
         s.parse()
     }
 

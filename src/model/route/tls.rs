@@ -43,12 +43,19 @@ pub struct UpstreamTls {
 /// The longest ALPN protocol name (RFC 7301: one length byte).
 pub const MAX_ALPN: usize = 255;
 
+/// An `alpn:` entry that is no protocol id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("ALPN protocol {protocol:?} must be 1-{MAX_ALPN} bytes")]
+pub struct AlpnError {
+    pub protocol: String,
+}
+
 /// Checks one `alpn:` entry (any protocol id of 1-255 bytes, e.g. `http/1.1`, `h2`).
-pub fn check_alpn(protocol: &str) -> Result<(), String> {
+pub fn check_alpn(protocol: &str) -> Result<(), AlpnError> {
     if protocol.is_empty() || protocol.len() > MAX_ALPN {
-        return Err(format!(
-            "ALPN protocol {protocol:?} must be 1-{MAX_ALPN} bytes"
-        ));
+        return Err(AlpnError {
+            protocol: protocol.into(),
+        });
     }
     Ok(())
 }

@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::readiness::{Pods, Touched};
 use crate::model::chc;
 use crate::model::route::RouteSpec;
-use crate::model::sources::SourceKind;
+use crate::model::sources::{SourceError, SourceKind};
 
 /// What one watch reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,7 +62,7 @@ pub struct ChiEntry {
     /// The watch (namespace) that reported it; a relist replaces only its own.
     scope: usize,
     /// The derived routes, or why they could not be derived (CHI skipped).
-    pub routes: Result<Vec<RouteSpec>, String>,
+    pub routes: Result<Vec<RouteSpec>, SourceError>,
     /// A ClickHouseCluster without TLS: its routes terminate, so a refusal for want of a
     /// certificate says why they do.
     pub plaintext_only: bool,
@@ -302,22 +302,22 @@ impl Tracker {
         let routes = match key.kind {
             SourceKind::Chi => crate::model::chi::routes_for_chi(obj, &key.namespace, &self.domain)
                 .map(|routes| with_source(routes, &key))
-                .map_err(|e| format!("{e:#}")),
+                .map_err(SourceError::from),
             SourceKind::ClickHouseCluster => match chc::Cluster::from_object(obj, &key.namespace) {
                 Ok(c) => {
                     let routes = self.cluster_routes(&c, &key);
                     cluster = Some(c);
                     routes
                 }
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(e.into()),
             },
             // Not a feed of this tracker: the Gateway API watcher publishes its own entries.
-            SourceKind::TlsRoute => Err("TLSRoutes are read by the Gateway API watcher".to_owned()),
+            SourceKind::TlsRoute => Err(SourceError::TlsRouteNotOfThisFeed),
         };
         if let Err(error) = &routes {
             tracing::warn!(
                 object = %key,
-                error = error.as_str(),
+                error = error.to_string().as_str(),
                 "kubernetes discovery: cannot derive routes; object skipped"
             );
         }
@@ -334,7 +334,11 @@ impl Tracker {
     }
 
     /// A ClickHouseCluster's routes, its not-ready replicas left out of the balanced ones.
-    fn cluster_routes(&self, c: &chc::Cluster, key: &ChiKey) -> Result<Vec<RouteSpec>, String> {
+    fn cluster_routes(
+        &self,
+        c: &chc::Cluster,
+        key: &ChiKey,
+    ) -> Result<Vec<RouteSpec>, SourceError> {
         let not_ready = if self.pods_watched {
             self.pods.not_ready(c)
         } else {
@@ -342,7 +346,7 @@ impl Tracker {
         };
         c.routes(&self.domain, &not_ready)
             .map(|routes| with_source(routes, key))
-            .map_err(|e| e.to_string())
+            .map_err(SourceError::from)
     }
 
     /// Derives the ClickHouseClusters of `namespace` (`None`: all) again after their pods

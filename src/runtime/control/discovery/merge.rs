@@ -108,7 +108,7 @@ pub fn discovered<'a>(
         let routes = match &entry.routes {
             Ok(routes) => routes,
             Err(e) => {
-                report.invalid.push((key.to_string(), e.clone()));
+                report.invalid.push((key.to_string(), e.to_string()));
                 continue;
             }
         };
