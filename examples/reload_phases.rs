@@ -10,7 +10,8 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use ch_edge_proxy::model::config::{self, Format};
-use ch_edge_proxy::runtime::resolve::{Resolver, RouteTable};
+use ch_edge_proxy::runtime::table::RouteTable;
+use ch_edge_proxy::runtime::upstream::resolve::Resolver;
 
 const ROUTES: usize = 100_000;
 

@@ -6,7 +6,7 @@
 //! (upstream addresses), never by anything a client sends.
 //!
 //! The per-address families ([`PER_ADDRESS`]) are not recorded through the facade: their
-//! values live in each address's state ([`crate::runtime::endpoint`]) and the surface renders
+//! values live in each address's state ([`crate::runtime::upstream::endpoint`]) and the surface renders
 //! them at each scrape, so the series of an address that left every table disappears (the
 //! facade cannot forget a series).
 

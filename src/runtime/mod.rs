@@ -26,20 +26,3 @@ pub(crate) mod meters;
 pub(crate) mod outcome;
 pub(crate) mod socket;
 pub mod tls;
-
-// i20: old paths, kept until every import names the rooms.
-#[allow(unused_imports)]
-pub(crate) use control::{discovery, listeners, watch};
-pub use control::{reload, server, state};
-pub use pipeline::registry;
-pub(crate) use pipeline::session as relayed;
-pub(crate) use pipeline::{accept, context, park};
-pub use route_counters as route_meters;
-pub use upstream::endpoint;
-#[allow(unused_imports)]
-pub(crate) use upstream::{clients, resolve_log};
-/// i20: old path (the DNS cache and the table's aliases).
-pub mod resolve {
-    pub use super::table::{Route, RouteTable, Upstream};
-    pub use super::upstream::resolve::*;
-}

@@ -19,9 +19,6 @@ const LISTENER_SLOTS: usize = 4;
 #[derive(Default)]
 pub struct RouteCounters(OnceLock<Box<Handles>>);
 
-/// i20: the old name, removed after the merge.
-pub type RouteMeters = RouteCounters;
-
 struct Handles {
     from_client: Counter,
     from_upstream: Counter,

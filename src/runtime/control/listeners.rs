@@ -14,9 +14,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::model::config::{ConfigError, ListenerConfig, Problem};
-use crate::runtime::accept;
-use crate::runtime::context::{Context, ListenerCtx};
-use crate::runtime::route_meters::Outcomes;
+use crate::runtime::pipeline::accept;
+use crate::runtime::pipeline::context::{Context, ListenerCtx};
+use crate::runtime::route_counters::Outcomes;
 use crate::runtime::socket;
 
 pub(crate) mod plan;

@@ -9,7 +9,7 @@
 //!
 //! May call the model, the upstream side (building tables resolves names; the per-client
 //! state is swept), the connection pipeline's entry points (an accept loop per listener, the
-//! [`Context`](crate::runtime::context::Context) they share, parking) and the runtime's leaves.
+//! [`Context`](crate::runtime::pipeline::context::Context) they share, parking) and the runtime's leaves.
 //! The pipeline calls back into one thing only: the snapshot in [`state`].
 
 pub(crate) mod discovery;

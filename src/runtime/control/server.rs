@@ -15,7 +15,6 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
 use crate::model::config::{AdminEndpoint, Config, ConfigError, Problem};
-use crate::runtime::context::Context;
 use crate::runtime::control::listeners;
 use crate::runtime::control::reload::plan::Current;
 use crate::runtime::control::reload::{self, Channel, Parts, Pending, Reloader, Staged, Status};
@@ -23,9 +22,10 @@ use crate::runtime::control::state::{Live, State};
 use crate::runtime::drain::Phase;
 use crate::runtime::meters;
 use crate::runtime::observe::Observer;
-use crate::runtime::park::Parking;
-use crate::runtime::registry::Listing;
-use crate::runtime::relayed;
+use crate::runtime::pipeline::context::Context;
+use crate::runtime::pipeline::park::Parking;
+use crate::runtime::pipeline::registry::Listing;
+use crate::runtime::pipeline::session;
 use crate::runtime::upstream::clients::{self, Clients};
 use crate::runtime::upstream::resolve::Resolver;
 
@@ -195,7 +195,7 @@ impl Server {
         let parking = ctx.parking.clone();
         let parked = parking
             .clone()
-            .map(|p| tokio::spawn(async move { p.run(relayed::wake, relayed::expire).await }));
+            .map(|p| tokio::spawn(async move { p.run(session::wake, session::expire).await }));
         // Ready before the "listening" lines, which tell watchers we are up; the reloader
         // sets the watches before it starts the listeners, so a change made by anyone who
         // waited for those lines is seen.
@@ -216,7 +216,7 @@ impl Server {
         }
         // Parked connections drain like the others: back in tasks of their own.
         if let Some(parking) = &parking {
-            parking.close().into_iter().for_each(relayed::wake);
+            parking.close().into_iter().for_each(session::wake);
         }
         let deadline = ctx.live.peek().timeouts.drain;
         let active = ctx.drain.active();

@@ -21,11 +21,11 @@ use crate::model::config::Health;
 use crate::model::route::balance::{self, Choose, Node, Pool, Seen};
 use crate::model::route::Tag;
 use crate::runtime::addrs::ConnectedAddr;
-use crate::runtime::endpoint::{Claim, Endpoint, Lease, Now};
 use crate::runtime::observe::Record;
 use crate::runtime::outcome::Outcome;
-use crate::runtime::resolve::{Route, Upstream};
 use crate::runtime::socket;
+use crate::runtime::table::{Route, Upstream};
+use crate::runtime::upstream::endpoint::{Claim, Endpoint, Lease, Now};
 
 /// One attempt never gets less than this share of the budget (unless the
 /// budget itself is smaller), so a blackholed first address cannot starve

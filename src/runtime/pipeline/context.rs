@@ -8,7 +8,7 @@ use metrics::Histogram;
 
 use crate::model::config::ListenerConfig;
 use crate::runtime::addrs::PeerAddr;
-use crate::runtime::clients::Clients;
+use crate::runtime::control::state::{Live, State};
 use crate::runtime::drain::{Drain, Open};
 use crate::runtime::meters;
 use crate::runtime::observe::{Observer, Record};
@@ -17,9 +17,9 @@ use crate::runtime::pipeline::park::Parking;
 use crate::runtime::pipeline::registry::Registry;
 use crate::runtime::pipeline::session::{Host, Parked};
 use crate::runtime::pipeline::untrusted::UntrustedHeaders;
-use crate::runtime::resolve::Route;
 use crate::runtime::route_counters::Outcomes;
-use crate::runtime::state::{Live, State};
+use crate::runtime::table::Route;
+use crate::runtime::upstream::clients::Clients;
 
 /// Where this server's quiet relayed connections wait. (Spelled once here: [`Host`] lets the
 /// session module name it without importing this one, which would close a file cycle.)

@@ -12,7 +12,7 @@
 //! the warning about PROXY headers from untrusted peers ([`untrusted`]).
 //!
 //! Owns: everything per connection, from the accepted socket to its end. May call: the model,
-//! the live snapshot ([`crate::runtime::state`]), the upstream side (resolve, endpoint,
+//! the live snapshot ([`crate::runtime::control::state`]), the upstream side (resolve, endpoint,
 //! route_counters, clients, drain), the TLS configurations ([`crate::runtime::tls`]), and the
 //! runtime's shared vocabulary (addrs, observe, outcome, meters, socket). Nothing here calls
 //! the control plane (reload, listeners, server, discovery): they start accept loops and hand

@@ -10,14 +10,14 @@ use tokio::net::TcpStream;
 
 use crate::model::route::{Miss, Tag};
 use crate::runtime::addrs::{ClientAddr, LocalAddr, PeerAddr};
-use crate::runtime::clients::Admitted;
-use crate::runtime::endpoint::Lease;
 use crate::runtime::observe::Record;
 use crate::runtime::outcome::Outcome;
 use crate::runtime::pipeline::context::At;
 use crate::runtime::pipeline::preamble::{self, Preamble};
 use crate::runtime::pipeline::{proxy_out, refuse};
-use crate::runtime::resolve::Route;
+use crate::runtime::table::Route;
+use crate::runtime::upstream::clients::Admitted;
+use crate::runtime::upstream::endpoint::Lease;
 
 /// A connection routed and let in: what each leg's `connect` starts from.
 pub struct Routed {

@@ -8,15 +8,15 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 
-use crate::runtime::clients::Admitted;
 use crate::runtime::drain::Open;
-use crate::runtime::endpoint::Lease;
 use crate::runtime::observe::Record;
 use crate::runtime::outcome::Outcome;
 use crate::runtime::pipeline::park::{self, Parking, Sockets};
 use crate::runtime::pipeline::registry::Registered;
 use crate::runtime::pipeline::relay::{self, End, Meter, Meters, Progress, Side};
-use crate::runtime::resolve::Route;
+use crate::runtime::table::Route;
+use crate::runtime::upstream::clients::Admitted;
+use crate::runtime::upstream::endpoint::Lease;
 
 /// Where a relayed connection reports its end and parks: the connection layer above, which
 /// this module does not import (it is generic over it instead).

@@ -20,7 +20,7 @@ use tokio::sync::Semaphore;
 use crate::model::config::Config;
 use crate::model::route::TlsMode;
 use crate::model::tls::{provider, CertStore, TlsVersion};
-use crate::runtime::resolve::RouteTable;
+use crate::runtime::table::RouteTable;
 
 mod failure;
 mod handshake_metrics;

@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 
 use crate::model::route;
 use crate::runtime::meters;
-use crate::runtime::route_meters::RouteMeters;
+use crate::runtime::route_counters::RouteCounters;
 use crate::runtime::upstream::endpoint::{Endpoint, Ports};
 use crate::runtime::upstream::resolve_log::{self, LookupLog};
 
@@ -146,7 +146,7 @@ impl Addrs {
 
 impl route::Resolve for Resolver {
     type Addrs = Arc<Addrs>;
-    type Meters = RouteMeters;
+    type Meters = RouteCounters;
 
     fn addrs(&self, host: &Arc<str>) -> Arc<Addrs> {
         self.handle(host)

@@ -5,7 +5,7 @@
 use std::time::SystemTime;
 
 use crate::runtime::control::server::Handle;
-use crate::runtime::registry::Entry;
+use crate::runtime::pipeline::registry::Entry;
 
 use super::routes::{millis, rfc3339};
 

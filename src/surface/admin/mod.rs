@@ -35,9 +35,9 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::model::config::AdminEndpoint;
-use crate::runtime::accept::Backoff;
 use crate::runtime::control::server::{AdminSocket, Handle, NotReady};
 use crate::runtime::meters;
+use crate::runtime::pipeline::accept::Backoff;
 use places::{Budget, Place, Places, MAX_CONNECTIONS, OVERFLOW_CONNECTIONS};
 
 /// Slow or silent admin clients cannot hold a connection open: the request head (also the

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+pub use super::change::Change;
 use super::readiness::{Pods, Touched};
 use crate::model::chc;
 use crate::model::route::RouteSpec;
@@ -109,22 +110,6 @@ impl Catalog {
         });
         chis
     }
-}
-
-/// One watch event, independent of the Kubernetes client. (Fed by the watcher, which only a
-/// build with the `k8s` feature has.)
-#[derive(Debug, Clone)]
-#[cfg_attr(not(feature = "k8s"), allow(dead_code))]
-pub enum Change {
-    /// The watch (re)starts with a full list.
-    Restart,
-    /// One object of that list.
-    Listed(Value),
-    /// The list is complete: it replaces what this watch reported before.
-    ListDone,
-    /// Added or modified.
-    Applied(Value),
-    Deleted(Value),
 }
 
 /// Folds watch events into a [`Catalog`].

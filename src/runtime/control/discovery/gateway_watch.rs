@@ -13,119 +13,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::stream::{self, StreamExt};
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
-use kube::runtime::watcher::Event;
-use serde_json::Value;
+use kube::api::{Api, DynamicObject};
 use tokio::sync::watch;
 
 use super::catalog::{Catalog, ChiEntry, ChiKey};
+use super::gateway_store::{lease_resource, resource, Store, KINDS, LEASE_NAME, ROUTE};
 use super::gateway_writer::Writer;
 use super::{kube_client, watch_stream};
 use crate::model::config::GatewayApi;
-use crate::model::gateway::{self, Objects, Settings};
+use crate::model::gateway::{self, Settings};
 use crate::model::sources::SourceKind;
 
-/// `(group, version, kind, plural, namespaced)` of each watched kind, in [`Objects`] order.
-pub(super) const KINDS: [(&str, &str, &str, &str, bool); 5] = [
-    (
-        gateway::objects::GROUP,
-        "v1",
-        "GatewayClass",
-        "gatewayclasses",
-        false,
-    ),
-    (gateway::objects::GROUP, "v1", "Gateway", "gateways", true),
-    (gateway::objects::GROUP, "v1", "TLSRoute", "tlsroutes", true),
-    (
-        gateway::objects::GROUP,
-        "v1",
-        "ReferenceGrant",
-        "referencegrants",
-        true,
-    ),
-    ("", "v1", "Service", "services", true),
-];
-pub(super) const CLASS: usize = 0;
-pub(super) const GATEWAY: usize = 1;
-pub(super) const ROUTE: usize = 2;
-
-/// The Lease: held for this long unless renewed, renewed (and checked) this often.
-pub(super) const LEASE_DURATION: Duration = Duration::from_secs(15);
+/// The Lease is renewed (and checked) this often.
 const LEASE_TICK: Duration = Duration::from_secs(5);
-pub(super) const LEASE_NAME: &str = "ch-edge-proxy-gateway-api";
-
-pub(super) type Key = (String, String);
-
-/// The objects as last seen, per kind, and the lists in progress.
-#[derive(Default)]
-pub(super) struct Store {
-    pub(super) objects: [BTreeMap<Key, Value>; 5],
-    listing: [Option<BTreeMap<Key, Value>>; 5],
-    listed: [bool; 5],
-}
-
-impl Store {
-    fn apply(&mut self, kind: usize, event: Event<DynamicObject>) {
-        let json = |o: DynamicObject| serde_json::to_value(o).unwrap_or_default();
-        match event {
-            Event::Init => self.listing[kind] = Some(BTreeMap::new()),
-            Event::InitApply(o) => {
-                let v = json(o);
-                self.listing[kind]
-                    .get_or_insert_with(BTreeMap::new)
-                    .insert(key(&v), v);
-            }
-            Event::InitDone => {
-                self.objects[kind] = self.listing[kind].take().unwrap_or_default();
-                self.listed[kind] = true;
-            }
-            Event::Apply(o) => {
-                let v = json(o);
-                self.objects[kind].insert(key(&v), v);
-            }
-            Event::Delete(o) => {
-                self.objects[kind].remove(&key(&json(o)));
-            }
-        }
-    }
-
-    fn ready(&self) -> bool {
-        self.listed.iter().all(|l| *l)
-    }
-
-    /// Every object as the translation reads it; the keys of the ones it cannot read.
-    fn objects(&self) -> (Objects, Vec<String>) {
-        let mut objects = Objects {
-            services: Some(Vec::new()),
-            ..Objects::default()
-        };
-        let mut invalid = Vec::new();
-        for (kind, store) in self.objects.iter().enumerate() {
-            for ((ns, name), v) in store {
-                if let Err(e) = objects.push(v, "default") {
-                    invalid.push(format!("{} {ns}/{name}: {e}", KINDS[kind].2));
-                }
-            }
-        }
-        (objects, invalid)
-    }
-}
-
-fn key(v: &Value) -> Key {
-    let s = |f: &str| {
-        v.get("metadata")
-            .and_then(|m| m.get(f))
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned()
-    };
-    (s("namespace"), s("name"))
-}
-
-pub(super) fn resource(kind: usize) -> ApiResource {
-    let (group, version, k, plural, _) = KINDS[kind];
-    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, k), plural)
-}
 
 /// Watches until aborted.
 pub(super) async fn run(settings: GatewayApi, tx: watch::Sender<Option<Arc<Catalog>>>) {
@@ -264,13 +164,6 @@ fn publish(
         true
     });
     done
-}
-
-pub(super) fn lease_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("coordination.k8s.io", "v1", "Lease"),
-        "leases",
-    )
 }
 
 async fn client(silence: Duration) -> anyhow::Result<kube::Client> {

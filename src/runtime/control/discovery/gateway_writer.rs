@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::{json, Value};
 
-use super::gateway_watch::{
+use super::gateway_store::{
     resource, Key, Store, CLASS, GATEWAY, KINDS, LEASE_DURATION, LEASE_NAME, ROUTE,
 };
 use super::lease::{self, Decision};

@@ -10,6 +10,9 @@
 //! a newer one, so API errors keep the last table.
 
 pub mod catalog;
+pub mod change;
+#[cfg(feature = "k8s")]
+mod gateway_store;
 #[cfg(feature = "k8s")]
 mod gateway_watch;
 #[cfg(feature = "k8s")]

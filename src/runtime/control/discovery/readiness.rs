@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-use super::catalog::Change;
+use super::change::Change;
 use crate::model::chc::{naming, Cluster, ReplicaId};
 
 /// The label selector of the pod watches: the official operator's ClickHouse server pods.

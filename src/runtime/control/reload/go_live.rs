@@ -15,13 +15,13 @@ use super::plan::{self, Current, Plan};
 use super::ReloadResult;
 use crate::model::config::{Config, ConfigError};
 use crate::model::tls;
-use crate::runtime::context::Context;
 use crate::runtime::control::discovery::{self, Catalog, Merged};
 use crate::runtime::control::listeners::{Bound, Listeners};
 use crate::runtime::control::state::State;
 use crate::runtime::control::watch::Targets;
 use crate::runtime::meters;
 use crate::runtime::observe::Observer;
+use crate::runtime::pipeline::context::Context;
 use crate::runtime::table::RouteTable;
 use crate::runtime::upstream::resolve::Resolver;
 

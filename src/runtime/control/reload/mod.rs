@@ -28,11 +28,11 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::model::config::KubernetesDiscovery;
 use crate::model::config::{self, Config, ConfigError, Problem};
-use crate::runtime::context::Context;
 use crate::runtime::control::discovery::{Discovery, Merged};
 use crate::runtime::control::listeners::{self, Listeners};
 use crate::runtime::control::state::State;
 use crate::runtime::control::watch::{DirWatcher, Targets};
+use crate::runtime::pipeline::context::Context;
 use crate::runtime::table::RouteTable;
 use crate::runtime::upstream::resolve::Resolver;
 

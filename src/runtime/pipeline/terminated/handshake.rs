@@ -15,14 +15,14 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 use super::io::ClientIo;
 use crate::model::config::{Health, Timeouts};
 use crate::model::route::{Tag, TlsMode};
-use crate::runtime::endpoint::Lease;
 use crate::runtime::observe::{Record, TlsNote};
 use crate::runtime::outcome::Outcome;
 use crate::runtime::pipeline::connect::{self, Attempt};
 use crate::runtime::pipeline::preamble::Preamble;
 use crate::runtime::pipeline::relay::write_all;
-use crate::runtime::resolve::Route;
+use crate::runtime::table::Route;
 use crate::runtime::tls::{Failure, Side, Tls};
+use crate::runtime::upstream::endpoint::Lease;
 
 /// How long a complete ClientHello waits for a handshake slot before it is refused: long
 /// enough to ride out a burst, short enough that a flood is refused rather than queued.
