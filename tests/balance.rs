@@ -244,15 +244,17 @@ async fn removing_one_of_four_backends_moves_only_its_tags() {
     assert!(moved > 150, "{moved} tags were on the removed backend");
 }
 
-/// A port nobody listens on (yet): connects to it are refused.
-fn unused_addr() -> SocketAddr {
-    format!("127.0.0.1:{}", peers::free_port()).parse().unwrap()
+/// A port nobody listens on (yet), reserved while the guard lives: connects are refused.
+fn unused_addr() -> (peers::ClosedPort, SocketAddr) {
+    let closed = peers::closed_port();
+    let addr = format!("127.0.0.1:{}", closed.port).parse().unwrap();
+    (closed, addr)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_address_costs_one_failed_connect_not_one_per_connection() {
     let backends = Backends::start(1).await;
-    let dead = unused_addr();
+    let (_closed, dead) = unused_addr();
     // Round robin would send every other connection to the dead address; the ejection
     // outlasts the test.
     let mut proxy = Proxy::start(&config(
@@ -302,7 +304,7 @@ async fn a_dead_address_costs_one_failed_connect_not_one_per_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ejected_address_gets_its_tags_back_when_it_returns() {
     let mut backends = Backends::start(1).await;
-    let dead = unused_addr();
+    let (closed, dead) = unused_addr();
     let proxy = Proxy::start(&config(
         &format!(
             "  - sni: pool.ch.test\n    upstream: [\"{}\", \"{dead}\"]\n",
@@ -317,6 +319,7 @@ async fn an_ejected_address_gets_its_tags_back_when_it_returns() {
     assert!(down.iter().all(|&b| b == 0), "{down:?}");
     // It comes back (same address): once its ejection is over, the first connection that
     // chooses it tries it again, and its tags return.
+    drop(closed);
     let back = backends.add(TcpListener::bind(dead).await.unwrap());
     let deadline = std::time::Instant::now() + WAIT;
     while endpoint_state(&proxy, dead)["ejected"] == true {

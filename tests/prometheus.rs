@@ -188,7 +188,8 @@ async fn every_dashboard_query_and_alert_rule_works_on_a_real_prometheus() {
     // Nothing listens here: connects are refused at once. With `eject_after: 2` its first
     // failure leaves it live, so Prometheus sees its series before the ejection (the series is
     // born with the first connection); `eject_for: 5m` keeps it ejected for the whole test.
-    let down = format!("127.0.0.1:{}", peers::free_port());
+    let closed = peers::closed_port();
+    let down = format!("127.0.0.1:{}", closed.port);
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = fake.kubeconfig(dir.path());
     // A certificate for a terminating route (the TLS panels and the expiry alert's metric).

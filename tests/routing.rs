@@ -127,7 +127,8 @@ async fn upstream_list_fails_over_and_spreads_connections() {
     let mut a = TlsBackend::start(false).await;
     let mut b = TlsBackend::start(false).await;
     // A port nobody listens on: connect is refused, the next address is tried.
-    let dead = peers::free_port();
+    let closed = peers::closed_port();
+    let dead = closed.port;
     let mut proxy = Proxy::start(&config(&format!(
         "  - sni: pool.ch.test\n    upstream: [\"127.0.0.1:{dead}\", \"{}\", \"localhost:{}\"]\n",
         a.addr,
@@ -155,7 +156,8 @@ async fn upstream_list_fails_over_and_spreads_connections() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unavailable_upstream_is_counted_and_closed() {
-    let dead = peers::free_port();
+    let closed = peers::closed_port();
+    let dead = closed.port;
     let mut proxy = Proxy::start(&config(&format!(
         "  - sni: dead.ch.test\n    upstream: \"127.0.0.1:{dead}\"\n"
     )));

@@ -594,7 +594,8 @@ async fn a_terminated_client_whose_upstream_is_down_gets_close_notify() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new("test CA");
     let (cert, key) = ca.leaf(&["*.ch.test"], 90).write(dir.path(), "leaf");
-    let dead = peers::free_port();
+    let closed = peers::closed_port();
+    let dead = closed.port;
     let routes =
         format!("  - sni: dead.ch.test\n    upstream: \"127.0.0.1:{dead}\"\n    tls: terminate\n");
     let mut proxy = start_in(dir, &config(dead, &certificates(&[(&cert, &key)]), &routes));

@@ -24,6 +24,32 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A port reserved for the test and closed: a socket bound to it that never listens, so a
+/// connect is refused at once, and no listener bound to port 0 meanwhile (the proxy's own, the
+/// next test's) can be given it. A port from [`free_port`] that is left unused can be: a
+/// "dead" upstream that turns out to be the proxy's own listener loops back into the proxy.
+pub struct ClosedPort {
+    _socket: socket2::Socket,
+    pub port: u16,
+}
+
+pub fn closed_port() -> ClosedPort {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    let port = socket
+        .local_addr()
+        .unwrap()
+        .as_socket()
+        .map(|a| a.port())
+        .unwrap();
+    ClosedPort {
+        _socket: socket,
+        port,
+    }
+}
+
 /// Waits (bounded) until something accepts on `addr`.
 pub fn wait_listening(addr: SocketAddr, child: &mut Child) {
     let deadline = Instant::now() + WAIT;
