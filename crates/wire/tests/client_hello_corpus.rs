@@ -1,24 +1,11 @@
 //! Replays the fuzz corpus (fuzz/corpus/client_hello, which includes every captured fixture)
 //! through the parser in an ordinary test: no panic, and the invariants the fuzz target checks.
 
-use ch_edge_wire::client_hello::{parse, Peek, MAX_BUFFER};
-use std::collections::BTreeSet;
-use std::fs;
-use std::path::Path;
+mod corpus_files;
 
-fn files(dir: &str, ext: Option<&str>) -> Vec<(String, Vec<u8>)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
-    let mut out = Vec::new();
-    for entry in fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-        let path = entry.unwrap().path();
-        if path.is_file() && ext.is_none_or(|ext| path.extension().is_some_and(|e| e == ext)) {
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            out.push((name, fs::read(&path).unwrap()));
-        }
-    }
-    out.sort();
-    out
-}
+use ch_edge_wire::client_hello::{parse, Peek, MAX_BUFFER};
+use corpus_files::files;
+use std::collections::BTreeSet;
 
 fn check(name: &str, data: &[u8]) -> Peek {
     let answer = parse(data);

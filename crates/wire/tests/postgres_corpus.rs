@@ -1,29 +1,16 @@
 //! Replays the fuzz corpus (fuzz/corpus/postgres_start, which includes every captured fixture)
 //! in an ordinary test, with the fuzz target's checks.
 
+mod corpus_files;
+
+use corpus_files::files;
 use std::collections::BTreeSet;
-use std::fs;
-use std::path::Path;
 
 use ch_edge_wire::client_hello::{self, Peek};
 use ch_edge_wire::postgres::{
     error_response, parse, parse_ssl_response, SslResponse, Start, DECIDING_LEN, GSSENC_REQUEST,
     SSL_REQUEST,
 };
-
-fn files(dir: &str, ext: Option<&str>) -> Vec<(String, Vec<u8>)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
-    let mut out = Vec::new();
-    for entry in fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-        let path = entry.unwrap().path();
-        if path.is_file() && ext.is_none_or(|ext| path.extension().is_some_and(|e| e == ext)) {
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            out.push((name, fs::read(&path).unwrap()));
-        }
-    }
-    out.sort();
-    out
-}
 
 fn check(name: &str, data: &[u8]) -> Start {
     let answer = parse(data);
