@@ -11,6 +11,7 @@ use ch_edge_proxy::runtime::control::server::Server;
 use ch_edge_proxy::runtime::observe::Observer as _;
 use ch_edge_proxy::runtime::table::RouteTable;
 use ch_edge_proxy::runtime::upstream::resolve::Resolver;
+use ch_edge_proxy::runtime::workers;
 use ch_edge_proxy::surface::access_log::{self, AccessLog};
 use ch_edge_proxy::surface::cli::{self, Cli, Command, RoutesCommand};
 use ch_edge_proxy::surface::{admin, from_chi, log_sink, log_text, metrics, signals};
@@ -105,7 +106,14 @@ fn serve(path: &std::path::Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // Connections run on the worker threads, one single-threaded runtime each; this thread's
+    // runtime is the control plane's (reloads, discovery, admin, parking).
+    let started = workers::wanted().and_then(|n| workers::start(n).map_err(|e| e.to_string()));
+    if let Err(error) = started {
+        eprintln!("error: cannot start the worker threads: {error}");
+        return ExitCode::FAILURE;
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

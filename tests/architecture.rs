@@ -44,6 +44,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "table",
             "tls",
             "upstream",
+            "workers",
         ],
     ),
     (

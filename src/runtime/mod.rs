@@ -20,6 +20,7 @@ pub mod pipeline;
 pub mod route_counters;
 pub mod table;
 pub mod upstream;
+pub mod workers;
 
 pub(crate) mod drain;
 pub(crate) mod meters;

@@ -67,7 +67,7 @@ VARIANTS = {
     # reencrypt routes, the plain ports set explicitly.
     "tls": {
         "listeners": [
-            {"name": "native", "port": 9440, "upstreamPortPlain": 9000},
+            {"name": "native", "port": 9440, "upstreamPortPlain": 9000, "deferAccept": True},
             {"name": "https", "port": 8443, "upstreamPortPlain": 8123},
         ],
         "defaults": {"tls": "terminate"},
@@ -261,6 +261,7 @@ def test_tls_secrets_mounted_and_listed_as_certificates(tmp_path):
     assert cfg["defaults"]["tls"] == "terminate"
     assert cfg["defaults"]["upstream_tls"] == {"ca": f"{POD_ROOT}/upstream-ca/ca.crt"}
     assert [l["upstream_port_plain"] for l in cfg["listeners"]] == [9000, 8123]
+    assert [l.get("defer_accept") for l in cfg["listeners"]] == [True, None]
     spec = workload(docs)["spec"]["template"]["spec"]
     volumes = {v["name"]: v for v in spec["volumes"]}
     mounts = {m["name"]: m["mountPath"] for m in spec["containers"][0]["volumeMounts"]}

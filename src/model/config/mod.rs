@@ -156,6 +156,9 @@ pub struct ListenerConfig {
     pub upstream_port_plain: u16,
     /// The PROXY header we accept from the peer in front of us (the NLB).
     pub proxy_protocol: Policy,
+    /// TCP_DEFER_ACCEPT: the kernel hands a connection over only once its first bytes (an
+    /// NLB's PROXY header comes with the client's first payload) have arrived.
+    pub defer_accept: bool,
 }
 
 /// `admin:` section: the admin HTTP listeners, each serving some of the endpoints.

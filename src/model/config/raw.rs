@@ -104,6 +104,7 @@ pub(crate) struct RawListener {
     pub upstream_port_plain: Option<S<u16>>,
     #[serde(default, deserialize_with = "nullable")]
     pub proxy_protocol: Option<RawProxyIn>,
+    pub defer_accept: Option<S<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

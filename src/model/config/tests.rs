@@ -1202,3 +1202,12 @@ fn gateway_api_certificate_cover() {
         assert_eq!(g.has_certificate(name), covered, "{name}");
     }
 }
+
+#[test]
+fn defer_accept_is_off_unless_a_listener_asks_for_it() {
+    assert!(!parse(LISTENER).unwrap().listeners[0].defer_accept);
+    let c = parse(&format!("{LISTENER}    defer_accept: true\n")).unwrap();
+    assert!(c.listeners[0].defer_accept);
+    let e = error(&format!("{LISTENER}    defer_accept: sometimes\n"));
+    assert_contains(&e, &["cfg.yaml:4", "boolean"]);
+}

@@ -329,6 +329,7 @@ fn listener(
         upstream_port,
         upstream_port_plain,
         proxy_protocol,
+        defer_accept: l.defer_accept.is_some_and(|d| d.value),
     })
 }
 

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use metrics::Histogram;
 use smallvec::SmallVec;
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -271,6 +272,21 @@ impl Pool for Candidates<'_> {
     }
 }
 
+/// A nonblocking connect, then writable readiness. A refused, reset or timed-out attempt is
+/// reported write-closed (EPOLLHUP/EPOLLERR), and only then is its error read (SO_ERROR): a
+/// connect that succeeds costs no getsockopt.
 async fn connect_one(addr: SocketAddr) -> std::io::Result<TcpStream> {
-    socket::for_upstream(addr)?.connect(addr).await
+    let socket = socket::for_upstream(addr)?;
+    match socket.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    let stream = TcpStream::from_std(socket.into())?;
+    let ready = stream.ready(Interest::WRITABLE).await?;
+    if ready.is_write_closed() {
+        let error = stream.take_error()?;
+        return Err(error.unwrap_or_else(|| std::io::ErrorKind::ConnectionRefused.into()));
+    }
+    Ok(stream)
 }

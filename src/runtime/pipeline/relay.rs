@@ -76,6 +76,9 @@ pub struct Progress {
     /// TCP keepalive is on for the upstream leg (set on the first quiet moment: short
     /// connections skip those four calls).
     pub keepalive: bool,
+    /// NODELAY is on for the upstream leg (set before the relay's first write upstream: a
+    /// connection whose upstream gets only its first bytes skips the call).
+    pub nodelay: bool,
     /// When a byte last moved (or the relay started).
     pub last_activity: Instant,
 }
@@ -88,6 +91,7 @@ impl Progress {
             client_done: false,
             upstream_done: false,
             keepalive: false,
+            nodelay: false,
             last_activity: Instant::now(),
         }
     }
@@ -136,6 +140,7 @@ pub async fn relay(
     progress: Progress,
 ) -> Transfer {
     let mut up = Half::resumed(progress.from_client, progress.client_done);
+    up.nodelay_due = !progress.nodelay;
     let mut down = Half::resumed(progress.from_upstream, progress.upstream_done);
     let mut last_activity = progress.last_activity;
     let mut keepalive = progress.keepalive;
@@ -236,6 +241,7 @@ pub async fn relay(
             client_done: up.done,
             upstream_done: down.done,
             keepalive,
+            nodelay: !up.nodelay_due,
             last_activity,
         },
         end,
@@ -251,6 +257,8 @@ struct Half {
     /// A bulk transfer: reads filled the whole buffer, so this direction splices through a
     /// pipe from now on (no copy through user space).
     bulk: bool,
+    /// NODELAY is still to be set on the destination before its first write (upstream only).
+    nodelay_due: bool,
 }
 
 /// Bytes read and not yet written.
@@ -307,6 +315,11 @@ impl Half {
                 return Poll::Ready(Ok(()));
             }
             // Write out what is held, first.
+            if self.nodelay_due && self.holds() {
+                self.nodelay_due = false;
+                // Best effort: without it bytes still flow, a little later.
+                let _ = socket::nodelay(socket2::SockRef::from(to));
+            }
             let written = match &mut self.held {
                 Held::Nothing => None,
                 Held::Buf { buf, pos, len } => Some(to.try_write(buf.get(*pos, *len)).map(|n| {
@@ -392,9 +405,32 @@ impl Half {
 
     /// Reads into a pooled buffer, held if anything was read. A read that fills the whole buffer
     /// marks the direction as bulk.
+    ///
+    /// A read that returns less than asked has emptied the receive queue: tokio is told so in
+    /// the same step (the readiness it had before the read is cleared, a newer event is not), so
+    /// the next read waits for an event instead of costing a call that finds nothing. A peer's
+    /// shutdown is a closed state readiness keeps: the read that returns its 0 still happens.
     fn read_into_buf(&mut self, from: &TcpStream) -> io::Result<usize> {
         let mut buf = PooledBuf::take();
-        let n = from.try_read(buf.as_mut())?;
+        let mut short = 0;
+        let read = from.try_io(Interest::READABLE, || {
+            let room = buf.as_mut();
+            // SAFETY: a valid descriptor and a writable buffer of the length given.
+            let n =
+                unsafe { libc::recv(from.as_raw_fd(), room.as_mut_ptr().cast(), room.len(), 0) };
+            match usize::try_from(n) {
+                Err(_) => Err(io::Error::last_os_error()),
+                Ok(n) if n > 0 && n < room.len() => {
+                    short = n;
+                    Err(io::ErrorKind::WouldBlock.into())
+                }
+                Ok(n) => Ok(n),
+            }
+        });
+        let n = match read {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && short > 0 => short,
+            read => read?,
+        };
         if n > 0 {
             self.bulk |= n == BUF_SIZE;
             self.held = Held::Buf {

@@ -17,6 +17,7 @@ use crate::runtime::pipeline::relay::{self, End, Meter, Meters, Progress, Side};
 use crate::runtime::table::Route;
 use crate::runtime::upstream::clients::Admitted;
 use crate::runtime::upstream::endpoint::Lease;
+use crate::runtime::workers;
 
 /// Where a relayed connection reports its end and parks: the connection layer above, which
 /// this module does not import (it is generic over it instead).
@@ -255,9 +256,10 @@ fn registered(
     Ok((TcpStream::from_std(client)?, TcpStream::from_std(upstream)?))
 }
 
-/// A parked connection's socket woke: relay again, in a task of its own.
+/// A parked connection's socket woke: relay again, in a task of its own on a worker (its
+/// sockets register with that worker's reactor).
 pub fn wake<H: Host>(parked: Parked<H>) {
-    tokio::spawn(async move {
+    workers::spawn(async move {
         let (client, upstream, session) = parked.into_parts();
         session.live.tally().set_parked(false);
         match registered(client, upstream) {

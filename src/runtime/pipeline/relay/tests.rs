@@ -119,3 +119,40 @@ async fn a_quiet_relay_stops_for_parking_and_resumes_where_it_stood() {
     client_app.read_to_end(&mut back).await.unwrap();
     assert_eq!(back, b"answer");
 }
+
+/// NODELAY goes on the upstream leg only before the relay's first write to it: a connection
+/// whose upstream only answers skips the call.
+#[tokio::test]
+async fn nodelay_is_set_on_the_upstream_only_when_the_relay_writes_to_it() {
+    for client_sends in [false, true] {
+        let (mut client_app, client_side) = pair().await;
+        // The proxy's upstream socket is the connecting side, as in `pair`'s first.
+        let (upstream_side, mut server_app) = pair().await;
+        assert!(!upstream_side.nodelay().unwrap());
+        if client_sends {
+            client_app.write_all(b"more").await.unwrap();
+        }
+        client_app.shutdown().await.unwrap();
+        server_app.write_all(b"answer").await.unwrap();
+        server_app.shutdown().await.unwrap();
+        let t = tokio::time::timeout(
+            Duration::from_secs(10),
+            relay(
+                &client_side,
+                &upstream_side,
+                Duration::from_secs(30),
+                Duration::from_secs(30),
+                &meters(),
+                Progress::start(),
+            ),
+        )
+        .await
+        .unwrap();
+        assert_eq!(t.end, End::Done);
+        assert_eq!(t.progress.nodelay, client_sends);
+        assert_eq!(upstream_side.nodelay().unwrap(), client_sends);
+        let mut got = Vec::new();
+        server_app.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, if client_sends { &b"more"[..] } else { b"" });
+    }
+}

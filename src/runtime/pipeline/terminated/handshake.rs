@@ -153,6 +153,8 @@ pub async fn establish<'a>(
         }
     };
     let upstream = connected.stream;
+    // Several writes before a reply (a handshake, then records): no Nagle wait between them.
+    let _ = upstream.set_nodelay(true);
     if !target.proxy_header.is_empty() {
         if let Err(error) = write_all(&upstream, &target.proxy_header).await {
             let upstream_addr = connected.lease.endpoint().addr;
