@@ -99,6 +99,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if .upstreamPort }}{{- $_ := set $l "upstream_port" (int .upstreamPort) }}{{- end }}
 {{- if .upstreamPortPlain }}{{- $_ := set $l "upstream_port_plain" (int .upstreamPortPlain) }}{{- end }}
 {{- if .deferAccept }}{{- $_ := set $l "defer_accept" true }}{{- end }}
+{{- if .protocol }}{{- $_ := set $l "protocol" (toString .protocol) }}{{- end }}
 {{- $listeners = append $listeners $l }}
 {{- end }}
 {{- $cfg := dict "listeners" $listeners }}

@@ -21,6 +21,8 @@ pub(crate) const ROUTE_KEYS: &[&str] = &[
     "tls",
     "upstream_tls",
     "alpn",
+    "postgres_direct_ssl",
+    "postgres_port",
 ];
 
 impl<'de> Deserialize<'de> for RawRoute {
@@ -109,6 +111,8 @@ fn read<'de, A: MapAccess<'de>>(r: &mut RawRoute, k: usize, map: &mut A) -> Resu
         tls,
         upstream_tls,
         alpn,
+        postgres_direct_ssl,
+        postgres_port,
         key_problems: _,
     } = r;
     match k {
@@ -121,7 +125,9 @@ fn read<'de, A: MapAccess<'de>>(r: &mut RawRoute, k: usize, map: &mut A) -> Resu
         6 => *sticky = Some(map.next_value()?),
         7 => *tls = Some(map.next_value()?),
         8 => *upstream_tls = Some(map.next_value()?),
-        _ => *alpn = Some(map.next_value()?),
+        9 => *alpn = Some(map.next_value()?),
+        10 => *postgres_direct_ssl = Some(map.next_value()?),
+        _ => *postgres_port = Some(map.next_value()?),
     }
     Ok(())
 }
@@ -139,6 +145,8 @@ fn is_set(r: &RawRoute, k: usize) -> bool {
         tls,
         upstream_tls,
         alpn,
+        postgres_direct_ssl,
+        postgres_port,
         key_problems: _,
     } = r;
     match k {
@@ -151,7 +159,9 @@ fn is_set(r: &RawRoute, k: usize) -> bool {
         6 => sticky.is_some(),
         7 => tls.is_some(),
         8 => upstream_tls.is_some(),
-        _ => alpn.is_some(),
+        9 => alpn.is_some(),
+        10 => postgres_direct_ssl.is_some(),
+        _ => postgres_port.is_some(),
     }
 }
 

@@ -67,6 +67,7 @@ mod tests {
             upstream_port_plain: 9000,
             proxy_protocol: Default::default(),
             defer_accept: false,
+            protocol: Default::default(),
         }
     }
 
