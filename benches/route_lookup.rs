@@ -27,10 +27,10 @@ fn specs(n: usize) -> Vec<RouteSpec> {
         .map(|i| RouteSpec {
             name: pattern(i).into(),
             sni: Arc::from([Arc::from(pattern(i))]),
-            upstreams: Arc::from([UpstreamAddr {
-                host: format!("chi-demo{i}-cluster-0-0.ns.svc.cluster.local").into(),
-                port: None,
-            }]),
+            upstreams: Arc::from([UpstreamAddr::new(
+                format!("chi-demo{i}-cluster-0-0.ns.svc.cluster.local"),
+                None,
+            )]),
             allow: None,
             proxy_protocol: None,
             balance: None,

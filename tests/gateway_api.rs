@@ -235,13 +235,27 @@ async fn a_tls_route_becomes_a_live_route() {
     })
     .await;
 
-    // The backend's weight set to 0: no backend left, no route.
-    let mut route = fake.object(ROUTES, "default", "foo-route").unwrap();
-    route["spec"]["rules"][0]["backendRefs"][0]["weight"] = json!(0);
-    fake.apply(route);
-    while live_route(&proxy, name).is_some() {
-        proxy.wait_log(|l| l["message"] == "reload" && l["trigger"] == "discovery");
+    // The backend's weight becomes the upstream's.
+    let weight_of = |proxy: &Proxy| {
+        live_route(proxy, name).map(|r| r["upstreams"][0]["weight"].clone())
+    };
+    for weight in [3, 0] {
+        let mut route = fake.object(ROUTES, "default", "foo-route").unwrap();
+        route["spec"]["rules"][0]["backendRefs"][0]["weight"] = json!(weight);
+        fake.apply(route);
+        while weight_of(&proxy) != Some(json!(weight)) {
+            proxy.wait_log(|l| l["message"] == "reload" && l["trigger"] == "discovery");
+        }
     }
+    // Weight 0 on its only backend: the route keeps its name and says why it refuses.
+    fake.wait("the weight-0 message", |f| {
+        f.object(ROUTES, "default", "foo-route").is_some_and(|r| {
+            r["status"]["parents"][0]["conditions"][0]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("every backendRef has weight 0"))
+        })
+    })
+    .await;
 }
 
 /// Two replicas: the second finds the Lease held and writes nothing.

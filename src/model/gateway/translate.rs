@@ -144,10 +144,10 @@ pub fn translate(objects: &Objects, settings: &Settings<'_>) -> Translation {
                         taken.join(", ")
                     ));
                 }
-                if resolved.weights.windows(2).any(|w| w[0] != w[1]) {
-                    notes.push(
-                        "backend weights are not honoured: backends are balanced equally".into(),
-                    );
+                // The spec: weight 0 forwards nothing, so the route keeps its hostnames (no
+                // other route catches them) and every connection is refused.
+                if resolved.upstreams.iter().all(|u| u.weight == 0) {
+                    notes.push("every backendRef has weight 0: connections are refused".into());
                 }
             }
             Ok(_) => {}

@@ -19,10 +19,7 @@ fn file_route(name: &str, sni: &str) -> RouteSpec {
     RouteSpec {
         name: name.into(),
         sni: Arc::from([Arc::from(sni)]),
-        upstreams: Arc::from([UpstreamAddr {
-            host: "file.upstream".into(),
-            port: None,
-        }]),
+        upstreams: Arc::from([UpstreamAddr::new("file.upstream", None)]),
         allow: None,
         proxy_protocol: None,
         balance: None,
