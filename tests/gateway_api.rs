@@ -170,7 +170,7 @@ fn start(fake: &FakeApi, dir: &tempfile::TempDir, pod: &str) -> Proxy {
     let yaml = "listeners:\n  - name: tls\n    address: \"127.0.0.1:0\"\n    upstream_port: 9440\n\
                 admin:\n  address: \"127.0.0.1:0\"\n\
                 discovery:\n  kubernetes:\n    enabled: true\n    domain: ch.test\n    \
-                gateway_api:\n      enabled: true\n";
+                gateway_api:\n      enabled: true\n      addresses: [edge.example.com, 203.0.113.7]\n";
     let env = [
         ("KUBECONFIG", kubeconfig.as_os_str()),
         ("POD_NAME", std::ffi::OsStr::new(pod)),
@@ -193,17 +193,24 @@ fn live_route(proxy: &Proxy, name: &str) -> Option<Value> {
 }
 
 /// The TLSRoute's routes reach the live table, with the allowlist and PROXY version of its
-/// annotations, and leave it when the route goes.
-///
-/// The proxy listens on port 0 (tests bind no fixed port), so the Gateway's listener says port
-/// 0 — a value the API server's validation would refuse, which this fake does not check.
+/// annotations, and leave it when the route goes. End to end: the Gateway listener matches the
+/// port the proxy listens on (bound at 127.0.0.1:0, so the Gateway is written once it is
+/// known), it selects the route's namespace by label, the class reports the CRDs' version
+/// and the Gateway the configured addresses.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tls_route_becomes_a_live_route() {
     let fake = FakeApi::start().await;
     fake.apply(class());
-    let mut gw = example("examples/standard/tls-routing/gateway.yaml");
-    gw["spec"]["listeners"][0]["port"] = json!(0);
-    fake.apply(gw);
+    fake.apply(json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "tlsroutes.gateway.networking.k8s.io",
+            "annotations": {"gateway.networking.k8s.io/bundle-version": "v1.5.0",
+                "gateway.networking.k8s.io/channel": "standard"}},
+    }));
+    fake.apply(json!({
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": "default", "labels": {"team": "clickhouse"}},
+    }));
     let mut route = example("examples/standard/tls-routing/tls-route.yaml");
     route["metadata"]["annotations"] = json!({
         "ch-edge-proxy/allow": "10.0.0.0/8",
@@ -213,6 +220,11 @@ async fn a_tls_route_becomes_a_live_route() {
     fake.apply(service("foo-svc"));
     let dir = tempfile::tempdir().unwrap();
     let mut proxy = start(&fake, &dir, "replica-a");
+    let mut gw = example("examples/standard/tls-routing/gateway.yaml");
+    gw["spec"]["listeners"][0]["port"] = json!(proxy.addr("tls").port());
+    gw["spec"]["listeners"][0]["allowedRoutes"] = json!({"namespaces": {"from": "Selector",
+        "selector": {"matchExpressions": [{"key": "team", "operator": "In", "values": ["clickhouse"]}]}}});
+    fake.apply(gw);
     let name = "tlsroute/default/foo-route";
     while live_route(&proxy, name).is_none() {
         proxy.wait_log(|l| l["message"] == "reload" && l["trigger"] == "discovery");
@@ -234,11 +246,32 @@ async fn a_tls_route_becomes_a_live_route() {
             .is_some_and(|r| r["status"]["parents"][0]["conditions"][0]["status"] == "True")
     })
     .await;
+    fake.wait("the Gateway's status", |f| {
+        f.object(GATEWAYS, "default", "example-gateway")
+            .is_some_and(|g| g["status"]["listeners"][0]["attachedRoutes"] == 1)
+    })
+    .await;
+    let gw = fake.object(GATEWAYS, "default", "example-gateway").unwrap();
+    let tls = &gw["status"]["listeners"][0];
+    for kind in ["Accepted", "Programmed"] {
+        let c = condition(&tls["conditions"], kind);
+        assert_eq!(c["status"], "True", "{kind}: {c}");
+    }
+    assert_eq!(
+        gw["status"]["addresses"],
+        json!([{"type": "Hostname", "value": "edge.example.com"},
+            {"type": "IPAddress", "value": "203.0.113.7"}])
+    );
+    let class = fake.object(CLASSES, "", "example-gateway-class").unwrap();
+    let v = condition(&class["status"]["conditions"], "SupportedVersion");
+    assert_eq!(
+        (&v["status"], &v["reason"]),
+        (&json!("True"), &json!("SupportedVersion"))
+    );
 
     // The backend's weight becomes the upstream's.
-    let weight_of = |proxy: &Proxy| {
-        live_route(proxy, name).map(|r| r["upstreams"][0]["weight"].clone())
-    };
+    let weight_of =
+        |proxy: &Proxy| live_route(proxy, name).map(|r| r["upstreams"][0]["weight"].clone());
     for weight in [3, 0] {
         let mut route = fake.object(ROUTES, "default", "foo-route").unwrap();
         route["spec"]["rules"][0]["backendRefs"][0]["weight"] = json!(weight);

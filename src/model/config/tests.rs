@@ -1205,6 +1205,34 @@ fn gateway_api_settings() {
     assert_contains(&e, &["enabled needs discovery.kubernetes.enabled"]);
     let e = error(&on("      color: blue\n"));
     assert_contains(&e, &["color"]);
+    // status.addresses: IPs and names, typed; anything else refused with its line.
+    let c = parse(&on(
+        "      addresses: [nlb.example.com., 203.0.113.7, \"2001:db8::7\"]\n",
+    ))
+    .unwrap();
+    let a: Vec<(&str, &str)> = c
+        .discovery
+        .kubernetes
+        .gateway_api
+        .addresses
+        .iter()
+        .map(|a| (a.kind, &*a.value))
+        .collect();
+    assert_eq!(
+        a,
+        [
+            ("Hostname", "nlb.example.com"),
+            ("IPAddress", "203.0.113.7"),
+            ("IPAddress", "2001:db8::7")
+        ]
+    );
+    let e = error(&on(
+        "      addresses:\n        - ok.example.com\n        - \"not a name\"\n",
+    ));
+    assert_eq!(
+        e,
+        "cfg.yaml:12: discovery.kubernetes.gateway_api.addresses: \"not a name\" is neither an IP address nor a DNS name"
+    );
 }
 
 #[test]

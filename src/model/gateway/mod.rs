@@ -19,6 +19,7 @@ pub mod hostname;
 pub mod listeners;
 pub mod objects;
 pub mod patch;
+pub mod selector;
 mod specs;
 pub mod status;
 mod translate;
@@ -42,6 +43,21 @@ pub struct Settings<'a> {
     pub listener_ports: &'a [u16],
     /// Whether the proxy holds a certificate for a name or pattern (for `Terminate`).
     pub has_certificate: &'a dyn Fn(&str) -> bool,
+    /// Every Gateway's `status.addresses` (empty: not written).
+    pub addresses: &'a [status::GatewayAddress],
+}
+
+/// The Gateway API releases (the CRDs' `gateway.networking.k8s.io/bundle-version`) this
+/// build knows: TLSRoute `v1` is in the Standard channel since v1.5.
+pub const SUPPORTED_BUNDLE_VERSIONS: [&str; 2] = ["v1.5", "v1.6"];
+
+/// Whether a bundle version (`v1.5.0`, `v1.6.1`…) is one of [`SUPPORTED_BUNDLE_VERSIONS`].
+pub fn supported_bundle_version(version: &str) -> bool {
+    SUPPORTED_BUNDLE_VERSIONS.iter().any(|v| {
+        version
+            .strip_prefix(v)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+    })
 }
 
 /// What the objects become.
@@ -55,3 +71,5 @@ pub struct Translation {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_namespaces;

@@ -27,7 +27,7 @@ use super::status::RouteParentStatus;
 use super::*;
 
 const CLASS: &str = "ch-edge-proxy";
-const INFRA: &str = "gateway-conformance-infra";
+pub(super) const INFRA: &str = "gateway-conformance-infra";
 
 /// The GatewayClass under test (the conformance suite expects one to exist, named by a flag).
 fn class_yaml(name: &str) -> String {
@@ -48,7 +48,7 @@ fn fixture(path: &str) -> String {
 }
 
 /// The class, the conformance base objects (Services) and the scenario's manifests.
-fn conformance(test: &str) -> Objects {
+pub(super) fn conformance(test: &str) -> Objects {
     let text = [
         class_yaml(CLASS),
         fixture("conformance/base/manifests.yaml"),
@@ -69,7 +69,7 @@ fn only(mut objects: Objects, gateway: &str) -> Objects {
 
 /// Runs the translation for a proxy listening on `ports`, holding certificates for `certs`
 /// (names or `*.suffix` patterns).
-fn run(objects: &Objects, ports: &[u16], certs: &[&str]) -> Translation {
+pub(super) fn run(objects: &Objects, ports: &[u16], certs: &[&str]) -> Translation {
     let has_certificate = |name: &str| {
         certs.iter().any(|c| {
             *c == name
@@ -86,6 +86,7 @@ fn run(objects: &Objects, ports: &[u16], certs: &[&str]) -> Translation {
             cluster_domain: "cluster.local",
             listener_ports: ports,
             has_certificate: &has_certificate,
+            addresses: &[],
         },
     )
 }
@@ -151,11 +152,11 @@ fn reach(t: &Translation, sni: &str) -> Option<(String, Vec<String>, TlsMode)> {
     ))
 }
 
-fn upstreams_of(t: &Translation, sni: &str) -> Vec<String> {
+pub(super) fn upstreams_of(t: &Translation, sni: &str) -> Vec<String> {
     reach(t, sni).map(|r| r.1).unwrap_or_default()
 }
 
-fn svc(name: &str, port: u16) -> String {
+pub(super) fn svc(name: &str, port: u16) -> String {
     format!("{name}.{INFRA}.svc.cluster.local:{port}")
 }
 
@@ -623,7 +624,7 @@ fn the_projects_tls_routing_example() {
     );
 }
 
-fn simple_route(objects: &mut Objects) -> &mut TlsRoute {
+pub(super) fn simple_route(objects: &mut Objects) -> &mut TlsRoute {
     &mut objects.tls_routes[0]
 }
 
