@@ -331,3 +331,90 @@ async fn one_replica_writes_statuses() {
     assert_eq!(patches_of(&fake, CLASSES, "example-gateway-class").len(), 1);
     assert_eq!(patches_of(&fake, ROUTES, "foo-route").len(), 3);
 }
+
+/// `/readyz` waits for the Gateway API's first lists, not only the CHI one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_waits_for_the_gateway_api_lists() {
+    let fake = FakeApi::start().await;
+    fake.apply(class());
+    fake.set_failing_resource(CLASSES, true);
+    let dir = tempfile::tempdir().unwrap();
+    let mut proxy = start(&fake, &dir, "replica-a");
+    proxy.wait_log(|l| l["message"] == "kubernetes discovery: listed");
+    proxy.wait_log(|l| l["message"] == "reload" && l["trigger"] == "discovery");
+    assert_eq!(
+        proxy.admin_get("/readyz").0,
+        503,
+        "the GatewayClasses are not listed yet"
+    );
+    fake.set_failing_resource(CLASSES, false);
+    while proxy.admin_get("/readyz").0 != 200 {
+        proxy.wait_log(|l| l["message"] == "reload" && l["trigger"] == "discovery");
+    }
+}
+
+/// `discovery.kubernetes.namespaces` and `label_selector` apply to the Gateway API watches as
+/// to CHIs: namespaced kinds are watched per listed namespace, TLSRoutes by label.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_watches_honour_namespaces_and_label_selector() {
+    let fake = FakeApi::start().await;
+    fake.apply(class());
+    let in_ns = |mut v: Value, ns: &str| {
+        v["metadata"]["namespace"] = json!(ns);
+        v
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = fake.kubeconfig(dir.path());
+    let yaml = "listeners:\n  - name: tls\n    address: \"127.0.0.1:0\"\n    upstream_port: 9440\n\
+                admin:\n  address: \"127.0.0.1:0\"\n\
+                discovery:\n  kubernetes:\n    enabled: true\n    domain: ch.test\n    \
+                namespaces: [team-a]\n    label_selector: edge=ch\n    \
+                gateway_api:\n      enabled: true\n";
+    let env = [
+        ("KUBECONFIG", kubeconfig.as_os_str()),
+        ("POD_NAME", std::ffi::OsStr::new("replica-a")),
+        ("POD_NAMESPACE", std::ffi::OsStr::new("team-a")),
+    ];
+    let mut proxy = Proxy::start_with_env(yaml, &env);
+    let port = proxy.addr("tls").port();
+    for ns in ["team-a", "team-b"] {
+        let mut gw = in_ns(example("examples/standard/tls-routing/gateway.yaml"), ns);
+        gw["spec"]["listeners"][0]["port"] = json!(port);
+        fake.apply(gw);
+        fake.apply(in_ns(service("foo-svc"), ns));
+        let mut route = in_ns(example("examples/standard/tls-routing/tls-route.yaml"), ns);
+        route["metadata"]["labels"] = json!({"edge": "ch"});
+        fake.apply(route);
+    }
+    // One more in team-a without the label: not watched.
+    let mut unlabelled = in_ns(
+        example("examples/standard/tls-routing/tls-route.yaml"),
+        "team-a",
+    );
+    unlabelled["metadata"]["name"] = json!("unlabelled");
+    unlabelled["spec"]["hostnames"] = json!(["other.example.com"]);
+    fake.apply(unlabelled);
+    while live_route(&proxy, "tlsroute/team-a/foo-route").is_none() {
+        proxy.wait_log(|l| l["message"] == "reload" && l["trigger"] == "discovery");
+    }
+    assert!(live_route(&proxy, "tlsroute/team-b/foo-route").is_none());
+    assert!(live_route(&proxy, "tlsroute/team-a/unlabelled").is_none());
+    let requests = fake.requests();
+    let gets: Vec<&String> = requests.iter().filter(|r| r.starts_with('/')).collect();
+    for kind in ["gateways", "tlsroutes", "referencegrants", "services"] {
+        assert!(
+            gets.iter()
+                .filter(|r| r.contains(&format!("/{kind}?")))
+                .all(|r| r.contains(&format!("/namespaces/team-a/{kind}?"))),
+            "{kind}: {gets:?}"
+        );
+    }
+    assert!(gets
+        .iter()
+        .filter(|r| r.contains("/tlsroutes?"))
+        .all(|r| r.contains("labelSelector=edge%3Dch")));
+    assert!(
+        gets.iter().any(|r| r.starts_with("/api/v1/namespaces?")),
+        "Namespaces cluster-wide"
+    );
+}

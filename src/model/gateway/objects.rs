@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::selector::LabelSelector;
+use super::selector::{LabelSelector, NAME_LABEL};
 
 /// The API group of every Gateway API kind read here.
 pub const GROUP: &str = "gateway.networking.k8s.io";
@@ -240,6 +240,21 @@ pub struct Objects {
 }
 
 impl Objects {
+    /// The labels of namespace `ns`: its Namespace object's, if known, plus [`NAME_LABEL`].
+    pub fn namespace_labels(&self, ns: &str) -> BTreeMap<String, String> {
+        let mut labels = self
+            .namespaces
+            .iter()
+            .flatten()
+            .find(|n| n.metadata.name == ns)
+            .map(|n| n.metadata.labels.clone())
+            .unwrap_or_default();
+        labels
+            .entry(NAME_LABEL.to_owned())
+            .or_insert_with(|| ns.to_owned());
+        labels
+    }
+
     /// Adds one object, if it is of a kind read here (others are ignored). `default_namespace`
     /// applies to namespaced objects without one.
     pub fn push(&mut self, v: &Value, default_namespace: &str) -> Result<(), GatewayError> {

@@ -6,8 +6,6 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::objects::Objects;
-
 /// The label every Namespace carries (set by the API server since Kubernetes 1.21): a
 /// selector can name namespaces even where their objects are not known.
 pub const NAME_LABEL: &str = "kubernetes.io/metadata.name";
@@ -56,19 +54,4 @@ impl LabelSelector {
         }
         Ok(all)
     }
-}
-
-/// The labels of namespace `ns`: its Namespace object's, if known, plus [`NAME_LABEL`].
-pub fn namespace_labels(objects: &Objects, ns: &str) -> BTreeMap<String, String> {
-    let mut labels = objects
-        .namespaces
-        .iter()
-        .flatten()
-        .find(|n| n.metadata.name == ns)
-        .map(|n| n.metadata.labels.clone())
-        .unwrap_or_default();
-    labels
-        .entry(NAME_LABEL.to_owned())
-        .or_insert_with(|| ns.to_owned());
-    labels
 }

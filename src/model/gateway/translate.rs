@@ -9,7 +9,6 @@ use super::backends;
 use super::hostname::intersections;
 use super::listeners::{self, From, Judged};
 use super::objects::{Gateway, Objects, ParentRef, TlsRoute, GROUP, KIND_GATEWAY};
-use super::selector::namespace_labels;
 use super::specs::{annotations, emit};
 use super::status::{
     reason, Condition, GatewayClassStatus, GatewayStatus, ObjectKey, RouteParentStatus,
@@ -225,7 +224,7 @@ fn attach(
                     }
                     From::Selector(Some(selector)) => {
                         let labels = labels
-                            .get_or_insert_with(|| namespace_labels(objects, route.metadata.ns()));
+                            .get_or_insert_with(|| objects.namespace_labels(route.metadata.ns()));
                         selector.matches(labels).unwrap_or_else(|e| {
                             bad_selectors.push(format!("{}: {e}", l.name));
                             false

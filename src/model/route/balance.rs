@@ -169,7 +169,9 @@ pub fn choose<P: Pool + ?Sized>(pool: &P, how: Choose<'_>) -> Option<usize> {
             if uniform() {
                 rotated(n, rotation).find(|&i| eligible(i).is_some())
             } else {
-                super::weighted::round_robin(pool, rotation, eligible)
+                super::weighted::round_robin(n, &|i| pool.weight(i), rotation, &|i| {
+                    eligible(i).is_some()
+                })
             }
         }
         Choose::Sticky(tag) => {
@@ -194,6 +196,10 @@ fn rotated(n: usize, rotation: usize) -> impl Iterator<Item = usize> {
     let start = rotation.checked_rem(n).unwrap_or(0);
     (start..n).chain(0..start)
 }
+
+#[cfg(test)]
+#[path = "weighted_tests.rs"]
+mod weighted_tests;
 
 #[cfg(test)]
 mod tests {

@@ -7,8 +7,6 @@
 //! divisor; where that stays large, the weights are scaled down to bound the work per
 //! connection ([`STEP_BUDGET`]), each non-zero weight staying at least 1.
 
-use super::balance::{Pool, Seen};
-
 /// Most addresses whose smooth sequence is computed (on the stack); a route with more unequal
 /// weights takes them in blocks (still in proportion, not interleaved).
 pub const MAX_SMOOTH: usize = 32;
@@ -16,20 +14,21 @@ pub const MAX_SMOOTH: usize = 32;
 /// Most (period × addresses) steps run per choice.
 pub const STEP_BUDGET: u64 = 4096;
 
-/// The address smooth weighted round robin gives connection number `rotation`, or the next in
-/// the sequence that is `eligible`; `None` when no eligible address has a weight.
-pub(super) fn round_robin<P: Pool + ?Sized>(
-    pool: &P,
+/// Of `n` addresses weighing `weight(i)`, the one smooth weighted round robin gives connection
+/// number `rotation`, or the next in the sequence that is `eligible`; `None` when no eligible
+/// address has a weight.
+pub(super) fn round_robin(
+    n: usize,
+    weight: &dyn Fn(usize) -> u32,
     rotation: usize,
-    eligible: &dyn Fn(usize) -> Option<Seen>,
+    eligible: &dyn Fn(usize) -> bool,
 ) -> Option<usize> {
-    let n = pool.len();
     let mut weights = [0u64; MAX_SMOOTH];
     let Some(w) = weights.get_mut(..n) else {
-        return blocks(pool, rotation, eligible);
+        return blocks(n, weight, rotation, eligible);
     };
     for (i, w) in w.iter_mut().enumerate() {
-        *w = u64::from(pool.weight(i));
+        *w = u64::from(weight(i));
     }
     let total = reduce(w, (STEP_BUDGET / n.max(1) as u64).max(n as u64));
     if total == 0 {
@@ -41,7 +40,7 @@ pub(super) fn round_robin<P: Pool + ?Sized>(
     // One period past the start is every address with a weight once at least.
     for step in 0..start + total {
         let best = swrr_step(current, w, total);
-        if step >= start && eligible(best).is_some() {
+        if step >= start && eligible(best) {
             return Some(best);
         }
     }
@@ -68,7 +67,7 @@ fn swrr_step(current: &mut [i64], weights: &[u64], total: u64) -> usize {
 
 /// Divides `w` by the weights' greatest common divisor and, if their sum still exceeds
 /// `cap`, scales them to about `cap` (a non-zero weight stays ≥ 1). Returns the sum.
-fn reduce(w: &mut [u64], cap: u64) -> u64 {
+pub(super) fn reduce(w: &mut [u64], cap: u64) -> u64 {
     let g = w.iter().fold(0, |g, &x| gcd(g, x));
     if g == 0 {
         return 0;
@@ -98,20 +97,20 @@ fn gcd(a: u64, b: u64) -> u64 {
 
 /// More addresses than [`MAX_SMOOTH`]: the rotation's place in the weights laid end to end,
 /// then the next eligible address.
-fn blocks<P: Pool + ?Sized>(
-    pool: &P,
+fn blocks(
+    n: usize,
+    weight: &dyn Fn(usize) -> u32,
     rotation: usize,
-    eligible: &dyn Fn(usize) -> Option<Seen>,
+    eligible: &dyn Fn(usize) -> bool,
 ) -> Option<usize> {
-    let n = pool.len();
-    let total: u64 = (0..n).map(|i| u64::from(pool.weight(i))).sum();
+    let total: u64 = (0..n).map(|i| u64::from(weight(i))).sum();
     if total == 0 {
         return None;
     }
     let mut at = rotation as u64 % total;
     let mut first = 0;
     for i in 0..n {
-        let w = u64::from(pool.weight(i));
+        let w = u64::from(weight(i));
         if at < w {
             first = i;
             break;
@@ -120,7 +119,7 @@ fn blocks<P: Pool + ?Sized>(
     }
     (first..n)
         .chain(0..first)
-        .find(|&i| pool.weight(i) > 0 && eligible(i).is_some())
+        .find(|&i| weight(i) > 0 && eligible(i))
 }
 
 /// The weighted rendezvous key of an address whose plain score is `score`: `weight / -ln(u)`
@@ -132,7 +131,3 @@ pub(super) fn rendezvous(score: u64, weight: u32) -> f64 {
     let u = ((score >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
     f64::from(weight) / -u.ln()
 }
-
-#[cfg(test)]
-#[path = "weighted_tests.rs"]
-mod tests;

@@ -1,8 +1,8 @@
 //! Weighted balancing, as deterministic counts: each table row is weights in, the choices (or
 //! their counts) out.
 
-use super::super::balance::{choose, Balance, Choose, Node, Pool, Seen, Tag};
-use super::*;
+use super::super::weighted::{reduce, MAX_SMOOTH, STEP_BUDGET};
+use super::{choose, Balance, Choose, Node, Pool, Seen, Tag};
 
 /// Addresses `a0`, `a1`, … with weights and open connections.
 struct Weighted {
