@@ -17,6 +17,10 @@ pub const KIND_TLS_ROUTE: &str = "TLSRoute";
 pub const KIND_REFERENCE_GRANT: &str = "ReferenceGrant";
 pub const KIND_SERVICE: &str = "Service";
 pub const KIND_NAMESPACE: &str = "Namespace";
+/// The CRD whose `gateway.networking.k8s.io/bundle-version` annotation is read as the
+/// cluster's Gateway API version (TLSRoute `v1` is what this controller depends on).
+pub const TLS_ROUTE_CRD: &str = "tlsroutes.gateway.networking.k8s.io";
+pub const BUNDLE_VERSION_ANNOTATION: &str = "gateway.networking.k8s.io/bundle-version";
 
 /// Why manifests could not be read as objects.
 #[derive(Debug, thiserror::Error)]
@@ -272,7 +276,12 @@ impl Objects {
                 .get("namespace")
                 .and_then(Value::as_str)
                 .is_none_or(str::is_empty);
-            if missing && kind != KIND_GATEWAY_CLASS && kind != KIND_NAMESPACE {
+            let cluster_scoped = [
+                KIND_GATEWAY_CLASS,
+                KIND_NAMESPACE,
+                "CustomResourceDefinition",
+            ];
+            if missing && !cluster_scoped.contains(&kind) {
                 m.insert("namespace".into(), Value::from(default_namespace));
             }
         }
@@ -290,6 +299,14 @@ impl Objects {
             (GROUP, KIND_REFERENCE_GRANT) => self.reference_grants.push(
                 serde_json::from_value(v).map_err(|e| err(e, self.reference_grants.len() + 1))?,
             ),
+            ("apiextensions.k8s.io", "CustomResourceDefinition") => {
+                let meta = &v["metadata"];
+                if meta["name"] == TLS_ROUTE_CRD {
+                    self.bundle_version = meta["annotations"][BUNDLE_VERSION_ANNOTATION]
+                        .as_str()
+                        .map(str::to_owned);
+                }
+            }
             ("", KIND_NAMESPACE) => {
                 let namespaces = self.namespaces.get_or_insert_with(Vec::new);
                 let index = namespaces.len() + 1;

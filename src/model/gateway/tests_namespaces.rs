@@ -168,6 +168,23 @@ fn an_invalid_selector_selects_nothing_and_is_named() {
 
 #[test]
 fn gateway_class_supported_version_follows_the_crd_bundle_version() {
+    // Read from the CRD as a cluster (or a manifest) holds it.
+    let crd = |version: &str| {
+        format!(
+            "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  \
+             name: tlsroutes.gateway.networking.k8s.io\n  annotations:\n    \
+             gateway.networking.k8s.io/bundle-version: {version}\n"
+        )
+    };
+    let objects = Objects::from_manifests(&crd("v1.6.0"), "default").unwrap();
+    assert_eq!(objects.bundle_version.as_deref(), Some("v1.6.0"));
+    let other = crd("v1.6.0").replace("tlsroutes.", "gateways.");
+    assert_eq!(
+        Objects::from_manifests(&other, "default")
+            .unwrap()
+            .bundle_version,
+        None
+    );
     for (bundle, status, reason) in [
         (Some("v1.5.0"), "True", "SupportedVersion"),
         (Some("v1.6.1"), "True", "SupportedVersion"),

@@ -47,10 +47,7 @@ pub(super) const CLASS: usize = 0;
 pub(super) const GATEWAY: usize = 1;
 pub(super) const ROUTE: usize = 2;
 pub(super) const CRD: usize = 6;
-/// The CRD whose `gateway.networking.k8s.io/bundle-version` is the cluster's Gateway API
-/// version.
-pub(super) const TLS_ROUTE_CRD: &str = "tlsroutes.gateway.networking.k8s.io";
-const BUNDLE_VERSION: &str = "gateway.networking.k8s.io/bundle-version";
+pub(super) use gateway::objects::TLS_ROUTE_CRD;
 
 /// The Lease: held for this long unless renewed, renewed (and checked) this often.
 pub(super) const LEASE_DURATION: Duration = Duration::from_secs(15);
@@ -122,12 +119,8 @@ impl Store {
             namespaces: Some(Vec::new()),
             ..Objects::default()
         };
-        objects.bundle_version = self.objects[CRD]
-            .get(&(String::new(), TLS_ROUTE_CRD.to_owned()))
-            .and_then(|crd| crd["metadata"]["annotations"][BUNDLE_VERSION].as_str())
-            .map(str::to_owned);
         let mut invalid = Vec::new();
-        for (kind, store) in self.objects.iter().enumerate().filter(|(k, _)| *k != CRD) {
+        for (kind, store) in self.objects.iter().enumerate() {
             for ((ns, name), v) in store {
                 if let Err(e) = objects.push(v, "default") {
                     invalid.push(format!("{} {ns}/{name}: {e}", KINDS[kind].2));
