@@ -129,6 +129,12 @@ pub trait Pool {
     fn weight(&self, _i: usize) -> u32 {
         1
     }
+    /// Whether every address weighs the same (then the unweighted paths choose, at their
+    /// cost). A pool that knows it without a pass over its addresses says so here.
+    fn uniform(&self) -> bool {
+        let first = self.weight(0);
+        (1..self.len()).all(|i| self.weight(i) == first)
+    }
 }
 
 /// How one connection chooses.
@@ -148,12 +154,14 @@ pub fn choose<P: Pool + ?Sized>(pool: &P, how: Choose<'_>) -> Option<usize> {
     let n = pool.len();
     let live = |i: usize| pool.seen(i).filter(|s| !s.ejected && pool.weight(i) > 0);
     let any = |i: usize| pool.seen(i).filter(|_| pool.weight(i) > 0);
-    let uniform = || {
-        let first = pool.weight(0);
-        (1..n).all(|i| pool.weight(i) == first)
-    };
+    let uniform = pool.uniform();
     // Ejected addresses only when nothing else is left.
     let pick = |eligible: &dyn Fn(usize) -> Option<Seen>| match how {
+        Choose::Balance(Balance::LeastConn, rotation) if uniform => rotated(n, rotation)
+            .filter_map(|i| eligible(i).map(|s| (i, s.open)))
+            // `min_by_key` keeps the first of equals: ties go by rotation.
+            .min_by_key(|&(_, open)| open)
+            .map(|(i, _)| i),
         Choose::Balance(Balance::LeastConn, rotation) => rotated(n, rotation)
             .filter_map(|i| eligible(i).map(|s| (i, s.open, pool.weight(i))))
             // Fewest (open + 1) / weight, compared without dividing (HAProxy's measure: an
@@ -166,7 +174,7 @@ pub fn choose<P: Pool + ?Sized>(pool: &P, how: Choose<'_>) -> Option<usize> {
             })
             .map(|(i, _, _)| i),
         Choose::Balance(Balance::RoundRobin, rotation) => {
-            if uniform() {
+            if uniform {
                 rotated(n, rotation).find(|&i| eligible(i).is_some())
             } else {
                 super::weighted::round_robin(n, &|i| pool.weight(i), rotation, &|i| {
@@ -176,7 +184,7 @@ pub fn choose<P: Pool + ?Sized>(pool: &P, how: Choose<'_>) -> Option<usize> {
         }
         Choose::Sticky(tag) => {
             let candidates = (0..n).filter(|&i| eligible(i).is_some());
-            if uniform() {
+            if uniform {
                 // Ties (the same node written twice) go to the first.
                 candidates.max_by_key(|&i| (score(tag, &pool.node(i)), std::cmp::Reverse(i)))
             } else {

@@ -209,6 +209,8 @@ struct List<'r> {
 /// The route's addresses for one connection, flattened in configuration order.
 struct Candidates<'l> {
     slots: SmallVec<[Slot<'l>; 8]>,
+    /// Every upstream of the route weighs the same (known per upstream, not per address).
+    uniform: bool,
     now: Now,
 }
 
@@ -234,8 +236,11 @@ impl<'l> Candidates<'l> {
                 })
             })
             .collect();
+        let mut weights = lists.iter().map(|l| l.upstream.weight);
+        let first = weights.next();
         Candidates {
             slots,
+            uniform: weights.all(|w| Some(w) == first),
             now: Now::default(),
         }
     }
@@ -264,6 +269,10 @@ impl Pool for Candidates<'_> {
 
     fn weight(&self, i: usize) -> u32 {
         self.slots.get(i).map_or(0, |s| s.upstream.weight)
+    }
+
+    fn uniform(&self) -> bool {
+        self.uniform
     }
 
     fn node(&self, i: usize) -> Node<'_> {
