@@ -2,13 +2,16 @@
 //! translation, shared by Kubernetes discovery and tests (DESIGN.md, "Gateway API").
 //!
 //! - a `GatewayClass` whose `controllerName` is this proxy's is `Accepted`;
+//!   (and says in `SupportedVersion` whether it knows the CRDs' bundle version);
 //! - a `Gateway` of such a class: each listener of protocol `TLS` is matched to the proxy's
 //!   listeners by port (none: `Accepted=False`, `PortUnavailable`), mode `Passthrough`, or
 //!   `Terminate` where the proxy holds a certificate for the listener's hostname (its
-//!   `certificateRefs` are not read);
+//!   `certificateRefs` are not read); it takes routes from its namespace, all, or those whose
+//!   Namespace labels its selector matches; its `status.addresses` are the configured ones;
 //! - a `TLSRoute` attached through `parentRefs` (`sectionName`, `port`) serves its hostnames
 //!   intersected with each listener's, to its `backendRefs` (Services, as
-//!   `<svc>.<ns>.svc.<clusterDomain>:<port>`; another namespace only with a `ReferenceGrant`);
+//!   `<svc>.<ns>.svc.<clusterDomain>:<port>`, each with its `weight`; another namespace only
+//!   with a `ReferenceGrant`);
 //!   the annotations `ch-edge-proxy/allow` and `ch-edge-proxy/proxy-protocol` set its allowlist
 //!   and PROXY version, as on CHIs.
 //!

@@ -1,5 +1,6 @@
-//! The Gateway API watcher task: watches GatewayClasses, Gateways, TLSRoutes, ReferenceGrants
-//! and Services (every namespace), runs the pure translation ([`crate::model::gateway`]) after
+//! The Gateway API watcher task: watches GatewayClasses, Gateways, TLSRoutes, ReferenceGrants,
+//! Services (in `discovery.kubernetes.namespaces`, else every namespace; TLSRoutes by
+//! `label_selector`), Namespaces and the TLSRoute CRD, runs the pure translation ([`crate::model::gateway`]) after
 //! each change once every watch has listed, publishes the routes into the catalog's
 //! `tls_routes`, and — while this replica holds the Lease ([`super::lease`]) — writes the
 //! statuses that changed ([`crate::model::gateway::patch`]) as merge patches on the `status`
@@ -84,7 +85,10 @@ pub(super) async fn run(discovery: KubernetesDiscovery, tx: watch::Sender<Option
         controller_name = settings.controller_name.as_str(),
         lease = format!("{lease_ns}/{LEASE_NAME}"),
         identity = writer.identity.as_str(),
-        "gateway api: watching GatewayClasses, Gateways, TLSRoutes, ReferenceGrants, Services"
+        namespaces = ?discovery.namespaces,
+        label_selector = discovery.label_selector.as_str(),
+        "gateway api: watching GatewayClasses, Gateways, TLSRoutes, ReferenceGrants, Services, \
+         Namespaces and the TLSRoute CRD"
     );
     let mut store = Store::new(scopes);
     let mut published: Option<BTreeMap<ChiKey, Arc<ChiEntry>>> = None;
