@@ -27,10 +27,10 @@ fn specs(n: usize) -> Vec<RouteSpec> {
         .map(|i| RouteSpec {
             name: pattern(i).into(),
             sni: Arc::from([Arc::from(pattern(i))]),
-            upstreams: Arc::from([UpstreamAddr {
-                host: format!("chi-demo{i}-cluster-0-0.ns.svc.cluster.local").into(),
-                port: None,
-            }]),
+            upstreams: Arc::from([UpstreamAddr::new(
+                format!("chi-demo{i}-cluster-0-0.ns.svc.cluster.local"),
+                None,
+            )]),
             allow: None,
             proxy_protocol: None,
             balance: None,
@@ -73,8 +73,9 @@ fn lookup(c: &mut Criterion) {
     group.finish();
 }
 
-/// A route's addresses as the connect phase sees them (open counts, none ejected).
-struct Addresses(Vec<(String, u32)>);
+/// A route's addresses as the connect phase sees them (open counts, none ejected), with
+/// weights when the second field is set (address `i` weighs `i % 4 + 1`).
+struct Addresses(Vec<(String, u32)>, bool);
 
 impl Pool for Addresses {
     fn len(&self) -> usize {
@@ -93,14 +94,24 @@ impl Pool for Addresses {
             ip: None,
         }
     }
+    fn weight(&self, i: usize) -> u32 {
+        if self.1 {
+            (i % 4 + 1) as u32
+        } else {
+            1
+        }
+    }
+    fn uniform(&self) -> bool {
+        !self.1
+    }
 }
 
-/// Choosing an address for one connection: least_conn and a sticky tag, over a cluster of
-/// 3 and of 30 replicas.
+/// Choosing an address for one connection: least_conn, round robin and a sticky tag, over a
+/// cluster of 3 and of 30 replicas, with equal weights and (`weighted_*`) unequal ones.
 fn choose_address(c: &mut Criterion) {
     let mut group = c.benchmark_group("choose");
     let tag = Tag::new("session-42").unwrap();
-    for n in [3usize, 30] {
+    for (n, weighted) in [(3usize, false), (30, false), (3, true), (30, true)] {
         let pool = Addresses(
             (0..n)
                 .map(|i| {
@@ -110,8 +121,26 @@ fn choose_address(c: &mut Criterion) {
                     )
                 })
                 .collect(),
+            weighted,
         );
-        group.bench_function(BenchmarkId::new("least_conn", n), |b| {
+        let name = |what: &str| {
+            if weighted {
+                format!("weighted_{what}")
+            } else {
+                what.to_owned()
+            }
+        };
+        group.bench_function(BenchmarkId::new(name("round_robin"), n), |b| {
+            let mut rotation = 0usize;
+            b.iter(|| {
+                rotation += 1;
+                choose(
+                    black_box(&pool),
+                    Choose::Balance(Balance::RoundRobin, rotation),
+                )
+            })
+        });
+        group.bench_function(BenchmarkId::new(name("least_conn"), n), |b| {
             let mut rotation = 0usize;
             b.iter(|| {
                 rotation += 1;
@@ -121,7 +150,7 @@ fn choose_address(c: &mut Criterion) {
                 )
             })
         });
-        group.bench_function(BenchmarkId::new("sticky", n), |b| {
+        group.bench_function(BenchmarkId::new(name("sticky"), n), |b| {
             b.iter(|| choose(black_box(&pool), Choose::Sticky(&tag)))
         });
     }

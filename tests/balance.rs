@@ -411,3 +411,53 @@ async fn a_name_that_never_resolved_is_logged_once_not_per_refresh() {
     proxy.wait_reload("unchanged");
     assert_eq!(proxy.seen_count(|l| l["host"] == host), 0);
 }
+
+/// Weights through the binary: round robin follows nginx's smooth sequence (3:1 is a a b a),
+/// least_conn fills held connections 3:1, a weight-0 address is never reached, and a route whose
+/// upstreams all weigh 0 keeps its name and refuses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weights_shape_round_robin_least_conn_and_zero() {
+    let mut backends = Backends::start(3).await;
+    let [a, b, c] = [backends.addrs[0], backends.addrs[1], backends.addrs[2]];
+    let mut proxy = Proxy::start(&config(
+        &format!(
+            "  - sni: rr.ch.test\n    upstream: [\"{a} weight=3\", \"{b}\", \"{c} weight=0\"]\n    balance: round_robin\n\
+             \x20 - sni: lc.ch.test\n    upstream: [\"{a} weight=3\", \"{b}\", \"{c} weight=0\"]\n    balance: least_conn\n\
+             \x20 - sni: none.ch.test\n    upstream: [\"{a} weight=0\"]\n\
+             \x20 - sni: \"*.ch.test\"\n    upstream: \"{c}\"\n"
+        ),
+        "",
+    ));
+    let addr = proxy.addr("native");
+    let rr: Vec<u8> = {
+        let mut v = Vec::new();
+        for _ in 0..8 {
+            v.push(who(addr, "rr.ch.test").await);
+            backends.next().await;
+        }
+        v
+    };
+    assert_eq!(rr, [0, 0, 1, 0, 0, 0, 1, 0]);
+    // least_conn, every connection held open: (open + 1) / weight gives 6 and 2 of 8.
+    let mut held = Vec::new();
+    let mut per = [0usize; 3];
+    for _ in 0..8 {
+        held.push(hold(addr, "lc.ch.test").await);
+        per[usize::from(backends.next().await)] += 1;
+    }
+    assert_eq!(per, [6, 2, 0]);
+    drop(held);
+    // All at 0: refused, not caught by the wildcard.
+    let answer = peers::exchange(addr, &peers::client_hello("none.ch.test")).await;
+    assert_eq!(answer, [0x15, 3, 3, 0, 2, 2, 80], "alert internal_error");
+    let line = loop {
+        let line = proxy.access();
+        if line["sni"] == "none.ch.test" {
+            break line;
+        }
+    };
+    assert_eq!(line["outcome"], "upstream_unavailable", "{line}");
+    assert_eq!(line["detail"], "every upstream weighs 0", "{line}");
+    let routes = routes_json(&proxy);
+    assert_eq!(routes["routes"][0]["upstreams"][0]["weight"], 3, "{routes}");
+}

@@ -1,5 +1,5 @@
 //! Kubernetes discovery through the real binary against a fake API server
-//! on loopback (tests/support/fake_kube.rs). Every wait is on the proxy's
+//! on loopback (tests/support/fake_api.rs). Every wait is on the proxy's
 //! own log lines or the fake's request log, never on time.
 #![cfg(feature = "k8s")]
 
@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 
 use serde_json::{json, Value};
 
-use support::fake_kube::FakeKube;
+use support::fake_api::FakeApi;
 use support::*;
 
 const NS: &str = "ch";
@@ -49,7 +49,7 @@ fn config(upstream_port: u16, file_routes: &str) -> String {
 }
 
 /// Starts the proxy against `fake`; returns once its listeners are bound.
-fn start(fake: &FakeKube, yaml: &str) -> (Proxy, tempfile::TempDir) {
+fn start(fake: &FakeApi, yaml: &str) -> (Proxy, tempfile::TempDir) {
     start_stalling_after(fake, yaml, None)
 }
 
@@ -63,7 +63,7 @@ const QUIET_STALL_SECS: u64 = 3;
 /// Like [`start`], with the watch stall timeout shortened to `stall`
 /// (`CH_EDGE_PROXY_WATCH_STALL_TIMEOUT`, for tests only).
 fn start_stalling_after(
-    fake: &FakeKube,
+    fake: &FakeApi,
     yaml: &str,
     stall: Option<&str>,
 ) -> (Proxy, tempfile::TempDir) {
@@ -144,7 +144,7 @@ async fn reaches(proxy_addr: SocketAddr, sni: &str, backend: &mut TlsBackend) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chi_add_modify_delete_follow_the_api() {
     let mut backend = TlsBackend::start(false).await;
-    let fake = FakeKube::start().await;
+    let fake = FakeApi::start().await;
     fake.apply(chi("alpha", "2024-01-01T00:00:00Z", &[]));
     // Another namespace and an unlabelled CHI: not selected.
     let mut elsewhere = chi("other", "2024-01-01T00:00:00Z", &[]);
@@ -228,7 +228,7 @@ async fn a_chi_conflicting_with_a_file_route_gets_only_its_free_routes() {
         "routes:\n  - name: pinned\n    sni: demo.ch.test\n    upstream: \"{}\"\n",
         file_backend.addr
     );
-    let fake = FakeKube::start().await;
+    let fake = FakeApi::start().await;
     fake.apply(chi("demo", "2024-01-01T00:00:00Z", &[]));
     let (mut proxy, _dir) = start(&fake, &config(chi_backend.addr.port(), &file_routes));
     let addr = proxy.addr("native");
@@ -280,7 +280,7 @@ async fn a_chi_conflicting_with_a_file_route_gets_only_its_free_routes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_errors_resync_and_api_failures_keep_the_last_table() {
     let mut backend = TlsBackend::start(false).await;
-    let fake = FakeKube::start().await;
+    let fake = FakeApi::start().await;
     fake.apply(chi("a", "2024-01-01T00:00:00Z", &[]));
     fake.apply(chi("b", "2024-01-02T00:00:00Z", &[]));
     fake.set_failing(true);
@@ -383,7 +383,7 @@ async fn watch_errors_resync_and_api_failures_keep_the_last_table() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changed_discovery_section_restarts_the_watch() {
     let backend = TlsBackend::start(false).await;
-    let fake = FakeKube::start().await;
+    let fake = FakeApi::start().await;
     fake.apply(chi("here", "2024-01-01T00:00:00Z", &[]));
     let mut there = chi("there", "2024-01-01T00:00:00Z", &[]);
     there["metadata"]["namespace"] = json!("other");
@@ -423,7 +423,7 @@ async fn a_changed_discovery_section_restarts_the_watch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn across_all_namespaces_the_older_chi_keeps_a_contested_name() {
     let backend = TlsBackend::start(false).await;
-    let fake = FakeKube::start().await;
+    let fake = FakeApi::start().await;
     // CHI "demo" in two namespaces derives the same SNI names.
     let mut newer = chi("demo", "2024-06-01T00:00:00Z", &[]);
     newer["metadata"]["namespace"] = json!("a");
@@ -466,7 +466,7 @@ async fn across_all_namespaces_the_older_chi_keeps_a_contested_name() {
 /// are good again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_discovery_rebuild_does_not_make_refused_files_good() {
-    let fake = FakeKube::start().await;
+    let fake = FakeApi::start().await;
     fake.apply(chi("alpha", "2024-01-01T00:00:00Z", &[]));
     let yaml = config(9440, "");
     let (mut proxy, _dir) = start(&fake, &yaml);
@@ -501,7 +501,7 @@ async fn a_discovery_rebuild_does_not_make_refused_files_good() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_black_holed_watch_is_dropped_counted_and_watched_again() {
     let mut backend = TlsBackend::start(false).await;
-    let fake = FakeKube::start().await;
+    let fake = FakeApi::start().await;
     fake.apply(chi("a", "2024-01-01T00:00:00Z", &[]));
     // The first watch gets its headers, then nothing: no event, no bookmark, no end.
     fake.black_hole_watches(1);
@@ -547,7 +547,7 @@ async fn a_black_holed_watch_is_dropped_counted_and_watched_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_watch_request_answered_410_gone_relists() {
     let mut backend = TlsBackend::start(false).await;
-    let fake = FakeKube::start().await;
+    let fake = FakeApi::start().await;
     fake.apply(chi("a", "2024-01-01T00:00:00Z", &[]));
     let (mut proxy, _dir) = start(&fake, &config(backend.addr.port(), ""));
     let addr = proxy.addr("native");
@@ -591,7 +591,7 @@ async fn a_watch_request_answered_410_gone_relists() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quiet_healthy_watches_are_not_stalled() {
     let mut backend = TlsBackend::start(false).await;
-    let fake = FakeKube::start().await;
+    let fake = FakeApi::start().await;
     fake.apply(chi("a", "2024-01-01T00:00:00Z", &[]));
     let stall = format!("{QUIET_STALL_SECS}s");
     let (mut proxy, _dir) =
@@ -702,7 +702,7 @@ fn pod(replica: u32) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clickhousecluster_add_modify_delete_follow_the_api() {
     let backend = TlsBackend::start(false).await;
-    let fake = FakeKube::start().await;
+    let fake = FakeApi::start().await;
     fake.apply(chi("alpha", "2024-01-01T00:00:00Z", &[]));
     let (mut proxy, _dir) = start(&fake, &config_with_clusters(backend.addr.port()));
     let addr = proxy.addr("native");
@@ -760,7 +760,7 @@ async fn clickhousecluster_add_modify_delete_follow_the_api() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clickhousecluster_without_tls_or_certificate_is_refused_with_a_reason() {
     let backend = TlsBackend::start(false).await;
-    let fake = FakeKube::start().await;
+    let fake = FakeApi::start().await;
     let mut plain = sample_cluster(1);
     plain["spec"]["settings"] = json!(null);
     fake.apply(plain);
@@ -812,7 +812,7 @@ fn sample_pod(replica: u32, ready: bool) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clickhousecluster_replica_whose_pod_is_not_ready_leaves_the_balanced_routes() {
     let backend = TlsBackend::start(false).await;
-    let fake = FakeKube::start().await;
+    let fake = FakeApi::start().await;
     fake.apply(sample_cluster(2));
     fake.apply(sample_pod(0, true));
     fake.apply(sample_pod(1, false));

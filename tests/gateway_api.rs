@@ -170,7 +170,7 @@ fn start(fake: &FakeApi, dir: &tempfile::TempDir, pod: &str) -> Proxy {
     let yaml = "listeners:\n  - name: tls\n    address: \"127.0.0.1:0\"\n    upstream_port: 9440\n\
                 admin:\n  address: \"127.0.0.1:0\"\n\
                 discovery:\n  kubernetes:\n    enabled: true\n    domain: ch.test\n    \
-                gateway_api:\n      enabled: true\n";
+                gateway_api:\n      enabled: true\n      addresses: [edge.example.com, 203.0.113.7]\n";
     let env = [
         ("KUBECONFIG", kubeconfig.as_os_str()),
         ("POD_NAME", std::ffi::OsStr::new(pod)),
@@ -193,17 +193,24 @@ fn live_route(proxy: &Proxy, name: &str) -> Option<Value> {
 }
 
 /// The TLSRoute's routes reach the live table, with the allowlist and PROXY version of its
-/// annotations, and leave it when the route goes.
-///
-/// The proxy listens on port 0 (tests bind no fixed port), so the Gateway's listener says port
-/// 0 — a value the API server's validation would refuse, which this fake does not check.
+/// annotations, and leave it when the route goes. End to end: the Gateway listener matches the
+/// port the proxy listens on (bound at 127.0.0.1:0, so the Gateway is written once it is
+/// known), it selects the route's namespace by label, the class reports the CRDs' version
+/// and the Gateway the configured addresses.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tls_route_becomes_a_live_route() {
     let fake = FakeApi::start().await;
     fake.apply(class());
-    let mut gw = example("examples/standard/tls-routing/gateway.yaml");
-    gw["spec"]["listeners"][0]["port"] = json!(0);
-    fake.apply(gw);
+    fake.apply(json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "tlsroutes.gateway.networking.k8s.io",
+            "annotations": {"gateway.networking.k8s.io/bundle-version": "v1.5.0",
+                "gateway.networking.k8s.io/channel": "standard"}},
+    }));
+    fake.apply(json!({
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": "default", "labels": {"team": "clickhouse"}},
+    }));
     let mut route = example("examples/standard/tls-routing/tls-route.yaml");
     route["metadata"]["annotations"] = json!({
         "ch-edge-proxy/allow": "10.0.0.0/8",
@@ -213,6 +220,11 @@ async fn a_tls_route_becomes_a_live_route() {
     fake.apply(service("foo-svc"));
     let dir = tempfile::tempdir().unwrap();
     let mut proxy = start(&fake, &dir, "replica-a");
+    let mut gw = example("examples/standard/tls-routing/gateway.yaml");
+    gw["spec"]["listeners"][0]["port"] = json!(proxy.addr("tls").port());
+    gw["spec"]["listeners"][0]["allowedRoutes"] = json!({"namespaces": {"from": "Selector",
+        "selector": {"matchExpressions": [{"key": "team", "operator": "In", "values": ["clickhouse"]}]}}});
+    fake.apply(gw);
     let name = "tlsroute/default/foo-route";
     while live_route(&proxy, name).is_none() {
         proxy.wait_log(|l| l["message"] == "reload" && l["trigger"] == "discovery");
@@ -234,14 +246,49 @@ async fn a_tls_route_becomes_a_live_route() {
             .is_some_and(|r| r["status"]["parents"][0]["conditions"][0]["status"] == "True")
     })
     .await;
-
-    // The backend's weight set to 0: no backend left, no route.
-    let mut route = fake.object(ROUTES, "default", "foo-route").unwrap();
-    route["spec"]["rules"][0]["backendRefs"][0]["weight"] = json!(0);
-    fake.apply(route);
-    while live_route(&proxy, name).is_some() {
-        proxy.wait_log(|l| l["message"] == "reload" && l["trigger"] == "discovery");
+    fake.wait("the Gateway's status", |f| {
+        f.object(GATEWAYS, "default", "example-gateway")
+            .is_some_and(|g| g["status"]["listeners"][0]["attachedRoutes"] == 1)
+    })
+    .await;
+    let gw = fake.object(GATEWAYS, "default", "example-gateway").unwrap();
+    let tls = &gw["status"]["listeners"][0];
+    for kind in ["Accepted", "Programmed"] {
+        let c = condition(&tls["conditions"], kind);
+        assert_eq!(c["status"], "True", "{kind}: {c}");
     }
+    assert_eq!(
+        gw["status"]["addresses"],
+        json!([{"type": "Hostname", "value": "edge.example.com"},
+            {"type": "IPAddress", "value": "203.0.113.7"}])
+    );
+    let class = fake.object(CLASSES, "", "example-gateway-class").unwrap();
+    let v = condition(&class["status"]["conditions"], "SupportedVersion");
+    assert_eq!(
+        (&v["status"], &v["reason"]),
+        (&json!("True"), &json!("SupportedVersion"))
+    );
+
+    // The backend's weight becomes the upstream's.
+    let weight_of =
+        |proxy: &Proxy| live_route(proxy, name).map(|r| r["upstreams"][0]["weight"].clone());
+    for weight in [3, 0] {
+        let mut route = fake.object(ROUTES, "default", "foo-route").unwrap();
+        route["spec"]["rules"][0]["backendRefs"][0]["weight"] = json!(weight);
+        fake.apply(route);
+        while weight_of(&proxy) != Some(json!(weight)) {
+            proxy.wait_log(|l| l["message"] == "reload" && l["trigger"] == "discovery");
+        }
+    }
+    // Weight 0 on its only backend: the route keeps its name and says why it refuses.
+    fake.wait("the weight-0 message", |f| {
+        f.object(ROUTES, "default", "foo-route").is_some_and(|r| {
+            r["status"]["parents"][0]["conditions"][0]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("every backendRef has weight 0"))
+        })
+    })
+    .await;
 }
 
 /// Two replicas: the second finds the Lease held and writes nothing.
@@ -283,4 +330,91 @@ async fn one_replica_writes_statuses() {
     .await;
     assert_eq!(patches_of(&fake, CLASSES, "example-gateway-class").len(), 1);
     assert_eq!(patches_of(&fake, ROUTES, "foo-route").len(), 3);
+}
+
+/// `/readyz` waits for the Gateway API's first lists, not only the CHI one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_waits_for_the_gateway_api_lists() {
+    let fake = FakeApi::start().await;
+    fake.apply(class());
+    fake.set_failing_resource(CLASSES, true);
+    let dir = tempfile::tempdir().unwrap();
+    let mut proxy = start(&fake, &dir, "replica-a");
+    proxy.wait_log(|l| l["message"] == "kubernetes discovery: listed");
+    proxy.wait_log(|l| l["message"] == "reload" && l["trigger"] == "discovery");
+    assert_eq!(
+        proxy.admin_get("/readyz").0,
+        503,
+        "the GatewayClasses are not listed yet"
+    );
+    fake.set_failing_resource(CLASSES, false);
+    while proxy.admin_get("/readyz").0 != 200 {
+        proxy.wait_log(|l| l["message"] == "reload" && l["trigger"] == "discovery");
+    }
+}
+
+/// `discovery.kubernetes.namespaces` and `label_selector` apply to the Gateway API watches as
+/// to CHIs: namespaced kinds are watched per listed namespace, TLSRoutes by label.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_watches_honour_namespaces_and_label_selector() {
+    let fake = FakeApi::start().await;
+    fake.apply(class());
+    let in_ns = |mut v: Value, ns: &str| {
+        v["metadata"]["namespace"] = json!(ns);
+        v
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = fake.kubeconfig(dir.path());
+    let yaml = "listeners:\n  - name: tls\n    address: \"127.0.0.1:0\"\n    upstream_port: 9440\n\
+                admin:\n  address: \"127.0.0.1:0\"\n\
+                discovery:\n  kubernetes:\n    enabled: true\n    domain: ch.test\n    \
+                namespaces: [team-a]\n    label_selector: edge=ch\n    \
+                gateway_api:\n      enabled: true\n";
+    let env = [
+        ("KUBECONFIG", kubeconfig.as_os_str()),
+        ("POD_NAME", std::ffi::OsStr::new("replica-a")),
+        ("POD_NAMESPACE", std::ffi::OsStr::new("team-a")),
+    ];
+    let mut proxy = Proxy::start_with_env(yaml, &env);
+    let port = proxy.addr("tls").port();
+    for ns in ["team-a", "team-b"] {
+        let mut gw = in_ns(example("examples/standard/tls-routing/gateway.yaml"), ns);
+        gw["spec"]["listeners"][0]["port"] = json!(port);
+        fake.apply(gw);
+        fake.apply(in_ns(service("foo-svc"), ns));
+        let mut route = in_ns(example("examples/standard/tls-routing/tls-route.yaml"), ns);
+        route["metadata"]["labels"] = json!({"edge": "ch"});
+        fake.apply(route);
+    }
+    // One more in team-a without the label: not watched.
+    let mut unlabelled = in_ns(
+        example("examples/standard/tls-routing/tls-route.yaml"),
+        "team-a",
+    );
+    unlabelled["metadata"]["name"] = json!("unlabelled");
+    unlabelled["spec"]["hostnames"] = json!(["other.example.com"]);
+    fake.apply(unlabelled);
+    while live_route(&proxy, "tlsroute/team-a/foo-route").is_none() {
+        proxy.wait_log(|l| l["message"] == "reload" && l["trigger"] == "discovery");
+    }
+    assert!(live_route(&proxy, "tlsroute/team-b/foo-route").is_none());
+    assert!(live_route(&proxy, "tlsroute/team-a/unlabelled").is_none());
+    let requests = fake.requests();
+    let gets: Vec<&String> = requests.iter().filter(|r| r.starts_with('/')).collect();
+    for kind in ["gateways", "tlsroutes", "referencegrants", "services"] {
+        assert!(
+            gets.iter()
+                .filter(|r| r.contains(&format!("/{kind}?")))
+                .all(|r| r.contains(&format!("/namespaces/team-a/{kind}?"))),
+            "{kind}: {gets:?}"
+        );
+    }
+    assert!(gets
+        .iter()
+        .filter(|r| r.contains("/tlsroutes?"))
+        .all(|r| r.contains("labelSelector=edge%3Dch")));
+    assert!(
+        gets.iter().any(|r| r.starts_with("/api/v1/namespaces?")),
+        "Namespaces cluster-wide"
+    );
 }

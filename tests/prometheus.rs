@@ -19,7 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 use support::certs::{connect_verified, Ca};
-use support::fake_kube::FakeKube;
+use support::fake_api::FakeApi;
 use support::peers::{self, RawBackend};
 use support::prometheus::Prometheus;
 use support::*;
@@ -215,7 +215,7 @@ async fn every_dashboard_query_and_alert_rule_works_on_a_real_prometheus() {
         return;
     };
     let mut backend = RawBackend::start(false).await;
-    let fake = FakeKube::start().await;
+    let fake = FakeApi::start().await;
     fake.apply(chi("demo"));
     // Nothing listens here: connects are refused at once. With `eject_after: 2` its first
     // failure leaves it live, so Prometheus sees its series before the ejection (the series is

@@ -25,12 +25,14 @@ mod claims;
 pub(crate) mod earlier;
 mod spec;
 pub mod tls;
+pub mod weighted;
 
 pub use balance::{Balance, Tag};
 pub use build::Resolve;
 pub use claims::{check_claims, duplicate_claims, RouteRef};
 pub use spec::{
     Defaults, RouteSpec, RouteSpecs, RouteTls, Routes, SpecGroup, UpstreamAddr, UpstreamAddrError,
+    DEFAULT_WEIGHT, MAX_WEIGHT,
 };
 pub use tls::{TlsMode, UpstreamTls};
 
@@ -121,6 +123,8 @@ pub struct Upstream<A> {
     pub host: Arc<str>,
     /// `None`: the listener's `upstream_port`.
     pub port: Option<u16>,
+    /// Its weight in balancing (0: never chosen).
+    pub weight: u32,
     pub addrs: A,
 }
 

@@ -6,7 +6,6 @@
 pub mod certs;
 pub mod clickhouse;
 pub mod fake_api;
-pub mod fake_kube;
 pub mod peers;
 pub mod prometheus;
 pub mod tls;

@@ -142,7 +142,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- $kube := dict "enabled" $k.enabled "domain" $k.domain "namespaces" $k.namespaces "label_selector" $k.labelSelector "sources" (default (list "chi") $k.sources) }}
 {{- $g := default (dict) $k.gatewayApi }}
 {{- if $g.enabled }}
-{{- $_ := set $kube "gateway_api" (dict "enabled" true "controller_name" $g.controllerName "cluster_domain" $g.clusterDomain) }}
+{{- $addresses := $g.addresses }}
+{{- if not $addresses }}
+{{- $addresses = list (printf "%s.%s.svc.%s" (include "ch-edge-proxy.fullname" .) .Release.Namespace $g.clusterDomain) }}
+{{- end }}
+{{- $_ := set $kube "gateway_api" (dict "enabled" true "controller_name" $g.controllerName "cluster_domain" $g.clusterDomain "addresses" $addresses) }}
 {{- end }}
 {{- $_ := set $cfg "discovery" (dict "kubernetes" $kube) }}
 {{- toYaml $cfg }}

@@ -358,7 +358,12 @@ def test_rbac_only_with_discovery(variant):
             "resources": ["gatewayclasses/status", "gateways/status", "tlsroutes/status"],
             "verbs": ["patch"],
         },
-        {"apiGroups": [""], "resources": ["services"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": [""], "resources": ["services", "namespaces"], "verbs": ["get", "list", "watch"]},
+        {
+            "apiGroups": ["apiextensions.k8s.io"],
+            "resources": ["customresourcedefinitions"],
+            "verbs": ["get", "list", "watch"],
+        },
     ]
     (binding,) = bindings
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
@@ -685,6 +690,12 @@ def test_clickhousecluster_source_gets_its_rbac_and_config():
     assert [r["resources"] for r in role["rules"]] == [["clickhouseclusters"], ["pods"]]
 
 
+def gc_service_name(docs):
+    """The proxy's Service (the one whose ports are the listeners)."""
+    (svc,) = [s for s in by_kind(docs, "Service") if not s["metadata"]["name"].endswith("-metrics")]
+    return svc["metadata"]["name"]
+
+
 def test_gateway_api_class_lease_rbac_and_pod_identity():
     docs = render(VARIANTS["discovery"])
     (gc,) = by_kind(docs, "GatewayClass")
@@ -706,7 +717,16 @@ def test_gateway_api_class_lease_rbac_and_pod_identity():
         "enabled": True,
         "controller_name": "ch-edge-proxy.io/gateway-controller",
         "cluster_domain": "cluster.local",
+        "addresses": [f"{gc_service_name(docs)}.{NAMESPACE}.svc.cluster.local"],
     }
+    # Configured addresses (the load balancer's) replace the Service's name.
+    lb = {"discovery": {"kubernetes": {"enabled": True, "gatewayApi": {"enabled": True, "addresses": ["nlb.example.com"]}}}}
+    assert proxy_config(render(lb))["discovery"]["kubernetes"]["gateway_api"]["addresses"] == ["nlb.example.com"]
+    # Gateway listeners are matched to the proxy's ports: the Service must expose each listener
+    # on the port the proxy listens on, so a Gateway listener's port is what clients reach.
+    svc = [s for s in by_kind(docs, "Service") if s["metadata"]["name"] == gc_service_name(docs)][0]
+    listen = {l["name"]: int(l["address"].rsplit(":", 1)[1]) for l in proxy_config(docs)["listeners"]}
+    assert {p["name"]: p["port"] for p in svc["spec"]["ports"]} == listen
     # Off by default, and no class without discovery; a class can be left to the user.
     for values in [{}, {"discovery": {"kubernetes": {"gatewayApi": {"enabled": True}}}}]:
         docs = render(values)

@@ -300,10 +300,7 @@ impl Cluster {
                 .into_owned();
             let upstreams: Vec<UpstreamAddr> = members
                 .iter()
-                .map(|&i| UpstreamAddr {
-                    host: Arc::from(fqdns[i].as_str()),
-                    port: None,
-                })
+                .map(|&i| UpstreamAddr::new(fqdns[i].as_str(), None))
                 .collect();
             Ok::<_, Problem>(RouteSpec {
                 name: route_name.into(),

@@ -97,10 +97,7 @@ fn derive(chi: &Value, name: &str, ns: &str, domain: &str) -> Result<Vec<RouteSp
         let upstreams = upstreams
             .into_iter()
             .map(|host| match check_name(&host) {
-                Ok(()) => Ok(UpstreamAddr {
-                    host: host.into(),
-                    port: None,
-                }),
+                Ok(()) => Ok(UpstreamAddr::new(host, None)),
                 Err(error) => Err(ChiProblem::DerivedServiceName { host, error }),
             })
             .collect::<Result<Vec<_>, _>>()?;

@@ -293,6 +293,8 @@ pub struct GatewayApi {
     /// The DNS names of `tls.certificates` (`*.suffix` for wildcards): what a `Terminate`
     /// listener can serve.
     pub certificate_names: Vec<Arc<str>>,
+    /// `addresses`: every Gateway's `status.addresses` (the proxy's Service or load balancer).
+    pub addresses: Vec<crate::model::gateway::status::GatewayAddress>,
 }
 
 impl GatewayApi {
@@ -320,6 +322,7 @@ impl Default for GatewayApi {
             cluster_domain: "cluster.local".to_owned(),
             listener_ports: Vec::new(),
             certificate_names: Vec::new(),
+            addresses: Vec::new(),
         }
     }
 }

@@ -244,6 +244,7 @@ pub(crate) struct RawGatewayApi {
     pub enabled: bool,
     pub controller_name: Option<S<String>>,
     pub cluster_domain: Option<S<String>>,
+    pub addresses: Option<Vec<S<String>>>,
 }
 
 /// An empty value (`routes:` with every entry commented out) means the default.

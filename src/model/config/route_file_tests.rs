@@ -34,9 +34,10 @@ fn upstream() -> impl Strategy<Value = UpstreamAddr> {
         any::<[u8; 4]>().prop_map(|b| std::net::Ipv4Addr::from(b).to_string()),
         any::<u128>().prop_map(|b| Ipv6Addr::from(b).to_string()),
     ];
-    (host, prop::option::of(1u16..)).prop_map(|(host, port)| UpstreamAddr {
+    (host, prop::option::of(1u16..), 0u32..=4).prop_map(|(host, port, weight)| UpstreamAddr {
         host: host.into(),
         port,
+        weight,
     })
 }
 

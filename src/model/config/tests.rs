@@ -132,10 +132,10 @@ discovery:
         vec![RouteSpec {
             name: "demo".into(),
             sni: Arc::from([Arc::from("demo.ch.example.com")]),
-            upstreams: Arc::from([UpstreamAddr {
-                host: "clickhouse-demo.ns.svc.cluster.local".into(),
-                port: None
-            }]),
+            upstreams: Arc::from([UpstreamAddr::new(
+                "clickhouse-demo.ns.svc.cluster.local",
+                None
+            )]),
             allow: Some(Arc::from([net("203.0.113.0/24")])),
             proxy_protocol: Some(ProxyVersion::V1),
             balance: None,
@@ -446,10 +446,7 @@ fn upstream_syntax() {
     for (text, host, port) in ok {
         assert_eq!(
             text.parse::<UpstreamAddr>(),
-            Ok(UpstreamAddr {
-                host: host.into(),
-                port
-            }),
+            Ok(UpstreamAddr::new(host, port)),
             "{text}"
         );
     }
@@ -479,6 +476,31 @@ fn upstream_syntax() {
         "routes:\n  - sni: a\n    upstream: [ok, \"h:99999\"]\n",
     ));
     assert_eq!(e, "cfg.yaml:6: route \"a\" (#1): upstream: invalid upstream \"h:99999\": invalid port \"99999\" (1-65535)");
+}
+
+#[test]
+fn upstream_weights_are_read_with_file_and_line() {
+    let cfg = parse(&with_listener(
+        "routes:\n  - sni: a\n    upstream: [\"x:9440 weight=3\", y, \"z weight=0\"]\n",
+    ))
+    .unwrap();
+    let weights: Vec<u32> = cfg.routes[0].upstreams.iter().map(|u| u.weight).collect();
+    assert_eq!(weights, [3, 1, 0]);
+    let e = error(&with_listener(
+        "routes:\n  - sni: a\n    upstream:\n      - ok\n      - \"h weight=x\"\n",
+    ));
+    assert_eq!(
+        e,
+        "cfg.yaml:8: route \"a\" (#1): upstream: invalid upstream \"h weight=x\": invalid weight \"x\" \
+         (an integer 0-1000000, after one space: `host:port weight=3`)"
+    );
+    // Every upstream at 0 is a route that keeps its names and refuses every connection (as a
+    // TLSRoute whose backendRefs all weigh 0), not an error.
+    let cfg = parse(&with_listener(
+        "routes:\n  - sni: a\n    upstream: [\"h weight=0\", \"i:1 weight=0\"]\n",
+    ))
+    .unwrap();
+    assert!(cfg.routes[0].upstreams.iter().all(|u| u.weight == 0));
 }
 
 #[test]
@@ -1183,6 +1205,34 @@ fn gateway_api_settings() {
     assert_contains(&e, &["enabled needs discovery.kubernetes.enabled"]);
     let e = error(&on("      color: blue\n"));
     assert_contains(&e, &["color"]);
+    // status.addresses: IPs and names, typed; anything else refused with its line.
+    let c = parse(&on(
+        "      addresses: [nlb.example.com., 203.0.113.7, \"2001:db8::7\"]\n",
+    ))
+    .unwrap();
+    let a: Vec<(&str, &str)> = c
+        .discovery
+        .kubernetes
+        .gateway_api
+        .addresses
+        .iter()
+        .map(|a| (a.kind, &*a.value))
+        .collect();
+    assert_eq!(
+        a,
+        [
+            ("Hostname", "nlb.example.com"),
+            ("IPAddress", "203.0.113.7"),
+            ("IPAddress", "2001:db8::7")
+        ]
+    );
+    let e = error(&on(
+        "      addresses:\n        - ok.example.com\n        - \"not a name\"\n",
+    ));
+    assert_eq!(
+        e,
+        "cfg.yaml:12: discovery.kubernetes.gateway_api.addresses: \"not a name\" is neither an IP address nor a DNS name"
+    );
 }
 
 #[test]

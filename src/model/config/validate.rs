@@ -14,6 +14,7 @@ use super::error::Problems;
 use super::raw::{RawConfig, RawDiscovery, RawGatewayApi, RawHealth, RawListener, RawLog, S};
 use super::values::{binds_same, cidrs, relative_to, socket_addr};
 use super::*;
+use crate::model::gateway::status::GatewayAddress;
 use crate::model::route::Defaults;
 
 /// Longest accepted timeout: keeps `Instant + timeout` arithmetic far from overflow.
@@ -474,6 +475,19 @@ fn gateway_api(g: RawGatewayApi, kubernetes: bool, file: &str, errs: &mut Proble
                 &format!("{what}.cluster_domain"),
                 format!("invalid cluster domain {:?}: {e}", d.value),
             ),
+        }
+    }
+    for a in g.addresses.iter().flatten() {
+        let v = a.value.trim_end_matches('.');
+        if v.parse::<std::net::IpAddr>().is_ok() || check_name(v).is_ok() {
+            out.addresses.push(GatewayAddress::new(v));
+        } else {
+            errs.add(
+                file,
+                Some(&a.referenced),
+                &format!("{what}.addresses"),
+                format!("{:?} is neither an IP address nor a DNS name", a.value),
+            );
         }
     }
     out

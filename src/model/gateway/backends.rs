@@ -1,11 +1,12 @@
 //! A TLSRoute's `backendRefs` resolved to upstreams: Services only, in another namespace only
-//! with a ReferenceGrant, existing (when Services are known), weight 0 left out.
+//! with a ReferenceGrant, existing (when Services are known), each with its `weight` (0: kept,
+//! never chosen, so a route whose refs all weigh 0 still claims its hostnames and refuses).
 
 use std::sync::Arc;
 
 use ch_edge_wire::sni::check_name;
 
-use crate::model::route::UpstreamAddr;
+use crate::model::route::{UpstreamAddr, DEFAULT_WEIGHT, MAX_WEIGHT};
 
 use super::objects::{BackendRef, Objects, TlsRoute, GROUP, KIND_SERVICE, KIND_TLS_ROUTE};
 use super::status::{reason, Condition};
@@ -13,9 +14,8 @@ use super::status::{reason, Condition};
 /// The upstreams of a route and its `ResolvedRefs` condition.
 #[derive(Debug, Clone)]
 pub struct Resolved {
+    /// With their weights; two refs to one Service and port are one upstream weighing both.
     pub upstreams: Vec<UpstreamAddr>,
-    /// The weights of `upstreams`, in order (all ≥ 1).
-    pub weights: Vec<u32>,
     pub condition: Condition,
 }
 
@@ -24,18 +24,17 @@ pub struct Resolved {
 pub fn resolve(route: &TlsRoute, objects: &Objects, cluster_domain: &str) -> Resolved {
     let ns = route.metadata.ns();
     let generation = route.metadata.generation;
-    let mut upstreams = Vec::new();
-    let mut weights = Vec::new();
+    let mut upstreams: Vec<UpstreamAddr> = Vec::new();
     let mut refusal: Option<(&'static str, String)> = None;
     for r in route.spec.rules.iter().flat_map(|r| &r.backend_refs) {
         match resolve_one(r, ns, objects, cluster_domain) {
-            Ok(Some((up, w))) => {
-                if !upstreams.contains(&up) {
-                    upstreams.push(up);
-                    weights.push(w);
-                }
-            }
-            Ok(None) => {}
+            Ok(up) => match upstreams
+                .iter_mut()
+                .find(|u| u.host == up.host && u.port == up.port)
+            {
+                Some(same) => same.weight = same.weight.saturating_add(up.weight),
+                None => upstreams.push(up),
+            },
             Err(why) => {
                 refusal.get_or_insert(why);
             }
@@ -53,18 +52,16 @@ pub fn resolve(route: &TlsRoute, objects: &Objects, cluster_domain: &str) -> Res
     };
     Resolved {
         upstreams,
-        weights,
         condition,
     }
 }
 
-/// `Ok(None)`: weight 0, not used.
 fn resolve_one(
     r: &BackendRef,
     route_ns: &str,
     objects: &Objects,
     cluster_domain: &str,
-) -> Result<Option<(UpstreamAddr, u32)>, (&'static str, String)> {
+) -> Result<UpstreamAddr, (&'static str, String)> {
     let group = r.group.as_deref().unwrap_or("");
     let kind = r.kind.as_deref().unwrap_or(KIND_SERVICE);
     if !group.is_empty() || kind != KIND_SERVICE {
@@ -114,16 +111,13 @@ fn resolve_one(
             format!("Service {ns}/{}: {host:?} is not a DNS name: {e}", r.name),
         ));
     }
-    match r.weight.unwrap_or(1) {
-        0 => Ok(None),
-        w => Ok(Some((
-            UpstreamAddr {
-                host: Arc::from(host),
-                port: Some(port),
-            },
-            w,
-        ))),
-    }
+    // The CRD bounds it (0-1000000); a larger one from a lenient API server is clamped.
+    let weight = r.weight.unwrap_or(DEFAULT_WEIGHT).min(MAX_WEIGHT);
+    Ok(UpstreamAddr {
+        host: Arc::from(host),
+        port: Some(port),
+        weight,
+    })
 }
 
 /// Whether a ReferenceGrant in `to_ns` lets TLSRoutes of `from_ns` refer to Service `name`.

@@ -5,16 +5,17 @@
 use crate::model::route::TlsMode;
 
 use super::objects::{Gateway, Listener, GROUP, KIND_TLS_ROUTE};
+use super::selector::LabelSelector;
 use super::status::{reason, Condition, GroupKind, ListenerStatus, TLS_ROUTE_KIND};
 use super::Settings;
 
 /// Where a listener takes routes from (`allowedRoutes.namespaces.from`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum From {
     Same,
     All,
-    /// `Selector`: needs the namespaces' labels, which are not read; no route is allowed.
-    Selector,
+    /// `Selector`: namespaces whose labels match (`None`: no selector written, none match).
+    Selector(Option<LabelSelector>),
 }
 
 /// One listener as the route attachment needs it, with its status in progress.
@@ -153,7 +154,7 @@ fn judge_one(l: &Listener, settings: &Settings<'_>, generation: Option<i64>) -> 
     );
     let from = match l.allowed_routes.namespaces.from.as_deref() {
         Some("All") => From::All,
-        Some("Selector") => From::Selector,
+        Some("Selector") => From::Selector(l.allowed_routes.namespaces.selector.clone()),
         _ => From::Same,
     };
     Judged {

@@ -2,13 +2,16 @@
 //! translation, shared by Kubernetes discovery and tests (DESIGN.md, "Gateway API").
 //!
 //! - a `GatewayClass` whose `controllerName` is this proxy's is `Accepted`;
+//!   (and says in `SupportedVersion` whether it knows the CRDs' bundle version);
 //! - a `Gateway` of such a class: each listener of protocol `TLS` is matched to the proxy's
 //!   listeners by port (none: `Accepted=False`, `PortUnavailable`), mode `Passthrough`, or
 //!   `Terminate` where the proxy holds a certificate for the listener's hostname (its
-//!   `certificateRefs` are not read);
+//!   `certificateRefs` are not read); it takes routes from its namespace, all, or those whose
+//!   Namespace labels its selector matches; its `status.addresses` are the configured ones;
 //! - a `TLSRoute` attached through `parentRefs` (`sectionName`, `port`) serves its hostnames
 //!   intersected with each listener's, to its `backendRefs` (Services, as
-//!   `<svc>.<ns>.svc.<clusterDomain>:<port>`; another namespace only with a `ReferenceGrant`);
+//!   `<svc>.<ns>.svc.<clusterDomain>:<port>`, each with its `weight`; another namespace only
+//!   with a `ReferenceGrant`);
 //!   the annotations `ch-edge-proxy/allow` and `ch-edge-proxy/proxy-protocol` set its allowlist
 //!   and PROXY version, as on CHIs.
 //!
@@ -19,6 +22,7 @@ pub mod hostname;
 pub mod listeners;
 pub mod objects;
 pub mod patch;
+pub mod selector;
 mod specs;
 pub mod status;
 mod translate;
@@ -42,6 +46,21 @@ pub struct Settings<'a> {
     pub listener_ports: &'a [u16],
     /// Whether the proxy holds a certificate for a name or pattern (for `Terminate`).
     pub has_certificate: &'a dyn Fn(&str) -> bool,
+    /// Every Gateway's `status.addresses` (empty: not written).
+    pub addresses: &'a [status::GatewayAddress],
+}
+
+/// The Gateway API releases (the CRDs' `gateway.networking.k8s.io/bundle-version`) this
+/// build knows: TLSRoute `v1` is in the Standard channel since v1.5.
+pub const SUPPORTED_BUNDLE_VERSIONS: [&str; 2] = ["v1.5", "v1.6"];
+
+/// Whether a bundle version (`v1.5.0`, `v1.6.1`…) is one of [`SUPPORTED_BUNDLE_VERSIONS`].
+pub fn supported_bundle_version(version: &str) -> bool {
+    SUPPORTED_BUNDLE_VERSIONS.iter().any(|v| {
+        version
+            .strip_prefix(v)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+    })
 }
 
 /// What the objects become.
@@ -55,3 +74,5 @@ pub struct Translation {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_namespaces;

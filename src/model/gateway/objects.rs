@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::selector::{LabelSelector, NAME_LABEL};
+
 /// The API group of every Gateway API kind read here.
 pub const GROUP: &str = "gateway.networking.k8s.io";
 pub const KIND_GATEWAY_CLASS: &str = "GatewayClass";
@@ -14,6 +16,11 @@ pub const KIND_GATEWAY: &str = "Gateway";
 pub const KIND_TLS_ROUTE: &str = "TLSRoute";
 pub const KIND_REFERENCE_GRANT: &str = "ReferenceGrant";
 pub const KIND_SERVICE: &str = "Service";
+pub const KIND_NAMESPACE: &str = "Namespace";
+/// The CRD whose `gateway.networking.k8s.io/bundle-version` annotation is read as the
+/// cluster's Gateway API version (TLSRoute `v1` is what this controller depends on).
+pub const TLS_ROUTE_CRD: &str = "tlsroutes.gateway.networking.k8s.io";
+pub const BUNDLE_VERSION_ANNOTATION: &str = "gateway.networking.k8s.io/bundle-version";
 
 /// Why manifests could not be read as objects.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +46,7 @@ pub struct Meta {
     pub generation: Option<i64>,
     pub creation_timestamp: Option<String>,
     pub annotations: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
 }
 
 impl Meta {
@@ -111,6 +119,8 @@ pub struct AllowedRoutes {
 pub struct RouteNamespaces {
     /// `Same` (default), `All` or `Selector`.
     pub from: Option<String>,
+    /// With `Selector`: which namespaces, by their labels.
+    pub selector: Option<LabelSelector>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
@@ -210,6 +220,13 @@ pub struct Service {
     pub metadata: Meta,
 }
 
+/// A Namespace: its labels, for listeners that select route namespaces.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Namespace {
+    pub metadata: Meta,
+}
+
 /// Every object the translation reads.
 #[derive(Debug, Clone, Default)]
 pub struct Objects {
@@ -219,9 +236,29 @@ pub struct Objects {
     pub reference_grants: Vec<ReferenceGrant>,
     /// `None`: Services are not known (not watched), so no backend is reported missing.
     pub services: Option<Vec<Service>>,
+    /// `None`: not known (not watched); a namespace then has only its name label.
+    pub namespaces: Option<Vec<Namespace>>,
+    /// The `gateway.networking.k8s.io/bundle-version` of the Gateway API CRDs in the cluster,
+    /// if known (for the GatewayClass `SupportedVersion` condition).
+    pub bundle_version: Option<String>,
 }
 
 impl Objects {
+    /// The labels of namespace `ns`: its Namespace object's, if known, plus [`NAME_LABEL`].
+    pub fn namespace_labels(&self, ns: &str) -> BTreeMap<String, String> {
+        let mut labels = self
+            .namespaces
+            .iter()
+            .flatten()
+            .find(|n| n.metadata.name == ns)
+            .map(|n| n.metadata.labels.clone())
+            .unwrap_or_default();
+        labels
+            .entry(NAME_LABEL.to_owned())
+            .or_insert_with(|| ns.to_owned());
+        labels
+    }
+
     /// Adds one object, if it is of a kind read here (others are ignored). `default_namespace`
     /// applies to namespaced objects without one.
     pub fn push(&mut self, v: &Value, default_namespace: &str) -> Result<(), GatewayError> {
@@ -239,7 +276,12 @@ impl Objects {
                 .get("namespace")
                 .and_then(Value::as_str)
                 .is_none_or(str::is_empty);
-            if missing && kind != KIND_GATEWAY_CLASS {
+            let cluster_scoped = [
+                KIND_GATEWAY_CLASS,
+                KIND_NAMESPACE,
+                "CustomResourceDefinition",
+            ];
+            if missing && !cluster_scoped.contains(&kind) {
                 m.insert("namespace".into(), Value::from(default_namespace));
             }
         }
@@ -257,6 +299,19 @@ impl Objects {
             (GROUP, KIND_REFERENCE_GRANT) => self.reference_grants.push(
                 serde_json::from_value(v).map_err(|e| err(e, self.reference_grants.len() + 1))?,
             ),
+            ("apiextensions.k8s.io", "CustomResourceDefinition") => {
+                let meta = &v["metadata"];
+                if meta["name"] == TLS_ROUTE_CRD {
+                    self.bundle_version = meta["annotations"][BUNDLE_VERSION_ANNOTATION]
+                        .as_str()
+                        .map(str::to_owned);
+                }
+            }
+            ("", KIND_NAMESPACE) => {
+                let namespaces = self.namespaces.get_or_insert_with(Vec::new);
+                let index = namespaces.len() + 1;
+                namespaces.push(serde_json::from_value(v).map_err(|e| err(e, index))?);
+            }
             ("", KIND_SERVICE) => {
                 let services = self.services.get_or_insert_with(Vec::new);
                 let index = services.len() + 1;

@@ -26,7 +26,8 @@ pub fn gateway_class(
     changed(current, json!({ "conditions": conditions }))
 }
 
-/// The patch for a Gateway whose status is `current` (its `addresses` are left alone).
+/// The patch for a Gateway whose status is `current` (its `addresses` are left alone unless
+/// some are configured).
 pub fn gateway(current: Option<&Value>, desired: &GatewayStatus, now: &str) -> Option<Value> {
     let conditions = stamped(
         &desired.conditions,
@@ -51,10 +52,11 @@ pub fn gateway(current: Option<&Value>, desired: &GatewayStatus, now: &str) -> O
             v
         })
         .collect();
-    changed(
-        current,
-        json!({ "conditions": conditions, "listeners": listeners }),
-    )
+    let mut status = json!({ "conditions": conditions, "listeners": listeners });
+    if let Some(addresses) = &desired.addresses {
+        status["addresses"] = to_value(addresses);
+    }
+    changed(current, status)
 }
 
 /// The patch for a TLSRoute whose status is `current`: other controllers' parents, then ours.
@@ -211,6 +213,7 @@ mod tests {
     #[test]
     fn gateway_and_class_statuses() {
         let gw = GatewayStatus {
+            addresses: None,
             conditions: vec![accepted(true)],
             listeners: vec![ListenerStatus {
                 name: "tls".into(),

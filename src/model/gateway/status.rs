@@ -51,6 +51,8 @@ pub mod reason {
     pub const CONFLICTED: &str = "Conflicted";
     // GatewayClass / Gateway.
     pub const INVALID_PARAMETERS: &str = "InvalidParameters";
+    pub const SUPPORTED_VERSION: &str = "SupportedVersion";
+    pub const UNSUPPORTED_VERSION: &str = "UnsupportedVersion";
     pub const LISTENERS_NOT_VALID: &str = "ListenersNotValid";
     pub const INVALID: &str = "Invalid";
     // Listener.
@@ -77,8 +79,35 @@ pub struct GatewayClassStatus {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct GatewayStatus {
+    /// `None`: none configured, the written ones are left alone.
+    pub addresses: Option<Vec<GatewayAddress>>,
     pub conditions: Vec<Condition>,
     pub listeners: Vec<ListenerStatus>,
+}
+
+/// One `status.addresses` entry: where clients reach the Gateway (the proxy's Service or load
+/// balancer, as configured in `gateway_api.addresses`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GatewayAddress {
+    /// `IPAddress` or `Hostname`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub value: String,
+}
+
+impl GatewayAddress {
+    /// An IP literal is an `IPAddress`, anything else a `Hostname`.
+    pub fn new(value: &str) -> GatewayAddress {
+        let kind = if value.parse::<std::net::IpAddr>().is_ok() {
+            "IPAddress"
+        } else {
+            "Hostname"
+        };
+        GatewayAddress {
+            kind,
+            value: value.to_owned(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

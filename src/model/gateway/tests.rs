@@ -27,7 +27,7 @@ use super::status::RouteParentStatus;
 use super::*;
 
 const CLASS: &str = "ch-edge-proxy";
-const INFRA: &str = "gateway-conformance-infra";
+pub(super) const INFRA: &str = "gateway-conformance-infra";
 
 /// The GatewayClass under test (the conformance suite expects one to exist, named by a flag).
 fn class_yaml(name: &str) -> String {
@@ -48,7 +48,7 @@ fn fixture(path: &str) -> String {
 }
 
 /// The class, the conformance base objects (Services) and the scenario's manifests.
-fn conformance(test: &str) -> Objects {
+pub(super) fn conformance(test: &str) -> Objects {
     let text = [
         class_yaml(CLASS),
         fixture("conformance/base/manifests.yaml"),
@@ -69,7 +69,7 @@ fn only(mut objects: Objects, gateway: &str) -> Objects {
 
 /// Runs the translation for a proxy listening on `ports`, holding certificates for `certs`
 /// (names or `*.suffix` patterns).
-fn run(objects: &Objects, ports: &[u16], certs: &[&str]) -> Translation {
+pub(super) fn run(objects: &Objects, ports: &[u16], certs: &[&str]) -> Translation {
     let has_certificate = |name: &str| {
         certs.iter().any(|c| {
             *c == name
@@ -86,6 +86,7 @@ fn run(objects: &Objects, ports: &[u16], certs: &[&str]) -> Translation {
             cluster_domain: "cluster.local",
             listener_ports: ports,
             has_certificate: &has_certificate,
+            addresses: &[],
         },
     )
 }
@@ -151,11 +152,11 @@ fn reach(t: &Translation, sni: &str) -> Option<(String, Vec<String>, TlsMode)> {
     ))
 }
 
-fn upstreams_of(t: &Translation, sni: &str) -> Vec<String> {
+pub(super) fn upstreams_of(t: &Translation, sni: &str) -> Vec<String> {
     reach(t, sni).map(|r| r.1).unwrap_or_default()
 }
 
-fn svc(name: &str, port: u16) -> String {
+pub(super) fn svc(name: &str, port: u16) -> String {
     format!("{name}.{INFRA}.svc.cluster.local:{port}")
 }
 
@@ -623,7 +624,7 @@ fn the_projects_tls_routing_example() {
     );
 }
 
-fn simple_route(objects: &mut Objects) -> &mut TlsRoute {
+pub(super) fn simple_route(objects: &mut Objects) -> &mut TlsRoute {
     &mut objects.tls_routes[0]
 }
 
@@ -661,30 +662,76 @@ fn allowlist_and_proxy_version_from_the_chi_annotations() {
     assert!(t.routes.is_empty(), "a bad allowlist never fails open");
 }
 
+/// backendRef weights, row by row: the refs' (Service, weight) in, the route's upstreams (with
+/// their weights, as a route file writes them) and the Accepted message out.
 #[test]
-fn weights_zero_left_out_and_unequal_weights_reported() {
-    let mut objects = conformance("tlsroute-simple-same-namespace");
-    let rule = &mut simple_route(&mut objects).spec.rules[0];
-    let mut b = rule.backend_refs[0].clone();
-    b.name = "tls-backend".into();
-    b.weight = Some(0);
-    rule.backend_refs.push(b.clone());
-    let t = run(&objects, &[443], &[]);
-    assert_eq!(
-        upstreams_of(&t, "abc.example.com"),
-        [svc("tcp-backend", 8443)]
-    );
-
-    let rule = &mut simple_route(&mut objects).spec.rules[0];
-    rule.backend_refs[1].weight = Some(3);
-    let t = run(&objects, &[443], &[]);
-    assert_eq!(
-        upstreams_of(&t, "abc.example.com"),
-        [svc("tcp-backend", 8443), svc("tls-backend", 8443)]
-    );
-    let msg =
-        &parent(&t, "gateway-conformance-infra-test", "gateway-tlsroute").conditions[0].message;
-    assert!(msg.contains("weights are not honoured"), "{msg}");
+fn backend_ref_weights_become_upstream_weights() {
+    let tcp = svc("tcp-backend", 8443);
+    let tls = svc("tls-backend", 8443);
+    type Row<'a> = (&'a [(&'a str, Option<u32>)], Vec<String>, &'a str);
+    let rows: [Row<'_>; 6] = [
+        (&[("tcp-backend", None)], vec![tcp.clone()], ""),
+        (
+            &[("tcp-backend", Some(3)), ("tls-backend", None)],
+            vec![format!("{tcp} weight=3"), tls.clone()],
+            "",
+        ),
+        (
+            &[("tcp-backend", Some(0)), ("tls-backend", Some(2))],
+            vec![format!("{tcp} weight=0"), format!("{tls} weight=2")],
+            "",
+        ),
+        // Two refs to one Service and port: one upstream weighing both.
+        (
+            &[("tcp-backend", Some(2)), ("tcp-backend", Some(3))],
+            vec![format!("{tcp} weight=5")],
+            "",
+        ),
+        // All at 0: the spec forwards nothing; the route keeps its hostname and refuses.
+        (
+            &[("tcp-backend", Some(0)), ("tls-backend", Some(0))],
+            vec![format!("{tcp} weight=0"), format!("{tls} weight=0")],
+            "every backendRef has weight 0",
+        ),
+        // Above the CRD's bound (a lenient API server): clamped.
+        (
+            &[("tcp-backend", Some(2_000_000))],
+            vec![format!("{tcp} weight=1000000")],
+            "",
+        ),
+    ];
+    for (refs, upstreams, note) in rows {
+        let mut objects = conformance("tlsroute-simple-same-namespace");
+        let rule = &mut simple_route(&mut objects).spec.rules[0];
+        let template = rule.backend_refs[0].clone();
+        rule.backend_refs = refs
+            .iter()
+            .map(|&(name, weight)| {
+                let mut b = template.clone();
+                b.name = name.into();
+                b.weight = weight;
+                b
+            })
+            .collect();
+        let t = run(&objects, &[443], &[]);
+        assert_eq!(upstreams_of(&t, "abc.example.com"), upstreams, "{refs:?}");
+        assert_eq!(
+            cond(
+                &t,
+                "gateway-conformance-infra-test",
+                "gateway-tlsroute",
+                "Accepted"
+            ),
+            (T, "Accepted"),
+            "{refs:?}"
+        );
+        let msg =
+            &parent(&t, "gateway-conformance-infra-test", "gateway-tlsroute").conditions[0].message;
+        assert!(
+            msg.contains(note) && (note.is_empty() == msg.is_empty()),
+            "{refs:?}: {msg}"
+        );
+    }
 }
 
 #[test]

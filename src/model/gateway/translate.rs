@@ -14,7 +14,13 @@ use super::status::{
     reason, Condition, GatewayClassStatus, GatewayStatus, ObjectKey, RouteParentStatus,
     RouteStatus, Statuses,
 };
-use super::{Settings, Translation};
+use super::{supported_bundle_version, Settings, Translation, SUPPORTED_BUNDLE_VERSIONS};
+
+/// What attaching a route reads besides the route and its Gateway.
+struct Context<'a> {
+    objects: &'a Objects,
+    settings: &'a Settings<'a>,
+}
 
 /// A Gateway of one of our classes, its listeners judged.
 struct OurGateway<'o> {
@@ -31,6 +37,7 @@ pub fn translate(objects: &Objects, settings: &Settings<'_>) -> Translation {
             continue;
         }
         let g = c.metadata.generation;
+        let version = supported_version(objects.bundle_version.as_deref(), g);
         let cond = if c.spec.parameters_ref.is_some() {
             Condition::new(
                 reason::ACCEPTED,
@@ -46,7 +53,7 @@ pub fn translate(objects: &Objects, settings: &Settings<'_>) -> Translation {
         statuses.gateway_classes.push((
             key("", &c.metadata.name),
             GatewayClassStatus {
-                conditions: vec![cond],
+                conditions: vec![cond, version],
             },
         ));
     }
@@ -102,7 +109,8 @@ pub fn translate(objects: &Objects, settings: &Settings<'_>) -> Translation {
             let Some(gw) = gateways.get_mut(&gkey) else {
                 continue; // not a Gateway of ours: another controller's to report
             };
-            let accepted = attach(route, pref, &gkey, gw, &mut counted, settings, &mut serve);
+            let ctx = Context { objects, settings };
+            let accepted = attach(route, pref, &gkey, gw, &mut counted, &ctx, &mut serve);
             parents.push(RouteParentStatus {
                 parent_ref: pref.clone(),
                 controller_name: settings.controller_name.to_owned(),
@@ -144,10 +152,10 @@ pub fn translate(objects: &Objects, settings: &Settings<'_>) -> Translation {
                         taken.join(", ")
                     ));
                 }
-                if resolved.weights.windows(2).any(|w| w[0] != w[1]) {
-                    notes.push(
-                        "backend weights are not honoured: backends are balanced equally".into(),
-                    );
+                // The spec: weight 0 forwards nothing, so the route keeps its hostnames (no
+                // other route catches them) and every connection is refused.
+                if resolved.upstreams.iter().all(|u| u.weight == 0) {
+                    notes.push("every backendRef has weight 0: connections are refused".into());
                 }
             }
             Ok(_) => {}
@@ -163,7 +171,7 @@ pub fn translate(objects: &Objects, settings: &Settings<'_>) -> Translation {
     }
 
     for (k, gw) in gateways {
-        statuses.gateways.push((k, gateway_status(gw)));
+        statuses.gateways.push((k, gateway_status(gw, settings)));
     }
     statuses.tls_routes.sort_by(|a, b| a.0.cmp(&b.0));
     Translation {
@@ -180,9 +188,10 @@ fn attach(
     gkey: &ObjectKey,
     gw: &mut OurGateway<'_>,
     counted: &mut HashSet<(ObjectKey, usize)>,
-    settings: &Settings<'_>,
+    ctx: &Context<'_>,
     serve: &mut Vec<(String, TlsMode)>,
 ) -> Condition {
+    let Context { objects, settings } = *ctx;
     let generation = route.metadata.generation;
     let no = |why, msg: String| Condition::new(reason::ACCEPTED, false, why, msg, generation);
     let selected: Vec<usize> = (0..gw.listeners.len())
@@ -199,24 +208,43 @@ fn attach(
         );
     }
     let same_ns = gw.gateway.metadata.ns() == route.metadata.ns();
+    let mut labels = None;
+    let mut bad_selectors = Vec::new();
     let allowed: Vec<usize> = selected
         .into_iter()
         .filter(|&i| {
             let l = &gw.listeners[i];
             l.takes_tls_routes
-                && match l.from {
+                && match &l.from {
                     From::Same => same_ns,
                     From::All => true,
-                    From::Selector => false,
+                    From::Selector(None) => {
+                        bad_selectors.push(format!("{}: from Selector without a selector", l.name));
+                        false
+                    }
+                    From::Selector(Some(selector)) => {
+                        let labels = labels
+                            .get_or_insert_with(|| objects.namespace_labels(route.metadata.ns()));
+                        selector.matches(labels).unwrap_or_else(|e| {
+                            bad_selectors.push(format!("{}: {e}", l.name));
+                            false
+                        })
+                    }
                 }
         })
         .collect();
     if allowed.is_empty() {
+        let bad = if bad_selectors.is_empty() {
+            String::new()
+        } else {
+            format!("; invalid selectors: {}", bad_selectors.join(", "))
+        };
         return no(
             reason::NOT_ALLOWED_BY_LISTENERS,
             format!(
                 "no listener of Gateway {gkey}{} allows TLSRoutes from namespace {} \
-                 (allowedRoutes: protocol TLS, kind TLSRoute, namespaces Same or All)",
+                 (allowedRoutes: protocol TLS, kind TLSRoute, namespaces Same, All or a \
+                 Selector matching the namespace's labels){bad}",
                 selection(pref),
                 route.metadata.ns()
             ),
@@ -290,7 +318,41 @@ fn attach(
     Condition::new(reason::ACCEPTED, true, reason::ACCEPTED, "", generation)
 }
 
-fn gateway_status(gw: OurGateway<'_>) -> GatewayStatus {
+/// The class's `SupportedVersion`: best effort (the spec's first option), so an unknown
+/// version leaves `Accepted` as it is and says so here.
+fn supported_version(bundle: Option<&str>, g: Option<i64>) -> Condition {
+    let supported = SUPPORTED_BUNDLE_VERSIONS.join(", ");
+    match bundle {
+        Some(v) if supported_bundle_version(v) => Condition::new(
+            reason::SUPPORTED_VERSION,
+            true,
+            reason::SUPPORTED_VERSION,
+            format!("Gateway API {v}"),
+            g,
+        ),
+        Some(v) => Condition::new(
+            reason::SUPPORTED_VERSION,
+            false,
+            reason::UNSUPPORTED_VERSION,
+            format!(
+                "Gateway API CRDs {v}: this build knows {supported}; served as far as they agree"
+            ),
+            g,
+        ),
+        None => Condition::new(
+            reason::SUPPORTED_VERSION,
+            false,
+            reason::UNSUPPORTED_VERSION,
+            format!(
+                "the TLSRoute CRD has no gateway.networking.k8s.io/bundle-version annotation \
+                 (or cannot be read); this build knows {supported}"
+            ),
+            g,
+        ),
+    }
+}
+
+fn gateway_status(gw: OurGateway<'_>, settings: &Settings<'_>) -> GatewayStatus {
     let g = gw.gateway.metadata.generation;
     let total = gw.listeners.len();
     let not_accepted: Vec<&str> = gw
@@ -327,6 +389,7 @@ fn gateway_status(gw: OurGateway<'_>) -> GatewayStatus {
         )
     };
     GatewayStatus {
+        addresses: (!settings.addresses.is_empty()).then(|| settings.addresses.to_vec()),
         conditions: vec![accepted, programmed],
         listeners: gw.listeners.into_iter().map(|l| l.status).collect(),
     }

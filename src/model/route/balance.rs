@@ -1,6 +1,6 @@
 //! Choosing a route's upstream address for one connection: least connections (ties by
 //! rotation), round robin, or, for a sticky name (`<tag>.sticky.<name>`), rendezvous hashing
-//! of the tag. Pure: the runtime says what it knows of each address (open connections,
+//! of the tag; each honouring the addresses' weights (see [`super::weighted`]). Pure: the runtime says what it knows of each address (open connections,
 //! ejected, already tried) and claims the choice.
 //!
 //! Ejected addresses are skipped while any other is left; when all are ejected, all are
@@ -124,6 +124,17 @@ pub trait Pool {
     fn seen(&self, i: usize) -> Option<Seen>;
     /// Its identity for sticky hashing.
     fn node(&self, i: usize) -> Node<'_>;
+    /// Its weight: its upstream's (each address of a name carries the name's, as in nginx);
+    /// 0: never chosen.
+    fn weight(&self, _i: usize) -> u32 {
+        1
+    }
+    /// Whether every address weighs the same (then the unweighted paths choose, at their
+    /// cost). A pool that knows it without a pass over its addresses says so here.
+    fn uniform(&self) -> bool {
+        let first = self.weight(0);
+        (1..self.len()).all(|i| self.weight(i) == first)
+    }
 }
 
 /// How one connection chooses.
@@ -135,25 +146,55 @@ pub enum Choose<'t> {
     Sticky(&'t Tag),
 }
 
-/// The address to try next, or `None` when every one was tried.
+/// The address to try next, or `None` when every one was tried (or weighs 0).
+///
+/// Equal weights (the usual case) cost what they did before weights existed: least_conn's
+/// comparison is the same, round robin a rotation, sticky the raw rendezvous hash.
 pub fn choose<P: Pool + ?Sized>(pool: &P, how: Choose<'_>) -> Option<usize> {
     let n = pool.len();
-    let live = |i: usize| pool.seen(i).filter(|s| !s.ejected);
-    let any = |i: usize| pool.seen(i);
+    let live = |i: usize| pool.seen(i).filter(|s| !s.ejected && pool.weight(i) > 0);
+    let any = |i: usize| pool.seen(i).filter(|_| pool.weight(i) > 0);
+    let uniform = pool.uniform();
     // Ejected addresses only when nothing else is left.
     let pick = |eligible: &dyn Fn(usize) -> Option<Seen>| match how {
-        Choose::Balance(Balance::LeastConn, rotation) => rotated(n, rotation)
+        Choose::Balance(Balance::LeastConn, rotation) if uniform => rotated(n, rotation)
             .filter_map(|i| eligible(i).map(|s| (i, s.open)))
             // `min_by_key` keeps the first of equals: ties go by rotation.
             .min_by_key(|&(_, open)| open)
             .map(|(i, _)| i),
+        Choose::Balance(Balance::LeastConn, rotation) => rotated(n, rotation)
+            .filter_map(|i| eligible(i).map(|s| (i, s.open, pool.weight(i))))
+            // Fewest (open + 1) / weight, compared without dividing (HAProxy's measure: an
+            // idle pool fills in proportion to the weights). `min_by` keeps the first of
+            // equals: ties go by rotation.
+            .min_by(|&(_, oa, wa), &(_, ob, wb)| {
+                let a = (u64::from(oa) + 1) * u64::from(wb);
+                let b = (u64::from(ob) + 1) * u64::from(wa);
+                a.cmp(&b)
+            })
+            .map(|(i, _, _)| i),
         Choose::Balance(Balance::RoundRobin, rotation) => {
-            rotated(n, rotation).find(|&i| eligible(i).is_some())
+            if uniform {
+                rotated(n, rotation).find(|&i| eligible(i).is_some())
+            } else {
+                super::weighted::round_robin(n, &|i| pool.weight(i), rotation, &|i| {
+                    eligible(i).is_some()
+                })
+            }
         }
-        Choose::Sticky(tag) => (0..n)
-            .filter(|&i| eligible(i).is_some())
-            // Ties (the same node written twice) go to the first.
-            .max_by_key(|&i| (score(tag, &pool.node(i)), std::cmp::Reverse(i))),
+        Choose::Sticky(tag) => {
+            let candidates = (0..n).filter(|&i| eligible(i).is_some());
+            if uniform {
+                // Ties (the same node written twice) go to the first.
+                candidates.max_by_key(|&i| (score(tag, &pool.node(i)), std::cmp::Reverse(i)))
+            } else {
+                candidates.max_by(|&a, &b| {
+                    let key =
+                        |i| super::weighted::rendezvous(score(tag, &pool.node(i)), pool.weight(i));
+                    key(a).total_cmp(&key(b)).then(b.cmp(&a))
+                })
+            }
+        }
     };
     pick(&live).or_else(|| pick(&any))
 }
@@ -163,6 +204,10 @@ fn rotated(n: usize, rotation: usize) -> impl Iterator<Item = usize> {
     let start = rotation.checked_rem(n).unwrap_or(0);
     (start..n).chain(0..start)
 }
+
+#[cfg(test)]
+#[path = "weighted_tests.rs"]
+mod weighted_tests;
 
 #[cfg(test)]
 mod tests {

@@ -145,6 +145,7 @@ impl<'a, R: Resolve> Compiler<'a, '_, R> {
                 .map(|u| Upstream {
                     host: u.host.clone(),
                     port: u.port,
+                    weight: u.weight,
                     addrs: self.addrs(&u.host),
                 })
                 .collect();

@@ -62,14 +62,27 @@ pub struct RouteTls {
     pub postgres_port: Option<u16>,
 }
 
-/// An upstream as written: `host`, `host:port`, `1.2.3.4:9440`, `[::1]:9440`, `[::1]` or `::1`.
+/// An upstream as written: `host`, `host:port`, `1.2.3.4:9440`, `[::1]:9440`, `[::1]` or `::1`,
+/// optionally followed by ` weight=N` (as nginx writes `server host weight=N`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct UpstreamAddr {
     /// DNS name or IP literal (IPv6 without brackets).
     pub host: Arc<str>,
     /// `None`: the listener's `upstream_port`.
     pub port: Option<u16>,
+    /// Its share of the route's connections relative to the other upstreams (each address it
+    /// resolves to carries it, as in nginx); 0: never chosen. [`DEFAULT_WEIGHT`] unless written.
+    pub weight: u32,
 }
+
+/// An upstream's weight when none is written (Gateway API's default too).
+pub const DEFAULT_WEIGHT: u32 = 1;
+
+/// The largest weight (Gateway API's bound on a backendRef's `weight`).
+pub const MAX_WEIGHT: u32 = 1_000_000;
+
+/// What follows the address to give its weight: `host:port weight=3`.
+const WEIGHT_PREFIX: &str = " weight=";
 
 /// Why a text is not an upstream address.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -90,6 +103,10 @@ pub enum UpstreamAddrError {
     NotIpv4 { host: String },
     #[error("invalid port {port:?} (1-65535)")]
     Port { port: String },
+    #[error(
+        "invalid weight {weight:?} (an integer 0-1000000, after one space: `host:port weight=3`)"
+    )]
+    Weight { weight: String },
 }
 
 impl FromStr for UpstreamAddr {
@@ -102,6 +119,10 @@ impl FromStr for UpstreamAddr {
                 scheme: scheme.into(),
             });
         }
+        let (s, weight) = match s.split_once(WEIGHT_PREFIX) {
+            None => (s, DEFAULT_WEIGHT),
+            Some((addr, w)) => (addr, parse_weight(w)?),
+        };
         let (host, port) = if let Some(rest) = s.strip_prefix('[') {
             let (ip, after) = rest
                 .split_once(']')
@@ -140,7 +161,15 @@ impl FromStr for UpstreamAddr {
         Ok(UpstreamAddr {
             host: host.into(),
             port,
+            weight,
         })
+    }
+}
+
+fn parse_weight(w: &str) -> Result<u32, UpstreamAddrError> {
+    match w.parse::<u32>() {
+        Ok(n) if n <= MAX_WEIGHT && w.bytes().all(|b| b.is_ascii_digit()) => Ok(n),
+        _ => Err(UpstreamAddrError::Weight { weight: w.into() }),
     }
 }
 
@@ -148,6 +177,13 @@ impl UpstreamAddr {
     /// Whether reading `s` gives this address ([`FromStr`]), checked without allocating: `s`
     /// is this address as [`Display`](fmt::Display) writes it, up to how the port is written.
     pub fn is_written_as(&self, s: &str) -> bool {
+        let (s, weight) = match s.split_once(WEIGHT_PREFIX) {
+            None => (s, Ok(DEFAULT_WEIGHT)),
+            Some((addr, w)) => (addr, parse_weight(w)),
+        };
+        if weight != Ok(self.weight) {
+            return false;
+        }
         let host = &*self.host;
         let Some(port) = self.port else {
             return s == host;
@@ -163,13 +199,29 @@ impl UpstreamAddr {
     }
 }
 
-/// The form [`FromStr`] reads: IPv6 with a port in brackets.
+/// The form [`FromStr`] reads: IPv6 with a port in brackets, the weight only when it is not
+/// the default.
 impl fmt::Display for UpstreamAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (self.port, self.host.contains(':')) {
-            (None, _) => f.write_str(&self.host),
-            (Some(p), true) => write!(f, "[{}]:{p}", self.host),
-            (Some(p), false) => write!(f, "{}:{p}", self.host),
+            (None, _) => f.write_str(&self.host)?,
+            (Some(p), true) => write!(f, "[{}]:{p}", self.host)?,
+            (Some(p), false) => write!(f, "{}:{p}", self.host)?,
+        }
+        if self.weight != DEFAULT_WEIGHT {
+            write!(f, "{WEIGHT_PREFIX}{}", self.weight)?;
+        }
+        Ok(())
+    }
+}
+
+impl UpstreamAddr {
+    /// `host` (and `port`) with the default weight.
+    pub fn new(host: impl Into<Arc<str>>, port: Option<u16>) -> UpstreamAddr {
+        UpstreamAddr {
+            host: host.into(),
+            port,
+            weight: DEFAULT_WEIGHT,
         }
     }
 }
@@ -349,6 +401,30 @@ mod tests {
     }
 
     #[test]
+    fn weights_read_and_show_one_way() {
+        for (text, host, port, weight) in [
+            ("a weight=3", "a", None, 3),
+            ("a:9440 weight=0", "a", Some(9440), 0),
+            ("[::1]:9440 weight=1000000", "::1", Some(9440), MAX_WEIGHT),
+            ("10.0.0.1 weight=7", "10.0.0.1", None, 7),
+        ] {
+            let u = up(text).unwrap();
+            assert_eq!((&*u.host, u.port, u.weight), (host, port, weight), "{text}");
+            assert_eq!(u.to_string(), text);
+            assert!(u.is_written_as(text), "{text}");
+        }
+        // The default weight is not written, and written it is the same upstream.
+        let one = up("a:1 weight=1").unwrap();
+        assert_eq!(
+            (one.to_string(), one.weight),
+            ("a:1".to_owned(), DEFAULT_WEIGHT)
+        );
+        assert!(one.is_written_as("a:1") && one.is_written_as("a:1 weight=1"));
+        assert!(!one.is_written_as("a:1 weight=2"));
+        assert!(!up("a:1 weight=2").unwrap().is_written_as("a:1"));
+    }
+
+    #[test]
     fn upstreams_read_and_show_one_way() {
         for (text, host, port) in [
             ("svc.ns.svc.cluster.local", "svc.ns.svc.cluster.local", None),
@@ -364,7 +440,20 @@ mod tests {
             assert_eq!(up(&u.to_string()), Ok(u), "{text}");
         }
         assert_eq!(up("[::1]:9440").unwrap().to_string(), "[::1]:9440");
-        for bad in ["", "a:0", "a:70000", "[::1", "1.2.3.999", "a b"] {
+        for bad in [
+            "",
+            "a:0",
+            "a:70000",
+            "[::1",
+            "1.2.3.999",
+            "a b",
+            "a weight=",
+            "a weight=-1",
+            "a weight=+1",
+            "a weight=1000001",
+            "a  weight=1",
+            "a weight=1 weight=2",
+        ] {
             assert!(up(bad).is_err(), "{bad}");
         }
         // Not the same address, though the text is close: read it in full.

@@ -22,10 +22,7 @@ fn spec(name: &str, sni: &[&str], source: &str) -> RouteSpec {
     RouteSpec {
         name: name.into(),
         sni: sni.iter().map(|s| Arc::from(*s)).collect(),
-        upstreams: Arc::from([UpstreamAddr {
-            host: "127.0.0.1".into(),
-            port: Some(9440),
-        }]),
+        upstreams: Arc::from([UpstreamAddr::new("127.0.0.1", Some(9440))]),
         allow: None,
         proxy_protocol: None,
         balance: None,

@@ -55,6 +55,19 @@ pub struct Bound {
     entries: Vec<(ListenerConfig, Option<Vec<std::net::TcpListener>>)>,
 }
 
+impl Listeners {
+    /// The bound address of each running listener, by name.
+    pub fn bound_addrs(&self) -> Vec<(Arc<str>, SocketAddr)> {
+        self.running
+            .iter()
+            .map(|r| {
+                let ctx = r.slot.load();
+                (ctx.name.clone(), ctx.bound)
+            })
+            .collect()
+    }
+}
+
 impl Bound {
     /// Bound addresses by name of the listeners this plan opens.
     pub fn new_addrs(&self) -> Vec<(String, SocketAddr)> {

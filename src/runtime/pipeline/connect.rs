@@ -38,6 +38,9 @@ const MIN_ATTEMPT: Duration = Duration::from_millis(500);
 pub enum ConnectError {
     #[error("no upstream address: no name of the route has resolved")]
     NoAddress,
+    /// Gateway API: a route whose backendRefs all weigh 0 forwards nothing.
+    #[error("every upstream of the route has weight 0")]
+    AllWeightZero,
     #[error("every upstream address failed; last {addr}: {error}")]
     AllFailed { addr: SocketAddr, error: String },
     #[error("connect timeout after {tried} attempt(s)")]
@@ -52,6 +55,7 @@ impl ConnectError {
     pub fn detail(&self) -> &'static str {
         match self {
             ConnectError::NoAddress => "no upstream address resolved",
+            ConnectError::AllWeightZero => "every upstream weighs 0",
             ConnectError::AllFailed { .. } => "upstream connect failed",
             ConnectError::TimedOut { .. } => "upstream connect timed out",
         }
@@ -60,7 +64,7 @@ impl ConnectError {
     /// The last address that failed, if any.
     pub fn last_failed(&self) -> Option<SocketAddr> {
         match self {
-            ConnectError::NoAddress => None,
+            ConnectError::NoAddress | ConnectError::AllWeightZero => None,
             ConnectError::AllFailed { addr, .. } => Some(*addr),
             ConnectError::TimedOut { last, .. } => *last,
         }
@@ -89,6 +93,9 @@ pub struct Attempt<'a> {
 
 /// Connects to one of `route`'s upstream addresses within `attempt.budget`.
 pub async fn connect(route: &Route, attempt: Attempt<'_>) -> Result<Connected, ConnectError> {
+    if route.upstreams.iter().all(|u| u.weight == 0) {
+        return Err(ConnectError::AllWeightZero);
+    }
     let deadline = Instant::now() + attempt.budget;
     // A name whose first lookup is still running is worth waiting for (bounded); one whose
     // lookups have all failed is skipped at once.
@@ -203,6 +210,8 @@ struct List<'r> {
 /// The route's addresses for one connection, flattened in configuration order.
 struct Candidates<'l> {
     slots: SmallVec<[Slot<'l>; 8]>,
+    /// Every upstream of the route weighs the same (known per upstream, not per address).
+    uniform: bool,
     now: Now,
 }
 
@@ -228,8 +237,11 @@ impl<'l> Candidates<'l> {
                 })
             })
             .collect();
+        let mut weights = lists.iter().map(|l| l.upstream.weight);
+        let first = weights.next();
         Candidates {
             slots,
+            uniform: weights.all(|w| Some(w) == first),
             now: Now::default(),
         }
     }
@@ -254,6 +266,14 @@ impl Pool for Candidates<'_> {
     fn seen(&self, i: usize) -> Option<Seen> {
         let slot = self.slots.get(i).filter(|s| !s.tried)?;
         Some(slot.endpoint.seen(&self.now))
+    }
+
+    fn weight(&self, i: usize) -> u32 {
+        self.slots.get(i).map_or(0, |s| s.upstream.weight)
+    }
+
+    fn uniform(&self) -> bool {
+        self.uniform
     }
 
     fn node(&self, i: usize) -> Node<'_> {

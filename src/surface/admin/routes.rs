@@ -42,6 +42,7 @@ pub(super) fn routes_json(proxy: &Handle) -> String {
                 "upstreams": r.upstreams.iter().map(|u| serde_json::json!({
                     "host": &*u.host,
                     "port": u.port,
+                    "weight": u.weight,
                     "addresses": u.addrs.current().iter().map(|ip| ip.to_string()).collect::<Vec<_>>(),
                     "endpoints": endpoints(u),
                 })).collect::<Vec<_>>(),

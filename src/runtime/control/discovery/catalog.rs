@@ -92,6 +92,9 @@ pub struct Catalog {
     /// The routes of each TLSRoute (Gateway API, `gateway_watch`), keyed by the TLSRoute; they
     /// claim names in the same order as CHIs (oldest first).
     pub tls_routes: BTreeMap<ChiKey, Arc<ChiEntry>>,
+    /// Whether the Gateway API watcher has listed every kind once (`/readyz` waits for it
+    /// when the Gateway API is on).
+    pub tls_routes_listed: bool,
 }
 
 impl Catalog {

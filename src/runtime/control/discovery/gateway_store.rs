@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::model::gateway::{self, Objects};
 
 /// `(group, version, kind, plural, namespaced)` of each watched kind, in [`Objects`] order.
-pub(super) const KINDS: [(&str, &str, &str, &str, bool); 5] = [
+pub(super) const KINDS: [(&str, &str, &str, &str, bool); N] = [
     (
         gateway::objects::GROUP,
         "v1",
@@ -30,10 +30,24 @@ pub(super) const KINDS: [(&str, &str, &str, &str, bool); 5] = [
         true,
     ),
     ("", "v1", "Service", "services", true),
+    // Their labels, for listeners that select route namespaces.
+    ("", "v1", "Namespace", "namespaces", false),
+    // The TLSRoute CRD alone (by name), for its bundle-version annotation.
+    (
+        "apiextensions.k8s.io",
+        "v1",
+        "CustomResourceDefinition",
+        "customresourcedefinitions",
+        false,
+    ),
 ];
+/// How many kinds are watched.
+pub(super) const N: usize = 7;
 pub(super) const CLASS: usize = 0;
 pub(super) const GATEWAY: usize = 1;
 pub(super) const ROUTE: usize = 2;
+pub(super) const CRD: usize = 6;
+pub(super) use gateway::objects::TLS_ROUTE_CRD;
 
 /// The Lease: held for this long unless renewed, renewed (and checked) this often.
 pub(super) const LEASE_DURATION: Duration = Duration::from_secs(15);
@@ -41,28 +55,48 @@ pub(super) const LEASE_NAME: &str = "ch-edge-proxy-gateway-api";
 
 pub(super) type Key = (String, String);
 
-/// The objects as last seen, per kind, and the lists in progress.
+/// One watch: a kind, in one namespace or all (`discovery.kubernetes.namespaces`).
+pub(super) type Scope = (usize, Option<String>);
+
+/// The objects as last seen, per kind, and the lists in progress, per watch.
 #[derive(Default)]
 pub(super) struct Store {
-    pub(super) objects: [BTreeMap<Key, Value>; 5],
-    listing: [Option<BTreeMap<Key, Value>>; 5],
-    listed: [bool; 5],
+    pub(super) objects: [BTreeMap<Key, Value>; N],
+    scopes: Vec<Scope>,
+    listing: Vec<Option<BTreeMap<Key, Value>>>,
+    listed: Vec<bool>,
 }
 
 impl Store {
-    pub(super) fn apply(&mut self, kind: usize, event: Event<DynamicObject>) {
+    pub(super) fn new(scopes: Vec<Scope>) -> Store {
+        Store {
+            objects: Default::default(),
+            listing: vec![None; scopes.len()],
+            listed: vec![false; scopes.len()],
+            scopes,
+        }
+    }
+
+    /// Applies one event of watch `scope`.
+    pub(super) fn apply(&mut self, scope: usize, event: Event<DynamicObject>) {
         let json = |o: DynamicObject| serde_json::to_value(o).unwrap_or_default();
+        let Some((kind, ns)) = self.scopes.get(scope).cloned() else {
+            return;
+        };
         match event {
-            Event::Init => self.listing[kind] = Some(BTreeMap::new()),
+            Event::Init => self.listing[scope] = Some(BTreeMap::new()),
             Event::InitApply(o) => {
                 let v = json(o);
-                self.listing[kind]
+                self.listing[scope]
                     .get_or_insert_with(BTreeMap::new)
                     .insert(key(&v), v);
             }
             Event::InitDone => {
-                self.objects[kind] = self.listing[kind].take().unwrap_or_default();
-                self.listed[kind] = true;
+                // A list replaces what its own watch reported (its namespace, or all).
+                let fresh = self.listing[scope].take().unwrap_or_default();
+                self.objects[kind].retain(|(n, _), _| ns.as_ref().is_some_and(|ns| ns != n));
+                self.objects[kind].extend(fresh);
+                self.listed[scope] = true;
             }
             Event::Apply(o) => {
                 let v = json(o);
@@ -82,6 +116,7 @@ impl Store {
     pub(super) fn objects(&self) -> (Objects, Vec<String>) {
         let mut objects = Objects {
             services: Some(Vec::new()),
+            namespaces: Some(Vec::new()),
             ..Objects::default()
         };
         let mut invalid = Vec::new();

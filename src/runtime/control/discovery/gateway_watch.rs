@@ -1,5 +1,6 @@
-//! The Gateway API watcher task: watches GatewayClasses, Gateways, TLSRoutes, ReferenceGrants
-//! and Services (every namespace), runs the pure translation ([`crate::model::gateway`]) after
+//! The Gateway API watcher task: watches GatewayClasses, Gateways, TLSRoutes, ReferenceGrants,
+//! Services (in `discovery.kubernetes.namespaces`, else every namespace; TLSRoutes by
+//! `label_selector`), Namespaces and the TLSRoute CRD, runs the pure translation ([`crate::model::gateway`]) after
 //! each change once every watch has listed, publishes the routes into the catalog's
 //! `tls_routes`, and — while this replica holds the Lease ([`super::lease`]) — writes the
 //! statuses that changed ([`crate::model::gateway::patch`]) as merge patches on the `status`
@@ -17,10 +18,12 @@ use kube::api::{Api, DynamicObject};
 use tokio::sync::watch;
 
 use super::catalog::{Catalog, ChiEntry, ChiKey};
-use super::gateway_store::{lease_resource, resource, Store, KINDS, LEASE_NAME, ROUTE};
+use super::gateway_store::{
+    lease_resource, resource, Scope, Store, CRD, KINDS, LEASE_NAME, ROUTE, TLS_ROUTE_CRD,
+};
 use super::gateway_writer::Writer;
 use super::{kube_client, watch_stream};
-use crate::model::config::GatewayApi;
+use crate::model::config::{GatewayApi, KubernetesDiscovery};
 use crate::model::gateway::{self, Settings};
 use crate::model::sources::SourceKind;
 
@@ -28,7 +31,8 @@ use crate::model::sources::SourceKind;
 const LEASE_TICK: Duration = Duration::from_secs(5);
 
 /// Watches until aborted.
-pub(super) async fn run(settings: GatewayApi, tx: watch::Sender<Option<Arc<Catalog>>>) {
+pub(super) async fn run(discovery: KubernetesDiscovery, tx: watch::Sender<Option<Arc<Catalog>>>) {
+    let settings: &GatewayApi = &discovery.gateway_api;
     let silence = watch_stream::silence();
     let client = loop {
         match client(silence).await {
@@ -43,11 +47,26 @@ pub(super) async fn run(settings: GatewayApi, tx: watch::Sender<Option<Arc<Catal
             }
         }
     };
+    let scopes = scopes(&discovery);
     let config = watch_stream::config(silence);
-    let watches = (0..KINDS.len()).map(|kind| {
-        let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource(kind));
-        watch_stream::watch(api, config.clone())
-            .map(move |e| (kind, e))
+    let watches = scopes.iter().enumerate().map(|(scope, (kind, ns))| {
+        let resource = resource(*kind);
+        let api: Api<DynamicObject> = match ns {
+            Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+            None => Api::all_with(client.clone(), &resource),
+        };
+        let config = match *kind {
+            // The routes are what the label selector picks, as it picks CHIs.
+            ROUTE if !discovery.label_selector.is_empty() => {
+                config.clone().labels(&discovery.label_selector)
+            }
+            CRD => config
+                .clone()
+                .fields(&format!("metadata.name={TLS_ROUTE_CRD}")),
+            _ => config.clone(),
+        };
+        watch_stream::watch(api, config)
+            .map(move |e| (scope, e))
             .boxed()
     });
     let mut events = stream::select_all(watches);
@@ -66,18 +85,21 @@ pub(super) async fn run(settings: GatewayApi, tx: watch::Sender<Option<Arc<Catal
         controller_name = settings.controller_name.as_str(),
         lease = format!("{lease_ns}/{LEASE_NAME}"),
         identity = writer.identity.as_str(),
-        "gateway api: watching GatewayClasses, Gateways, TLSRoutes, ReferenceGrants, Services"
+        namespaces = ?discovery.namespaces,
+        label_selector = discovery.label_selector.as_str(),
+        "gateway api: watching GatewayClasses, Gateways, TLSRoutes, ReferenceGrants, Services, \
+         Namespaces and the TLSRoute CRD"
     );
-    let mut store = Store::default();
+    let mut store = Store::new(scopes);
     let mut published: Option<BTreeMap<ChiKey, Arc<ChiEntry>>> = None;
     let mut invalid_seen: Vec<String> = Vec::new();
     let mut tick = tokio::time::interval(LEASE_TICK);
     loop {
         tokio::select! {
             next = events.next() => {
-                let Some((kind, event)) = next else { return };
+                let Some((scope, event)) = next else { return };
                 match event {
-                    Ok(event) => store.apply(kind, event),
+                    Ok(event) => store.apply(scope, event),
                     Err(error) => {
                         watch_stream::log_error(&error, None);
                         continue;
@@ -104,6 +126,7 @@ pub(super) async fn run(settings: GatewayApi, tx: watch::Sender<Option<Arc<Catal
                 cluster_domain: &settings.cluster_domain,
                 listener_ports: &settings.listener_ports,
                 has_certificate: &has_certificate,
+                addresses: &settings.addresses,
             },
         );
         let entries = entries(&store, translation.routes);
@@ -115,6 +138,24 @@ pub(super) async fn run(settings: GatewayApi, tx: watch::Sender<Option<Arc<Catal
             writer.write(&store, &translation.statuses).await;
         }
     }
+}
+
+/// One watch per kind, or per kind and namespace where `namespaces` lists some (cluster-scoped
+/// kinds are always watched whole).
+fn scopes(discovery: &KubernetesDiscovery) -> Vec<Scope> {
+    (0..KINDS.len())
+        .flat_map(|kind| {
+            if KINDS[kind].4 && !discovery.namespaces.is_empty() {
+                discovery
+                    .namespaces
+                    .iter()
+                    .map(|ns| (kind, Some(ns.clone())))
+                    .collect::<Vec<_>>()
+            } else {
+                vec![(kind, None)]
+            }
+        })
+        .collect()
 }
 
 /// The routes per TLSRoute (their `source` names it), with its creation time.
@@ -159,6 +200,7 @@ fn publish(
         let Some(old) = slot else { return false };
         let mut next = (**old).clone();
         next.tls_routes = entries.clone();
+        next.tls_routes_listed = true;
         *slot = Some(Arc::new(next));
         done = true;
         true

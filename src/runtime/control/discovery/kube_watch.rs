@@ -143,6 +143,7 @@ pub(super) async fn run(settings: KubernetesDiscovery, tx: watch::Sender<Option<
             tx.send_modify(|slot| {
                 if let Some(old) = slot {
                     next.tls_routes = old.tls_routes.clone();
+                    next.tls_routes_listed = old.tls_routes_listed;
                 }
                 *slot = Some(Arc::new(std::mem::take(&mut next)));
             });

@@ -61,6 +61,8 @@ pub struct Merged {
     pub refused: Vec<Refusal>,
     /// `(chi, error)` of CHIs whose routes could not be derived.
     pub invalid: Vec<(String, String)>,
+    /// The catalog's [`Catalog::tls_routes_listed`].
+    pub tls_routes_listed: bool,
 }
 
 /// Who holds a claim, for people.
@@ -101,6 +103,7 @@ pub fn discovered<'a>(
     let mut report = Merged {
         chis: count(SourceKind::Chi),
         clusters: count(SourceKind::ClickHouseCluster),
+        tls_routes_listed: catalog.tls_routes_listed,
         ..Merged::default()
     };
     let mut accepted: Vec<&RouteSpec> = Vec::new();

@@ -46,8 +46,9 @@ use crate::runtime::upstream::resolve::Resolver;
 #[derive(Debug, Clone, Default)]
 pub struct Report {
     pub enabled: bool,
-    /// Started with discovery on, and no full list has made it into the
-    /// table yet: the proxy is not ready (it would refuse CHI names).
+    /// Started with discovery on, and the first full lists of every enabled source (CHIs,
+    /// ClickHouseClusters, and the Gateway API's kinds when on) have not all made it into the
+    /// table yet: the proxy is not ready (it would refuse their names).
     pub awaiting_first_sync: bool,
     /// The merge behind the live table; `None` until a list is live.
     pub merged: Option<Merged>,
@@ -85,9 +86,12 @@ impl Report {
                 );
             }
         }
+        let complete = merged
+            .as_ref()
+            .is_some_and(|m| m.tls_routes_listed || !settings.gateway_api.enabled);
         let report = Report {
             enabled: settings.enabled,
-            awaiting_first_sync: settings.enabled && self.awaiting_first_sync && merged.is_none(),
+            awaiting_first_sync: settings.enabled && self.awaiting_first_sync && !complete,
             merged: if settings.enabled { merged } else { None },
         };
         report.record();
@@ -244,7 +248,7 @@ fn spawn_watcher(
 ) -> Option<tokio::task::JoinHandle<()>> {
     if settings.gateway_api.enabled {
         // Shares the catalog: each watcher replaces only its own part.
-        let gateway = tokio::spawn(gateway_watch::run(settings.gateway_api.clone(), tx.clone()));
+        let gateway = tokio::spawn(gateway_watch::run(settings.clone(), tx.clone()));
         let chis = kube_watch::run(settings.clone(), tx);
         return Some(tokio::spawn(async move {
             // Aborting this task (a settings change) must end the Gateway API watch too.

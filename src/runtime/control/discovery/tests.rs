@@ -19,10 +19,7 @@ fn file_route(name: &str, sni: &str) -> RouteSpec {
     RouteSpec {
         name: name.into(),
         sni: Arc::from([Arc::from(sni)]),
-        upstreams: Arc::from([UpstreamAddr {
-            host: "file.upstream".into(),
-            port: None,
-        }]),
+        upstreams: Arc::from([UpstreamAddr::new("file.upstream", None)]),
         allow: None,
         proxy_protocol: None,
         balance: None,
@@ -225,6 +222,21 @@ fn report_tracks_first_sync_and_refusals() {
     assert!(still.awaiting_first_sync, "a file reload before the list");
     let synced = still.next(&settings, Some(Merged::default()));
     assert!(!synced.awaiting_first_sync);
+    // With the Gateway API on, its lists count too.
+    let gateway = crate::model::config::KubernetesDiscovery {
+        gateway_api: crate::model::config::GatewayApi {
+            enabled: true,
+            ..Default::default()
+        },
+        ..settings.clone()
+    };
+    let chis_only = start.next(&gateway, Some(Merged::default()));
+    assert!(chis_only.awaiting_first_sync, "the CHI list alone");
+    let listed = Merged {
+        tls_routes_listed: true,
+        ..Merged::default()
+    };
+    assert!(!chis_only.next(&gateway, Some(listed)).awaiting_first_sync);
     assert_eq!(synced.to_json()["synced"], true);
     let off = synced.next(&crate::model::config::KubernetesDiscovery::default(), None);
     assert!(!off.enabled && off.merged.is_none());

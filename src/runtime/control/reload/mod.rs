@@ -290,7 +290,8 @@ impl Reloader {
         }
         let settings = &config.discovery.kubernetes;
         if let Some(settings) = &plan.discovery {
-            self.discovery.configure(settings);
+            let settings = with_bound_ports(settings, &config, &bound, &self.parts.listeners);
+            self.discovery.configure(&settings);
         }
         listeners::lock(&self.parts.listeners).apply(bound, &self.parts.ctx);
         self.current = plan::Current {
@@ -364,3 +365,37 @@ async fn settle(hints: &mut mpsc::Receiver<()>) {
 
 #[cfg(test)]
 mod tests;
+
+/// `settings` with the Gateway API's listener ports as bound: a listener configured on port 0
+/// (tests) is matched by the port it got, so Gateway listeners match what clients reach.
+fn with_bound_ports(
+    settings: &KubernetesDiscovery,
+    config: &Config,
+    bound: &listeners::Bound,
+    running: &std::sync::Mutex<listeners::Listeners>,
+) -> KubernetesDiscovery {
+    let mut settings = settings.clone();
+    if !settings.gateway_api.enabled || config.listeners.iter().all(|l| l.address.port() != 0) {
+        return settings;
+    }
+    let new = bound.new_addrs();
+    let old = listeners::lock(running).bound_addrs();
+    settings.gateway_api.listener_ports = config
+        .listeners
+        .iter()
+        .map(|l| match l.address.port() {
+            0 => new
+                .iter()
+                .find(|(n, _)| *n == *l.name)
+                .map(|(_, a)| a.port())
+                .or_else(|| {
+                    old.iter()
+                        .find(|(n, _)| **n == *l.name)
+                        .map(|(_, a)| a.port())
+                })
+                .unwrap_or(0),
+            port => port,
+        })
+        .collect();
+    settings
+}
