@@ -122,6 +122,21 @@ fn changed(current: Option<&Value>, desired: Value) -> Option<Value> {
     (!same).then(|| json!({ "status": desired }))
 }
 
+/// `patch` without its conditions' `lastTransitionTime`s: two patches computed before and after
+/// the watch shows our last write differ only in them (`now` moved on), and are the same write.
+pub fn timeless(patch: &Value) -> Value {
+    match patch {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .filter(|(k, _)| k.as_str() != "lastTransitionTime")
+                .map(|(k, v)| (k.clone(), timeless(v)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(timeless).collect()),
+        other => other.clone(),
+    }
+}
+
 /// Our status types always serialise (plain strings, numbers and lists).
 fn to_value<T: Serialize>(v: &T) -> Value {
     serde_json::to_value(v).unwrap_or(Value::Null)
@@ -129,6 +144,23 @@ fn to_value<T: Serialize>(v: &T) -> Value {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn timeless_drops_only_transition_times() {
+        let at = |t: &str| {
+            json!({"status": {"conditions": [
+                {"type": "Accepted", "status": "True", "lastTransitionTime": t}
+            ]}})
+        };
+        let a = at("2026-12-07T16:00:00Z");
+        let b = at("2026-12-07T16:00:01Z");
+        assert_ne!(a, b);
+        assert_eq!(super::timeless(&a), super::timeless(&b));
+        assert_eq!(
+            super::timeless(&a),
+            json!({"status": {"conditions": [{"type": "Accepted", "status": "True"}]}})
+        );
+    }
+
     use super::super::objects::ParentRef;
     use super::super::status::{reason, Condition, ListenerStatus, TLS_ROUTE_KIND};
     use super::*;

@@ -24,7 +24,8 @@ pub(super) struct Writer {
     pub(super) leader: bool,
     /// The other replica holding the Lease, once logged.
     waiting_for: Option<String>,
-    /// The last patch written per object: not written again before the watch shows it.
+    /// The last patch written per object, without its transition times ([`patch::timeless`]):
+    /// not written again before the watch shows it.
     written: HashMap<(usize, Key), Value>,
     /// Objects whose last status write failed (logged once).
     failing: HashSet<(usize, Key)>,
@@ -160,7 +161,10 @@ impl Writer {
             }
         }
         for (kind, key, p) in patches {
-            if self.written.get(&(kind, key.clone())) == Some(&p) {
+            // Compared without transition times: before the watch shows our last write, the
+            // same status is computed again with a later `now` (seen as a second write, under load).
+            let same = patch::timeless(&p);
+            if self.written.get(&(kind, key.clone())) == Some(&same) {
                 continue;
             }
             let api: Api<DynamicObject> = if KINDS[kind].4 {
@@ -174,7 +178,7 @@ impl Writer {
             {
                 Ok(_) => {
                     self.failing.remove(&(kind, key.clone()));
-                    self.written.insert((kind, key), p);
+                    self.written.insert((kind, key), same);
                 }
                 Err(error) => {
                     watch_stream::count_error("status");
