@@ -118,6 +118,10 @@ impl Direction {
                 continue;
             }
             let n = ready!(to.poll_write(cx, data)).map_err(writing)?;
+            if n == 0 {
+                // Nothing taken of a non-empty write would repeat forever: an end, not a spin.
+                return Poll::Ready(Err(writing(io::ErrorKind::WriteZero.into())));
+            }
             from.consume(n);
             self.bytes += n as u64;
             meter.increment(n as u64);
