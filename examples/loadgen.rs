@@ -5,10 +5,12 @@
 //!   header (v1, v2 or none) and the ClientHello, then acts on the mode byte
 //!   the client put in the hello's `random[0]`: `C` reply 1 byte and close,
 //!   `S` sink until EOF then reply the byte count (u64 BE), `H` reply 1 byte
-//!   and hold until EOF. On SIGTERM/SIGINT prints a `BACKEND` stats line.
-//! - `conn`, `stream`, `hold`: the three measurements; each prints one
-//!   `RESULT key=value ...` line and reads the proxy's CPU (`/proc/PID/stat`)
-//!   and RSS (`/proc/PID/status`) itself, so process start-up is excluded.
+//!   and hold until EOF, `E` echo every byte until EOF. On SIGTERM/SIGINT prints
+//!   a `BACKEND` stats line.
+//! - `conn`, `stream`, `duplex`, `hold`: the measurements; each prints one
+//!   `RESULT key=value ...` line and reads the proxy's CPU (`/proc/PID/stat`),
+//!   RSS (`/proc/PID/status`) and context switches (`/proc/PID/task/*/status`)
+//!   itself, so process start-up is excluded.
 //! - `routes`: prints the route table (YAML / HAProxy map / nginx map), so
 //!   the SNI → backend-port mapping lives only here.
 //! - `probe`, `free-port`: helpers for the driver script.
@@ -34,6 +36,7 @@ use hello::client_hello;
 const MODE_CONN: u8 = b'C';
 const MODE_SINK: u8 = b'S';
 const MODE_HOLD: u8 = b'H';
+const MODE_ECHO: u8 = b'E';
 const PP2_SIG: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
 /// Per-step I/O deadline: a healthy loopback proxy answers in microseconds.
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -92,6 +95,14 @@ enum Cmd {
         total_mib: u64,
         #[arg(long, default_value_t = 1)]
         streams: u64,
+    },
+    /// Full-duplex test: one connection to an echoing backend, `mib` MiB written in 256 KiB
+    /// writes while the echo is read back at the same time.
+    Duplex {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, default_value_t = 1024)]
+        mib: u64,
     },
     /// Idle-memory test: open `count` connections, measure RSS, close.
     Hold {
@@ -169,6 +180,7 @@ fn main() -> Result<()> {
                 total_mib,
                 streams,
             } => bounded(&common, stream_test(&common, total_mib, streams)).await,
+            Cmd::Duplex { common, mib } => bounded(&common, duplex_test(&common, mib)).await,
             Cmd::Hold {
                 common,
                 count,
@@ -388,6 +400,26 @@ async fn serve(mut s: TcpStream, idx: usize, nports: usize, stats: &Stats) -> Re
             let mut b = [0u8; 64];
             while s.read(&mut b).await? != 0 {}
         }
+        Some(MODE_ECHO) => {
+            // What came after the hello in the first reads, then everything else, until EOF.
+            let early = buf.get(hello_end..filled).unwrap_or_default().to_vec();
+            s.write_all(&early).await?;
+            let mut total = early.len() as u64;
+            let (mut r, mut w) = s.split();
+            let mut b = vec![0u8; 256 * 1024];
+            loop {
+                let n = tokio::time::timeout(IO_TIMEOUT, r.read(&mut b))
+                    .await
+                    .context("timeout while echoing")??;
+                if n == 0 {
+                    break;
+                }
+                w.write_all(&b[..n]).await?;
+                total += n as u64;
+            }
+            w.shutdown().await?;
+            stats.sunk_bytes.fetch_add(total, Relaxed);
+        }
         Some(MODE_SINK) => {
             let mut total = (filled - hello_end) as u64;
             let mut b = vec![0u8; 256 * 1024];
@@ -441,6 +473,25 @@ fn proc_usage(pids: &[u32], clk_tck: u64) -> Result<(f64, u64)> {
             .context("bad VmRSS")?;
     }
     Ok((ticks as f64 / clk_tck.max(1) as f64, rss))
+}
+
+/// Voluntary + involuntary context switches of `pids`, summed over all their threads
+/// (`/proc/PID/task/*/status`; threads gone since are not counted).
+fn ctx_switches(pids: &[u32]) -> Result<u64> {
+    let mut total = 0;
+    for pid in pids {
+        for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+            let Ok(status) = std::fs::read_to_string(task?.path().join("status")) else {
+                continue;
+            };
+            total += status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum::<u64>();
+        }
+    }
+    Ok(total)
 }
 
 async fn connect(target: SocketAddr, hello: &[u8]) -> Result<TcpStream> {
@@ -506,6 +557,7 @@ async fn conn_test(c: &Common, count: u64, concurrency: usize, routes: usize) ->
     let next = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let (cpu0, _) = proc_usage(&c.pids, c.clk_tck)?;
+    let cs0 = ctx_switches(&c.pids)?;
     let t0 = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..concurrency.max(1) {
@@ -553,6 +605,7 @@ async fn conn_test(c: &Common, count: u64, concurrency: usize, routes: usize) ->
     let elapsed = t0.elapsed().as_secs_f64();
     settle().await;
     let (cpu1, _) = proc_usage(&c.pids, c.clk_tck)?;
+    let switches = ctx_switches(&c.pids)?.saturating_sub(cs0);
     let errors = errors.load(Relaxed);
     let cpu = cpu1 - cpu0;
     setup_us.sort_unstable();
@@ -561,11 +614,12 @@ async fn conn_test(c: &Common, count: u64, concurrency: usize, routes: usize) ->
         setup_us.get(i).copied().unwrap_or(0)
     };
     println!(
-        "RESULT test=conn conns={count} errors={errors} elapsed_s={elapsed:.3} conn_per_s={:.0} cpu_s={cpu:.2} cpu_us_per_conn={:.2} setup_p50_us={} setup_p99_us={}",
+        "RESULT test=conn conns={count} errors={errors} elapsed_s={elapsed:.3} conn_per_s={:.0} cpu_s={cpu:.2} cpu_us_per_conn={:.2} setup_p50_us={} setup_p99_us={} ctxsw_per_conn={:.2}",
         count as f64 / elapsed,
         cpu * 1e6 / count.max(1) as f64,
         pct(0.50),
-        pct(0.99)
+        pct(0.99),
+        switches as f64 / count.max(1) as f64
     );
     Ok(())
 }
@@ -620,6 +674,58 @@ async fn stream_test(c: &Common, total_mib: u64, streams: u64) -> Result<()> {
     println!(
         "RESULT test=stream streams={streams} gib={gib:.2} errors={errors} elapsed_s={elapsed:.3} gbit_s={:.2} cpu_s={cpu:.2} cpu_s_per_gib={:.3}",
         total as f64 * 8.0 / elapsed / 1e9,
+        cpu / gib
+    );
+    Ok(())
+}
+
+async fn duplex_test(c: &Common, mib: u64) -> Result<()> {
+    let total = mib << 20;
+    let hello = client_hello(&sni(1), MODE_ECHO);
+    let (cpu0, _) = proc_usage(&c.pids, c.clk_tck)?;
+    let cs0 = ctx_switches(&c.pids)?;
+    let t0 = Instant::now();
+    let s = connect(c.target, &hello).await?;
+    let (mut r, mut w) = s.into_split();
+    let writer = tokio::spawn(async move {
+        let chunk = vec![0x5au8; 256 * 1024];
+        let mut sent = 0u64;
+        while sent < total {
+            let n = chunk.len().min((total - sent) as usize);
+            tokio::time::timeout(IO_TIMEOUT, w.write_all(&chunk[..n]))
+                .await
+                .context("write timeout")??;
+            sent += n as u64;
+        }
+        w.shutdown().await?;
+        anyhow::Ok(())
+    });
+    let mut b = vec![0u8; 256 * 1024];
+    let mut received = 0u64;
+    loop {
+        let n = tokio::time::timeout(IO_TIMEOUT, r.read(&mut b))
+            .await
+            .context("read timeout")??;
+        if n == 0 {
+            break;
+        }
+        received += n as u64;
+    }
+    writer.await??;
+    let elapsed = t0.elapsed().as_secs_f64();
+    settle().await;
+    let (cpu1, _) = proc_usage(&c.pids, c.clk_tck)?;
+    let switches = ctx_switches(&c.pids)?.saturating_sub(cs0);
+    let errors = u64::from(received != total);
+    if errors > 0 {
+        eprintln!("echoed {received} of {total} bytes");
+    }
+    // Counted both ways: the proxy moved `total` bytes each way.
+    let gib = (total + received) as f64 / (1u64 << 30) as f64;
+    let cpu = cpu1 - cpu0;
+    println!(
+        "RESULT test=duplex gib={gib:.2} errors={errors} elapsed_s={elapsed:.3} gbit_s={:.2} cpu_s={cpu:.2} cpu_s_per_gib={:.3} ctxsw={switches}",
+        (total + received) as f64 * 8.0 / elapsed / 1e9,
         cpu / gib
     );
     Ok(())

@@ -7,6 +7,7 @@
 //! tlsgen echo --listen 127.0.0.1:0 --port-file F            # backend: echoes every byte
 //! tlsgen handshakes --addr A --sni S --count N --concurrency C
 //! tlsgen bulk --addr A --sni S --mib M                        # M MiB each way, one connection
+//! tlsgen hold --addr A --sni S --count N --pids P             # RSS per idle terminated connection
 //! ```
 //! Each client subcommand prints one line of `key=value` fields (count, seconds, errors, and
 //! what the last handshake negotiated: version, cipher suite, key exchange group).
@@ -53,6 +54,27 @@ enum Command {
         #[arg(long, default_value_t = 16)]
         concurrency: u64,
     },
+    /// Idle memory: `count` terminated connections (a full handshake, one byte there and back
+    /// each), held open; the proxy's resident memory (`VmRSS` of `pids`, summed) before and after,
+    /// per connection. Prints one `RESULT test=tlshold ...` line.
+    Hold {
+        #[arg(long)]
+        addr: SocketAddr,
+        #[arg(long)]
+        sni: String,
+        #[arg(long, default_value_t = 2000)]
+        count: u64,
+        #[arg(long, default_value_t = 64)]
+        concurrency: u64,
+        #[arg(long, value_delimiter = ',', required = true)]
+        pids: Vec<u32>,
+        /// Wait this long after the last connection is up before reading RSS.
+        #[arg(long, default_value_t = 8000)]
+        settle_ms: u64,
+        /// Hard bound on the whole run.
+        #[arg(long, default_value_t = 120)]
+        deadline_secs: u64,
+    },
     /// One connection: `mib` MiB sent and the same echoed back.
     Bulk {
         #[arg(long)]
@@ -84,6 +106,21 @@ fn main() -> Result<()> {
                 concurrency,
             } => handshakes(addr, &sni, count, concurrency).await,
             Command::Bulk { addr, sni, mib } => bulk(addr, &sni, mib).await,
+            Command::Hold {
+                addr,
+                sni,
+                count,
+                concurrency,
+                pids,
+                settle_ms,
+                deadline_secs,
+            } => {
+                let held = hold(addr, &sni, count, concurrency, &pids, settle_ms);
+                match tokio::time::timeout(Duration::from_secs(deadline_secs), held).await {
+                    Ok(done) => done,
+                    Err(_) => bail!("deadline of {deadline_secs}s exceeded"),
+                }
+            }
         }
     })
 }
@@ -188,6 +225,95 @@ async fn handshakes(addr: SocketAddr, sni: &str, count: u64, concurrency: u64) -
     if errors * 100 > count {
         bail!("{errors} of {count} handshakes failed");
     }
+    Ok(())
+}
+
+/// `VmRSS` of `pids`, summed, in KiB.
+fn rss_kib(pids: &[u32]) -> Result<u64> {
+    let mut kib = 0;
+    for pid in pids {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .with_context(|| format!("process {pid} gone"))?;
+        kib += status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .context("no VmRSS")?;
+    }
+    Ok(kib)
+}
+
+/// One terminated connection, proved end to end (one byte there and back), kept open.
+async fn one_held(
+    connector: &TlsConnector,
+    addr: SocketAddr,
+    sni: &str,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let tcp = TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    let mut tls = connector
+        .connect(ServerName::try_from(sni.to_string())?, tcp)
+        .await?;
+    tls.write_all(b"x").await?;
+    let mut back = [0u8; 1];
+    tls.read_exact(&mut back).await?;
+    Ok(tls)
+}
+
+async fn hold(
+    addr: SocketAddr,
+    sni: &str,
+    count: u64,
+    concurrency: u64,
+    pids: &[u32],
+    settle_ms: u64,
+) -> Result<()> {
+    let connector = connector();
+    // Warm-up: what a proxy sets up on its first handshakes is not per idle connection.
+    for _ in 0..concurrency.max(1) {
+        drop(one_held(&connector, addr, sni).await?);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = rss_kib(pids)?;
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency.max(1) {
+        let (connector, next, sni) = (connector.clone(), next.clone(), sni.to_string());
+        tasks.push(tokio::spawn(async move {
+            let (mut held, mut errors) = (Vec::new(), 0u64);
+            while next.fetch_add(1, Ordering::Relaxed) < count {
+                let one =
+                    tokio::time::timeout(Duration::from_secs(10), one_held(&connector, addr, &sni));
+                match one.await {
+                    Ok(Ok(tls)) => held.push(tls),
+                    _ => errors += 1,
+                }
+            }
+            (held, errors)
+        }));
+    }
+    let (mut held, mut errors) = (Vec::new(), 0);
+    for t in tasks {
+        let (h, e) = t.await?;
+        held.extend(h);
+        errors += e;
+    }
+    tokio::time::sleep(Duration::from_millis(settle_ms)).await;
+    let after = rss_kib(pids)?;
+    // Every held connection must still be open: a closed one has its TCP socket readable (EOF).
+    let mut closed = 0;
+    for tls in &held {
+        let mut b = [0u8; 1];
+        match tls.get_ref().0.try_read(&mut b) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            _ => closed += 1,
+        }
+    }
+    let open = held.len() as u64;
+    println!(
+        "RESULT test=tlshold conns={open} errors={errors} closed_early={closed} rss_before_kib={before} rss_after_kib={after} kib_per_conn={:.2}",
+        (after as f64 - before as f64) / open.max(1) as f64
+    );
     Ok(())
 }
 

@@ -74,7 +74,7 @@ pub async fn handle(
         Legs::Plain(upstream) => session::relay(stream, upstream, session).await,
         Legs::Tls(streams) => {
             // Boxed, the session with it: a passthrough connection's task carries neither.
-            let (session, outcome) = Box::pin(terminated::relay(*streams, session)).await;
+            let (session, outcome) = Box::pin(terminated::relay(streams, session)).await;
             // Closed before the end is reported, as a passthrough connection's sockets are.
             drop(stream);
             session.end(outcome);

@@ -461,22 +461,23 @@ thread_local! {
 }
 
 /// A copy buffer borrowed from the current thread's pool, returned on drop
-/// (to whichever thread drops it; the pools even out).
-struct PooledBuf(Option<Box<[u8]>>);
+/// (to whichever thread drops it; the pools even out). The terminated leg's relay borrows
+/// them too.
+pub(super) struct PooledBuf(Option<Box<[u8]>>);
 
 impl PooledBuf {
-    fn take() -> Self {
+    pub(super) fn take() -> Self {
         let reused = POOL.with(|p| p.borrow_mut().pop());
         PooledBuf(Some(
             reused.unwrap_or_else(|| vec![0u8; BUF_SIZE].into_boxed_slice()),
         ))
     }
 
-    fn as_mut(&mut self) -> &mut [u8] {
+    pub(super) fn as_mut(&mut self) -> &mut [u8] {
         self.0.as_deref_mut().unwrap_or_default()
     }
 
-    fn get(&self, from: usize, to: usize) -> &[u8] {
+    pub(super) fn get(&self, from: usize, to: usize) -> &[u8] {
         self.0
             .as_deref()
             .and_then(|b| b.get(from..to))

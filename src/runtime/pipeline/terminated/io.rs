@@ -25,6 +25,34 @@ impl<'a> ClientIo<'a> {
             pos: start,
         }
     }
+
+    /// The socket, for readiness and writes once rustls runs without tokio-rustls.
+    pub fn stream(&self) -> &'a TcpStream {
+        self.stream
+    }
+
+    /// Hands out the unreplayed prefix, else reads the socket (`WouldBlock` when it has nothing).
+    fn read_now(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(rest) = self.prefix.get(self.pos..).filter(|r| !r.is_empty()) {
+            let n = rest.len().min(buf.len());
+            buf[..n].copy_from_slice(rest.get(..n).unwrap_or_default());
+            self.pos += n;
+            if self.pos >= self.prefix.len() {
+                // Replayed: the buffer is not needed for the rest of the connection.
+                self.prefix = Vec::new();
+                self.pos = 0;
+            }
+            return Ok(n);
+        }
+        self.stream.try_read(buf)
+    }
+}
+
+/// rustls's `read_tls` reads through this once the relay drives the connection itself.
+impl io::Read for ClientIo<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.read_now(buf)
+    }
 }
 
 impl AsyncRead for ClientIo<'_> {
@@ -34,19 +62,8 @@ impl AsyncRead for ClientIo<'_> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if let Some(rest) = this.prefix.get(this.pos..).filter(|r| !r.is_empty()) {
-            let n = rest.len().min(buf.remaining());
-            buf.put_slice(rest.get(..n).unwrap_or_default());
-            this.pos += n;
-            if this.pos >= this.prefix.len() {
-                // Replayed: the buffer is not needed for the rest of the connection.
-                this.prefix = Vec::new();
-                this.pos = 0;
-            }
-            return Poll::Ready(Ok(()));
-        }
         loop {
-            match this.stream.try_read(buf.initialize_unfilled()) {
+            match this.read_now(buf.initialize_unfilled()) {
                 Ok(n) => {
                     buf.advance(n);
                     return Poll::Ready(Ok(()));

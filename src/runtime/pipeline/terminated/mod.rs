@@ -9,6 +9,7 @@
 
 mod handshake;
 mod io;
+mod legs;
 mod relay;
 
 pub use handshake::Streams;
@@ -76,17 +77,23 @@ pub async fn connect<'a>(
 
 /// Relays a terminated connection until the end and says how it ended (its session given
 /// back to report it). It is never parked (rustls's state lives in the task), so it ends
-/// here, not in [`session`].
-pub async fn relay(
-    streams: Streams<'_>,
+/// here, not in [`session`]. Not an async fn: the ends are built first, so that the future holds
+/// rustls's state once, not once per level; and the box the streams came in is freed now, not
+/// when the relay ends (a box moved out of is freed only at the end of its binding's scope).
+pub fn relay<'a>(
+    streams: Box<Streams<'a>>,
     mut session: Session<Served>,
-) -> (Session<Served>, Outcome) {
-    let meters = session::byte_meters(&session);
-    let transfer = relay::relay(streams, session.idle, &meters).await;
-    session.progress = transfer.progress;
-    let (outcome, detail) = transfer.end.outcome();
-    if detail.is_some() {
-        session.record.detail = detail;
+) -> impl std::future::Future<Output = (Session<Served>, Outcome)> + 'a {
+    let mut legs = relay::Legs::new(*streams);
+    async move {
+        let meters = session::byte_meters(&session);
+        let transfer = legs.relay(session.idle, &meters).await;
+        drop(legs);
+        session.progress = transfer.progress;
+        let (outcome, detail) = transfer.end.outcome();
+        if detail.is_some() {
+            session.record.detail = detail;
+        }
+        (session, outcome)
     }
-    (session, outcome)
 }
