@@ -8,6 +8,7 @@ pub mod clickhouse;
 pub mod fake_api;
 pub mod fake_kube;
 pub mod peers;
+pub mod postgres;
 pub mod prometheus;
 pub mod tls;
 
