@@ -18,6 +18,9 @@ pub const PROXY_PROTOCOL: &str = "ch-edge-proxy/proxy-protocol";
 /// `passthrough`, `terminate` or `reencrypt`: what the object's routes do with TLS.
 /// `terminate` reaches the upstreams on the listener's `upstream_port_plain` (9000, 8123).
 pub const TLS: &str = "ch-edge-proxy/tls";
+/// `"true"` or `"false"` (default): the object's servers accept direct SSL (PostgreSQL 17+), so
+/// a direct-SSL client on a `postgres` listener is passed through to them as it came.
+pub const POSTGRES_DIRECT_SSL: &str = "ch-edge-proxy/postgres-direct-ssl";
 
 /// What an object's annotations ask of its routes (`None`: not annotated).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -25,6 +28,7 @@ pub struct RouteAnnotations {
     pub allow: Option<Arc<[IpNet]>>,
     pub proxy_protocol: Option<ProxyVersion>,
     pub tls: Option<TlsMode>,
+    pub postgres_direct_ssl: bool,
 }
 
 /// An annotation that cannot be used.
@@ -36,6 +40,8 @@ pub enum AnnotationError {
     InvalidCidr { key: &'static str, value: String },
     #[error("annotation {key}: no CIDRs in {value:?}")]
     NoCidrs { key: &'static str, value: String },
+    #[error("annotation {key}: expected \"true\" or \"false\", got {value:?}")]
+    NotABool { key: &'static str, value: String },
     #[error("annotation {key}: {error}")]
     Keyword {
         key: &'static str,
@@ -54,18 +60,36 @@ impl RouteAnnotations {
             .map(|p| keyword(PROXY_PROTOCOL, p))
             .transpose()?;
         let tls = annotation(obj, TLS)?.map(|t| keyword(TLS, t)).transpose()?;
+        let postgres_direct_ssl = match annotation(obj, POSTGRES_DIRECT_SSL)?.map(str::trim) {
+            None => false,
+            Some(v) if v.eq_ignore_ascii_case("true") => true,
+            Some(v) if v.eq_ignore_ascii_case("false") => false,
+            Some(v) => {
+                return Err(AnnotationError::NotABool {
+                    key: POSTGRES_DIRECT_SSL,
+                    value: v.to_owned(),
+                })
+            }
+        };
         Ok(RouteAnnotations {
             allow,
             proxy_protocol,
             tls,
+            postgres_direct_ssl,
         })
     }
 
-    /// The routes' `tls` section: just the mode, when annotated.
+    /// The routes' `tls` section: the mode and direct SSL, when annotated.
     pub fn route_tls(&self) -> Option<Arc<RouteTls>> {
-        self.tls.map(|mode| {
+        self.route_tls_with(self.tls)
+    }
+
+    /// The routes' `tls` section with the mode `mode` (a source that decides it itself).
+    pub fn route_tls_with(&self, mode: Option<TlsMode>) -> Option<Arc<RouteTls>> {
+        (mode.is_some() || self.postgres_direct_ssl).then(|| {
             Arc::new(RouteTls {
-                mode: Some(mode),
+                mode,
+                postgres_direct_ssl: self.postgres_direct_ssl,
                 ..RouteTls::default()
             })
         })
@@ -146,6 +170,7 @@ mod tests {
             ALLOW: "10.0.0.0/8, 192.0.2.7",
             PROXY_PROTOCOL: " V1 ",
             TLS: "Terminate",
+            POSTGRES_DIRECT_SSL: "true",
         })))
         .unwrap();
         let want: Vec<IpNet> = vec![
@@ -155,6 +180,21 @@ mod tests {
         assert_eq!(a.allow.as_deref(), Some(&*want));
         assert_eq!(a.proxy_protocol, Some(ProxyVersion::V1));
         assert_eq!(a.route_tls().unwrap().mode, Some(TlsMode::Terminate));
+        assert!(a.route_tls().unwrap().postgres_direct_ssl);
+    }
+
+    #[test]
+    fn direct_ssl_alone_makes_a_tls_section_without_a_mode() {
+        for (value, want) in [
+            ("true", Some(true)),
+            (" TRUE ", Some(true)),
+            ("false", None),
+        ] {
+            let a = RouteAnnotations::read(&annotated(json!({ POSTGRES_DIRECT_SSL: value })));
+            let tls = a.unwrap().route_tls();
+            assert_eq!(tls.as_ref().map(|t| t.postgres_direct_ssl), want, "{value}");
+            assert_eq!(tls.and_then(|t| t.mode), None);
+        }
     }
 
     #[test]
@@ -165,6 +205,8 @@ mod tests {
             (PROXY_PROTOCOL, json!("v3")),
             (TLS, json!("offload")),
             (TLS, json!(true)),
+            (POSTGRES_DIRECT_SSL, json!("yes")),
+            (POSTGRES_DIRECT_SSL, json!(true)),
         ] {
             let e = RouteAnnotations::read(&annotated(json!({ key: value }))).unwrap_err();
             assert!(e.to_string().contains(key), "{e}");

@@ -95,6 +95,9 @@ pub struct Route<A, M> {
     pub upstream_tls: Option<Arc<UpstreamTls>>,
     /// ALPN protocols a terminating route accepts (`None`: none).
     pub alpn: Option<Arc<[Arc<str>]>>,
+    /// The upstream accepts direct SSL (PostgreSQL 17+): on a `postgres` listener a client that
+    /// starts TLS at once is passed through as it came, with no `SSLRequest` upstream.
+    pub postgres_direct_ssl: bool,
     /// Rotation over the route's addresses (round robin, and least_conn's ties), advanced by
     /// each connection.
     pub cursor: AtomicUsize,

@@ -53,6 +53,9 @@ pub const TLS_HANDSHAKES_IN_FLIGHT: &str = "ch_edge_proxy_tls_handshakes_in_flig
 /// Rendered by the surface at each scrape from the live certificates (a removed certificate's
 /// series disappears), labelled `certificate="<cert file>"`.
 pub const TLS_CERTIFICATE_EXPIRY: &str = "ch_edge_proxy_tls_certificate_expiry_timestamp_seconds";
+/// PostgreSQL clients on `protocol: postgres` listeners that reached their ClientHello, by how
+/// (`negotiation`: `sslrequest`, `direct`, `gssenc_then_ssl`).
+pub const POSTGRES_NEGOTIATIONS: &str = "ch_edge_proxy_postgres_negotiations_total";
 pub const CPU_LIMIT: &str = "ch_edge_proxy_cpu_limit_cores";
 pub const MEMORY_LIMIT: &str = "ch_edge_proxy_memory_limit_bytes";
 
@@ -230,6 +233,10 @@ pub fn describe() {
     describe_gauge!(
         TLS_HANDSHAKES_IN_FLIGHT,
         "Client TLS handshakes holding a slot now (at most tls.max_handshakes)."
+    );
+    describe_counter!(
+        POSTGRES_NEGOTIATIONS,
+        "PostgreSQL clients on postgres listeners that reached their ClientHello, by listener and negotiation (sslrequest, direct, gssenc_then_ssl); refusals are connections_total outcomes (postgres_plaintext, not_postgres, postgres_direct_unsupported, upstream_ssl_refused)."
     );
     describe_gauge!(
         DISCOVERY_LAST_SYNC,

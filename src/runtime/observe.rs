@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ch_edge_wire::postgres::{ListenerProtocol, Negotiation};
 use tokio::time::Instant;
 
 use crate::model::config::{ConfigError, LogConfig};
@@ -96,6 +97,20 @@ pub struct Record {
     pub connect_us: Option<u64>,
     /// Routes that terminate TLS: how the client's handshake went.
     pub tls: Option<TlsNote>,
+    /// The listener's protocol (`postgres` written in the access log; `tls` left out).
+    pub protocol: ListenerProtocol,
+    /// A `postgres` listener's connection: how the client reached its ClientHello (`None`
+    /// before it did, and on a `tls` listener).
+    pub postgres: Option<PgStart>,
+}
+
+/// How a client on a `postgres` listener came to its ClientHello: what the access log says, and
+/// what the legs need (a direct ClientHello is passed through only to a direct-SSL upstream).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PgStart {
+    pub negotiation: Negotiation,
+    /// The ClientHello came without an `SSLRequest` before it (`sslnegotiation=direct`).
+    pub direct: bool,
 }
 
 /// A terminated connection's TLS, in 8 bytes (the record lives as long as the connection).
@@ -128,6 +143,8 @@ impl Record {
             client_hello_us: None,
             connect_us: None,
             tls: None,
+            protocol: ListenerProtocol::Tls,
+            postgres: None,
         }
     }
 

@@ -53,6 +53,17 @@ pub enum Outcome {
     TlsHandshakeFailed,
     /// A reencrypting route's handshake with the upstream failed (reason in `detail`).
     UpstreamTlsFailed,
+    /// A `postgres` listener: a plaintext `StartupMessage` or `CancelRequest`, refused with a
+    /// PostgreSQL `ErrorResponse` ("SSL required", SQLSTATE 28000).
+    PostgresPlaintext,
+    /// A `postgres` listener: the first bytes are no PostgreSQL start (closed).
+    NotPostgres,
+    /// A direct-SSL PostgreSQL client routed to a passthrough route whose upstream does not take
+    /// direct SSL (`postgres_direct_ssl` off): TLS alert `internal_error`.
+    PostgresDirectUnsupported,
+    /// A `postgres` listener: the upstream did not answer the proxy's `SSLRequest` with `S`
+    /// (reason in `detail`): TLS alert `internal_error`.
+    UpstreamSslRefused,
 }
 
 ch_edge_wire::keywords!(Outcome {
@@ -79,6 +90,10 @@ ch_edge_wire::keywords!(Outcome {
     TlsBusy => "tls_busy",
     TlsHandshakeFailed => "tls_handshake_failed",
     UpstreamTlsFailed => "upstream_tls_failed",
+    PostgresPlaintext => "postgres_plaintext",
+    NotPostgres => "not_postgres",
+    PostgresDirectUnsupported => "postgres_direct_unsupported",
+    UpstreamSslRefused => "upstream_ssl_refused",
 });
 
 impl Outcome {

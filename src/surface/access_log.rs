@@ -15,6 +15,7 @@ use std::sync::OnceLock;
 use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
+use ch_edge_wire::postgres::ListenerProtocol;
 use tracing_subscriber::fmt::format::JsonFields;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -264,6 +265,12 @@ fn json_line(out: &mut Vec<u8>, r: &Record, outcome: Outcome) {
     }
     if let Some(us) = r.connect_us {
         let _ = write!(out, ",\"connect_us\":{us}");
+    }
+    if r.protocol != ListenerProtocol::Tls {
+        let _ = write!(out, ",\"protocol\":\"{}\"", r.protocol.keyword());
+    }
+    if let Some(pg) = r.postgres {
+        let _ = write!(out, ",\"negotiation\":\"{}\"", pg.negotiation.keyword());
     }
     if let Some(tls) = r.tls {
         let _ = write!(out, ",\"tls\":\"{}\"", tls.mode.keyword());

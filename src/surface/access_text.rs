@@ -15,6 +15,7 @@ use std::io::Write as _;
 use super::log_text::{timestamp, Value};
 use crate::runtime::observe::Record;
 use crate::runtime::outcome::Outcome;
+use ch_edge_wire::postgres::ListenerProtocol;
 
 /// Appends one access line, ending in `\n`, to `out`.
 pub fn text_line(out: &mut Vec<u8>, r: &Record, outcome: Outcome) {
@@ -63,6 +64,12 @@ pub fn text_line(out: &mut Vec<u8>, r: &Record, outcome: Outcome) {
     }
     if let Some(us) = r.connect_us {
         let _ = write!(out, " connect_us={us}");
+    }
+    if r.protocol != ListenerProtocol::Tls {
+        let _ = write!(out, " protocol={}", r.protocol.keyword());
+    }
+    if let Some(pg) = r.postgres {
+        let _ = write!(out, " negotiation={}", pg.negotiation.keyword());
     }
     if let Some(tls) = r.tls {
         let _ = write!(out, " tls={}", tls.mode.keyword());

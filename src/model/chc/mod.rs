@@ -28,7 +28,7 @@ pub use naming::ReplicaId;
 
 use crate::model::annotations::{self, AnnotationError, RouteAnnotations};
 use crate::model::manifests::{self, ManifestError};
-use crate::model::route::{RouteSpec, RouteTls, TlsMode, UpstreamAddr};
+use crate::model::route::{RouteSpec, TlsMode, UpstreamAddr};
 
 pub const API_VERSION: &str = "clickhouse.com/v1alpha1";
 pub const KIND: &str = "ClickHouseCluster";
@@ -247,12 +247,7 @@ impl Cluster {
             return Ok(Vec::new());
         }
         let mode = self.tls_mode()?;
-        let tls = mode.map(|mode| {
-            Arc::new(RouteTls {
-                mode: Some(mode),
-                ..RouteTls::default()
-            })
-        });
+        let tls = self.annotations.route_tls_with(mode);
         let (ns, name) = (self.namespace.as_str(), self.name.as_str());
         let source: Arc<str> = format!("chc:{ns}/{name}").into();
         // The operator does not shorten names; Kubernetes refuses a Service or pod whose

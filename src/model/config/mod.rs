@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use ch_edge_wire::postgres::ListenerProtocol;
 use ch_edge_wire::proxy_in::Policy;
 
 use std::sync::Arc;
@@ -144,18 +145,26 @@ impl From<LogFormat> for AccessLogFormat {
     }
 }
 
+/// ClickHouse's PostgreSQL port (`postgresql_port`): a `postgres` listener's default
+/// `upstream_port`, whatever port it listens on (clients default to 5432).
+pub const POSTGRES_UPSTREAM_PORT: u16 = 9005;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenerConfig {
     /// Metric/log label.
     pub name: String,
     pub address: SocketAddr,
-    /// Port used for upstreams written without one; defaults to `address`'s port.
+    /// Port used for upstreams written without one; defaults to `address`'s port, and on a
+    /// `postgres` listener to ClickHouse's PostgreSQL port, [`POSTGRES_UPSTREAM_PORT`].
     pub upstream_port: u16,
     /// Port used instead by `tls: terminate` routes (plaintext after termination); defaults
     /// to 9000 for 9440 and 8123 for 8443 (ClickHouse's plain ports), else `upstream_port`.
     pub upstream_port_plain: u16,
     /// The PROXY header we accept from the peer in front of us (the NLB).
     pub proxy_protocol: Policy,
+    /// What a connection starts with after the PROXY header: a TLS ClientHello (`tls`), or the
+    /// PostgreSQL wire start before it (`postgres`, README "PostgreSQL clients").
+    pub protocol: ListenerProtocol,
 }
 
 /// `admin:` section: the admin HTTP listeners, each serving some of the endpoints.

@@ -5,6 +5,7 @@
 
 use std::fmt;
 
+use ch_edge_wire::postgres::ListenerProtocol;
 use ch_edge_wire::proxy_in::ProxyInMode;
 use ch_edge_wire::proxy_out::ProxyVersion;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
@@ -104,6 +105,7 @@ pub(crate) struct RawListener {
     pub upstream_port_plain: Option<S<u16>>,
     #[serde(default, deserialize_with = "nullable")]
     pub proxy_protocol: Option<RawProxyIn>,
+    pub protocol: Option<S<Keyword<ListenerProtocol>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -193,6 +195,8 @@ pub(crate) struct RawRoute {
     pub upstream_tls: Option<S<RawUpstreamTls>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alpn: Option<Vec<S<String>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub postgres_direct_ssl: Option<bool>,
     /// Keys refused while reading the entry (unknown, repeated), for validation to report.
     #[serde(skip)]
     pub key_problems: Vec<KeyProblem>,

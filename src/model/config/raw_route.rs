@@ -21,6 +21,7 @@ pub(crate) const ROUTE_KEYS: &[&str] = &[
     "tls",
     "upstream_tls",
     "alpn",
+    "postgres_direct_ssl",
 ];
 
 impl<'de> Deserialize<'de> for RawRoute {
@@ -109,6 +110,7 @@ fn read<'de, A: MapAccess<'de>>(r: &mut RawRoute, k: usize, map: &mut A) -> Resu
         tls,
         upstream_tls,
         alpn,
+        postgres_direct_ssl,
         key_problems: _,
     } = r;
     match k {
@@ -121,7 +123,8 @@ fn read<'de, A: MapAccess<'de>>(r: &mut RawRoute, k: usize, map: &mut A) -> Resu
         6 => *sticky = Some(map.next_value()?),
         7 => *tls = Some(map.next_value()?),
         8 => *upstream_tls = Some(map.next_value()?),
-        _ => *alpn = Some(map.next_value()?),
+        9 => *alpn = Some(map.next_value()?),
+        _ => *postgres_direct_ssl = Some(map.next_value()?),
     }
     Ok(())
 }
@@ -139,6 +142,7 @@ fn is_set(r: &RawRoute, k: usize) -> bool {
         tls,
         upstream_tls,
         alpn,
+        postgres_direct_ssl,
         key_problems: _,
     } = r;
     match k {
@@ -151,7 +155,8 @@ fn is_set(r: &RawRoute, k: usize) -> bool {
         6 => sticky.is_some(),
         7 => tls.is_some(),
         8 => upstream_tls.is_some(),
-        _ => alpn.is_some(),
+        9 => alpn.is_some(),
+        _ => postgres_direct_ssl.is_some(),
     }
 }
 

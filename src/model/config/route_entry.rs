@@ -29,13 +29,19 @@ pub(crate) fn entry(spec: &RouteSpec) -> S<RawRoute> {
         };
         unlocated(value)
     };
-    let (mode, upstream_tls, alpn) = match tls.as_deref() {
+    let (mode, upstream_tls, alpn, direct) = match tls.as_deref() {
         Some(RouteTls {
             mode,
             upstream,
             alpn,
-        }) => (*mode, upstream.as_ref(), alpn.as_ref()),
-        None => (None, None, None),
+            postgres_direct_ssl,
+        }) => (
+            *mode,
+            upstream.as_ref(),
+            alpn.as_ref(),
+            *postgres_direct_ssl,
+        ),
+        None => (None, None, None, false),
     };
     unlocated(RawRoute {
         name: Some(unlocated(name.to_string())),
@@ -55,6 +61,9 @@ pub(crate) fn entry(spec: &RouteSpec) -> S<RawRoute> {
             })
         }),
         alpn: alpn.map(|a| a.iter().map(|p| unlocated(p.to_string())).collect()),
+        // Written only when true: false is the default, and a spec whose RouteTls holds only a
+        // false reads back the same (see `routes::tls_written_as`).
+        postgres_direct_ssl: direct.then_some(true),
         key_problems: Vec::new(),
     })
 }

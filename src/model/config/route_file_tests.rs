@@ -61,15 +61,16 @@ fn route_tls() -> impl Strategy<Value = RouteTls> {
         prop::collection::vec("[a-z0-9/.]{1,8}", 1..3)
             .prop_map(|list| list.into_iter().map(Arc::from).collect::<Arc<[Arc<str>]>>()),
     );
-    (mode, upstream, alpn)
-        .prop_map(|(mode, upstream, alpn)| RouteTls {
+    (mode, upstream, alpn, any::<bool>())
+        .prop_map(|(mode, upstream, alpn, postgres_direct_ssl)| RouteTls {
             mode,
             upstream,
             alpn,
+            postgres_direct_ssl,
         })
         // A TLS block with nothing in it is not written at all (and reads back as none).
         .prop_filter("something written", |t| {
-            t.mode.is_some() || t.upstream.is_some() || t.alpn.is_some()
+            t.mode.is_some() || t.upstream.is_some() || t.alpn.is_some() || t.postgres_direct_ssl
         })
 }
 

@@ -47,6 +47,7 @@ pub(crate) fn route(
         tls,
         upstream_tls,
         alpn,
+        postgres_direct_ssl,
         key_problems,
     } = raw.value;
     let sni = items(sni.as_ref());
@@ -115,9 +116,12 @@ pub(crate) fn route(
     let proxy_protocol = keyword(proxy_protocol.as_ref(), "proxy_protocol", add, errs);
     let balance = keyword(balance.as_ref(), "balance", add, errs);
     let tls = route_tls(
-        tls.as_ref(),
-        upstream_tls.as_ref(),
-        alpn.as_ref(),
+        (
+            tls.as_ref(),
+            upstream_tls.as_ref(),
+            alpn.as_ref(),
+            postgres_direct_ssl,
+        ),
         file,
         add,
         errs,
@@ -175,16 +179,14 @@ fn keyword_written_as<T: Copy + PartialEq>(raw: Option<&S<Keyword<T>>>, spec: Op
     }
 }
 
-/// The route's `tls`, `upstream_tls` and `alpn`, if any is written.
+/// The route's `tls`, `upstream_tls`, `alpn` and `postgres_direct_ssl`, if any is written.
 fn route_tls(
-    mode: Option<&S<Keyword<TlsMode>>>,
-    upstream_tls: Option<&S<RawUpstreamTls>>,
-    alpn: Option<&Vec<S<String>>>,
+    (mode, upstream_tls, alpn, postgres_direct_ssl): WrittenTls<'_>,
     file: &str,
     add: &mut AddProblem<'_>,
     errs: &mut Problems,
 ) -> Option<Arc<RouteTls>> {
-    if mode.is_none() && upstream_tls.is_none() && alpn.is_none() {
+    if mode.is_none() && upstream_tls.is_none() && alpn.is_none() && postgres_direct_ssl.is_none() {
         return None;
     }
     let upstream = upstream_tls.map(|u| {
@@ -222,19 +224,21 @@ fn route_tls(
         mode,
         upstream,
         alpn,
+        postgres_direct_ssl: postgres_direct_ssl.unwrap_or(false),
     }))
 }
 
-/// A route entry's TLS fields as written: `tls`, `upstream_tls`, `alpn`.
+/// A route entry's TLS fields as written: `tls`, `upstream_tls`, `alpn`, `postgres_direct_ssl`.
 type WrittenTls<'a> = (
     Option<&'a S<Keyword<TlsMode>>>,
     Option<&'a S<RawUpstreamTls>>,
     Option<&'a Vec<S<String>>>,
+    Option<bool>,
 );
 
 /// Whether the written TLS fields give `spec`'s.
 fn tls_written_as(
-    (mode, upstream_tls, alpn): WrittenTls<'_>,
+    (mode, upstream_tls, alpn, postgres_direct_ssl): WrittenTls<'_>,
     file: &str,
     spec: Option<&RouteTls>,
 ) -> bool {
@@ -242,9 +246,13 @@ fn tls_written_as(
         mode: spec_mode,
         upstream: spec_upstream,
         alpn: spec_alpn,
+        postgres_direct_ssl: spec_direct,
     }) = spec
     else {
-        return mode.is_none() && upstream_tls.is_none() && alpn.is_none();
+        return mode.is_none()
+            && upstream_tls.is_none()
+            && alpn.is_none()
+            && postgres_direct_ssl.is_none();
     };
     let upstream = match (upstream_tls, spec_upstream) {
         (None, None) => true,
@@ -266,7 +274,10 @@ fn tls_written_as(
             .eq(a.iter().map(|p| &**p)),
         _ => false,
     };
-    keyword_written_as(mode, *spec_mode) && upstream && alpn
+    keyword_written_as(mode, *spec_mode)
+        && upstream
+        && alpn
+        && postgres_direct_ssl.unwrap_or(false) == *spec_direct
 }
 
 /// Whether reading `raw` gives `spec` again (same file): every field written as `spec` has
@@ -286,6 +297,7 @@ pub(crate) fn written_as(raw: &RawRoute, spec: &RouteSpec) -> bool {
         tls,
         upstream_tls,
         alpn,
+        postgres_direct_ssl,
         // Only an entry that validated has a spec to compare with.
         key_problems: _,
     } = raw;
@@ -329,7 +341,12 @@ pub(crate) fn written_as(raw: &RawRoute, spec: &RouteSpec) -> bool {
         && keyword_written_as(balance.as_ref(), *spec_balance)
         && sticky == spec_sticky
         && tls_written_as(
-            (tls.as_ref(), upstream_tls.as_ref(), alpn.as_ref()),
+            (
+                tls.as_ref(),
+                upstream_tls.as_ref(),
+                alpn.as_ref(),
+                *postgres_direct_ssl,
+            ),
             source,
             spec_tls.as_deref(),
         )

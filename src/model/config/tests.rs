@@ -1202,3 +1202,87 @@ fn gateway_api_certificate_cover() {
         assert_eq!(g.has_certificate(name), covered, "{name}");
     }
 }
+
+#[test]
+fn listener_protocol_and_its_upstream_port() {
+    use ch_edge_wire::postgres::ListenerProtocol;
+    // (listener lines, protocol, upstream_port, upstream_port_plain)
+    let cases: &[(&str, ListenerProtocol, u16, u16)] = &[
+        (
+            "address: \"127.0.0.1:9440\"",
+            ListenerProtocol::Tls,
+            9440,
+            9000,
+        ),
+        (
+            "address: \"127.0.0.1:9440\"\n    protocol: tls",
+            ListenerProtocol::Tls,
+            9440,
+            9000,
+        ),
+        // ClickHouse's PostgreSQL port, whatever port the listener takes (clients use 5432);
+        // it serves SSLRequest and plaintext alike, so `terminate` uses it too.
+        (
+            "address: \"0.0.0.0:5432\"\n    protocol: postgres",
+            ListenerProtocol::Postgres,
+            9005,
+            9005,
+        ),
+        (
+            "address: \"127.0.0.1:0\"\n    protocol: postgres",
+            ListenerProtocol::Postgres,
+            9005,
+            9005,
+        ),
+        (
+            "address: \"0.0.0.0:5432\"\n    protocol: postgres\n    upstream_port: 5433",
+            ListenerProtocol::Postgres,
+            5433,
+            5433,
+        ),
+    ];
+    for (lines, protocol, port, plain) in cases {
+        let c = parse(&format!("listeners:\n  - name: a\n    {lines}\n")).unwrap();
+        let l = &c.listeners[0];
+        assert_eq!(
+            (l.protocol, l.upstream_port, l.upstream_port_plain),
+            (*protocol, *port, *plain),
+            "{lines}"
+        );
+    }
+    let e = error("listeners:\n  - name: a\n    address: \"127.0.0.1:1\"\n    protocol: mysql\n");
+    assert_contains(&e, &["cfg.yaml:4: listener \"a\" (#1): protocol", "mysql"]);
+}
+
+#[test]
+fn route_postgres_direct_ssl() {
+    let yaml =
+        |extra: &str| format!("{LISTENER}routes:\n  - sni: a.example\n    upstream: h\n{extra}");
+    let direct = |c: &Config| {
+        c.routes
+            .iter()
+            .next()
+            .unwrap()
+            .tls
+            .as_ref()
+            .map(|t| t.postgres_direct_ssl)
+    };
+    assert_eq!(direct(&parse(&yaml("")).unwrap()), None);
+    assert_eq!(
+        direct(&parse(&yaml("    postgres_direct_ssl: true\n")).unwrap()),
+        Some(true)
+    );
+    assert_eq!(
+        direct(&parse(&yaml("    postgres_direct_ssl: false\n")).unwrap()),
+        Some(false)
+    );
+    let c = parse(&yaml(
+        "    tls: passthrough\n    postgres_direct_ssl: true\n",
+    ))
+    .unwrap();
+    assert_eq!(direct(&c), Some(true));
+    let e = error(&yaml("    postgres_direct_ssl: maybe\n"));
+    assert!(!e.is_empty());
+    let e = error(&yaml("    postgres_direct_sll: true\n"));
+    assert_contains(&e, &["did you mean \"postgres_direct_ssl\""]);
+}

@@ -267,6 +267,11 @@ fn listener(
         }
         Some(a) => socket_addr(a, file, &format!("{what}: address"), errs),
     };
+    let protocol = l
+        .protocol
+        .as_ref()
+        .and_then(|p| errs.keyword(file, p, &format!("{what}: protocol")))
+        .unwrap_or_default();
     let upstream_port = match (&l.upstream_port, address) {
         (Some(p), _) if p.value == 0 => {
             errs.add(
@@ -278,6 +283,7 @@ fn listener(
             0
         }
         (Some(p), _) => p.value,
+        (None, _) if protocol == ListenerProtocol::Postgres => POSTGRES_UPSTREAM_PORT,
         (None, Some(a)) if a.port() == 0 => {
             errs.add(
                 file,
@@ -329,6 +335,7 @@ fn listener(
         upstream_port,
         upstream_port_plain,
         proxy_protocol,
+        protocol,
     })
 }
 

@@ -161,6 +161,7 @@ impl<'a, R: Resolve> Compiler<'a, '_, R> {
                 tls,
                 upstream_tls,
                 alpn: spec.tls.as_ref().and_then(|t| t.alpn.clone()),
+                postgres_direct_ssl: spec.tls.as_ref().is_some_and(|t| t.postgres_direct_ssl),
                 source: spec.source.clone(),
                 patterns,
                 cursor: AtomicUsize::new(0),

@@ -35,7 +35,7 @@ pub struct RouteSpec {
     pub balance: Option<Balance>,
     /// `None`: use `defaults.sticky`.
     pub sticky: Option<bool>,
-    /// `tls`, `upstream_tls` and `alpn`, when any is written (`None`: all from `defaults`).
+    /// `tls`, `upstream_tls`, `alpn` and `postgres_direct_ssl`, when any is written (`None`: all from `defaults`).
     pub tls: Option<Arc<RouteTls>>,
     /// Where the route came from: a file's path, or `kubernetes:<ns>/<chi>`.
     pub source: Arc<str>,
@@ -52,6 +52,9 @@ pub struct RouteTls {
     /// Protocols the route accepts from a client's ALPN offer, in the server's order of
     /// preference; `None`: none is negotiated.
     pub alpn: Option<Arc<[Arc<str>]>>,
+    /// `postgres_direct_ssl`: the upstream accepts direct SSL (PostgreSQL 17+), so a client that
+    /// starts TLS at once on a `postgres` listener is passed through to it as it came.
+    pub postgres_direct_ssl: bool,
 }
 
 /// An upstream as written: `host`, `host:port`, `1.2.3.4:9440`, `[::1]:9440`, `[::1]` or `::1`.

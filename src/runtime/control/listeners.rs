@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use crate::model::config::{ConfigError, ListenerConfig, Problem};
 use crate::runtime::pipeline::accept;
 use crate::runtime::pipeline::context::{Context, ListenerCtx};
+use crate::runtime::pipeline::postgres;
 use crate::runtime::route_counters::Outcomes;
 use crate::runtime::socket;
 
@@ -92,6 +93,7 @@ impl Listeners {
                 let name: Arc<str> = config.name.as_str().into();
                 Arc::new(ListenerCtx {
                     unrouted: Outcomes::unrouted(&name),
+                    postgres: postgres::Meters::of(&config, &name),
                     name,
                     config: config.clone(),
                     bound,

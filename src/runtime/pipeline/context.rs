@@ -14,6 +14,7 @@ use crate::runtime::meters;
 use crate::runtime::observe::{Observer, Record};
 use crate::runtime::outcome::Outcome;
 use crate::runtime::pipeline::park::Parking;
+use crate::runtime::pipeline::postgres;
 use crate::runtime::pipeline::registry::Registry;
 use crate::runtime::pipeline::session::{Host, Parked};
 use crate::runtime::pipeline::untrusted::UntrustedHeaders;
@@ -34,6 +35,8 @@ pub struct ListenerCtx {
     pub bound: SocketAddr,
     /// Connections that ended before a route was chosen, per outcome.
     pub unrouted: Outcomes,
+    /// A `postgres` listener's negotiation counters (`None` on a `tls` listener).
+    pub postgres: Option<postgres::Meters>,
 }
 
 /// What every connection needs besides its listener, shared by all accept loops.

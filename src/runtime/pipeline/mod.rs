@@ -29,6 +29,7 @@ pub(crate) mod connection;
 pub(crate) mod context;
 pub(crate) mod park;
 pub(crate) mod passthrough;
+pub(crate) mod postgres;
 pub(crate) mod preamble;
 pub(crate) mod proxy_out;
 pub(crate) mod refuse;

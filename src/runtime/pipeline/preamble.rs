@@ -12,6 +12,7 @@ use ch_edge_wire::client_hello::{self, ClientHello, Peek};
 use ch_edge_wire::proxy_in::{self, Decision, ProxyHeader, ProxyInMode, Refusal};
 
 use crate::runtime::outcome::Outcome;
+use crate::runtime::pipeline::postgres::client::{Negotiator, Step};
 
 /// PROXY header and ClientHello together never need more than this.
 pub const MAX_PREAMBLE: usize = proxy_in::MAX_HEADER_LEN + client_hello::MAX_BUFFER;
@@ -54,11 +55,13 @@ fn refused(outcome: Outcome, detail: &'static str, header: Option<ProxyHeader>) 
     }
 }
 
-/// Reads until the PROXY policy and the ClientHello parser both have an answer.
+/// Reads until the PROXY policy and the ClientHello parser both have an answer. On a `postgres`
+/// listener `postgres` reads the PostgreSQL start between them (answering it on `stream`).
 pub async fn read(
     stream: &TcpStream,
     mode: ProxyInMode,
     peer_trusted: bool,
+    mut postgres: Option<&mut Negotiator>,
 ) -> Result<Preamble, Refused> {
     let mut buf: Vec<u8> = Vec::new();
     let mut header: Option<ProxyHeader> = None;
@@ -93,7 +96,13 @@ pub async fn read(
                 }
             }
         }
-        if let Some(start) = tls_start {
+        if let (Some(start), Some(pg)) = (tls_start, postgres.as_deref_mut()) {
+            if let Step::Refuse(outcome, detail) = pg.step(stream, &mut buf, start).await {
+                return Err(refused(outcome, detail, header));
+            }
+        }
+        let hello_next = postgres.as_ref().is_none_or(|pg| pg.ready());
+        if let Some(start) = tls_start.filter(|_| hello_next) {
             match hello_parser.parse(buf.get(start..).unwrap_or_default()) {
                 Peek::Incomplete => {}
                 Peek::NotTls => return Err(refused(Outcome::NotTls, "not tls", header)),

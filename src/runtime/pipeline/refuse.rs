@@ -23,9 +23,14 @@ pub const UPSTREAM_DOWN: Alert = Alert::InternalError;
 /// Sends a fatal alert, half-closes, and waits (bounded) for the client to
 /// close so the alert is not lost to a reset.
 pub async fn with_alert(stream: &TcpStream, alert: Alert) {
-    let record = tls_alert::record(alert);
+    with_bytes(stream, &tls_alert::record(alert)).await;
+}
+
+/// Sends `message` (an alert, a PostgreSQL `ErrorResponse`), half-closes, and waits (bounded)
+/// for the client to close so the message is not lost to a reset.
+pub async fn with_bytes(stream: &TcpStream, message: &[u8]) {
     let linger = async {
-        relay::write_all(stream, &record).await?;
+        relay::write_all(stream, message).await?;
         socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Write)?;
         let mut sink = [0u8; 512];
         let mut budget = 64 * 1024usize;

@@ -13,6 +13,10 @@ use crate::runtime::addrs::{ClientAddr, LocalAddr, PeerAddr};
 use crate::runtime::observe::Record;
 use crate::runtime::outcome::Outcome;
 use crate::runtime::pipeline::context::At;
+use crate::runtime::pipeline::postgres::{
+    self,
+    client::{self, Negotiator},
+};
 use crate::runtime::pipeline::preamble::{self, Preamble};
 use crate::runtime::pipeline::{proxy_out, refuse};
 use crate::runtime::table::Route;
@@ -89,16 +93,27 @@ pub async fn route(
     // PROXY in + ClientHello, under one deadline.
     let policy = &listener.config.proxy_protocol;
     let trusted = policy.trusts(peer.ip());
-    let read = preamble::read(stream, policy.mode, trusted);
-    let preamble = match tokio::time::timeout(state.timeouts.client_hello, read).await {
+    // On a postgres listener, the PostgreSQL start between them (README "PostgreSQL clients").
+    let mut pg = listener.postgres.as_ref().map(|_| Negotiator::default());
+    record.protocol = listener.config.protocol;
+    let read = preamble::read(stream, policy.mode, trusted, pg.as_mut());
+    let read = tokio::time::timeout(state.timeouts.client_hello, read).await;
+    if let Some(pg) = &pg {
+        postgres::note(record, listener.postgres.as_ref(), pg);
+    }
+    let preamble = match read {
         Err(_) => return Err(Refused::unrouted(Outcome::ClientHelloTimeout)),
         Ok(Err(refused)) => {
             record.detail = Some(refused.detail);
             if let Some(h) = &refused.header {
                 note_header(record, h);
             }
-            if refused.outcome == Outcome::BadClientHello {
-                refuse::with_alert(stream, Alert::DecodeError).await;
+            match refused.outcome {
+                Outcome::BadClientHello => refuse::with_alert(stream, Alert::DecodeError).await,
+                Outcome::PostgresPlaintext => {
+                    refuse::with_bytes(stream, &client::error_response()).await
+                }
+                _ => {}
             }
             return Err(Refused::unrouted(refused.outcome));
         }
@@ -157,6 +172,11 @@ pub async fn route(
             return Err(Refused::on(route, Outcome::ClientOverLimit));
         }
     };
+    if postgres::direct_unsupported(record, &route) {
+        record.detail = Some("direct SSL client, upstream without postgres_direct_ssl");
+        refuse::with_alert(stream, refuse::UPSTREAM_DOWN).await;
+        return Err(Refused::on(route, Outcome::PostgresDirectUnsupported));
+    }
 
     let destination = proxy_out::destination(
         preamble.header.as_ref(),

@@ -17,6 +17,8 @@ use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use tokio::sync::Semaphore;
 
+use ch_edge_wire::postgres::ListenerProtocol;
+
 use crate::model::config::Config;
 use crate::model::route::TlsMode;
 use crate::model::tls::{provider, CertStore, TlsVersion};
@@ -29,6 +31,14 @@ pub use failure::{Failure, Side};
 
 /// A route's `alpn` list (`None`: no ALPN).
 type Alpn = Option<Arc<[Arc<str>]>>;
+
+/// The ALPN list a terminating route offers on a `postgres` listener, whatever its `alpn`:
+/// `postgresql`, which a direct-SSL client (libpq 17+) requires the server to choose; a client
+/// that offers no ALPN (libpq 16 and older) is served the same.
+pub fn postgres_alpn() -> &'static Arc<[Arc<str>]> {
+    static ALPN: OnceLock<Arc<[Arc<str>]>> = OnceLock::new();
+    ALPN.get_or_init(|| Arc::from([Arc::from("postgresql")]))
+}
 
 /// TLS sessions remembered for resumption, shared by every configuration a reload builds.
 const SESSION_CACHE: usize = 4096;
@@ -97,6 +107,13 @@ impl Tls {
             built.meters = Some(Arc::new(handshake_metrics::Meters::new()));
         }
         let mut alpns: Vec<Alpn> = vec![None];
+        if config
+            .listeners
+            .iter()
+            .any(|l| l.protocol == ListenerProtocol::Postgres)
+        {
+            alpns.push(Some(postgres_alpn().clone()));
+        }
         let mut cas: Vec<Option<Arc<Path>>> = Vec::new();
         for route in routes.routes().filter(|r| r.tls.terminates()) {
             if !alpns.contains(&route.alpn) {

@@ -66,6 +66,7 @@ mod tests {
             upstream_port: 9440,
             upstream_port_plain: 9000,
             proxy_protocol: Default::default(),
+            protocol: Default::default(),
         }
     }
 

@@ -18,10 +18,11 @@ use crate::model::route::{Tag, TlsMode};
 use crate::runtime::observe::{Record, TlsNote};
 use crate::runtime::outcome::Outcome;
 use crate::runtime::pipeline::connect::{self, Attempt};
+use crate::runtime::pipeline::postgres::upstream::request_ssl;
 use crate::runtime::pipeline::preamble::Preamble;
 use crate::runtime::pipeline::relay::write_all;
 use crate::runtime::table::Route;
-use crate::runtime::tls::{Failure, Side, Tls};
+use crate::runtime::tls::{postgres_alpn, Failure, Side, Tls};
 use crate::runtime::upstream::endpoint::Lease;
 
 /// How long a complete ClientHello waits for a handshake slot before it is refused: long
@@ -50,6 +51,9 @@ pub struct Target<'r> {
     pub proxy_header: Vec<u8>,
     /// The listener's (`upstream_port_plain`, `upstream_port`), for upstreams without a port.
     pub ports: (u16, u16),
+    /// A `postgres` listener: ALPN `postgresql` to the client, and `reencrypt` sends
+    /// `SSLRequest` before its handshake upstream.
+    pub postgres: bool,
 }
 
 /// What the connection's state snapshot says about TLS, deadlines and upstream health, and
@@ -93,7 +97,11 @@ pub async fn establish<'a>(
     };
     let in_flight = state.tls.in_flight();
     in_flight.increment(1.0);
-    let Some(config) = state.tls.server(route.alpn.as_ref()) else {
+    let alpn = match target.postgres {
+        true => Some(postgres_alpn()),
+        false => route.alpn.as_ref(),
+    };
+    let Some(config) = state.tls.server(alpn) else {
         in_flight.decrement(1.0);
         tracing::error!(route = %route.name, "tls: no server configuration for the route");
         record.detail = Some("tls: no server configuration");
@@ -153,7 +161,18 @@ pub async fn establish<'a>(
         }
     };
     let upstream = connected.stream;
-    if !target.proxy_header.is_empty() {
+    if target.postgres && route.tls == TlsMode::Reencrypt {
+        // The PROXY header and SSLRequest in one write, then `S` awaited (within the connect
+        // budget, as the handshake after it).
+        let deadline = connect_started + state.timeouts.connect;
+        if let Err(why) = request_ssl(&upstream, target.proxy_header, deadline).await {
+            let upstream_addr = connected.lease.endpoint().addr;
+            tracing::debug!(%upstream_addr, why, "the upstream refused SSLRequest");
+            record.detail = Some(why);
+            close_notify(client).await;
+            return Err(Outcome::UpstreamSslRefused);
+        }
+    } else if !target.proxy_header.is_empty() {
         if let Err(error) = write_all(&upstream, &target.proxy_header).await {
             let upstream_addr = connected.lease.endpoint().addr;
             tracing::debug!(%upstream_addr, %error, "writing the PROXY header upstream failed");

@@ -54,6 +54,7 @@ pub async fn connect<'a>(
             at.listener.config.upstream_port_plain,
             at.listener.config.upstream_port,
         ),
+        postgres: at.listener.postgres.is_some(),
     };
     let live = Live {
         tls: &at.state.tls,
