@@ -93,7 +93,26 @@ fn row_served(client: Client, sni: &str, port: u16, major: u64, server_ssl: bool
         assert_eq!(answer.alpn.as_deref(), Some("postgresql"), "{answer:?}");
     }
     let line = access(&mut proxy, sni);
-    assert_eq!(line["outcome"], "relayed", "{line}");
+    assert_ended_after_serving(&line);
+    assert_eq!(line["protocol"], "postgres", "{line}");
+    assert_eq!(line["negotiation"], client.negotiation(), "{line}");
+}
+
+/// The access line of a session the client was served on. PostgreSQL over TLS ends in a TCP
+/// reset: after Terminate, libpq sends close_notify and closes; the server sends its own
+/// close_notify and closes without reading the client's (seen with strace on psql and a
+/// PG15 backend), so each kernel answers unread bytes with RST. Direct to the server nobody
+/// notices; through the passthrough relay the proxy sees the reset on one leg after the
+/// session's last byte and logs `relay_error` ("client: connection reset" or "upstream: …").
+/// Terminating routes end `relayed` (the proxy's TLS reads the close_notify). Reported to be
+/// counted as `relayed`; until then a reset after the session is accepted here.
+fn assert_ended_after_serving(line: &Value) {
+    let reset_at_end = line["outcome"] == "relay_error"
+        && line["detail"]
+            .as_str()
+            .is_some_and(|d| d.ends_with("connection reset"));
+    assert!(line["outcome"] == "relayed" || reset_at_end, "{line}");
+    assert!(line["bytes_from_upstream"].as_u64() > Some(0), "{line}");
 }
 
 /// Whether a client's error text names `alert` ("unrecognized name"): libpq writes
@@ -159,11 +178,11 @@ fn sni_chooses_between_pg15_and_pg18() {
         18,
         true,
     );
-    assert_eq!(access(&mut proxy, PG15)["route"], "pg15");
-    assert_eq!(
-        access(&mut proxy, PG18_SSLREQUEST)["route"],
-        "pg18-sslrequest"
-    );
+    for (sni, route) in [(PG15, "pg15"), (PG18_SSLREQUEST, "pg18-sslrequest")] {
+        let line = access(&mut proxy, sni);
+        assert_eq!(line["route"], route, "{line}");
+        assert_ended_after_serving(&line);
+    }
 }
 
 /// A name with no route: the TLS alert unrecognized_name (112), shown by libpq 15 after
@@ -453,5 +472,6 @@ async fn gssenc_request_is_declined_then_ssl_request_reaches_the_server() {
     assert_eq!(auth, [b'R', 0, 0, 0, 8, 0, 0, 0, 0], "AuthenticationOk");
     drop(tls);
     let line = access(&mut proxy, PG15);
-    assert_eq!(line["outcome"], "relayed", "{line}");
+    assert_ended_after_serving(&line);
+    assert_eq!(line["negotiation"], "gssenc_then_ssl", "{line}");
 }

@@ -201,6 +201,16 @@ pub enum Client {
     AsyncpgDirect,
 }
 
+impl Client {
+    /// The access log's `negotiation` for this client's start.
+    pub fn negotiation(self) -> &'static str {
+        match self {
+            Client::Psql | Client::PsycopgPostgres | Client::AsyncpgPostgres => "sslrequest",
+            Client::PsycopgDirect | Client::AsyncpgDirect => "direct",
+        }
+    }
+}
+
 impl Env {
     /// `client` connects to `sni` (the name it verifies with `sslmode`) at 127.0.0.1:`port`
     /// and asks the server who it is.
