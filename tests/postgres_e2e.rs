@@ -21,6 +21,8 @@ const RESTRICTED: &str = "restricted.pg15.pg.example.test";
 /// Routed to PG15, whose certificate does not name it.
 const UNNAMED: &str = "unnamed.pg.example.test";
 const UNKNOWN: &str = "nosuch.pg.example.test";
+/// Routed to a PostgreSQL with TLS off.
+const TLS_OFF: &str = "tls-off.pg.example.test";
 
 fn terminate(server: &str) -> String {
     format!("{server}-terminate.{PROXY_DOMAIN}")
@@ -40,8 +42,10 @@ fn routes(env: &Env) -> String {
          \x20 - name: pg18\n    sni: {PG18}\n    upstream: \"127.0.0.1:{pg18}\"\n    postgres_direct_ssl: true\n\
          \x20 - name: pg18-sslrequest\n    sni: {PG18_SSLREQUEST}\n    upstream: \"127.0.0.1:{pg18}\"\n\
          \x20 - name: restricted\n    sni: {RESTRICTED}\n    upstream: \"127.0.0.1:{pg15}\"\n    allow: [\"127.0.0.2/32\"]\n\
-         \x20 - name: unnamed\n    sni: {UNNAMED}\n    upstream: \"127.0.0.1:{pg15}\"\n",
+         \x20 - name: unnamed\n    sni: {UNNAMED}\n    upstream: \"127.0.0.1:{pg15}\"\n\
+         \x20 - name: tls-off\n    sni: {TLS_OFF}\n    upstream: \"127.0.0.1:{off}\"\n",
         pg15 = env.pg15,
+        off = env.pg15_without_tls,
         pg18 = env.pg18,
     );
     for (server, port, name) in [("pg15", env.pg15, PG15), ("pg18", env.pg18, PG18)] {
@@ -475,3 +479,13 @@ async fn gssenc_request_is_declined_then_ssl_request_reaches_the_server() {
     assert_ended_after_serving(&line);
     assert_eq!(line["negotiation"], "gssenc_then_ssl", "{line}");
 }
+
+// An upstream whose TLS is off answers the proxy's SSLRequest with N: the client, already
+// told S by the proxy, gets a TLS alert; counted as the upstream's failure.
+refused!(
+    psql_to_pg15_with_tls_off_is_refused,
+    Client::Psql,
+    TLS_OFF,
+    "internal error",
+    "upstream_ssl_refused"
+);

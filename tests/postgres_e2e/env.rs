@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::support::certs::Ca;
-use crate::support::postgres::{pg15_bin, pg18_bin, Initialized, Postgres};
+use crate::support::postgres::{pg15_bin, pg18_bin, reachable_bin, Initialized, Postgres};
 use crate::support::{in_ci, tool, Proxy};
 
 /// Bound for one client run (a Python start, a handshake, one query) on a loaded machine.
@@ -29,6 +29,8 @@ pub const PROXY_DOMAIN: &str = "proxy.pg.example.test";
 pub struct Env {
     pub pg15: u16,
     pub pg18: u16,
+    /// A PostgreSQL 15 with `ssl=off`: it answers `SSLRequest` with `N`.
+    pub pg15_without_tls: u16,
     pub pg15_version: String,
     pub pg18_version: String,
     /// The CA (PEM file) every client trusts: it signed the servers' and the proxy's certificates.
@@ -127,18 +129,26 @@ fn start(tools: Tools) -> Env {
     let (proxy_cert, proxy_key) = ca
         .leaf(&[&format!("*.{PROXY_DOMAIN}")], 30)
         .write(dir.path(), "proxy");
-    // Both initdb at once (a second or two of one core each); the servers start here, in
+    let pg18_bin = reachable_bin(&tools.pg18, dir.path());
+    let pg15_leaf = ca.leaf(&[PG15, &format!("*.{PG15}")], 30);
+    let pg18_leaf = ca.leaf(&[PG18, &format!("*.{PG18}")], 30);
+    // Every initdb at once (a second or two of one core each); the servers start here, in
     // the thread their parent-death signal is tied to.
-    let (pg15, pg18) = std::thread::scope(|s| {
-        let pg15 =
-            s.spawn(|| Initialized::new(&tools.pg15, &ca.leaf(&[PG15, &format!("*.{PG15}")], 30)));
-        let pg18 = Initialized::new(&tools.pg18, &ca.leaf(&[PG18, &format!("*.{PG18}")], 30));
-        (pg15.join().unwrap(), pg18)
+    let (pg15, pg15_without_tls, pg18) = std::thread::scope(|s| {
+        let pg15 = s.spawn(|| Initialized::new(&tools.pg15, &pg15_leaf));
+        let without_tls = s.spawn(|| Initialized::new(&tools.pg15, &pg15_leaf));
+        let pg18 = Initialized::new(&pg18_bin, &pg18_leaf);
+        (pg15.join().unwrap(), without_tls.join().unwrap(), pg18)
     });
-    let (pg15, pg18) = (pg15.start(), pg18.start());
+    let (pg15, pg15_without_tls, pg18) = (
+        pg15.start(),
+        pg15_without_tls.start_without_tls(),
+        pg18.start(),
+    );
     let env = Env {
         pg15: pg15.port(),
         pg18: pg18.port(),
+        pg15_without_tls: pg15_without_tls.port(),
         pg15_version: pg15.version.clone(),
         pg18_version: pg18.version.clone(),
         ca: ca_file,
@@ -147,7 +157,7 @@ fn start(tools: Tools) -> Env {
         python: tools.python,
         psql: tools.psql,
     };
-    *RUNNING.lock().unwrap() = Some((vec![pg15, pg18], dir));
+    *RUNNING.lock().unwrap() = Some((vec![pg15, pg15_without_tls, pg18], dir));
     // SAFETY: registers a plain function; it runs once, at exit.
     unsafe {
         libc::atexit(stop_at_exit);

@@ -163,10 +163,19 @@ impl Initialized {
     /// The parent-death signal belongs to the calling *thread*: servers shared by several
     /// tests must be started from a thread that outlives them.
     pub fn start(self) -> Postgres {
+        self.start_with(true)
+    }
+
+    /// [`Initialized::start`] with `ssl=off`: the server answers `SSLRequest` with `N`, as a
+    /// PostgreSQL (or ClickHouse) whose TLS was never configured does.
+    pub fn start_without_tls(self) -> Postgres {
+        self.start_with(false)
+    }
+
+    fn start_with(self, tls: bool) -> Postgres {
         for _ in 0..PORT_ATTEMPTS {
-            if let Some((child, addr)) =
-                try_start(&self.bin, &self.data, &self.cert, &self.key, self.who)
-            {
+            let files = tls.then_some((self.cert.as_path(), self.key.as_path()));
+            if let Some((child, addr)) = try_start(&self.bin, &self.data, files, self.who) {
                 return Postgres {
                     child,
                     addr,
@@ -187,21 +196,25 @@ impl Initialized {
 fn try_start(
     bin: &Path,
     data: &Path,
-    cert: &Path,
-    key: &Path,
+    tls: Option<(&Path, &Path)>,
     who: Option<RunAs>,
 ) -> Option<(Child, SocketAddr)> {
     let port = free_port();
-    let settings = [
+    let mut settings = vec![
         format!("port={port}"),
         "listen_addresses=127.0.0.1".into(),
         "unix_socket_directories=".into(),
-        "ssl=on".into(),
-        format!("ssl_cert_file={}", cert.display()),
-        format!("ssl_key_file={}", key.display()),
         "fsync=off".into(),
         "max_connections=40".into(),
     ];
+    match tls {
+        Some((cert, key)) => settings.extend([
+            "ssl=on".into(),
+            format!("ssl_cert_file={}", cert.display()),
+            format!("ssl_key_file={}", key.display()),
+        ]),
+        None => settings.push("ssl=off".into()),
+    }
     let mut server = command(&bin.join("postgres"), who, true);
     server.arg("-D").arg(data);
     for setting in &settings {
@@ -278,6 +291,35 @@ pub fn pg18_bin(python: &Path) -> Option<PathBuf> {
         .ok()?;
     let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
     (out.status.success() && dir.join("postgres").exists()).then_some(dir)
+}
+
+/// `bin`, or, when the server would run as `nobody` and cannot reach it (a checkout under a
+/// private home directory), a copy of its installation (`bin/..`, relocatable) in `scratch`.
+pub fn reachable_bin(bin: &Path, scratch: &Path) -> PathBuf {
+    let who = run_as();
+    let runs = |bin: &Path| {
+        command(&bin.join("postgres"), who, false)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if runs(bin) {
+        return bin.to_path_buf();
+    }
+    let copy = scratch.join("postgresql");
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(bin.parent().expect("a bin directory has a parent"))
+        .arg(&copy)
+        .status()
+        .expect("run cp");
+    assert!(status.success(), "copying {} failed", bin.display());
+    std::fs::set_permissions(scratch, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let copied = copy.join("bin");
+    assert!(runs(&copied), "{} cannot run as nobody", copied.display());
+    copied
 }
 
 /// Debian's `postgresql-15` server tools, or None.
