@@ -186,6 +186,7 @@ async fn postgres_listener_negotiates_routes_and_refuses_in_the_clients_protocol
          routes:\n\
          \x20 - sni: ch.pg.test\n    upstream: \"{ch}\"\n\
          \x20 - sni: pg17.pg.test\n    upstream: \"{pg17}\"\n    postgres_direct_ssl: true\n\
+         \x20 - sni: port.pg.test\n    upstream: 127.0.0.1\n    postgres_port: {ch_port}\n\
          \x20 - sni: off.pg.test\n    upstream: \"{off}\"\n\
          \x20 - sni: proxied.pg.test\n    upstream: \"{proxied}\"\n    proxy_protocol: v2\n\
          \x20 - sni: denied.pg.test\n    upstream: \"{ch}\"\n    allow: [192.0.2.0/24]\n\
@@ -195,6 +196,7 @@ async fn postgres_listener_negotiates_routes_and_refuses_in_the_clients_protocol
         cert = cert.display(),
         key = key.display(),
         ch = clickhouse.addr,
+        ch_port = clickhouse.addr.port(),
         pg17 = pg17.addr,
         off = tls_off.addr,
         proxied = proxied.addr,
@@ -223,6 +225,15 @@ async fn postgres_listener_negotiates_routes_and_refuses_in_the_clients_protocol
     assert_eq!(line["outcome"], "relayed", "{line}");
     assert_eq!(line["protocol"], "postgres", "{line}");
     assert_eq!(line["negotiation"], "sslrequest", "{line}");
+
+    // An upstream without a port: the route's postgres_port (a cluster's own) before the
+    // listener's upstream_port (9 here, nothing listening).
+    let mut tls = ssl_request_client(addr, false, &no_alpn, "port.pg.test")
+        .await
+        .unwrap();
+    echo(&mut tls, b"on the route's port").await;
+    assert_eq!(clickhouse.next().await.sni.as_deref(), Some("port.pg.test"));
+    drop(tls);
 
     // GSSENCRequest → N, then SSLRequest as above.
     let mut tls = ssl_request_client(addr, true, &no_alpn, "ch.pg.test")
@@ -392,7 +403,7 @@ async fn postgres_listener_negotiates_routes_and_refuses_in_the_clients_protocol
             &["listener=\"pg\"", &label],
         )
     };
-    assert_eq!(negotiations("sslrequest"), 7.0, "{metrics}");
+    assert_eq!(negotiations("sslrequest"), 8.0, "{metrics}");
     assert_eq!(negotiations("direct"), 4.0, "{metrics}");
     assert_eq!(negotiations("gssenc_then_ssl"), 1.0, "{metrics}");
     for (outcome, n) in [("postgres_plaintext", 2.0), ("not_postgres", 3.0)] {

@@ -81,15 +81,22 @@ impl RouteAnnotations {
 
     /// The routes' `tls` section: the mode and direct SSL, when annotated.
     pub fn route_tls(&self) -> Option<Arc<RouteTls>> {
-        self.route_tls_with(self.tls)
+        self.route_tls_with(self.tls, None)
     }
 
-    /// The routes' `tls` section with the mode `mode` (a source that decides it itself).
-    pub fn route_tls_with(&self, mode: Option<TlsMode>) -> Option<Arc<RouteTls>> {
-        (mode.is_some() || self.postgres_direct_ssl).then(|| {
+    /// The routes' `tls` section with the mode `mode` and the PostgreSQL port `postgres_port`
+    /// that the source found itself (`None`: not set).
+    pub fn route_tls_with(
+        &self,
+        mode: Option<TlsMode>,
+        postgres_port: Option<u16>,
+    ) -> Option<Arc<RouteTls>> {
+        let any = mode.is_some() || self.postgres_direct_ssl || postgres_port.is_some();
+        any.then(|| {
             Arc::new(RouteTls {
                 mode,
                 postgres_direct_ssl: self.postgres_direct_ssl,
+                postgres_port,
                 ..RouteTls::default()
             })
         })

@@ -98,6 +98,9 @@ pub struct Route<A, M> {
     /// The upstream accepts direct SSL (PostgreSQL 17+): on a `postgres` listener a client that
     /// starts TLS at once is passed through as it came, with no `SSLRequest` upstream.
     pub postgres_direct_ssl: bool,
+    /// The upstreams' PostgreSQL port on a `postgres` listener, for upstreams without a port
+    /// (`None`: the listener's).
+    pub postgres_port: Option<u16>,
     /// Rotation over the route's addresses (round robin, and least_conn's ties), advanced by
     /// each connection.
     pub cursor: AtomicUsize,

@@ -99,6 +99,10 @@ pub struct Cluster {
     pub tls_enabled: bool,
     /// `spec.settings.tls.required`: the plaintext ports 9000/8123 are closed.
     pub tls_required: bool,
+    /// The port of `spec.additionalPorts`'s entry named `postgres` (or `postgresql`): the
+    /// operator turns PostgreSQL off unless a port is added for it, which its routes then reach
+    /// on a `postgres` listener.
+    pub postgres_port: Option<u16>,
     pub annotations: RouteAnnotations,
 }
 
@@ -109,7 +113,20 @@ struct Spec {
     shards: Option<u32>,
     cluster_domain: Option<String>,
     settings: Option<Settings>,
+    additional_ports: Option<Vec<AdditionalPort>>,
 }
+
+/// One of `spec.additionalPorts`: a port the operator adds to the pods and the Service.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct AdditionalPort {
+    name: Option<String>,
+    port: Option<u16>,
+}
+
+/// The names an `additionalPorts` entry for PostgreSQL goes by (the operator's example:
+/// `postgres`), compared ignoring case.
+const POSTGRES_PORT_NAMES: [&str; 2] = ["postgres", "postgresql"];
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
@@ -180,6 +197,13 @@ impl Cluster {
                 .unwrap_or_else(|| DEFAULT_CLUSTER_DOMAIN.to_owned()),
             tls_enabled: tls.enabled.unwrap_or(false),
             tls_required: tls.required.unwrap_or(false),
+            postgres_port: spec.additional_ports.iter().flatten().find_map(|p| {
+                let name = p.name.as_deref()?;
+                POSTGRES_PORT_NAMES
+                    .iter()
+                    .any(|n| n.eq_ignore_ascii_case(name))
+                    .then_some(p.port)?
+            }),
             annotations,
         };
         if u64::from(cluster.shards) * u64::from(cluster.replicas) > MAX_REPLICAS {
@@ -247,7 +271,7 @@ impl Cluster {
             return Ok(Vec::new());
         }
         let mode = self.tls_mode()?;
-        let tls = self.annotations.route_tls_with(mode);
+        let tls = self.annotations.route_tls_with(mode, self.postgres_port);
         let (ns, name) = (self.namespace.as_str(), self.name.as_str());
         let source: Arc<str> = format!("chc:{ns}/{name}").into();
         // The operator does not shorten names; Kubernetes refuses a Service or pod whose

@@ -383,3 +383,67 @@ fn the_operators_samples() {
         assert!(r.iter().all(|r| r.tls.is_none()), "{file}");
     }
 }
+
+#[test]
+fn the_postgres_port_comes_from_additional_ports() {
+    // (additionalPorts, annotation, the routes' postgres_port, postgres_direct_ssl)
+    let cases = [
+        (json!(null), None, None, false),
+        (json!([{"name": "mysql", "port": 9004}]), None, None, false),
+        (
+            json!([{"name": "mysql", "port": 9004}, {"name": "postgres", "port": 9005}]),
+            None,
+            Some(9005),
+            false,
+        ),
+        (
+            json!([{"name": "PostgreSQL", "port": 15432}]),
+            None,
+            Some(15432),
+            false,
+        ),
+        (json!([{"name": "postgres"}]), None, None, false),
+        (
+            json!([{"name": "postgres", "port": 9005}]),
+            Some("true"),
+            Some(9005),
+            true,
+        ),
+        (json!(null), Some("true"), None, true),
+    ];
+    for (ports, direct, port, want_direct) in cases {
+        let mut obj = chc(
+            "demo",
+            json!({"replicas": 1, "settings": {"tls": {"enabled": true}}, "additionalPorts": ports}),
+        );
+        if let Some(v) = direct {
+            obj["metadata"]["annotations"] = json!({ annotations::POSTGRES_DIRECT_SSL: v });
+        }
+        for r in routes(&obj) {
+            let tls = r.tls.as_deref();
+            assert_eq!(tls.and_then(|t| t.postgres_port), port, "{ports}");
+            assert_eq!(
+                tls.is_some_and(|t| t.postgres_direct_ssl),
+                want_direct,
+                "{ports}"
+            );
+            assert_eq!(
+                tls.and_then(|t| t.mode),
+                None,
+                "TLS on: the mode is the defaults'"
+            );
+        }
+    }
+    // TLS off: terminate, and the port with it.
+    let obj = chc(
+        "demo",
+        json!({"replicas": 1, "additionalPorts": [{"name": "postgres", "port": 9005}]}),
+    );
+    for r in routes(&obj) {
+        let tls = r.tls.as_deref().unwrap();
+        assert_eq!(
+            (tls.mode, tls.postgres_port),
+            (Some(TlsMode::Terminate), Some(9005))
+        );
+    }
+}

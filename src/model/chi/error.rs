@@ -40,6 +40,8 @@ pub enum ChiProblem {
     Layout(#[from] LayoutError),
     #[error("derived SNI {sni:?}: {error}")]
     DerivedSni { sni: String, error: PatternError },
+    #[error("spec.configuration.settings.postgresql_port: expected a port (1-65535), got {got}")]
+    PostgresPort { got: String },
     #[error("derived service name {host:?}: {error}")]
     DerivedServiceName { host: String, error: PatternError },
 }

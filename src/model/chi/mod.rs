@@ -79,7 +79,7 @@ pub fn routes_for_chi(
 
 fn derive(chi: &Value, name: &str, ns: &str, domain: &str) -> Result<Vec<RouteSpec>, ChiProblem> {
     let annotations = RouteAnnotations::read(chi)?;
-    let tls = annotations.route_tls();
+    let tls = annotations.route_tls_with(annotations.tls, postgres_port(chi)?);
     let RouteAnnotations {
         allow,
         proxy_protocol,
@@ -257,6 +257,25 @@ fn generate_name<'a>(chi: &'a Value, wanted: &str) -> Result<Option<&'a str>, Ch
     match found {
         Some(t) => Ok(str_at(t, &["generateName"])?.filter(|g| !g.is_empty())),
         None => Ok(None),
+    }
+}
+
+/// ClickHouse's PostgreSQL port as the CHI sets it (`spec.configuration.settings.postgresql_port`,
+/// a number or a string of one); `None` when not set (ClickHouse's default, 9005, is then what
+/// a `postgres` listener's `upstream_port` gives).
+fn postgres_port(chi: &Value) -> Result<Option<u16>, ChiProblem> {
+    let settings = ["spec", "configuration", "settings", "postgresql_port"];
+    let port = match at(chi, &settings) {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Number(n)) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
+        Some(Value::String(s)) => s.trim().parse::<u16>().ok(),
+        Some(_) => None,
+    };
+    match port {
+        Some(p) if p != 0 => Ok(Some(p)),
+        _ => Err(ChiProblem::PostgresPort {
+            got: at(chi, &settings).map(Value::to_string).unwrap_or_default(),
+        }),
     }
 }
 

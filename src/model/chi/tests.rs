@@ -412,3 +412,51 @@ fn cluster_routes_balance_over_replicas_and_pod_routes_stay_on_their_pod() {
         assert_eq!(hosts, ["chi-demo-cluster-0-1.ns.svc.cluster.local"]);
     }
 }
+
+#[test]
+fn the_postgres_port_comes_from_the_settings() {
+    // (settings.postgresql_port, the routes' postgres_port; Err: the CHI is refused)
+    let cases: [(Value, Result<Option<u16>, ()>); 6] = [
+        (json!(null), Ok(None)),
+        (json!(9005), Ok(Some(9005))),
+        (json!(15432), Ok(Some(15432))),
+        (json!(" 9006 "), Ok(Some(9006))),
+        (json!(0), Err(())),
+        (json!("pg"), Err(())),
+    ];
+    for (port, want) in cases {
+        let obj = chi(
+            "demo",
+            json!({"configuration": {"settings": {"postgresql_port": port}}}),
+        );
+        match (routes_for_chi(&obj, "ns", "ch.example.com"), want) {
+            (Ok(routes), Ok(want)) => {
+                for r in routes {
+                    assert_eq!(
+                        r.tls.as_deref().and_then(|t| t.postgres_port),
+                        want,
+                        "{port}"
+                    );
+                    assert_eq!(r.tls.as_deref().and_then(|t| t.mode), None);
+                }
+            }
+            (Err(e), Err(())) => assert!(e.to_string().contains("postgresql_port"), "{e}"),
+            (got, want) => panic!("{port}: got {got:?}, want {want:?}"),
+        }
+    }
+    // With the annotations: the mode and direct SSL beside the port.
+    let mut obj = chi(
+        "demo",
+        json!({"configuration": {"settings": {"postgresql_port": 9005}}}),
+    );
+    obj["metadata"]["annotations"] = json!({
+        ANNOTATION_TLS: "reencrypt",
+        crate::model::annotations::POSTGRES_DIRECT_SSL: "true",
+    });
+    let routes = routes_for_chi(&obj, "ns", "ch.example.com").unwrap();
+    let tls = routes[0].tls.as_deref().unwrap();
+    assert_eq!(
+        (tls.mode, tls.postgres_port, tls.postgres_direct_ssl),
+        (Some(TlsMode::Reencrypt), Some(9005), true)
+    );
+}

@@ -89,7 +89,7 @@ fn a_json_route_file_reports_every_problem_at_its_line_too() {
              passthrough, terminate, reencrypt (did you mean \"terminate\"?)",
             "r.json:6: route \"spread\" (#3): sni: written twice in this route: keep one",
             "r.json:6: route \"spread\" (#3): alow: unknown key (expected one of name, sni, \
-             upstream, allow, proxy_protocol, balance, sticky, tls, upstream_tls, alpn, postgres_direct_ssl; did you \
+             upstream, allow, proxy_protocol, balance, sticky, tls, upstream_tls, alpn, postgres_direct_ssl, postgres_port; did you \
              mean \"allow\"?)",
             "r.json:6: route \"spread\" (#3): balance: invalid value \"leastconn\": expected one \
              of least_conn, round_robin (did you mean \"least_conn\"?)",

@@ -197,6 +197,8 @@ pub(crate) struct RawRoute {
     pub alpn: Option<Vec<S<String>>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub postgres_direct_ssl: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub postgres_port: Option<u16>,
     /// Keys refused while reading the entry (unknown, repeated), for validation to report.
     #[serde(skip)]
     pub key_problems: Vec<KeyProblem>,

@@ -22,6 +22,7 @@ pub(crate) const ROUTE_KEYS: &[&str] = &[
     "upstream_tls",
     "alpn",
     "postgres_direct_ssl",
+    "postgres_port",
 ];
 
 impl<'de> Deserialize<'de> for RawRoute {
@@ -111,6 +112,7 @@ fn read<'de, A: MapAccess<'de>>(r: &mut RawRoute, k: usize, map: &mut A) -> Resu
         upstream_tls,
         alpn,
         postgres_direct_ssl,
+        postgres_port,
         key_problems: _,
     } = r;
     match k {
@@ -124,7 +126,8 @@ fn read<'de, A: MapAccess<'de>>(r: &mut RawRoute, k: usize, map: &mut A) -> Resu
         7 => *tls = Some(map.next_value()?),
         8 => *upstream_tls = Some(map.next_value()?),
         9 => *alpn = Some(map.next_value()?),
-        _ => *postgres_direct_ssl = Some(map.next_value()?),
+        10 => *postgres_direct_ssl = Some(map.next_value()?),
+        _ => *postgres_port = Some(map.next_value()?),
     }
     Ok(())
 }
@@ -143,6 +146,7 @@ fn is_set(r: &RawRoute, k: usize) -> bool {
         upstream_tls,
         alpn,
         postgres_direct_ssl,
+        postgres_port,
         key_problems: _,
     } = r;
     match k {
@@ -156,7 +160,8 @@ fn is_set(r: &RawRoute, k: usize) -> bool {
         7 => tls.is_some(),
         8 => upstream_tls.is_some(),
         9 => alpn.is_some(),
-        _ => postgres_direct_ssl.is_some(),
+        10 => postgres_direct_ssl.is_some(),
+        _ => postgres_port.is_some(),
     }
 }
 

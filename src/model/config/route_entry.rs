@@ -29,19 +29,21 @@ pub(crate) fn entry(spec: &RouteSpec) -> S<RawRoute> {
         };
         unlocated(value)
     };
-    let (mode, upstream_tls, alpn, direct) = match tls.as_deref() {
+    let (mode, upstream_tls, alpn, direct, postgres_port) = match tls.as_deref() {
         Some(RouteTls {
             mode,
             upstream,
             alpn,
             postgres_direct_ssl,
+            postgres_port,
         }) => (
             *mode,
             upstream.as_ref(),
             alpn.as_ref(),
             *postgres_direct_ssl,
+            *postgres_port,
         ),
-        None => (None, None, None, false),
+        None => (None, None, None, false, None),
     };
     unlocated(RawRoute {
         name: Some(unlocated(name.to_string())),
@@ -64,6 +66,7 @@ pub(crate) fn entry(spec: &RouteSpec) -> S<RawRoute> {
         // Written only when true: false is the default, and a spec whose RouteTls holds only a
         // false reads back the same (see `routes::tls_written_as`).
         postgres_direct_ssl: direct.then_some(true),
+        postgres_port,
         key_problems: Vec::new(),
     })
 }

@@ -61,16 +61,24 @@ fn route_tls() -> impl Strategy<Value = RouteTls> {
         prop::collection::vec("[a-z0-9/.]{1,8}", 1..3)
             .prop_map(|list| list.into_iter().map(Arc::from).collect::<Arc<[Arc<str>]>>()),
     );
-    (mode, upstream, alpn, any::<bool>())
-        .prop_map(|(mode, upstream, alpn, postgres_direct_ssl)| RouteTls {
-            mode,
-            upstream,
-            alpn,
-            postgres_direct_ssl,
-        })
+    let postgres_port = prop::option::of(1u16..);
+    (mode, upstream, alpn, any::<bool>(), postgres_port)
+        .prop_map(
+            |(mode, upstream, alpn, postgres_direct_ssl, postgres_port)| RouteTls {
+                mode,
+                upstream,
+                alpn,
+                postgres_direct_ssl,
+                postgres_port,
+            },
+        )
         // A TLS block with nothing in it is not written at all (and reads back as none).
         .prop_filter("something written", |t| {
-            t.mode.is_some() || t.upstream.is_some() || t.alpn.is_some() || t.postgres_direct_ssl
+            t.mode.is_some()
+                || t.upstream.is_some()
+                || t.alpn.is_some()
+                || t.postgres_direct_ssl
+                || t.postgres_port.is_some()
         })
 }
 

@@ -48,6 +48,7 @@ pub(crate) fn route(
         upstream_tls,
         alpn,
         postgres_direct_ssl,
+        postgres_port,
         key_problems,
     } = raw.value;
     let sni = items(sni.as_ref());
@@ -121,8 +122,10 @@ pub(crate) fn route(
             upstream_tls.as_ref(),
             alpn.as_ref(),
             postgres_direct_ssl,
+            postgres_port,
         ),
         file,
+        at,
         add,
         errs,
     );
@@ -181,12 +184,18 @@ fn keyword_written_as<T: Copy + PartialEq>(raw: Option<&S<Keyword<T>>>, spec: Op
 
 /// The route's `tls`, `upstream_tls`, `alpn` and `postgres_direct_ssl`, if any is written.
 fn route_tls(
-    (mode, upstream_tls, alpn, postgres_direct_ssl): WrittenTls<'_>,
+    (mode, upstream_tls, alpn, postgres_direct_ssl, postgres_port): WrittenTls<'_>,
     file: &str,
+    at: u64,
     add: &mut AddProblem<'_>,
     errs: &mut Problems,
 ) -> Option<Arc<RouteTls>> {
-    if mode.is_none() && upstream_tls.is_none() && alpn.is_none() && postgres_direct_ssl.is_none() {
+    if mode.is_none()
+        && upstream_tls.is_none()
+        && alpn.is_none()
+        && postgres_direct_ssl.is_none()
+        && postgres_port.is_none()
+    {
         return None;
     }
     let upstream = upstream_tls.map(|u| {
@@ -225,6 +234,13 @@ fn route_tls(
         upstream,
         alpn,
         postgres_direct_ssl: postgres_direct_ssl.unwrap_or(false),
+        postgres_port: match postgres_port {
+            Some(0) => {
+                add(errs, at, "postgres_port", "must be 1-65535".into());
+                None
+            }
+            port => port,
+        },
     }))
 }
 
@@ -234,11 +250,12 @@ type WrittenTls<'a> = (
     Option<&'a S<RawUpstreamTls>>,
     Option<&'a Vec<S<String>>>,
     Option<bool>,
+    Option<u16>,
 );
 
 /// Whether the written TLS fields give `spec`'s.
 fn tls_written_as(
-    (mode, upstream_tls, alpn, postgres_direct_ssl): WrittenTls<'_>,
+    (mode, upstream_tls, alpn, postgres_direct_ssl, postgres_port): WrittenTls<'_>,
     file: &str,
     spec: Option<&RouteTls>,
 ) -> bool {
@@ -247,12 +264,14 @@ fn tls_written_as(
         upstream: spec_upstream,
         alpn: spec_alpn,
         postgres_direct_ssl: spec_direct,
+        postgres_port: spec_port,
     }) = spec
     else {
         return mode.is_none()
             && upstream_tls.is_none()
             && alpn.is_none()
-            && postgres_direct_ssl.is_none();
+            && postgres_direct_ssl.is_none()
+            && postgres_port.is_none();
     };
     let upstream = match (upstream_tls, spec_upstream) {
         (None, None) => true,
@@ -278,6 +297,7 @@ fn tls_written_as(
         && upstream
         && alpn
         && postgres_direct_ssl.unwrap_or(false) == *spec_direct
+        && postgres_port == *spec_port
 }
 
 /// Whether reading `raw` gives `spec` again (same file): every field written as `spec` has
@@ -298,6 +318,7 @@ pub(crate) fn written_as(raw: &RawRoute, spec: &RouteSpec) -> bool {
         upstream_tls,
         alpn,
         postgres_direct_ssl,
+        postgres_port,
         // Only an entry that validated has a spec to compare with.
         key_problems: _,
     } = raw;
@@ -346,6 +367,7 @@ pub(crate) fn written_as(raw: &RawRoute, spec: &RouteSpec) -> bool {
                 upstream_tls.as_ref(),
                 alpn.as_ref(),
                 *postgres_direct_ssl,
+                *postgres_port,
             ),
             source,
             spec_tls.as_deref(),

@@ -162,6 +162,7 @@ impl<'a, R: Resolve> Compiler<'a, '_, R> {
                 upstream_tls,
                 alpn: spec.tls.as_ref().and_then(|t| t.alpn.clone()),
                 postgres_direct_ssl: spec.tls.as_ref().is_some_and(|t| t.postgres_direct_ssl),
+                postgres_port: spec.tls.as_ref().and_then(|t| t.postgres_port),
                 source: spec.source.clone(),
                 patterns,
                 cursor: AtomicUsize::new(0),

@@ -41,7 +41,8 @@ pub struct RouteSpec {
     pub source: Arc<str>,
 }
 
-/// A route's TLS settings as written; what is left out comes from `defaults`.
+/// A route's TLS settings as written (with those of PostgreSQL clients, which start TLS their
+/// own way); what is left out comes from `defaults`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RouteTls {
     /// `None`: `defaults.tls`.
@@ -55,6 +56,10 @@ pub struct RouteTls {
     /// `postgres_direct_ssl`: the upstream accepts direct SSL (PostgreSQL 17+), so a client that
     /// starts TLS at once on a `postgres` listener is passed through to it as it came.
     pub postgres_direct_ssl: bool,
+    /// `postgres_port`: the upstreams' PostgreSQL port, for upstreams written without a port on
+    /// a `postgres` listener (`None`: the listener's `upstream_port`, 9005 by default). A CHI's
+    /// `postgresql_port`, a ClickHouseCluster's `additionalPorts` entry named `postgres`.
+    pub postgres_port: Option<u16>,
 }
 
 /// An upstream as written: `host`, `host:port`, `1.2.3.4:9440`, `[::1]:9440`, `[::1]` or `::1`.

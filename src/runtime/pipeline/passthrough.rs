@@ -28,7 +28,11 @@ pub async fn connect(
         admitted,
     } = routed;
     let attempt = Attempt {
-        default_port: at.listener.config.upstream_port,
+        default_port: postgres::default_port(
+            &at.listener.config,
+            &route,
+            at.listener.config.upstream_port,
+        ),
         budget: at.state.timeouts.connect,
         health: &at.state.health,
         sticky: sticky.as_ref(),

@@ -84,3 +84,13 @@ pub fn sends_ssl_request(record: &Record, route: &Route) -> bool {
         .postgres
         .is_some_and(|pg| !(pg.direct && route.postgres_direct_ssl))
 }
+
+/// The port of `route`'s upstreams written without one, `listener_port` being the listener's
+/// for the leg: on a postgres listener the route's own PostgreSQL port if its cluster sets one
+/// (the same port serves `SSLRequest` and plaintext, so every leg uses it).
+pub fn default_port(config: &ListenerConfig, route: &Route, listener_port: u16) -> u16 {
+    match config.protocol {
+        ListenerProtocol::Postgres => route.postgres_port.unwrap_or(listener_port),
+        ListenerProtocol::Tls => listener_port,
+    }
+}

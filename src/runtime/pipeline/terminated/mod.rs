@@ -18,9 +18,9 @@ use tokio::net::TcpStream;
 use crate::runtime::observe::Record;
 use crate::runtime::outcome::Outcome;
 use crate::runtime::pipeline::context::{At, Served};
-use crate::runtime::pipeline::proxy_out;
 use crate::runtime::pipeline::routing::{Established, Refused, Routed};
 use crate::runtime::pipeline::session::{self, Session};
+use crate::runtime::pipeline::{postgres, proxy_out};
 use handshake::{Live, Target};
 
 /// The client's handshake, then the upstream (with the PROXY header, if the route wants one).
@@ -38,6 +38,7 @@ pub async fn connect<'a>(
         preamble,
         admitted,
     } = routed;
+    let config = &at.listener.config;
     let mut proxy_header = Vec::new();
     proxy_out::header(
         &preamble,
@@ -51,8 +52,8 @@ pub async fn connect<'a>(
         sticky: sticky.as_ref(),
         proxy_header,
         ports: (
-            at.listener.config.upstream_port_plain,
-            at.listener.config.upstream_port,
+            postgres::default_port(config, &route, config.upstream_port_plain),
+            postgres::default_port(config, &route, config.upstream_port),
         ),
         postgres: at.listener.postgres.is_some(),
     };
