@@ -21,6 +21,8 @@ const RESTRICTED: &str = "restricted.pg15.pg.example.test";
 /// Routed to PG15, whose certificate does not name it.
 const UNNAMED: &str = "unnamed.pg.example.test";
 const UNKNOWN: &str = "nosuch.pg.example.test";
+/// An upstream without a port: the route's `postgres_port` names it.
+const PORTLESS: &str = "portless.pg15.pg.example.test";
 /// Routed to a PostgreSQL with TLS off.
 const TLS_OFF: &str = "tls-off.pg.example.test";
 
@@ -43,6 +45,7 @@ fn routes(env: &Env) -> String {
          \x20 - name: pg18-sslrequest\n    sni: {PG18_SSLREQUEST}\n    upstream: \"127.0.0.1:{pg18}\"\n\
          \x20 - name: restricted\n    sni: {RESTRICTED}\n    upstream: \"127.0.0.1:{pg15}\"\n    allow: [\"127.0.0.2/32\"]\n\
          \x20 - name: unnamed\n    sni: {UNNAMED}\n    upstream: \"127.0.0.1:{pg15}\"\n\
+         \x20 - name: portless\n    sni: {PORTLESS}\n    upstream: 127.0.0.1\n    postgres_port: {pg15}\n\
          \x20 - name: tls-off\n    sni: {TLS_OFF}\n    upstream: \"127.0.0.1:{off}\"\n",
         pg15 = env.pg15,
         off = env.pg15_without_tls,
@@ -493,4 +496,14 @@ refused!(
     TLS_OFF,
     "internal error",
     "upstream_ssl_refused"
+);
+
+// An upstream named without a port (as routes from a CHI or ClickHouseCluster are): the
+// route's postgres_port chooses the server's port, not the listener's upstream_port (9005).
+served!(
+    psql_to_pg15_by_route_postgres_port,
+    Client::Psql,
+    PORTLESS,
+    pg15(),
+    true
 );
