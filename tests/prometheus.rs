@@ -166,6 +166,38 @@ async fn hello_from(source: &str, proxy: SocketAddr, sni: &str) -> (TcpStream, b
     }
 }
 
+/// PostgreSQL clients on the `pg` listener: one whose SSLRequest is answered `S` and whose
+/// ClientHello is routed, but the echo backend answers the proxy's own SSLRequest with its
+/// bytes, not `S` (`upstream_ssl_refused`); one that starts in plaintext (`postgres_plaintext`).
+async fn postgres_clients(proxy: &mut Proxy, backend: &mut RawBackend) {
+    let pg = proxy.addr("pg");
+    let mut tcp = TcpStream::connect(pg).await.unwrap();
+    tcp.write_all(&ch_edge_wire::postgres::SSL_REQUEST)
+        .await
+        .unwrap();
+    let mut answer = [0u8; 1];
+    tokio::time::timeout(WAIT, tcp.read_exact(&mut answer))
+        .await
+        .expect("an answer in time")
+        .unwrap();
+    assert_eq!(&answer, b"S");
+    tcp.write_all(&peers::client_hello("files.ch.test"))
+        .await
+        .unwrap();
+    peers::read_until_eof(&mut tcp).await;
+    backend.next().await;
+    proxy.wait_log(|l| l["target"] == "access" && l["outcome"] == "upstream_ssl_refused");
+    // A StartupMessage: length, protocol 3.0, user=u, the list's end.
+    let startup = [
+        &15u32.to_be_bytes()[..],
+        &0x0003_0000u32.to_be_bytes(),
+        b"user\0u\0\0",
+    ]
+    .concat();
+    peers::exchange(pg, &startup).await;
+    proxy.wait_log(|l| l["target"] == "access" && l["outcome"] == "postgres_plaintext");
+}
+
 /// `n` connections at once that each send bytes that are not TLS (refused as `not_tls`).
 async fn not_tls_burst(proxy: SocketAddr, n: usize) {
     let mut running = tokio::task::JoinSet::new();
@@ -200,6 +232,7 @@ async fn every_dashboard_query_and_alert_rule_works_on_a_real_prometheus() {
          \x20 - name: https\n    address: \"127.0.0.1:0\"\n    upstream_port: {port}\n\
          \x20 - name: nlb\n    address: \"127.0.0.1:0\"\n    upstream_port: {port}\n\
          \x20   proxy_protocol: {{mode: optional, trusted: [\"127.0.0.9/32\"]}}\n\
+         \x20 - name: pg\n    address: \"127.0.0.1:0\"\n    protocol: postgres\n    upstream_port: {port}\n\
          admin:\n  listeners:\n    - {{address: \"127.0.0.1:0\", serve: [probes, metrics]}}\n    - {{address: \"127.0.0.1:0\", serve: [routes]}}\n\
          timeouts:\n  connect: 2s\n\
          health:\n  eject_after: 2\n  eject_for: 5m\n\
@@ -243,6 +276,7 @@ async fn every_dashboard_query_and_alert_rule_works_on_a_real_prometheus() {
     peers::exchange(proxy.addr("native"), &peers::client_hello("broken.ch.test")).await;
     proxy.wait_log(|l| l["target"] == "access" && l["outcome"] == "upstream_unavailable");
     terminated(&ca, proxy.addr("native"), &mut backend).await;
+    postgres_clients(&mut proxy, &mut backend).await;
     let route = |name: &str| {
         format!("  - name: {name}\n    sni: {name}.ch.test\n    upstream: \"localhost:1\"\n")
     };
@@ -273,6 +307,7 @@ async fn every_dashboard_query_and_alert_rule_works_on_a_real_prometheus() {
         "ch_edge_proxy_connections_total{outcome=\"proxy_untrusted\"}".to_owned(),
         format!("ch_edge_proxy_upstream_ejections_total{{{broken}}} == 0"),
         "ch_edge_proxy_tls_handshake_seconds_count{}".to_owned(),
+        "ch_edge_proxy_connections_total{outcome=\"postgres_plaintext\"}".to_owned(),
     ] {
         let query = selector.replacen('{', &format!("{{job=\"{JOB}\", "), 1);
         prometheus.wait_for(&format!("{query} scraped"), || {
@@ -288,6 +323,7 @@ async fn every_dashboard_query_and_alert_rule_works_on_a_real_prometheus() {
     assert_eq!(peers::exchange(proxy.addr("https"), &hello).await, hello);
     backend.next().await;
     terminated(&ca, native, &mut backend).await;
+    postgres_clients(&mut proxy, &mut backend).await;
     for (bytes, outcome) in [
         (peers::client_hello("nobody.ch.test"), "unknown_sni"),
         (peers::client_hello("private.ch.test"), "access_denied"),
