@@ -98,6 +98,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- $l := dict "name" .name "address" (printf "0.0.0.0:%d" (int .port)) "proxy_protocol" $ppOut }}
 {{- if .upstreamPort }}{{- $_ := set $l "upstream_port" (int .upstreamPort) }}{{- end }}
 {{- if .upstreamPortPlain }}{{- $_ := set $l "upstream_port_plain" (int .upstreamPortPlain) }}{{- end }}
+{{- if .protocol }}{{- $_ := set $l "protocol" (toString .protocol) }}{{- end }}
 {{- $listeners = append $listeners $l }}
 {{- end }}
 {{- $cfg := dict "listeners" $listeners }}

@@ -712,3 +712,22 @@ def test_gateway_api_class_lease_rbac_and_pod_identity():
         assert by_kind(docs, "GatewayClass") == [] and lease("Role", docs) == []
     own = {"discovery": {"kubernetes": {"enabled": True, "gatewayApi": {"enabled": True, "gatewayClass": {"create": False}}}}}
     assert by_kind(render(own), "GatewayClass") == []
+
+
+def test_postgres_listener_from_values(tmp_path):
+    # `protocol` reaches the listener as written (left out: the proxy's default, tls), and the
+    # binary accepts the result.
+    values = {
+        "listeners": [
+            {"name": "native", "port": 9440},
+            {"name": "postgres", "port": 5432, "protocol": "postgres"},
+        ]
+    }
+    docs = render(values)
+    listeners = proxy_config(docs)["listeners"]
+    assert [(l["name"], l.get("protocol")) for l in listeners] == [("native", None), ("postgres", "postgres")]
+    result = run_check(materialize(docs, tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "protocol postgres" in result.stdout
+    with pytest.raises(Exception):
+        render({"listeners": [{"name": "pg", "port": 5432, "protocol": "mysql"}]})

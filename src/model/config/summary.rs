@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::fmt::Write;
 
+use ch_edge_wire::postgres::ListenerProtocol;
 use ch_edge_wire::proxy_in::ProxyInMode;
 
 use super::Config;
@@ -29,6 +30,9 @@ fn write_summary(out: &mut String, c: &Config) -> std::fmt::Result {
         )?;
         if pp.mode != ProxyInMode::Off {
             write!(out, " from {}", join(&pp.trusted))?;
+        }
+        if l.protocol != ListenerProtocol::Tls {
+            write!(out, "  protocol {}", l.protocol)?;
         }
         writeln!(out)?;
     }
