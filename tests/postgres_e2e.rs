@@ -439,6 +439,70 @@ served!(
     pg18(),
     true
 );
+// The table's other cells for PostgreSQL 15 and 18, so that every one has its test.
+served!(
+    psql_to_pg18_terminate,
+    Client::Psql,
+    terminate("pg18"),
+    pg18(),
+    false
+);
+served!(
+    psql_to_pg18_reencrypt,
+    Client::Psql,
+    reencrypt("pg18"),
+    pg18(),
+    true
+);
+served!(
+    psycopg_sslrequest_to_pg18_passthrough,
+    Client::PsycopgPostgres,
+    PG18_SSLREQUEST,
+    pg18(),
+    true
+);
+served!(
+    psycopg_sslrequest_to_pg15_terminate,
+    Client::PsycopgPostgres,
+    terminate("pg15"),
+    pg15(),
+    false
+);
+served!(
+    psycopg_sslrequest_to_pg15_reencrypt,
+    Client::PsycopgPostgres,
+    reencrypt("pg15"),
+    pg15(),
+    true
+);
+served!(
+    psycopg_sslrequest_to_pg18_terminate,
+    Client::PsycopgPostgres,
+    terminate("pg18"),
+    pg18(),
+    false
+);
+served!(
+    asyncpg_direct_to_pg18_terminate,
+    Client::AsyncpgDirect,
+    terminate("pg18"),
+    pg18(),
+    false
+);
+served!(
+    asyncpg_direct_to_pg18_reencrypt,
+    Client::AsyncpgDirect,
+    reencrypt("pg18"),
+    pg18(),
+    true
+);
+refused!(
+    asyncpg_direct_to_pg18_passthrough_without_direct_ssl_is_refused,
+    Client::AsyncpgDirect,
+    PG18_SSLREQUEST,
+    "internal error",
+    "postgres_direct_unsupported"
+);
 
 /// `GSSENCRequest` first (what libpq sends under `gssencmode=prefer` when it holds Kerberos
 /// credentials, which no client here has, so written by hand): the proxy answers `N`, the
