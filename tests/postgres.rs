@@ -461,3 +461,59 @@ async fn an_upstream_that_never_answers_sslrequest_is_refused_within_the_connect
         "{line}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_start_follows_a_proxy_header_and_gssenc_may_precede_direct_ssl() {
+    let ca = Ca::new("pg test CA");
+    let leaf = ca.leaf(&["*.pg.test"], 90);
+    let mut pg17 = PgBackend::start(b'S', true, false, &leaf).await;
+    let yaml = format!(
+        "listeners:\n  - name: pg\n    address: \"127.0.0.1:0\"\n    protocol: postgres\n\
+         \x20   proxy_protocol: {{mode: required, trusted: [\"127.0.0.1/32\"]}}\n\
+         admin:\n  address: \"127.0.0.1:0\"\n\
+         routes:\n  - sni: pg17.pg.test\n    upstream: \"{}\"\n    postgres_direct_ssl: true\n",
+        pg17.addr
+    );
+    let mut proxy = Proxy::start(&yaml);
+    let addr = proxy.addr("pg");
+    let header = b"PROXY TCP4 203.0.113.7 127.0.0.1 40000 5432\r\n";
+
+    // PROXY header, SSLRequest, S, TLS: the header's client is the client.
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(header).await.unwrap();
+    tcp.write_all(&SSL_REQUEST).await.unwrap();
+    assert_eq!(read_byte(&mut tcp).await, b'S');
+    let name = ServerName::try_from("pg17.pg.test").unwrap();
+    let mut tls = ca.client(&[]).connect(name, tcp).await.unwrap();
+    echo(&mut tls, b"behind an NLB").await;
+    assert!(pg17.next().await.ssl_request);
+    drop(tls);
+    let line = proxy.wait_log(|l| l["target"] == "access" && l["negotiation"] == "sslrequest");
+    assert_eq!(line["client"], "203.0.113.7:40000", "{line}");
+    assert_eq!(line["outcome"], "relayed", "{line}");
+
+    // PROXY header, GSSENCRequest, N, then a direct ClientHello: still direct, so it is passed
+    // through to the direct-SSL upstream as it came.
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(header).await.unwrap();
+    tcp.write_all(&GSSENC_REQUEST).await.unwrap();
+    assert_eq!(read_byte(&mut tcp).await, b'N');
+    let name = ServerName::try_from("pg17.pg.test").unwrap();
+    let mut tls = ca.client(&["postgresql"]).connect(name, tcp).await.unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"postgresql"[..]));
+    echo(&mut tls, b"gssenc then direct").await;
+    assert!(
+        !pg17.next().await.ssl_request,
+        "a direct ClientHello upstream"
+    );
+    drop(tls);
+    let line = proxy.wait_log(|l| l["target"] == "access" && l["negotiation"] == "gssenc_then_ssl");
+    assert_eq!(line["outcome"], "relayed", "{line}");
+
+    // Without the header the connection is refused before any PostgreSQL byte is answered.
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(&SSL_REQUEST).await.unwrap();
+    assert!(read_until_eof(&mut tcp).await.is_empty());
+    let line = proxy.wait_log(|l| l["target"] == "access" && l["outcome"] != "relayed");
+    assert_eq!(line["outcome"], "proxy_missing", "{line}");
+}

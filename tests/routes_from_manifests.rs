@@ -186,3 +186,58 @@ fn an_invalid_cluster_exits_1_naming_it() {
         "{err}"
     );
 }
+
+/// The PostgreSQL port of a ClickHouseCluster (`additionalPorts` named `postgres`) and of a CHI
+/// (`settings.postgresql_port`), and the direct-SSL annotation, written into the routes as
+/// `postgres_port` and `postgres_direct_ssl`, which `check` reads back.
+#[test]
+fn postgres_ports_and_direct_ssl_reach_the_routes_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = dir.path().join("pg.yaml");
+    std::fs::write(
+        &manifests,
+        "apiVersion: clickhouse.com/v1alpha1\nkind: ClickHouseCluster\n\
+         metadata: {name: bi, namespace: ch, annotations: {ch-edge-proxy/postgres-direct-ssl: \"true\"}}\n\
+         spec:\n  replicas: 1\n  settings: {tls: {enabled: true, serverCertSecret: {name: x}}}\n\
+         \x20 additionalPorts: [{name: mysql, port: 9004}, {name: postgres, port: 9005}]\n\
+         ---\n\
+         apiVersion: clickhouse.altinity.com/v1\nkind: ClickHouseInstallation\n\
+         metadata: {name: demo, namespace: ch}\n\
+         spec:\n  configuration:\n    settings: {postgresql_port: 9006}\n",
+    )
+    .unwrap();
+    let out = routes_cmd(
+        "from-manifests",
+        &["--domain", DOMAIN, manifests.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let routes = config::parse_routes_file(&text, "pg.routes.yaml", Format::Yaml).unwrap();
+    let postgres: Vec<(&str, Option<u16>, bool)> = routes
+        .iter()
+        .map(|r| {
+            let tls = r.tls.as_deref();
+            (
+                &*r.name,
+                tls.and_then(|t| t.postgres_port),
+                tls.is_some_and(|t| t.postgres_direct_ssl),
+            )
+        })
+        .collect();
+    assert!(
+        postgres.contains(&("ch/bi", Some(9005), true)),
+        "{postgres:?}"
+    );
+    assert!(
+        postgres.contains(&("ch/demo", Some(9006), false)),
+        "{postgres:?}"
+    );
+    assert!(
+        postgres.iter().all(|(_, port, _)| port.is_some()),
+        "{postgres:?}"
+    );
+    let file = dir.path().join("pg.routes.yaml");
+    std::fs::write(&file, &text).unwrap();
+    let checked = check(&file, false);
+    assert!(checked.status.success(), "{}", stderr(&checked));
+}
