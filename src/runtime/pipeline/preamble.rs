@@ -97,7 +97,7 @@ pub async fn read(
             }
         }
         if let (Some(start), Some(pg)) = (tls_start, postgres.as_deref_mut()) {
-            if let Step::Refuse(outcome, detail) = pg.step(stream, &mut buf, start).await {
+            if let Step::Refuse(outcome, detail) = pg.step(stream, &mut buf, start, drained).await {
                 return Err(refused(outcome, detail, header));
             }
         }

@@ -46,8 +46,15 @@ impl Negotiator {
     }
 
     /// Reads the start in `buf[start..]` (everything after the PROXY header), answering the
-    /// requests on `stream` and dropping their bytes from `buf`.
-    pub async fn step(&mut self, stream: &TcpStream, buf: &mut Vec<u8>, start: usize) -> Step {
+    /// requests on `stream` and dropping their bytes from `buf`. `drained`: the last read left
+    /// the socket's receive queue empty.
+    pub async fn step(
+        &mut self,
+        stream: &TcpStream,
+        buf: &mut Vec<u8>,
+        start: usize,
+        drained: bool,
+    ) -> Step {
         loop {
             if self.done.is_some() {
                 return Step::Ready;
@@ -65,6 +72,13 @@ impl Negotiator {
                     let gssenc = parsed == Start::GssEncRequest;
                     if gssenc && self.gssenc {
                         return Step::Refuse(Outcome::NotPostgres, "second GSSENCRequest");
+                    }
+                    // The request is all that was read, and the read left the socket empty: a
+                    // client sends nothing more before our answer, so say so before answering
+                    // (after, its next bytes could already have come and their event be lost),
+                    // and the next read waits for that event instead of costing an EAGAIN.
+                    if drained {
+                        super::clear_readable(stream);
                     }
                     let answer: &[u8] = if gssenc { REFUSE } else { ACCEPT };
                     if relay::write_all(stream, answer).await.is_err() {

@@ -42,7 +42,12 @@ async fn answer(upstream: &TcpStream) -> Result<(), &'static str> {
             Err(_) => return Err("reading the SSLRequest answer failed"),
         };
         return match postgres::parse_ssl_response(buf.get(..n).unwrap_or_default()) {
-            SslResponse::Accepted => Ok(()),
+            SslResponse::Accepted => {
+                // `S` alone, less than asked: nothing else is queued until our ClientHello is
+                // answered, so the relay's first read waits for the event (no EAGAIN).
+                super::clear_readable(upstream);
+                Ok(())
+            }
             SslResponse::Refused => Err("upstream answered SSLRequest with N (TLS off)"),
             SslResponse::Error => Err("upstream answered SSLRequest with an error"),
             SslResponse::DataAfterAccept => Err("upstream sent data after S"),
