@@ -571,3 +571,27 @@ served!(
     pg15(),
     true
 );
+
+/// 120 asyncpg sessions, 24 at a time, through one listener, SSLRequest and direct SSL, to
+/// both servers, passed through and terminated: each reaches its own server and reads back
+/// its own number.
+#[test]
+fn concurrent_sessions_each_reach_their_own_server() {
+    let Some((env, proxy)) = setup() else {
+        return;
+    };
+    let terminated = terminate("pg15");
+    let targets = [
+        (PG15, "postgres"),
+        (PG18, "direct"),
+        (PG18_SSLREQUEST, "postgres"),
+        (terminated.as_str(), "direct"),
+    ];
+    let result = env.asyncpg_sessions(pg_port(&proxy), 120, 24, &targets);
+    assert_eq!(result["failed"], 0, "{result}");
+    for ((sni, negotiation), server) in targets.iter().zip([env.pg15, env.pg18, env.pg18, env.pg15])
+    {
+        let reached = &result["ports"][format!("{sni}/{negotiation}")];
+        assert_eq!(*reached, serde_json::json!([server]), "{sni}: {result}");
+    }
+}

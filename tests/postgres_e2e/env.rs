@@ -293,6 +293,34 @@ impl Env {
         Answer::from_json(&value)
     }
 
+    /// `sessions` asyncpg connections to 127.0.0.1:`port`, `parallel` at a time, over
+    /// `targets` (SNI, `postgres` or `direct`) in turn: what `pg_client.py asyncpg-sessions`
+    /// printed (`ports` reached per target, `failed`, the first `failures`).
+    pub fn asyncpg_sessions(
+        &self,
+        port: u16,
+        sessions: usize,
+        parallel: usize,
+        targets: &[(&str, &str)],
+    ) -> Value {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/postgres_e2e/pg_client.py");
+        let targets: Vec<String> = targets.iter().map(|(h, n)| format!("{h}/{n}")).collect();
+        let mut command = Command::new(&self.python);
+        command
+            .arg(script)
+            .arg("asyncpg-sessions")
+            .args(["--port", &port.to_string()])
+            .arg("--ca")
+            .arg(&self.ca)
+            .args(["--sessions", &sessions.to_string()])
+            .args(["--parallel", &parallel.to_string()])
+            .args(["--targets", &targets.join(",")]);
+        let (ok, stdout, stderr) = run(command);
+        assert!(ok, "asyncpg sessions crashed: {stderr}");
+        serde_json::from_str(stdout.lines().last().unwrap_or_default())
+            .unwrap_or_else(|_| panic!("asyncpg sessions printed {stdout:?}; stderr: {stderr}"))
+    }
+
     /// A proxy with one `protocol: postgres` listener (`pg`), the proxy certificate for
     /// terminating routes, and `routes` (YAML list items, indented by two spaces).
     pub fn proxy(&self, routes: &str) -> Proxy {

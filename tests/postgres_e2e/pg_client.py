@@ -90,15 +90,59 @@ async def with_asyncpg(args):
         await conn.close()
 
 
+async def asyncpg_sessions(args):
+    """`--sessions` asyncpg connections, `--parallel` at a time, over `--targets`
+    (host/negotiation, in turn), each asking who answered and echoing its own number. Prints
+    the ports each target reached and the sessions that failed or got another's answer."""
+    import asyncpg
+
+    targets = [t.split("/") for t in args.targets.split(",")]
+    gate = asyncio.Semaphore(args.parallel)
+    ports = {f"{h}/{n}": set() for h, n in targets}
+    failures = []
+
+    async def session(i):
+        host, negotiation = targets[i % len(targets)]
+        dsn = f"postgresql://postgres@{host}:{args.port}/postgres?sslmode=verify-full&sslrootcert={args.ca}"
+        async with gate:
+            try:
+                conn = await asyncpg.connect(dsn, direct_tls=negotiation == "direct", timeout=20)
+                try:
+                    port = await conn.fetchval("SELECT current_setting('port')::int")
+                    echo = await conn.fetchval("SELECT $1::int", i)
+                finally:
+                    await conn.close()
+            except Exception as e:  # noqa: BLE001 - collected and reported
+                failures.append(f"{i} {host}/{negotiation}: {type(e).__name__}: {e}")
+                return
+        if echo != i:
+            failures.append(f"{i}: echoed {echo}")
+        ports[f"{host}/{negotiation}"].add(port)
+
+    await asyncio.gather(*(session(i) for i in range(args.sessions)))
+    return {
+        "ok": not failures,
+        "ports": {k: sorted(v) for k, v in ports.items()},
+        "failures": failures[:5],
+        "failed": len(failures),
+    }
+
+
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("client", choices=["psycopg", "asyncpg"])
-    p.add_argument("--host", required=True, help="SNI and certificate name")
+    p.add_argument("client", choices=["psycopg", "asyncpg", "asyncpg-sessions"])
+    p.add_argument("--host", help="SNI and certificate name")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--ca", required=True)
     p.add_argument("--negotiation", choices=["postgres", "direct"], default="postgres")
     p.add_argument("--sslmode", default="verify-full")
+    p.add_argument("--sessions", type=int, help="asyncpg-sessions: how many")
+    p.add_argument("--parallel", type=int, help="asyncpg-sessions: how many at a time")
+    p.add_argument("--targets", help="asyncpg-sessions: host/negotiation,...")
     args = p.parse_args()
+    if args.client == "asyncpg-sessions":
+        print(json.dumps(asyncio.run(asyncpg_sessions(args))), flush=True)
+        return
     try:
         if args.client == "psycopg":
             result = with_psycopg(args)
