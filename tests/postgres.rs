@@ -517,3 +517,50 @@ async fn the_start_follows_a_proxy_header_and_gssenc_may_precede_direct_ssl() {
     let line = proxy.wait_log(|l| l["target"] == "access" && l["outcome"] != "relayed");
     assert_eq!(line["outcome"], "proxy_missing", "{line}");
 }
+
+/// Regression: the proxy once cleared the client socket's read readiness after writing `S`;
+/// a client that sent its ClientHello at once could have it arrive in between, its event lost,
+/// and the connection then waited out `timeouts.client_hello` (about one in a hundred on
+/// loopback). Many quick clients in a row must each be relayed at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clienthello_sent_right_after_s_is_never_missed() {
+    // An upstream that answers SSLRequest with S, then echoes.
+    let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream_addr = upstream.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = upstream.accept().await {
+            tokio::spawn(async move {
+                let mut start = [0u8; 8];
+                if tcp.read_exact(&mut start).await.is_err() || tcp.write_all(b"S").await.is_err() {
+                    return;
+                }
+                let (mut r, mut w) = tcp.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    let yaml = format!(
+        "listeners:\n  - name: pg\n    address: \"127.0.0.1:0\"\n    protocol: postgres\n\
+         admin:\n  address: \"127.0.0.1:0\"\n\
+         timeouts:\n  client_hello: 10s\n\
+         log:\n  access: off\n\
+         routes:\n  - sni: quick.pg.test\n    upstream: \"{upstream_addr}\"\n"
+    );
+    let proxy = Proxy::start(&yaml);
+    let addr = proxy.addr("pg");
+    let hello = support::peers::client_hello("quick.pg.test");
+    for i in 0..300 {
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        tcp.set_nodelay(true).unwrap();
+        tcp.write_all(&SSL_REQUEST).await.unwrap();
+        assert_eq!(read_byte(&mut tcp).await, b'S');
+        tcp.write_all(&hello).await.unwrap();
+        let mut back = vec![0u8; hello.len()];
+        // Well under client_hello: a missed event waits all of it.
+        tokio::time::timeout(std::time::Duration::from_secs(5), tcp.read_exact(&mut back))
+            .await
+            .unwrap_or_else(|_| panic!("connection {i}: the ClientHello was not relayed"))
+            .unwrap();
+        assert_eq!(back, hello);
+    }
+}
