@@ -89,7 +89,7 @@ fn assert_served(answer: &Answer, port: u16, major: u64, server_ssl: bool) {
 }
 
 /// One row: `client` through the proxy to `sni` is served by the server on `port`.
-fn row_served(client: Client, sni: &str, port: u16, major: u64, server_ssl: bool) {
+fn row_served(client: Client, sni: &str, (port, major): (u16, u64), server_ssl: bool) {
     let Some((env, mut proxy)) = setup() else {
         return;
     };
@@ -280,229 +280,61 @@ fn pg18() -> (u16, u64) {
     env().map_or((0, 18), |e| (e.pg18, 18))
 }
 
-macro_rules! served {
-    ($name:ident, $client:expr, $sni:expr, $server:expr, $server_ssl:expr) => {
-        #[test]
-        fn $name() {
-            let (port, major) = $server;
-            row_served($client, &$sni, port, major, $server_ssl);
-        }
+/// One `#[test]` per row: `name: row_served(…)` or `name: row_refused(…)`.
+macro_rules! matrix {
+    ($($name:ident: $row:ident($($arg:expr),* $(,)?);)*) => {
+        $(
+            #[test]
+            fn $name() {
+                $row($($arg),*);
+            }
+        )*
     };
 }
 
-macro_rules! refused {
-    ($name:ident, $client:expr, $sni:expr, $alert:expr, $outcome:expr) => {
-        #[test]
-        fn $name() {
-            row_refused($client, &$sni, $alert, $outcome);
-        }
-    };
+matrix! {
+    // libpq 15 (psql): SSLRequest, no ALPN.
+    psql_to_pg15_passthrough: row_served(Client::Psql, PG15, pg15(), true);
+    psql_to_pg15_terminate: row_served(Client::Psql, &terminate("pg15"), pg15(), false);
+    psql_to_pg15_reencrypt: row_served(Client::Psql, &reencrypt("pg15"), pg15(), true);
+    psql_to_pg18_passthrough: row_served(Client::Psql, PG18_SSLREQUEST, pg18(), true);
+    psql_to_pg18_passthrough_direct_ssl_route: row_served(Client::Psql, PG18, pg18(), true);
+    psql_to_pg18_terminate: row_served(Client::Psql, &terminate("pg18"), pg18(), false);
+    psql_to_pg18_reencrypt: row_served(Client::Psql, &reencrypt("pg18"), pg18(), true);
+    // libpq 18 (psycopg) sslnegotiation=postgres: SSLRequest, ALPN postgresql offered.
+    psycopg_sslrequest_to_pg15_passthrough: row_served(Client::PsycopgPostgres, PG15, pg15(), true);
+    psycopg_sslrequest_to_pg15_terminate: row_served(Client::PsycopgPostgres, &terminate("pg15"), pg15(), false);
+    psycopg_sslrequest_to_pg15_reencrypt: row_served(Client::PsycopgPostgres, &reencrypt("pg15"), pg15(), true);
+    psycopg_sslrequest_to_pg18_passthrough: row_served(Client::PsycopgPostgres, PG18_SSLREQUEST, pg18(), true);
+    psycopg_sslrequest_to_pg18_passthrough_direct_ssl_route: row_served(Client::PsycopgPostgres, PG18, pg18(), true);
+    psycopg_sslrequest_to_pg18_terminate: row_served(Client::PsycopgPostgres, &terminate("pg18"), pg18(), false);
+    psycopg_sslrequest_to_pg18_reencrypt: row_served(Client::PsycopgPostgres, &reencrypt("pg18"), pg18(), true);
+    // asyncpg, SSLRequest.
+    asyncpg_sslrequest_to_pg15_passthrough: row_served(Client::AsyncpgPostgres, PG15, pg15(), true);
+    // libpq 18 (psycopg) sslnegotiation=direct: passed through only to a postgres_direct_ssl
+    // route (else TLS alert internal_error); terminate and reencrypt choose ALPN postgresql.
+    psycopg_direct_to_pg15_passthrough_is_refused: row_refused(Client::PsycopgDirect, PG15, "internal error", "postgres_direct_unsupported");
+    psycopg_direct_to_pg15_terminate: row_served(Client::PsycopgDirect, &terminate("pg15"), pg15(), false);
+    psycopg_direct_to_pg15_reencrypt: row_served(Client::PsycopgDirect, &reencrypt("pg15"), pg15(), true);
+    psycopg_direct_to_pg18_passthrough_direct_ssl_route: row_served(Client::PsycopgDirect, PG18, pg18(), true);
+    psycopg_direct_to_pg18_passthrough_without_direct_ssl_is_refused: row_refused(Client::PsycopgDirect, PG18_SSLREQUEST, "internal error", "postgres_direct_unsupported");
+    psycopg_direct_to_pg18_terminate: row_served(Client::PsycopgDirect, &terminate("pg18"), pg18(), false);
+    psycopg_direct_to_pg18_reencrypt: row_served(Client::PsycopgDirect, &reencrypt("pg18"), pg18(), true);
+    // asyncpg direct_tls=True: the same.
+    asyncpg_direct_to_pg15_passthrough_is_refused: row_refused(Client::AsyncpgDirect, PG15, "internal error", "postgres_direct_unsupported");
+    asyncpg_direct_to_pg15_terminate: row_served(Client::AsyncpgDirect, &terminate("pg15"), pg15(), false);
+    asyncpg_direct_to_pg15_reencrypt: row_served(Client::AsyncpgDirect, &reencrypt("pg15"), pg15(), true);
+    asyncpg_direct_to_pg18_passthrough_direct_ssl_route: row_served(Client::AsyncpgDirect, PG18, pg18(), true);
+    asyncpg_direct_to_pg18_passthrough_without_direct_ssl_is_refused: row_refused(Client::AsyncpgDirect, PG18_SSLREQUEST, "internal error", "postgres_direct_unsupported");
+    asyncpg_direct_to_pg18_terminate: row_served(Client::AsyncpgDirect, &terminate("pg18"), pg18(), false);
+    asyncpg_direct_to_pg18_reencrypt: row_served(Client::AsyncpgDirect, &reencrypt("pg18"), pg18(), true);
+    // An upstream whose TLS is off answers the proxy's SSLRequest with N: the client, already
+    // told S by the proxy, gets a TLS alert; counted as the upstream's failure.
+    psql_to_pg15_with_tls_off_is_refused: row_refused(Client::Psql, TLS_OFF, "internal error", "upstream_ssl_refused");
+    // An upstream named without a port (as routes from a CHI or ClickHouseCluster are): the
+    // route's postgres_port chooses the server's port, not the listener's upstream_port (9005).
+    psql_to_pg15_by_route_postgres_port: row_served(Client::Psql, PORTLESS, pg15(), true);
 }
-
-// SSLRequest clients, passthrough.
-served!(psql_to_pg15_passthrough, Client::Psql, PG15, pg15(), true);
-served!(
-    psql_to_pg18_passthrough,
-    Client::Psql,
-    PG18_SSLREQUEST,
-    pg18(),
-    true
-);
-served!(
-    psql_to_pg18_passthrough_direct_ssl_route,
-    Client::Psql,
-    PG18,
-    pg18(),
-    true
-);
-served!(
-    psycopg_sslrequest_to_pg15_passthrough,
-    Client::PsycopgPostgres,
-    PG15,
-    pg15(),
-    true
-);
-served!(
-    psycopg_sslrequest_to_pg18_passthrough_direct_ssl_route,
-    Client::PsycopgPostgres,
-    PG18,
-    pg18(),
-    true
-);
-served!(
-    asyncpg_sslrequest_to_pg15_passthrough,
-    Client::AsyncpgPostgres,
-    PG15,
-    pg15(),
-    true
-);
-
-// Direct-SSL clients, passthrough: only to a route marked postgres_direct_ssl.
-served!(
-    psycopg_direct_to_pg18_passthrough_direct_ssl_route,
-    Client::PsycopgDirect,
-    PG18,
-    pg18(),
-    true
-);
-served!(
-    asyncpg_direct_to_pg18_passthrough_direct_ssl_route,
-    Client::AsyncpgDirect,
-    PG18,
-    pg18(),
-    true
-);
-refused!(
-    psycopg_direct_to_pg15_passthrough_is_refused,
-    Client::PsycopgDirect,
-    PG15,
-    "internal error",
-    "postgres_direct_unsupported"
-);
-refused!(
-    psycopg_direct_to_pg18_passthrough_without_direct_ssl_is_refused,
-    Client::PsycopgDirect,
-    PG18_SSLREQUEST,
-    "internal error",
-    "postgres_direct_unsupported"
-);
-refused!(
-    asyncpg_direct_to_pg15_passthrough_is_refused,
-    Client::AsyncpgDirect,
-    PG15,
-    "internal error",
-    "postgres_direct_unsupported"
-);
-
-// Terminate (the proxy's certificate, ALPN chosen by the proxy; plaintext to the server) and
-// reencrypt (TLS again to the server after SSLRequest, verified against its CA).
-served!(
-    psql_to_pg15_terminate,
-    Client::Psql,
-    terminate("pg15"),
-    pg15(),
-    false
-);
-served!(
-    psql_to_pg15_reencrypt,
-    Client::Psql,
-    reencrypt("pg15"),
-    pg15(),
-    true
-);
-served!(
-    psycopg_direct_to_pg15_terminate,
-    Client::PsycopgDirect,
-    terminate("pg15"),
-    pg15(),
-    false
-);
-served!(
-    psycopg_direct_to_pg15_reencrypt,
-    Client::PsycopgDirect,
-    reencrypt("pg15"),
-    pg15(),
-    true
-);
-served!(
-    asyncpg_direct_to_pg15_terminate,
-    Client::AsyncpgDirect,
-    terminate("pg15"),
-    pg15(),
-    false
-);
-served!(
-    asyncpg_direct_to_pg15_reencrypt,
-    Client::AsyncpgDirect,
-    reencrypt("pg15"),
-    pg15(),
-    true
-);
-served!(
-    psycopg_direct_to_pg18_terminate,
-    Client::PsycopgDirect,
-    terminate("pg18"),
-    pg18(),
-    false
-);
-served!(
-    psycopg_direct_to_pg18_reencrypt,
-    Client::PsycopgDirect,
-    reencrypt("pg18"),
-    pg18(),
-    true
-);
-served!(
-    psycopg_sslrequest_to_pg18_reencrypt,
-    Client::PsycopgPostgres,
-    reencrypt("pg18"),
-    pg18(),
-    true
-);
-// The table's other cells for PostgreSQL 15 and 18, so that every one has its test.
-served!(
-    psql_to_pg18_terminate,
-    Client::Psql,
-    terminate("pg18"),
-    pg18(),
-    false
-);
-served!(
-    psql_to_pg18_reencrypt,
-    Client::Psql,
-    reencrypt("pg18"),
-    pg18(),
-    true
-);
-served!(
-    psycopg_sslrequest_to_pg18_passthrough,
-    Client::PsycopgPostgres,
-    PG18_SSLREQUEST,
-    pg18(),
-    true
-);
-served!(
-    psycopg_sslrequest_to_pg15_terminate,
-    Client::PsycopgPostgres,
-    terminate("pg15"),
-    pg15(),
-    false
-);
-served!(
-    psycopg_sslrequest_to_pg15_reencrypt,
-    Client::PsycopgPostgres,
-    reencrypt("pg15"),
-    pg15(),
-    true
-);
-served!(
-    psycopg_sslrequest_to_pg18_terminate,
-    Client::PsycopgPostgres,
-    terminate("pg18"),
-    pg18(),
-    false
-);
-served!(
-    asyncpg_direct_to_pg18_terminate,
-    Client::AsyncpgDirect,
-    terminate("pg18"),
-    pg18(),
-    false
-);
-served!(
-    asyncpg_direct_to_pg18_reencrypt,
-    Client::AsyncpgDirect,
-    reencrypt("pg18"),
-    pg18(),
-    true
-);
-refused!(
-    asyncpg_direct_to_pg18_passthrough_without_direct_ssl_is_refused,
-    Client::AsyncpgDirect,
-    PG18_SSLREQUEST,
-    "internal error",
-    "postgres_direct_unsupported"
-);
 
 /// `GSSENCRequest` first (what libpq sends under `gssencmode=prefer` when it holds Kerberos
 /// credentials, which no client here has, so written by hand): the proxy answers `N`, the
@@ -551,26 +383,6 @@ async fn gssenc_request_is_declined_then_ssl_request_reaches_the_server() {
     assert_ended_after_serving(&line);
     assert_eq!(line["negotiation"], "gssenc_then_ssl", "{line}");
 }
-
-// An upstream whose TLS is off answers the proxy's SSLRequest with N: the client, already
-// told S by the proxy, gets a TLS alert; counted as the upstream's failure.
-refused!(
-    psql_to_pg15_with_tls_off_is_refused,
-    Client::Psql,
-    TLS_OFF,
-    "internal error",
-    "upstream_ssl_refused"
-);
-
-// An upstream named without a port (as routes from a CHI or ClickHouseCluster are): the
-// route's postgres_port chooses the server's port, not the listener's upstream_port (9005).
-served!(
-    psql_to_pg15_by_route_postgres_port,
-    Client::Psql,
-    PORTLESS,
-    pg15(),
-    true
-);
 
 /// 120 asyncpg sessions, 24 at a time, through one listener, SSLRequest and direct SSL, to
 /// both servers, passed through and terminated: each reaches its own server and reads back
