@@ -394,6 +394,26 @@ async fn postgres_listener_negotiates_routes_and_refuses_in_the_clients_protocol
         "{line}"
     );
 
+    // /routes shows the PostgreSQL keys of each route.
+    let (_, routes) = proxy.admin_get("/routes");
+    let routes: serde_json::Value = serde_json::from_str(&routes).unwrap();
+    let route = |name: &str| {
+        routes["routes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(route("pg17.pg.test")["postgres_direct_ssl"], true);
+    assert_eq!(route("ch.pg.test")["postgres_direct_ssl"], false);
+    assert_eq!(
+        route("port.pg.test")["postgres_port"],
+        clickhouse.addr.port()
+    );
+    assert!(route("ch.pg.test")["postgres_port"].is_null());
+
     let (_, metrics) = proxy.admin_get("/metrics");
     let negotiations = |n: &str| {
         let label = format!("negotiation=\"{n}\"");
