@@ -584,3 +584,58 @@ async fn a_clienthello_sent_right_after_s_is_never_missed() {
         assert_eq!(back, hello);
     }
 }
+
+/// A reload that turns a running listener into a postgres one (kept, not rebound) applies to
+/// the next connection, ALPN `postgresql` for its terminating routes included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_switches_a_listener_to_postgres() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("pg test CA");
+    let (cert, key) = ca.leaf(&["term.pg.test"], 90).write(dir.path(), "front");
+    let mut plain = RawBackend::start(false).await;
+    let plain_port = plain.addr.port();
+    let config = |protocol: &str| {
+        format!(
+            "listeners:\n  - name: pg\n    address: \"127.0.0.1:0\"\n    protocol: {protocol}\n\
+             \x20   upstream_port: 9\n    upstream_port_plain: {}\n\
+             admin:\n  address: \"127.0.0.1:0\"\n\
+             tls:\n  certificates:\n    - cert: {}\n      key: {}\n\
+             routes:\n  - sni: term.pg.test\n    upstream: 127.0.0.1\n    tls: terminate\n",
+            plain_port,
+            cert.display(),
+            key.display()
+        )
+    };
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, config("tls")).unwrap();
+    let mut proxy = Proxy::start_file(&path, dir);
+    let addr = proxy.addr("pg");
+    let libpq17 = ca.client(&["postgresql"]);
+
+    // tls: an SSLRequest is not TLS; a TLS client is served without ALPN (the route lists none).
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(&SSL_REQUEST).await.unwrap();
+    assert!(read_until_eof(&mut tcp).await.is_empty());
+    proxy.wait_log(is_outcome("not_tls"));
+    let mut tls = connect_verified(&libpq17, addr, "term.pg.test")
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), None);
+    echo(&mut tls, b"tls listener").await;
+    tls.shutdown().await.unwrap();
+    plain.next().await;
+
+    write_atomic(&proxy.config, &config("postgres"));
+    proxy.wait_reload("ok");
+    assert_eq!(proxy.addr("pg"), addr);
+    let mut tls = ssl_request_client(addr, false, &ca.client(&[]), "term.pg.test")
+        .await
+        .unwrap();
+    echo(&mut tls, b"postgres listener").await;
+    tls.shutdown().await.unwrap();
+    assert_eq!(plain.next().await.bytes, b"postgres listener");
+    let tls = connect_verified(&libpq17, addr, "term.pg.test")
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"postgresql"[..]));
+}
