@@ -8,6 +8,7 @@
 //! [`error_response`]).
 
 use ch_edge_wire::postgres::{self, Negotiation, Start, ACCEPT, REFUSE, SSL_REQUIRED};
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 use crate::runtime::observe::PgStart;
@@ -78,7 +79,7 @@ impl Negotiator {
                     // (after, its next bytes could already have come and their event be lost),
                     // and the next read waits for that event instead of costing an EAGAIN.
                     if drained {
-                        super::clear_readable(stream);
+                        clear_readable(stream);
                     }
                     let answer: &[u8] = if gssenc { REFUSE } else { ACCEPT };
                     if relay::write_all(stream, answer).await.is_err() {
@@ -115,4 +116,14 @@ impl Negotiator {
 /// "SSL required …" (libpq shows it after `FATAL:`).
 pub fn error_response() -> Vec<u8> {
     postgres::error_response(SSL_REQUIRED)
+}
+
+/// Tells tokio that `stream` has nothing to read now (the last read left its queue empty), so
+/// the next read waits for the next event instead of costing a read that returns EAGAIN. Data
+/// that arrives later raises a new event; it is not lost. (As the preamble does after the
+/// ClientHello.) Only safe while the peer sends nothing before it hears from us.
+pub(super) fn clear_readable(stream: &TcpStream) {
+    let _ = stream.try_io(Interest::READABLE, || {
+        Err::<(), _>(std::io::ErrorKind::WouldBlock.into())
+    });
 }

@@ -11,8 +11,6 @@ use std::sync::Arc;
 
 use ch_edge_wire::postgres::{ListenerProtocol, Negotiation};
 use metrics::{Counter, SharedString};
-use tokio::io::Interest;
-use tokio::net::TcpStream;
 
 use crate::model::config::ListenerConfig;
 use crate::runtime::meters;
@@ -95,14 +93,4 @@ pub fn default_port(config: &ListenerConfig, route: &Route, listener_port: u16) 
         ListenerProtocol::Postgres => route.postgres_port.unwrap_or(listener_port),
         ListenerProtocol::Tls => listener_port,
     }
-}
-
-/// Tells tokio that `stream` has nothing to read now (the last read left its queue empty), so
-/// the next read waits for the next event instead of costing a read that returns EAGAIN. Data
-/// that arrives later raises a new event; it is not lost. (As the preamble does after the
-/// ClientHello.)
-fn clear_readable(stream: &TcpStream) {
-    let _ = stream.try_io(Interest::READABLE, || {
-        Err::<(), _>(std::io::ErrorKind::WouldBlock.into())
-    });
 }

@@ -6,6 +6,7 @@ use ch_edge_wire::postgres::{self, SslResponse, SSL_REQUEST};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use super::client::clear_readable;
 use crate::runtime::pipeline::relay;
 
 /// Writes `first` (the PROXY header, if any) and `SSLRequest` in one write, then reads the
@@ -45,7 +46,7 @@ async fn answer(upstream: &TcpStream) -> Result<(), &'static str> {
             SslResponse::Accepted => {
                 // `S` alone, less than asked: nothing else is queued until our ClientHello is
                 // answered, so the relay's first read waits for the event (no EAGAIN).
-                super::clear_readable(upstream);
+                clear_readable(upstream);
                 Ok(())
             }
             SslResponse::Refused => Err("upstream answered SSLRequest with N (TLS off)"),
