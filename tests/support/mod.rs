@@ -7,6 +7,7 @@ pub mod certs;
 pub mod clickhouse;
 pub mod fake_api;
 pub mod peers;
+pub mod postgres;
 pub mod prometheus;
 pub mod tls;
 
