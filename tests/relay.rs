@@ -166,7 +166,12 @@ async fn idle_connections_are_closed_after_the_idle_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_over_the_limit_are_closed_and_counted() {
     let backend = RawBackend::start(false).await;
-    let mut proxy = Proxy::start(&config("limits:\n  max_connections: 2\n", backend.addr));
+    // One worker: with several, each accepts on its own socket (SO_REUSEPORT) and the order
+    // of accepts across them is not the order of connects.
+    let mut proxy = Proxy::start_with_env(
+        &config("limits:\n  max_connections: 2\n", backend.addr),
+        &[("CH_EDGE_PROXY_WORKER_THREADS", "1".as_ref())],
+    );
     let addr = proxy.addr("native");
     // Two connections held open in the ClientHello phase.
     let mut held = Vec::new();

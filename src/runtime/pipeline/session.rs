@@ -2,6 +2,7 @@
 //! and its end — one metric sample and one access-log record, however many turns it took
 //! (the `End → Outcome` mapping, [`End::outcome`], is here, for both kinds of relay).
 
+use std::io::ErrorKind;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 use std::time::Duration;
@@ -195,7 +196,15 @@ impl End {
         match self {
             End::Done => (Outcome::Relayed, None),
             End::Idle => (Outcome::IdleTimeout, None),
-            End::Error { side, kind } => (Outcome::RelayError, Some(error_detail(side, kind))),
+            // The other side had closed, then this one reset (or its pipe broke): the session
+            // was over — e.g. PostgreSQL and its clients each send close_notify and close
+            // without reading the other's, so the kernel answers the late one with a reset.
+            End::Error {
+                side,
+                kind: kind @ (ErrorKind::ConnectionReset | ErrorKind::BrokenPipe),
+                other_closed: true,
+            } => (Outcome::Relayed, Some(after_close_detail(side, kind))),
+            End::Error { side, kind, .. } => (Outcome::RelayError, Some(error_detail(side, kind))),
             End::Quiet => (Outcome::RelayError, None),
         }
     }
@@ -279,6 +288,16 @@ pub fn expire<H: Host>(parked: Parked<H>) {
     session.end(Outcome::IdleTimeout);
 }
 
+/// A `relayed` connection's `detail` when one side reset after the other had closed.
+fn after_close_detail(side: Side, kind: ErrorKind) -> &'static str {
+    match (side, kind) {
+        (Side::Client, ErrorKind::BrokenPipe) => "client: broken pipe after the upstream closed",
+        (Side::Client, _) => "client: connection reset after the upstream closed",
+        (Side::Upstream, ErrorKind::BrokenPipe) => "upstream: broken pipe after the client closed",
+        (Side::Upstream, _) => "upstream: connection reset after the client closed",
+    }
+}
+
 /// A `relay_error`'s `detail`: the side whose socket failed and how (`client: connection
 /// reset`), static so the record stays small.
 fn error_detail(side: Side, kind: std::io::ErrorKind) -> &'static str {
@@ -325,7 +344,61 @@ fn error_detail(side: Side, kind: std::io::ErrorKind) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    use std::io::ErrorKind;
+
     use super::Kept;
+    use crate::runtime::outcome::Outcome;
+    use crate::runtime::pipeline::relay::{End, Side};
+
+    #[test]
+    fn a_reset_after_the_other_side_closed_ends_the_session_normally() {
+        let error = |side, kind, other_closed| {
+            End::Error {
+                side,
+                kind,
+                other_closed,
+            }
+            .outcome()
+        };
+        let cases = [
+            (
+                Side::Upstream,
+                ErrorKind::ConnectionReset,
+                true,
+                Outcome::Relayed,
+                "upstream: connection reset after the client closed",
+            ),
+            (
+                Side::Client,
+                ErrorKind::BrokenPipe,
+                true,
+                Outcome::Relayed,
+                "client: broken pipe after the upstream closed",
+            ),
+            (
+                Side::Upstream,
+                ErrorKind::ConnectionReset,
+                false,
+                Outcome::RelayError,
+                "upstream: connection reset",
+            ),
+            // Only a reset or a broken pipe: other errors after a close stay errors.
+            (
+                Side::Client,
+                ErrorKind::TimedOut,
+                true,
+                Outcome::RelayError,
+                "client: timed out",
+            ),
+        ];
+        for (side, kind, closed, outcome, detail) in cases {
+            assert_eq!(
+                error(side, kind, closed),
+                (outcome, Some(detail)),
+                "{side:?} {kind:?} {closed}"
+            );
+        }
+    }
 
     #[test]
     fn names_come_back_from_parking_as_they_went_in() {

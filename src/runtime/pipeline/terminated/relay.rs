@@ -19,7 +19,7 @@ use rustls::{ClientConnection, ServerConnection};
 use super::handshake::{Streams, Upstream};
 use super::io::ClientIo;
 use super::legs::{Leg, Owned, Plain, Tls};
-use crate::runtime::pipeline::relay::{End, Meter, Meters, Progress, Side, Transfer};
+use crate::runtime::pipeline::relay::{self, End, Meter, Meters, Progress, Side, Transfer};
 use crate::runtime::socket;
 
 /// The two ends of a terminated connection, ready to relay. Built before the relay's future,
@@ -153,7 +153,11 @@ async fn both_ways(
             } else {
                 Side::Upstream
             };
-            return Poll::Ready(failed(f.error, side));
+            return Poll::Ready(failed(
+                f.error,
+                side,
+                (from_client.done, from_upstream.done),
+            ));
         }
         let half_close = !from_client.done;
         let down_way = from_upstream.poll(
@@ -170,7 +174,11 @@ async fn both_ways(
             } else {
                 Side::Client
             };
-            return Poll::Ready(failed(f.error, side));
+            return Poll::Ready(failed(
+                f.error,
+                side,
+                (from_client.done, from_upstream.done),
+            ));
         }
         if from_client.done && from_upstream.done {
             return Poll::Ready(End::Done);
@@ -198,11 +206,13 @@ async fn both_ways(
     Transfer { progress, end }
 }
 
-/// The end for a socket or TLS error on `side`.
-fn failed(error: io::Error, side: Side) -> End {
+/// The end for a socket or TLS error on `side`, given which directions were `done` (client's,
+/// upstream's).
+fn failed(error: io::Error, side: Side, done: (bool, bool)) -> End {
     End::Error {
         kind: error.kind(),
         side,
+        other_closed: relay::other_closed(side, done.0, done.1),
     }
 }
 
