@@ -28,6 +28,7 @@ fn spec(name: &str, sni: &[&str], source: &str) -> RouteSpec {
         balance: None,
         sticky: None,
         tls: None,
+        postgres: None,
         source: source.into(),
     }
 }

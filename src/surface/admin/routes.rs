@@ -55,8 +55,8 @@ pub(super) fn routes_json(proxy: &Handle) -> String {
                     "ca": u.ca.as_ref().map(|p| p.display().to_string()),
                     "server_name": u.server_name.as_deref(),
                 })),
-                "postgres_direct_ssl": r.postgres_direct_ssl,
-                "postgres_port": r.postgres_port,
+                "postgres_direct_ssl": r.postgres.direct_ssl,
+                "postgres_port": r.postgres.port,
                 "source": &*r.source,
             })
         })
