@@ -122,6 +122,9 @@ pub struct Upstream<A> {
     pub port: Option<u16>,
     /// Its weight in balancing (0: never chosen).
     pub weight: u32,
+    /// A refusal placeholder (an invalid backendRef): chosen by its weight, never connected
+    /// to; the access log's detail. Its `addrs` are [`Resolve::refused`]'s.
+    pub refused: Option<&'static str>,
     pub addrs: A,
 }
 

@@ -357,6 +357,7 @@ fn cluster_routes_balance_over_replicas_and_pod_routes_stay_on_their_pod() {
         type Addrs = ();
         type Meters = ();
         fn addrs(&self, _: &Arc<str>) {}
+        fn refused(&self) {}
     }
     struct Hosts<'a>(&'a [crate::model::route::Upstream<()>]);
     impl Pool for Hosts<'_> {

@@ -37,6 +37,7 @@ fn upstream() -> impl Strategy<Value = UpstreamAddr> {
         any::<u128>().prop_map(|b| Ipv6Addr::from(b).to_string()),
     ];
     (host, prop::option::of(1u16..), 0u32..=4).prop_map(|(host, port, weight)| UpstreamAddr {
+        refused: None,
         host: host.into(),
         port,
         weight,

@@ -28,6 +28,9 @@ pub trait Resolve: Sync {
 
     /// The handle for `host`, a DNS name or an IP literal (IPv6 without brackets).
     fn addrs(&self, host: &Arc<str>) -> Self::Addrs;
+
+    /// The handle of a refusal placeholder (no address, never looked up).
+    fn refused(&self) -> Self::Addrs;
 }
 
 /// Specs a table's routes were built from, for reuse by the next build:
@@ -146,7 +149,11 @@ impl<'a, R: Resolve> Compiler<'a, '_, R> {
                     host: u.host.clone(),
                     port: u.port,
                     weight: u.weight,
-                    addrs: self.addrs(&u.host),
+                    refused: u.refused,
+                    addrs: match u.refused {
+                        None => self.addrs(&u.host),
+                        Some(_) => self.resolver.refused(),
+                    },
                 })
                 .collect();
             out.push(Arc::new(Route {

@@ -80,6 +80,10 @@ pub struct UpstreamAddr {
     /// Its share of the route's connections relative to the other upstreams (each address it
     /// resolves to carries it, as in nginx); 0: never chosen. [`DEFAULT_WEIGHT`] unless written.
     pub weight: u32,
+    /// A placeholder for a Gateway API backendRef that is invalid (`Some`: the access log's
+    /// detail): never resolved nor connected to, its weight is its share of connections
+    /// refused (the spec's rule; the valid refs keep theirs). Never read from a file.
+    pub refused: Option<&'static str>,
 }
 
 /// An upstream's weight when none is written (Gateway API's default too).
@@ -166,6 +170,7 @@ impl FromStr for UpstreamAddr {
             },
         };
         Ok(UpstreamAddr {
+            refused: None,
             host: host.into(),
             port,
             weight,
@@ -188,7 +193,7 @@ impl UpstreamAddr {
             None => (s, Ok(DEFAULT_WEIGHT)),
             Some((addr, w)) => (addr, parse_weight(w)),
         };
-        if weight != Ok(self.weight) {
+        if weight != Ok(self.weight) || self.refused.is_some() {
             return false;
         }
         let host = &*self.host;
@@ -229,6 +234,7 @@ impl UpstreamAddr {
             host: host.into(),
             port,
             weight: DEFAULT_WEIGHT,
+            refused: None,
         }
     }
 }

@@ -41,6 +41,9 @@ pub enum ConnectError {
     /// Gateway API: a route whose backendRefs all weigh 0 forwards nothing.
     #[error("every upstream of the route has weight 0")]
     AllWeightZero,
+    /// Gateway API: the connection fell to an invalid backendRef's share (its detail).
+    #[error("{0}")]
+    Refused(&'static str),
     #[error("every upstream address failed; last {addr}: {error}")]
     AllFailed { addr: SocketAddr, error: String },
     #[error("connect timeout after {tried} attempt(s)")]
@@ -56,6 +59,7 @@ impl ConnectError {
         match self {
             ConnectError::NoAddress => "no upstream address resolved",
             ConnectError::AllWeightZero => "every upstream weighs 0",
+            ConnectError::Refused(detail) => detail,
             ConnectError::AllFailed { .. } => "upstream connect failed",
             ConnectError::TimedOut { .. } => "upstream connect timed out",
         }
@@ -64,7 +68,9 @@ impl ConnectError {
     /// The last address that failed, if any.
     pub fn last_failed(&self) -> Option<SocketAddr> {
         match self {
-            ConnectError::NoAddress | ConnectError::AllWeightZero => None,
+            ConnectError::NoAddress | ConnectError::AllWeightZero | ConnectError::Refused(_) => {
+                None
+            }
             ConnectError::AllFailed { addr, .. } => Some(*addr),
             ConnectError::TimedOut { last, .. } => *last,
         }
@@ -100,7 +106,7 @@ pub async fn connect(route: &Route, attempt: Attempt<'_>) -> Result<Connected, C
     // A name whose first lookup is still running is worth waiting for (bounded); one whose
     // lookups have all failed is skipped at once.
     for upstream in &route.upstreams {
-        if upstream.addrs.pending() {
+        if upstream.refused.is_none() && upstream.addrs.pending() {
             let _ = tokio::time::timeout_at(deadline, upstream.addrs.wait()).await;
         }
     }
@@ -127,8 +133,14 @@ pub async fn connect(route: &Route, attempt: Attempt<'_>) -> Result<Connected, C
     let mut tried = 0;
     loop {
         pool.now = Now::default();
-        let Some(endpoint) = balance::choose(&pool, how).and_then(|i| pool.take(i)) else {
+        let Some(chosen) = balance::choose(&pool, how).and_then(|i| pool.take(i)) else {
             break;
+        };
+        let endpoint = match chosen {
+            Ok(endpoint) => endpoint,
+            // Failing over: the connection fell to a valid ref, so the last failure tells it.
+            Err(_) if tried > 0 => continue,
+            Err(refused) => return Err(ConnectError::Refused(refused)),
         };
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
@@ -216,7 +228,8 @@ struct Candidates<'l> {
 }
 
 struct Slot<'l> {
-    endpoint: &'l Arc<Endpoint>,
+    /// `None`: the one slot of a refusal placeholder.
+    endpoint: Option<&'l Arc<Endpoint>>,
     upstream: &'l Upstream,
     /// Whether its name has several addresses (then the IP is part of its sticky identity).
     shared_name: bool,
@@ -229,12 +242,17 @@ impl<'l> Candidates<'l> {
             .iter()
             .flat_map(|l| {
                 let shared_name = l.endpoints.len() > 1;
-                l.endpoints.iter().map(move |endpoint| Slot {
-                    endpoint,
-                    upstream: l.upstream,
-                    shared_name,
-                    tried: false,
-                })
+                let placeholder = l.upstream.refused.map(|_| None);
+                l.endpoints
+                    .iter()
+                    .map(Some)
+                    .chain(placeholder)
+                    .map(move |endpoint| Slot {
+                        endpoint,
+                        upstream: l.upstream,
+                        shared_name,
+                        tried: false,
+                    })
             })
             .collect();
         let mut weights = lists.iter().map(|l| l.upstream.weight);
@@ -246,15 +264,21 @@ impl<'l> Candidates<'l> {
         }
     }
 
-    /// Marks slot `i` tried and hands out its endpoint.
-    fn take(&mut self, i: usize) -> Option<Arc<Endpoint>> {
+    /// Marks slot `i` tried and hands out its endpoint, or the placeholder's refusal.
+    fn take(&mut self, i: usize) -> Option<Result<Arc<Endpoint>, &'static str>> {
         let slot = self.slots.get_mut(i)?;
         slot.tried = true;
-        Some(slot.endpoint.clone())
+        Some(match slot.endpoint {
+            Some(endpoint) => Ok(endpoint.clone()),
+            None => Err(slot.upstream.refused.unwrap_or("refused")),
+        })
     }
 
     fn untried(&self) -> usize {
-        self.slots.iter().filter(|s| !s.tried).count()
+        self.slots
+            .iter()
+            .filter(|s| !s.tried && s.endpoint.is_some())
+            .count()
     }
 }
 
@@ -265,7 +289,8 @@ impl Pool for Candidates<'_> {
 
     fn seen(&self, i: usize) -> Option<Seen> {
         let slot = self.slots.get(i).filter(|s| !s.tried)?;
-        Some(slot.endpoint.seen(&self.now))
+        // A placeholder holds no connection: it is never busier than its weight says.
+        Some(slot.endpoint.map_or(Seen::default(), |e| e.seen(&self.now)))
     }
 
     fn weight(&self, i: usize) -> u32 {
@@ -281,7 +306,10 @@ impl Pool for Candidates<'_> {
             Some(slot) => Node {
                 host: &slot.upstream.host,
                 port: slot.upstream.port,
-                ip: slot.shared_name.then(|| slot.endpoint.addr.ip()),
+                ip: slot
+                    .endpoint
+                    .filter(|_| slot.shared_name)
+                    .map(|e| e.addr.ip()),
             },
             None => Node {
                 host: "",

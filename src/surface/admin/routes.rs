@@ -43,6 +43,7 @@ pub(super) fn routes_json(proxy: &Handle) -> String {
                     "host": &*u.host,
                     "port": u.port,
                     "weight": u.weight,
+                    "refused": u.refused,
                     "addresses": u.addrs.current().iter().map(|ip| ip.to_string()).collect::<Vec<_>>(),
                     "endpoints": endpoints(u),
                 })).collect::<Vec<_>>(),
