@@ -263,6 +263,10 @@ async fn a_tls_route_becomes_a_live_route() {
             {"type": "IPAddress", "value": "203.0.113.7"}])
     );
     let class = fake.object(CLASSES, "", "example-gateway-class").unwrap();
+    assert_eq!(
+        class["status"]["supportedFeatures"],
+        json!([{"name": "TLSRoute"}, {"name": "TLSRouteModeMixed"}, {"name": "TLSRouteModeTerminate"}])
+    );
     let v = condition(&class["status"]["conditions"], "SupportedVersion");
     assert_eq!(
         (&v["status"], &v["reason"]),

@@ -179,6 +179,10 @@ fn gateway_class_with_this_controller_name_is_accepted() {
     let c = &t.statuses.gateway_class(CLASS).unwrap().conditions[0];
     assert_eq!((c.kind, c.status, c.reason), ("Accepted", T, "Accepted"));
     assert_eq!(c.observed_generation, Some(1));
+    assert_eq!(
+        t.statuses.gateway_class(CLASS).unwrap().supported_features,
+        ["TLSRoute", "TLSRouteModeMixed", "TLSRouteModeTerminate"]
+    );
     // Another controller's class (the project's example, with parametersRef) is not ours.
     let other = Objects::from_manifests(
         "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {name: example}\n\
