@@ -20,6 +20,7 @@ use tokio::time::Instant;
 
 use crate::model::config::Health;
 use crate::model::route::balance::{self, Choose, Node, Pool, Seen};
+use crate::model::route::weighted;
 use crate::model::route::Tag;
 use crate::runtime::addrs::ConnectedAddr;
 use crate::runtime::observe::Record;
@@ -102,6 +103,19 @@ pub async fn connect(route: &Route, attempt: Attempt<'_>) -> Result<Connected, C
     if route.upstreams.iter().all(|u| u.weight == 0) {
         return Err(ConnectError::AllWeightZero);
     }
+    // Invalid backendRefs' share is decided first, by weight alone (their placeholders hold no
+    // connection, so least_conn would hand them every new one under load); a sticky tag's
+    // rendezvous weighs them among the others instead, so a tag is refused or served steadily.
+    let how = match attempt.sticky {
+        Some(tag) => Choose::Sticky(tag),
+        None => {
+            let rotation = route.cursor.fetch_add(1, Ordering::Relaxed);
+            match refusal_share(route, rotation) {
+                Ok(rotation) => Choose::Balance(route.balance, rotation),
+                Err(detail) => return Err(ConnectError::Refused(detail)),
+            }
+        }
+    };
     let deadline = Instant::now() + attempt.budget;
     // A name whose first lookup is still running is worth waiting for (bounded); one whose
     // lookups have all failed is skipped at once.
@@ -121,14 +135,10 @@ pub async fn connect(route: &Route, attempt: Attempt<'_>) -> Result<Connected, C
             }
         })
         .collect();
-    let mut pool = Candidates::new(&lists);
+    let mut pool = Candidates::new(&lists, attempt.sticky.is_some());
     if pool.slots.is_empty() {
         return Err(ConnectError::NoAddress);
     }
-    let how = match attempt.sticky {
-        Some(tag) => Choose::Sticky(tag),
-        None => Choose::Balance(route.balance, route.cursor.fetch_add(1, Ordering::Relaxed)),
-    };
     let mut last_failed: Option<(SocketAddr, String)> = None;
     let mut tried = 0;
     loop {
@@ -185,6 +195,30 @@ pub async fn connect(route: &Route, attempt: Attempt<'_>) -> Result<Connected, C
     }
 }
 
+/// Whether connection number `rotation` falls to a refusal placeholder's share (its detail),
+/// else its number among the served ones. One pass over the route's few upstreams, no
+/// allocation.
+fn refusal_share(route: &Route, rotation: usize) -> Result<usize, &'static str> {
+    let placeholders = || route.upstreams.iter().filter(|u| u.refused.is_some());
+    let n = placeholders().count();
+    if n == 0 {
+        return Ok(rotation);
+    }
+    let served: u64 = route
+        .upstreams
+        .iter()
+        .filter(|u| u.refused.is_none())
+        .map(|u| u64::from(u.weight))
+        .sum();
+    let weight = |i: usize| placeholders().nth(i).map_or(0, |u| u64::from(u.weight));
+    weighted::refusal_share(served, n, &weight, rotation).map_err(|i| {
+        placeholders()
+            .nth(i)
+            .and_then(|u| u.refused)
+            .unwrap_or("refused")
+    })
+}
+
 /// [`connect`], told to the access log (where, how long, or why not) and to `seconds` (the
 /// connect-time histogram's handle).
 pub async fn recorded(
@@ -237,9 +271,14 @@ struct Slot<'l> {
 }
 
 impl<'l> Candidates<'l> {
-    fn new(lists: &'l [List<'_>]) -> Self {
-        let slots = lists
+    /// With the refusal placeholders' slots only for a sticky choice (a balanced one decided
+    /// their share before, [`refusal_share`]).
+    fn new(lists: &'l [List<'_>], placeholders: bool) -> Self {
+        let lists = lists
             .iter()
+            .filter(move |l| placeholders || l.upstream.refused.is_none());
+        let slots = lists
+            .clone()
             .flat_map(|l| {
                 let shared_name = l.endpoints.len() > 1;
                 let placeholder = l.upstream.refused.map(|_| None);
@@ -255,7 +294,7 @@ impl<'l> Candidates<'l> {
                     })
             })
             .collect();
-        let mut weights = lists.iter().map(|l| l.upstream.weight);
+        let mut weights = lists.map(|l| l.upstream.weight);
         let first = weights.next();
         Candidates {
             slots,
@@ -338,3 +377,6 @@ async fn connect_one(addr: SocketAddr) -> std::io::Result<TcpStream> {
     }
     Ok(stream)
 }
+
+#[cfg(test)]
+mod tests;
