@@ -36,6 +36,7 @@ fn specs(n: usize) -> Vec<RouteSpec> {
             balance: None,
             sticky: None,
             tls: None,
+            postgres: None,
             source: "bench.yaml".into(),
         })
         .collect()

@@ -263,6 +263,10 @@ async fn a_tls_route_becomes_a_live_route() {
             {"type": "IPAddress", "value": "203.0.113.7"}])
     );
     let class = fake.object(CLASSES, "", "example-gateway-class").unwrap();
+    assert_eq!(
+        class["status"]["supportedFeatures"],
+        json!([{"name": "TLSRoute"}, {"name": "TLSRouteModeMixed"}, {"name": "TLSRouteModeTerminate"}])
+    );
     let v = condition(&class["status"]["conditions"], "SupportedVersion");
     assert_eq!(
         (&v["status"], &v["reason"]),
@@ -289,6 +293,49 @@ async fn a_tls_route_becomes_a_live_route() {
         })
     })
     .await;
+
+    // An invalid ref keeps its share, refused: here all of it (the valid one weighs 0). The
+    // allowlist goes (in the same edit, so the same reload) to let this client (127.0.0.1) in.
+    let mut route = fake.object(ROUTES, "default", "foo-route").unwrap();
+    route["metadata"]["annotations"] = json!({});
+    let missing = json!({"name": "missing-svc", "port": 443, "weight": 2});
+    route["spec"]["rules"][0]["backendRefs"]
+        .as_array_mut()
+        .unwrap()
+        .push(missing);
+    fake.apply(route);
+    let refused = |proxy: &Proxy| {
+        live_route(proxy, name).and_then(|r| {
+            let up = &r["upstreams"][1];
+            (up["refused"] != Value::Null).then(|| up.clone())
+        })
+    };
+    let up = loop {
+        match refused(&proxy) {
+            Some(up) => break up,
+            None => {
+                proxy.wait_log(|l| l["message"] == "reload" && l["trigger"] == "discovery");
+            }
+        }
+    };
+    assert_eq!(
+        up["refused"], "invalid backendRef: Service not found",
+        "{up}"
+    );
+    assert_eq!(up["weight"], 2, "{up}");
+    let answer = peers::exchange(proxy.addr("tls"), &peers::client_hello("foo.example.com")).await;
+    assert_eq!(answer, [0x15, 3, 3, 0, 2, 2, 80], "alert internal_error");
+    let line = loop {
+        let line = proxy.access();
+        if line["sni"] == "foo.example.com" {
+            break line;
+        }
+    };
+    assert_eq!(line["outcome"], "upstream_unavailable", "{line}");
+    assert_eq!(
+        line["detail"], "invalid backendRef: Service not found",
+        "{line}"
+    );
 }
 
 /// Two replicas: the second finds the Lease held and writes nothing.

@@ -216,11 +216,11 @@ fn postgres_ports_and_direct_ssl_reach_the_routes_file() {
     let postgres: Vec<(&str, Option<u16>, bool)> = routes
         .iter()
         .map(|r| {
-            let tls = r.tls.as_deref();
+            let pg = r.postgres;
             (
                 &*r.name,
-                tls.and_then(|t| t.postgres_port),
-                tls.is_some_and(|t| t.postgres_direct_ssl),
+                pg.and_then(|p| p.port),
+                pg.is_some_and(|p| p.direct_ssl),
             )
         })
         .collect();

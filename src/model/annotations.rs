@@ -9,7 +9,7 @@ use ipnet::IpNet;
 use serde_json::Value;
 
 use crate::model::allow::parse_net;
-use crate::model::route::{RouteTls, TlsMode};
+use crate::model::route::{RoutePostgres, RouteTls, TlsMode};
 
 /// Comma-separated client CIDRs for all the object's routes.
 pub const ALLOW: &str = "ch-edge-proxy/allow";
@@ -79,28 +79,29 @@ impl RouteAnnotations {
         })
     }
 
-    /// The routes' `tls` section: the mode and direct SSL, when annotated.
+    /// The routes' `tls` section: the annotated mode, when annotated.
     pub fn route_tls(&self) -> Option<Arc<RouteTls>> {
-        self.route_tls_with(self.tls, None)
+        route_tls(self.tls)
     }
 
-    /// The routes' `tls` section with the mode `mode` and the PostgreSQL port `postgres_port`
-    /// that the source found itself (`None`: not set).
-    pub fn route_tls_with(
-        &self,
-        mode: Option<TlsMode>,
-        postgres_port: Option<u16>,
-    ) -> Option<Arc<RouteTls>> {
-        let any = mode.is_some() || self.postgres_direct_ssl || postgres_port.is_some();
-        any.then(|| {
-            Arc::new(RouteTls {
-                mode,
-                postgres_direct_ssl: self.postgres_direct_ssl,
-                postgres_port,
-                ..RouteTls::default()
-            })
+    /// The routes' PostgreSQL settings: the annotated direct SSL and the port `port` that the
+    /// source found itself (`None`: not set), when either is set.
+    pub fn route_postgres(&self, port: Option<u16>) -> Option<RoutePostgres> {
+        (self.postgres_direct_ssl || port.is_some()).then_some(RoutePostgres {
+            direct_ssl: self.postgres_direct_ssl,
+            port,
         })
     }
+}
+
+/// A `tls` section with mode `mode` alone, when there is one.
+pub fn route_tls(mode: Option<TlsMode>) -> Option<Arc<RouteTls>> {
+    mode.map(|mode| {
+        Arc::new(RouteTls {
+            mode: Some(mode),
+            ..RouteTls::default()
+        })
+    })
 }
 
 /// `"10.0.0.0/8, 192.0.2.1"`: CIDRs or single addresses, at least one.
@@ -169,6 +170,7 @@ mod tests {
             none
         );
         assert_eq!(none.route_tls(), None);
+        assert_eq!(none.route_postgres(None), None);
     }
 
     #[test]
@@ -187,20 +189,22 @@ mod tests {
         assert_eq!(a.allow.as_deref(), Some(&*want));
         assert_eq!(a.proxy_protocol, Some(ProxyVersion::V1));
         assert_eq!(a.route_tls().unwrap().mode, Some(TlsMode::Terminate));
-        assert!(a.route_tls().unwrap().postgres_direct_ssl);
+        assert!(a.route_postgres(None).unwrap().direct_ssl);
     }
 
     #[test]
-    fn direct_ssl_alone_makes_a_tls_section_without_a_mode() {
+    fn direct_ssl_alone_makes_postgres_settings_without_a_tls_section() {
         for (value, want) in [
             ("true", Some(true)),
             (" TRUE ", Some(true)),
             ("false", None),
         ] {
             let a = RouteAnnotations::read(&annotated(json!({ POSTGRES_DIRECT_SSL: value })));
-            let tls = a.unwrap().route_tls();
-            assert_eq!(tls.as_ref().map(|t| t.postgres_direct_ssl), want, "{value}");
-            assert_eq!(tls.and_then(|t| t.mode), None);
+            let a = a.unwrap();
+            let postgres = a.route_postgres(None);
+            assert_eq!(postgres.map(|p| p.direct_ssl), want, "{value}");
+            assert_eq!(postgres.and_then(|p| p.port), None);
+            assert_eq!(a.route_tls(), None);
         }
     }
 

@@ -31,8 +31,8 @@ pub use balance::{Balance, Tag};
 pub use build::Resolve;
 pub use claims::{check_claims, duplicate_claims, RouteRef};
 pub use spec::{
-    Defaults, RouteSpec, RouteSpecs, RouteTls, Routes, SpecGroup, UpstreamAddr, UpstreamAddrError,
-    DEFAULT_WEIGHT, MAX_WEIGHT,
+    Defaults, RoutePostgres, RouteSpec, RouteSpecs, RouteTls, Routes, SpecGroup, UpstreamAddr,
+    UpstreamAddrError, DEFAULT_WEIGHT, MAX_WEIGHT,
 };
 pub use tls::{TlsMode, UpstreamTls};
 
@@ -97,12 +97,9 @@ pub struct Route<A, M> {
     pub upstream_tls: Option<Arc<UpstreamTls>>,
     /// ALPN protocols a terminating route accepts (`None`: none).
     pub alpn: Option<Arc<[Arc<str>]>>,
-    /// The upstream accepts direct SSL (PostgreSQL 17+): on a `postgres` listener a client that
-    /// starts TLS at once is passed through as it came, with no `SSLRequest` upstream.
-    pub postgres_direct_ssl: bool,
-    /// The upstreams' PostgreSQL port on a `postgres` listener, for upstreams without a port
-    /// (`None`: the listener's).
-    pub postgres_port: Option<u16>,
+    /// Its settings for a `postgres` listener's clients: direct SSL passed through as it came
+    /// (no `SSLRequest` upstream), the upstreams' port when they are written without one.
+    pub postgres: RoutePostgres,
     /// Rotation over the route's addresses (round robin, and least_conn's ties), advanced by
     /// each connection.
     pub cursor: AtomicUsize,
@@ -125,6 +122,9 @@ pub struct Upstream<A> {
     pub port: Option<u16>,
     /// Its weight in balancing (0: never chosen).
     pub weight: u32,
+    /// A refusal placeholder (an invalid backendRef): chosen by its weight, never connected
+    /// to; the access log's detail. Its `addrs` are [`Resolve::refused`]'s.
+    pub refused: Option<&'static str>,
     pub addrs: A,
 }
 

@@ -26,7 +26,7 @@ use serde_json::Value;
 
 pub use naming::ReplicaId;
 
-use crate::model::annotations::{self, AnnotationError, RouteAnnotations};
+use crate::model::annotations::{self, route_tls, AnnotationError, RouteAnnotations};
 use crate::model::manifests::{self, ManifestError};
 use crate::model::route::{RouteSpec, TlsMode, UpstreamAddr};
 
@@ -271,7 +271,8 @@ impl Cluster {
             return Ok(Vec::new());
         }
         let mode = self.tls_mode()?;
-        let tls = self.annotations.route_tls_with(mode, self.postgres_port);
+        let tls = route_tls(mode);
+        let postgres = self.annotations.route_postgres(self.postgres_port);
         let (ns, name) = (self.namespace.as_str(), self.name.as_str());
         let source: Arc<str> = format!("chc:{ns}/{name}").into();
         // The operator does not shorten names; Kubernetes refuses a Service or pod whose
@@ -311,6 +312,7 @@ impl Cluster {
                 balance: None,
                 sticky: None,
                 tls: tls.clone(),
+                postgres,
                 source: source.clone(),
             })
         };

@@ -421,9 +421,9 @@ fn the_postgres_port_comes_from_additional_ports() {
         }
         for r in routes(&obj) {
             let tls = r.tls.as_deref();
-            assert_eq!(tls.and_then(|t| t.postgres_port), port, "{ports}");
+            assert_eq!(r.postgres.and_then(|p| p.port), port, "{ports}");
             assert_eq!(
-                tls.is_some_and(|t| t.postgres_direct_ssl),
+                r.postgres.is_some_and(|p| p.direct_ssl),
                 want_direct,
                 "{ports}"
             );
@@ -442,7 +442,7 @@ fn the_postgres_port_comes_from_additional_ports() {
     for r in routes(&obj) {
         let tls = r.tls.as_deref().unwrap();
         assert_eq!(
-            (tls.mode, tls.postgres_port),
+            (tls.mode, r.postgres.and_then(|p| p.port)),
             (Some(TlsMode::Terminate), Some(9005))
         );
     }

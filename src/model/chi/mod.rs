@@ -79,7 +79,8 @@ pub fn routes_for_chi(
 
 fn derive(chi: &Value, name: &str, ns: &str, domain: &str) -> Result<Vec<RouteSpec>, ChiProblem> {
     let annotations = RouteAnnotations::read(chi)?;
-    let tls = annotations.route_tls_with(annotations.tls, postgres_port(chi)?);
+    let tls = annotations.route_tls();
+    let postgres = annotations.route_postgres(postgres_port(chi)?);
     let RouteAnnotations {
         allow,
         proxy_protocol,
@@ -110,6 +111,7 @@ fn derive(chi: &Value, name: &str, ns: &str, domain: &str) -> Result<Vec<RouteSp
             balance: None,
             sticky: None,
             tls: tls.clone(),
+            postgres,
             source: source.clone(),
         })
     };

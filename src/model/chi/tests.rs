@@ -357,6 +357,7 @@ fn cluster_routes_balance_over_replicas_and_pod_routes_stay_on_their_pod() {
         type Addrs = ();
         type Meters = ();
         fn addrs(&self, _: &Arc<str>) {}
+        fn refused(&self) {}
     }
     struct Hosts<'a>(&'a [crate::model::route::Upstream<()>]);
     impl Pool for Hosts<'_> {
@@ -432,11 +433,7 @@ fn the_postgres_port_comes_from_the_settings() {
         match (routes_for_chi(&obj, "ns", "ch.example.com"), want) {
             (Ok(routes), Ok(want)) => {
                 for r in routes {
-                    assert_eq!(
-                        r.tls.as_deref().and_then(|t| t.postgres_port),
-                        want,
-                        "{port}"
-                    );
+                    assert_eq!(r.postgres.and_then(|p| p.port), want, "{port}");
                     assert_eq!(r.tls.as_deref().and_then(|t| t.mode), None);
                 }
             }
@@ -455,8 +452,9 @@ fn the_postgres_port_comes_from_the_settings() {
     });
     let routes = routes_for_chi(&obj, "ns", "ch.example.com").unwrap();
     let tls = routes[0].tls.as_deref().unwrap();
+    let pg = routes[0].postgres.unwrap();
     assert_eq!(
-        (tls.mode, tls.postgres_port, tls.postgres_direct_ssl),
+        (tls.mode, pg.port, pg.direct_ssl),
         (Some(TlsMode::Reencrypt), Some(9005), true)
     );
 }

@@ -5,7 +5,7 @@
 use serde_saphyr::{Location, Spanned};
 
 use super::raw::{Keyword, OneOrMany, RawRoute, RawUpstreamTls, S};
-use crate::model::route::{RouteSpec, RouteTls, UpstreamTls};
+use crate::model::route::{RoutePostgres, RouteSpec, RouteTls, UpstreamTls};
 
 /// `spec` as a route file entry: what reading it back gives again.
 pub(crate) fn entry(spec: &RouteSpec) -> S<RawRoute> {
@@ -19,6 +19,7 @@ pub(crate) fn entry(spec: &RouteSpec) -> S<RawRoute> {
         balance,
         sticky,
         tls,
+        postgres,
         // Where the spec came from is not part of the entry: the file it is written to is.
         source: _,
     } = spec;
@@ -29,21 +30,21 @@ pub(crate) fn entry(spec: &RouteSpec) -> S<RawRoute> {
         };
         unlocated(value)
     };
-    let (mode, upstream_tls, alpn, direct, postgres_port) = match tls.as_deref() {
+    let (mode, upstream_tls, alpn) = match tls.as_deref() {
         Some(RouteTls {
             mode,
             upstream,
             alpn,
-            postgres_direct_ssl,
-            postgres_port,
-        }) => (
-            *mode,
-            upstream.as_ref(),
-            alpn.as_ref(),
-            *postgres_direct_ssl,
-            *postgres_port,
-        ),
-        None => (None, None, None, false, None),
+        }) => (*mode, upstream.as_ref(), alpn.as_ref()),
+        None => (None, None, None),
+    };
+    // `postgres_direct_ssl` written when true, or when it is all there is (`false` alone), so
+    // the entry reads back as the same `Some`.
+    let (direct, postgres_port) = match *postgres {
+        Some(RoutePostgres { direct_ssl, port }) => {
+            ((direct_ssl || port.is_none()).then_some(direct_ssl), port)
+        }
+        None => (None, None),
     };
     unlocated(RawRoute {
         name: Some(unlocated(name.to_string())),
@@ -63,9 +64,7 @@ pub(crate) fn entry(spec: &RouteSpec) -> S<RawRoute> {
             })
         }),
         alpn: alpn.map(|a| a.iter().map(|p| unlocated(p.to_string())).collect()),
-        // Written only when true: false is the default, and a spec whose RouteTls holds only a
-        // false reads back the same (see `routes::tls_written_as`).
-        postgres_direct_ssl: direct.then_some(true),
+        postgres_direct_ssl: direct,
         postgres_port,
         key_problems: Vec::new(),
     })

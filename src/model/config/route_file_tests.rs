@@ -11,7 +11,9 @@ use ipnet::{IpNet, Ipv4Net};
 use proptest::prelude::*;
 
 use super::{parse_routes_file, render_routes_file, route_entry, routes, Format};
-use crate::model::route::{Balance, RouteSpec, RouteTls, TlsMode, UpstreamAddr, UpstreamTls};
+use crate::model::route::{
+    Balance, RoutePostgres, RouteSpec, RouteTls, TlsMode, UpstreamAddr, UpstreamTls,
+};
 
 const SOURCE: &str = "routes.d/generated.yaml";
 
@@ -35,6 +37,7 @@ fn upstream() -> impl Strategy<Value = UpstreamAddr> {
         any::<u128>().prop_map(|b| Ipv6Addr::from(b).to_string()),
     ];
     (host, prop::option::of(1u16..), 0u32..=4).prop_map(|(host, port, weight)| UpstreamAddr {
+        refused: None,
         host: host.into(),
         port,
         weight,
@@ -62,25 +65,22 @@ fn route_tls() -> impl Strategy<Value = RouteTls> {
         prop::collection::vec("[a-z0-9/.]{1,8}", 1..3)
             .prop_map(|list| list.into_iter().map(Arc::from).collect::<Arc<[Arc<str>]>>()),
     );
-    let postgres_port = prop::option::of(1u16..);
-    (mode, upstream, alpn, any::<bool>(), postgres_port)
-        .prop_map(
-            |(mode, upstream, alpn, postgres_direct_ssl, postgres_port)| RouteTls {
-                mode,
-                upstream,
-                alpn,
-                postgres_direct_ssl,
-                postgres_port,
-            },
-        )
+    (mode, upstream, alpn)
+        .prop_map(|(mode, upstream, alpn)| RouteTls {
+            mode,
+            upstream,
+            alpn,
+        })
         // A TLS block with nothing in it is not written at all (and reads back as none).
         .prop_filter("something written", |t| {
-            t.mode.is_some()
-                || t.upstream.is_some()
-                || t.alpn.is_some()
-                || t.postgres_direct_ssl
-                || t.postgres_port.is_some()
+            t.mode.is_some() || t.upstream.is_some() || t.alpn.is_some()
         })
+}
+
+/// Every combination, `false` with no port included (written as `postgres_direct_ssl: false`).
+fn route_postgres() -> impl Strategy<Value = RoutePostgres> {
+    (any::<bool>(), prop::option::of(1u16..))
+        .prop_map(|(direct_ssl, port)| RoutePostgres { direct_ssl, port })
 }
 
 fn spec(route: usize) -> impl Strategy<Value = RouteSpec> {
@@ -100,22 +100,26 @@ fn spec(route: usize) -> impl Strategy<Value = RouteSpec> {
         ]),
         prop::option::of(any::<bool>()),
         prop::option::of(route_tls()),
+        prop::option::of(route_postgres()),
     )
         .prop_filter("distinct patterns", |(sni, ..)| {
             sni.iter().collect::<std::collections::BTreeSet<_>>().len() == sni.len()
         })
         .prop_map(
-            |(sni, name, upstreams, allow, proxy_protocol, balance, sticky, tls)| RouteSpec {
-                // Without a name, the name is the first pattern.
-                name: name.map_or_else(|| sni[0].clone(), Arc::from),
-                sni: sni.into(),
-                upstreams: upstreams.into(),
-                allow: allow.map(Arc::from),
-                proxy_protocol,
-                balance,
-                sticky,
-                tls: tls.map(Arc::new),
-                source: SOURCE.into(),
+            |(sni, name, upstreams, allow, proxy_protocol, balance, sticky, tls, postgres)| {
+                RouteSpec {
+                    // Without a name, the name is the first pattern.
+                    name: name.map_or_else(|| sni[0].clone(), Arc::from),
+                    sni: sni.into(),
+                    upstreams: upstreams.into(),
+                    allow: allow.map(Arc::from),
+                    proxy_protocol,
+                    balance,
+                    sticky,
+                    tls: tls.map(Arc::new),
+                    postgres,
+                    source: SOURCE.into(),
+                }
             },
         )
 }

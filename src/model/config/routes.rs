@@ -11,7 +11,7 @@ use super::raw::{Keyword, OneOrMany, RawRoute, RawUpstreamTls, S};
 use super::values::{cidrs, relative_to};
 use crate::model::allow::parse_net;
 use crate::model::route::tls::check_alpn;
-use crate::model::route::{RouteSpec, RouteTls, TlsMode, UpstreamAddr, UpstreamTls};
+use crate::model::route::{RoutePostgres, RouteSpec, RouteTls, TlsMode, UpstreamAddr, UpstreamTls};
 
 /// Validates the routes of one file, numbered from 1 in messages; `source` is the file named
 /// in problems and in each spec.
@@ -117,18 +117,12 @@ pub(crate) fn route(
     let proxy_protocol = keyword(proxy_protocol.as_ref(), "proxy_protocol", add, errs);
     let balance = keyword(balance.as_ref(), "balance", add, errs);
     let tls = route_tls(
-        (
-            tls.as_ref(),
-            upstream_tls.as_ref(),
-            alpn.as_ref(),
-            postgres_direct_ssl,
-            postgres_port,
-        ),
+        (tls.as_ref(), upstream_tls.as_ref(), alpn.as_ref()),
         file,
-        at,
         add,
         errs,
     );
+    let postgres = route_postgres(postgres_direct_ssl, postgres_port, at, add, errs);
 
     if errs.len() != before {
         // In line order, whichever check found them.
@@ -150,6 +144,7 @@ pub(crate) fn route(
         balance,
         sticky,
         tls,
+        postgres,
         source: source.clone(),
     })
 }
@@ -182,20 +177,53 @@ fn keyword_written_as<T: Copy + PartialEq>(raw: Option<&S<Keyword<T>>>, spec: Op
     }
 }
 
-/// The route's `tls`, `upstream_tls`, `alpn` and `postgres_direct_ssl`, if any is written.
-fn route_tls(
-    (mode, upstream_tls, alpn, postgres_direct_ssl, postgres_port): WrittenTls<'_>,
-    file: &str,
+/// The route's `postgres_direct_ssl` and `postgres_port`, if either is written.
+fn route_postgres(
+    direct_ssl: Option<bool>,
+    port: Option<u16>,
     at: u64,
     add: &mut AddProblem<'_>,
     errs: &mut Problems,
+) -> Option<RoutePostgres> {
+    if direct_ssl.is_none() && port.is_none() {
+        return None;
+    }
+    Some(RoutePostgres {
+        direct_ssl: direct_ssl.unwrap_or(false),
+        port: match port {
+            Some(0) => {
+                add(errs, at, "postgres_port", "must be 1-65535".into());
+                None
+            }
+            port => port,
+        },
+    })
+}
+
+/// Whether the written `postgres_direct_ssl` and `postgres_port` give `spec`'s.
+fn postgres_written_as(
+    direct_ssl: Option<bool>,
+    port: Option<u16>,
+    spec: Option<RoutePostgres>,
+) -> bool {
+    match spec {
+        None => direct_ssl.is_none() && port.is_none(),
+        Some(p) => {
+            (direct_ssl.is_some() || port.is_some())
+                && direct_ssl.unwrap_or(false) == p.direct_ssl
+                && port == p.port
+        }
+    }
+}
+
+/// The route's `tls`, `upstream_tls` and `alpn`, if any is written.
+fn route_tls(
+    (mode, upstream_tls, alpn): WrittenTls<'_>,
+    file: &str,
+    add: &mut AddProblem<'_>,
+    errs: &mut Problems,
 ) -> Option<Arc<RouteTls>> {
-    if mode.is_none()
-        && upstream_tls.is_none()
-        && alpn.is_none()
-        && postgres_direct_ssl.is_none()
-        && postgres_port.is_none()
-    {
+    if mode.is_none() && upstream_tls.is_none() && alpn.is_none() {
         return None;
     }
     let upstream = upstream_tls.map(|u| {
@@ -233,29 +261,19 @@ fn route_tls(
         mode,
         upstream,
         alpn,
-        postgres_direct_ssl: postgres_direct_ssl.unwrap_or(false),
-        postgres_port: match postgres_port {
-            Some(0) => {
-                add(errs, at, "postgres_port", "must be 1-65535".into());
-                None
-            }
-            port => port,
-        },
     }))
 }
 
-/// A route entry's TLS fields as written: `tls`, `upstream_tls`, `alpn`, `postgres_direct_ssl`.
+/// A route entry's TLS fields as written: `tls`, `upstream_tls`, `alpn`.
 type WrittenTls<'a> = (
     Option<&'a S<Keyword<TlsMode>>>,
     Option<&'a S<RawUpstreamTls>>,
     Option<&'a Vec<S<String>>>,
-    Option<bool>,
-    Option<u16>,
 );
 
 /// Whether the written TLS fields give `spec`'s.
 fn tls_written_as(
-    (mode, upstream_tls, alpn, postgres_direct_ssl, postgres_port): WrittenTls<'_>,
+    (mode, upstream_tls, alpn): WrittenTls<'_>,
     file: &str,
     spec: Option<&RouteTls>,
 ) -> bool {
@@ -263,15 +281,9 @@ fn tls_written_as(
         mode: spec_mode,
         upstream: spec_upstream,
         alpn: spec_alpn,
-        postgres_direct_ssl: spec_direct,
-        postgres_port: spec_port,
     }) = spec
     else {
-        return mode.is_none()
-            && upstream_tls.is_none()
-            && alpn.is_none()
-            && postgres_direct_ssl.is_none()
-            && postgres_port.is_none();
+        return mode.is_none() && upstream_tls.is_none() && alpn.is_none();
     };
     let upstream = match (upstream_tls, spec_upstream) {
         (None, None) => true,
@@ -293,11 +305,7 @@ fn tls_written_as(
             .eq(a.iter().map(|p| &**p)),
         _ => false,
     };
-    keyword_written_as(mode, *spec_mode)
-        && upstream
-        && alpn
-        && postgres_direct_ssl.unwrap_or(false) == *spec_direct
-        && postgres_port == *spec_port
+    keyword_written_as(mode, *spec_mode) && upstream && alpn
 }
 
 /// Whether reading `raw` gives `spec` again (same file): every field written as `spec` has
@@ -331,6 +339,7 @@ pub(crate) fn written_as(raw: &RawRoute, spec: &RouteSpec) -> bool {
         balance: spec_balance,
         sticky: spec_sticky,
         tls: spec_tls,
+        postgres: spec_postgres,
         source,
     } = spec;
     let name = match name {
@@ -362,16 +371,11 @@ pub(crate) fn written_as(raw: &RawRoute, spec: &RouteSpec) -> bool {
         && keyword_written_as(balance.as_ref(), *spec_balance)
         && sticky == spec_sticky
         && tls_written_as(
-            (
-                tls.as_ref(),
-                upstream_tls.as_ref(),
-                alpn.as_ref(),
-                *postgres_direct_ssl,
-                *postgres_port,
-            ),
+            (tls.as_ref(), upstream_tls.as_ref(), alpn.as_ref()),
             source,
             spec_tls.as_deref(),
         )
+        && postgres_written_as(*postgres_direct_ssl, *postgres_port, *spec_postgres)
 }
 
 /// The line of the entry's SNI item that is `pattern` (normalised), else the entry's own.

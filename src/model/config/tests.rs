@@ -141,6 +141,7 @@ discovery:
             balance: None,
             sticky: None,
             tls: None,
+            postgres: None,
             source: path.display().to_string().into(),
         }]
     );
@@ -1322,9 +1323,8 @@ fn route_postgres_direct_ssl() {
             .iter()
             .next()
             .unwrap()
-            .tls
-            .as_ref()
-            .map(|t| t.postgres_direct_ssl)
+            .postgres
+            .map(|p| p.direct_ssl)
     };
     assert_eq!(direct(&parse(&yaml("")).unwrap()), None);
     assert_eq!(

@@ -1,6 +1,9 @@
 //! A TLSRoute's `backendRefs` resolved to upstreams: Services only, in another namespace only
 //! with a ReferenceGrant, existing (when Services are known), each with its `weight` (0: kept,
 //! never chosen, so a route whose refs all weigh 0 still claims its hostnames and refuses).
+//!
+//! An invalid ref is kept as a refusal placeholder with its weight: the spec wants the
+//! connections that would have gone to it refused, while the valid refs keep their share.
 
 use std::sync::Arc;
 
@@ -15,6 +18,7 @@ use super::status::{reason, Condition};
 #[derive(Debug, Clone)]
 pub struct Resolved {
     /// With their weights; two refs to one Service and port are one upstream weighing both.
+    /// Invalid refs are refusal placeholders ([`UpstreamAddr::refused`]).
     pub upstreams: Vec<UpstreamAddr>,
     pub condition: Condition,
 }
@@ -27,17 +31,20 @@ pub fn resolve(route: &TlsRoute, objects: &Objects, cluster_domain: &str) -> Res
     let mut upstreams: Vec<UpstreamAddr> = Vec::new();
     let mut refusal: Option<(&'static str, String)> = None;
     for r in route.spec.rules.iter().flat_map(|r| &r.backend_refs) {
-        match resolve_one(r, ns, objects, cluster_domain) {
-            Ok(up) => match upstreams
-                .iter_mut()
-                .find(|u| u.host == up.host && u.port == up.port)
-            {
-                Some(same) => same.weight = same.weight.saturating_add(up.weight),
-                None => upstreams.push(up),
-            },
+        let up = match resolve_one(r, ns, objects, cluster_domain) {
+            Ok(up) => up,
             Err(why) => {
+                let up = placeholder(r, ns, why.0);
                 refusal.get_or_insert(why);
+                up
             }
+        };
+        match upstreams
+            .iter_mut()
+            .find(|u| u.host == up.host && u.port == up.port && u.refused == up.refused)
+        {
+            Some(same) => same.weight = same.weight.saturating_add(up.weight),
+            None => upstreams.push(up),
         }
     }
     let condition = match refusal {
@@ -54,6 +61,40 @@ pub fn resolve(route: &TlsRoute, objects: &Objects, cluster_domain: &str) -> Res
         upstreams,
         condition,
     }
+}
+
+/// The access log's detail for a connection refused for an invalid ref, per reason.
+pub fn refusal_detail(reason: &str) -> &'static str {
+    match reason {
+        reason::INVALID_KIND => "invalid backendRef: not a Service",
+        reason::REF_NOT_PERMITTED => "invalid backendRef: no ReferenceGrant",
+        _ => "invalid backendRef: Service not found",
+    }
+}
+
+/// Invalid ref `r` as an upstream that refuses its share: named `<kind>/<ns>/<name>` (its
+/// identity for sticky hashing and in `/routes`), weighing what it asks.
+fn placeholder(r: &BackendRef, route_ns: &str, reason: &'static str) -> UpstreamAddr {
+    let kind = r.kind.as_deref().unwrap_or(KIND_SERVICE);
+    UpstreamAddr {
+        host: Arc::from(format!("{kind}/{}/{}", ref_ns(r, route_ns), r.name)),
+        port: r.port.filter(|&p| p > 0),
+        weight: weight(r),
+        refused: Some(refusal_detail(reason)),
+    }
+}
+
+/// The namespace `r` points into (the route's unless written).
+fn ref_ns<'a>(r: &'a BackendRef, route_ns: &'a str) -> &'a str {
+    r.namespace
+        .as_deref()
+        .filter(|n| !n.is_empty())
+        .unwrap_or(route_ns)
+}
+
+/// The CRD bounds it (0-1000000); a larger one from a lenient API server is clamped.
+fn weight(r: &BackendRef) -> u32 {
+    r.weight.unwrap_or(DEFAULT_WEIGHT).min(MAX_WEIGHT)
 }
 
 fn resolve_one(
@@ -73,11 +114,7 @@ fn resolve_one(
             ),
         ));
     }
-    let ns = r
-        .namespace
-        .as_deref()
-        .filter(|n| !n.is_empty())
-        .unwrap_or(route_ns);
+    let ns = ref_ns(r, route_ns);
     if ns != route_ns && !granted(objects, route_ns, ns, &r.name) {
         return Err((
             reason::REF_NOT_PERMITTED,
@@ -111,12 +148,11 @@ fn resolve_one(
             format!("Service {ns}/{}: {host:?} is not a DNS name: {e}", r.name),
         ));
     }
-    // The CRD bounds it (0-1000000); a larger one from a lenient API server is clamped.
-    let weight = r.weight.unwrap_or(DEFAULT_WEIGHT).min(MAX_WEIGHT);
     Ok(UpstreamAddr {
         host: Arc::from(host),
         port: Some(port),
-        weight,
+        weight: weight(r),
+        refused: None,
     })
 }
 

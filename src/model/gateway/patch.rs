@@ -23,7 +23,15 @@ pub fn gateway_class(
         current.and_then(|c| c.get("conditions")),
         now,
     );
-    changed(current, json!({ "conditions": conditions }))
+    let features: Vec<Value> = desired
+        .supported_features
+        .iter()
+        .map(|name| json!({ "name": name }))
+        .collect();
+    changed(
+        current,
+        json!({ "conditions": conditions, "supportedFeatures": features }),
+    )
 }
 
 /// The patch for a Gateway whose status is `current` (its `addresses` are left alone unless
@@ -269,12 +277,23 @@ mod tests {
 
         let class = GatewayClassStatus {
             conditions: vec![accepted(true)],
+            supported_features: &["TLSRoute", "TLSRouteModeTerminate"],
         };
         // The API server's default status for a new class (Accepted Unknown/Pending) is replaced.
         let pending = json!({"conditions": [{"type": "Accepted", "status": "Unknown", "reason": "Pending",
             "message": "Waiting for controller", "lastTransitionTime": "T0"}]});
         let p = gateway_class(Some(&pending), &class, "T1").unwrap();
         assert_eq!(p["status"]["conditions"][0]["lastTransitionTime"], "T1");
+        assert_eq!(
+            p["status"]["supportedFeatures"],
+            json!([{"name": "TLSRoute"}, {"name": "TLSRouteModeTerminate"}])
+        );
         assert_eq!(gateway_class(Some(&apply(&p)), &class, "T2"), None);
+        // A class written before the features were: they are added.
+        let mut older = apply(&p);
+        older.as_object_mut().unwrap().remove("supportedFeatures");
+        let p = gateway_class(Some(&older), &class, "T3").unwrap();
+        assert_eq!(p["status"]["conditions"][0]["lastTransitionTime"], "T1");
+        assert!(p["status"]["supportedFeatures"].is_array());
     }
 }

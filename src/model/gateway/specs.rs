@@ -68,6 +68,7 @@ pub(super) fn emit(
                 mode: Some(mode),
                 ..RouteTls::default()
             })),
+            postgres: None,
             source: source.clone(),
         });
     }

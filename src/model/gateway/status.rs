@@ -75,7 +75,16 @@ pub mod reason {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct GatewayClassStatus {
     pub conditions: Vec<Condition>,
+    /// `status.supportedFeatures` (written as `[{name}]`): [`SUPPORTED_FEATURES`] for a class
+    /// we accept, none for one we do not.
+    pub supported_features: &'static [&'static str],
 }
+
+/// The conformance feature names (Gateway API v1.5, `pkg/features`) this implementation
+/// supports, in ascending order as the spec requires: TLSRoute Passthrough, Terminate, and both
+/// modes on one port. Not `Gateway` nor `ReferenceGrant`: their core conformance tests need
+/// HTTP listeners and HTTPRoute, which an L4 TLS proxy does not serve.
+pub const SUPPORTED_FEATURES: &[&str] = &["TLSRoute", "TLSRouteModeMixed", "TLSRouteModeTerminate"];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct GatewayStatus {

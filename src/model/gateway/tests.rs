@@ -136,6 +136,10 @@ impl Resolve for Hosts {
     fn addrs(&self, host: &Arc<str>) -> Arc<str> {
         host.clone()
     }
+
+    fn refused(&self) -> Arc<str> {
+        Arc::from("")
+    }
 }
 
 /// Where a client asking for `sni` goes: `(route name, upstreams, TLS mode)`, as the table
@@ -147,7 +151,13 @@ fn reach(t: &Translation, sni: &str) -> Option<(String, Vec<String>, TlsMode)> {
     let spec = t.routes.iter().find(|s| s.name == r.name).unwrap();
     Some((
         spec.name.to_string(),
-        spec.upstreams.iter().map(|u| u.to_string()).collect(),
+        spec.upstreams
+            .iter()
+            .map(|u| match u.refused {
+                None => u.to_string(),
+                Some(_) => format!("refused {u}"),
+            })
+            .collect(),
         spec.tls.as_ref().and_then(|t| t.mode).unwrap(),
     ))
 }
@@ -169,6 +179,10 @@ fn gateway_class_with_this_controller_name_is_accepted() {
     let c = &t.statuses.gateway_class(CLASS).unwrap().conditions[0];
     assert_eq!((c.kind, c.status, c.reason), ("Accepted", T, "Accepted"));
     assert_eq!(c.observed_generation, Some(1));
+    assert_eq!(
+        t.statuses.gateway_class(CLASS).unwrap().supported_features,
+        ["TLSRoute", "TLSRouteModeMixed", "TLSRouteModeTerminate"]
+    );
     // Another controller's class (the project's example, with parametersRef) is not ours.
     let other = Objects::from_manifests(
         "apiVersion: gateway.networking.k8s.io/v1\nkind: GatewayClass\nmetadata: {name: example}\n\
@@ -228,7 +242,13 @@ fn tls_route_invalid_reference_grant() {
     );
     assert_eq!(cond(&t, route, gw, "Accepted"), (T, "Accepted"));
     assert_eq!(cond(&t, route, gw, "ResolvedRefs"), (F, "RefNotPermitted"));
-    assert!(t.routes.is_empty(), "no backend: nothing routed");
+    // Its name is still claimed, and its one ref's share (all of it) refused.
+    assert_eq!(
+        upstreams_of(&t, "abc.example.com"),
+        ["refused Service/gateway-conformance-app-backend/tls-backend:443"],
+        "{:?}",
+        t.routes
+    );
 
     // The grant the fixture's seven wrong ones each miss by one field.
     let mut objects = objects;
@@ -445,7 +465,17 @@ fn tls_route_invalid_backend_ref_nonexistent() {
     let t = run(&objects, &[443], &[]);
     assert_eq!(cond(&t, route, gw, "Accepted"), (T, "Accepted"));
     assert_eq!(cond(&t, route, gw, "ResolvedRefs"), (F, "BackendNotFound"));
-    assert!(t.routes.is_empty());
+    // The name stays claimed; every connection falls to the invalid ref, refused.
+    assert_eq!(
+        upstreams_of(&t, "example.com"),
+        ["refused Service/gateway-conformance-infra/nonexistent:443"],
+        "{:?}",
+        t.routes
+    );
+    assert_eq!(
+        t.routes[0].upstreams[0].refused,
+        Some("invalid backendRef: Service not found")
+    );
     // Services not known (not watched): the reference cannot be judged, the name is routed.
     let mut unknown = objects;
     unknown.services = None;
@@ -467,7 +497,13 @@ fn tls_route_invalid_backend_ref_unknown_kind() {
     );
     assert_eq!(cond(&t, route, gw, "Accepted"), (T, "Accepted"));
     assert_eq!(cond(&t, route, gw, "ResolvedRefs"), (F, "InvalidKind"));
-    assert!(t.routes.is_empty());
+    assert_eq!(t.routes.len(), 1, "{:?}", t.routes);
+    let up = &t.routes[0].upstreams[0];
+    assert_eq!(
+        up.refused,
+        Some("invalid backendRef: not a Service"),
+        "{up:?}"
+    );
 }
 
 #[test]
@@ -800,4 +836,66 @@ fn manifests_of_other_kinds_are_ignored_and_bad_ones_named() {
     )
     .unwrap_err();
     assert!(e.to_string().starts_with("Gateway #1"), "{e}");
+}
+
+/// Invalid backendRefs keep their weighted share, refused (the spec: connections that would
+/// have gone to an invalid ref are rejected, the valid refs keep theirs). Row by row: the refs'
+/// (Service, weight) in (`nonexistent` is no Service of the fixture), the route's upstreams out.
+#[test]
+fn invalid_backend_refs_keep_their_weight_as_refusals() {
+    let tcp = svc("tcp-backend", 8443);
+    let gone = format!("refused Service/{INFRA}/nonexistent:8443");
+    type Row<'a> = (&'a [(&'a str, Option<u32>)], Vec<String>);
+    let rows: [Row<'_>; 4] = [
+        (
+            &[("tcp-backend", Some(3)), ("nonexistent", None)],
+            vec![format!("{tcp} weight=3"), gone.clone()],
+        ),
+        // Weight 0: never chosen, so nothing refused for it.
+        (
+            &[("tcp-backend", None), ("nonexistent", Some(0))],
+            vec![tcp.clone(), format!("{gone} weight=0")],
+        ),
+        // Two refs to the one missing Service: one placeholder weighing both.
+        (
+            &[
+                ("nonexistent", Some(2)),
+                ("tcp-backend", None),
+                ("nonexistent", Some(5)),
+            ],
+            vec![format!("{gone} weight=7"), tcp.clone()],
+        ),
+        // Only invalid refs: the route keeps its name and refuses every connection.
+        (
+            &[("nonexistent", Some(4))],
+            vec![format!("{gone} weight=4")],
+        ),
+    ];
+    for (refs, upstreams) in rows {
+        let mut objects = conformance("tlsroute-simple-same-namespace");
+        let rule = &mut simple_route(&mut objects).spec.rules[0];
+        let template = rule.backend_refs[0].clone();
+        rule.backend_refs = refs
+            .iter()
+            .map(|&(name, weight)| {
+                let mut b = template.clone();
+                b.name = name.into();
+                b.weight = weight;
+                b
+            })
+            .collect();
+        let t = run(&objects, &[443], &[]);
+        assert_eq!(upstreams_of(&t, "abc.example.com"), upstreams, "{refs:?}");
+        let route = "gateway-conformance-infra-test";
+        assert_eq!(
+            cond(&t, route, "gateway-tlsroute", "ResolvedRefs"),
+            (F, "BackendNotFound"),
+            "{refs:?}"
+        );
+        assert_eq!(
+            cond(&t, route, "gateway-tlsroute", "Accepted"),
+            (T, "Accepted"),
+            "{refs:?}"
+        );
+    }
 }

@@ -12,7 +12,7 @@ use super::objects::{Gateway, Objects, ParentRef, TlsRoute, GROUP, KIND_GATEWAY}
 use super::specs::{annotations, emit};
 use super::status::{
     reason, Condition, GatewayClassStatus, GatewayStatus, ObjectKey, RouteParentStatus,
-    RouteStatus, Statuses,
+    RouteStatus, Statuses, SUPPORTED_FEATURES,
 };
 use super::{supported_bundle_version, Settings, Translation, SUPPORTED_BUNDLE_VERSIONS};
 
@@ -38,7 +38,8 @@ pub fn translate(objects: &Objects, settings: &Settings<'_>) -> Translation {
         }
         let g = c.metadata.generation;
         let version = supported_version(objects.bundle_version.as_deref(), g);
-        let cond = if c.spec.parameters_ref.is_some() {
+        let accepted = c.spec.parameters_ref.is_none();
+        let cond = if !accepted {
             Condition::new(
                 reason::ACCEPTED,
                 false,
@@ -54,6 +55,7 @@ pub fn translate(objects: &Objects, settings: &Settings<'_>) -> Translation {
             key("", &c.metadata.name),
             GatewayClassStatus {
                 conditions: vec![cond, version],
+                supported_features: if accepted { SUPPORTED_FEATURES } else { &[] },
             },
         ));
     }

@@ -28,6 +28,9 @@ pub trait Resolve: Sync {
 
     /// The handle for `host`, a DNS name or an IP literal (IPv6 without brackets).
     fn addrs(&self, host: &Arc<str>) -> Self::Addrs;
+
+    /// The handle of a refusal placeholder (no address, never looked up).
+    fn refused(&self) -> Self::Addrs;
 }
 
 /// Specs a table's routes were built from, for reuse by the next build:
@@ -146,7 +149,11 @@ impl<'a, R: Resolve> Compiler<'a, '_, R> {
                     host: u.host.clone(),
                     port: u.port,
                     weight: u.weight,
-                    addrs: self.addrs(&u.host),
+                    refused: u.refused,
+                    addrs: match u.refused {
+                        None => self.addrs(&u.host),
+                        Some(_) => self.resolver.refused(),
+                    },
                 })
                 .collect();
             out.push(Arc::new(Route {
@@ -162,8 +169,7 @@ impl<'a, R: Resolve> Compiler<'a, '_, R> {
                 tls,
                 upstream_tls,
                 alpn: spec.tls.as_ref().and_then(|t| t.alpn.clone()),
-                postgres_direct_ssl: spec.tls.as_ref().is_some_and(|t| t.postgres_direct_ssl),
-                postgres_port: spec.tls.as_ref().and_then(|t| t.postgres_port),
+                postgres: spec.postgres.unwrap_or_default(),
                 source: spec.source.clone(),
                 patterns,
                 cursor: AtomicUsize::new(0),

@@ -35,14 +35,15 @@ pub struct RouteSpec {
     pub balance: Option<Balance>,
     /// `None`: use `defaults.sticky`.
     pub sticky: Option<bool>,
-    /// `tls`, `upstream_tls`, `alpn` and `postgres_direct_ssl`, when any is written (`None`: all from `defaults`).
+    /// `tls`, `upstream_tls` and `alpn`, when any is written (`None`: all from `defaults`).
     pub tls: Option<Arc<RouteTls>>,
+    /// `postgres_direct_ssl` and `postgres_port`, when either is written (`None`: neither).
+    pub postgres: Option<RoutePostgres>,
     /// Where the route came from: a file's path, or `kubernetes:<ns>/<chi>`.
     pub source: Arc<str>,
 }
 
-/// A route's TLS settings as written (with those of PostgreSQL clients, which start TLS their
-/// own way); what is left out comes from `defaults`.
+/// A route's TLS settings as written; what is left out comes from `defaults`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RouteTls {
     /// `None`: `defaults.tls`.
@@ -53,13 +54,19 @@ pub struct RouteTls {
     /// Protocols the route accepts from a client's ALPN offer, in the server's order of
     /// preference; `None`: none is negotiated.
     pub alpn: Option<Arc<[Arc<str>]>>,
+}
+
+/// A route's settings for clients of a `postgres` listener, as written (the default when the
+/// route writes none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub struct RoutePostgres {
     /// `postgres_direct_ssl`: the upstream accepts direct SSL (PostgreSQL 17+), so a client that
     /// starts TLS at once on a `postgres` listener is passed through to it as it came.
-    pub postgres_direct_ssl: bool,
+    pub direct_ssl: bool,
     /// `postgres_port`: the upstreams' PostgreSQL port, for upstreams written without a port on
     /// a `postgres` listener (`None`: the listener's `upstream_port`, 9005 by default). A CHI's
     /// `postgresql_port`, a ClickHouseCluster's `additionalPorts` entry named `postgres`.
-    pub postgres_port: Option<u16>,
+    pub port: Option<u16>,
 }
 
 /// An upstream as written: `host`, `host:port`, `1.2.3.4:9440`, `[::1]:9440`, `[::1]` or `::1`,
@@ -73,6 +80,10 @@ pub struct UpstreamAddr {
     /// Its share of the route's connections relative to the other upstreams (each address it
     /// resolves to carries it, as in nginx); 0: never chosen. [`DEFAULT_WEIGHT`] unless written.
     pub weight: u32,
+    /// A placeholder for a Gateway API backendRef that is invalid (`Some`: the access log's
+    /// detail): never resolved nor connected to, its weight is its share of connections
+    /// refused (the spec's rule; the valid refs keep theirs). Never read from a file.
+    pub refused: Option<&'static str>,
 }
 
 /// An upstream's weight when none is written (Gateway API's default too).
@@ -159,6 +170,7 @@ impl FromStr for UpstreamAddr {
             },
         };
         Ok(UpstreamAddr {
+            refused: None,
             host: host.into(),
             port,
             weight,
@@ -181,7 +193,7 @@ impl UpstreamAddr {
             None => (s, Ok(DEFAULT_WEIGHT)),
             Some((addr, w)) => (addr, parse_weight(w)),
         };
-        if weight != Ok(self.weight) {
+        if weight != Ok(self.weight) || self.refused.is_some() {
             return false;
         }
         let host = &*self.host;
@@ -222,6 +234,7 @@ impl UpstreamAddr {
             host: host.into(),
             port,
             weight: DEFAULT_WEIGHT,
+            refused: None,
         }
     }
 }

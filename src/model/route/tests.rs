@@ -13,6 +13,10 @@ impl Resolve for Resolver {
     fn addrs(&self, host: &Arc<str>) -> Arc<str> {
         host.clone()
     }
+
+    fn refused(&self) -> Arc<str> {
+        Arc::from("")
+    }
 }
 
 type RouteTable = super::RouteTable<Arc<str>, ()>;
@@ -28,6 +32,7 @@ fn spec(name: &str, sni: &[&str], source: &str) -> RouteSpec {
         balance: None,
         sticky: None,
         tls: None,
+        postgres: None,
         source: source.into(),
     }
 }

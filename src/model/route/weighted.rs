@@ -47,6 +47,54 @@ pub(super) fn round_robin(
     None
 }
 
+/// Where connection number `rotation` of a route goes when some of its upstreams are refusal
+/// placeholders (invalid backendRefs): the served upstreams weigh `served` together, the
+/// placeholders `refused(i)` (`i < n`). Smooth weighted round robin between them, so the shares
+/// are exact over each period whatever the balance: `Err(i)`, refused for placeholder `i`; or
+/// `Ok(k)`, served as the k-th served connection, the rotation the served upstreams' own
+/// balancing goes on with (consecutive, so the refusals do not skew its ties or its order).
+/// No placeholder weighs anything: `Ok(rotation)`.
+pub fn refusal_share(
+    served: u64,
+    n: usize,
+    refused: &dyn Fn(usize) -> u64,
+    rotation: usize,
+) -> Result<usize, usize> {
+    // More placeholders than fit: the last ones share the last slot.
+    let n = n.min(MAX_SMOOTH - 1);
+    let mut weights = [0u64; MAX_SMOOTH];
+    let w = weights.get_mut(..=n).unwrap_or_default();
+    for (i, x) in w.iter_mut().enumerate() {
+        *x = match i {
+            0 => served,
+            _ => refused(i - 1),
+        };
+    }
+    if w.iter().skip(1).all(|&x| x == 0) {
+        return Ok(rotation);
+    }
+    let total = reduce(w, (STEP_BUDGET / (n as u64 + 1)).max(n as u64 + 1));
+    let mut current = [0i64; MAX_SMOOTH];
+    let current = current.get_mut(..=n).unwrap_or_default();
+    let (full, start) = (rotation as u64 / total, rotation as u64 % total);
+    let mut served_before = 0u64;
+    for step in 0..=start {
+        let best = swrr_step(current, w, total);
+        if step == start {
+            return match best {
+                0 => Ok(full
+                    .wrapping_mul(w.first().copied().unwrap_or(0))
+                    .wrapping_add(served_before) as usize),
+                i => Err((i - 1).min(n - 1)),
+            };
+        }
+        if best == 0 {
+            served_before += 1;
+        }
+    }
+    Ok(rotation)
+}
+
 /// One step of nginx's smooth weighted round robin (ngx_http_upstream_get_peer): every
 /// address gains its weight, the highest (the first of equals) is chosen and loses the total.
 fn swrr_step(current: &mut [i64], weights: &[u64], total: u64) -> usize {

@@ -254,3 +254,42 @@ fn more_addresses_than_the_smooth_limit_still_follow_weights() {
     let want: Vec<usize> = weights.iter().map(|&w| w as usize * 3).collect();
     assert_eq!(got, want);
 }
+
+/// Invalid backendRefs' share of connections, refused: (served weight, placeholders' weights)
+/// in, one period of decisions out (`S`: served, a digit: refused for that placeholder), and
+/// the served connections numbered 0, 1, 2, … so the served upstreams' balancing goes on as if
+/// nothing were refused.
+#[test]
+fn refusals_take_their_weight_and_leave_the_served_rotation_whole() {
+    use super::super::weighted::refusal_share;
+    let rows: [(u64, &[u64], &str); 6] = [
+        (1, &[], "SSSS"),
+        (1, &[0], "SSSS"),
+        (1, &[1], "S0S0"),
+        (3, &[1], "SS0SSS0S"),
+        (1, &[1, 2], "1S011S01"),
+        // Nothing served: every connection refused.
+        (0, &[1], "0000"),
+    ];
+    for (served, refused, want) in rows {
+        let mut next_served = 0;
+        let got: String = (0..want.len())
+            .map(
+                |rotation| match refusal_share(served, refused.len(), &|i| refused[i], rotation) {
+                    Ok(k) => {
+                        assert_eq!(k, next_served, "{served} {refused:?} at {rotation}");
+                        next_served += 1;
+                        'S'
+                    }
+                    Err(i) => char::from(b'0' + i as u8),
+                },
+            )
+            .collect();
+        assert_eq!(got, want, "{served} {refused:?}");
+    }
+    // Big weights stay in proportion (scaled to the step budget): 1 in 4 refused.
+    let refused = (0..4000)
+        .filter(|&r| refusal_share(999_999, 1, &|_| 333_333, r).is_err())
+        .count();
+    assert!((990..=1010).contains(&refused), "{refused}");
+}

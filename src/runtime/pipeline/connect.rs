@@ -20,6 +20,7 @@ use tokio::time::Instant;
 
 use crate::model::config::Health;
 use crate::model::route::balance::{self, Choose, Node, Pool, Seen};
+use crate::model::route::weighted;
 use crate::model::route::Tag;
 use crate::runtime::addrs::ConnectedAddr;
 use crate::runtime::observe::Record;
@@ -41,6 +42,9 @@ pub enum ConnectError {
     /// Gateway API: a route whose backendRefs all weigh 0 forwards nothing.
     #[error("every upstream of the route has weight 0")]
     AllWeightZero,
+    /// Gateway API: the connection fell to an invalid backendRef's share (its detail).
+    #[error("{0}")]
+    Refused(&'static str),
     #[error("every upstream address failed; last {addr}: {error}")]
     AllFailed { addr: SocketAddr, error: String },
     #[error("connect timeout after {tried} attempt(s)")]
@@ -56,6 +60,7 @@ impl ConnectError {
         match self {
             ConnectError::NoAddress => "no upstream address resolved",
             ConnectError::AllWeightZero => "every upstream weighs 0",
+            ConnectError::Refused(detail) => detail,
             ConnectError::AllFailed { .. } => "upstream connect failed",
             ConnectError::TimedOut { .. } => "upstream connect timed out",
         }
@@ -64,7 +69,9 @@ impl ConnectError {
     /// The last address that failed, if any.
     pub fn last_failed(&self) -> Option<SocketAddr> {
         match self {
-            ConnectError::NoAddress | ConnectError::AllWeightZero => None,
+            ConnectError::NoAddress | ConnectError::AllWeightZero | ConnectError::Refused(_) => {
+                None
+            }
             ConnectError::AllFailed { addr, .. } => Some(*addr),
             ConnectError::TimedOut { last, .. } => *last,
         }
@@ -96,11 +103,24 @@ pub async fn connect(route: &Route, attempt: Attempt<'_>) -> Result<Connected, C
     if route.upstreams.iter().all(|u| u.weight == 0) {
         return Err(ConnectError::AllWeightZero);
     }
+    // Invalid backendRefs' share is decided first, by weight alone (their placeholders hold no
+    // connection, so least_conn would hand them every new one under load); a sticky tag's
+    // rendezvous weighs them among the others instead, so a tag is refused or served steadily.
+    let how = match attempt.sticky {
+        Some(tag) => Choose::Sticky(tag),
+        None => {
+            let rotation = route.cursor.fetch_add(1, Ordering::Relaxed);
+            match refusal_share(route, rotation) {
+                Ok(rotation) => Choose::Balance(route.balance, rotation),
+                Err(detail) => return Err(ConnectError::Refused(detail)),
+            }
+        }
+    };
     let deadline = Instant::now() + attempt.budget;
     // A name whose first lookup is still running is worth waiting for (bounded); one whose
     // lookups have all failed is skipped at once.
     for upstream in &route.upstreams {
-        if upstream.addrs.pending() {
+        if upstream.refused.is_none() && upstream.addrs.pending() {
             let _ = tokio::time::timeout_at(deadline, upstream.addrs.wait()).await;
         }
     }
@@ -115,20 +135,22 @@ pub async fn connect(route: &Route, attempt: Attempt<'_>) -> Result<Connected, C
             }
         })
         .collect();
-    let mut pool = Candidates::new(&lists);
+    let mut pool = Candidates::new(&lists, attempt.sticky.is_some());
     if pool.slots.is_empty() {
         return Err(ConnectError::NoAddress);
     }
-    let how = match attempt.sticky {
-        Some(tag) => Choose::Sticky(tag),
-        None => Choose::Balance(route.balance, route.cursor.fetch_add(1, Ordering::Relaxed)),
-    };
     let mut last_failed: Option<(SocketAddr, String)> = None;
     let mut tried = 0;
     loop {
         pool.now = Now::default();
-        let Some(endpoint) = balance::choose(&pool, how).and_then(|i| pool.take(i)) else {
+        let Some(chosen) = balance::choose(&pool, how).and_then(|i| pool.take(i)) else {
             break;
+        };
+        let endpoint = match chosen {
+            Ok(endpoint) => endpoint,
+            // Failing over: the connection fell to a valid ref, so the last failure tells it.
+            Err(_) if tried > 0 => continue,
+            Err(refused) => return Err(ConnectError::Refused(refused)),
         };
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
@@ -171,6 +193,30 @@ pub async fn connect(route: &Route, attempt: Attempt<'_>) -> Result<Connected, C
             last: last.map(|(a, _)| a),
         }),
     }
+}
+
+/// Whether connection number `rotation` falls to a refusal placeholder's share (its detail),
+/// else its number among the served ones. One pass over the route's few upstreams, no
+/// allocation.
+fn refusal_share(route: &Route, rotation: usize) -> Result<usize, &'static str> {
+    let placeholders = || route.upstreams.iter().filter(|u| u.refused.is_some());
+    let n = placeholders().count();
+    if n == 0 {
+        return Ok(rotation);
+    }
+    let served: u64 = route
+        .upstreams
+        .iter()
+        .filter(|u| u.refused.is_none())
+        .map(|u| u64::from(u.weight))
+        .sum();
+    let weight = |i: usize| placeholders().nth(i).map_or(0, |u| u64::from(u.weight));
+    weighted::refusal_share(served, n, &weight, rotation).map_err(|i| {
+        placeholders()
+            .nth(i)
+            .and_then(|u| u.refused)
+            .unwrap_or("refused")
+    })
 }
 
 /// [`connect`], told to the access log (where, how long, or why not) and to `seconds` (the
@@ -216,7 +262,8 @@ struct Candidates<'l> {
 }
 
 struct Slot<'l> {
-    endpoint: &'l Arc<Endpoint>,
+    /// `None`: the one slot of a refusal placeholder.
+    endpoint: Option<&'l Arc<Endpoint>>,
     upstream: &'l Upstream,
     /// Whether its name has several addresses (then the IP is part of its sticky identity).
     shared_name: bool,
@@ -224,20 +271,30 @@ struct Slot<'l> {
 }
 
 impl<'l> Candidates<'l> {
-    fn new(lists: &'l [List<'_>]) -> Self {
-        let slots = lists
+    /// With the refusal placeholders' slots only for a sticky choice (a balanced one decided
+    /// their share before, [`refusal_share`]).
+    fn new(lists: &'l [List<'_>], placeholders: bool) -> Self {
+        let lists = lists
             .iter()
+            .filter(move |l| placeholders || l.upstream.refused.is_none());
+        let slots = lists
+            .clone()
             .flat_map(|l| {
                 let shared_name = l.endpoints.len() > 1;
-                l.endpoints.iter().map(move |endpoint| Slot {
-                    endpoint,
-                    upstream: l.upstream,
-                    shared_name,
-                    tried: false,
-                })
+                let placeholder = l.upstream.refused.map(|_| None);
+                l.endpoints
+                    .iter()
+                    .map(Some)
+                    .chain(placeholder)
+                    .map(move |endpoint| Slot {
+                        endpoint,
+                        upstream: l.upstream,
+                        shared_name,
+                        tried: false,
+                    })
             })
             .collect();
-        let mut weights = lists.iter().map(|l| l.upstream.weight);
+        let mut weights = lists.map(|l| l.upstream.weight);
         let first = weights.next();
         Candidates {
             slots,
@@ -246,15 +303,21 @@ impl<'l> Candidates<'l> {
         }
     }
 
-    /// Marks slot `i` tried and hands out its endpoint.
-    fn take(&mut self, i: usize) -> Option<Arc<Endpoint>> {
+    /// Marks slot `i` tried and hands out its endpoint, or the placeholder's refusal.
+    fn take(&mut self, i: usize) -> Option<Result<Arc<Endpoint>, &'static str>> {
         let slot = self.slots.get_mut(i)?;
         slot.tried = true;
-        Some(slot.endpoint.clone())
+        Some(match slot.endpoint {
+            Some(endpoint) => Ok(endpoint.clone()),
+            None => Err(slot.upstream.refused.unwrap_or("refused")),
+        })
     }
 
     fn untried(&self) -> usize {
-        self.slots.iter().filter(|s| !s.tried).count()
+        self.slots
+            .iter()
+            .filter(|s| !s.tried && s.endpoint.is_some())
+            .count()
     }
 }
 
@@ -265,7 +328,8 @@ impl Pool for Candidates<'_> {
 
     fn seen(&self, i: usize) -> Option<Seen> {
         let slot = self.slots.get(i).filter(|s| !s.tried)?;
-        Some(slot.endpoint.seen(&self.now))
+        // A placeholder holds no connection: it is never busier than its weight says.
+        Some(slot.endpoint.map_or(Seen::default(), |e| e.seen(&self.now)))
     }
 
     fn weight(&self, i: usize) -> u32 {
@@ -281,7 +345,10 @@ impl Pool for Candidates<'_> {
             Some(slot) => Node {
                 host: &slot.upstream.host,
                 port: slot.upstream.port,
-                ip: slot.shared_name.then(|| slot.endpoint.addr.ip()),
+                ip: slot
+                    .endpoint
+                    .filter(|_| slot.shared_name)
+                    .map(|e| e.addr.ip()),
             },
             None => Node {
                 host: "",
@@ -310,3 +377,6 @@ async fn connect_one(addr: SocketAddr) -> std::io::Result<TcpStream> {
     }
     Ok(stream)
 }
+
+#[cfg(test)]
+mod tests;

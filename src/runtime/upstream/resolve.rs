@@ -66,6 +66,17 @@ impl Addrs {
         }
     }
 
+    /// No address, never looked up: a refusal placeholder's.
+    fn none() -> Self {
+        Addrs {
+            host: Arc::from(""),
+            ips: Ips::Literal(Arc::new(Vec::new())),
+            looked_up: AtomicBool::new(true),
+            resolved: Notify::new(),
+            ports: Ports::default(),
+        }
+    }
+
     fn named(host: Arc<str>) -> Self {
         Addrs {
             host,
@@ -150,6 +161,10 @@ impl route::Resolve for Resolver {
 
     fn addrs(&self, host: &Arc<str>) -> Arc<Addrs> {
         self.handle(host)
+    }
+
+    fn refused(&self) -> Arc<Addrs> {
+        Arc::new(Addrs::none())
     }
 }
 

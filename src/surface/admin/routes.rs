@@ -43,6 +43,7 @@ pub(super) fn routes_json(proxy: &Handle) -> String {
                     "host": &*u.host,
                     "port": u.port,
                     "weight": u.weight,
+                    "refused": u.refused,
                     "addresses": u.addrs.current().iter().map(|ip| ip.to_string()).collect::<Vec<_>>(),
                     "endpoints": endpoints(u),
                 })).collect::<Vec<_>>(),
@@ -55,8 +56,8 @@ pub(super) fn routes_json(proxy: &Handle) -> String {
                     "ca": u.ca.as_ref().map(|p| p.display().to_string()),
                     "server_name": u.server_name.as_deref(),
                 })),
-                "postgres_direct_ssl": r.postgres_direct_ssl,
-                "postgres_port": r.postgres_port,
+                "postgres_direct_ssl": r.postgres.direct_ssl,
+                "postgres_port": r.postgres.port,
                 "source": &*r.source,
             })
         })

@@ -25,6 +25,7 @@ fn file_route(name: &str, sni: &str) -> RouteSpec {
         balance: None,
         sticky: None,
         tls: None,
+        postgres: None,
         source: "routes.yaml".into(),
     }
 }

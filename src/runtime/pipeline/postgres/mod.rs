@@ -74,7 +74,7 @@ pub fn note(record: &mut Record, meters: Option<&Meters>, pg: &Negotiator) {
 pub fn direct_unsupported(record: &Record, route: &Route) -> bool {
     record.postgres.is_some_and(|pg| pg.direct)
         && !route.tls.terminates()
-        && !route.postgres_direct_ssl
+        && !route.postgres.direct_ssl
 }
 
 /// Whether the upstream leg of `record`'s connection starts with the proxy's `SSLRequest`: on a
@@ -82,7 +82,7 @@ pub fn direct_unsupported(record: &Record, route: &Route) -> bool {
 pub fn sends_ssl_request(record: &Record, route: &Route) -> bool {
     record
         .postgres
-        .is_some_and(|pg| !(pg.direct && route.postgres_direct_ssl))
+        .is_some_and(|pg| !(pg.direct && route.postgres.direct_ssl))
 }
 
 /// The port of `route`'s upstreams written without one, `listener_port` being the listener's
@@ -90,7 +90,7 @@ pub fn sends_ssl_request(record: &Record, route: &Route) -> bool {
 /// (the same port serves `SSLRequest` and plaintext, so every leg uses it).
 pub fn default_port(config: &ListenerConfig, route: &Route, listener_port: u16) -> u16 {
     match config.protocol {
-        ListenerProtocol::Postgres => route.postgres_port.unwrap_or(listener_port),
+        ListenerProtocol::Postgres => route.postgres.port.unwrap_or(listener_port),
         ListenerProtocol::Tls => listener_port,
     }
 }
