@@ -628,9 +628,19 @@ async fn a_terminated_connection_is_listed_with_its_plaintext_bytes() {
         .await
         .unwrap();
     echo_all(&mut tls, b"SELECT 1").await;
-    let (status, listed) = proxy.admin_get("/connections");
-    assert_eq!(status, 200, "{listed}");
-    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    // The echo can reach us before the proxy's thread has counted the bytes it wrote: the
+    // listing is read again (bounded) until it shows them.
+    let deadline = std::time::Instant::now() + WAIT;
+    let listed = loop {
+        let (status, listed) = proxy.admin_get("/connections");
+        assert_eq!(status, 200, "{listed}");
+        let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+        let counted = listed["connections"][0]["bytes_from_upstream"] == 8;
+        if counted || std::time::Instant::now() > deadline {
+            break listed;
+        }
+        tokio::task::yield_now().await;
+    };
     assert_eq!(listed["total"], 1, "{listed}");
     let c = &listed["connections"][0];
     assert_eq!(c["sni"], "a.ch.test", "{c}");
