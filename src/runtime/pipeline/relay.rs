@@ -42,26 +42,17 @@ pub enum End {
     Done,
     /// No byte either way for `timeouts.idle`.
     Idle,
-    /// A socket error (reset, broken pipe…) on the `side` that failed. `other_closed`: the
-    /// other side had already sent its EOF and it was passed on (see [`End::outcome`]).
+    /// A socket error (reset, broken pipe…) on the `side` that failed. `after_close`: a side
+    /// had already sent its EOF and it was passed on (see [`End::outcome`]).
     Error {
         kind: io::ErrorKind,
         side: Side,
-        other_closed: bool,
+        after_close: bool,
     },
     /// No byte either way for the relay's `park_after` and nothing in flight: the caller may
     /// park the connection and relay again, from the returned [`Progress`], once a socket
     /// wakes.
     Quiet,
-}
-
-/// Whether the side other than `side` had closed: its EOF read and passed on (`client_done`:
-/// the client's, `upstream_done`: the upstream's).
-pub fn other_closed(side: Side, client_done: bool, upstream_done: bool) -> bool {
-    match side {
-        Side::Client => upstream_done,
-        Side::Upstream => client_done,
-    }
 }
 
 /// One of the two sockets of a relay.
@@ -189,7 +180,7 @@ pub async fn relay(
             return Poll::Ready(End::Error {
                 kind: f.error.kind(),
                 side,
-                other_closed: other_closed(side, up.done, down.done),
+                after_close: up.done || down.done,
             });
         }
         let other_done = up.done;
@@ -209,7 +200,7 @@ pub async fn relay(
             return Poll::Ready(End::Error {
                 kind: f.error.kind(),
                 side,
-                other_closed: other_closed(side, up.done, down.done),
+                after_close: up.done || down.done,
             });
         }
         if up.done && down.done {

@@ -196,13 +196,15 @@ impl End {
         match self {
             End::Done => (Outcome::Relayed, None),
             End::Idle => (Outcome::IdleTimeout, None),
-            // The other side had closed, then this one reset (or its pipe broke): the session
-            // was over — e.g. PostgreSQL and its clients each send close_notify and close
-            // without reading the other's, so the kernel answers the late one with a reset.
+            // A side had closed, then one reset (or its pipe broke): the session was over — a
+            // peer that closed and then refuses what follows has left; one that resets after
+            // the other closed has nothing left to say. E.g. PostgreSQL and libpq each send
+            // close_notify and close without reading the other's, so the kernel answers the
+            // late one with a reset.
             End::Error {
                 side,
                 kind: kind @ (ErrorKind::ConnectionReset | ErrorKind::BrokenPipe),
-                other_closed: true,
+                after_close: true,
             } => (Outcome::Relayed, Some(after_close_detail(side, kind))),
             End::Error { side, kind, .. } => (Outcome::RelayError, Some(error_detail(side, kind))),
             End::Quiet => (Outcome::RelayError, None),
@@ -288,13 +290,13 @@ pub fn expire<H: Host>(parked: Parked<H>) {
     session.end(Outcome::IdleTimeout);
 }
 
-/// A `relayed` connection's `detail` when one side reset after the other had closed.
+/// A `relayed` connection's `detail` when a side reset after a side had closed.
 fn after_close_detail(side: Side, kind: ErrorKind) -> &'static str {
     match (side, kind) {
-        (Side::Client, ErrorKind::BrokenPipe) => "client: broken pipe after the upstream closed",
-        (Side::Client, _) => "client: connection reset after the upstream closed",
-        (Side::Upstream, ErrorKind::BrokenPipe) => "upstream: broken pipe after the client closed",
-        (Side::Upstream, _) => "upstream: connection reset after the client closed",
+        (Side::Client, ErrorKind::BrokenPipe) => "client: broken pipe after close",
+        (Side::Client, _) => "client: connection reset after close",
+        (Side::Upstream, ErrorKind::BrokenPipe) => "upstream: broken pipe after close",
+        (Side::Upstream, _) => "upstream: connection reset after close",
     }
 }
 
@@ -352,11 +354,11 @@ mod tests {
 
     #[test]
     fn a_reset_after_the_other_side_closed_ends_the_session_normally() {
-        let error = |side, kind, other_closed| {
+        let error = |side, kind, after_close| {
             End::Error {
                 side,
                 kind,
-                other_closed,
+                after_close,
             }
             .outcome()
         };
@@ -366,14 +368,14 @@ mod tests {
                 ErrorKind::ConnectionReset,
                 true,
                 Outcome::Relayed,
-                "upstream: connection reset after the client closed",
+                "upstream: connection reset after close",
             ),
             (
                 Side::Client,
                 ErrorKind::BrokenPipe,
                 true,
                 Outcome::Relayed,
-                "client: broken pipe after the upstream closed",
+                "client: broken pipe after close",
             ),
             (
                 Side::Upstream,

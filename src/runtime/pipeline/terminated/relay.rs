@@ -19,7 +19,7 @@ use rustls::{ClientConnection, ServerConnection};
 use super::handshake::{Streams, Upstream};
 use super::io::ClientIo;
 use super::legs::{Leg, Owned, Plain, Tls};
-use crate::runtime::pipeline::relay::{self, End, Meter, Meters, Progress, Side, Transfer};
+use crate::runtime::pipeline::relay::{End, Meter, Meters, Progress, Side, Transfer};
 use crate::runtime::socket;
 
 /// The two ends of a terminated connection, ready to relay. Built before the relay's future,
@@ -212,7 +212,7 @@ fn failed(error: io::Error, side: Side, done: (bool, bool)) -> End {
     End::Error {
         kind: error.kind(),
         side,
-        other_closed: relay::other_closed(side, done.0, done.1),
+        after_close: done.0 || done.1,
     }
 }
 
