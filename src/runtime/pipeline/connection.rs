@@ -74,10 +74,8 @@ pub async fn handle(
         Legs::Plain(upstream) => session::relay(stream, upstream, session).await,
         Legs::Tls(streams) => {
             // Boxed, the session with it: a passthrough connection's task carries neither.
-            let (session, outcome) = Box::pin(terminated::relay(streams, session)).await;
-            // Closed before the end is reported, as a passthrough connection's sockets are.
-            drop(stream);
-            session.end(outcome);
+            let detached = terminated::detach(streams);
+            Box::pin(terminated::relay(stream, detached, session)).await;
         }
     }
 }
