@@ -113,6 +113,24 @@ impl Leg for Plain {
     }
 }
 
+/// rustls's state in a box of its own, from the relay's start through parking: parking then
+/// moves a pointer (no allocation among the memory the connection's task just freed), and the
+/// relay's future does not carry it.
+pub struct Boxed<T>(pub Box<T>);
+
+impl<T: std::ops::Deref> std::ops::Deref for Boxed<T> {
+    type Target = T::Target;
+    fn deref(&self) -> &T::Target {
+        &self.0
+    }
+}
+
+impl<T: DerefMut> DerefMut for Boxed<T> {
+    fn deref_mut(&mut self) -> &mut T::Target {
+        &mut self.0
+    }
+}
+
 /// The socket under a TLS end, and how rustls reads it (the client's may replay bytes read
 /// before the handshake).
 pub trait Socket: Read {

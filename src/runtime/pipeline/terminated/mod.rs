@@ -83,7 +83,7 @@ pub async fn connect<'a>(
 /// What the handshake leaves for the relay, the client's socket no longer borrowed: rustls's
 /// server state, the preamble's bytes it has not read yet (`buf[pos..]`), the upstream.
 pub struct Detached {
-    conn: ServerConnection,
+    conn: Box<ServerConnection>,
     rest: (Vec<u8>, usize),
     upstream: Upstream,
 }
@@ -94,7 +94,7 @@ pub fn detach(streams: Box<Streams<'_>>) -> Detached {
     let Streams { client, upstream } = *streams;
     let (io, conn) = client.into_inner();
     Detached {
-        conn,
+        conn: Box::new(conn),
         rest: io.into_rest(),
         upstream,
     }
@@ -148,7 +148,7 @@ impl<H: Host> Resume<H> for Conns {
         upstream: std::net::TcpStream,
         s: Session<H>,
     ) {
-        // Out of its box before the task is made: the task holds it once.
+        // Out of its (small) box: the task holds the two pointers.
         let conns = *self;
         workers::spawn(async move {
             match (TcpStream::from_std(client), TcpStream::from_std(upstream)) {

@@ -20,7 +20,7 @@ use rustls::{ClientConnection, ServerConnection};
 use tokio::net::TcpStream;
 
 use super::handshake::Upstream;
-use super::legs::{Client, Leg, Owned, Plain, Tls};
+use super::legs::{Boxed, Client, Leg, Owned, Plain, Tls};
 use super::Detached;
 use crate::runtime::pipeline::relay::{End, Meter, Meters, Progress, Side, Transfer};
 use crate::runtime::socket;
@@ -29,18 +29,17 @@ use crate::runtime::socket;
 /// which then holds each end once (an async fn's arguments stay in its future for its whole
 /// life, so passing rustls's state down by value would keep a copy at every level).
 pub enum Legs {
-    Plain(Tls<ServerConnection, Client>, Plain),
-    /// Reencrypted: the upstream's end boxed, so that a `terminate` connection does not carry
-    /// room for a second rustls state.
+    Plain(Tls<Boxed<ServerConnection>, Client>, Plain),
+    /// Reencrypted: the upstream's rustls state boxed too.
     Tls(
-        Tls<ServerConnection, Client>,
-        Box<Tls<ClientConnection, Owned>>,
+        Tls<Boxed<ServerConnection>, Client>,
+        Tls<Boxed<ClientConnection>, Owned>,
     ),
 }
 
 /// A quiet connection's rustls state, kept while its sockets are parked.
 pub struct Conns {
-    pub client: ServerConnection,
+    pub client: Box<ServerConnection>,
     pub upstream: Option<Box<ClientConnection>>,
 }
 
@@ -52,7 +51,7 @@ impl Legs {
             rest,
             upstream,
         } = detached;
-        let client = Tls::new(Client::new(stream, rest.0, rest.1), conn);
+        let client = Tls::new(Client::new(stream, rest.0, rest.1), Boxed(conn));
         match upstream {
             Upstream::Plain(tcp) => {
                 let _ = socket::keep_alive(socket2::SockRef::from(&tcp));
@@ -61,7 +60,7 @@ impl Legs {
             Upstream::Tls(tls) => {
                 let (tcp, conn) = tls.into_inner();
                 let _ = socket::keep_alive(socket2::SockRef::from(&tcp));
-                Legs::Tls(client, Box::new(Tls::new(Owned(tcp), conn)))
+                Legs::Tls(client, Tls::new(Owned(tcp), Boxed(Box::new(conn))))
             }
         }
     }
@@ -72,7 +71,7 @@ impl Legs {
             Legs::Plain(client, up) => {
                 let (io, conn) = client.into_parts();
                 let conns = Conns {
-                    client: conn,
+                    client: conn.0,
                     upstream: None,
                 };
                 (io.into_sock(), up.into_sock(), conns)
@@ -81,8 +80,8 @@ impl Legs {
                 let (io, conn) = client.into_parts();
                 let (up, up_conn) = up.into_parts();
                 let conns = Conns {
-                    client: conn,
-                    upstream: Some(Box::new(up_conn)),
+                    client: conn.0,
+                    upstream: Some(up_conn.0),
                 };
                 (io.into_sock(), up.0, conns)
             }
@@ -91,10 +90,10 @@ impl Legs {
 
     /// A parked connection's ends again.
     pub fn from_parts(client: TcpStream, upstream: TcpStream, conns: Conns) -> Self {
-        let tls = Tls::new(Client::new(client, Vec::new(), 0), conns.client);
+        let tls = Tls::new(Client::new(client, Vec::new(), 0), Boxed(conns.client));
         match conns.upstream {
             None => Legs::Plain(tls, Plain::new(upstream)),
-            Some(conn) => Legs::Tls(tls, Box::new(Tls::new(Owned(upstream), *conn))),
+            Some(conn) => Legs::Tls(tls, Tls::new(Owned(upstream), Boxed(conn))),
         }
     }
 
@@ -110,7 +109,7 @@ impl Legs {
         let limits = (idle, park_after);
         match self {
             Legs::Plain(client, up) => both_ways(client, up, limits, meters, progress).await,
-            Legs::Tls(client, up) => both_ways(client, &mut **up, limits, meters, progress).await,
+            Legs::Tls(client, up) => both_ways(client, up, limits, meters, progress).await,
         }
     }
 }
