@@ -166,3 +166,94 @@ async fn sigterm_drains_parked_connections_like_the_others() {
     assert_eq!(access[0]["bytes_from_client"], (hello + 10) as u64);
     assert_eq!(access[0]["bytes_from_upstream"], 2);
 }
+
+/// A terminated TLS connection parks too (its rustls state beside its sockets), wakes on the
+/// client's next record and relays both ways, parks again, and still ends at its idle
+/// deadline with every plaintext byte counted.
+/// A proxy terminating `*.ch.test` in front of an echo backend (idle timeout `idle`), and a
+/// client trusting its certificate.
+fn terminating(
+    backend: &support::peers::RawBackend,
+    timeouts: &str,
+) -> (Proxy, tokio_rustls::TlsConnector) {
+    use support::certs::Ca;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("test CA");
+    let (cert, key) = ca.leaf(&["*.ch.test"], 90).write(dir.path(), "leaf");
+    let yaml = format!(
+        "listeners:\n  - name: native\n    address: \"127.0.0.1:0\"\n    upstream_port: 9\n    upstream_port_plain: {}\n\
+         admin:\n  address: \"127.0.0.1:0\"\n\
+         timeouts:\n{timeouts}\
+         tls:\n  certificates:\n    - cert: {}\n      key: {}\n\
+         routes:\n  - sni: \"*.ch.test\"\n    upstream: 127.0.0.1\n    tls: terminate\n",
+        backend.addr.port(),
+        cert.display(),
+        key.display()
+    );
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    (Proxy::start_file(&path, dir), ca.client(&[]))
+}
+
+/// A terminated TLS connection parks too (its rustls state beside its sockets), wakes on the
+/// client's next record and relays both ways, parks again, and still ends at its idle
+/// deadline with every plaintext byte counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_terminated_connection_resumes_and_expires_at_its_idle_deadline() {
+    let backend = support::peers::RawBackend::start(false).await;
+    let (mut proxy, client) = terminating(&backend, "  idle: 5s\n");
+    let mut tls = support::certs::connect_verified(&client, proxy.addr("native"), "a.ch.test")
+        .await
+        .unwrap();
+    echo(&mut tls, b"SELECT 1").await;
+    wait_parked(&proxy, 1);
+    echo(&mut tls, b"SELECT 22").await;
+    // Quiet from here: the idle deadline ends it, parked.
+    let last_byte = Instant::now();
+    wait_parked(&proxy, 1);
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(WAIT, tls.read_to_end(&mut rest))
+        .await
+        .expect("closed at the idle deadline");
+    assert!(rest.is_empty());
+    assert!(
+        last_byte.elapsed() >= Duration::from_secs(4),
+        "closed too early"
+    );
+    let line = proxy.wait_log(|l| l["target"] == "access");
+    assert_eq!(line["outcome"], "idle_timeout", "{line}");
+    assert_eq!(line["bytes_from_client"], 17, "{line}");
+    assert_eq!(line["bytes_from_upstream"], 17, "{line}");
+    wait_parked(&proxy, 0);
+}
+
+/// The drain hands a parked terminated connection back to a relay: it still relays, ends
+/// with close_notify both ways, and the exit waits for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_parked_terminated_connections() {
+    let backend = support::peers::RawBackend::start(false).await;
+    let (mut proxy, client) = terminating(&backend, "  drain: 30s\n");
+    let mut tls = support::certs::connect_verified(&client, proxy.addr("native"), "a.ch.test")
+        .await
+        .unwrap();
+    echo(&mut tls, b"SELECT 1").await;
+    wait_parked(&proxy, 1);
+    proxy.signal("TERM");
+    proxy.wait_log(|l| l["message"] == "draining");
+    echo(&mut tls, b"still here").await;
+    tls.shutdown().await.unwrap();
+    let mut rest = Vec::new();
+    tokio::time::timeout(WAIT, tls.read_to_end(&mut rest))
+        .await
+        .unwrap()
+        .expect("a clean TLS end (close_notify)");
+    assert!(rest.is_empty());
+    drop(tls);
+    assert!(proxy.wait_exit().success());
+    let rest = proxy.rest_of_log();
+    let access: Vec<_> = rest.iter().filter(|l| l["target"] == "access").collect();
+    assert_eq!(access.len(), 1, "{rest:#?}");
+    assert_eq!(access[0]["outcome"], "relayed");
+    assert_eq!(access[0]["bytes_from_client"], 18);
+    assert_eq!(access[0]["bytes_from_upstream"], 18);
+}

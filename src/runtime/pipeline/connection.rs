@@ -73,11 +73,11 @@ pub async fn handle(
     match legs {
         Legs::Plain(upstream) => session::relay(stream, upstream, session).await,
         Legs::Tls(streams) => {
-            // Boxed, the session with it: a passthrough connection's task carries neither.
-            let (session, outcome) = Box::pin(terminated::relay(streams, session)).await;
-            // Closed before the end is reported, as a passthrough connection's sockets are.
-            drop(stream);
-            session.end(outcome);
+            // In a task of its own, sized for it: this one, sized for a passthrough relay, is
+            // freed now (the next connection's task takes its place), not when the connection
+            // parks or ends. Same worker: its sockets are registered with this reactor.
+            let detached = terminated::detach(streams);
+            tokio::spawn(terminated::relay(stream, detached, session));
         }
     }
 }

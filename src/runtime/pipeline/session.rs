@@ -58,17 +58,37 @@ impl<H: Host> Session<H> {
     }
 }
 
+/// A terminated connection's TLS state while it is parked; it relays again from there.
+pub trait Resume<H>: Send {
+    /// Relays again, in a task of its own on a worker (the sockets register with its reactor).
+    fn resume(
+        self: Box<Self>,
+        client: std::net::TcpStream,
+        upstream: std::net::TcpStream,
+        s: Session<H>,
+    );
+    /// Back to what it was, when it could not be parked after all.
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any>;
+}
+
 /// A parked connection: its sockets out of the reactor, its session as it stood.
 pub struct Parked<H> {
     client: std::net::TcpStream,
     upstream: std::net::TcpStream,
     session: Session<H>,
+    /// A terminated connection's TLS state (none for passthrough).
+    tls: Option<Box<dyn Resume<H>>>,
     /// The record's client-given names, moved inline (see [`Kept`]).
     names: (Kept<62>, Kept<30>, Kept<30>),
 }
 
 impl<H> Parked<H> {
-    fn new(client: std::net::TcpStream, upstream: std::net::TcpStream, mut s: Session<H>) -> Self {
+    fn new(
+        client: std::net::TcpStream,
+        upstream: std::net::TcpStream,
+        mut s: Session<H>,
+        tls: Option<Box<dyn Resume<H>>>,
+    ) -> Self {
         let r = &mut s.record;
         let names = (
             Kept::new(r.sni.take()),
@@ -79,6 +99,7 @@ impl<H> Parked<H> {
             client,
             upstream,
             session: s,
+            tls,
             names,
         }
     }
@@ -162,9 +183,9 @@ pub async fn relay<H: Host>(mut client: TcpStream, mut upstream: TcpStream, mut 
         .await;
         s.progress = turn.progress;
         match turn.end {
-            End::Quiet => match park(client, upstream, s) {
+            End::Quiet => match park(client, upstream, s, None) {
                 ParkResult::Parked => return,
-                ParkResult::Refused(c, u, back) => {
+                ParkResult::Refused(c, u, back, _) => {
                     (client, upstream, s) = (c, u, back);
                     continue;
                 }
@@ -191,7 +212,7 @@ pub async fn relay<H: Host>(mut client: TcpStream, mut upstream: TcpStream, mut 
 
 impl End {
     /// How a relay's end ends the connection, and the `detail` of an error. (A quiet relay
-    /// that was not parked is not an end: a terminated one, which never parks, never is.)
+    /// that was not parked is not an end.)
     pub fn outcome(self) -> (Outcome, Option<&'static str>) {
         match self {
             End::Done => (Outcome::Relayed, None),
@@ -228,17 +249,23 @@ pub fn byte_meters<H>(s: &Session<H>) -> Meters<'_> {
     }
 }
 
-enum ParkResult<H> {
+pub enum ParkResult<H> {
     Parked,
     /// Not parked (draining, no set): relay on with these.
-    Refused(TcpStream, TcpStream, Session<H>),
+    Refused(TcpStream, TcpStream, Session<H>, Option<Box<dyn Resume<H>>>),
     /// A socket could not move between the reactor and the set.
     Failed(Session<H>),
 }
 
-fn park<H: Host>(client: TcpStream, upstream: TcpStream, s: Session<H>) -> ParkResult<H> {
+/// Parks a quiet connection (`tls`: a terminated one's state), or hands it back.
+pub fn park<H: Host>(
+    client: TcpStream,
+    upstream: TcpStream,
+    s: Session<H>,
+    tls: Option<Box<dyn Resume<H>>>,
+) -> ParkResult<H> {
     let Some(parking) = s.host.parking() else {
-        return ParkResult::Refused(client, upstream, s);
+        return ParkResult::Refused(client, upstream, s, tls);
     };
     let parking = parking.clone();
     let (Ok(client), Ok(upstream)) = (client.into_std(), upstream.into_std()) else {
@@ -246,14 +273,15 @@ fn park<H: Host>(client: TcpStream, upstream: TcpStream, s: Session<H>) -> ParkR
     };
     // Marked before it is in the set: once there, it may wake (and be marked relaying) at once.
     s.live.tally().set_parked(true);
-    let parked = Parked::new(client, upstream, s);
+    let parked = Parked::new(client, upstream, s, tls);
     match parking.park(parked) {
         Ok(()) => ParkResult::Parked,
-        Err(back) => {
+        Err(mut back) => {
+            let tls = back.tls.take();
             let (client, upstream, s) = back.into_parts();
             s.live.tally().set_parked(false);
             match registered(client, upstream) {
-                Ok((c, u)) => ParkResult::Refused(c, u, s),
+                Ok((c, u)) => ParkResult::Refused(c, u, s, tls),
                 Err(_) => ParkResult::Failed(s),
             }
         }
@@ -269,7 +297,12 @@ fn registered(
 
 /// A parked connection's socket woke: relay again, in a task of its own on a worker (its
 /// sockets register with that worker's reactor).
-pub fn wake<H: Host>(parked: Parked<H>) {
+pub fn wake<H: Host>(mut parked: Parked<H>) {
+    if let Some(tls) = parked.tls.take() {
+        let (client, upstream, session) = parked.into_parts();
+        session.live.tally().set_parked(false);
+        return tls.resume(client, upstream, session);
+    }
     workers::spawn(async move {
         let (client, upstream, session) = parked.into_parts();
         session.live.tally().set_parked(false);
@@ -284,7 +317,8 @@ pub fn wake<H: Host>(parked: Parked<H>) {
 }
 
 /// A parked connection reached its idle deadline: it ends as an idle relayed one does.
-pub fn expire<H: Host>(parked: Parked<H>) {
+pub fn expire<H: Host>(mut parked: Parked<H>) {
+    drop(parked.tls.take());
     let (client, upstream, session) = parked.into_parts();
     drop((client, upstream));
     session.end(Outcome::IdleTimeout);

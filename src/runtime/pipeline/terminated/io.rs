@@ -26,9 +26,9 @@ impl<'a> ClientIo<'a> {
         }
     }
 
-    /// The socket, for readiness and writes once rustls runs without tokio-rustls.
-    pub fn stream(&self) -> &'a TcpStream {
-        self.stream
+    /// What is left to replay (`prefix[pos..]`), the socket's borrow given up.
+    pub fn into_rest(self) -> (Vec<u8>, usize) {
+        (self.prefix, self.pos)
     }
 
     /// Hands out the unreplayed prefix, else reads the socket (`WouldBlock` when it has nothing).

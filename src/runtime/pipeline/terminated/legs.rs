@@ -15,7 +15,6 @@ use std::task::{ready, Context, Poll};
 use rustls::{ConnectionCommon, SideData};
 use tokio::net::TcpStream;
 
-use super::io::ClientIo;
 use crate::runtime::pipeline::relay::PooledBuf;
 
 /// A plaintext source and sink: one side of the relay.
@@ -33,6 +32,8 @@ pub trait Leg {
     /// Passes the other side's end of stream on (a TLS end sends close_notify first). Without
     /// `half_close` (the other direction is over too) a plain socket's FIN is left to the close.
     fn poll_finish(&mut self, cx: &mut Context<'_>, half_close: bool) -> Poll<io::Result<()>>;
+    /// Nothing taken waits to be sent or passed on: the end may be parked.
+    fn at_rest(&self) -> bool;
 }
 
 /// A plaintext TCP end (the upstream of a `terminate` route).
@@ -45,6 +46,11 @@ pub struct Plain {
 impl Plain {
     pub fn new(sock: TcpStream) -> Self {
         Plain { sock, held: None }
+    }
+
+    /// The socket, to park (nothing is held when the relay is quiet).
+    pub fn into_sock(self) -> TcpStream {
+        self.sock
     }
 }
 
@@ -94,12 +100,34 @@ impl Leg for Plain {
         Poll::Ready(Ok(()))
     }
 
+    fn at_rest(&self) -> bool {
+        self.held.is_none()
+    }
+
     fn poll_finish(&mut self, _: &mut Context<'_>, half_close: bool) -> Poll<io::Result<()>> {
         Poll::Ready(if half_close {
             shutdown(&self.sock)
         } else {
             Ok(())
         })
+    }
+}
+
+/// rustls's state in a box of its own, from the relay's start through parking: parking then
+/// moves a pointer (no allocation among the memory the connection's task just freed), and the
+/// relay's future does not carry it.
+pub struct Boxed<T>(pub Box<T>);
+
+impl<T: std::ops::Deref> std::ops::Deref for Boxed<T> {
+    type Target = T::Target;
+    fn deref(&self) -> &T::Target {
+        &self.0
+    }
+}
+
+impl<T: DerefMut> DerefMut for Boxed<T> {
+    fn deref_mut(&mut self) -> &mut T::Target {
+        &mut self.0
     }
 }
 
@@ -118,6 +146,10 @@ pub struct Tls<C, R> {
 impl<C, R> Tls<C, R> {
     pub fn new(io: R, conn: C) -> Self {
         Tls { io, conn }
+    }
+
+    pub fn into_parts(self) -> (R, C) {
+        (self.io, self.conn)
     }
 }
 
@@ -203,6 +235,10 @@ where
         }
     }
 
+    fn at_rest(&self) -> bool {
+        !self.conn.wants_write()
+    }
+
     fn poll_finish(&mut self, cx: &mut Context<'_>, half_close: bool) -> Poll<io::Result<()>> {
         // Idempotent: a second call while the alert waits to be written queues nothing.
         self.conn.send_close_notify();
@@ -223,9 +259,45 @@ fn shutdown(sock: &TcpStream) -> io::Result<()> {
     }
 }
 
-impl Socket for ClientIo<'_> {
+/// The client's socket, owned (so that the connection can park), replaying what the handshake
+/// left of the preamble's bytes (nothing, as a rule) before reading it.
+pub struct Client {
+    sock: TcpStream,
+    rest: Vec<u8>,
+    pos: usize,
+}
+
+impl Client {
+    pub fn new(sock: TcpStream, rest: Vec<u8>, pos: usize) -> Self {
+        Client { sock, rest, pos }
+    }
+
+    /// The socket, to park: a quiet relay has read the socket itself, so nothing is left to
+    /// replay.
+    pub fn into_sock(self) -> TcpStream {
+        self.sock
+    }
+}
+
+impl Read for Client {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(rest) = self.rest.get(self.pos..).filter(|r| !r.is_empty()) {
+            let n = rest.len().min(buf.len());
+            buf[..n].copy_from_slice(rest.get(..n).unwrap_or_default());
+            self.pos += n;
+            if self.pos >= self.rest.len() {
+                self.rest = Vec::new();
+                self.pos = 0;
+            }
+            return Ok(n);
+        }
+        self.sock.try_read(buf)
+    }
+}
+
+impl Socket for Client {
     fn sock(&self) -> &TcpStream {
-        self.stream()
+        &self.sock
     }
 }
 

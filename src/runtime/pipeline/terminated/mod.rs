@@ -4,7 +4,7 @@
 //! ClientHello, exactly as for passthrough; [`connect`] then runs the client's handshake
 //! (rustls, fed the bytes the preamble already read), connects to the upstream (plaintext on
 //! the listener's `upstream_port_plain`, or TLS again, verified), and [`relay`] moves the
-//! plaintext both ways until the end. The configurations and the handshake bound come from the
+//! plaintext both ways until the end, parked while quiet. The configurations and the handshake bound come from the
 //! live state's [`crate::runtime::tls::Tls`].
 
 mod handshake;
@@ -14,15 +14,20 @@ mod relay;
 
 pub use handshake::Streams;
 
+use rustls::ServerConnection;
 use tokio::net::TcpStream;
 
 use crate::runtime::observe::Record;
 use crate::runtime::outcome::Outcome;
-use crate::runtime::pipeline::context::{At, Served};
+use crate::runtime::pipeline::context::At;
+use crate::runtime::pipeline::park;
+use crate::runtime::pipeline::relay::End;
 use crate::runtime::pipeline::routing::{Established, Refused, Routed};
-use crate::runtime::pipeline::session::{self, Session};
+use crate::runtime::pipeline::session::{self, Host, ParkResult, Resume, Session};
 use crate::runtime::pipeline::{postgres, proxy_out};
-use handshake::{Live, Target};
+use crate::runtime::workers;
+use handshake::{Live, Target, Upstream};
+use relay::{Conns, Legs};
 
 /// The client's handshake, then the upstream (with the PROXY header, if the route wants one).
 pub async fn connect<'a>(
@@ -75,25 +80,90 @@ pub async fn connect<'a>(
     }
 }
 
-/// Relays a terminated connection until the end and says how it ended (its session given
-/// back to report it). It is never parked (rustls's state lives in the task), so it ends
-/// here, not in [`session`]. Not an async fn: the ends are built first, so that the future holds
-/// rustls's state once, not once per level; and the box the streams came in is freed now, not
-/// when the relay ends (a box moved out of is freed only at the end of its binding's scope).
-pub fn relay<'a>(
-    streams: Box<Streams<'a>>,
-    mut session: Session<Served>,
-) -> impl std::future::Future<Output = (Session<Served>, Outcome)> + 'a {
-    let mut legs = relay::Legs::new(*streams);
-    async move {
-        let meters = session::byte_meters(&session);
-        let transfer = legs.relay(session.idle, &meters).await;
-        drop(legs);
-        session.progress = transfer.progress;
-        let (outcome, detail) = transfer.end.outcome();
-        if detail.is_some() {
-            session.record.detail = detail;
+/// What the handshake leaves for the relay, the client's socket no longer borrowed: rustls's
+/// server state, the preamble's bytes it has not read yet (`buf[pos..]`), the upstream.
+pub struct Detached {
+    conn: Box<ServerConnection>,
+    rest: (Vec<u8>, usize),
+    upstream: Upstream,
+}
+
+/// Ends the streams' borrow of the client's socket, so that the relay can own it (and park it).
+/// The box the streams came in is freed here, not when the relay ends.
+pub fn detach(streams: Box<Streams<'_>>) -> Detached {
+    let Streams { client, upstream } = *streams;
+    let (io, conn) = client.into_inner();
+    Detached {
+        conn: Box::new(conn),
+        rest: io.into_rest(),
+        upstream,
+    }
+}
+
+/// Relays a terminated connection until it ends (reported here) or parks.
+pub async fn relay<H: Host>(stream: TcpStream, detached: Detached, session: Session<H>) {
+    run(Legs::new(stream, detached), session).await
+}
+
+/// Relay turns until the end, parked while quiet in between, as passthrough connections are
+/// ([`session::relay`]); rustls's state waits beside the sockets.
+async fn run<H: Host>(mut legs: Legs, mut s: Session<H>) {
+    loop {
+        let meters = session::byte_meters(&s);
+        let turn = legs
+            .relay(s.idle, park::PARK_AFTER, &meters, s.progress)
+            .await;
+        s.progress = turn.progress;
+        if turn.end == End::Quiet {
+            let (client, upstream, conns) = legs.into_parts();
+            let conns: Box<dyn Resume<H>> = Box::new(conns);
+            match session::park(client, upstream, s, Some(conns)) {
+                ParkResult::Parked => return,
+                ParkResult::Refused(client, upstream, back, conns) => {
+                    let Some(conns) = conns.and_then(|c| c.into_any().downcast::<Conns>().ok())
+                    else {
+                        return back.end(Outcome::RelayError);
+                    };
+                    legs = Legs::from_parts(client, upstream, *conns);
+                    s = back;
+                    continue;
+                }
+                ParkResult::Failed(back) => return back.end(Outcome::RelayError),
+            }
         }
-        (session, outcome)
+        // Closed before the end is reported, as a passthrough connection's sockets are.
+        drop(legs);
+        let (outcome, detail) = turn.end.outcome();
+        if detail.is_some() {
+            s.record.detail = detail;
+        }
+        return s.end(outcome);
+    }
+}
+
+impl<H: Host> Resume<H> for Conns {
+    fn resume(
+        self: Box<Self>,
+        client: std::net::TcpStream,
+        upstream: std::net::TcpStream,
+        s: Session<H>,
+    ) {
+        // Out of its (small) box: the task holds the two pointers.
+        let conns = *self;
+        workers::spawn(async move {
+            match (TcpStream::from_std(client), TcpStream::from_std(upstream)) {
+                (Ok(client), Ok(upstream)) => {
+                    run(Legs::from_parts(client, upstream, conns), s).await
+                }
+                (Err(error), _) | (_, Err(error)) => {
+                    tracing::warn!(%error, "cannot resume a parked terminated connection");
+                    s.end(Outcome::RelayError);
+                }
+            }
+        });
+    }
+
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any> {
+        self
     }
 }

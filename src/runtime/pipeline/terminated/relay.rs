@@ -5,7 +5,8 @@
 //!
 //! One poll function over both directions ([`super::legs`]): an idle connection holds rustls's
 //! state and no copy buffer (a read borrows one from the relay's pool until its bytes are
-//! written on), so it costs a few KiB rather than two 16 KiB buffers.
+//! written on), so it costs a few KiB rather than two 16 KiB buffers. A quiet one ends its turn
+//! ([`End::Quiet`]) and is parked, its rustls state beside its sockets, as passthrough ones are.
 
 use std::future::Future;
 use std::io;
@@ -16,30 +17,41 @@ use tokio::time::Instant;
 
 use rustls::{ClientConnection, ServerConnection};
 
-use super::handshake::{Streams, Upstream};
-use super::io::ClientIo;
-use super::legs::{Leg, Owned, Plain, Tls};
+use tokio::net::TcpStream;
+
+use super::handshake::Upstream;
+use super::legs::{Boxed, Client, Leg, Owned, Plain, Tls};
+use super::Detached;
 use crate::runtime::pipeline::relay::{End, Meter, Meters, Progress, Side, Transfer};
 use crate::runtime::socket;
 
 /// The two ends of a terminated connection, ready to relay. Built before the relay's future,
 /// which then holds each end once (an async fn's arguments stay in its future for its whole
 /// life, so passing rustls's state down by value would keep a copy at every level).
-pub enum Legs<'a> {
-    Plain(Tls<ServerConnection, ClientIo<'a>>, Plain),
-    /// Reencrypted: the upstream's end boxed, so that a `terminate` connection does not carry
-    /// room for a second rustls state.
+pub enum Legs {
+    Plain(Tls<Boxed<ServerConnection>, Client>, Plain),
+    /// Reencrypted: the upstream's rustls state boxed too.
     Tls(
-        Tls<ServerConnection, ClientIo<'a>>,
-        Box<Tls<ClientConnection, Owned>>,
+        Tls<Boxed<ServerConnection>, Client>,
+        Tls<Boxed<ClientConnection>, Owned>,
     ),
 }
 
-impl<'a> Legs<'a> {
-    pub fn new(streams: Streams<'a>) -> Self {
-        let Streams { client, upstream } = streams;
-        let (io, conn) = client.into_inner();
-        let client = Tls::new(io, conn);
+/// A quiet connection's rustls state, kept while its sockets are parked.
+pub struct Conns {
+    pub client: Box<ServerConnection>,
+    pub upstream: Option<Box<ClientConnection>>,
+}
+
+impl Legs {
+    /// The client's socket (owned: the connection may park) and what its handshake left.
+    pub fn new(stream: TcpStream, detached: Detached) -> Self {
+        let Detached {
+            conn,
+            rest,
+            upstream,
+        } = detached;
+        let client = Tls::new(Client::new(stream, rest.0, rest.1), Boxed(conn));
         match upstream {
             Upstream::Plain(tcp) => {
                 let _ = socket::keep_alive(socket2::SockRef::from(&tcp));
@@ -48,16 +60,56 @@ impl<'a> Legs<'a> {
             Upstream::Tls(tls) => {
                 let (tcp, conn) = tls.into_inner();
                 let _ = socket::keep_alive(socket2::SockRef::from(&tcp));
-                Legs::Tls(client, Box::new(Tls::new(Owned(tcp), conn)))
+                Legs::Tls(client, Tls::new(Owned(tcp), Boxed(Box::new(conn))))
             }
         }
     }
 
-    /// Relays to the end (never [`End::Quiet`]: nothing here parks).
-    pub async fn relay(&mut self, idle: Duration, meters: &Meters<'_>) -> Transfer {
+    /// The sockets and rustls's state of a quiet relay, to park.
+    pub fn into_parts(self) -> (TcpStream, TcpStream, Conns) {
         match self {
-            Legs::Plain(client, up) => both_ways(client, up, idle, meters).await,
-            Legs::Tls(client, up) => both_ways(client, &mut **up, idle, meters).await,
+            Legs::Plain(client, up) => {
+                let (io, conn) = client.into_parts();
+                let conns = Conns {
+                    client: conn.0,
+                    upstream: None,
+                };
+                (io.into_sock(), up.into_sock(), conns)
+            }
+            Legs::Tls(client, up) => {
+                let (io, conn) = client.into_parts();
+                let (up, up_conn) = up.into_parts();
+                let conns = Conns {
+                    client: conn.0,
+                    upstream: Some(up_conn.0),
+                };
+                (io.into_sock(), up.0, conns)
+            }
+        }
+    }
+
+    /// A parked connection's ends again.
+    pub fn from_parts(client: TcpStream, upstream: TcpStream, conns: Conns) -> Self {
+        let tls = Tls::new(Client::new(client, Vec::new(), 0), Boxed(conns.client));
+        match conns.upstream {
+            None => Legs::Plain(tls, Plain::new(upstream)),
+            Some(conn) => Legs::Tls(tls, Tls::new(Owned(upstream), Boxed(conn))),
+        }
+    }
+
+    /// Relays from `progress` to the end, or until `park_after` of silence with nothing in
+    /// flight ([`End::Quiet`]).
+    pub async fn relay(
+        &mut self,
+        idle: Duration,
+        park_after: Duration,
+        meters: &Meters<'_>,
+        progress: Progress,
+    ) -> Transfer {
+        let limits = (idle, park_after);
+        match self {
+            Legs::Plain(client, up) => both_ways(client, up, limits, meters, progress).await,
+            Legs::Tls(client, up) => both_ways(client, up, limits, meters, progress).await,
         }
     }
 }
@@ -70,6 +122,8 @@ struct Direction {
     eof: bool,
     /// ... and was passed on.
     done: bool,
+    /// The last poll waits for its source to have more: nothing of it is in flight.
+    reading: bool,
 }
 
 /// A direction stopped by an error: reading its source or writing its destination.
@@ -93,6 +147,7 @@ impl Direction {
             error,
             reading: false,
         };
+        self.reading = false;
         loop {
             if self.done {
                 return Poll::Ready(Ok(()));
@@ -104,9 +159,13 @@ impl Direction {
                 self.done = true;
                 return Poll::Ready(Ok(()));
             }
-            let data = match ready!(from.poll_fill(cx)) {
-                Ok(data) => data,
-                Err(error) => {
+            let data = match from.poll_fill(cx) {
+                Poll::Pending => {
+                    self.reading = true;
+                    return Poll::Pending;
+                }
+                Poll::Ready(Ok(data)) => data,
+                Poll::Ready(Err(error)) => {
                     return Poll::Ready(Err(Failure {
                         error,
                         reading: true,
@@ -133,13 +192,25 @@ impl Direction {
 async fn both_ways(
     client: &mut impl Leg,
     up: &mut impl Leg,
-    idle: Duration,
+    (idle, park_after): (Duration, Duration),
     meters: &Meters<'_>,
+    progress: Progress,
 ) -> Transfer {
-    let (mut from_client, mut from_upstream) = (Direction::default(), Direction::default());
-    let mut last_activity = Instant::now();
+    let resumed = |bytes, done| Direction {
+        bytes,
+        eof: done,
+        done,
+        reading: false,
+    };
+    let mut from_client = resumed(progress.from_client, progress.client_done);
+    let mut from_upstream = resumed(progress.from_upstream, progress.upstream_done);
+    let mut last_activity = progress.last_activity;
+    // A resumed relay was woken by a ready socket: its quiet time counts from now, or it
+    // would park again before reading what woke it.
+    let started = Instant::now();
+    let park_at = |last: Instant| last.max(started) + park_after;
     // Re-armed only when it fires, not on every read.
-    let timer = tokio::time::sleep_until(last_activity + idle);
+    let timer = tokio::time::sleep_until((last_activity + idle).min(park_at(last_activity)));
     tokio::pin!(timer);
     let end = std::future::poll_fn(|cx| {
         let mut moved = false;
@@ -186,22 +257,38 @@ async fn both_ways(
         if moved {
             last_activity = Instant::now();
         }
+        // Nothing read and not passed on, nothing encrypted and not sent: the sockets alone
+        // say when to go on.
+        let quiet = (from_client.done || from_client.reading)
+            && (from_upstream.done || from_upstream.reading)
+            && client.at_rest()
+            && up.at_rest();
         while timer.as_mut().poll(cx).is_ready() {
-            if Instant::now() >= last_activity + idle {
+            let now = Instant::now();
+            let idle_at = last_activity + idle;
+            if now >= idle_at {
                 return Poll::Ready(End::Idle);
             }
-            timer.as_mut().reset(last_activity + idle);
+            if now >= park_at(last_activity) && quiet {
+                return Poll::Ready(End::Quiet);
+            }
+            // Past the park time with bytes in flight: only the idle deadline is left.
+            let next = match now >= park_at(last_activity) {
+                true => idle_at,
+                false => idle_at.min(park_at(last_activity)),
+            };
+            timer.as_mut().reset(next);
         }
         Poll::Pending
     })
     .await;
-    // Only the byte counts and the last activity mean anything here: the rest is for
-    // resuming a parked relay, which a terminated connection never is.
     let progress = Progress {
         from_client: from_client.bytes,
         from_upstream: from_upstream.bytes,
+        client_done: from_client.done,
+        upstream_done: from_upstream.done,
         last_activity,
-        ..Progress::start()
+        ..progress
     };
     Transfer { progress, end }
 }

@@ -7,6 +7,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::*;
+use crate::runtime::pipeline::terminated::handshake::Streams;
 use crate::runtime::pipeline::terminated::io::ClientIo;
 
 async fn pair() -> (TcpStream, TcpStream) {
@@ -57,6 +58,30 @@ fn configs() -> (Arc<rustls::ServerConfig>, tokio_rustls::TlsConnector) {
     )
 }
 
+/// Long enough that the tests that do not park never do.
+const NEVER: Duration = Duration::from_secs(3600);
+
+/// The client's handshake on `client`, then the legs to relay to `upstream`.
+async fn handshake(
+    config: Arc<rustls::ServerConfig>,
+    client: TcpStream,
+    upstream: TcpStream,
+) -> Legs {
+    let detached = {
+        let io = ClientIo::new(&client, Vec::new(), 0);
+        let tls = tokio_rustls::TlsAcceptor::from(config)
+            .accept(io)
+            .await
+            .unwrap();
+        let streams = Streams {
+            client: tls,
+            upstream: Upstream::Plain(upstream),
+        };
+        crate::runtime::pipeline::terminated::detach(Box::new(streams))
+    };
+    Legs::new(client, detached)
+}
+
 /// The proxy's side: the client's handshake on `client`, then the relay to `upstream`; both
 /// sockets are closed when it returns.
 async fn terminate(
@@ -65,16 +90,8 @@ async fn terminate(
     upstream: TcpStream,
     idle: Duration,
 ) -> Transfer {
-    let io = ClientIo::new(&client, Vec::new(), 0);
-    let tls = tokio_rustls::TlsAcceptor::from(config)
-        .accept(io)
-        .await
-        .unwrap();
-    let streams = Streams {
-        client: tls,
-        upstream: Upstream::Plain(upstream),
-    };
-    Legs::new(streams).relay(idle, &meters()).await
+    let mut legs = handshake(config, client, upstream).await;
+    legs.relay(idle, NEVER, &meters(), Progress::start()).await
 }
 
 #[tokio::test]
@@ -166,4 +183,81 @@ async fn a_quiet_connection_ends_idle() {
     );
     let ((), transfer) = tokio::join!(client, proxy);
     assert_eq!(transfer.end, End::Idle);
+}
+
+/// A quiet relay ends its turn with nothing in flight; taken apart (as parking does) and put
+/// together again, it relays both ways from where it stood, and its idle timeout still counts
+/// from the last byte.
+#[tokio::test]
+async fn a_quiet_relay_parks_and_resumes_both_ways() {
+    let (config, connector) = configs();
+    let (client_app, client_side) = pair().await;
+    let (upstream_side, mut server_app) = pair().await;
+    let name = ServerName::try_from("relay.test").unwrap();
+    let (tls, mut legs) = tokio::join!(
+        connector.connect(name, client_app),
+        handshake(config.clone(), client_side, upstream_side)
+    );
+    let mut tls = tls.unwrap();
+    let park_after = Duration::from_millis(50);
+    let (idle, m) = (Duration::from_secs(30), meters());
+    // One exchange, then quiet.
+    let exchange = async {
+        tls.write_all(b"ping").await.unwrap();
+        let mut b = [0u8; 4];
+        server_app.read_exact(&mut b).await.unwrap();
+        assert_eq!(&b, b"ping");
+        server_app.write_all(b"pong").await.unwrap();
+        tls.read_exact(&mut b).await.unwrap();
+        assert_eq!(&b, b"pong");
+    };
+    let (turn, ()) = tokio::join!(
+        legs.relay(idle, park_after, &m, Progress::start()),
+        exchange
+    );
+    assert_eq!(turn.end, End::Quiet);
+    assert_eq!(
+        (turn.progress.from_client, turn.progress.from_upstream),
+        (4, 4)
+    );
+    assert!(!turn.progress.client_done && !turn.progress.upstream_done);
+
+    let (client, upstream, conns) = legs.into_parts();
+    let mut legs = Legs::from_parts(client, upstream, conns);
+    let exchange = async {
+        tls.write_all(b"again").await.unwrap();
+        let mut b = [0u8; 5];
+        server_app.read_exact(&mut b).await.unwrap();
+        assert_eq!(&b, b"again");
+        server_app.write_all(b"back!").await.unwrap();
+        tls.read_exact(&mut b).await.unwrap();
+        assert_eq!(&b, b"back!");
+        // The client closes (close_notify), the upstream sees EOF and ends too.
+        tls.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        server_app.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty());
+        drop(server_app);
+        tls.read_to_end(&mut rest).await.unwrap();
+    };
+    let (turn2, ()) = tokio::join!(legs.relay(idle, NEVER, &m, turn.progress), exchange);
+    assert_eq!(turn2.end, End::Done);
+    assert_eq!(
+        (turn2.progress.from_client, turn2.progress.from_upstream),
+        (9, 9)
+    );
+
+    // Resumed and quiet again: the idle deadline counts from the last byte of the first turn.
+    let (client_app, client_side) = pair().await;
+    let (upstream_side, _server_app) = pair().await;
+    let name = ServerName::try_from("relay.test").unwrap();
+    let (tls, mut legs) = tokio::join!(
+        connector.connect(name, client_app),
+        handshake(config, client_side, upstream_side)
+    );
+    let _tls = tls;
+    let mut progress = Progress::start();
+    progress.last_activity -= Duration::from_secs(29);
+    let turn = legs.relay(idle, NEVER, &m, progress).await;
+    assert_eq!(turn.end, End::Idle);
 }
