@@ -132,8 +132,8 @@ pub trait Pool {
     /// Whether every address weighs the same (then the unweighted paths choose, at their
     /// cost). A pool that knows it without a pass over its addresses says so here.
     fn uniform(&self) -> bool {
-        let first = self.weight(0);
-        (1..self.len()).all(|i| self.weight(i) == first)
+        // An empty pool is uniform, and `weight(0)` is not asked of it.
+        (1..self.len()).all(|i| self.weight(i) == self.weight(0))
     }
 }
 
@@ -213,20 +213,26 @@ mod weighted_tests;
 mod tests {
     use super::*;
 
-    /// Addresses `a0`, `a1`, … as literal-like hosts.
-    struct Fake {
+    /// Addresses `a0`, `a1`, … as literal-like hosts, with weights (1 unless made
+    /// [`Fake::weighted`]) and open connections; shared with the weighted tables.
+    pub(super) struct Fake {
         hosts: Vec<String>,
-        seen: Vec<Option<Seen>>,
+        weights: Vec<u32>,
+        pub(super) seen: Vec<Option<Seen>>,
     }
 
     impl Fake {
-        fn new(n: usize) -> Fake {
+        pub(super) fn new(n: usize) -> Fake {
+            Fake::weighted(&vec![1; n])
+        }
+        pub(super) fn weighted(weights: &[u32]) -> Fake {
             Fake {
-                hosts: (0..n).map(|i| format!("a{i}")).collect(),
-                seen: vec![Some(Seen::default()); n],
+                hosts: (0..weights.len()).map(|i| format!("a{i}")).collect(),
+                weights: weights.to_vec(),
+                seen: vec![Some(Seen::default()); weights.len()],
             }
         }
-        fn open(mut self, open: &[u32]) -> Fake {
+        pub(super) fn open(mut self, open: &[u32]) -> Fake {
             for (s, &o) in self.seen.iter_mut().zip(open) {
                 if let Some(s) = s {
                     s.open = o;
@@ -234,13 +240,13 @@ mod tests {
             }
             self
         }
-        fn eject(mut self, i: usize) -> Fake {
+        pub(super) fn eject(mut self, i: usize) -> Fake {
             if let Some(Some(s)) = self.seen.get_mut(i) {
                 s.ejected = true;
             }
             self
         }
-        fn tried(mut self, i: usize) -> Fake {
+        pub(super) fn tried(mut self, i: usize) -> Fake {
             self.seen[i] = None;
             self
         }
@@ -259,6 +265,9 @@ mod tests {
                 port: None,
                 ip: None,
             }
+        }
+        fn weight(&self, i: usize) -> u32 {
+            self.weights[i]
         }
     }
 

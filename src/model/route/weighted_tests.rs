@@ -2,53 +2,8 @@
 //! their counts) out.
 
 use super::super::weighted::{reduce, MAX_SMOOTH, STEP_BUDGET};
-use super::{choose, Balance, Choose, Node, Pool, Seen, Tag};
-
-/// Addresses `a0`, `a1`, … with weights and open connections.
-struct Weighted {
-    hosts: Vec<String>,
-    weights: Vec<u32>,
-    seen: Vec<Option<Seen>>,
-}
-
-impl Weighted {
-    fn new(weights: &[u32]) -> Weighted {
-        Weighted {
-            hosts: (0..weights.len()).map(|i| format!("a{i}")).collect(),
-            weights: weights.to_vec(),
-            seen: vec![Some(Seen::default()); weights.len()],
-        }
-    }
-    fn eject(mut self, i: usize) -> Weighted {
-        if let Some(Some(s)) = self.seen.get_mut(i) {
-            s.ejected = true;
-        }
-        self
-    }
-    fn tried(mut self, i: usize) -> Weighted {
-        self.seen[i] = None;
-        self
-    }
-}
-
-impl Pool for Weighted {
-    fn len(&self) -> usize {
-        self.hosts.len()
-    }
-    fn seen(&self, i: usize) -> Option<Seen> {
-        self.seen[i]
-    }
-    fn node(&self, i: usize) -> Node<'_> {
-        Node {
-            host: &self.hosts[i],
-            port: None,
-            ip: None,
-        }
-    }
-    fn weight(&self, i: usize) -> u32 {
-        self.weights[i]
-    }
-}
+use super::tests::Fake;
+use super::{choose, Balance, Choose, Tag};
 
 fn rr(r: usize) -> Choose<'static> {
     Choose::Balance(Balance::RoundRobin, r)
@@ -77,7 +32,7 @@ fn round_robin_is_nginx_smooth_sequence() {
         // Equal weights: a plain rotation.
         (&[7, 7, 7], &[0, 1, 2]),
     ] {
-        let pool = Weighted::new(weights);
+        let pool = Fake::weighted(weights);
         let got: Vec<usize> = (0..sequence.len() * 2)
             .map(|r| choose(&pool, rr(r)).unwrap())
             .collect();
@@ -94,7 +49,7 @@ fn every_balance_spreads_in_proportion_to_weights() {
         (&[5, 0, 5], 100, &[50, 0, 50]),
         (&[1, 2047], 2048 * 2, &[2, 4094]),
     ] {
-        let pool = Weighted::new(weights);
+        let pool = Fake::weighted(weights);
         // Round robin: exact over whole periods.
         let got = counts(weights.len(), (0..n).map(|r| choose(&pool, rr(r)).unwrap()));
         assert_eq!(got, expected, "round_robin {weights:?}");
@@ -105,7 +60,7 @@ fn every_balance_spreads_in_proportion_to_weights() {
         (&[1, 2, 3, 4], 20, &[2, 4, 6, 8]),
         (&[2, 0, 1], 9, &[6, 0, 3]),
     ] {
-        let mut pool = Weighted::new(weights);
+        let mut pool = Fake::weighted(weights);
         for r in 0..n {
             let i = choose(&pool, Choose::Balance(Balance::LeastConn, r)).unwrap();
             if let Some(s) = pool.seen[i].as_mut() {
@@ -117,7 +72,7 @@ fn every_balance_spreads_in_proportion_to_weights() {
     }
     // Sticky: 20000 tags; each address's share within 2% of its weight's.
     for weights in [&[3, 1][..], &[1, 2, 3, 4], &[1, 0, 1]] {
-        let pool = Weighted::new(weights);
+        let pool = Fake::weighted(weights);
         let n = 20_000;
         let got = counts(
             weights.len(),
@@ -146,7 +101,7 @@ fn least_conn_weighs_open_connections() {
         (&[4, 1], &[8, 1], 1),
         (&[1, 1], &[3, 2], 1),
     ] {
-        let mut pool = Weighted::new(weights);
+        let mut pool = Fake::weighted(weights);
         for (s, &o) in pool.seen.iter_mut().zip(open) {
             s.as_mut().unwrap().open = o;
         }
@@ -157,8 +112,8 @@ fn least_conn_weighs_open_connections() {
 #[test]
 fn equal_weights_choose_as_unweighted() {
     // Sticky with equal weights keeps the unweighted (golden) choice of every tag.
-    let plain = Weighted::new(&[1, 1, 1, 1]);
-    let heavy = Weighted::new(&[9, 9, 9, 9]);
+    let plain = Fake::weighted(&[1, 1, 1, 1]);
+    let heavy = Fake::weighted(&[9, 9, 9, 9]);
     for t in 0..500 {
         let tag = Tag::new(&format!("s{t}")).unwrap();
         assert_eq!(
@@ -170,8 +125,8 @@ fn equal_weights_choose_as_unweighted() {
 
 #[test]
 fn a_weight_change_moves_tags_only_to_or_from_that_address() {
-    let before = Weighted::new(&[1, 1, 1, 1]);
-    let after = Weighted::new(&[1, 3, 1, 1]);
+    let before = Fake::weighted(&[1, 1, 1, 1]);
+    let after = Fake::weighted(&[1, 3, 1, 1]);
     let mut gained = 0;
     for t in 0..2000 {
         let tag = Tag::new(&format!("m{t}")).unwrap();
@@ -198,17 +153,17 @@ fn weight_zero_is_never_chosen_even_when_nothing_else_is_left() {
         Choose::Balance(Balance::RoundRobin, 0),
         Choose::Balance(Balance::RoundRobin, 1),
     ] {
-        let pool = Weighted::new(&[0, 2, 1]).eject(1).eject(2);
+        let pool = Fake::weighted(&[0, 2, 1]).eject(1).eject(2);
         // All weighted ones ejected: they are candidates again, the 0 still not.
         assert_ne!(choose(&pool, how), Some(0), "{how:?}");
-        let rest = Weighted::new(&[0, 2, 1]).tried(1).tried(2);
+        let rest = Fake::weighted(&[0, 2, 1]).tried(1).tried(2);
         assert_eq!(choose(&rest, how), None, "{how:?}");
-        assert_eq!(choose(&Weighted::new(&[0, 0]), how), None, "{how:?}");
+        assert_eq!(choose(&Fake::weighted(&[0, 0]), how), None, "{how:?}");
     }
     let tag = Tag::new("x").unwrap();
-    assert_eq!(choose(&Weighted::new(&[0, 0]), Choose::Sticky(&tag)), None);
+    assert_eq!(choose(&Fake::weighted(&[0, 0]), Choose::Sticky(&tag)), None);
     assert_eq!(
-        choose(&Weighted::new(&[0, 5]).tried(1), Choose::Sticky(&tag)),
+        choose(&Fake::weighted(&[0, 5]).tried(1), Choose::Sticky(&tag)),
         None
     );
 }
@@ -216,10 +171,10 @@ fn weight_zero_is_never_chosen_even_when_nothing_else_is_left() {
 #[test]
 fn round_robin_skips_ejected_and_tried_in_sequence_order() {
     // a a b a c a a with a ejected: b and c take turns.
-    let pool = Weighted::new(&[5, 1, 1]).eject(0);
+    let pool = Fake::weighted(&[5, 1, 1]).eject(0);
     let got: Vec<usize> = (0..7).map(|r| choose(&pool, rr(r)).unwrap()).collect();
     assert_eq!(got, [1, 1, 1, 2, 2, 1, 1]);
-    let tried = Weighted::new(&[5, 1, 1]).tried(0).tried(1);
+    let tried = Fake::weighted(&[5, 1, 1]).tried(0).tried(1);
     assert!((0..7).all(|r| choose(&tried, rr(r)) == Some(2)));
 }
 
@@ -245,7 +200,7 @@ fn more_addresses_than_the_smooth_limit_still_follow_weights() {
     let mut weights = vec![1u32; MAX_SMOOTH + 8];
     weights[0] = 9;
     weights[5] = 0;
-    let pool = Weighted::new(&weights);
+    let pool = Fake::weighted(&weights);
     let total: usize = weights.iter().map(|&w| w as usize).sum();
     let got = counts(
         weights.len(),
