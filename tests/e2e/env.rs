@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::clickhouse::{ClickHouse, TestCa};
 use crate::support::peers::{self, free_port, Peer};
-use crate::support::{in_ci, tool, Proxy};
+use crate::support::{self, in_ci, tool, Proxy};
 
 /// Bound for one client run (a multi-million-row stream, 200 sessions) on a
 /// loaded 2-core machine; generous because it only matters when something hangs.
@@ -66,21 +66,12 @@ impl Tools {
     }
 }
 
-/// `CH_E2E_PYTHON`, else the repository's `.venv/bin/python`, if it can
-/// import clickhouse_driver.
+/// The venv's Python, if it can import clickhouse_driver.
 fn find_python() -> Option<PathBuf> {
-    let python = std::env::var_os("CH_E2E_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"));
-    let works = Command::new(&python)
-        .args(["-c", "import clickhouse_driver"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if works {
-        return Some(python);
-    }
+    let python = match support::venv_python("clickhouse_driver") {
+        Ok(python) => return Some(python),
+        Err(python) => python,
+    };
     let why = format!(
         "{} cannot import clickhouse_driver (set CH_E2E_PYTHON or run: python3 -m venv .venv && .venv/bin/pip install clickhouse-driver)",
         python.display()

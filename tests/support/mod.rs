@@ -385,6 +385,27 @@ pub fn in_ci() -> bool {
         .unwrap_or(false)
 }
 
+/// `CH_E2E_PYTHON`, else the repository's `.venv/bin/python`: `Ok` if it can `import` every
+/// module of `imports` (comma-separated), else `Err` with the path tried.
+pub fn venv_python(imports: &str) -> Result<std::path::PathBuf, std::path::PathBuf> {
+    let python = std::env::var_os("CH_E2E_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python")
+        });
+    let works = Command::new(&python)
+        .args(["-c", &format!("import {imports}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if works {
+        Ok(python)
+    } else {
+        Err(python)
+    }
+}
+
 /// The path of an external tool, or None (skip) outside CI; panics in CI.
 pub fn tool(name: &str) -> Option<std::path::PathBuf> {
     for dir in ["/usr/sbin", "/usr/bin", "/usr/local/bin", "/usr/local/sbin"] {
