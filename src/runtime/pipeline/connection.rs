@@ -99,7 +99,9 @@ async fn establish<'a>(
 ) -> Result<Established<Legs<'a>>, Refused> {
     let routed = routing::route(stream, peer, at, record).await?;
     if routed.route.tls.terminates() {
-        let established = terminated::connect(stream, routed, at, record).await?;
+        // Boxed on its own: the handshake's state is several KiB, and inline it would make
+        // every passthrough connection allocate and copy that much too.
+        let established = Box::pin(terminated::connect(stream, routed, at, record)).await?;
         Ok(established.map(|streams| Legs::Tls(Box::new(streams))))
     } else {
         let established = passthrough::connect(stream, routed, at, record).await?;
