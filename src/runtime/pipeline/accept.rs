@@ -81,13 +81,15 @@ pub async fn run(
                     ctx.over_limit(&listener_ctx, peer);
                     continue;
                 };
-                tokio::spawn(connection::handle(
+                // Boxed: tokio moves a spawned future several times on its way into the task,
+                // and a connection's is about 2 KiB.
+                tokio::spawn(Box::pin(connection::handle(
                     stream,
                     peer,
                     listener_ctx,
                     ctx.clone(),
                     open,
-                ));
+                )));
             }
             Err(error) => {
                 let name = metrics::SharedString::from_shared(listener_ctx.name.clone());
