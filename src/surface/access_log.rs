@@ -9,7 +9,6 @@
 //! still count every refusal.
 
 use std::cell::RefCell;
-use std::io::Write as _;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Instant, SystemTime};
@@ -22,7 +21,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{reload, EnvFilter, Registry};
 
 use super::log_text::{self, EventFormat};
-use super::{access_text, log_sink, reload_log};
+use super::{access_text, json_out, log_sink, reload_log};
 use crate::model::config::{AccessLogFormat, LogConfig};
 use crate::runtime::meters;
 use crate::runtime::observe::{Observer, Record, Reloaded};
@@ -222,81 +221,87 @@ fn sampled(n: u64, rate: f64) -> bool {
 /// `{"timestamp":…,"level":"INFO",<fields>,"target":"access"}` — the shape of every other log
 /// line, fields absent when unknown.
 fn json_line(out: &mut Vec<u8>, r: &Record, outcome: Outcome) {
-    let _ = write!(
-        out,
-        "{{\"timestamp\":\"{}\",\"level\":\"INFO\",\"listener\":",
-        humantime::format_rfc3339_micros(SystemTime::now())
-    );
-    json_str(out, &r.listener);
-    let _ = write!(
-        out,
-        ",\"peer\":\"{}\",\"client\":\"{}\"",
-        r.peer,
-        r.client_or_peer()
-    );
+    out.extend_from_slice(b"{\"timestamp\":\"");
+    json_out::timestamp(out, SystemTime::now());
+    out.extend_from_slice(b"\",\"level\":\"INFO\",\"listener\":");
+    json_out::string(out, &r.listener);
+    out.extend_from_slice(b",\"peer\":\"");
+    json_out::addr(out, r.peer.0);
+    out.extend_from_slice(b"\",\"client\":\"");
+    json_out::addr(out, r.client_or_peer());
+    out.push(b'"');
     if let Some(v) = r.proxy_version {
-        let _ = write!(out, ",\"proxy_version\":{v}");
+        field_int(out, "proxy_version", v);
     }
     field_str(out, "vpce", r.vpce.as_deref());
     field_str(out, "sni", r.sni.as_deref());
-    let _ = write!(out, ",\"ech\":{}", r.ech);
+    out.extend_from_slice(if r.ech {
+        b",\"ech\":true"
+    } else {
+        b",\"ech\":false"
+    });
     field_str(out, "route", r.route.as_deref());
     field_str(out, "sticky", r.sticky.as_deref());
-    if let Some(u) = r.upstream {
-        let _ = write!(out, ",\"upstream\":\"{u}\"");
-    }
-    if let Some(u) = r.upstream_failed {
-        let _ = write!(out, ",\"upstream_failed\":\"{u}\"");
-    }
-    let _ = write!(
-        out,
-        ",\"outcome\":\"{}\",\"refused\":{}",
-        outcome.keyword(),
-        !outcome.relayed()
-    );
+    field_addr(out, "upstream", r.upstream.map(|u| u.0));
+    field_addr(out, "upstream_failed", r.upstream_failed.map(|u| u.0));
+    field_str(out, "outcome", Some(outcome.keyword()));
+    out.extend_from_slice(match outcome.relayed() {
+        true => b",\"refused\":false",
+        false => b",\"refused\":true",
+    });
     field_str(out, "detail", r.detail);
-    let _ = write!(
-        out,
-        ",\"bytes_from_client\":{},\"bytes_from_upstream\":{}",
-        r.from_client, r.from_upstream
-    );
+    field_int(out, "bytes_from_client", r.from_client);
+    field_int(out, "bytes_from_upstream", r.from_upstream);
     if let Some(us) = r.client_hello_us {
-        let _ = write!(out, ",\"client_hello_us\":{us}");
+        field_int(out, "client_hello_us", us);
     }
     if let Some(us) = r.connect_us {
-        let _ = write!(out, ",\"connect_us\":{us}");
+        field_int(out, "connect_us", us);
     }
     if r.protocol != ListenerProtocol::Tls {
-        let _ = write!(out, ",\"protocol\":\"{}\"", r.protocol.keyword());
+        field_str(out, "protocol", Some(r.protocol.keyword()));
     }
     if let Some(pg) = r.postgres {
-        let _ = write!(out, ",\"negotiation\":\"{}\"", pg.negotiation.keyword());
+        field_str(out, "negotiation", Some(pg.negotiation.keyword()));
     }
     if let Some(tls) = r.tls {
-        let _ = write!(out, ",\"tls\":\"{}\"", tls.mode.keyword());
+        field_str(out, "tls", Some(tls.mode.keyword()));
         if tls.version != 0 {
-            let _ = write!(out, ",\"tls_version\":\"1.{}\"", tls.version % 10);
-            let _ = write!(out, ",\"handshake_us\":{}", tls.handshake_us);
+            out.extend_from_slice(b",\"tls_version\":\"1.");
+            json_out::int(out, tls.version % 10);
+            out.push(b'"');
+            field_int(out, "handshake_us", tls.handshake_us);
         }
     }
-    let _ = writeln!(
-        out,
-        ",\"duration_ms\":{},\"target\":\"access\"}}",
-        r.accepted.elapsed().as_millis()
-    );
+    field_int(out, "duration_ms", r.accepted.elapsed().as_millis());
+    out.extend_from_slice(b",\"target\":\"access\"}\n");
 }
 
-fn field_str(out: &mut Vec<u8>, key: &str, value: Option<&str>) {
+/// `,"key":` (keys are ours: nothing to escape).
+fn key(out: &mut Vec<u8>, key: &str) {
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(b"\":");
+}
+
+fn field_str(out: &mut Vec<u8>, name: &str, value: Option<&str>) {
     if let Some(v) = value {
-        let _ = write!(out, ",\"{key}\":");
-        json_str(out, v);
+        key(out, name);
+        json_out::string(out, v);
     }
 }
 
-/// A JSON string, escaped by serde_json.
-fn json_str(out: &mut Vec<u8>, s: &str) {
-    if serde_json::to_writer(&mut *out, s).is_err() {
-        out.extend_from_slice(b"\"\"");
+fn field_int(out: &mut Vec<u8>, name: &str, value: impl itoa::Integer) {
+    key(out, name);
+    json_out::int(out, value);
+}
+
+fn field_addr(out: &mut Vec<u8>, name: &str, value: Option<std::net::SocketAddr>) {
+    if let Some(a) = value {
+        key(out, name);
+        out.push(b'"');
+        json_out::addr(out, a);
+        out.push(b'"');
     }
 }
 
