@@ -15,13 +15,41 @@ pub fn int(out: &mut Vec<u8>, v: impl itoa::Integer) {
 
 /// A JSON string: quoted, escaped by serde_json when it holds anything that needs escaping.
 pub fn string(out: &mut Vec<u8>, s: &str) {
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+    if !needs_escape(s.as_bytes()) {
         out.push(b'"');
         out.extend_from_slice(s.as_bytes());
         out.push(b'"');
     } else if serde_json::to_writer(&mut *out, s).is_err() {
         out.extend_from_slice(b"\"\"");
     }
+}
+
+/// Whether `s` holds a control character, `"` or `\\`: eight bytes at a time (the usual
+/// names and keywords have none).
+fn needs_escape(s: &[u8]) -> bool {
+    const LOW: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // A byte of `w` is zero (exactly: no false positive once bytes >= 0x80 are masked out).
+    let has_zero = |w: u64| (w.wrapping_sub(LOW) & !w & HIGH) != 0;
+    let mut chunks = s.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(b);
+        // Bytes >= 0x80 (UTF-8) never need escaping: clear them from every test.
+        let ascii = !w & HIGH;
+        let below_space = w.wrapping_sub(LOW * 0x20) & ascii;
+        if below_space != 0
+            || has_zero(w ^ (LOW * u64::from(b'"')))
+            || has_zero(w ^ (LOW * u64::from(b'\\')))
+        {
+            return true;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 /// A socket address as `Display` writes it; IPv4 without `core::fmt`.
@@ -128,6 +156,27 @@ mod tests {
                 serde_json::to_string(s).unwrap(),
                 "{s:?}"
             );
+        }
+    }
+
+    #[test]
+    fn escapes_found_at_every_position() {
+        let plain = "abcdefghijklmnopqrstuvwxyz0123456789.-_é日";
+        assert!(!needs_escape(plain.as_bytes()));
+        for bad in [b'"', b'\\', 0, 0x1f, b'\n'] {
+            for at in 0..plain.len() {
+                let mut v = plain.as_bytes().to_vec();
+                v.insert(at, bad);
+                assert!(needs_escape(&v), "{bad} at {at}");
+            }
+        }
+        // Every single byte, alone and after seven plain ones.
+        for b in 0..=255u8 {
+            let want = b < 0x20 || b == b'"' || b == b'\\';
+            assert_eq!(needs_escape(&[b]), want, "{b}");
+            let mut v = b"abcdefg".to_vec();
+            v.push(b);
+            assert_eq!(needs_escape(&v), want, "{b} in a word");
         }
     }
 
