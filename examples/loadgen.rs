@@ -475,6 +475,26 @@ fn proc_usage(pids: &[u32], clk_tck: u64) -> Result<(f64, u64)> {
     Ok((ticks as f64 / clk_tck.max(1) as f64, rss))
 }
 
+/// Summed utime and stime (seconds, each) of `pids`: user space and kernel apart.
+fn proc_split(pids: &[u32], clk_tck: u64) -> Result<(f64, f64)> {
+    let (mut user, mut sys) = (0u64, 0u64);
+    for pid in pids {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .with_context(|| format!("process {pid} gone"))?;
+        let rest = stat.rsplit_once(')').map(|x| x.1).unwrap_or_default();
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let field = |i: usize| -> Result<u64> {
+            f.get(i)
+                .and_then(|x| x.parse::<u64>().ok())
+                .context("bad /proc stat")
+        };
+        user += field(11)?;
+        sys += field(12)?;
+    }
+    let tck = clk_tck.max(1) as f64;
+    Ok((user as f64 / tck, sys as f64 / tck))
+}
+
 /// Voluntary + involuntary context switches of `pids`, summed over all their threads
 /// (`/proc/PID/task/*/status`; threads gone since are not counted).
 fn ctx_switches(pids: &[u32]) -> Result<u64> {
@@ -556,6 +576,7 @@ async fn conn_test(c: &Common, count: u64, concurrency: usize, routes: usize) ->
     );
     let next = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
+    let (user0, sys0) = proc_split(&c.pids, c.clk_tck)?;
     let (cpu0, _) = proc_usage(&c.pids, c.clk_tck)?;
     let cs0 = ctx_switches(&c.pids)?;
     let t0 = Instant::now();
@@ -605,6 +626,7 @@ async fn conn_test(c: &Common, count: u64, concurrency: usize, routes: usize) ->
     let elapsed = t0.elapsed().as_secs_f64();
     settle().await;
     let (cpu1, _) = proc_usage(&c.pids, c.clk_tck)?;
+    let (user1, sys1) = proc_split(&c.pids, c.clk_tck)?;
     let switches = ctx_switches(&c.pids)?.saturating_sub(cs0);
     let errors = errors.load(Relaxed);
     let cpu = cpu1 - cpu0;
@@ -614,9 +636,11 @@ async fn conn_test(c: &Common, count: u64, concurrency: usize, routes: usize) ->
         setup_us.get(i).copied().unwrap_or(0)
     };
     println!(
-        "RESULT test=conn conns={count} errors={errors} elapsed_s={elapsed:.3} conn_per_s={:.0} cpu_s={cpu:.2} cpu_us_per_conn={:.2} setup_p50_us={} setup_p99_us={} ctxsw_per_conn={:.2}",
+        "RESULT test=conn conns={count} errors={errors} elapsed_s={elapsed:.3} conn_per_s={:.0} cpu_s={cpu:.2} cpu_us_per_conn={:.2} user_us_per_conn={:.2} sys_us_per_conn={:.2} setup_p50_us={} setup_p99_us={} ctxsw_per_conn={:.2}",
         count as f64 / elapsed,
         cpu * 1e6 / count.max(1) as f64,
+        (user1 - user0) * 1e6 / count.max(1) as f64,
+        (sys1 - sys0) * 1e6 / count.max(1) as f64,
         pct(0.50),
         pct(0.99),
         switches as f64 / count.max(1) as f64

@@ -279,8 +279,8 @@ median() {
 }
 
 sum() { [ -s "$W/res.$1.$2" ] && awk '{s+=$1} END {print s}' "$W/res.$1.$2" || echo 0; }
-COLS=(us_conn conn_s p50_us p99_us cs_conn s_gib1 gbit1 s_gib4 gbit4 s_gibd gbitd kib_idle kib_tls)
-HEADS=(CPU_us/conn conn/s setup_p50 setup_p99 ctxsw/conn CPU_s/GiB*1 Gbit/s*1 CPU_s/GiB*4 Gbit/s*4
+COLS=(us_conn usr_conn sys_conn conn_s p50_us p99_us cs_conn s_gib1 gbit1 s_gib4 gbit4 s_gibd gbitd kib_idle kib_tls)
+HEADS=(CPU_us/conn user_us kernel_us conn/s setup_p50 setup_p99 ctxsw/conn CPU_s/GiB*1 Gbit/s*1 CPU_s/GiB*4 Gbit/s*4
        CPU_s/GiB*dup Gbit/s*dup KiB/idle KiB/idle_tls)
 row() { printf '%-22s' "$1"; shift; printf ' %11s' "$@"; echo; }
 # ratio_row LABEL MODE A B: the medians of proxy A over proxy B, column by column
@@ -319,7 +319,8 @@ report() {
         has floor && has haproxy && ratio_row "floor/haproxy" "$mode" floor haproxy
         has chp && has chp_logbeside && ratio_row "chp_logbeside/chp" "$mode" chp_logbeside chp
     done
-    echo "(setup = connect() until the backend's first byte is back, µs; ctxsw = the proxy's voluntary +"
+    echo "(user_us / kernel_us: CPU_us/conn split into user space and kernel (utime, stime);"
+    echo " setup = connect() until the backend's first byte is back, µs; ctxsw = the proxy's voluntary +"
     echo " involuntary context switches (all threads) per connection; *1 / *4: one stream / four parallel"
     echo " streams; *dup: one connection echoed, ${DUPLEX_MIB} MiB each way at once, GiB counted both ways;"
     echo " KiB/idle_tls: per idle terminated TLS connection (ECDSA P-256, TLS 1.3); errors = client"
@@ -481,6 +482,8 @@ for rep in $(seq "$REPS"); do
                     record "$mode.$name" errors "$(field "$out" closed_early)" ;;
                 conn)
                     record "$mode.$name" us_conn "$(field "$out" cpu_us_per_conn)"
+                    record "$mode.$name" usr_conn "$(field "$out" user_us_per_conn)"
+                    record "$mode.$name" sys_conn "$(field "$out" sys_us_per_conn)"
                     record "$mode.$name" conn_s "$(field "$out" conn_per_s)"
                     record "$mode.$name" p50_us "$(field "$out" setup_p50_us)"
                     record "$mode.$name" p99_us "$(field "$out" setup_p99_us)"
