@@ -4,7 +4,8 @@
 //! decision: per-client limits, route by SNI, allowlist; a refusal's alert from [`refuse`]) →
 //! a leg's connect ([`passthrough`]: [`connect`] an upstream chosen by its live state, then
 //! [`proxy_out`]'s PROXY header and first bytes; or [`terminated`] for a route that ends TLS
-//! here) → relay ([`relay`] moves bytes, [`park`] holds quiet connections) → the end
+//! here) → relay ([`relay`] moves bytes, [`park`] holds quiet connections, their names in
+//! [`kept_names`]) → the end
 //! ([`session`]: one metric sample, one access-log record). [`connection`] is the table of
 //! contents: it calls each step in turn, passing values ([`routing::Routed`],
 //! [`routing::Established`]) or ending [`routing::Refused`]. Beside them: what every connection
@@ -27,6 +28,7 @@ pub(crate) mod accept;
 pub(crate) mod connect;
 pub(crate) mod connection;
 pub(crate) mod context;
+pub(crate) mod kept_names;
 pub(crate) mod park;
 pub(crate) mod passthrough;
 pub(crate) mod postgres;

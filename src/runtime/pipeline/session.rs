@@ -12,6 +12,7 @@ use tokio::net::TcpStream;
 use crate::runtime::drain::Open;
 use crate::runtime::observe::Record;
 use crate::runtime::outcome::Outcome;
+use crate::runtime::pipeline::kept_names::KeptNames;
 use crate::runtime::pipeline::park::{self, Parking, Sockets};
 use crate::runtime::pipeline::registry::Registered;
 use crate::runtime::pipeline::relay::{self, End, Meter, Meters, Progress, Side};
@@ -78,8 +79,8 @@ pub struct Parked<H> {
     session: Session<H>,
     /// A terminated connection's TLS state (none for passthrough).
     tls: Option<Box<dyn Resume<H>>>,
-    /// The record's client-given names, moved inline (see [`Kept`]).
-    names: (Kept<62>, Kept<30>, Kept<30>),
+    /// The record's client-given names, moved inline (see [`KeptNames`]).
+    names: KeptNames,
 }
 
 impl<H> Parked<H> {
@@ -90,11 +91,7 @@ impl<H> Parked<H> {
         tls: Option<Box<dyn Resume<H>>>,
     ) -> Self {
         let r = &mut s.record;
-        let names = (
-            Kept::new(r.sni.take()),
-            Kept::new(r.sticky.take()),
-            Kept::new(r.vpce.take()),
-        );
+        let names = KeptNames::new([r.sni.take(), r.sticky.take(), r.vpce.take()]);
         Parked {
             client,
             upstream,
@@ -108,49 +105,8 @@ impl<H> Parked<H> {
     fn into_parts(self) -> (std::net::TcpStream, std::net::TcpStream, Session<H>) {
         let mut s = self.session;
         let r = &mut s.record;
-        (r.sni, r.sticky, r.vpce) = (
-            self.names.0.restore(),
-            self.names.1.restore(),
-            self.names.2.restore(),
-        );
+        [r.sni, r.sticky, r.vpce] = self.names.restore();
         (self.client, self.upstream, s)
-    }
-}
-
-/// A name from the client, held inline while its connection is parked. Parked connections
-/// live in one table; a name left in its own small allocation would sit where the
-/// connection's task was, and keep that memory from going back to the kernel.
-enum Kept<const N: usize> {
-    Inline {
-        len: u8,
-        bytes: [u8; N],
-    },
-    /// Too long to hold inline (rare), or none.
-    Boxed(Option<Box<str>>),
-}
-
-impl<const N: usize> Kept<N> {
-    fn new(name: Option<Box<str>>) -> Self {
-        match name {
-            Some(name) if name.len() <= N && N <= usize::from(u8::MAX) => {
-                let mut bytes = [0u8; N];
-                bytes[..name.len()].copy_from_slice(name.as_bytes());
-                Kept::Inline {
-                    len: name.len() as u8,
-                    bytes,
-                }
-            }
-            other => Kept::Boxed(other),
-        }
-    }
-
-    fn restore(self) -> Option<Box<str>> {
-        match self {
-            Kept::Inline { len, bytes } => std::str::from_utf8(&bytes[..usize::from(len)])
-                .ok()
-                .map(Box::from),
-            Kept::Boxed(name) => name,
-        }
     }
 }
 
@@ -382,7 +338,6 @@ fn error_detail(side: Side, kind: std::io::ErrorKind) -> &'static str {
 mod tests {
     use std::io::ErrorKind;
 
-    use super::Kept;
     use crate::runtime::outcome::Outcome;
     use crate::runtime::pipeline::relay::{End, Side};
 
@@ -433,24 +388,6 @@ mod tests {
                 (outcome, Some(detail)),
                 "{side:?} {kind:?} {closed}"
             );
-        }
-    }
-
-    #[test]
-    fn names_come_back_from_parking_as_they_went_in() {
-        let long = "x".repeat(63);
-        for name in [
-            None,
-            Some(""),
-            Some("demo.ch.test"),
-            Some(&long[..62]),
-            Some(&long),
-        ] {
-            let boxed = name.map(Box::<str>::from);
-            let kept = Kept::<62>::new(boxed.clone());
-            let inline = matches!(kept, Kept::Inline { .. });
-            assert_eq!(inline, name.is_some_and(|n| n.len() <= 62), "{name:?}");
-            assert_eq!(kept.restore(), boxed);
         }
     }
 }
