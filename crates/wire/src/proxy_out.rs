@@ -77,8 +77,8 @@ fn encode_v2(addresses: v2::Addresses, tlvs: &[(u8, &[u8])], out: &mut Vec<u8>) 
         build_v2(addresses, &kept, used)
     };
     match built {
-        // Common case: the caller's buffer is empty, so take ppp's allocation as is.
-        Some(bytes) if out.is_empty() => *out = bytes,
+        // The caller's buffer is empty with no room reserved: take ppp's allocation as is.
+        Some(bytes) if out.is_empty() && out.capacity() < bytes.len() => *out = bytes,
         Some(bytes) => out.extend_from_slice(&bytes),
         // Unreachable: the body was kept within the length field, the only error ppp reports.
         None => {}

@@ -36,7 +36,9 @@ pub fn first_bytes(
     destination: LocalAddr,
 ) -> Vec<u8> {
     let tls = preamble.tls_bytes();
-    let mut out = Vec::with_capacity(tls.len() + 256);
+    // Room for the longest header we write (v2 over IPv6 with a 255-byte SNI and the VPC
+    // endpoint's TLV), so that neither it nor the hello reallocates.
+    let mut out = Vec::with_capacity(tls.len() + 512);
     header(preamble, version, client, destination, &mut out);
     out.extend_from_slice(tls);
     out
