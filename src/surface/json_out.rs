@@ -56,15 +56,31 @@ fn needs_escape(s: &[u8]) -> bool {
 pub fn addr(out: &mut Vec<u8>, a: SocketAddr) {
     match a {
         SocketAddr::V4(v4) => {
-            let [a, b, c, d] = v4.ip().octets();
-            for (i, octet) in [a, b, c, d].into_iter().enumerate() {
+            // "255.255.255.255:65535" at most: built on the stack, appended once.
+            let mut buf = [0u8; 21];
+            let mut at = 0;
+            for (i, octet) in v4.ip().octets().into_iter().enumerate() {
                 if i > 0 {
-                    out.push(b'.');
+                    buf[at] = b'.';
+                    at += 1;
                 }
-                int(out, octet);
+                if octet >= 100 {
+                    buf[at] = b'0' + octet / 100;
+                    at += 1;
+                }
+                if octet >= 10 {
+                    buf[at] = b'0' + octet / 10 % 10;
+                    at += 1;
+                }
+                buf[at] = b'0' + octet % 10;
+                at += 1;
             }
-            out.push(b':');
-            int(out, v4.port());
+            buf[at] = b':';
+            at += 1;
+            let mut port = itoa::Buffer::new();
+            let port = port.format(v4.port()).as_bytes();
+            buf[at..at + port.len()].copy_from_slice(port);
+            out.extend_from_slice(&buf[..at + port.len()]);
         }
         SocketAddr::V6(_) => {
             let _ = write!(out, "{a}");
@@ -129,6 +145,8 @@ mod tests {
             (Ipv4Addr::new(127, 0, 0, 1), 9440).into(),
             (Ipv4Addr::new(255, 255, 255, 255), 65535).into(),
             (Ipv4Addr::new(10, 20, 3, 100), 8).into(),
+            (Ipv4Addr::new(1, 99, 100, 109), 10).into(),
+            (Ipv4Addr::new(200, 9, 90, 250), 65534).into(),
             (Ipv6Addr::LOCALHOST, 443).into(),
             "[2001:db8::1:0:0:1]:9440".parse().unwrap(),
             "[::ffff:192.0.2.1]:1".parse().unwrap(),
@@ -136,6 +154,10 @@ mod tests {
         ];
         for a in cases {
             assert_eq!(with(|o| addr(o, a)), a.to_string());
+        }
+        for o in 0..=255u8 {
+            let a: SocketAddr = (Ipv4Addr::new(o, 255 - o, o / 3, o), u16::from(o) * 257).into();
+            assert_eq!(with(|out| addr(out, a)), a.to_string());
         }
     }
 
