@@ -8,7 +8,6 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::*;
 use crate::runtime::pipeline::terminated::handshake::Streams;
-use crate::runtime::pipeline::terminated::io::ClientIo;
 
 async fn pair() -> (TcpStream, TcpStream) {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -67,19 +66,14 @@ async fn handshake(
     client: TcpStream,
     upstream: TcpStream,
 ) -> Legs {
-    let detached = {
-        let io = ClientIo::new(&client, Vec::new(), 0);
-        let tls = tokio_rustls::TlsAcceptor::from(config)
-            .accept(io)
-            .await
-            .unwrap();
-        let streams = Streams {
-            client: tls,
-            upstream: Upstream::Plain(upstream),
-        };
-        crate::runtime::pipeline::terminated::detach(Box::new(streams))
+    let conn = rustls::server::UnbufferedServerConnection::new(config).unwrap();
+    let mut tls = ClientTls::new(conn, &[]).unwrap();
+    tls.handshake(&client).await.unwrap();
+    let streams = Streams {
+        client: tls,
+        upstream: Upstream::Plain(upstream),
     };
-    Legs::new(client, detached)
+    Legs::new(client, streams)
 }
 
 /// The proxy's side: the client's handshake on `client`, then the relay to `upstream`; both
