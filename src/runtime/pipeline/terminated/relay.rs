@@ -300,4 +300,4 @@ fn failed(error: io::Error, side: Side, done: (bool, bool)) -> End {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -9,14 +9,14 @@ use tokio::net::{TcpListener, TcpStream};
 use super::*;
 use crate::runtime::pipeline::terminated::handshake::Streams;
 
-async fn pair() -> (TcpStream, TcpStream) {
+pub(crate) async fn pair() -> (TcpStream, TcpStream) {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let a = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
     let (b, _) = l.accept().await.unwrap();
     (a, b)
 }
 
-fn meters() -> Meters<'static> {
+pub(crate) fn meters() -> Meters<'static> {
     static NOOP: OnceLock<Counter> = OnceLock::new();
     static BYTES: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
     let noop = NOOP.get_or_init(Counter::noop);
@@ -33,7 +33,13 @@ fn meters() -> Meters<'static> {
 }
 
 /// A server configuration with a certificate made now, and a client that trusts it.
-fn configs() -> (Arc<rustls::ServerConfig>, tokio_rustls::TlsConnector) {
+pub(crate) fn configs() -> (Arc<rustls::ServerConfig>, tokio_rustls::TlsConnector) {
+    let (server, client) = raw_configs();
+    (server, tokio_rustls::TlsConnector::from(client))
+}
+
+/// [`configs`], the client's as rustls's own.
+pub(crate) fn raw_configs() -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
     let ck = rcgen::generate_simple_self_signed(vec!["relay.test".to_string()]).unwrap();
     let cert = ck.cert.der().clone();
     let key = PrivateKeyDer::try_from(ck.signing_key.serialize_der()).unwrap();
@@ -51,17 +57,14 @@ fn configs() -> (Arc<rustls::ServerConfig>, tokio_rustls::TlsConnector) {
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    (
-        Arc::new(server),
-        tokio_rustls::TlsConnector::from(Arc::new(client)),
-    )
+    (Arc::new(server), Arc::new(client))
 }
 
 /// Long enough that the tests that do not park never do.
-const NEVER: Duration = Duration::from_secs(3600);
+pub(crate) const NEVER: Duration = Duration::from_secs(3600);
 
 /// The client's handshake on `client`, then the legs to relay to `upstream`.
-async fn handshake(
+pub(crate) async fn handshake(
     config: Arc<rustls::ServerConfig>,
     client: TcpStream,
     upstream: TcpStream,
@@ -78,7 +81,7 @@ async fn handshake(
 
 /// The proxy's side: the client's handshake on `client`, then the relay to `upstream`; both
 /// sockets are closed when it returns.
-async fn terminate(
+pub(crate) async fn terminate(
     config: Arc<rustls::ServerConfig>,
     client: TcpStream,
     upstream: TcpStream,

@@ -10,16 +10,19 @@
 //! there. Outgoing: handshake flights, alerts and records are encoded into a pooled buffer and
 //! written from it; more plaintext is encrypted only once what was before is out.
 
+mod leg;
+#[cfg(test)]
+mod tests;
+
 use std::io;
-use std::net::Shutdown;
 use std::task::{ready, Context, Poll};
 
 use rustls::server::UnbufferedServerConnection;
 use rustls::unbuffered::{ConnectionState, UnbufferedStatus};
 use tokio::net::TcpStream;
 
-use super::legs::Leg;
 use crate::runtime::pipeline::relay::PooledBuf;
+pub use leg::Client;
 
 /// Room kept free past the ciphertext for the plaintext of one record (2^14 bytes at most).
 const PLAIN_ROOM: usize = 16 * 1024 + 256;
@@ -93,7 +96,10 @@ impl ClientTls {
             let room = buf.as_mut();
             let fits = hello.len() + PLAIN_ROOM <= room.len();
             let Some(to) = room.get_mut(..hello.len()).filter(|_| fits) else {
-                return Err(io::Error::new(io::ErrorKind::InvalidData, "tls: hello too large"));
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "tls: hello too large",
+                ));
             };
             to.copy_from_slice(hello);
             input.buf = Some(buf);
@@ -178,7 +184,11 @@ impl ClientTls {
             self.closing = true;
         }
         ready!(self.poll_send(sock, cx))?;
-        Poll::Ready(if half_close { shutdown(sock) } else { Ok(()) })
+        Poll::Ready(if half_close {
+            leg::shutdown(sock)
+        } else {
+            Ok(())
+        })
     }
 
     /// Runs rustls over the ciphertext read until it has plaintext, needs more, or has done
@@ -304,10 +314,18 @@ impl ClientTls {
     /// is sent best effort, and the error becomes an `InvalidData` I/O error (as tokio-rustls
     /// reported it, so that [`crate::runtime::tls::Failure::of`] reads it the same).
     fn fail(&mut self, sock: &TcpStream, error: rustls::Error) -> io::Error {
-        for _ in 0..4 {
+        // Only while rustls has records queued: it hands those out before looking at the
+        // input again (which would fail, and alert, a second time).
+        for _ in 0..8 {
+            if !self.conn.wants_write() {
+                break;
+            }
             let input = &mut self.input;
             let region = match input.buf.as_mut() {
-                Some(buf) => buf.as_mut().get_mut(input.start..input.end).unwrap_or_default(),
+                Some(buf) => buf
+                    .as_mut()
+                    .get_mut(input.start..input.end)
+                    .unwrap_or_default(),
                 None => Default::default(),
             };
             let UnbufferedStatus { discard, state } = self.conn.process_tls_records(region);
@@ -318,158 +336,11 @@ impl ClientTls {
                         self.output.len += n;
                     }
                 }
-                Ok(ConnectionState::TransmitTlsData(transmit)) => transmit.done(),
                 _ => break,
             }
         }
         let _ = self.send(sock);
         io::Error::new(io::ErrorKind::InvalidData, error)
-    }
-
-    /// Reads more ciphertext: the number of bytes, 0 at the socket's EOF.
-    fn poll_read(&mut self, sock: &TcpStream, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        loop {
-            let input = &mut self.input;
-            let buf = input.buf.get_or_insert_with(PooledBuf::take).as_mut();
-            // What rustls has not discarded goes to the front (no plaintext waits past it).
-            if input.start > 0 {
-                buf.copy_within(input.start..input.end, 0);
-                input.end -= input.start;
-                input.start = 0;
-            }
-            let limit = buf.len().saturating_sub(PLAIN_ROOM);
-            let Some(room) = buf.get_mut(input.end..limit).filter(|r| !r.is_empty()) else {
-                let error = general("tls: message larger than the buffer");
-                return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, error)));
-            };
-            match sock.try_read(room) {
-                Ok(n) => {
-                    input.end += n;
-                    input.settled &= n == 0;
-                    return Poll::Ready(Ok(n));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    // The buffer goes back to the pool before waiting, if it holds nothing.
-                    input.tidy();
-                    ready!(sock.poll_read_ready(cx))?;
-                }
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-        }
-    }
-
-    /// Writes what is queued without waiting: whatever the socket takes now.
-    fn send(&mut self, sock: &TcpStream) -> io::Result<()> {
-        while let Some(buf) = &self.output.buf {
-            if self.output.pos >= self.output.len {
-                self.output = Output::default();
-                break;
-            }
-            match sock.try_write(buf.get(self.output.pos, self.output.len))? {
-                0 => return Err(io::ErrorKind::WriteZero.into()),
-                n => self.output.pos += n,
-            }
-        }
-        Ok(())
-    }
-
-    fn poll_send(&mut self, sock: &TcpStream, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        loop {
-            match self.send(sock) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    ready!(sock.poll_write_ready(cx))?;
-                }
-                done => return Poll::Ready(done),
-            }
-        }
-    }
-
-    fn poll_fill(&mut self, sock: &TcpStream, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
-        while self.input.plain.0 >= self.input.plain.1 && !self.ended {
-            let step = self.process(Want::Read);
-            // Records rustls encoded meanwhile (an alert, a refused renegotiation) go out now.
-            match self.send(sock) {
-                Err(e) if e.kind() != io::ErrorKind::WouldBlock => return Poll::Ready(Err(e)),
-                _ => {}
-            }
-            match step {
-                Ok(Step::NeedMore) => {
-                    // A TCP EOF without close_notify: the end, as for a plain socket.
-                    self.ended = ready!(self.poll_read(sock, cx))? == 0;
-                }
-                Ok(_) => {}
-                Err(error) => return Poll::Ready(Err(self.fail(sock, error))),
-            }
-        }
-        let (from, to) = self.input.plain;
-        let plain = self.input.buf.as_ref().map(|b| b.get(from, to));
-        Poll::Ready(Ok(plain.unwrap_or_default()))
-    }
-
-    fn consume(&mut self, n: usize) {
-        let input = &mut self.input;
-        input.plain.0 += n;
-        if input.plain.0 >= input.plain.1 {
-            input.plain = (0, 0);
-            input.tidy();
-        }
-    }
-
-    fn poll_write(
-        &mut self,
-        sock: &TcpStream,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        // Encrypt more only once what was encrypted before is out: the backpressure.
-        ready!(self.poll_send(sock, cx))?;
-        let n = match self.process(Want::Encrypt(data)) {
-            Ok(Step::Wrote(n)) => n,
-            Ok(_) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-            Err(error) => return Poll::Ready(Err(self.fail(sock, error))),
-        };
-        if self.ended {
-            // Seen on the way (not expected): the reading side learns it on its next poll.
-            cx.waker().wake_by_ref();
-        }
-        match self.send(sock) {
-            Err(e) if e.kind() != io::ErrorKind::WouldBlock => Poll::Ready(Err(e)),
-            _ => Poll::Ready(Ok(n)),
-        }
-    }
-
-    /// Nothing waits to be sent or passed on, and no buffer is held.
-    fn at_rest(&self) -> bool {
-        self.output.buf.is_none() && self.input.buf.is_none()
-    }
-}
-
-impl Input {
-    /// Gives the buffer back to the pool when nothing is left in it.
-    fn tidy(&mut self) {
-        if self.start >= self.end && self.plain.0 >= self.plain.1 {
-            *self = Input {
-                buf: None,
-                start: 0,
-                end: 0,
-                plain: (0, 0),
-                settled: true,
-            };
-        }
-    }
-}
-
-impl Output {
-    /// Free room at the end of the buffer (taken from the pool if none is held); what was
-    /// written already is dropped from the front first.
-    fn spare(&mut self) -> &mut [u8] {
-        let buf = self.buf.get_or_insert_with(PooledBuf::take).as_mut();
-        if self.pos > 0 {
-            buf.copy_within(self.pos..self.len, 0);
-            self.len -= self.pos;
-            self.pos = 0;
-        }
-        buf.get_mut(self.len..).unwrap_or_default()
     }
 }
 
@@ -480,56 +351,4 @@ fn general(why: &str) -> rustls::Error {
 /// The client closed before its handshake was done (worded as tokio-rustls's).
 fn handshake_eof() -> io::Error {
     io::Error::new(io::ErrorKind::UnexpectedEof, "tls handshake eof")
-}
-
-/// A write shutdown; the peer may be gone already, which makes it moot.
-fn shutdown(sock: &TcpStream) -> io::Result<()> {
-    match socket2::SockRef::from(sock).shutdown(Shutdown::Write) {
-        Err(e) if e.kind() != io::ErrorKind::NotConnected => Err(e),
-        _ => Ok(()),
-    }
-}
-
-/// The relay's client leg: the client's socket (owned, so that the connection can park) and
-/// its session.
-pub struct Client {
-    sock: TcpStream,
-    tls: ClientTls,
-}
-
-impl Client {
-    pub fn new(sock: TcpStream, tls: ClientTls) -> Self {
-        Client { sock, tls }
-    }
-
-    /// The socket and rustls's state, to park.
-    pub fn into_parts(self) -> (TcpStream, Box<UnbufferedServerConnection>) {
-        (self.sock, self.tls.into_conn())
-    }
-}
-
-impl Leg for Client {
-    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
-        self.tls.poll_fill(&self.sock, cx)
-    }
-
-    fn consume(&mut self, n: usize) {
-        self.tls.consume(n)
-    }
-
-    fn poll_write(&mut self, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
-        self.tls.poll_write(&self.sock, cx, data)
-    }
-
-    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.tls.poll_send(&self.sock, cx)
-    }
-
-    fn poll_finish(&mut self, cx: &mut Context<'_>, half_close: bool) -> Poll<io::Result<()>> {
-        self.tls.poll_close(&self.sock, cx, half_close)
-    }
-
-    fn at_rest(&self) -> bool {
-        self.tls.at_rest()
-    }
 }
