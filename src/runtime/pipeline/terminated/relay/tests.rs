@@ -40,6 +40,13 @@ pub(crate) fn configs() -> (Arc<rustls::ServerConfig>, tokio_rustls::TlsConnecto
 
 /// [`configs`], the client's as rustls's own.
 pub(crate) fn raw_configs() -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
+    raw_configs_for(rustls::DEFAULT_VERSIONS)
+}
+
+/// [`raw_configs`], the client offering only `versions`.
+pub(crate) fn raw_configs_for(
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
     let ck = rcgen::generate_simple_self_signed(vec!["relay.test".to_string()]).unwrap();
     let cert = ck.cert.der().clone();
     let key = PrivateKeyDer::try_from(ck.signing_key.serialize_der()).unwrap();
@@ -53,7 +60,7 @@ pub(crate) fn raw_configs() -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientCon
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert).unwrap();
     let client = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();

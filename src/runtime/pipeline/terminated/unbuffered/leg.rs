@@ -9,6 +9,9 @@ use rustls::server::UnbufferedServerConnection;
 use tokio::net::TcpStream;
 
 use super::{general, ClientTls, Input, Output, Step, Want, PLAIN_ROOM};
+
+/// The largest record on the wire: header, 2^14 bytes and the most expansion TLS allows.
+const MAX_RECORD: usize = 5 + 16 * 1024 + 2048;
 use crate::runtime::pipeline::relay::PooledBuf;
 use crate::runtime::pipeline::terminated::legs::Leg;
 
@@ -22,13 +25,16 @@ impl ClientTls {
         loop {
             let input = &mut self.input;
             let buf = input.buf.get_or_insert_with(PooledBuf::take).as_mut();
-            // What rustls has not discarded goes to the front (no plaintext waits past it).
-            if input.start > 0 {
+            let limit = buf.len().saturating_sub(PLAIN_ROOM);
+            // What rustls has not discarded (a partial record, as a rule) goes to the front once
+            // a whole record might not fit after it (no plaintext waits past it now).
+            if input.start >= input.end {
+                (input.start, input.end) = (0, 0);
+            } else if input.start > 0 && limit.saturating_sub(input.end) < MAX_RECORD {
                 buf.copy_within(input.start..input.end, 0);
                 input.end -= input.start;
                 input.start = 0;
             }
-            let limit = buf.len().saturating_sub(PLAIN_ROOM);
             let Some(room) = buf.get_mut(input.end..limit).filter(|r| !r.is_empty()) else {
                 let error = general("tls: message larger than the buffer");
                 return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, error)));

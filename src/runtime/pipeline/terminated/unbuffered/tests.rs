@@ -13,7 +13,7 @@ use super::ClientTls;
 use crate::runtime::pipeline::relay::{End, Progress, Side};
 use crate::runtime::pipeline::terminated::handshake::{Streams, Upstream};
 use crate::runtime::pipeline::terminated::relay::tests::{
-    configs, meters, pair, raw_configs, terminate,
+    configs, meters, pair, raw_configs, raw_configs_for, terminate,
 };
 use crate::runtime::pipeline::terminated::relay::Legs;
 
@@ -308,4 +308,42 @@ async fn a_hello_read_beforehand_is_replayed_and_a_quiet_leg_holds_no_buffer() {
         panic!("a plain upstream")
     };
     assert!(client.tls.input.buf.is_none() && client.tls.output.buf.is_none());
+}
+
+/// TLS 1.2 (explicit nonces, no key updates): a handshake and bulk both ways.
+#[tokio::test]
+async fn tls12_bulk_both_ways() {
+    const LEN: usize = 300_000;
+    let (config, tls12) = raw_configs_for(&[&rustls::version::TLS12]);
+    let connector = tokio_rustls::TlsConnector::from(tls12);
+    let (client_app, client_side) = pair().await;
+    let (upstream_side, server_app) = pair().await;
+    let client = async {
+        let name = ServerName::try_from("relay.test").unwrap();
+        let tls = connector.connect(name, client_app).await.unwrap();
+        assert_eq!(
+            tls.get_ref().1.protocol_version(),
+            Some(rustls::ProtocolVersion::TLSv1_2)
+        );
+        let (mut r, mut w) = tokio::io::split(tls);
+        let write = async {
+            w.write_all(&pattern(LEN, 3)).await.unwrap();
+            w.shutdown().await.unwrap();
+        };
+        let read = async {
+            let mut back = Vec::new();
+            r.read_to_end(&mut back).await.unwrap();
+            back
+        };
+        tokio::join!(write, read).1
+    };
+    let upstream = async {
+        let (mut r, mut w) = tokio::io::split(server_app);
+        tokio::io::copy(&mut r, &mut w).await.unwrap();
+        w.shutdown().await.unwrap();
+    };
+    let proxy = terminate(config, client_side, upstream_side, WAIT);
+    let (back, transfer, ()) = tokio::join!(client, proxy, upstream);
+    assert!(back == pattern(LEN, 3), "{} bytes back", back.len());
+    assert_eq!(transfer.end, End::Done);
 }
