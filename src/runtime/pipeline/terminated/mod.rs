@@ -80,8 +80,16 @@ pub async fn connect(
 }
 
 /// Relays a terminated connection until it ends (reported here) or parks.
-pub async fn relay<H: Host>(stream: TcpStream, streams: Streams, session: Session<H>) {
-    run(Legs::new(stream, streams), session).await
+///
+/// Not an async fn: its arguments would stay in the task beside the relay's own copies (the
+/// legs made of them, the session) for the connection's whole life; the task is `run`'s future
+/// alone.
+pub fn relay<H: Host>(
+    stream: TcpStream,
+    streams: Streams,
+    session: Session<H>,
+) -> impl std::future::Future<Output = ()> {
+    run(Legs::new(stream, streams), session)
 }
 
 /// Relay turns until the end, parked while quiet in between, as passthrough connections are
