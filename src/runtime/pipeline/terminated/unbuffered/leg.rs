@@ -95,8 +95,12 @@ impl ClientTls {
             }
             match step {
                 Ok(Step::NeedMore) => {
-                    // A TCP EOF without close_notify: the end, as for a plain socket.
+                    // A TCP EOF without close_notify: the end, as for a plain socket (the
+                    // buffer goes back unless a partial record is left in it).
                     self.ended = ready!(self.poll_read(sock, cx))? == 0;
+                    if self.ended {
+                        self.input.tidy();
+                    }
                 }
                 Ok(_) => {}
                 Err(error) => return Poll::Ready(Err(self.fail(sock, error))),

@@ -257,7 +257,10 @@ impl ClientTls {
                     transmit.done();
                 }
                 ConnectionState::PeerClosed | ConnectionState::Closed => {
-                    input.start += discard;
+                    // rustls reads nothing after a close_notify: what follows it is dropped, and
+                    // the buffer with it (a half-closed connection may park).
+                    input.start = input.end;
+                    input.tidy();
                     self.ended = true;
                     match want {
                         Want::Read => return Ok(Step::Ended),

@@ -347,3 +347,46 @@ async fn tls12_bulk_both_ways() {
     assert!(back == pattern(LEN, 3), "{} bytes back", back.len());
     assert_eq!(transfer.end, End::Done);
 }
+
+/// A client that sent close_notify and waits for its answer holds no buffer: the relay parks,
+/// and the answer, then close_notify, reach it after the resume.
+#[tokio::test]
+async fn a_half_closed_client_parks_and_gets_its_answer() {
+    let (config, connector) = configs();
+    let (client_app, client_side) = pair().await;
+    let (upstream_side, mut server_app) = pair().await;
+    let name = ServerName::try_from("relay.test").unwrap();
+    let (tls, mut legs) = tokio::join!(
+        connector.connect(name, client_app),
+        crate::runtime::pipeline::terminated::relay::tests::handshake(
+            config,
+            client_side,
+            upstream_side
+        )
+    );
+    let mut tls = tls.unwrap();
+    let m = meters();
+    let ask = async {
+        tls.write_all(b"question").await.unwrap();
+        tls.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        server_app.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"question");
+    };
+    let turn = legs.relay(WAIT, Duration::from_millis(50), &m, Progress::start());
+    let (turn, ()) = tokio::join!(turn, ask);
+    assert_eq!(turn.end, End::Quiet);
+    assert!(turn.progress.client_done && !turn.progress.upstream_done);
+    let (client, upstream, conns) = legs.into_parts();
+    let mut legs = Legs::from_parts(client, upstream, conns);
+    let answer = async {
+        server_app.write_all(b"answer").await.unwrap();
+        server_app.shutdown().await.unwrap();
+        let mut back = Vec::new();
+        tls.read_to_end(&mut back).await.unwrap();
+        assert_eq!(back, b"answer");
+    };
+    let (turn, ()) = tokio::join!(legs.relay(WAIT, WAIT, &m, turn.progress), answer);
+    assert_eq!(turn.end, End::Done);
+    assert_eq!(turn.progress.from_upstream, 6);
+}
