@@ -150,16 +150,21 @@ impl ClientTls {
 }
 
 impl Input {
+    /// Nothing held.
+    pub(super) fn empty() -> Input {
+        Input {
+            buf: None,
+            start: 0,
+            end: 0,
+            plain: (0, 0),
+            settled: true,
+        }
+    }
+
     /// Gives the buffer back to the pool when nothing is left in it.
     pub(super) fn tidy(&mut self) {
         if self.start >= self.end && self.plain.0 >= self.plain.1 {
-            *self = Input {
-                buf: None,
-                start: 0,
-                end: 0,
-                plain: (0, 0),
-                settled: true,
-            };
+            *self = Input::empty();
         }
     }
 }

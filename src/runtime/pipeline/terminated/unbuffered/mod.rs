@@ -5,9 +5,9 @@
 //!
 //! Incoming: ciphertext is read into a pooled buffer (`start..end`, what rustls has not
 //! discarded yet: a partial record, or a handshake message split across records, stays at its
-//! front); rustls decrypts a record in place and hands its plaintext out, which is copied just
-//! past the ciphertext (`plain`, room for one record being kept free there) and passed on from
-//! there. Outgoing: handshake flights, alerts and records are encoded into a pooled buffer and
+//! front); rustls decrypts a record in place there and hands its plaintext out (rustls 0.23
+//! copies it into a short-lived `Vec` of its own first), which is copied just past the
+//! ciphertext (`plain`, room for one record being kept free there) and passed on from there. Outgoing: handshake flights, alerts and records are encoded into a pooled buffer and
 //! written from it; more plaintext is encrypted only once what was before is out.
 
 mod leg;
@@ -84,13 +84,7 @@ enum Step {
 impl ClientTls {
     /// A session whose first bytes, the ClientHello and whatever followed it, are `hello`.
     pub fn new(conn: UnbufferedServerConnection, hello: &[u8]) -> io::Result<ClientTls> {
-        let mut input = Input {
-            buf: None,
-            start: 0,
-            end: 0,
-            plain: (0, 0),
-            settled: true,
-        };
+        let mut input = Input::empty();
         if !hello.is_empty() {
             let mut buf = PooledBuf::take();
             let room = buf.as_mut();
@@ -119,13 +113,7 @@ impl ClientTls {
     pub fn resume(conn: Box<UnbufferedServerConnection>) -> ClientTls {
         ClientTls {
             conn,
-            input: Input {
-                buf: None,
-                start: 0,
-                end: 0,
-                plain: (0, 0),
-                settled: true,
-            },
+            input: Input::empty(),
             output: Output::default(),
             ended: false,
             closing: false,
