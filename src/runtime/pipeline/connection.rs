@@ -77,27 +77,26 @@ pub async fn handle(
             // In a task of its own, sized for it: this one, sized for a passthrough relay, is
             // freed now (the next connection's task takes its place), not when the connection
             // parks or ends. Same worker: its sockets are registered with this reactor.
-            let detached = terminated::detach(streams);
-            tokio::spawn(terminated::relay(stream, detached, session));
+            tokio::spawn(terminated::relay(stream, *streams, session));
         }
     }
 }
 
 /// The two sockets' sides of a connection ready to relay.
-enum Legs<'a> {
+enum Legs {
     /// Passthrough: the upstream with the client's first bytes already written to it.
     Plain(TcpStream),
     /// TLS terminated here, the upstream connected.
-    Tls(Box<terminated::Streams<'a>>),
+    Tls(Box<terminated::Streams>),
 }
 
 /// Route, then connect by the route's leg.
-async fn establish<'a>(
-    stream: &'a TcpStream,
+async fn establish(
+    stream: &TcpStream,
     peer: PeerAddr,
     at: At<'_>,
     record: &mut Record,
-) -> Result<Established<Legs<'a>>, Refused> {
+) -> Result<Established<Legs>, Refused> {
     let routed = routing::route(stream, peer, at, record).await?;
     if routed.route.tls.terminates() {
         // Boxed on its own: the handshake's state is several KiB, and inline it would make

@@ -10,9 +10,9 @@ use metrics::Histogram;
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
-use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tokio_rustls::TlsConnector;
 
-use super::io::ClientIo;
+use super::unbuffered::ClientTls;
 use crate::model::config::{Health, Timeouts};
 use crate::model::route::{Tag, TlsMode};
 use crate::runtime::observe::{Record, TlsNote};
@@ -30,14 +30,18 @@ use crate::runtime::upstream::endpoint::Lease;
 const SLOT_WAIT: Duration = Duration::from_millis(500);
 
 /// A terminated connection, ready to relay plaintext (its upstream's [`Lease`] is handed
-/// back beside it: the connection holds it until its end is reported).
-pub struct Streams<'a> {
-    /// rustls over the borrowed client socket.
-    pub client: tokio_rustls::server::TlsStream<ClientIo<'a>>,
+/// back beside it: the connection holds it until its end is reported). The client's socket is
+/// not in it: the relay takes it over.
+pub struct Streams {
+    /// The client's session (rustls's unbuffered state, and any application data that came
+    /// with its Finished).
+    pub client: ClientTls,
     pub upstream: Upstream,
 }
 
-/// The upstream leg: plaintext (`terminate`) or TLS again (`reencrypt`).
+/// The upstream leg: plaintext (`terminate`) or TLS again (`reencrypt`). The upstream side
+/// stays on rustls's buffered client (through tokio-rustls): one per `reencrypt` connection,
+/// and only the client side's idle cost was worth the unbuffered API's extra work.
 pub enum Upstream {
     Plain(TcpStream),
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
@@ -67,13 +71,13 @@ pub struct Live<'s> {
 }
 
 /// Handshake with the client (the ClientHello is in `preamble`), then the upstream.
-pub async fn establish<'a>(
-    stream: &'a TcpStream,
+pub async fn establish(
+    stream: &TcpStream,
     state: Live<'_>,
     target: Target<'_>,
-    mut preamble: Preamble,
+    preamble: Preamble,
     record: &mut Record,
-) -> Result<(Streams<'a>, Lease), Outcome> {
+) -> Result<(Streams, Lease), Outcome> {
     let route = target.route;
     let deadline = record.accepted + state.timeouts.client_hello;
     let mut note = TlsNote {
@@ -108,19 +112,21 @@ pub async fn establish<'a>(
         return Err(Outcome::TlsHandshakeFailed);
     };
     let started = Instant::now();
-    let io = ClientIo::new(
-        stream,
-        std::mem::take(&mut preamble.buf),
-        preamble.tls_start,
-    );
+    let client = rustls::server::UnbufferedServerConnection::new(config.clone())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+        .and_then(|conn| ClientTls::new(conn, preamble.tls_bytes()));
     drop(preamble);
-    let accepted =
-        tokio::time::timeout_at(deadline, TlsAcceptor::from(config.clone()).accept(io)).await;
+    let accepted = match client {
+        Ok(mut client) => tokio::time::timeout_at(deadline, client.handshake(stream))
+            .await
+            .map(|done| done.map(|()| client)),
+        Err(error) => Ok(Err(error)),
+    };
     in_flight.decrement(1.0);
     drop(slot);
     let took = started.elapsed();
     note.handshake_us = u32::try_from(took.as_micros()).unwrap_or(u32::MAX);
-    let client = match accepted {
+    let mut client = match accepted {
         Ok(Ok(client)) => client,
         failed => {
             let error = match &failed {
@@ -135,7 +141,7 @@ pub async fn establish<'a>(
         }
     };
     state.tls.counted(Side::Client, Ok(()), took);
-    note.version = match client.get_ref().1.protocol_version() {
+    note.version = match client.conn().protocol_version() {
         Some(rustls::ProtocolVersion::TLSv1_3) => 13,
         Some(rustls::ProtocolVersion::TLSv1_2) => 12,
         _ => 0,
@@ -156,7 +162,7 @@ pub async fn establish<'a>(
     let connected = match connect::recorded(route, attempt, record, state.connect_seconds).await {
         Ok(connected) => connected,
         Err(outcome) => {
-            close_notify(client).await;
+            close_notify(&mut client, stream).await;
             return Err(outcome);
         }
     };
@@ -171,7 +177,7 @@ pub async fn establish<'a>(
             let upstream_addr = connected.lease.endpoint().addr;
             tracing::debug!(%upstream_addr, why, "the upstream refused SSLRequest");
             record.detail = Some(why);
-            close_notify(client).await;
+            close_notify(&mut client, stream).await;
             return Err(Outcome::UpstreamSslRefused);
         }
     } else if !target.proxy_header.is_empty() {
@@ -195,8 +201,8 @@ pub async fn establish<'a>(
 /// Ends a client's session whose upstream could not be reached. Its handshake is done, so only
 /// an encrypted alert is valid, and the only one rustls sends on request is `close_notify`: the
 /// client at least sees the TLS session closed, not a bare TCP close (README "Refusals").
-async fn close_notify(mut client: tokio_rustls::server::TlsStream<ClientIo<'_>>) {
-    let shutdown = tokio::io::AsyncWriteExt::shutdown(&mut client);
+async fn close_notify(client: &mut ClientTls, stream: &TcpStream) {
+    let shutdown = std::future::poll_fn(|cx| client.poll_close(stream, cx, true));
     let _ = tokio::time::timeout(CLOSE_WAIT, shutdown).await;
 }
 

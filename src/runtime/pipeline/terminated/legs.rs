@@ -1,11 +1,13 @@
 //! The two ends of a terminated relay, as plaintext sources and sinks: a TCP socket, or rustls
 //! over one, driven here directly (not through tokio-rustls) so that nothing is held while the
-//! connection is idle.
+//! connection is idle. The client's end is rustls's unbuffered server ([`super::unbuffered`]);
+//! the ends here are the upstream's.
 //!
 //! A plain end borrows a pooled copy buffer only from a read until its bytes are written on. A
-//! TLS end's plaintext waits in rustls's own buffer until it is passed on (no copy of ours), and
-//! what is written to it is encrypted into rustls's output queue only once that queue is empty,
-//! so one chunk at most waits there for a slow peer.
+//! TLS end's (a `reencrypt` upstream's, rustls's buffered client) plaintext waits in rustls's
+//! own buffer until it is passed on (no copy of ours), and what is written to it is encrypted
+//! into rustls's output queue only once that queue is empty, so one chunk at most waits there
+//! for a slow peer.
 
 use std::io::{self, BufRead, Read, Write};
 use std::net::Shutdown;
@@ -131,8 +133,7 @@ impl<T: DerefMut> DerefMut for Boxed<T> {
     }
 }
 
-/// The socket under a TLS end, and how rustls reads it (the client's may replay bytes read
-/// before the handshake).
+/// The socket under a TLS end, and how rustls reads it.
 pub trait Socket: Read {
     fn sock(&self) -> &TcpStream;
 }
@@ -256,48 +257,6 @@ fn shutdown(sock: &TcpStream) -> io::Result<()> {
     match socket2::SockRef::from(sock).shutdown(Shutdown::Write) {
         Err(e) if e.kind() != io::ErrorKind::NotConnected => Err(e),
         _ => Ok(()),
-    }
-}
-
-/// The client's socket, owned (so that the connection can park), replaying what the handshake
-/// left of the preamble's bytes (nothing, as a rule) before reading it.
-pub struct Client {
-    sock: TcpStream,
-    rest: Vec<u8>,
-    pos: usize,
-}
-
-impl Client {
-    pub fn new(sock: TcpStream, rest: Vec<u8>, pos: usize) -> Self {
-        Client { sock, rest, pos }
-    }
-
-    /// The socket, to park: a quiet relay has read the socket itself, so nothing is left to
-    /// replay.
-    pub fn into_sock(self) -> TcpStream {
-        self.sock
-    }
-}
-
-impl Read for Client {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if let Some(rest) = self.rest.get(self.pos..).filter(|r| !r.is_empty()) {
-            let n = rest.len().min(buf.len());
-            buf[..n].copy_from_slice(rest.get(..n).unwrap_or_default());
-            self.pos += n;
-            if self.pos >= self.rest.len() {
-                self.rest = Vec::new();
-                self.pos = 0;
-            }
-            return Ok(n);
-        }
-        self.sock.try_read(buf)
-    }
-}
-
-impl Socket for Client {
-    fn sock(&self) -> &TcpStream {
-        &self.sock
     }
 }
 

@@ -2,19 +2,18 @@
 //!
 //! Routing, allowlists and their refusal alerts happen before any of this, on the peeked
 //! ClientHello, exactly as for passthrough; [`connect`] then runs the client's handshake
-//! (rustls, fed the bytes the preamble already read), connects to the upstream (plaintext on
+//! (rustls's unbuffered API, fed the bytes the preamble already read), connects to the upstream (plaintext on
 //! the listener's `upstream_port_plain`, or TLS again, verified), and [`relay`] moves the
 //! plaintext both ways until the end, parked while quiet. The configurations and the handshake bound come from the
 //! live state's [`crate::runtime::tls::Tls`].
 
 mod handshake;
-mod io;
 mod legs;
 mod relay;
+mod unbuffered;
 
 pub use handshake::Streams;
 
-use rustls::ServerConnection;
 use tokio::net::TcpStream;
 
 use crate::runtime::observe::Record;
@@ -26,16 +25,16 @@ use crate::runtime::pipeline::routing::{Established, Refused, Routed};
 use crate::runtime::pipeline::session::{self, Host, ParkResult, Resume, Session};
 use crate::runtime::pipeline::{postgres, proxy_out};
 use crate::runtime::workers;
-use handshake::{Live, Target, Upstream};
+use handshake::{Live, Target};
 use relay::{Conns, Legs};
 
 /// The client's handshake, then the upstream (with the PROXY header, if the route wants one).
-pub async fn connect<'a>(
-    stream: &'a TcpStream,
+pub async fn connect(
+    stream: &TcpStream,
     routed: Routed,
     at: At<'_>,
     record: &mut Record,
-) -> Result<Established<Streams<'a>>, Refused> {
+) -> Result<Established<Streams>, Refused> {
     let Routed {
         route,
         sticky,
@@ -80,29 +79,17 @@ pub async fn connect<'a>(
     }
 }
 
-/// What the handshake leaves for the relay, the client's socket no longer borrowed: rustls's
-/// server state, the preamble's bytes it has not read yet (`buf[pos..]`), the upstream.
-pub struct Detached {
-    conn: Box<ServerConnection>,
-    rest: (Vec<u8>, usize),
-    upstream: Upstream,
-}
-
-/// Ends the streams' borrow of the client's socket, so that the relay can own it (and park it).
-/// The box the streams came in is freed here, not when the relay ends.
-pub fn detach(streams: Box<Streams<'_>>) -> Detached {
-    let Streams { client, upstream } = *streams;
-    let (io, conn) = client.into_inner();
-    Detached {
-        conn: Box::new(conn),
-        rest: io.into_rest(),
-        upstream,
-    }
-}
-
 /// Relays a terminated connection until it ends (reported here) or parks.
-pub async fn relay<H: Host>(stream: TcpStream, detached: Detached, session: Session<H>) {
-    run(Legs::new(stream, detached), session).await
+///
+/// Not an async fn: its arguments would stay in the task beside the relay's own copies (the
+/// legs made of them, the session) for the connection's whole life; the task is `run`'s future
+/// alone.
+pub fn relay<H: Host>(
+    stream: TcpStream,
+    streams: Streams,
+    session: Session<H>,
+) -> impl std::future::Future<Output = ()> {
+    run(Legs::new(stream, streams), session)
 }
 
 /// Relay turns until the end, parked while quiet in between, as passthrough connections are

@@ -4,8 +4,9 @@
 //! upstream's EOF becomes close_notify and a write shutdown to the client).
 //!
 //! One poll function over both directions ([`super::legs`]): an idle connection holds rustls's
-//! state and no copy buffer (a read borrows one from the relay's pool until its bytes are
-//! written on), so it costs a few KiB rather than two 16 KiB buffers. A quiet one ends its turn
+//! state and no buffer (a read borrows one from the relay's pool until its bytes are written
+//! on; the client's ciphertext too, [`super::unbuffered`]), so it costs a few KiB rather than
+//! two 16 KiB buffers. A quiet one ends its turn
 //! ([`End::Quiet`]) and is parked, its rustls state beside its sockets, as passthrough ones are.
 
 use std::future::Future;
@@ -15,13 +16,14 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use rustls::{ClientConnection, ServerConnection};
+use rustls::server::UnbufferedServerConnection;
+use rustls::ClientConnection;
 
 use tokio::net::TcpStream;
 
-use super::handshake::Upstream;
-use super::legs::{Boxed, Client, Leg, Owned, Plain, Tls};
-use super::Detached;
+use super::handshake::{Streams, Upstream};
+use super::legs::{Boxed, Leg, Owned, Plain, Tls};
+use super::unbuffered::{Client, ClientTls};
 use crate::runtime::pipeline::relay::{End, Meter, Meters, Progress, Side, Transfer};
 use crate::runtime::socket;
 
@@ -29,29 +31,23 @@ use crate::runtime::socket;
 /// which then holds each end once (an async fn's arguments stay in its future for its whole
 /// life, so passing rustls's state down by value would keep a copy at every level).
 pub enum Legs {
-    Plain(Tls<Boxed<ServerConnection>, Client>, Plain),
+    Plain(Client, Plain),
     /// Reencrypted: the upstream's rustls state boxed too.
-    Tls(
-        Tls<Boxed<ServerConnection>, Client>,
-        Tls<Boxed<ClientConnection>, Owned>,
-    ),
+    Tls(Client, Tls<Boxed<ClientConnection>, Owned>),
 }
 
-/// A quiet connection's rustls state, kept while its sockets are parked.
+/// A quiet connection's rustls state, kept while its sockets are parked: the client's
+/// unbuffered session holds no buffer then.
 pub struct Conns {
-    pub client: Box<ServerConnection>,
+    pub client: Box<UnbufferedServerConnection>,
     pub upstream: Option<Box<ClientConnection>>,
 }
 
 impl Legs {
     /// The client's socket (owned: the connection may park) and what its handshake left.
-    pub fn new(stream: TcpStream, detached: Detached) -> Self {
-        let Detached {
-            conn,
-            rest,
-            upstream,
-        } = detached;
-        let client = Tls::new(Client::new(stream, rest.0, rest.1), Boxed(conn));
+    pub fn new(stream: TcpStream, streams: Streams) -> Self {
+        let Streams { client, upstream } = streams;
+        let client = Client::new(stream, client);
         match upstream {
             Upstream::Plain(tcp) => {
                 let _ = socket::keep_alive(socket2::SockRef::from(&tcp));
@@ -69,28 +65,28 @@ impl Legs {
     pub fn into_parts(self) -> (TcpStream, TcpStream, Conns) {
         match self {
             Legs::Plain(client, up) => {
-                let (io, conn) = client.into_parts();
+                let (sock, conn) = client.into_parts();
                 let conns = Conns {
-                    client: conn.0,
+                    client: conn,
                     upstream: None,
                 };
-                (io.into_sock(), up.into_sock(), conns)
+                (sock, up.into_sock(), conns)
             }
             Legs::Tls(client, up) => {
-                let (io, conn) = client.into_parts();
+                let (sock, conn) = client.into_parts();
                 let (up, up_conn) = up.into_parts();
                 let conns = Conns {
-                    client: conn.0,
+                    client: conn,
                     upstream: Some(up_conn.0),
                 };
-                (io.into_sock(), up.0, conns)
+                (sock, up.0, conns)
             }
         }
     }
 
     /// A parked connection's ends again.
     pub fn from_parts(client: TcpStream, upstream: TcpStream, conns: Conns) -> Self {
-        let tls = Tls::new(Client::new(client, Vec::new(), 0), Boxed(conns.client));
+        let tls = Client::new(client, ClientTls::resume(conns.client));
         match conns.upstream {
             None => Legs::Plain(tls, Plain::new(upstream)),
             Some(conn) => Legs::Tls(tls, Tls::new(Owned(upstream), Boxed(conn))),
@@ -304,4 +300,4 @@ fn failed(error: io::Error, side: Side, done: (bool, bool)) -> End {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

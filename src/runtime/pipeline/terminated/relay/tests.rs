@@ -8,16 +8,15 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::*;
 use crate::runtime::pipeline::terminated::handshake::Streams;
-use crate::runtime::pipeline::terminated::io::ClientIo;
 
-async fn pair() -> (TcpStream, TcpStream) {
+pub(crate) async fn pair() -> (TcpStream, TcpStream) {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let a = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
     let (b, _) = l.accept().await.unwrap();
     (a, b)
 }
 
-fn meters() -> Meters<'static> {
+pub(crate) fn meters() -> Meters<'static> {
     static NOOP: OnceLock<Counter> = OnceLock::new();
     static BYTES: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
     let noop = NOOP.get_or_init(Counter::noop);
@@ -34,7 +33,20 @@ fn meters() -> Meters<'static> {
 }
 
 /// A server configuration with a certificate made now, and a client that trusts it.
-fn configs() -> (Arc<rustls::ServerConfig>, tokio_rustls::TlsConnector) {
+pub(crate) fn configs() -> (Arc<rustls::ServerConfig>, tokio_rustls::TlsConnector) {
+    let (server, client) = raw_configs();
+    (server, tokio_rustls::TlsConnector::from(client))
+}
+
+/// [`configs`], the client's as rustls's own.
+pub(crate) fn raw_configs() -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
+    raw_configs_for(rustls::DEFAULT_VERSIONS)
+}
+
+/// [`raw_configs`], the client offering only `versions`.
+pub(crate) fn raw_configs_for(
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
     let ck = rcgen::generate_simple_self_signed(vec!["relay.test".to_string()]).unwrap();
     let cert = ck.cert.der().clone();
     let key = PrivateKeyDer::try_from(ck.signing_key.serialize_der()).unwrap();
@@ -48,43 +60,35 @@ fn configs() -> (Arc<rustls::ServerConfig>, tokio_rustls::TlsConnector) {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert).unwrap();
     let client = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    (
-        Arc::new(server),
-        tokio_rustls::TlsConnector::from(Arc::new(client)),
-    )
+    (Arc::new(server), Arc::new(client))
 }
 
 /// Long enough that the tests that do not park never do.
-const NEVER: Duration = Duration::from_secs(3600);
+pub(crate) const NEVER: Duration = Duration::from_secs(3600);
 
 /// The client's handshake on `client`, then the legs to relay to `upstream`.
-async fn handshake(
+pub(crate) async fn handshake(
     config: Arc<rustls::ServerConfig>,
     client: TcpStream,
     upstream: TcpStream,
 ) -> Legs {
-    let detached = {
-        let io = ClientIo::new(&client, Vec::new(), 0);
-        let tls = tokio_rustls::TlsAcceptor::from(config)
-            .accept(io)
-            .await
-            .unwrap();
-        let streams = Streams {
-            client: tls,
-            upstream: Upstream::Plain(upstream),
-        };
-        crate::runtime::pipeline::terminated::detach(Box::new(streams))
+    let conn = rustls::server::UnbufferedServerConnection::new(config).unwrap();
+    let mut tls = ClientTls::new(conn, &[]).unwrap();
+    tls.handshake(&client).await.unwrap();
+    let streams = Streams {
+        client: tls,
+        upstream: Upstream::Plain(upstream),
     };
-    Legs::new(client, detached)
+    Legs::new(client, streams)
 }
 
 /// The proxy's side: the client's handshake on `client`, then the relay to `upstream`; both
 /// sockets are closed when it returns.
-async fn terminate(
+pub(crate) async fn terminate(
     config: Arc<rustls::ServerConfig>,
     client: TcpStream,
     upstream: TcpStream,
