@@ -55,6 +55,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "admin",
             "cli",
             "from_chi",
+            "json_out",
             "log_sink",
             "log_text",
             "main",
