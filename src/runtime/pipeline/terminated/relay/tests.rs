@@ -130,19 +130,22 @@ async fn close_notify_half_closes_upstream_and_the_answer_ends_with_close_notify
     assert_eq!(transfer.progress.from_upstream, 5);
 }
 
-#[tokio::test]
-async fn bulk_both_ways_at_once_arrives_whole() {
-    const LEN: usize = 3 << 20;
-    let (config, connector) = configs();
+/// `len` bytes from a TLS client (`connector`) through a terminating relay to an echoing upstream,
+/// both directions at once: what came back, how the relay ended, and the version negotiated.
+pub(crate) async fn echo_through(
+    config: Arc<rustls::ServerConfig>,
+    connector: tokio_rustls::TlsConnector,
+    len: usize,
+) -> (Vec<u8>, Transfer, Option<rustls::ProtocolVersion>) {
     let (client_app, client_side) = pair().await;
     let (upstream_side, server_app) = pair().await;
     let client = async {
         let name = ServerName::try_from("relay.test").unwrap();
         let tls = connector.connect(name, client_app).await.unwrap();
+        let version = tls.get_ref().1.protocol_version();
         let (mut r, mut w) = tokio::io::split(tls);
         let write = async {
-            let data: Vec<u8> = (0..LEN).map(|i| (i % 251) as u8).collect();
-            w.write_all(&data).await.unwrap();
+            w.write_all(&bulk(len)).await.unwrap();
             w.shutdown().await.unwrap();
         };
         let read = async {
@@ -150,7 +153,7 @@ async fn bulk_both_ways_at_once_arrives_whole() {
             r.read_to_end(&mut back).await.unwrap();
             back
         };
-        tokio::join!(write, read).1
+        (tokio::join!(write, read).1, version)
     };
     // An echoing upstream: both directions stream at once.
     let upstream = async {
@@ -159,9 +162,22 @@ async fn bulk_both_ways_at_once_arrives_whole() {
         w.shutdown().await.unwrap();
     };
     let proxy = terminate(config, client_side, upstream_side, Duration::from_secs(30));
-    let (back, transfer, ()) = tokio::join!(client, proxy, upstream);
+    let ((back, version), transfer, ()) = tokio::join!(client, proxy, upstream);
+    (back, transfer, version)
+}
+
+/// `len` bytes of a pattern that a shifted or dropped chunk would not repeat.
+pub(crate) fn bulk(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8).collect()
+}
+
+#[tokio::test]
+async fn bulk_both_ways_at_once_arrives_whole() {
+    const LEN: usize = 3 << 20;
+    let (config, connector) = configs();
+    let (back, transfer, _) = echo_through(config, connector, LEN).await;
     assert_eq!(back.len(), LEN);
-    assert!(back.iter().enumerate().all(|(i, b)| *b == (i % 251) as u8));
+    assert!(back == bulk(LEN));
     assert_eq!(transfer.end, End::Done);
     assert_eq!(transfer.progress.from_client, LEN as u64);
     assert_eq!(transfer.progress.from_upstream, LEN as u64);

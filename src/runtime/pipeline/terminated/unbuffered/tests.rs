@@ -13,7 +13,7 @@ use super::ClientTls;
 use crate::runtime::pipeline::relay::{End, Progress, Side};
 use crate::runtime::pipeline::terminated::handshake::{Streams, Upstream};
 use crate::runtime::pipeline::terminated::relay::tests::{
-    configs, meters, pair, raw_configs, raw_configs_for, terminate,
+    bulk, configs, echo_through, meters, pair, raw_configs, raw_configs_for, terminate,
 };
 use crate::runtime::pipeline::terminated::relay::Legs;
 
@@ -316,40 +316,12 @@ async fn tls12_bulk_both_ways() {
     const LEN: usize = 300_000;
     let (config, tls12) = raw_configs_for(&[&rustls::version::TLS12]);
     let connector = tokio_rustls::TlsConnector::from(tls12);
-    let (client_app, client_side) = pair().await;
-    let (upstream_side, server_app) = pair().await;
-    let client = async {
-        let name = ServerName::try_from("relay.test").unwrap();
-        let tls = connector.connect(name, client_app).await.unwrap();
-        assert_eq!(
-            tls.get_ref().1.protocol_version(),
-            Some(rustls::ProtocolVersion::TLSv1_2)
-        );
-        let (mut r, mut w) = tokio::io::split(tls);
-        let write = async {
-            w.write_all(&pattern(LEN, 3)).await.unwrap();
-            w.shutdown().await.unwrap();
-        };
-        let read = async {
-            let mut back = Vec::new();
-            r.read_to_end(&mut back).await.unwrap();
-            back
-        };
-        tokio::join!(write, read).1
-    };
-    let upstream = async {
-        let (mut r, mut w) = tokio::io::split(server_app);
-        tokio::io::copy(&mut r, &mut w).await.unwrap();
-        w.shutdown().await.unwrap();
-    };
-    let proxy = terminate(config, client_side, upstream_side, WAIT);
-    let (back, transfer, ()) = tokio::join!(client, proxy, upstream);
-    assert!(back == pattern(LEN, 3), "{} bytes back", back.len());
+    let (back, transfer, version) = echo_through(config, connector, LEN).await;
+    assert_eq!(version, Some(rustls::ProtocolVersion::TLSv1_2));
+    assert!(back == bulk(LEN), "{} bytes back", back.len());
     assert_eq!(transfer.end, End::Done);
 }
 
-/// A client that sent close_notify and waits for its answer holds no buffer: the relay parks,
-/// and the answer, then close_notify, reach it after the resume.
 #[tokio::test]
 async fn a_half_closed_client_parks_and_gets_its_answer() {
     let (config, connector) = configs();
