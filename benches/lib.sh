@@ -1,7 +1,8 @@
-# Shared by benches/load/run.sh and benches/tls/run.sh (sourced, not run): the command line,
+# Shared by the scripts of benches/load and benches/tls (sourced, not run): the command line,
 # child tracking, cleanup, the bound on the whole run, stopping a child, reading `key=value`
-# fields. A script sources it first, calls `parse_args "$@"`, and once W (its work directory) and
-# BUDGET_SECS are set, `start_bounds`; it defines `report` (printed when interrupted).
+# fields, the loadgen and floor binaries. A script sources it first, calls `parse_args "$@"`,
+# and once W (its work directory) and BUDGET_SECS are set, `start_bounds`; it defines `report`
+# (printed when interrupted).
 
 die() { echo "error: $*" >&2; exit 1; }
 
@@ -54,6 +55,27 @@ stop() {
     fi
     wait "$pid" 2>/dev/null || true
     untrack "$pid"
+}
+
+# loadgen_and_floor -> LG (the loadgen binary: $LOADGEN, else built) and FLOOR (the floor's
+# binary: $FLOOR, else built from ../shared/tools/floor into /tmp/floor-target when its source is
+# there; empty otherwise). Needs ROOT.
+loadgen_and_floor() {
+    if [ -z "${LOADGEN:-}" ]; then
+        (cd "$ROOT" && cargo build --quiet --release --example loadgen)
+        LOADGEN=${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/loadgen
+    fi
+    LG=$LOADGEN
+    if [ -z "${FLOOR:-}" ]; then
+        local dir
+        for dir in ${FLOOR_DIR:-} "$ROOT/../shared/tools/floor" "$ROOT/../../shared/tools/floor"; do
+            if [ -f "$dir/Cargo.toml" ]; then
+                CARGO_TARGET_DIR=/tmp/floor-target cargo build --quiet --release --manifest-path "$dir/Cargo.toml"
+                FLOOR=/tmp/floor-target/release/floor
+                break
+            fi
+        done
+    fi
 }
 
 # field LINE KEY -> the value of KEY=value in a client's result line

@@ -26,20 +26,7 @@ BUDGET_SECS=${BUDGET_SECS:-900}
 command -v valgrind >/dev/null || die "valgrind is needed (apt-get install valgrind)"
 command -v callgrind_control >/dev/null || die "callgrind_control is needed (valgrind's package)"
 
-if [ -z "${LOADGEN:-}" ]; then
-    (cd "$ROOT" && cargo build --quiet --release --example loadgen)
-    LOADGEN=${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/loadgen
-fi
-LG=$LOADGEN
-if [ -z "${FLOOR:-}" ]; then
-    for FLOOR_DIR in ${FLOOR_DIR:-} "$ROOT/../shared/tools/floor" "$ROOT/../../shared/tools/floor"; do
-        [ -f "$FLOOR_DIR/Cargo.toml" ] && break
-    done
-    if [ -f "$FLOOR_DIR/Cargo.toml" ]; then
-        CARGO_TARGET_DIR=/tmp/floor-target cargo build --quiet --release --manifest-path "$FLOOR_DIR/Cargo.toml"
-        FLOOR=/tmp/floor-target/release/floor
-    fi
-fi
+loadgen_and_floor
 
 W=$(mktemp -d /tmp/ch-edge-instructions.XXXXXX)
 RESULTS=()

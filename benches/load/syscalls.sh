@@ -35,20 +35,7 @@ CLK_TCK=$(getconf CLK_TCK)
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 command -v strace >/dev/null || die "strace is needed (apt-get install strace)"
 
-if [ -z "${LOADGEN:-}" ]; then
-    (cd "$ROOT" && cargo build --quiet --release --example loadgen)
-    LOADGEN=${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/loadgen
-fi
-LG=$LOADGEN
-if [ -z "${FLOOR:-}" ]; then
-    for FLOOR_DIR in ${FLOOR_DIR:-} "$ROOT/../shared/tools/floor" "$ROOT/../../shared/tools/floor"; do
-        [ -f "$FLOOR_DIR/Cargo.toml" ] && break
-    done
-    if [ -f "$FLOOR_DIR/Cargo.toml" ]; then
-        CARGO_TARGET_DIR=/tmp/floor-target cargo build --quiet --release --manifest-path "$FLOOR_DIR/Cargo.toml"
-        FLOOR=/tmp/floor-target/release/floor
-    fi
-fi
+loadgen_and_floor
 
 W=$(mktemp -d /tmp/ch-edge-syscalls.XXXXXX)
 available=()
