@@ -86,6 +86,22 @@ pub(crate) async fn handshake(
     Legs::new(client, streams)
 }
 
+/// A TLS client (`connector`) through the proxy's handshake: the client's stream, the proxy's
+/// legs, and the upstream application's end of its socket.
+pub(crate) async fn connected(
+    config: Arc<rustls::ServerConfig>,
+    connector: &tokio_rustls::TlsConnector,
+) -> (tokio_rustls::client::TlsStream<TcpStream>, Legs, TcpStream) {
+    let (client_app, client_side) = pair().await;
+    let (upstream_side, server_app) = pair().await;
+    let name = ServerName::try_from("relay.test").unwrap();
+    let (tls, legs) = tokio::join!(
+        connector.connect(name, client_app),
+        handshake(config, client_side, upstream_side)
+    );
+    (tls.unwrap(), legs, server_app)
+}
+
 /// The proxy's side: the client's handshake on `client`, then the relay to `upstream`; both
 /// sockets are closed when it returns.
 pub(crate) async fn terminate(
@@ -211,14 +227,7 @@ async fn a_quiet_connection_ends_idle() {
 #[tokio::test]
 async fn a_quiet_relay_parks_and_resumes_both_ways() {
     let (config, connector) = configs();
-    let (client_app, client_side) = pair().await;
-    let (upstream_side, mut server_app) = pair().await;
-    let name = ServerName::try_from("relay.test").unwrap();
-    let (tls, mut legs) = tokio::join!(
-        connector.connect(name, client_app),
-        handshake(config.clone(), client_side, upstream_side)
-    );
-    let mut tls = tls.unwrap();
+    let (mut tls, mut legs, mut server_app) = connected(config.clone(), &connector).await;
     let park_after = Duration::from_millis(50);
     let (idle, m) = (Duration::from_secs(30), meters());
     // One exchange, then quiet.
@@ -268,14 +277,7 @@ async fn a_quiet_relay_parks_and_resumes_both_ways() {
     );
 
     // Resumed and quiet again: the idle deadline counts from the last byte of the first turn.
-    let (client_app, client_side) = pair().await;
-    let (upstream_side, _server_app) = pair().await;
-    let name = ServerName::try_from("relay.test").unwrap();
-    let (tls, mut legs) = tokio::join!(
-        connector.connect(name, client_app),
-        handshake(config, client_side, upstream_side)
-    );
-    let _tls = tls;
+    let (_tls, mut legs, _server_app) = connected(config, &connector).await;
     let mut progress = Progress::start();
     progress.last_activity -= Duration::from_secs(29);
     let turn = legs.relay(idle, NEVER, &m, progress).await;

@@ -13,7 +13,7 @@ use super::ClientTls;
 use crate::runtime::pipeline::relay::{End, Progress, Side};
 use crate::runtime::pipeline::terminated::handshake::{Streams, Upstream};
 use crate::runtime::pipeline::terminated::relay::tests::{
-    bulk, configs, echo_through, meters, pair, raw_configs, raw_configs_for, terminate,
+    bulk, configs, connected, echo_through, meters, pair, raw_configs, raw_configs_for, terminate,
 };
 use crate::runtime::pipeline::terminated::relay::Legs;
 
@@ -325,18 +325,7 @@ async fn tls12_bulk_both_ways() {
 #[tokio::test]
 async fn a_half_closed_client_parks_and_gets_its_answer() {
     let (config, connector) = configs();
-    let (client_app, client_side) = pair().await;
-    let (upstream_side, mut server_app) = pair().await;
-    let name = ServerName::try_from("relay.test").unwrap();
-    let (tls, mut legs) = tokio::join!(
-        connector.connect(name, client_app),
-        crate::runtime::pipeline::terminated::relay::tests::handshake(
-            config,
-            client_side,
-            upstream_side
-        )
-    );
-    let mut tls = tls.unwrap();
+    let (mut tls, mut legs, mut server_app) = connected(config, &connector).await;
     let m = meters();
     let ask = async {
         tls.write_all(b"question").await.unwrap();
