@@ -2,14 +2,16 @@ use super::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-async fn pair() -> (TcpStream, TcpStream) {
+/// Two ends of a loopback TCP connection.
+pub(crate) async fn pair() -> (TcpStream, TcpStream) {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let a = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
     let (b, _) = l.accept().await.unwrap();
     (a, b)
 }
 
-fn meters() -> Meters<'static> {
+/// Byte meters that count into statics nobody reads.
+pub(crate) fn meters() -> Meters<'static> {
     static NOOP: std::sync::OnceLock<Counter> = std::sync::OnceLock::new();
     static BYTES: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
     let noop = NOOP.get_or_init(Counter::noop);

@@ -1,36 +1,12 @@
-use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
-use metrics::Counter;
 use rustls::pki_types::{PrivateKeyDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 use super::*;
+pub(crate) use crate::runtime::pipeline::relay::tests::{meters, pair};
 use crate::runtime::pipeline::terminated::handshake::Streams;
-
-pub(crate) async fn pair() -> (TcpStream, TcpStream) {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let a = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
-    let (b, _) = l.accept().await.unwrap();
-    (a, b)
-}
-
-pub(crate) fn meters() -> Meters<'static> {
-    static NOOP: OnceLock<Counter> = OnceLock::new();
-    static BYTES: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
-    let noop = NOOP.get_or_init(Counter::noop);
-    Meters {
-        from_client: Meter {
-            route: noop,
-            connection: &BYTES[0],
-        },
-        from_upstream: Meter {
-            route: noop,
-            connection: &BYTES[1],
-        },
-    }
-}
 
 /// A server configuration with a certificate made now, and a client that trusts it.
 pub(crate) fn configs() -> (Arc<rustls::ServerConfig>, tokio_rustls::TlsConnector) {
