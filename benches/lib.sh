@@ -78,5 +78,29 @@ loadgen_and_floor() {
     fi
 }
 
+# start_backend DIR [PIN...] -> bpid, ports (comma-separated) and port (a free one for the
+# proxy): the loadgen backend with four ports, started (under PIN, e.g. taskset) and tracked.
+start_backend() {
+    local dir=$1
+    shift
+    "$@" "$LG" backend --ports 4 --port-file "$dir/ports" >"$dir/backend.out" 2>&1 &
+    bpid=$!
+    PIDS+=("$bpid")
+    for _ in $(seq 100); do [ -s "$dir/ports" ] && break; sleep 0.1; done
+    [ -s "$dir/ports" ] || die "backend did not start"
+    ports=$(cat "$dir/ports")
+    port=$("$LG" free-port)
+}
+
+# bench_config PORT PORTS ROUTES [LISTENER_LINES] -> ch-edge-proxy's bench configuration on
+# stdout: one listener on PORT, ROUTES routes over the backend PORTS, PROXY v2 out.
+bench_config() {
+    printf 'listeners:\n  - name: bench\n    address: "127.0.0.1:%s"\n' "$1"
+    [ -n "${4:-}" ] && printf '%s\n' "$4"
+    printf 'timeouts: {client_hello: 5s, connect: 3s, idle: 1h}\n'
+    printf 'limits: {max_connections: 100000}\ndefaults:\n  proxy_protocol: v2\n'
+    "$LG" routes --format yaml --routes "$3" --ports "$2"
+}
+
 # field LINE KEY -> the value of KEY=value in a client's result line
 field() { sed -n "s/.*[ ]$2=\([^ ]*\).*/\1/p" <<<"$1"; }

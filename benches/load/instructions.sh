@@ -46,21 +46,10 @@ for name in $PROXIES; do
     esac
     d=$W/$name
     mkdir -p "$d"
-    "$LG" backend --ports 4 --port-file "$d/ports" >"$d/backend.out" 2>&1 &
-    bpid=$!
-    PIDS+=("$bpid")
-    for _ in $(seq 100); do [ -s "$d/ports" ] && break; sleep 0.1; done
-    [ -s "$d/ports" ] || die "backend did not start"
-    ports=$(cat "$d/ports")
-    port=$("$LG" free-port)
+    start_backend "$d"
     case $name in
         chp)
-            {
-                printf 'listeners:\n  - name: bench\n    address: "127.0.0.1:%s"\n' "$port"
-                printf 'timeouts: {client_hello: 5s, connect: 3s, idle: 1h}\n'
-                printf 'limits: {max_connections: 100000}\ndefaults:\n  proxy_protocol: v2\n'
-                "$LG" routes --format yaml --routes 1000 --ports "$ports"
-            } >"$d/config.yaml"
+            bench_config "$port" "$ports" 1000 >"$d/config.yaml"
             cmd=("$PROXY_BIN" run --config "$d/config.yaml") ;;
         floor)
             cmd=("$FLOOR" --mode epoll --listen "127.0.0.1:$port" --upstream "127.0.0.1:${ports%%,*}") ;;

@@ -86,22 +86,11 @@ for mode in $MODES; do
     for name in "${available[@]}"; do
         d=$W/$mode.$name
         mkdir -p "$d"
-        $PIN_LOAD "$LG" backend --ports 4 --port-file "$d/ports" >"$d/backend.out" 2>&1 &
-        bpid=$!
-        PIDS+=("$bpid")
-        for _ in $(seq 100); do [ -s "$d/ports" ] && break; sleep 0.1; done
-        [ -s "$d/ports" ] || die "backend did not start"
-        ports=$(cat "$d/ports")
-        port=$("$LG" free-port)
+        # shellcheck disable=SC2086 # PIN_LOAD is a command and its arguments, or nothing
+        start_backend "$d" $PIN_LOAD
         case $name in
             chp)
-                {
-                    printf 'listeners:\n  - name: bench\n    address: "127.0.0.1:%s"\n' "$port"
-                    [ -n "$CHP_EXTRA" ] && printf '%s\n' "$CHP_EXTRA"
-                    printf 'timeouts: {client_hello: 5s, connect: 3s, idle: 1h}\n'
-                    printf 'limits: {max_connections: 100000}\ndefaults:\n  proxy_protocol: v2\n'
-                    "$LG" routes --format yaml --routes "$ROUTES" --ports "$ports"
-                } >"$d/config.yaml"
+                bench_config "$port" "$ports" "$ROUTES" "$CHP_EXTRA" >"$d/config.yaml"
                 $PIN_PROXY "$PROXY_BIN" run --config "$d/config.yaml" >"$d/proxy.log" 2>&1 & ;;
             floor)
                 $PIN_PROXY "$FLOOR" --mode epoll --listen "127.0.0.1:$port" \
